@@ -1,0 +1,64 @@
+"""conveyor: write an ML pipeline once as typed Python functions, run it anywhere.
+
+``import conveyor`` is cheap: the names below are imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported lazily so that importing conveyor
+# (and running `conveyor --help`) loads neither pydantic nor SQLAlchemy.
+_EXPORTS = {
+    "BaseMaterializer": "conveyor.materializers",
+    "Client": "conveyor.client",
+    "ConveyorError": "conveyor.exceptions",
+    "Pipeline": "conveyor.dsl",
+    "ResourceSettings": "conveyor.ir",
+    "Schedule": "conveyor.ir",
+    "Step": "conveyor.dsl",
+    "StepContext": "conveyor.runtime",
+    "get_step_context": "conveyor.runtime",
+    "pipeline": "conveyor.dsl",
+    "step": "conveyor.dsl",
+}
+
+__all__ = [
+    "BaseMaterializer",
+    "Client",
+    "ConveyorError",
+    "Pipeline",
+    "ResourceSettings",
+    "Schedule",
+    "Step",
+    "StepContext",
+    "__version__",
+    "get_step_context",
+    "pipeline",
+    "step",
+]
+
+if TYPE_CHECKING:
+    from conveyor.client import Client
+    from conveyor.dsl import Pipeline, Step, pipeline, step
+    from conveyor.exceptions import ConveyorError
+    from conveyor.ir import ResourceSettings, Schedule
+    from conveyor.materializers import BaseMaterializer
+    from conveyor.runtime import StepContext, get_step_context
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,22 @@
+"""Names shared across conveyor: entry point groups and environment variables."""
+
+FLAVORS_GROUP = "conveyor.flavors"
+"""Entry point group of stack component flavors, named ``<component_type>.<flavor>``."""
+
+MATERIALIZERS_GROUP = "conveyor.materializers"
+"""Entry point group of materializers, named after the type they handle."""
+
+REPOSITORY_DIR = ".conveyor"
+"""The folder that marks a conveyor repository (found from any subfolder)."""
+
+ENV_REPOSITORY = "CONVEYOR_REPOSITORY"
+"""A folder holding (or to hold) ``.conveyor/``; skips the upward search."""
+
+ENV_STORE_URL = "CONVEYOR_STORE_URL"
+"""SQLAlchemy URL of the metadata store; overrides the repository config."""
+
+ENV_SOURCE_ROOT = "CONVEYOR_SOURCE_ROOT"
+"""Folder that step processes put first on ``sys.path`` to import user code."""
+
+ENV_STACK = "CONVEYOR_STACK"
+"""Name of a stack to use instead of the active one."""

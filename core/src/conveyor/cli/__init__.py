@@ -1,0 +1,5 @@
+"""The ``conveyor`` command line."""
+
+from conveyor.cli._main import main
+
+__all__ = ["main"]

@@ -1,0 +1,21 @@
+"""Writing pipelines: ``@step`` and ``@pipeline``, traced into the IR."""
+
+from conveyor.dsl._pipeline import ENTRYPOINT_ENV, Pipeline, pipeline
+from conveyor.dsl._step import Step, step
+from conveyor.dsl._tracing import StepOutput, StepOutputs
+from conveyor.dsl._types import SINGLE_OUTPUT, is_compatible, parse_outputs, runtime_type, type_name
+
+__all__ = [
+    "ENTRYPOINT_ENV",
+    "SINGLE_OUTPUT",
+    "Pipeline",
+    "Step",
+    "StepOutput",
+    "StepOutputs",
+    "is_compatible",
+    "parse_outputs",
+    "pipeline",
+    "runtime_type",
+    "step",
+    "type_name",
+]

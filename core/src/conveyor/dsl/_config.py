@@ -1,0 +1,95 @@
+"""The YAML run config: parameters, per-step parameters and settings, caching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from conveyor.exceptions import ConfigError
+from conveyor.ir import ResourceSettings, Schedule
+
+
+class StepRunConfig(BaseModel):
+    """What a run config may set for one step call (keyed by its id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enable_cache: bool | None = None
+    retries: int | None = Field(default=None, ge=0)
+    retry_delay: float | None = Field(default=None, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+    resources: ResourceSettings | None = None
+    step_operator: str | None = None
+    secrets: list[str] | None = None
+    environment: dict[str, str] | None = None
+    parameters: dict[str, JsonValue] = {}
+    settings: dict[str, dict[str, JsonValue]] = {}
+
+
+class RunConfig(BaseModel):
+    """A whole run config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_name: str | None = None
+    enable_cache: bool | None = None
+    parameters: dict[str, JsonValue] = {}
+    settings: dict[str, dict[str, JsonValue]] = {}
+    schedule: Schedule | None = None
+    steps: dict[str, StepRunConfig] = {}
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML run config.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or has an unknown or bad key.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read run config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"run config {path} is not valid YAML{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"run config {path} must be a mapping of keys, not {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"run config {path}: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {loc!r}"
+    return f"{loc}: {err['msg']}"
+
+
+def merge_run_configs(base: RunConfig | None, override: RunConfig) -> RunConfig:
+    """Apply ``override`` over ``base`` (later with_options calls win)."""
+    if base is None:
+        return override
+    data: dict[str, Any] = base.model_dump(exclude_unset=True)
+    for key, value in override.model_dump(exclude_unset=True).items():
+        if key == "steps":
+            steps = data.setdefault("steps", {})
+            for sid, cfg in value.items():
+                steps[sid] = {**steps.get(sid, {}), **cfg}
+        elif key in ("parameters", "settings"):
+            data[key] = {**data.get(key, {}), **value}
+        else:
+            data[key] = value
+    return RunConfig.model_validate(data)

@@ -1,0 +1,272 @@
+"""The ``@pipeline`` decorator and tracing a pipeline into IR."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conveyor._source import code_hash, source_of, source_root_of
+from conveyor.dsl._step import Step
+from conveyor.dsl._tracing import PipelineBuilder, mark_pipeline_parameter, to_json_value
+from conveyor.dsl._types import type_name
+from conveyor.exceptions import ConfigError, DefinitionError, PipelineGraphError
+
+if TYPE_CHECKING:
+    from conveyor.dsl._config import RunConfig
+    from conveyor.ir import PipelineIR, Schedule
+
+ENTRYPOINT_ENV = "CONVEYOR_STEP_ENTRYPOINT"
+"""Set inside step processes: calling a pipeline there does nothing.
+
+A step process imports the user's module; a script that runs its pipeline
+at import time must not start the pipeline again from inside a step."""
+
+
+class Pipeline:
+    """A function whose step calls form a pipeline. Calling it runs the pipeline."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        name: str | None = None,
+        enable_cache: bool = True,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.func = func
+        self.name = name or func.__name__
+        self.enable_cache = enable_cache
+        self.settings: dict[str, Any] = dict(settings or {})
+        self.signature = inspect.signature(func)
+        self.run_config: RunConfig | None = None
+        self.stack: str | None = None
+        functools.update_wrapper(self, func)
+
+    def with_options(
+        self,
+        *,
+        config_path: str | os.PathLike[str] | None = None,
+        enable_cache: bool | None = None,
+        run_name: str | None = None,
+        schedule: Schedule | None = None,
+        settings: Mapping[str, Any] | None = None,
+        steps: Mapping[str, Mapping[str, Any]] | None = None,
+        stack: str | None = None,
+    ) -> Pipeline:
+        """A copy of this pipeline with a run config applied.
+
+        Args:
+            config_path: a YAML run config (parameters, per-step params/settings, enable_cache).
+            enable_cache: turn caching on or off for every step that does not say.
+            run_name: name of the run (``{date}`` and ``{time}`` are filled in).
+            schedule: run on a schedule where the orchestrator supports it.
+            settings: namespaced pipeline settings (``{"docker": ...}``).
+            steps: per-step config, as under ``steps:`` in the YAML file.
+            stack: run on this stack instead of the active one.
+        """
+        from conveyor.dsl._config import RunConfig, load_run_config, merge_run_configs
+
+        clone = copy.copy(self)
+        config = self.run_config
+        if config_path is not None:
+            config = merge_run_configs(config, load_run_config(config_path))
+        direct: dict[str, Any] = {}
+        if enable_cache is not None:
+            direct["enable_cache"] = enable_cache
+        if run_name is not None:
+            direct["run_name"] = run_name
+        if schedule is not None:
+            direct["schedule"] = schedule
+        if settings is not None:
+            direct["settings"] = {k: _settings_dict(v, k) for k, v in settings.items()}
+        if steps is not None:
+            direct["steps"] = dict(steps)
+        if direct:
+            try:
+                config = merge_run_configs(config, RunConfig.model_validate(direct))
+            except Exception as exc:  # pydantic ValidationError, kept to one line
+                raise ConfigError(f"pipeline {self.name!r} options: {exc}".splitlines()[0]) from None
+        clone.run_config = config
+        clone.stack = stack if stack is not None else self.stack
+        return clone
+
+    # -- tracing ---------------------------------------------------------------------
+    def trace(self, *args: Any, **kwargs: Any) -> PipelineIR:
+        """Run the pipeline function in tracing mode and return its IR.
+
+        Raises:
+            DefinitionError: an argument is unknown or not JSON, a step call is wrong.
+            PipelineGraphError: the graph has a cycle or mismatched types.
+            ConfigError: the run config names an unknown step or parameter.
+        """
+        from conveyor.ir import PipelineIR, PipelineSettings
+
+        config = self.run_config
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PipelineGraphError(f"pipeline {self.name!r}: {exc}") from None
+        bound.apply_defaults()
+        params = dict(bound.arguments)
+        if config is not None and config.parameters:
+            unknown = set(config.parameters) - set(self.signature.parameters)
+            if unknown:
+                raise ConfigError(
+                    f"run config sets unknown parameter {sorted(unknown)[0]!r} of pipeline {self.name!r}",
+                    f"its parameters are: {', '.join(self.signature.parameters) or '(none)'}",
+                )
+            params.update(config.parameters)
+        missing = [p for p, v in params.items() if v is inspect.Parameter.empty]
+        if missing:
+            raise PipelineGraphError(f"pipeline {self.name!r} is missing parameter {missing[0]!r}")
+        json_params = {k: to_json_value(v, f"parameter {k!r} of pipeline {self.name!r}") for k, v in params.items()}
+        marked = {k: mark_pipeline_parameter(v) for k, v in params.items()}
+        with PipelineBuilder(marked) as builder:
+            self.func(**marked)
+        if not builder.invocations:
+            raise DefinitionError(f"pipeline {self.name!r} calls no step", "call at least one @step inside it")
+        order = builder.ordered_ids()
+        step_configs = dict(config.steps) if config is not None else {}
+        unknown_steps = set(step_configs) - set(order)
+        if unknown_steps:
+            raise ConfigError(
+                f"run config names unknown step {sorted(unknown_steps)[0]!r} of pipeline {self.name!r}",
+                f"its steps are: {', '.join(order)}",
+            )
+        steps = tuple(_step_ir(builder.invocations[i], step_configs.get(i)) for i in order)
+        enable_cache = self.enable_cache
+        extra = {k: _settings_dict(v, k) for k, v in self.settings.items()}
+        if config is not None:
+            if config.enable_cache is not None:
+                enable_cache = config.enable_cache
+            extra.update(config.settings)
+        try:
+            source = source_of(self.func)
+        except DefinitionError:
+            source = None
+        return PipelineIR(
+            name=self.name,
+            source=source,
+            parameters=json_params,
+            steps=steps,
+            settings=PipelineSettings(enable_cache=enable_cache, extra=extra),
+        )
+
+    def source_root(self) -> Path | None:
+        """The folder holding the pipeline's code, put on ``sys.path`` by step processes."""
+        return source_root_of(self.func)
+
+    # -- running ---------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Trace the pipeline and run it on the active stack; returns the run.
+
+        Inside a step process this does nothing and returns None.
+        """
+        if os.environ.get(ENTRYPOINT_ENV):
+            return None
+        from conveyor._launch import launch
+
+        return launch(self, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<pipeline {self.name}>"
+
+
+def _settings_dict(value: Any, key: str) -> dict[str, Any]:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json", exclude_unset=True)
+    if isinstance(value, Mapping):
+        return to_json_value(dict(value), f"settings {key!r}")
+    raise DefinitionError(f"settings {key!r} must be a mapping or a settings model, not {type(value).__name__}")
+
+
+def _step_ir(inv: Any, config: Any) -> Any:
+    from conveyor.ir import ParameterInput, ResourceSettings, StepIR, StepSettings
+
+    step: Step = inv.step
+    options = dict(step.options)
+    extra = {k: _settings_dict(v, k) for k, v in step.settings.items() if k != "resources"}
+    if "resources" in step.settings and "resources" not in options:
+        options["resources"] = step.settings["resources"]
+    inputs = dict(inv.inputs)
+    if config is not None:
+        for key in ("enable_cache", "retries", "retry_delay", "timeout", "resources", "step_operator", "secrets", "environment"):
+            value = getattr(config, key)
+            if value is not None:
+                options[key] = value
+        for pname, value in config.parameters.items():
+            if pname not in step.input_types:
+                raise ConfigError(
+                    f"run config sets unknown parameter {pname!r} of step {inv.id!r}",
+                    f"its inputs are: {', '.join(step.input_types) or '(none)'}",
+                )
+            if getattr(inputs.get(pname), "kind", None) == "artifact":
+                raise ConfigError(f"run config sets {inv.id}.{pname}, which is fed by another step's output")
+            inputs[pname] = ParameterInput(value=value)
+        for key, value in config.settings.items():
+            extra[key] = {**extra.get(key, {}), **value}
+    resources = options.get("resources")
+    if resources is not None and not isinstance(resources, ResourceSettings):
+        resources = ResourceSettings.model_validate(_settings_dict(resources, "resources"))
+    try:
+        settings = StepSettings(
+            enable_cache=options.get("enable_cache"),
+            retries=options.get("retries", 0),
+            retry_delay=options.get("retry_delay", 0.0),
+            timeout=options.get("timeout"),
+            resources=resources or ResourceSettings(),
+            step_operator=options.get("step_operator"),
+            secrets=tuple(options.get("secrets", ())),
+            environment=dict(options.get("environment") or {}),
+            extra=extra,
+        )
+    except Exception as exc:  # pydantic ValidationError, kept to one line
+        lines = str(exc).splitlines()
+        raise ConfigError(f"step {inv.id!r} settings: {' '.join(lines[1:3]).strip()}") from None
+    from conveyor.ir import OutputSpec
+
+    outputs = {
+        name: OutputSpec(
+            type=type_name(tp),
+            materializer=source_of(step.output_materializers[name]) if name in step.output_materializers else None,
+        )
+        for name, tp in step.output_types.items()
+    }
+    return StepIR(
+        id=inv.id,
+        name=step.name,
+        source=source_of(step.func),
+        code_hash=code_hash(step.func),
+        inputs=inputs,
+        outputs=outputs,
+        after=tuple(sorted(inv.after)),
+        settings=settings,
+    )
+
+
+def pipeline(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    enable_cache: bool = True,
+    settings: Mapping[str, Any] | None = None,
+) -> Any:
+    """Turn a function that calls steps into a pipeline.
+
+    Args:
+        name: the pipeline's name (default: the function name).
+        enable_cache: default caching for its steps.
+        settings: namespaced settings for stack components (``{"docker": ...}``).
+    """
+
+    def wrap(f: Callable[..., Any]) -> Pipeline:
+        return Pipeline(f, name=name, enable_cache=enable_cache, settings=settings)
+
+    return wrap(func) if func is not None else wrap

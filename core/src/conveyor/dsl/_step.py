@@ -1,0 +1,252 @@
+"""The ``@step`` decorator."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, overload
+
+from conveyor.dsl._tracing import (
+    Invocation,
+    InvocationHandle,
+    StepOutput,
+    StepOutputs,
+    current_builder,
+    to_json_value,
+)
+from conveyor.dsl._types import is_compatible, parse_outputs, type_name
+from conveyor.exceptions import DefinitionError, PipelineGraphError
+
+# Options a user may give to @step and step.with_options, with their defaults.
+_SETTING_KEYS = (
+    "enable_cache",
+    "retries",
+    "retry_delay",
+    "timeout",
+    "resources",
+    "step_operator",
+    "secrets",
+    "environment",
+)
+
+
+class Step:
+    """A typed Python function that a pipeline runs as one unit.
+
+    Called inside a ``@pipeline`` function it records a step call and returns
+    references to its outputs; called anywhere else it is the plain function.
+    """
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        name: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+        output_materializers: Mapping[str, Any] | type | None = None,
+        options: Mapping[str, Any] | None = None,
+        invocation_id: str | None = None,
+    ) -> None:
+        self.func = func
+        self.name = name or func.__name__
+        self.options: dict[str, Any] = dict(options or {})
+        self.settings: dict[str, Any] = dict(settings or {})
+        self.invocation_id = invocation_id
+        functools.update_wrapper(self, func)
+        self.signature = inspect.signature(func)
+        hints = _type_hints(func, self.name)
+        for pname, param in self.signature.parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise DefinitionError(
+                    f"step {self.name!r} takes *{pname}; steps need named, annotated inputs",
+                    "list each input as its own annotated parameter",
+                )
+            if pname not in hints:
+                raise DefinitionError(
+                    f"step {self.name!r} input {pname!r} has no type annotation",
+                    "annotate every input (use typing.Any to accept anything)",
+                )
+        if "return" not in hints:
+            raise DefinitionError(
+                f"step {self.name!r} has no return annotation",
+                "annotate the return (-> None for no output, typing.Any to return anything)",
+            )
+        self.input_types: dict[str, Any] = {p: hints[p] for p in self.signature.parameters}
+        self.output_types: dict[str, Any] = parse_outputs(self.name, hints["return"])
+        self.output_materializers = _normalize_materializers(self.name, self.output_types, output_materializers)
+
+    # -- options ---------------------------------------------------------------------
+    def with_options(
+        self,
+        *,
+        id: str | None = None,  # noqa: A002 - the name users know from ZenML
+        settings: Mapping[str, Any] | None = None,
+        output_materializers: Mapping[str, Any] | type | None = None,
+        **options: Any,
+    ) -> Step:
+        """A copy of this step with other options for the calls made with it.
+
+        Args:
+            id: the invocation id to use for the next call (default: step name).
+            settings: namespaced settings merged over the step's (``{"docker": ...}``).
+            output_materializers: materializer class, or ``{output: class}``.
+            **options: ``enable_cache``, ``retries``, ``retry_delay``, ``timeout``,
+                ``resources``, ``step_operator``, ``secrets``, ``environment``.
+        """
+        unknown = set(options) - set(_SETTING_KEYS)
+        if unknown:
+            raise DefinitionError(
+                f"step {self.name!r} has no option {sorted(unknown)[0]!r}",
+                f"options are: {', '.join(_SETTING_KEYS)}",
+            )
+        clone = copy.copy(self)
+        clone.options = {**self.options, **options}
+        clone.settings = {**self.settings, **dict(settings or {})}
+        if output_materializers is not None:
+            clone.output_materializers = _normalize_materializers(self.name, self.output_types, output_materializers)
+        clone.invocation_id = id if id is not None else self.invocation_id
+        return clone
+
+    # -- calling ---------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        builder = current_builder()
+        if builder is None:
+            return self.func(*args, **kwargs)
+        return self._record(builder, args, kwargs)
+
+    def entrypoint(self, **kwargs: Any) -> Any:
+        """Run the wrapped function with resolved inputs (used by the runtime)."""
+        return self.func(**kwargs)
+
+    def _record(self, builder: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        from conveyor.ir import ArtifactInput, ParameterInput
+
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PipelineGraphError(f"step {self.name!r}: {_bind_message(exc)}") from None
+        bound.apply_defaults()
+        inv_id = builder.new_id(self, self.invocation_id)
+        inputs: dict[str, Any] = {}
+        for pname, value in bound.arguments.items():
+            expected = self.input_types[pname]
+            if isinstance(value, StepOutputs):
+                raise PipelineGraphError(
+                    f"step {inv_id!r} input {pname!r} got all outputs of step {value[0].invocation_id!r}",
+                    "unpack them and pass one: a, b = step(...)",
+                )
+            if isinstance(value, StepOutput):
+                if not is_compatible(value.annotation, expected):
+                    raise PipelineGraphError(
+                        f"step {inv_id!r} input {pname!r} expects {type_name(expected)} but "
+                        f"{value.invocation_id}.{value.name} is {type_name(value.annotation)}",
+                        "change one of the two annotations so that they match",
+                    )
+                inputs[pname] = ArtifactInput(step=value.invocation_id, output=value.name)
+            elif isinstance(value, InvocationHandle):
+                raise PipelineGraphError(
+                    f"step {inv_id!r} input {pname!r} got step {value.invocation_id!r}, which has no output",
+                    "use .after() to order steps without passing data",
+                )
+            else:
+                json_value = to_json_value(value, f"parameter {pname!r} of step {inv_id!r}")
+                inputs[pname] = ParameterInput(value=json_value, pipeline_parameter=builder.pipeline_parameter_of(value))
+        builder.add(Invocation(id=inv_id, step=self, inputs=inputs))
+        if not self.output_types:
+            return InvocationHandle(inv_id)
+        handles = [StepOutput(inv_id, name, tp) for name, tp in self.output_types.items()]
+        if len(handles) == 1 and next(iter(self.output_types)) == "output":
+            return handles[0]
+        if len(handles) == 1:
+            return handles[0]
+        return StepOutputs(handles)
+
+    def __repr__(self) -> str:
+        return f"<step {self.name}>"
+
+
+def _bind_message(exc: TypeError) -> str:
+    text = str(exc)
+    if "unexpected keyword argument" in text:
+        arg = text.split("'")[1] if "'" in text else text
+        return f"got an unknown argument {arg!r}"
+    return text
+
+
+def _type_hints(func: Callable[..., Any], name: str) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func, include_extras=True)
+    except NameError as exc:
+        raise DefinitionError(f"step {name!r} has an annotation that does not resolve: {exc}") from None
+
+
+def _normalize_materializers(name: str, outputs: Mapping[str, Any], given: Mapping[str, Any] | type | None) -> dict[str, Any]:
+    if given is None:
+        return {}
+    if isinstance(given, type):
+        return {out: given for out in outputs}
+    unknown = set(given) - set(outputs)
+    if unknown:
+        raise DefinitionError(
+            f"step {name!r} has no output {sorted(unknown)[0]!r} for output_materializers",
+            f"its outputs are: {', '.join(outputs) or '(none)'}",
+        )
+    return dict(given)
+
+
+@overload
+def step(func: Callable[..., Any], /) -> Step: ...
+
+
+@overload
+def step(
+    *,
+    name: str | None = None,
+    enable_cache: bool | None = None,
+    retries: int = 0,
+    retry_delay: float = 0.0,
+    timeout: float | None = None,
+    resources: Any = None,
+    step_operator: str | None = None,
+    secrets: list[str] | tuple[str, ...] = (),
+    environment: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    output_materializers: Mapping[str, Any] | type | None = None,
+) -> Callable[[Callable[..., Any]], Step]: ...
+
+
+def step(func: Callable[..., Any] | None = None, /, *, name: str | None = None, settings: Mapping[str, Any] | None = None,
+         output_materializers: Mapping[str, Any] | type | None = None, **options: Any) -> Any:
+    """Turn a typed function into a pipeline step.
+
+    Every input and the return must be annotated. A single output is named
+    ``output``; several outputs are ``tuple[Annotated[T, "name"], ...]``.
+
+    Args:
+        name: the step's name (default: the function name).
+        enable_cache: reuse outputs of an identical earlier run (default: the pipeline's).
+        retries: how many times to retry a failing step.
+        retry_delay: seconds to wait between attempts.
+        timeout: seconds after which the step fails.
+        resources: ``ResourceSettings`` or a dict (cpu, memory, gpu_count, gpu_type).
+        step_operator: name of the step operator to run this step with.
+        secrets: names of secrets the step reads from its context.
+        environment: environment variables set while the step runs.
+        settings: namespaced settings for stack components (``{"docker": ...}``).
+        output_materializers: materializer class, or ``{output name: class}``.
+
+    Raises:
+        DefinitionError: an annotation is missing or an option is unknown.
+    """
+    unknown = set(options) - set(_SETTING_KEYS)
+    if unknown:
+        raise DefinitionError(f"@step got an unknown option {sorted(unknown)[0]!r}", f"options are: {', '.join(_SETTING_KEYS)}")
+    clean = {k: v for k, v in options.items() if v is not None}
+
+    def wrap(f: Callable[..., Any]) -> Step:
+        return Step(f, name=name, settings=settings, output_materializers=output_materializers, options=clean)
+
+    return wrap(func) if func is not None else wrap

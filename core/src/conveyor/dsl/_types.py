@@ -1,0 +1,113 @@
+"""Reading step annotations: output names, stable type names, compatibility."""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from conveyor.exceptions import DefinitionError
+
+SINGLE_OUTPUT = "output"
+
+
+def _strip_annotated(tp: Any) -> tuple[Any, str | None]:
+    if get_origin(tp) is Annotated:
+        base, *meta = get_args(tp)
+        names = [m for m in meta if isinstance(m, str)]
+        return base, (names[0] if names else None)
+    return tp, None
+
+
+def parse_outputs(step_name: str, annotation: Any) -> dict[str, Any]:
+    """Turn a step's return annotation into ``{output name: type}``.
+
+    ``None`` means no output; ``tuple[Annotated[A, "a"], Annotated[B, "b"]]``
+    means two outputs; anything else is one output named ``output`` (or the
+    name given by ``Annotated[T, "name"]``).
+    """
+    if annotation is None or annotation is type(None):
+        return {}
+    base, name = _strip_annotated(annotation)
+    if get_origin(base) is tuple and name is None:
+        items = get_args(base)
+        parsed = [_strip_annotated(i) for i in items]
+        if items and Ellipsis not in items and all(n is not None for _, n in parsed):
+            names = [n for _, n in parsed]
+            dupes = {n for n in names if names.count(n) > 1}
+            if dupes:
+                raise DefinitionError(
+                    f"step {step_name!r} names two outputs {sorted(dupes)[0]!r}",
+                    "give each output of the tuple its own name",
+                )
+            return {n: t for t, n in parsed}  # type: ignore[misc]
+    return {name or SINGLE_OUTPUT: base}
+
+
+def type_name(tp: Any) -> str:
+    """A stable, readable spelling of a type annotation (``builtins.list[builtins.int]``)."""
+    if tp is Any:
+        return "typing.Any"
+    if tp is None or tp is type(None):
+        return "builtins.NoneType"
+    base, name = _strip_annotated(tp)
+    if name is not None or base is not tp:
+        return type_name(base)
+    origin = get_origin(tp)
+    if origin is not None:
+        args = ", ".join("..." if a is Ellipsis else type_name(a) for a in get_args(tp))
+        if origin is Union or origin is types.UnionType:
+            return f"typing.Union[{args}]"
+        return f"{type_name(origin)}[{args}]"
+    if isinstance(tp, type):
+        return f"{tp.__module__}.{tp.__qualname__}"
+    if isinstance(tp, typing.TypeVar):
+        return "typing.Any"
+    return repr(tp)
+
+
+def runtime_type(tp: Any) -> Any:
+    """The class to check values against and pick a materializer for (``list[int]`` → ``list``)."""
+    base, _ = _strip_annotated(tp)
+    origin = get_origin(base)
+    if origin is Union or origin is types.UnionType:
+        return Any
+    if origin is not None:
+        return origin
+    if isinstance(base, typing.TypeVar):
+        return Any
+    return base
+
+
+def is_compatible(produced: Any, expected: Any) -> bool:
+    """Whether an output annotated ``produced`` may feed an input annotated ``expected``."""
+    produced, _ = _strip_annotated(produced)
+    expected, _ = _strip_annotated(expected)
+    if produced is Any or expected is Any or produced == expected:
+        return True
+    if isinstance(expected, typing.TypeVar) or isinstance(produced, typing.TypeVar):
+        return True
+    e_origin, p_origin = get_origin(expected), get_origin(produced)
+    if e_origin is Union or e_origin is types.UnionType:
+        return any(is_compatible(produced, member) for member in get_args(expected))
+    if p_origin is Union or p_origin is types.UnionType:
+        return all(is_compatible(member, expected) for member in get_args(produced))
+    p_cls = p_origin or produced
+    e_cls = e_origin or expected
+    if not (isinstance(p_cls, type) and isinstance(e_cls, type)):
+        return False
+    if e_cls is float and p_cls is int:
+        return True
+    try:
+        if not issubclass(p_cls, e_cls):
+            return False
+    except TypeError:
+        return False
+    p_args, e_args = get_args(produced), get_args(expected)
+    if not p_args or not e_args:
+        return True
+    if len(p_args) != len(e_args):
+        return Ellipsis in p_args or Ellipsis in e_args
+    return all(
+        a is Ellipsis or b is Ellipsis or is_compatible(a, b) for a, b in zip(p_args, e_args, strict=True)
+    )

@@ -1,0 +1,108 @@
+"""The exceptions conveyor raises.
+
+Every error conveyor raises on purpose derives from :class:`ConveyorError`.
+Its message is one line that says what is wrong and, where there is one, how
+to fix it; the CLI prints it without a traceback.
+
+::
+
+    ConveyorError
+    ├── DefinitionError          a step or pipeline is written wrong
+    │   └── PipelineGraphError   a cycle, an unknown argument, a type mismatch
+    ├── ConfigError              a bad run config, settings or component config
+    ├── StackError               an unknown or incomplete stack or component
+    │   ├── FlavorNotFoundError  a flavor that is not installed (names the pip command)
+    │   └── CapabilityError      the stack cannot honour what the pipeline needs
+    ├── MaterializerError        no materializer for a type, or a failed save/load
+    ├── StoreError               the metadata or artifact store cannot be used
+    │   ├── SchemaVersionError   the database has a schema from a newer conveyor
+    │   └── NotFoundError        no such pipeline, run, step or artifact
+    ├── StepFailedError          a step raised; the run is marked failed
+    ├── RunStoppedError          the run was stopped (Ctrl-C, a signal)
+    └── SecretError              a missing secret or key, or a bad key file
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CapabilityError",
+    "ConfigError",
+    "ConveyorError",
+    "DefinitionError",
+    "FlavorNotFoundError",
+    "MaterializerError",
+    "NotFoundError",
+    "PipelineGraphError",
+    "RunStoppedError",
+    "SchemaVersionError",
+    "SecretError",
+    "StackError",
+    "StepFailedError",
+    "StoreError",
+]
+
+
+class ConveyorError(Exception):
+    """Root of every error conveyor raises on purpose.
+
+    Args:
+        message: one line saying what is wrong.
+        hint: optional one line saying how to fix it.
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message} ({hint})")
+
+
+class DefinitionError(ConveyorError):
+    """A step or pipeline definition is invalid (missing annotation, bad parameter)."""
+
+
+class PipelineGraphError(DefinitionError):
+    """The traced pipeline graph is invalid: a cycle, an unknown argument, a type mismatch."""
+
+
+class ConfigError(ConveyorError):
+    """A run config, settings object or component config is invalid."""
+
+
+class StackError(ConveyorError):
+    """A stack or stack component is unknown, incomplete or misconfigured."""
+
+
+class FlavorNotFoundError(StackError):
+    """A flavor is not installed; the message names the install command."""
+
+
+class CapabilityError(StackError):
+    """The pipeline needs a capability that the stack's components lack."""
+
+
+class MaterializerError(ConveyorError):
+    """No materializer fits a type, or saving/loading an artifact failed."""
+
+
+class StoreError(ConveyorError):
+    """The metadata store or artifact store cannot be used."""
+
+
+class SchemaVersionError(StoreError):
+    """The metadata database was written by a newer conveyor."""
+
+
+class NotFoundError(StoreError):
+    """A pipeline, run, step run or artifact does not exist."""
+
+
+class StepFailedError(ConveyorError):
+    """A step raised; its traceback is in the step run's logs."""
+
+
+class RunStoppedError(ConveyorError):
+    """The run was stopped before it finished."""
+
+
+class SecretError(ConveyorError):
+    """A secret or one of its keys is missing, or the encryption key is unusable."""

@@ -1,0 +1,245 @@
+"""The pipeline IR: frozen, plain-data pydantic models.
+
+This module imports nothing else from conveyor and no engine: adapters and
+the step entrypoint agree on these models alone. Its JSON form is canonical
+(sorted keys, no timestamps, no host names) so that compiled output is a
+pure function of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+IR_VERSION = 1
+"""Bumped whenever a change to these models is not backwards compatible."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def canonical_json(self) -> str:
+        """Return the canonical JSON text: sorted keys, no whitespace."""
+        return canonical_json(self.model_dump(mode="json"))
+
+
+def canonical_json(data: Any) -> str:
+    """Serialize plain data as canonical JSON (sorted keys, compact, UTF-8 kept)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class ArtifactInput(_Model):
+    """A step input fed by an output of an upstream step."""
+
+    kind: Literal["artifact"] = "artifact"
+    step: str
+    output: str
+
+
+class ParameterInput(_Model):
+    """A step input given as a JSON value.
+
+    ``pipeline_parameter`` names the pipeline parameter the value came from,
+    so engines that expose run-time inputs (KFP, Prefect) can override it.
+    """
+
+    kind: Literal["parameter"] = "parameter"
+    value: JsonValue
+    pipeline_parameter: str | None = None
+
+
+StepInput = Annotated[ArtifactInput | ParameterInput, Field(discriminator="kind")]
+
+
+class OutputSpec(_Model):
+    """One declared output of a step.
+
+    ``type`` is a readable, stable spelling of the annotation
+    (``builtins.list[builtins.int]``); ``materializer`` is set only when the
+    user chose one explicitly (``module:Class``), otherwise it is picked by
+    type when the step runs.
+    """
+
+    type: str
+    materializer: str | None = None
+
+
+class ResourceSettings(_Model):
+    """Compute resources a step asks for; ``None`` means no request."""
+
+    cpu: float | None = None
+    memory: str | None = None
+    gpu_count: int | None = None
+    gpu_type: str | None = None
+
+    def is_empty(self) -> bool:
+        """True when nothing is requested."""
+        return all(v is None for v in (self.cpu, self.memory, self.gpu_count, self.gpu_type))
+
+
+class StepSettings(_Model):
+    """Per-invocation settings of a step.
+
+    ``extra`` holds namespaced settings that only some components read
+    (``{"docker": {...}, "airflow": {...}}``); the flavor that owns a
+    namespace validates it at compile time.
+    """
+
+    enable_cache: bool | None = None
+    retries: int = Field(default=0, ge=0)
+    retry_delay: float = Field(default=0.0, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+    resources: ResourceSettings = ResourceSettings()
+    step_operator: str | None = None
+    secrets: tuple[str, ...] = ()
+    environment: dict[str, str] = {}
+    extra: dict[str, dict[str, JsonValue]] = {}
+
+
+class StepIR(_Model):
+    """One invocation of a step inside a pipeline."""
+
+    id: str
+    name: str
+    source: str
+    code_hash: str
+    inputs: dict[str, StepInput] = {}
+    outputs: dict[str, OutputSpec] = {}
+    after: tuple[str, ...] = ()
+    settings: StepSettings = StepSettings()
+
+    def upstream(self) -> tuple[str, ...]:
+        """Ids of every step this one waits for (data and ordering edges), sorted."""
+        ids = {i.step for i in self.inputs.values() if isinstance(i, ArtifactInput)}
+        return tuple(sorted(ids.union(self.after)))
+
+
+class PipelineSettings(_Model):
+    """Pipeline-wide settings; steps inherit what they do not set."""
+
+    enable_cache: bool = True
+    extra: dict[str, dict[str, JsonValue]] = {}
+
+
+class PipelineIR(_Model):
+    """A traced pipeline: its parameters and its steps in topological order."""
+
+    ir_version: int = IR_VERSION
+    name: str
+    source: str | None = None
+    parameters: dict[str, JsonValue] = {}
+    steps: tuple[StepIR, ...] = ()
+    settings: PipelineSettings = PipelineSettings()
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> PipelineIR:
+        seen: set[str] = set()
+        for s in self.steps:
+            if s.id in seen:
+                raise ValueError(f"duplicate step id {s.id!r}")
+            for up in s.upstream():
+                if up not in seen:
+                    raise ValueError(f"step {s.id!r} depends on {up!r}, which does not come before it")
+            seen.add(s.id)
+        return self
+
+    def step(self, step_id: str) -> StepIR:
+        """Return the step with this invocation id (KeyError if absent)."""
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    def downstream(self) -> dict[str, tuple[str, ...]]:
+        """Map each step id to the ids of the steps that wait for it directly."""
+        out: dict[str, list[str]] = {s.id: [] for s in self.steps}
+        for s in self.steps:
+            for up in s.upstream():
+                out[up].append(s.id)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def effective_cache(self, step: StepIR) -> bool:
+        """Whether caching applies to a step (its own setting, else the pipeline's)."""
+        if step.settings.enable_cache is not None:
+            return step.settings.enable_cache
+        return self.settings.enable_cache
+
+
+class ComponentIR(_Model):
+    """A stack component as the deployment carries it (secrets stay as references)."""
+
+    type: str
+    flavor: str
+    name: str
+    config: dict[str, JsonValue] = {}
+
+
+class StackIR(_Model):
+    """A stack: one component per component type."""
+
+    name: str
+    components: dict[str, ComponentIR]
+
+    def get(self, component_type: str) -> ComponentIR | None:
+        """The component of a type, or None."""
+        return self.components.get(component_type)
+
+    def __iter__(self) -> Iterator[ComponentIR]:  # type: ignore[override]
+        return iter(self.components[k] for k in sorted(self.components))
+
+
+class Schedule(_Model):
+    """When a deployed pipeline runs: a cron expression or a fixed interval."""
+
+    cron: str | None = None
+    interval_seconds: float | None = Field(default=None, gt=0)
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    catchup: bool = False
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> Schedule:
+        if (self.cron is None) == (self.interval_seconds is None):
+            raise ValueError("a schedule needs exactly one of cron= or interval_seconds=")
+        return self
+
+
+class Deployment(_Model):
+    """What an orchestrator receives: pipeline, stack, schedule and images.
+
+    ``images`` maps a step id to the image it runs in (``""`` for the
+    pipeline-wide image). The deployment id is the hash of its canonical JSON.
+    """
+
+    ir_version: int = IR_VERSION
+    pipeline: PipelineIR
+    stack: StackIR
+    schedule: Schedule | None = None
+    run_name: str | None = None
+    images: dict[str, str] = {}
+
+    @property
+    def id(self) -> str:
+        """Content hash of the deployment (stable across machines)."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:32]
+
+    def image_for(self, step_id: str) -> str | None:
+        """The image a step runs in, if the deployment has images."""
+        return self.images.get(step_id) or self.images.get("")
+
+
+def load_deployment(data: str | bytes | Mapping[str, Any]) -> Deployment:
+    """Parse a deployment from JSON text or plain data, checking its IR version."""
+    raw = json.loads(data) if isinstance(data, (str, bytes)) else dict(data)
+    version = raw.get("ir_version")
+    if version != IR_VERSION:
+        raise ValueError(
+            f"deployment has IR version {version}, this conveyor reads version {IR_VERSION}; "
+            "install the same conveyor version on the submitting and the running side"
+        )
+    return Deployment.model_validate(raw)

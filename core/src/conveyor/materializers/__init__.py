@@ -1,0 +1,19 @@
+"""Materializers: how step outputs are saved to and loaded from the artifact store."""
+
+from conveyor.materializers._base import BaseMaterializer, MaterializerRegistry, registry
+from conveyor.materializers._builtin import (
+    BuiltInMaterializer,
+    BytesMaterializer,
+    PickleMaterializer,
+    PydanticMaterializer,
+)
+
+__all__ = [
+    "BaseMaterializer",
+    "BuiltInMaterializer",
+    "BytesMaterializer",
+    "MaterializerRegistry",
+    "PickleMaterializer",
+    "PydanticMaterializer",
+    "registry",
+]

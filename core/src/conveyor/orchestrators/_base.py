@@ -1,0 +1,128 @@
+"""The orchestrator base class: decides *where* and *when* steps run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conveyor.stack import StackComponent
+
+if TYPE_CHECKING:
+    from conveyor.ir import Deployment
+    from conveyor.stack import Stack
+    from conveyor.stores import RunRecord
+    from conveyor.stores._metadata import MetadataStore
+
+
+@dataclass
+class LaunchContext:
+    """What an orchestrator gets besides the deployment."""
+
+    store: MetadataStore
+    stack: Stack
+    source_root: Path | None = None
+
+
+def code_version(folder: Path | None) -> tuple[str | None, bool | None]:
+    """``(git commit, tree is dirty)`` of the folder's git checkout, or ``(None, None)``."""
+    if folder is None:
+        return None, None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10, check=False
+        )
+        if commit.returncode != 0:
+            return None, None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit.stdout.strip() or None, bool(status.stdout.strip())
+
+
+def make_run_name(pipeline: str, template: str | None) -> str:
+    """A run name from a template (``{date}``, ``{time}``) or the default pattern."""
+    stamp = datetime.now(timezone.utc)
+    date, clock = stamp.strftime("%Y_%m_%d"), stamp.strftime("%H_%M_%S_%f")
+    if template:
+        return template.format(date=date, time=clock, pipeline=pipeline)
+    return f"{pipeline}-{date}-{clock}"
+
+
+class BaseOrchestrator(StackComponent):
+    """Runs or submits a deployment.
+
+    :meth:`run` validates, stores the deployment and times the submission,
+    then calls :meth:`_run`, which subclasses implement.
+    """
+
+    def run(self, deployment: Deployment, ctx: LaunchContext) -> str:
+        """Run (or submit) a deployment; returns the id of the conveyor run.
+
+        Raises:
+            StackError, CapabilityError: the stack cannot run the pipeline.
+            StepFailedError: a step failed (orchestrators that wait for the run).
+        """
+        ctx.stack.validate(deployment.pipeline, deployment.schedule)
+        pipeline = ctx.store.get_or_create_pipeline(deployment.pipeline.name)
+        ctx.store.save_deployment(deployment.id, pipeline.id, deployment.canonical_json())
+        started = time.perf_counter()
+        run_id = self._run(deployment, ctx)
+        self.submit_seconds = time.perf_counter() - started
+        return run_id
+
+    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str:
+        raise NotImplementedError
+
+    def create_run(self, deployment: Deployment, ctx: LaunchContext, *, owned: bool, **values: Any) -> RunRecord:
+        """Record a new run of the deployment.
+
+        Args:
+            owned: this process drives the run, so a run left ``running`` when
+                it dies is marked failed later.
+        """
+        from conveyor.stores import RunStatus
+        from conveyor.stores._metadata import current_process_identity, now
+
+        pipeline = ctx.store.get_or_create_pipeline(deployment.pipeline.name)
+        commit, dirty = code_version(ctx.source_root)
+        host, pid, pid_started = current_process_identity() if owned else (None, None, None)
+        values.setdefault("status", RunStatus.RUNNING)
+        values.setdefault("started", now())
+        return ctx.store.create_run(
+            name=make_run_name(deployment.pipeline.name, deployment.run_name),
+            pipeline_id=pipeline.id,
+            deployment_id=deployment.id,
+            parameters=dict(deployment.pipeline.parameters),
+            stack_name=ctx.stack.name,
+            orchestrator=self.flavor.name,
+            code_commit=commit,
+            code_dirty=dirty,
+            host=host,
+            pid=pid,
+            pid_started=pid_started,
+            **values,
+        )
+
+
+def step_process_env(store_url: str, source_root: Path | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a ``python -m conveyor.runtime run-step`` process on this machine."""
+    from conveyor._constants import ENV_SOURCE_ROOT, ENV_STORE_URL
+
+    env = dict(os.environ)
+    env[ENV_STORE_URL] = store_url
+    if source_root is not None:
+        env[ENV_SOURCE_ROOT] = str(source_root)
+    env.update(extra or {})
+    return env

@@ -1,0 +1,367 @@
+"""Running one step of a stored deployment: the *what* that every engine shares.
+
+Inputs are resolved from the stores, the cache is consulted, the function
+runs, outputs are written atomically and the step run is recorded. The local
+orchestrator calls :func:`execute_step` in-process or through
+``python -m conveyor.runtime run-step``; Airflow tasks, KFP containers and
+Prefect tasks run that same command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from conveyor._source import load_source, source_of
+from conveyor.dsl import SINGLE_OUTPUT, Step, runtime_type
+from conveyor.exceptions import ConveyorError, MaterializerError, StepFailedError
+from conveyor.ir import ArtifactInput, Deployment, ParameterInput, StepIR, canonical_json
+from conveyor.materializers import registry
+from conveyor.runtime._context import StepContext, reset_step_context, set_step_context
+from conveyor.runtime._logs import capture_logs
+from conveyor.stores import ArtifactRecord, RunRecord, RunStatus, StepRunRecord
+
+if TYPE_CHECKING:
+    from conveyor.stack import Stack
+    from conveyor.stores import ArtifactStore
+    from conveyor.stores._metadata import MetadataStore
+
+SecretLoader = Any
+_secret_loader: list[SecretLoader] = []
+
+
+def set_secret_loader(loader: SecretLoader) -> None:
+    """Install the function ``(store, name) -> {key: value}`` that steps' secrets come from."""
+    _secret_loader[:] = [loader]
+
+
+@dataclass
+class RunEnvironment:
+    """Everything a step needs around it: stores, stack, deployment and run."""
+
+    store: MetadataStore
+    stack: Stack
+    deployment: Deployment
+    run: RunRecord
+    overrides: dict[str, Any] = field(default_factory=dict)
+    image: str | None = None
+    _upstream: dict[str, dict[str, ArtifactRecord]] = field(default_factory=dict)
+
+    @property
+    def artifact_store(self) -> ArtifactStore:
+        """The stack's artifact store."""
+        return self.stack.artifact_store
+
+
+_adapters: dict[Any, Any] = {}
+
+
+def _coerce(annotation: Any, value: Any) -> Any:
+    # Parameters arrive as JSON (and from some engines with ints as floats):
+    # validate them back into the annotated type.
+    if annotation is Any:
+        return value
+    try:
+        adapter = _adapters.get(annotation)
+    except TypeError:  # unhashable annotation
+        adapter = None
+    if adapter is None:
+        from pydantic import TypeAdapter
+
+        adapter = TypeAdapter(annotation)
+        try:
+            _adapters[annotation] = adapter
+        except TypeError:
+            pass
+    return adapter.validate_python(value)
+
+
+def _step_object(step: StepIR) -> Step:
+    obj = load_source(step.source)
+    if isinstance(obj, Step):
+        return obj
+    raise ConveyorError(f"{step.source!r} is not a @step", "decorate the function with @step")
+
+
+def _artifact_name(deployment: Deployment, step: StepIR, output: str) -> str:
+    if output == SINGLE_OUTPUT:
+        return f"{deployment.pipeline.name}::{step.id}::{output}"
+    return output
+
+
+def _output_materializer_source(step: StepIR, step_obj: Step, output: str) -> str:
+    explicit = step.outputs[output].materializer
+    if explicit is not None:
+        return explicit
+    tp = runtime_type(step_obj.output_types[output])
+    if tp is Any:
+        return "auto"
+    return source_of(registry.get(tp, where=f"output {output!r} of step {step.id!r}"))
+
+
+def cache_key(step: StepIR, params: dict[str, Any], inputs: dict[str, ArtifactRecord], materializers: dict[str, str], image: str | None) -> str:
+    """The content-based, stack-independent key of a step's result."""
+    data = {
+        "source": step.source,
+        "code": step.code_hash,
+        "parameters": params,
+        "inputs": {k: v.content_hash for k, v in sorted(inputs.items())},
+        "materializers": materializers,
+        "image": image,
+    }
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
+
+
+def _resolve_inputs(env: RunEnvironment, step: StepIR) -> tuple[dict[str, Any], dict[str, ArtifactRecord]]:
+    params: dict[str, Any] = {}
+    artifacts: dict[str, ArtifactRecord] = {}
+    for name, inp in step.inputs.items():
+        if isinstance(inp, ParameterInput):
+            value = inp.value
+            if inp.pipeline_parameter is not None and inp.pipeline_parameter in env.overrides:
+                value = env.overrides[inp.pipeline_parameter]
+            params[name] = value
+        elif isinstance(inp, ArtifactInput):
+            outs = env._upstream.get(inp.step)
+            if outs is None:
+                outs = env.store.outputs_of_step(env.run.id, inp.step)
+                env._upstream[inp.step] = outs
+            try:
+                artifacts[name] = outs[inp.output]
+            except KeyError:
+                raise ConveyorError(f"step {inp.step!r} recorded no output {inp.output!r} in run {env.run.name!r}") from None
+    return params, artifacts
+
+
+def _cache_hit(env: RunEnvironment, key: str) -> tuple[StepRunRecord, dict[str, ArtifactRecord]] | None:
+    store = env.artifact_store
+    root = store.path.rstrip("/")
+    for record, outputs in env.store.find_cached(key):
+        # A hit must be readable from this stack's store, and its bytes must still be there.
+        if all(a.uri.startswith(root) and store.exists(a.uri) for a in outputs.values()):
+            return record, outputs
+    return None
+
+
+def _load_artifact(store: ArtifactStore, record: ArtifactRecord, annotation: Any) -> Any:
+    cls = load_source(record.materializer)
+    data_type = runtime_type(annotation)
+    if data_type is Any:
+        data_type = load_source(record.data_type)
+    return cls(record.uri, store).load(data_type)
+
+
+def _split_outputs(step: StepIR, step_obj: Step, result: Any) -> dict[str, Any]:
+    names = list(step_obj.output_types)
+    if not names:
+        return {}
+    if len(names) == 1:
+        return {names[0]: result}
+    if not isinstance(result, tuple) or len(result) != len(names):
+        got = f"a tuple of {len(result)}" if isinstance(result, tuple) else f"a {type(result).__name__}"
+        raise StepFailedError(f"step {step.id!r} declares {len(names)} outputs ({', '.join(names)}) but returned {got}")
+    return dict(zip(names, result, strict=True))
+
+
+def _save_output(env: RunEnvironment, step: StepIR, output: str, value: Any, materializer_source: str, written: list[str]) -> dict[str, Any]:
+    store = env.artifact_store
+    if materializer_source == "auto":
+        cls = registry.get(type(value), where=f"output {output!r} of step {step.id!r}")
+    else:
+        cls = load_source(materializer_source)
+    uri = store.join(env.deployment.pipeline.name, step.id, env.run.name, output)
+    tmp = store.temp_uri(uri)
+    written.append(tmp)
+    store.makedirs(tmp)
+    materializer = cls(tmp, store)
+    materializer.save(value)
+    content_hash = store.content_hash(tmp)
+    metadata = materializer.extract_metadata(value) or {}
+    visualizations = {
+        _relative(k, tmp): v for k, v in (materializer.save_visualizations(value) or {}).items()
+    }
+    store.commit(tmp, uri)
+    written[-1] = uri
+    data_type = type(value)
+    return {
+        "name": _artifact_name(env.deployment, step, output),
+        "uri": uri,
+        "data_type": source_of(data_type) if "<locals>" not in data_type.__qualname__ else data_type.__qualname__,
+        "materializer": source_of(cls),
+        "content_hash": content_hash,
+        "metadata": metadata,
+        "visualizations": visualizations,
+    }
+
+
+def _relative(uri: str, base: str) -> str:
+    return uri[len(base) :].lstrip("/\\") if uri.startswith(base) else uri
+
+
+def _load_secrets(env: RunEnvironment, step: StepIR) -> dict[str, dict[str, str]]:
+    if not step.settings.secrets:
+        return {}
+    if not _secret_loader:
+        from conveyor.exceptions import SecretError
+
+        raise SecretError(f"step {step.id!r} asks for secrets but no secrets store is available")
+    return {name: _secret_loader[0](env.store, name) for name in step.settings.secrets}
+
+
+def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
+    """Run one step of ``env.deployment`` in ``env.run``; record everything.
+
+    Returns the finished step run (completed or cached).
+
+    Raises:
+        StepFailedError: the step raised, or returned the wrong outputs; the
+            step run is recorded as failed with the traceback in its logs.
+    """
+    deployment = env.deployment
+    step = deployment.pipeline.step(step_id)
+    step_obj = _step_object(step)
+    params, input_artifacts = _resolve_inputs(env, step)
+    materializers = {o: _output_materializer_source(step, step_obj, o) for o in step.outputs}
+    key = cache_key(step, params, input_artifacts, materializers, env.image)
+    common = {
+        "step_name": step.name,
+        "source": step.source,
+        "code_hash": step.code_hash,
+        "parameters": params,
+        "cache_key": key,
+        "image": env.image,
+    }
+    input_ids = {k: v.id for k, v in input_artifacts.items()}
+    if deployment.pipeline.effective_cache(step):
+        hit = _cache_hit(env, key)
+        if hit is not None:
+            original, outputs = hit
+            from conveyor.stores._metadata import now
+
+            sid = env.store.record_step_run(
+                env.run.id,
+                step_id,
+                status=RunStatus.CACHED,
+                cached=True,
+                original_step_run_id=original.id,
+                started=now(),
+                ended=now(),
+                logs_uri=original.logs_uri,
+                inputs=input_ids,
+                outputs={k: v.id for k, v in outputs.items()},
+                **common,
+            )
+            env._upstream[step_id] = outputs
+            return env.store.get_step_run(sid)
+
+    store = env.artifact_store
+    logs_uri = store.join(deployment.pipeline.name, step.id, env.run.name, "logs.txt")
+    step_run = env.store.start_step_run(env.run.id, step_id, logs_uri=logs_uri, **common)
+    written: list[str] = []
+    with capture_logs() as log:
+        token = None
+        try:
+            kwargs = {name: _coerce(step_obj.input_types[name], value) for name, value in params.items()}
+            for name, record in input_artifacts.items():
+                kwargs[name] = _load_artifact(store, record, step_obj.input_types[name])
+            ctx = StepContext(
+                pipeline_name=deployment.pipeline.name,
+                run_id=env.run.id,
+                run_name=env.run.name,
+                step_id=step.id,
+                step_name=step.name,
+                attempt=step_run.attempts,
+                artifact_store=store,
+                secrets=_load_secrets(env, step),
+            )
+            token = set_step_context(ctx)
+            result = step_obj.entrypoint(**kwargs)
+            reset_step_context(token)
+            token = None
+            values = _split_outputs(step, step_obj, result)
+            new_artifacts = {
+                name: _save_output(env, step, name, value, materializers[name], written) for name, value in values.items()
+            }
+        except BaseException as exc:
+            if token is not None:
+                reset_step_context(token)
+            for uri in written:
+                store.rmtree(uri)  # nothing half-written or unregistered stays behind
+            log.write(traceback.format_exc())
+            _write_logs(store, logs_uri, log.getvalue())
+            status = RunStatus.STOPPED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
+            message = _error_line(exc)
+            env.store.finish_step_run(step_run.id, status, inputs=input_ids, error=message)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            if isinstance(exc, MaterializerError):
+                raise StepFailedError(f"step {step.id!r} failed: {exc.message}", exc.hint) from exc
+            raise StepFailedError(f"step {step.id!r} failed: {message}") from exc
+        _write_logs(store, logs_uri, log.getvalue())
+    env.store.complete_step_run(step_run.id, inputs=input_ids, new_artifacts=new_artifacts)
+    return env.store.get_step_run(step_run.id)
+
+
+def _error_line(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "stopped"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _write_logs(store: ArtifactStore, uri: str, text: str) -> None:
+    try:
+        with store.open(uri, "wb") as f:
+            f.write(text.encode("utf-8", "replace"))
+    except OSError:
+        pass  # logs are best effort; the step's status is what counts
+
+
+def finalize_run(env: RunEnvironment, failed_step: str | None = None) -> str | None:
+    """Set the run's status from its step runs, as engines that run steps apart need.
+
+    After a step's final failed attempt, the steps downstream of it are
+    recorded as skipped and the run as failed. Returns the new status, if any.
+    """
+    from conveyor.stores._metadata import now
+
+    pipeline = env.deployment.pipeline
+    records = {r.step_id: r for r in env.store.list_step_runs(env.run.id)}
+    if failed_step is not None:
+        downstream = pipeline.downstream()
+        pending = list(downstream[failed_step])
+        seen: set[str] = set()
+        while pending:
+            sid = pending.pop()
+            if sid in seen:
+                continue
+            seen.add(sid)
+            pending.extend(downstream[sid])
+            if sid not in records:
+                try:
+                    env.store.record_step_run(
+                        env.run.id,
+                        sid,
+                        status=RunStatus.SKIPPED,
+                        step_name=pipeline.step(sid).name,
+                        source=pipeline.step(sid).source,
+                        code_hash=pipeline.step(sid).code_hash,
+                        error=f"upstream step {failed_step!r} failed",
+                    )
+                except Exception:  # noqa: BLE001 - a concurrent recorder won the race
+                    pass
+        error = records[failed_step].error if failed_step in records else None
+        env.store.update_run(
+            env.run.id,
+            only_if_status=RunStatus.RUNNING,
+            status=RunStatus.FAILED,
+            ended=now(),
+            error=f"step {failed_step!r} failed: {error}" if error else f"step {failed_step!r} failed",
+        )
+        return RunStatus.FAILED
+    if len(records) == len(pipeline.steps) and all(r.status in RunStatus.SUCCEEDED for r in records.values()):
+        env.store.update_run(env.run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.COMPLETED, ended=now())
+        return RunStatus.COMPLETED
+    return None

@@ -1,0 +1,17 @@
+"""Stacks, stack components and flavors (discovered through entry points)."""
+
+from conveyor.stack._flavor import KNOWN_FLAVORS, Capability, ComponentType, Flavor, FlavorRegistry, flavors
+from conveyor.stack._stack import Stack, StackComponent, add_config_resolver, resolve_config
+
+__all__ = [
+    "KNOWN_FLAVORS",
+    "Capability",
+    "ComponentType",
+    "Flavor",
+    "FlavorRegistry",
+    "Stack",
+    "StackComponent",
+    "add_config_resolver",
+    "flavors",
+    "resolve_config",
+]

@@ -1,0 +1,195 @@
+"""Flavors: the kinds of stack component, found through entry points.
+
+Every flavor, built-in ones included, is an entry point of the group
+``conveyor.flavors`` named ``<component_type>.<flavor>``. Discovery reads
+only entry point metadata; a flavor's module is imported when a component of
+that flavor is registered or used. A plugin that fails to import is reported
+with its distribution's name and skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from conveyor._constants import FLAVORS_GROUP
+from conveyor.exceptions import ConfigError, FlavorNotFoundError, StackError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from conveyor.stack._component import StackComponent
+
+
+class ComponentType:
+    """The component types a stack is made of (CLI spells them with hyphens)."""
+
+    ORCHESTRATOR = "orchestrator"
+    ARTIFACT_STORE = "artifact_store"
+    CONTAINER_REGISTRY = "container_registry"
+    IMAGE_BUILDER = "image_builder"
+    STEP_OPERATOR = "step_operator"
+
+    ALL = (ORCHESTRATOR, ARTIFACT_STORE, CONTAINER_REGISTRY, IMAGE_BUILDER, STEP_OPERATOR)
+    REQUIRED = (ORCHESTRATOR, ARTIFACT_STORE)
+
+    @staticmethod
+    def cli_name(component_type: str) -> str:
+        """``artifact_store`` → ``artifact-store``."""
+        return component_type.replace("_", "-")
+
+    @staticmethod
+    def from_cli(name: str) -> str:
+        """``artifact-store`` → ``artifact_store`` (checked)."""
+        value = name.replace("-", "_")
+        if value not in ComponentType.ALL:
+            known = ", ".join(ComponentType.cli_name(c) for c in ComponentType.ALL)
+            raise StackError(f"unknown component type {name!r}", f"types are: {known}")
+        return value
+
+
+class Capability:
+    """What an orchestrator or step operator can honour; checked at compile time."""
+
+    SCHEDULES = "schedules"
+    RESOURCES = "resources"
+    GPUS = "gpus"
+    PARALLELISM = "parallelism"
+    RETRIES = "retries"
+    TIMEOUTS = "timeouts"
+    CONTAINER_IMAGE = "container_image"
+
+
+# Flavors that live in separately installed distributions: a user who names
+# one of them without it installed is told the exact install command.
+KNOWN_FLAVORS: dict[str, str] = {
+    "orchestrator.airflow": 'pip install "conveyor[airflow]"',
+    "orchestrator.kubeflow": 'pip install "conveyor[kubeflow]"',
+    "orchestrator.prefect": 'pip install "conveyor[prefect]"',
+    "orchestrator.local_docker": 'pip install "conveyor[docker]"',
+    "image_builder.docker": 'pip install "conveyor[docker]"',
+    "container_registry.default": 'pip install "conveyor[docker]"',
+    "step_operator.docker": 'pip install "conveyor[docker]"',
+    "artifact_store.s3": 'pip install "conveyor[s3]"',
+}
+
+
+class Flavor:
+    """Describes one flavor: its config model, capabilities and implementation.
+
+    Subclasses set the class attributes and implement :meth:`implementation`.
+    """
+
+    type: ClassVar[str]
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    requires: ClassVar[tuple[str, ...]] = ()
+    """Other component types a stack needs when it has a component of this flavor."""
+
+    @property
+    def config_class(self) -> type[BaseModel]:
+        """The pydantic model of this flavor's config (extra keys forbidden)."""
+        raise NotImplementedError
+
+    def implementation(self) -> type[StackComponent]:
+        """The component class (imported only when a component is used)."""
+        raise NotImplementedError
+
+    def create(self, name: str, config: Any) -> Any:
+        """Make the component from its validated config."""
+        return self.implementation()(name, config, self)
+
+    def validate_config(self, config: dict[str, Any], *, component: str) -> dict[str, Any]:
+        """Check a config against the model; return it normalized to JSON.
+
+        Raises:
+            ConfigError: an unknown key or a bad value, in one line.
+        """
+        from pydantic import ValidationError
+
+        try:
+            model = self.config_class.model_validate(config)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"]) or "config"
+            if err["type"] == "extra_forbidden":
+                known = ", ".join(sorted(self.config_class.model_fields)) or "(none)"
+                raise ConfigError(
+                    f"{ComponentType.cli_name(self.type)} {component!r} ({self.name}): unknown option {loc!r}",
+                    f"options are: {known}",
+                ) from None
+            raise ConfigError(
+                f"{ComponentType.cli_name(self.type)} {component!r} ({self.name}): {loc}: {err['msg']}"
+            ) from None
+        return model.model_dump(mode="json", exclude_unset=True)
+
+
+class FlavorRegistry:
+    """Entry-point discovery of flavors, lazy and isolated."""
+
+    def __init__(self) -> None:
+        self._entry_points: dict[str, Any] | None = None
+        self._loaded: dict[str, Flavor] = {}
+        self.errors: dict[str, str] = {}
+
+    def _discover(self) -> dict[str, Any]:
+        if self._entry_points is None:
+            from importlib.metadata import entry_points
+
+            self._entry_points = {ep.name: ep for ep in entry_points(group=FLAVORS_GROUP)}
+        return self._entry_points
+
+    def names(self, component_type: str | None = None) -> list[str]:
+        """Installed flavor names (``type.flavor``), optionally of one type."""
+        keys = sorted(self._discover())
+        if component_type is not None:
+            keys = [k for k in keys if k.split(".", 1)[0] == component_type]
+        return keys
+
+    def get(self, component_type: str, flavor: str) -> Flavor:
+        """Load a flavor.
+
+        Raises:
+            FlavorNotFoundError: not installed; names the install command.
+        """
+        key = f"{component_type}.{flavor}"
+        if key in self._loaded:
+            return self._loaded[key]
+        ep = self._discover().get(key)
+        kind = ComponentType.cli_name(component_type)
+        if ep is None:
+            hint = KNOWN_FLAVORS.get(key)
+            if hint is not None:
+                raise FlavorNotFoundError(f"the {kind} flavor {flavor!r} is not installed", f"run: {hint}")
+            known = ", ".join(k.split(".", 1)[1] for k in self.names(component_type)) or "(none)"
+            raise FlavorNotFoundError(f"no {kind} flavor named {flavor!r}", f"installed {kind} flavors: {known}")
+        try:
+            cls = ep.load()
+            instance = cls()
+        except Exception as exc:  # a broken plugin must not break the core
+            dist = getattr(getattr(ep, "dist", None), "name", "its distribution")
+            self.errors[key] = f"{dist}: {exc}"
+            print(f"conveyor: skipped flavor plugin {key} from {dist}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            raise FlavorNotFoundError(
+                f"the {kind} flavor {flavor!r} from {dist} failed to import: {exc}",
+                f"reinstall it: pip install --force-reinstall {dist}",
+            ) from None
+        if not isinstance(instance, Flavor) or instance.type != component_type or instance.name != flavor:
+            raise StackError(f"entry point {key} does not point at a {kind} flavor named {flavor!r}")
+        self._loaded[key] = instance
+        return instance
+
+    def all(self, component_type: str | None = None) -> list[Flavor]:
+        """Every flavor that loads (broken ones are reported on stderr and skipped)."""
+        out = []
+        for key in self.names(component_type):
+            ctype, name = key.split(".", 1)
+            try:
+                out.append(self.get(ctype, name))
+            except StackError:
+                continue
+        return out
+
+
+flavors = FlavorRegistry()

@@ -1,0 +1,161 @@
+"""Stacks: the set of components a pipeline runs on, and compile-time checks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from conveyor.exceptions import CapabilityError, StackError
+from conveyor.stack._flavor import Capability, ComponentType, Flavor, flavors
+
+if TYPE_CHECKING:
+    from conveyor.ir import PipelineIR, Schedule, StackIR
+    from conveyor.stores import ArtifactStore, StackRecord
+
+
+class StackComponent:
+    """Base class of stack components.
+
+    Args:
+        name: the component's registered name.
+        config: its validated config model.
+        flavor: the flavor that made it.
+    """
+
+    def __init__(self, name: str, config: Any, flavor: Flavor) -> None:
+        self.name = name
+        self.config = config
+        self.flavor = flavor
+
+    def __repr__(self) -> str:
+        return f"<{self.flavor.type} {self.name} ({self.flavor.name})>"
+
+
+class Stack:
+    """A stack ready to use: components are created from the IR on first access."""
+
+    def __init__(self, ir: StackIR) -> None:
+        self.ir = ir
+        self._components: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        """The stack's name."""
+        return self.ir.name
+
+    @classmethod
+    def from_record(cls, record: StackRecord) -> Stack:
+        """Build a stack from a stored stack record."""
+        from conveyor.ir import ComponentIR, StackIR
+
+        return cls(
+            StackIR(
+                name=record.name,
+                components={
+                    t: ComponentIR(type=t, flavor=c.flavor, name=c.name, config=c.config)
+                    for t, c in record.components.items()
+                },
+            )
+        )
+
+    def flavor(self, component_type: str) -> Flavor | None:
+        """The flavor of the component of a type, or None."""
+        spec = self.ir.get(component_type)
+        return flavors.get(component_type, spec.flavor) if spec is not None else None
+
+    def component(self, component_type: str) -> Any:
+        """The component of a type, created on first use.
+
+        Raises:
+            StackError: the stack has no component of that type.
+        """
+        if component_type not in self._components:
+            spec = self.ir.get(component_type)
+            if spec is None:
+                raise StackError(
+                    f"stack {self.name!r} has no {ComponentType.cli_name(component_type)}",
+                    f"add one: conveyor stack update {self.name} --{ComponentType.cli_name(component_type)} NAME",
+                )
+            flavor = flavors.get(component_type, spec.flavor)
+            config = flavor.config_class.model_validate(resolve_config(dict(spec.config)))
+            self._components[component_type] = flavor.create(spec.name, config)  # type: ignore[attr-defined]
+        return self._components[component_type]
+
+    @property
+    def orchestrator(self) -> Any:
+        """The orchestrator component."""
+        return self.component(ComponentType.ORCHESTRATOR)
+
+    @property
+    def artifact_store(self) -> ArtifactStore:
+        """The artifact store."""
+        return self.component(ComponentType.ARTIFACT_STORE)
+
+    # -- compile-time checks ---------------------------------------------------------
+    def validate(self, pipeline: PipelineIR, schedule: Schedule | None = None) -> None:
+        """Check that this stack can run the pipeline as asked.
+
+        Raises:
+            StackError: a required component is missing.
+            CapabilityError: the pipeline needs what the stack cannot honour.
+        """
+        for ctype in ComponentType.REQUIRED:
+            if self.ir.get(ctype) is None:
+                raise StackError(
+                    f"stack {self.name!r} has no {ComponentType.cli_name(ctype)}",
+                    f"add one: conveyor stack update {self.name} --{ComponentType.cli_name(ctype)} NAME",
+                )
+        for ctype in sorted(self.ir.components):
+            flavor = self.flavor(ctype)
+            for needed in flavor.requires:
+                if self.ir.get(needed) is None:
+                    raise StackError(
+                        f"stack {self.name!r} needs a {ComponentType.cli_name(needed)} for its "
+                        f"{ComponentType.cli_name(ctype)} {flavor.name!r}",
+                        f"add one: conveyor stack update {self.name} --{ComponentType.cli_name(needed)} NAME",
+                    )
+        orchestrator = self.flavor(ComponentType.ORCHESTRATOR)
+        caps = orchestrator.capabilities
+        where = f"orchestrator flavor {orchestrator.name!r} of stack {self.name!r}"
+        if schedule is not None and Capability.SCHEDULES not in caps:
+            raise CapabilityError(f"the {where} cannot run schedules", "use an orchestrator with schedules (airflow, kubeflow, prefect)")
+        operator_spec = self.ir.get(ComponentType.STEP_OPERATOR)
+        for step in pipeline.steps:
+            s = step.settings
+            if s.step_operator is not None:
+                if operator_spec is None or s.step_operator not in (operator_spec.name, operator_spec.flavor):
+                    raise StackError(
+                        f"step {step.id!r} asks for step operator {s.step_operator!r}, which stack {self.name!r} lacks",
+                        f"add it: conveyor stack update {self.name} --step-operator NAME",
+                    )
+                step_caps = self.flavor(ComponentType.STEP_OPERATOR).capabilities
+            else:
+                step_caps = caps
+            _check_step(step, step_caps, where)
+
+
+def _check_step(step: Any, caps: frozenset[str], where: str) -> None:
+    s = step.settings
+    res = s.resources
+    if (res.gpu_count or res.gpu_type) and Capability.GPUS not in caps:
+        raise CapabilityError(f"step {step.id!r} asks for GPUs, which the {where} cannot provide")
+    if (res.cpu is not None or res.memory is not None) and Capability.RESOURCES not in caps:
+        raise CapabilityError(f"step {step.id!r} asks for cpu/memory, which the {where} cannot honour")
+    if s.retries and Capability.RETRIES not in caps:
+        raise CapabilityError(f"step {step.id!r} asks for retries, which the {where} cannot honour")
+    if s.timeout is not None and Capability.TIMEOUTS not in caps:
+        raise CapabilityError(f"step {step.id!r} asks for a timeout, which the {where} cannot honour")
+
+
+_config_resolvers: list[Any] = []
+
+
+def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Apply registered resolvers (e.g. secret references) to a component config."""
+    for resolver in _config_resolvers:
+        config = resolver(config)
+    return config
+
+
+def add_config_resolver(resolver: Any) -> None:
+    """Register a function that rewrites component configs before use."""
+    _config_resolvers.append(resolver)

@@ -1,0 +1,120 @@
+"""Rows of the metadata store as plain, immutable records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PipelineRecord:
+    """A pipeline known to the store."""
+
+    id: str
+    name: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of a pipeline."""
+
+    id: str
+    name: str
+    pipeline_id: str
+    deployment_id: str
+    run_key: str | None
+    status: str
+    created: datetime
+    started: datetime | None
+    ended: datetime | None
+    parameters: dict[str, Any]
+    stack_name: str
+    orchestrator: str
+    orchestrator_run_id: str | None
+    code_commit: str | None
+    code_dirty: bool | None
+    host: str | None
+    pid: int | None
+    pid_started: float | None
+    error: str | None
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StepRunRecord:
+    """One step of one run."""
+
+    id: str
+    run_id: str
+    step_id: str
+    step_name: str
+    status: str
+    cached: bool
+    cache_key: str | None
+    original_step_run_id: str | None
+    started: datetime | None
+    ended: datetime | None
+    source: str
+    code_hash: str
+    parameters: dict[str, Any]
+    logs_uri: str | None
+    error: str | None
+    attempts: int
+    image: str | None
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """One saved artifact version."""
+
+    id: str
+    name: str
+    version: int
+    uri: str
+    data_type: str
+    materializer: str
+    content_hash: str
+    producer_step_run_id: str | None
+    created: datetime
+    metadata: dict[str, Any]
+    visualizations: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ComponentRecord:
+    """A registered stack component."""
+
+    id: str
+    type: str
+    flavor: str
+    name: str
+    config: dict[str, Any]
+    created: datetime
+    updated: datetime
+
+
+@dataclass(frozen=True)
+class StackRecord:
+    """A registered stack: one component id per component type."""
+
+    id: str
+    name: str
+    components: dict[str, ComponentRecord]
+    created: datetime
+    updated: datetime
+
+
+class RunStatus:
+    """Statuses of runs and step runs."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    CACHED = "cached"
+    SKIPPED = "skipped"
+
+    FINISHED = frozenset({COMPLETED, FAILED, STOPPED, CACHED, SKIPPED})
+    SUCCEEDED = frozenset({COMPLETED, CACHED})

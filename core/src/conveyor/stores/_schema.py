@@ -1,0 +1,142 @@
+"""Tables of the metadata store (SQLAlchemy Core).
+
+The migrations in ``conveyor/stores/migrations`` create exactly these; a
+test compares the two. Add a column here and a migration there together.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+_ID = 32  # uuid4().hex, or a content hash cut to 32 hex digits
+_NAME = 255
+
+pipelines = sa.Table(
+    "pipelines",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("name", sa.String(_NAME), nullable=False, unique=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+)
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("pipeline_id", sa.String(_ID), sa.ForeignKey("pipelines.id"), nullable=False, index=True),
+    sa.Column("ir", sa.Text().with_variant(sa.Text(4294967295), "mysql", "mariadb"), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+)
+
+pipeline_runs = sa.Table(
+    "pipeline_runs",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("name", sa.String(_NAME), nullable=False, unique=True),
+    sa.Column("pipeline_id", sa.String(_ID), sa.ForeignKey("pipelines.id"), nullable=False, index=True),
+    sa.Column("deployment_id", sa.String(_ID), sa.ForeignKey("deployments.id"), nullable=False),
+    sa.Column("run_key", sa.String(_NAME), nullable=True, unique=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("started", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("ended", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("parameters", sa.JSON(), nullable=False),
+    sa.Column("stack_name", sa.String(_NAME), nullable=False),
+    sa.Column("orchestrator", sa.String(_NAME), nullable=False),
+    sa.Column("orchestrator_run_id", sa.String(_NAME), nullable=True),
+    sa.Column("code_commit", sa.String(64), nullable=True),
+    sa.Column("code_dirty", sa.Boolean(), nullable=True),
+    sa.Column("host", sa.String(_NAME), nullable=True),
+    sa.Column("pid", sa.Integer(), nullable=True),
+    sa.Column("pid_started", sa.Float(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("extra", sa.JSON(), nullable=False),
+)
+
+step_runs = sa.Table(
+    "step_runs",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("run_id", sa.String(_ID), sa.ForeignKey("pipeline_runs.id"), nullable=False),
+    sa.Column("step_id", sa.String(_NAME), nullable=False),
+    sa.Column("step_name", sa.String(_NAME), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("cached", sa.Boolean(), nullable=False),
+    sa.Column("cache_key", sa.String(64), nullable=True, index=True),
+    sa.Column("original_step_run_id", sa.String(_ID), nullable=True),
+    sa.Column("started", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("ended", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("source", sa.String(1024), nullable=False),
+    sa.Column("code_hash", sa.String(64), nullable=False),
+    sa.Column("parameters", sa.JSON(), nullable=False),
+    sa.Column("logs_uri", sa.String(2048), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("image", sa.String(1024), nullable=True),
+    sa.UniqueConstraint("run_id", "step_id", name="uq_step_runs_run_step"),
+)
+
+artifact_versions = sa.Table(
+    "artifact_versions",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("name", sa.String(_NAME), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("uri", sa.String(2048), nullable=False),
+    sa.Column("data_type", sa.String(1024), nullable=False),
+    sa.Column("materializer", sa.String(1024), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("producer_step_run_id", sa.String(_ID), sa.ForeignKey("step_runs.id"), nullable=True, index=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("metadata", sa.JSON(), nullable=False),
+    sa.Column("visualizations", sa.JSON(), nullable=False),
+    sa.UniqueConstraint("name", "version", name="uq_artifact_versions_name_version"),
+)
+
+step_run_inputs = sa.Table(
+    "step_run_inputs",
+    metadata,
+    sa.Column("step_run_id", sa.String(_ID), sa.ForeignKey("step_runs.id"), primary_key=True),
+    sa.Column("name", sa.String(_NAME), primary_key=True),
+    sa.Column("artifact_id", sa.String(_ID), sa.ForeignKey("artifact_versions.id"), nullable=False, index=True),
+)
+
+step_run_outputs = sa.Table(
+    "step_run_outputs",
+    metadata,
+    sa.Column("step_run_id", sa.String(_ID), sa.ForeignKey("step_runs.id"), primary_key=True),
+    sa.Column("name", sa.String(_NAME), primary_key=True),
+    sa.Column("artifact_id", sa.String(_ID), sa.ForeignKey("artifact_versions.id"), nullable=False, index=True),
+)
+
+stack_components = sa.Table(
+    "stack_components",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("flavor", sa.String(_NAME), nullable=False),
+    sa.Column("name", sa.String(_NAME), nullable=False),
+    sa.Column("config", sa.JSON(), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("type", "name", name="uq_stack_components_type_name"),
+)
+
+stacks = sa.Table(
+    "stacks",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("name", sa.String(_NAME), nullable=False, unique=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+)
+
+stack_members = sa.Table(
+    "stack_members",
+    metadata,
+    sa.Column("stack_id", sa.String(_ID), sa.ForeignKey("stacks.id"), primary_key=True),
+    sa.Column("component_type", sa.String(64), primary_key=True),
+    sa.Column("component_id", sa.String(_ID), sa.ForeignKey("stack_components.id"), nullable=False, index=True),
+)
