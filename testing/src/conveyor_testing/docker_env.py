@@ -1,0 +1,359 @@
+"""Session fixtures for a real Docker environment.
+
+``docker_daemon`` gives a ``docker.DockerClient`` (reusing a daemon that
+already answers, otherwise starting one), ``registry`` a throwaway v2 registry
+on 127.0.0.1, and ``base_image`` the locally built ``conveyor-python:bookworm``.
+
+Everything here talks only to 127.0.0.1 or the local Docker socket; containers
+must use ``network_mode="host"`` (or none) because the daemon has no bridge.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BASE_IMAGE = "conveyor-python:bookworm"
+FIX_HINT = "run: bash scripts/bootstrap.sh"
+DOCKERD_ARGS = ["--bridge=none", "--iptables=false", "--ip-masq=false"]
+DAEMON_START_TIMEOUT = 60.0
+REGISTRY_START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+BASE_IMAGE_BUILD_TIMEOUT = 1200.0
+
+# What a v2 client accepts; without it the registry down-converts to schema 1.
+MANIFEST_ACCEPT = (
+    "application/vnd.docker.distribution.manifest.v2+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.oci.image.index.v1+json"
+)
+
+# No proxy handler: a proxy from the environment must never see local traffic.
+_LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker when this module is loaded as a plugin itself."""
+    config.addinivalue_line(
+        "markers", "docker: needs a Docker daemon, registry and base image"
+    )
+
+
+# --------------------------------------------------------------------------
+# child processes
+
+
+def _die_with_parent(parent_pid: int):
+    """preexec_fn: SIGTERM the child when the test process goes away."""
+
+    def preexec() -> None:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        # The parent may have died between fork and prctl.
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen:
+    # The child keeps its own copy of the log descriptor.
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - prctl must run in the child
+            # Own session: a Ctrl-C in the terminal reaches pytest, which then
+            # tears servers down in order, instead of killing them mid-test.
+            start_new_session=True,
+        )
+
+
+def _stop(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM one process we started, by PID; SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------
+# docker daemon
+
+
+def _import_docker():
+    try:
+        import docker
+    except ImportError:
+        pytest.fail(f"python package 'docker' is missing; {FIX_HINT}", pytrace=False)
+    return docker
+
+
+def _client(docker_mod, base_url: str | None = None, timeout: int = 300):
+    if base_url:
+        return docker_mod.DockerClient(base_url=base_url, timeout=timeout)
+    return docker_mod.from_env(timeout=timeout)
+
+
+def _answering_client(docker_mod, base_url: str | None = None):
+    """A client if a daemon answers right now, else None."""
+    import requests  # comes with docker; kept lazy so this module always imports
+
+    try:
+        # Short timeout for the probe, so a half-started daemon cannot hang it.
+        probe = _client(docker_mod, base_url, timeout=5)
+        probe.ping()
+        probe.close()
+    except (
+        docker_mod.errors.DockerException,
+        requests.exceptions.RequestException,
+        OSError,
+    ):
+        return None
+    return _client(docker_mod, base_url)
+
+
+@pytest.fixture(scope="session")
+def docker_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A ``docker.DockerClient`` for a running daemon."""
+    docker_mod = _import_docker()
+
+    # A second dockerd on the same host deletes the first one's bridge, so an
+    # answering daemon is always reused and never stopped.
+    client = _answering_client(docker_mod)
+    if client is not None:
+        yield client
+        client.close()
+        return
+
+    if os.environ.get("DOCKER_HOST"):
+        pytest.fail(
+            f"DOCKER_HOST={os.environ['DOCKER_HOST']} does not answer; unset it or start that daemon",
+            pytrace=False,
+        )
+    dockerd = shutil.which("dockerd")
+    if dockerd is None:
+        pytest.fail(f"dockerd is not installed; {FIX_HINT}", pytrace=False)
+    if os.geteuid() != 0:
+        pytest.fail(
+            "no Docker daemon answers and starting one needs root", pytrace=False
+        )
+
+    log_path = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
+    # Default data root on purpose: the base image then survives sessions.
+    proc = _spawn([dockerd, *DOCKERD_ARGS], log_path)
+    try:
+        deadline = time.monotonic() + DAEMON_START_TIMEOUT
+        while True:
+            client = _answering_client(docker_mod, "unix:///var/run/docker.sock")
+            if client is not None:
+                break
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"dockerd exited with {proc.returncode}:\n{_tail(log_path)}",
+                    pytrace=False,
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"dockerd did not answer within {DAEMON_START_TIMEOUT:.0f} s:\n{_tail(log_path)}",
+                    pytrace=False,
+                )
+            time.sleep(0.25)
+        yield client
+        client.close()
+    finally:
+        _stop(proc)
+
+
+# --------------------------------------------------------------------------
+# registry
+
+
+@dataclass(frozen=True)
+class Registry:
+    """A running local v2 registry."""
+
+    host: str  # "127.0.0.1:PORT", the prefix for image names
+    url: str  # "http://127.0.0.1:PORT"
+    root: Path  # filesystem storage
+
+    def get(
+        self, path: str, accept: str | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """GET ``/v2/...`` on this registry: (status, headers, body)."""
+        req = urllib.request.Request(self.url + path)
+        if accept:
+            req.add_header("Accept", accept)
+        try:
+            with _LOCAL_HTTP.open(req, timeout=10) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), err.read()
+
+    def manifest(self, repo: str, ref: str) -> tuple[str, dict]:
+        """(digest, manifest) of ``repo:ref``; raises LookupError if absent."""
+        status, headers, body = self.get(f"/v2/{repo}/manifests/{ref}", MANIFEST_ACCEPT)
+        if status != 200:
+            raise LookupError(f"{self.host}/{repo}:{ref}: HTTP {status} {body[:200]!r}")
+        return headers.get("Docker-Content-Digest", ""), json.loads(body)
+
+    def tags(self, repo: str) -> list[str]:
+        status, _, body = self.get(f"/v2/{repo}/tags/list")
+        if status == 404:
+            return []
+        return json.loads(body).get("tags") or []
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+"""
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A fresh v2 registry on 127.0.0.1 with storage in a temp dir."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail(f"docker-registry is not installed; {FIX_HINT}", pytrace=False)
+    work = tmp_path_factory.mktemp("registry")
+    root = work / "data"
+    root.mkdir()
+
+    # The free port may be taken between probing and binding: retry a few.
+    for _attempt in range(3):
+        port = _free_port()
+        config = work / "config.yml"
+        config.write_text(_REGISTRY_CONFIG.format(root=root, port=port))
+        log_path = work / "registry.log"
+        proc = _spawn([binary, "serve", str(config)], log_path)
+        reg = Registry(
+            host=f"127.0.0.1:{port}", url=f"http://127.0.0.1:{port}", root=root
+        )
+        deadline = time.monotonic() + REGISTRY_START_TIMEOUT
+        ready = False
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if reg.get("/v2/")[0] == 200:
+                    ready = True
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        if ready:
+            break
+        _stop(proc)
+        if "address already in use" not in _tail(log_path, 50):
+            pytest.fail(
+                f"docker-registry did not come up:\n{_tail(log_path)}", pytrace=False
+            )
+    else:
+        pytest.fail(
+            f"docker-registry found no free port:\n{_tail(log_path)}", pytrace=False
+        )
+
+    try:
+        yield reg
+    finally:
+        _stop(proc)
+
+
+# --------------------------------------------------------------------------
+# base image
+
+
+def repo_root() -> Path:
+    """The conveyor checkout that holds scripts/build-base-image.sh."""
+    here = Path(__file__).resolve().parents[3]
+    if (here / "scripts" / "build-base-image.sh").is_file():
+        return here
+    # Installed non-editable: fall back to the checkout pytest runs in.
+    out = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    top = Path(out.stdout.strip()) if out.returncode == 0 else None
+    if top is None or not (top / "scripts" / "build-base-image.sh").is_file():
+        pytest.fail(
+            "cannot find scripts/build-base-image.sh of the conveyor checkout",
+            pytrace=False,
+        )
+    return top
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_daemon) -> str:
+    """Name of the local Python base image, built on first use (~40 s)."""
+    docker_mod = _import_docker()
+    try:
+        docker_daemon.images.get(BASE_IMAGE)
+        return BASE_IMAGE
+    except docker_mod.errors.ImageNotFound:
+        pass
+    if shutil.which("mmdebstrap") is None:
+        pytest.fail(f"mmdebstrap is not installed; {FIX_HINT}", pytrace=False)
+    script = repo_root() / "scripts" / "build-base-image.sh"
+    env = dict(os.environ, CONVEYOR_BASE_IMAGE=BASE_IMAGE)
+    try:
+        out = subprocess.run(
+            ["bash", str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BASE_IMAGE_BUILD_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"{script} took over {BASE_IMAGE_BUILD_TIMEOUT:.0f} s", pytrace=False
+        )
+    if out.returncode != 0:
+        tail = "\n".join((out.stdout + out.stderr).splitlines()[-20:])
+        pytest.fail(f"{script} failed ({out.returncode}):\n{tail}", pytrace=False)
+    return BASE_IMAGE
