@@ -51,8 +51,11 @@ def build_deployment(pipeline: Pipeline, ir: PipelineIR, stack: Stack) -> Deploy
     )
 
 
-def launch(pipeline: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> PipelineRunView:
-    """Trace ``pipeline(*args, **kwargs)`` and run it on its stack; returns the run."""
+def launch(pipeline: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> PipelineRunView | None:
+    """Trace ``pipeline(*args, **kwargs)`` and run it on its stack; returns the run.
+
+    Returns None when the pipeline was deployed on a schedule rather than run.
+    """
     from conveyor._repository import Repository
     from conveyor.client import Client
     from conveyor.orchestrators import LaunchContext
@@ -65,4 +68,96 @@ def launch(pipeline: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     deployment = build_deployment(pipeline, ir, stack)
     source_root = pipeline.source_root() or Path.cwd()
     run_id = stack.orchestrator.run(deployment, LaunchContext(store=store, stack=stack, source_root=source_root))
-    return Client(repo).get_run(run_id)
+    return Client(repo).get_run(run_id) if run_id is not None else None
+
+
+def load_pipeline_ref(ref: str) -> Pipeline | PipelineIR:
+    """A pipeline from ``path/to/file.py:name``, ``module:name``, or the name of a pipeline that ran before.
+
+    A bare name gives the IR of that pipeline's latest deployment (with its
+    parameters), so exporting needs none of the pipeline's code.
+    """
+    import importlib.util
+    import sys
+
+    from conveyor._source import load_source
+    from conveyor.dsl import Pipeline
+    from conveyor.exceptions import ConfigError
+
+    if ":" in ref:
+        target, _, attr = ref.rpartition(":")
+        if target.endswith(".py"):
+            path = Path(target).resolve()
+            if not path.is_file():
+                raise ConfigError(f"no file {target}", "give path/to/file.py:pipeline_name")
+            sys.path.insert(0, str(path.parent))
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
+            obj = getattr(module, attr, None)
+        else:
+            obj = load_source(ref)
+        if not isinstance(obj, Pipeline):
+            raise ConfigError(f"{ref!r} is not a @pipeline")
+        return obj
+    from conveyor._repository import Repository
+    from conveyor.ir import load_deployment
+
+    store = Repository.current().store()
+    runs = store.list_runs(store.get_pipeline(ref).id, limit=1)
+    if not runs:
+        raise ConfigError(f"pipeline {ref!r} has never run here", "give its source instead: path/to/file.py:name")
+    return load_deployment(store.get_deployment_json(runs[0].deployment_id)).pipeline
+
+
+def deployment_for(ref: str | Pipeline, *, stack: str | None = None, parameters: dict[str, Any] | None = None,
+                   schedule: Any = None) -> tuple[Deployment, Stack, Path | None]:
+    """Trace (or look up) a pipeline and make its deployment for a stack."""
+    from conveyor._repository import Repository
+    from conveyor.dsl import Pipeline
+    from conveyor.exceptions import ConfigError
+    from conveyor.ir import Deployment
+
+    repo = Repository.current()
+    target = load_pipeline_ref(ref) if isinstance(ref, str) else ref
+    stack_obj = repo.stack(stack)
+    if isinstance(target, Pipeline):
+        ir = target.trace(**(parameters or {}))
+        check_materializers(target, ir)
+        deployment = build_deployment(target, ir, stack_obj)
+        source_root = target.source_root()
+    else:
+        if parameters:
+            unknown = set(parameters) - set(target.parameters)
+            if unknown:
+                raise ConfigError(f"pipeline {target.name!r} has no parameter {sorted(unknown)[0]!r}")
+            raise ConfigError("parameters of a pipeline given by name cannot change", "give its source: file.py:name")
+        deployment = Deployment(pipeline=target, stack=stack_obj.ir)
+        source_root = None
+    if schedule is not None:
+        deployment = deployment.model_copy(update={"schedule": schedule})
+    return deployment, stack_obj, source_root
+
+
+def export_pipeline(ref: str | Pipeline, output: str | Path, *, stack: str | None = None,
+                    parameters: dict[str, Any] | None = None, schedule: Any = None) -> list[Path]:
+    """Compile a pipeline for a stack's orchestrator and write the result under ``output``."""
+    from conveyor._repository import Repository
+    from conveyor.orchestrators import LaunchContext
+
+    deployment, stack_obj, source_root = deployment_for(ref, stack=stack, parameters=parameters, schedule=schedule)
+    ctx = LaunchContext(store=Repository.current().store(), stack=stack_obj, source_root=source_root or Path.cwd())
+    return stack_obj.orchestrator.export(deployment, ctx, Path(output))
+
+
+def deploy_pipeline(ref: str | Pipeline, *, stack: str | None = None, parameters: dict[str, Any] | None = None,
+                    schedule: Any = None) -> str | None:
+    """Submit a pipeline to a stack's orchestrator (a scheduled deployment when ``schedule`` is set)."""
+    from conveyor._repository import Repository
+    from conveyor.orchestrators import LaunchContext
+
+    deployment, stack_obj, source_root = deployment_for(ref, stack=stack, parameters=parameters, schedule=schedule)
+    ctx = LaunchContext(store=Repository.current().store(), stack=stack_obj, source_root=source_root or Path.cwd())
+    return stack_obj.orchestrator.run(deployment, ctx)

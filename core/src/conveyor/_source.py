@@ -73,6 +73,8 @@ def source_root_of(obj: Any) -> Path | None:
 
 def load_source(source: str) -> Any:
     """Import ``module:qualname`` and return the object."""
+    if source == "builtins:NoneType":
+        return type(None)  # a builtin type with no name in the builtins module
     module_path, _, qualname = source.partition(":")
     main = sys.modules.get("__main__")
     if module_path == _main_module_name() and module_path not in sys.modules and main is not None:

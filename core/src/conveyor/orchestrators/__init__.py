@@ -2,10 +2,20 @@
 
 from conveyor.orchestrators._base import (
     BaseOrchestrator,
+    BaseStepOperator,
     LaunchContext,
     code_version,
     make_run_name,
+    needs_images,
     step_process_env,
 )
 
-__all__ = ["BaseOrchestrator", "LaunchContext", "code_version", "make_run_name", "step_process_env"]
+__all__ = [
+    "BaseOrchestrator",
+    "BaseStepOperator",
+    "LaunchContext",
+    "code_version",
+    "make_run_name",
+    "needs_images",
+    "step_process_env",
+]

@@ -14,6 +14,7 @@ from conveyor.stack import StackComponent
 
 if TYPE_CHECKING:
     from conveyor.ir import Deployment
+    from conveyor.runtime import RunEnvironment
     from conveyor.stack import Stack
     from conveyor.stores import RunRecord
     from conveyor.stores._metadata import MetadataStore
@@ -67,23 +68,55 @@ class BaseOrchestrator(StackComponent):
     then calls :meth:`_run`, which subclasses implement.
     """
 
-    def run(self, deployment: Deployment, ctx: LaunchContext) -> str:
+    def run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
         """Run (or submit) a deployment; returns the id of the conveyor run.
+
+        Orchestrators that deploy a scheduled pipeline instead of running it
+        return None.
 
         Raises:
             StackError, CapabilityError: the stack cannot run the pipeline.
             StepFailedError: a step failed (orchestrators that wait for the run).
         """
-        ctx.stack.validate(deployment.pipeline, deployment.schedule)
-        pipeline = ctx.store.get_or_create_pipeline(deployment.pipeline.name)
-        ctx.store.save_deployment(deployment.id, pipeline.id, deployment.canonical_json())
+        deployment = self.prepare(deployment, ctx)
         started = time.perf_counter()
         run_id = self._run(deployment, ctx)
         self.submit_seconds = time.perf_counter() - started
         return run_id
 
-    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str:
+    def export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
+        """Write what the engine reads (a DAG file, a pipeline spec) without running it.
+
+        Returns the files written.
+
+        Raises:
+            StackError: this orchestrator has nothing to export.
+        """
+        deployment = self.prepare(deployment, ctx)
+        return self._export(deployment, ctx, output)
+
+    def prepare(self, deployment: Deployment, ctx: LaunchContext) -> Deployment:
+        """Validate the deployment, build its images where needed, and store it."""
+        ctx.stack.validate(deployment.pipeline, deployment.schedule)
+        if needs_images(deployment, ctx.stack) and not deployment.images:
+            from conveyor.stack import ComponentType
+
+            builder = ctx.stack.component(ComponentType.IMAGE_BUILDER)
+            deployment = deployment.model_copy(update={"images": builder.build_images(deployment, ctx)})
+        pipeline = ctx.store.get_or_create_pipeline(deployment.pipeline.name)
+        ctx.store.save_deployment(deployment.id, pipeline.id, deployment.canonical_json())
+        return deployment
+
+    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
         raise NotImplementedError
+
+    def _export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
+        from conveyor.exceptions import StackError
+
+        raise StackError(
+            f"the {self.flavor.name!r} orchestrator runs pipelines directly and has nothing to export",
+            "export with a stack whose orchestrator is airflow, kubeflow or prefect",
+        )
 
     def create_run(self, deployment: Deployment, ctx: LaunchContext, *, owned: bool, **values: Any) -> RunRecord:
         """Record a new run of the deployment.
@@ -114,6 +147,30 @@ class BaseOrchestrator(StackComponent):
             pid_started=pid_started,
             **values,
         )
+
+
+def needs_images(deployment: Deployment, stack: Stack) -> bool:
+    """Whether any step of the deployment runs in a container image."""
+    from conveyor.stack import Capability, ComponentType
+
+    if Capability.CONTAINER_IMAGE in stack.flavor(ComponentType.ORCHESTRATOR).capabilities:
+        return True
+    operator = stack.flavor(ComponentType.STEP_OPERATOR)
+    return operator is not None and Capability.CONTAINER_IMAGE in operator.capabilities and any(
+        s.settings.step_operator is not None for s in deployment.pipeline.steps
+    )
+
+
+class BaseStepOperator(StackComponent):
+    """Runs single steps somewhere else (a container, a remote machine) for an orchestrator."""
+
+    def run_step(self, env: RunEnvironment, step_id: str) -> None:
+        """Run one step to its end, as ``python -m conveyor.runtime run-step`` does.
+
+        Raises:
+            StepFailedError: the step failed.
+        """
+        raise NotImplementedError
 
 
 def step_process_env(store_url: str, source_root: Path | None, extra: dict[str, str] | None = None) -> dict[str, str]:

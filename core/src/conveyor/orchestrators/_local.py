@@ -68,6 +68,9 @@ class _Scheduler:
         return self.config.mode == "process" or s.timeout is not None or bool(s.environment)
 
     def _attempt(self, step: StepIR) -> None:
+        if step.settings.step_operator is not None:
+            self.ctx.stack.component(ComponentType.STEP_OPERATOR).run_step(self.env, step.id)
+            return
         if not self._uses_process(step):
             from conveyor.runtime._executor import execute_step
 
