@@ -137,22 +137,13 @@ class Repository:
 
 def ensure_default_stack(store: MetadataStore, artifact_path: str) -> None:
     """Create the ``default`` stack (local orchestrator and artifact store) if missing."""
-    from conveyor.exceptions import NotFoundError, StoreError
+    from sqlalchemy.exc import IntegrityError
 
+    spec = {
+        "orchestrator": (DEFAULT_STACK, "local", {}),
+        "artifact_store": (DEFAULT_STACK, "local", {"path": artifact_path}),
+    }
     try:
-        store.get_stack(DEFAULT_STACK)
-        return
-    except NotFoundError:
-        pass
-    try:
-        try:
-            orch = store.get_component("orchestrator", DEFAULT_STACK)
-        except NotFoundError:
-            orch = store.create_component("orchestrator", "local", DEFAULT_STACK, {})
-        try:
-            art = store.get_component("artifact_store", DEFAULT_STACK)
-        except NotFoundError:
-            art = store.create_component("artifact_store", "local", DEFAULT_STACK, {"path": artifact_path})
-        store.save_stack(DEFAULT_STACK, {"orchestrator": orch.id, "artifact_store": art.id}, create=True)
-    except StoreError:
-        store.get_stack(DEFAULT_STACK)  # another process created it at the same time
+        store.ensure_stack(DEFAULT_STACK, spec)
+    except IntegrityError:
+        store.ensure_stack(DEFAULT_STACK, spec)  # a concurrent creator on a server database won the race

@@ -58,3 +58,54 @@ class FsspecArtifactStoreFlavor(Flavor):
 
     def create(self, name: str, config: Any) -> ArtifactStore:
         return ArtifactStore(config.path, config.storage_options)
+
+
+class S3ArtifactStoreConfig(BaseModel):
+    """Config of the ``s3`` artifact store (any S3-compatible server)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    """``s3://bucket/prefix``."""
+    key: str | None = None
+    """Access key id; use a secret reference such as ``{{aws_creds.aws_access_key_id}}``."""
+    secret: str | None = None
+    """Secret access key; use a secret reference."""
+    token: str | None = None
+    """Session token, if any; use a secret reference."""
+    endpoint_url: str | None = None
+    """Endpoint of an S3-compatible server (MinIO, SeaweedFS, ...)."""
+    region: str | None = None
+
+
+class S3ArtifactStoreFlavor(Flavor):
+    """Artifacts in S3 or an S3-compatible server, through s3fs."""
+
+    type = ComponentType.ARTIFACT_STORE
+    name = "s3"
+    description = "S3 or an S3-compatible server (needs s3fs: pip install \"conveyor[s3]\")"
+
+    @property
+    def config_class(self) -> type[BaseModel]:
+        return S3ArtifactStoreConfig
+
+    def validate_config(self, config: dict[str, Any], *, component: str) -> dict[str, Any]:
+        clean = super().validate_config(config, component=component)
+        if not str(clean.get("path", "")).startswith("s3://"):
+            from conveyor.exceptions import ConfigError
+
+            raise ConfigError(f"artifact-store {component!r} (s3): path must start with s3://", "e.g. --path s3://bucket/prefix")
+        return clean
+
+    def create(self, name: str, config: Any) -> ArtifactStore:
+        import importlib.util
+
+        if importlib.util.find_spec("s3fs") is None:
+            from conveyor.exceptions import FlavorNotFoundError
+
+            raise FlavorNotFoundError("the s3 artifact store needs s3fs, which is not installed", 'run: pip install "conveyor[s3]"')
+        options: dict[str, Any] = {k: v for k, v in (("key", config.key), ("secret", config.secret), ("token", config.token)) if v}
+        client_kwargs = {k: v for k, v in (("endpoint_url", config.endpoint_url), ("region_name", config.region)) if v}
+        if client_kwargs:
+            options["client_kwargs"] = client_kwargs
+        return ArtifactStore(config.path, options)

@@ -70,7 +70,6 @@ KNOWN_FLAVORS: dict[str, str] = {
     "image_builder.docker": 'pip install "conveyor[docker]"',
     "container_registry.default": 'pip install "conveyor[docker]"',
     "step_operator.docker": 'pip install "conveyor[docker]"',
-    "artifact_store.s3": 'pip install "conveyor[s3]"',
 }
 
 

@@ -429,14 +429,14 @@ class MetadataStore:
         """``{name: artifact}`` of a step run's inputs or outputs."""
         link = t.step_run_inputs if inputs else t.step_run_outputs
         stmt = (
-            sa.select(link.c.name, t.artifact_versions)
+            sa.select(link.c.name.label("link_name"), t.artifact_versions)
             .join(t.artifact_versions, t.artifact_versions.c.id == link.c.artifact_id)
             .where(link.c.step_run_id == step_run_id)
             .order_by(link.c.name)
         )
         with self.read() as conn:
             rows = conn.execute(stmt).all()
-        return {r.name: _record(ArtifactRecord, r) for r in rows}
+        return {r.link_name: _record(ArtifactRecord, r) for r in rows}
 
     def outputs_of_step(self, run_id: str, step_id: str) -> dict[str, ArtifactRecord]:
         """Outputs of the step ``step_id`` in a run (for resolving downstream inputs)."""
@@ -653,6 +653,37 @@ class MetadataStore:
         except IntegrityError:
             raise StoreError(f"a stack named {name!r} already exists", f"use `conveyor stack update {name}`") from None
         return self.get_stack(name)
+
+    def ensure_stack(self, name: str, components: Mapping[str, tuple[str, str, dict[str, Any]]]) -> None:
+        """Create a stack and its missing components in one transaction, unless the stack exists.
+
+        ``components`` maps a component type to ``(name, flavor, config)``.
+        """
+        stamp = now()
+        with self.write() as conn:
+            if conn.execute(sa.select(t.stacks.c.id).where(t.stacks.c.name == name)).first() is not None:
+                return
+            members = {}
+            for ctype, (cname, flavor, config) in components.items():
+                cid = conn.execute(
+                    sa.select(t.stack_components.c.id).where(
+                        t.stack_components.c.type == ctype, t.stack_components.c.name == cname
+                    )
+                ).scalar()
+                if cid is None:
+                    cid = new_id()
+                    conn.execute(
+                        t.stack_components.insert().values(
+                            id=cid, type=ctype, flavor=flavor, name=cname, config=config, created=stamp, updated=stamp
+                        )
+                    )
+                members[ctype] = cid
+            sid = new_id()
+            conn.execute(t.stacks.insert().values(id=sid, name=name, created=stamp, updated=stamp))
+            conn.execute(
+                t.stack_members.insert(),
+                [{"stack_id": sid, "component_type": k, "component_id": v} for k, v in members.items()],
+            )
 
     def get_stack(self, name: str) -> StackRecord:
         """A stack with its components."""

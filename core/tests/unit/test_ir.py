@@ -1,0 +1,85 @@
+"""The IR is plain data: canonical JSON, stable round trips, content ids."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from conveyor.ir import (
+    ArtifactInput,
+    ComponentIR,
+    Deployment,
+    ParameterInput,
+    PipelineIR,
+    Schedule,
+    StackIR,
+    StepIR,
+    load_deployment,
+)
+
+
+def _deployment() -> Deployment:
+    steps = (
+        StepIR(id="load", name="load", source="m:load", code_hash="a", inputs={"n": ParameterInput(value=3, pipeline_parameter="n")},
+               outputs={"output": {"type": "builtins.int"}}),
+        StepIR(id="use", name="use", source="m:use", code_hash="b", inputs={"x": ArtifactInput(step="load", output="output")}),
+    )
+    return Deployment(
+        pipeline=PipelineIR(name="p", parameters={"n": 3}, steps=steps),
+        stack=StackIR(name="s", components={"orchestrator": ComponentIR(type="orchestrator", flavor="local", name="o")}),
+    )
+
+
+def test_json_round_trip_is_stable() -> None:
+    dep = _deployment()
+    text = dep.canonical_json()
+    again = load_deployment(text)
+    assert again == dep
+    assert again.canonical_json() == text
+    assert json.loads(text) == json.loads(dep.model_dump_json())
+
+
+def test_canonical_json_sorts_keys_and_id_follows_content() -> None:
+    dep = _deployment()
+    data = json.loads(dep.canonical_json())
+    assert list(data) == sorted(data)
+    changed = dep.model_copy(update={"run_name": "other"})
+    assert changed.id != dep.id
+    assert _deployment().id == dep.id
+
+
+def test_models_are_frozen_and_reject_unknown_fields() -> None:
+    dep = _deployment()
+    with pytest.raises(ValidationError):
+        dep.pipeline.name = "x"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        StepIR(id="a", name="a", source="m:a", code_hash="h", bogus=1)  # type: ignore[call-arg]
+
+
+def test_steps_must_come_after_their_upstream() -> None:
+    late = StepIR(id="use", name="use", source="m:use", code_hash="b", inputs={"x": ArtifactInput(step="load", output="output")})
+    with pytest.raises(ValidationError, match="does not come before"):
+        PipelineIR(name="p", steps=(late,))
+
+
+def test_other_ir_version_is_refused_with_a_hint() -> None:
+    data = json.loads(_deployment().canonical_json())
+    data["ir_version"] = 99
+    with pytest.raises(ValueError, match="install the same conveyor version"):
+        load_deployment(data)
+
+
+def test_schedule_needs_exactly_one_trigger() -> None:
+    assert Schedule(cron="0 * * * *").cron == "0 * * * *"
+    with pytest.raises(ValidationError):
+        Schedule()
+    with pytest.raises(ValidationError):
+        Schedule(cron="* * * * *", interval_seconds=5)
+
+
+def test_downstream_and_upstream() -> None:
+    pipe = _deployment().pipeline
+    assert pipe.step("use").upstream() == ("load",)
+    assert pipe.downstream() == {"load": ("use",), "use": ()}
