@@ -137,6 +137,7 @@ def _object_text(obj: Any) -> str:
 
 
 _hash_cache: dict[int, str] = {}
+_CONSTANT_TYPES = (int, float, complex, str, bytes, bool, tuple, frozenset, list, dict, set)
 
 
 def code_hash(func: Any) -> str:
@@ -174,7 +175,11 @@ def code_hash(func: Any) -> str:
             ref = getattr(ref, "func", ref)  # a Step object wraps the function
             if ref is None or id(ref) in seen:
                 continue
-            if isinstance(ref, types.ModuleType):
+            if isinstance(ref, _CONSTANT_TYPES) and not isinstance(ref, type):
+                # A module-level constant the step reads is part of what it computes.
+                text = repr(ref)
+                digest.update(f"{name}={text[:100_000]}".encode())
+            elif isinstance(ref, types.ModuleType):
                 if _is_user_file(getattr(ref, "__file__", None)) and not ref.__name__.startswith("conveyor"):
                     pending.append(ref)
             elif (inspect.isfunction(ref) or inspect.isclass(ref)) and _is_user_object(ref):

@@ -47,8 +47,11 @@ class ArtifactStore:
         return self._fs
 
     def join(self, *parts: str) -> str:
-        """Join path parts under this store with ``/``."""
-        return "/".join([self.path.rstrip("/"), *(p.strip("/") for p in parts if p)])
+        """Join path parts under this store with ``/`` (a first part already under the store is kept)."""
+        root = self.path.rstrip("/")
+        if parts and parts[0].startswith(root):
+            root, parts = parts[0].rstrip("/"), parts[1:]
+        return "/".join([root, *(p.strip("/") for p in parts if p)])
 
     def open(self, uri: str, mode: str = "rb") -> IO[Any]:
         """Open a file of the store."""
@@ -114,7 +117,10 @@ class LocalArtifactStore(ArtifactStore):
         super().__init__(os.path.abspath(os.path.expanduser(path)), storage_options)
 
     def join(self, *parts: str) -> str:
-        return os.path.join(self.path, *(p.strip("/") for p in parts if p))
+        root = self.path
+        if parts and parts[0].startswith(root):
+            root, parts = parts[0], parts[1:]
+        return os.path.join(root, *(p.strip("/") for p in parts if p))
 
     def open(self, uri: str, mode: str = "rb") -> IO[Any]:
         if any(m in mode for m in "wax"):

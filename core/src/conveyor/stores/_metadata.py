@@ -99,8 +99,12 @@ class MetadataStore:
         self.url = sa.make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.engine = self._create_engine()
-        self._check_schema(migrate)
-        self.fail_dead_runs()
+        try:
+            self._check_schema(migrate)
+            self.fail_dead_runs()
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def __repr__(self) -> str:
         return f"MetadataStore({self.url.render_as_string(hide_password=True)!r})"

@@ -1,0 +1,48 @@
+"""The metadata store on real MariaDB and PostgreSQL servers, started by the test setup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from conveyor import Client
+from conveyor.exceptions import SchemaVersionError
+from conveyor.stores._metadata import SCHEMA_REVISIONS, MetadataStore
+from conveyor_testing.conformance import CASES, artifact_hashes, check_run, run_case
+
+
+def _use_store(url: str, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_STORE_URL", url)
+
+
+@pytest.mark.parametrize("server", [pytest.param("mariadb", marks=pytest.mark.mysql), pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_conformance_pipelines_on_a_server_database(server: str, request: pytest.FixtureRequest, repo: Path,
+                                                    examples_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = request.getfixturevalue(f"fresh_{server}_url")
+    local = {c.name: artifact_hashes(run_case(c)) for c in CASES}
+    from conveyor import _repository
+
+    _repository._stores.clear()
+    _use_store(url, repo, monkeypatch)
+    for case in CASES:
+        run = run_case(case)
+        check_run(case, run)
+        assert artifact_hashes(run) == local[case.name]
+    store = MetadataStore(url)
+    assert store.schema_revision() == SCHEMA_REVISIONS[-1]
+    store.close()
+    assert len(Client().list_runs()) == len(CASES)
+
+
+@pytest.mark.parametrize("server", [pytest.param("mariadb", marks=pytest.mark.mysql), pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_newer_schema_is_refused_on_a_server(server: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue(f"fresh_{server}_url")
+    MetadataStore(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(SchemaVersionError, match="newer than this conveyor"):
+        MetadataStore(url)

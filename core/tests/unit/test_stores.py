@@ -1,0 +1,68 @@
+"""The metadata store: migrations, schema checks, SQLite concurrency settings; the artifact store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from conveyor.exceptions import SchemaVersionError
+from conveyor.stores import LocalArtifactStore
+from conveyor.stores._metadata import SCHEMA_REVISIONS, MetadataStore
+
+
+def test_a_new_database_is_migrated_to_head(tmp_path: Path) -> None:
+    store = MetadataStore(f"sqlite:///{tmp_path / 'm.db'}")
+    assert store.schema_revision() == SCHEMA_REVISIONS[-1]
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
+
+
+def test_migrations_create_exactly_the_declared_schema(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from conveyor.stores._schema import metadata
+
+    store = MetadataStore(f"sqlite:///{tmp_path / 'm.db'}")
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_the_migration_list_matches_the_alembic_scripts() -> None:
+    from alembic.script import ScriptDirectory
+
+    from conveyor.stores._migrate import alembic_config
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    revisions = [r.revision for r in reversed(list(scripts.walk_revisions()))]
+    assert tuple(revisions) == SCHEMA_REVISIONS
+
+
+def test_a_database_from_a_newer_conveyor_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    MetadataStore(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(SchemaVersionError, match=r"has schema 9999, newer than this conveyor's .*upgrade conveyor"):
+        MetadataStore(url)
+
+
+def test_local_artifact_store_commits_atomically(tmp_path: Path) -> None:
+    store = LocalArtifactStore(str(tmp_path / "art"))
+    final = store.join("p", "s", "r", "out")
+    tmp = store.temp_uri(final)
+    store.makedirs(tmp)
+    with store.open(store.join(tmp, "a.bin"), "wb") as f:
+        f.write(b"abc")
+    assert not store.exists(final)
+    first = store.content_hash(tmp)
+    store.commit(tmp, final)
+    assert store.exists(final) and not store.exists(tmp)
+    assert store.content_hash(final) == first
+    with store.open(store.join(final, "a.bin"), "rb") as f:
+        assert f.read() == b"abc"
