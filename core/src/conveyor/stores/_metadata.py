@@ -61,6 +61,38 @@ def _record(cls: type[R], row: Any) -> R:
     return cls(**{f.name: _aware(data[f.name]) for f in fields(cls)})  # type: ignore[call-arg]
 
 
+# Statements on the path every step takes, built once: building SQLAlchemy
+# statement objects costs more than running them on SQLite.
+_SR = t.step_runs
+_AV = t.artifact_versions
+_OUT = t.step_run_outputs
+_Q_STEP_RUN = sa.select(_SR).where(_SR.c.run_id == sa.bindparam("run"), _SR.c.step_id == sa.bindparam("step"))
+_Q_OUTPUTS = (
+    sa.select(_OUT.c.name.label("link_name"), _AV)
+    .join(_AV, _AV.c.id == _OUT.c.artifact_id)
+    .where(_OUT.c.step_run_id == sa.bindparam("step_run"))
+    .order_by(_OUT.c.name)
+)
+_Q_STEP_OUTPUTS = (
+    sa.select(_SR.c.status.label("step_status"), _OUT.c.name.label("link_name"), _AV)
+    .select_from(_SR.outerjoin(_OUT, _OUT.c.step_run_id == _SR.c.id).outerjoin(_AV, _AV.c.id == _OUT.c.artifact_id))
+    .where(_SR.c.run_id == sa.bindparam("run"), _SR.c.step_id == sa.bindparam("step"))
+)
+_Q_CACHED = (
+    sa.select(_SR)
+    .where(_SR.c.cache_key == sa.bindparam("key"), _SR.c.status == RunStatus.COMPLETED)
+    .order_by(_SR.c.ended.desc())
+    .limit(sa.bindparam("limit"))
+)
+_Q_MAX_VERSION = sa.select(sa.func.max(_AV.c.version)).where(_AV.c.name == sa.bindparam("name"))
+_I_STEP_RUN = _SR.insert()
+_I_ARTIFACT = _AV.insert()
+_I_INPUT = t.step_run_inputs.insert()
+_I_OUTPUT = _OUT.insert()
+_U_STEP_RUN = _SR.update().where(_SR.c.id == sa.bindparam("step_run_id"))
+_STEP_RUN_FIELDS = tuple(f.name for f in fields(StepRunRecord))
+
+
 def _process_start_time(pid: int) -> float | None:
     # Start time in clock ticks since boot: tells a live process from a new
     # one that reused the PID of a run that was killed.
@@ -336,9 +368,7 @@ class MetadataStore:
     def start_step_run(self, run_id: str, step_id: str, **values: Any) -> StepRunRecord:
         """Record that a step started (or started another attempt); returns its record."""
         with self.write() as conn:
-            row = conn.execute(
-                sa.select(t.step_runs).where(t.step_runs.c.run_id == run_id, t.step_runs.c.step_id == step_id)
-            ).first()
+            row = conn.execute(_Q_STEP_RUN, {"run": run_id, "step": step_id}).first()
             if row is None:
                 data = {
                     "id": new_id(),
@@ -351,16 +381,15 @@ class MetadataStore:
                     "parameters": {},
                     **values,
                 }
-                conn.execute(t.step_runs.insert().values(**data))
-                step_run_id = data["id"]
+                conn.execute(_I_STEP_RUN, data)
             else:
-                step_run_id = row.id
-                conn.execute(
-                    t.step_runs.update()
-                    .where(t.step_runs.c.id == step_run_id)
-                    .values(status=RunStatus.RUNNING, attempts=row.attempts + 1, started=now(), ended=None, error=None, **values)
-                )
-        return self.get_step_run(step_run_id)
+                data = {**row._asdict(), "status": RunStatus.RUNNING, "attempts": row.attempts + 1, "started": now(),
+                        "ended": None, "error": None, **values}
+                changes = {k: data[k] for k in ("status", "attempts", "started", "ended", "error", *values)}
+                conn.execute(_U_STEP_RUN.values(**changes), {"step_run_id": row.id})
+                for link in (t.step_run_inputs, _OUT):  # links of the failed attempt
+                    conn.execute(link.delete().where(link.c.step_run_id == row.id))
+        return StepRunRecord(**{f: _aware(data.get(f)) for f in _STEP_RUN_FIELDS})
 
     def record_step_run(self, run_id: str, step_id: str, **values: Any) -> str:
         """Insert a finished step run in one go (cached or skipped steps)."""
@@ -376,7 +405,7 @@ class MetadataStore:
         outputs: Mapping[str, str] = data.pop("outputs", {}) or {}
         inputs: Mapping[str, str] = data.pop("inputs", {}) or {}
         with self.write() as conn:
-            conn.execute(t.step_runs.insert().values(**data))
+            conn.execute(_I_STEP_RUN, data)
             self._link(conn, data["id"], inputs, outputs)
         return data["id"]
 
@@ -399,17 +428,9 @@ class MetadataStore:
     @staticmethod
     def _link(conn: sa.Connection, step_run_id: str, inputs: Mapping[str, str], outputs: Mapping[str, str]) -> None:
         if inputs:
-            conn.execute(t.step_run_inputs.delete().where(t.step_run_inputs.c.step_run_id == step_run_id))
-            conn.execute(
-                t.step_run_inputs.insert(),
-                [{"step_run_id": step_run_id, "name": k, "artifact_id": v} for k, v in inputs.items()],
-            )
+            conn.execute(_I_INPUT, [{"step_run_id": step_run_id, "name": k, "artifact_id": v} for k, v in inputs.items()])
         if outputs:
-            conn.execute(t.step_run_outputs.delete().where(t.step_run_outputs.c.step_run_id == step_run_id))
-            conn.execute(
-                t.step_run_outputs.insert(),
-                [{"step_run_id": step_run_id, "name": k, "artifact_id": v} for k, v in outputs.items()],
-            )
+            conn.execute(_I_OUTPUT, [{"step_run_id": step_run_id, "name": k, "artifact_id": v} for k, v in outputs.items()])
 
     def get_step_run(self, step_run_id: str) -> StepRunRecord:
         """A step run by id."""
@@ -431,40 +452,38 @@ class MetadataStore:
 
     def step_run_artifacts(self, step_run_id: str, *, inputs: bool) -> dict[str, ArtifactRecord]:
         """``{name: artifact}`` of a step run's inputs or outputs."""
-        link = t.step_run_inputs if inputs else t.step_run_outputs
-        stmt = (
-            sa.select(link.c.name.label("link_name"), t.artifact_versions)
-            .join(t.artifact_versions, t.artifact_versions.c.id == link.c.artifact_id)
-            .where(link.c.step_run_id == step_run_id)
-            .order_by(link.c.name)
-        )
-        with self.read() as conn:
-            rows = conn.execute(stmt).all()
+        if inputs:
+            link = t.step_run_inputs
+            stmt = (
+                sa.select(link.c.name.label("link_name"), _AV)
+                .join(_AV, _AV.c.id == link.c.artifact_id)
+                .where(link.c.step_run_id == step_run_id)
+                .order_by(link.c.name)
+            )
+            with self.read() as conn:
+                rows = conn.execute(stmt).all()
+        else:
+            with self.read() as conn:
+                rows = conn.execute(_Q_OUTPUTS, {"step_run": step_run_id}).all()
         return {r.link_name: _record(ArtifactRecord, r) for r in rows}
 
     def outputs_of_step(self, run_id: str, step_id: str) -> dict[str, ArtifactRecord]:
         """Outputs of the step ``step_id`` in a run (for resolving downstream inputs)."""
         with self.read() as conn:
-            row = conn.execute(
-                sa.select(t.step_runs.c.id, t.step_runs.c.status).where(
-                    t.step_runs.c.run_id == run_id, t.step_runs.c.step_id == step_id
-                )
-            ).first()
-        if row is None or row.status not in RunStatus.SUCCEEDED:
+            rows = conn.execute(_Q_STEP_OUTPUTS, {"run": run_id, "step": step_id}).all()
+        if not rows or rows[0].step_status not in RunStatus.SUCCEEDED:
             raise NotFoundError(f"step {step_id!r} has not finished in this run", "run the steps in order")
-        return self.step_run_artifacts(row.id, inputs=False)
+        return {r.link_name: _record(ArtifactRecord, r) for r in rows if r.link_name is not None}
 
     def find_cached(self, cache_key: str, limit: int = 5) -> list[tuple[StepRunRecord, dict[str, ArtifactRecord]]]:
         """Completed step runs with this cache key, newest first, with their outputs."""
         with self.read() as conn:
-            rows = conn.execute(
-                sa.select(t.step_runs)
-                .where(t.step_runs.c.cache_key == cache_key, t.step_runs.c.status == RunStatus.COMPLETED)
-                .order_by(t.step_runs.c.ended.desc())
-                .limit(limit)
-            ).all()
-        records = [_record(StepRunRecord, r) for r in rows]
-        return [(r, self.step_run_artifacts(r.id, inputs=False)) for r in records]
+            rows = conn.execute(_Q_CACHED, {"key": cache_key, "limit": limit}).all()
+            found = []
+            for row in rows:
+                outputs = conn.execute(_Q_OUTPUTS, {"step_run": row.id}).all()
+                found.append((_record(StepRunRecord, row), {r.link_name: _record(ArtifactRecord, r) for r in outputs}))
+        return found
 
     def complete_step_run(
         self,
@@ -478,33 +497,21 @@ class MetadataStore:
 
         Returns ``{output name: artifact id}``.
         """
-        stamp = now()
-        outputs: dict[str, str] = {}
         for attempt in range(10):
+            stamp = now()
             try:
                 with self.write() as conn:
-                    outputs = {}
+                    outputs: dict[str, str] = {}
                     for output, art in new_artifacts.items():
-                        latest = conn.execute(
-                            sa.select(sa.func.max(t.artifact_versions.c.version)).where(
-                                t.artifact_versions.c.name == art["name"]
-                            )
-                        ).scalar()
+                        latest = conn.execute(_Q_MAX_VERSION, {"name": art["name"]}).scalar()
                         aid = new_id()
                         conn.execute(
-                            t.artifact_versions.insert().values(
-                                id=aid,
-                                version=(latest or 0) + 1,
-                                created=stamp,
-                                producer_step_run_id=step_run_id,
-                                **art,
-                            )
+                            _I_ARTIFACT,
+                            {"id": aid, "version": (latest or 0) + 1, "created": stamp, "producer_step_run_id": step_run_id, **art},
                         )
                         outputs[output] = aid
                     conn.execute(
-                        t.step_runs.update()
-                        .where(t.step_runs.c.id == step_run_id)
-                        .values(status=RunStatus.COMPLETED, ended=now(), **values)
+                        _U_STEP_RUN.values(status=RunStatus.COMPLETED, ended=stamp, **values), {"step_run_id": step_run_id}
                     )
                     self._link(conn, step_run_id, inputs, outputs)
                 return outputs
@@ -512,7 +519,7 @@ class MetadataStore:
                 if attempt == 9:
                     raise
                 time.sleep(0.02)  # a concurrent writer took a version number
-        return outputs
+        raise AssertionError("unreachable")
 
     # -- artifacts -------------------------------------------------------------------
     def create_artifact_version(self, **values: Any) -> ArtifactRecord:
