@@ -323,3 +323,31 @@ def test_timeout_stops_a_step(repo: Path) -> None:
     run = Client().get_pipeline("timing").last_run
     assert run.steps["sleepy"].status == "failed"
     assert run.status == "failed"
+
+
+def test_the_step_entrypoint_records_a_step_its_engine_stops(repo: Path) -> None:
+    """An engine that kills a task (SIGTERM) leaves a stopped step and a failed run, not a running one."""
+    (repo / "slow_script.py").write_text(SCRIPT)
+    sys.path.insert(0, str(repo))
+    try:
+        import slow_script
+        from conveyor._launch import deployment_for
+        from conveyor.orchestrators import LaunchContext
+
+        deployment, stack, _ = deployment_for(slow_script.slowpipe, parameters={"marker": str(repo / "started")})
+        stack.orchestrator.prepare(deployment, LaunchContext(store=Client().store, stack=stack, source_root=repo))
+    finally:
+        sys.path.remove(str(repo))
+    env = {**os.environ, "CONVEYOR_SOURCE_ROOT": str(repo)}
+    cmd = [sys.executable, "-m", "conveyor.runtime", "run-step", "--deployment", deployment.id, "--step", "slow",
+           "--run-key", "engine:run-1"]
+    proc = subprocess.Popen(cmd, cwd=repo, env=env)
+    for _ in range(300):
+        if (repo / "started").exists():
+            break
+        time.sleep(0.05)
+    proc.terminate()
+    assert proc.wait(timeout=30) == 130
+    run = Client().get_pipeline("slowpipe").last_run
+    assert (run.status, run.steps["slow"].status) == ("failed", "stopped")
+    assert "stopped by its engine" in run.error

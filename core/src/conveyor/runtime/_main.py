@@ -127,6 +127,17 @@ def run_step_command(args: argparse.Namespace) -> int:
     remote = args.run_key is not None
     try:
         execute_step(env, args.step)
+    except KeyboardInterrupt:
+        # The engine stopped this task (SIGTERM or SIGINT): the step run is
+        # recorded as stopped; a run no orchestrator process owns would
+        # otherwise stay "running" forever.
+        if remote:
+            from conveyor.stores._metadata import now
+
+            store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.FAILED, ended=now(),
+                             error=f"step {args.step!r} was stopped by its engine")
+        print(f"conveyor: step {args.step!r} was stopped", file=sys.stderr)
+        return 130
     except StepFailedError as exc:
         print(f"conveyor: {exc}", file=sys.stderr)
         if remote:
@@ -139,9 +150,16 @@ def run_step_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the entrypoint command line; returns the exit code."""
+    import signal
+
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         return run_step_command(args)
     except ConveyorError as exc:
