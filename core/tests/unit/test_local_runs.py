@@ -183,6 +183,7 @@ def test_a_type_without_materializer_fails_before_any_step_runs(repo: Path) -> N
     sys.path.insert(0, str(repo))
     try:
         import nomat_pipe
+
         from conveyor.exceptions import MaterializerError
 
         with pytest.raises(MaterializerError, match="no materializer for output 'output' of step 'make' of type nomat_pipe.Opaque"):
@@ -331,6 +332,7 @@ def test_the_step_entrypoint_records_a_step_its_engine_stops(repo: Path) -> None
     sys.path.insert(0, str(repo))
     try:
         import slow_script
+
         from conveyor._launch import deployment_for
         from conveyor.orchestrators import LaunchContext
 

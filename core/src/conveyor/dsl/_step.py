@@ -82,7 +82,7 @@ class Step:
     def with_options(
         self,
         *,
-        id: str | None = None,  # noqa: A002 - the name users know from ZenML
+        id: str | None = None,
         settings: Mapping[str, Any] | None = None,
         output_materializers: Mapping[str, Any] | type | None = None,
         **options: Any,

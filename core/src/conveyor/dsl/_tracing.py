@@ -241,7 +241,7 @@ def _find_cycle(upstream: dict[str, set[str]], nodes: list[str]) -> str:
     while True:
         nxt = sorted(d for d in upstream[current] if d in nodes)[0]
         if nxt in path:
-            cycle = path[path.index(nxt) :] + [nxt]
+            cycle = [*path[path.index(nxt) :], nxt]
             return " -> ".join(reversed(cycle))
         path.append(nxt)
         current = nxt

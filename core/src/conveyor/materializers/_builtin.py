@@ -164,4 +164,4 @@ class PickleMaterializer(BaseMaterializer):
 
     def load(self, data_type: type) -> Any:
         with self.open("data.pkl", "rb") as f:
-            return pickle.load(f)  # noqa: S301 - the user opted in to pickle for this output
+            return pickle.load(f)

@@ -125,7 +125,7 @@ class LocalArtifactStore(ArtifactStore):
     def open(self, uri: str, mode: str = "rb") -> IO[Any]:
         if any(m in mode for m in "wax"):
             os.makedirs(os.path.dirname(uri), exist_ok=True)
-        return open(uri, mode)  # noqa: SIM115 - the caller closes it
+        return open(uri, mode)
 
     def exists(self, uri: str) -> bool:
         return os.path.exists(uri)

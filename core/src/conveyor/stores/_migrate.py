@@ -9,7 +9,7 @@ import sqlalchemy as sa
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def alembic_config(connection: sa.Connection | None = None):  # noqa: ANN201 - alembic is imported lazily
+def alembic_config(connection: sa.Connection | None = None):
     """An Alembic config pointing at conveyor's migrations (and a connection, if given)."""
     from alembic.config import Config
 
