@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -11,6 +11,7 @@ from conveyor.exceptions import NotFoundError, StackError
 
 if TYPE_CHECKING:
     from conveyor._repository import Repository
+    from conveyor.secrets import Secret, SecretInfo, SecretStore
     from conveyor.stores import (
         ArtifactRecord,
         ArtifactStore,
@@ -341,6 +342,50 @@ class Client:
         if name == self.repository.active_stack_name:
             raise StackError(f"stack {name!r} is active", "activate another first: conveyor stack set NAME")
         self.store.delete_stack(name)
+
+    # -- secrets ---------------------------------------------------------------------
+    def _secrets(self) -> SecretStore:
+        from conveyor.secrets import SecretStore
+
+        return SecretStore(self.store, folder=self.repository.dir)
+
+    def create_secret(self, name: str, values: Mapping[str, str], *, schema: str = "plain",
+                      shared: bool = False) -> SecretInfo:
+        """Store a new secret, encrypted (``schema``: plain, aws, gcp, azure, registry).
+
+        Raises:
+            SecretError: a bad name, key or value, or the name is taken.
+        """
+        return self._secrets().create(name, values, schema=schema, shared=shared)
+
+    def get_secret(self, name: str) -> Secret:
+        """A secret of yours or a shared one, with its values (``secret["key"]``).
+
+        Raises:
+            SecretError: no such secret, or the key in force cannot decrypt it.
+        """
+        return self._secrets().get(name)
+
+    def list_secrets(self) -> list[SecretInfo]:
+        """Your secrets and the shared ones, without values."""
+        return self._secrets().list()
+
+    def update_secret(self, name: str, values: Mapping[str, str] | None = None, *, remove_keys: Sequence[str] = (),
+                      replace: bool = False, shared: bool | None = None) -> SecretInfo:
+        """Set or remove keys of a secret of yours, or share or unshare it.
+
+        Raises:
+            SecretError: no such secret of yours, or the result breaks its schema.
+        """
+        return self._secrets().update(name, values, remove_keys=remove_keys, replace=replace, shared=shared)
+
+    def delete_secret(self, name: str) -> None:
+        """Delete a secret of yours.
+
+        Raises:
+            SecretError: no such secret of yours.
+        """
+        self._secrets().delete(name)
 
 
 def format_time(value: datetime | None) -> str:

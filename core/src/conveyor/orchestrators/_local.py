@@ -78,8 +78,21 @@ class _Scheduler:
             return
         cmd = [sys.executable, "-m", "conveyor.runtime", "run-step", "--deployment", self.env.deployment.id,
                "--run-id", self.env.run.id, "--step", step.id]
+        from conveyor.secrets import process_environment
+
+        # The step process may start outside the repository: tell it where this one's secrets key is.
+        environment = {**process_environment(), **step.settings.environment}
+        if any("{{" in v for v in environment.values()):
+            # {{name.key}} references: the values go to the step's process only, never into the deployment.
+            from conveyor.exceptions import SecretError
+            from conveyor.secrets import resolve_environment
+
+            try:
+                environment = resolve_environment(environment, self.ctx.store)
+            except SecretError:
+                pass  # the step process meets the same error and records it with the step run
         proc_env = step_process_env(self.ctx.store.url.render_as_string(hide_password=False), self.ctx.source_root,
-                                    dict(step.settings.environment))
+                                    environment)
         proc = subprocess.Popen(cmd, env=proc_env, cwd=str(self.ctx.source_root) if self.ctx.source_root else None)
         with self.lock:
             self.processes[step.id] = proc
@@ -98,7 +111,7 @@ class _Scheduler:
         if code != 0:
             record = self._step_record(step.id)
             reason = record.error if record is not None and record.error else f"its process exited with code {code}"
-            if record is not None and record.status == RunStatus.RUNNING:
+            if record is None or record.status == RunStatus.RUNNING:
                 self._record_killed(step, reason)
             raise StepFailedError(f"step {step.id!r} failed: {reason}")
 
@@ -109,8 +122,15 @@ class _Scheduler:
         return None
 
     def _record_killed(self, step: StepIR, reason: str) -> None:
+        # The step process may die before it could record anything itself.
         record = self._step_record(step.id)
-        if record is not None and record.status == RunStatus.RUNNING:
+        if record is None:
+            from conveyor.stores._metadata import now
+
+            self.env.store.record_step_run(self.env.run.id, step.id, status=RunStatus.FAILED, step_name=step.name,
+                                           source=step.source, code_hash=step.code_hash, error=reason,
+                                           started=now(), ended=now(), attempts=1)
+        elif record.status == RunStatus.RUNNING:
             self.env.store.finish_step_run(record.id, RunStatus.FAILED, error=reason)
 
     def _worker(self, step: StepIR) -> None:

@@ -9,6 +9,7 @@ Prefect tasks run that same command.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import traceback
 from dataclasses import dataclass, field
@@ -201,13 +202,19 @@ def _relative(uri: str, base: str) -> str:
 
 
 def _load_secrets(env: RunEnvironment, step: StepIR) -> dict[str, dict[str, str]]:
-    if not step.settings.secrets:
+    # The step's declared secrets, and {{name.key}} references in its
+    # environment resolved into os.environ; every value is masked in its logs.
+    environment = step.settings.environment
+    if not step.settings.secrets and not any("{{" in v for v in environment.values()):
         return {}
-    if not _secret_loader:
-        from conveyor.exceptions import SecretError
+    from conveyor.secrets import load_step_secrets, mask_values
 
-        raise SecretError(f"step {step.id!r} asks for secrets but no secrets store is available")
-    return {name: _secret_loader[0](env.store, name) for name in step.settings.secrets}
+    if _secret_loader:  # a store installed with set_secret_loader() replaces conveyor's own
+        secrets = {name: _secret_loader[0](env.store, name) for name in step.settings.secrets}
+        mask_values(v for values in secrets.values() for v in values.values())
+        load_step_secrets(env.store, (), environment)
+        return secrets
+    return load_step_secrets(env.store, step.settings.secrets, environment)
 
 
 def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
@@ -254,7 +261,11 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
                 **common,
             )
             env._upstream[step_id] = outputs
-            return env.store.get_step_run(sid)
+            return StepRunRecord(
+                id=sid, run_id=env.run.id, step_id=step_id, status=RunStatus.CACHED, cached=True,
+                original_step_run_id=original.id, started=None, ended=None, logs_uri=original.logs_uri,
+                error=None, attempts=0, **common,
+            )
 
     store = env.artifact_store
     logs_uri = store.join(deployment.pipeline.name, step.id, env.run.name, "logs.txt")
@@ -301,17 +312,22 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
             raise StepFailedError(f"step {step.id!r} failed: {message}") from exc
         _write_logs(store, logs_uri, log.getvalue())
     env.store.complete_step_run(step_run.id, inputs=input_ids, new_artifacts=new_artifacts)
-    return env.store.get_step_run(step_run.id)
+    return dataclasses.replace(step_run, status=RunStatus.COMPLETED)
 
 
 def _error_line(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "stopped"
-    text = str(exc).strip().splitlines()
+    from conveyor.secrets import redact
+
+    # The line is stored with the step run and shown by the CLI: no secret value in it.
+    text = redact(str(exc)).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _write_logs(store: ArtifactStore, uri: str, text: str) -> None:
+    if not text:
+        return  # a step that printed nothing has no log file; reading it gives ""
     try:
         with store.open(uri, "wb") as f:
             f.write(text.encode("utf-8", "replace"))

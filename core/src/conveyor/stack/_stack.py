@@ -150,7 +150,26 @@ _config_resolvers: list[Any] = []
 
 
 def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Apply registered resolvers (e.g. secret references) to a component config."""
+    """Resolve ``{{secret.key}}`` references in a component config, then apply registered resolvers.
+
+    Raises:
+        SecretError: a referenced secret or key is missing.
+    """
+
+    def has_braces(value: Any) -> bool:
+        if isinstance(value, str):
+            return "{{" in value
+        if isinstance(value, dict):
+            return any(has_braces(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return any(has_braces(v) for v in value)
+        return False
+
+    if has_braces(config):
+        # Imported only here: configs without references never load the secrets store.
+        from conveyor.secrets import resolve_config as resolve_secrets
+
+        config = resolve_secrets(config)
     for resolver in _config_resolvers:
         config = resolver(config)
     return config

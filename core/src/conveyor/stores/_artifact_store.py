@@ -54,7 +54,9 @@ class ArtifactStore:
         return "/".join([root, *(p.strip("/") for p in parts if p)])
 
     def open(self, uri: str, mode: str = "rb") -> IO[Any]:
-        """Open a file of the store."""
+        """Open a file of the store (a file opened for writing gets its parent folders)."""
+        if any(m in mode for m in "wax") and "/" in uri:
+            self.fs.makedirs(uri.rsplit("/", 1)[0], exist_ok=True)
         return self.fs.open(uri, mode)
 
     def exists(self, uri: str) -> bool:
@@ -72,7 +74,16 @@ class ArtifactStore:
 
     def rename(self, src: str, dst: str) -> None:
         """Move ``src`` to ``dst`` (a commit of the bytes written under ``src``)."""
-        self.fs.mv(src, dst, recursive=True)
+        if not self.fs.isdir(src):
+            self.fs.mv(src, dst)
+            return
+        # File by file: fsspec's recursive mv also copies the folder entry
+        # itself, which object stores (S3) do not have, and then fails.
+        for rel, full in self.files(src):
+            target = f"{dst.rstrip('/')}/{rel}"
+            self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.mv(full, target)
+        self.rmtree(src)
 
     def files(self, uri: str) -> Iterator[tuple[str, str]]:
         """Yield ``(relative name, full uri)`` of every file under a folder, sorted."""

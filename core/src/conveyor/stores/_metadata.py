@@ -34,7 +34,7 @@ from conveyor.stores._records import (
     StepRunRecord,
 )
 
-SCHEMA_REVISIONS = ("0001",)
+SCHEMA_REVISIONS = ("0001", "0002")
 """Every schema revision this conveyor knows, oldest first; the last is its head."""
 
 R = TypeVar("R")

@@ -140,3 +140,20 @@ stack_members = sa.Table(
     sa.Column("component_type", sa.String(64), primary_key=True),
     sa.Column("component_id", sa.String(_ID), sa.ForeignKey("stack_components.id"), nullable=False, index=True),
 )
+
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("name", sa.String(_NAME), nullable=False, index=True),
+    sa.Column("owner", sa.String(_NAME), nullable=False),
+    sa.Column("shared", sa.Boolean(), nullable=False),
+    sa.Column("schema_name", sa.String(64), nullable=False),
+    sa.Column("key_names", sa.JSON(), nullable=False),
+    # A Fernet token of the values; never the values themselves.
+    sa.Column("ciphertext", sa.Text(), nullable=False),
+    sa.Column("key_id", sa.String(_ID), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("owner", "name", name="uq_secrets_owner_name"),
+)
