@@ -60,3 +60,10 @@ def core(session: nox.Session) -> None:
     """Core: unit tests, and the metadata store on real MariaDB and PostgreSQL, S3 on SeaweedFS."""
     _install(session, *PYTEST, "-e", "./core[mysql,postgres,s3]", "-e", "./testing[sql,s3,docker]")
     _pytest(session, "core/tests", "testing/tests")
+
+
+@nox.session(python=PYTHON)
+def prefect(session: nox.Session) -> None:
+    """The Prefect adapter against a real Prefect server (started by the tests)."""
+    _install(session, *PYTEST, "-e", "./core", "-e", "./testing", "-e", "./adapters/prefect")
+    _pytest(session, "adapters/prefect/tests")

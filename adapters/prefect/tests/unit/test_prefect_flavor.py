@@ -1,0 +1,122 @@
+"""The flavor: found through its entry point, light to import, strict about its config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import conveyor_prefect
+from conveyor.exceptions import CapabilityError, ConfigError, StackError
+from conveyor.stack import Capability, flavors
+
+
+def test_entry_point_names_the_flavor() -> None:
+    flavor = flavors.get("orchestrator", "prefect")
+    assert flavor.name == "prefect"
+    assert Capability.SCHEDULES in flavor.capabilities and Capability.GPUS not in flavor.capabilities
+    assert flavor.implementation().__name__ == "PrefectOrchestrator"
+
+
+def test_flavor_module_does_not_import_prefect() -> None:
+    code = ("import sys; from conveyor.stack import flavors; f = flavors.get('orchestrator', 'prefect'); "
+            "f.validate_config({'api_url': 'http://127.0.0.1:1/api'}, component='pf'); "
+            "print(sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_unknown_option_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown option 'apiurl'"):
+        flavors.get("orchestrator", "prefect").validate_config({"apiurl": "x"}, component="pf")
+    with pytest.raises(ConfigError, match="step_mode"):
+        flavors.get("orchestrator", "prefect").validate_config({"step_mode": "thread"}, component="pf")
+
+
+def test_all_is_complete_and_sorted() -> None:
+    public = {n for n in conveyor_prefect._EXPORTS} | {"__version__"}
+    assert set(conveyor_prefect.__all__) == public
+    assert conveyor_prefect.__all__ == sorted(conveyor_prefect.__all__)
+    for name in conveyor_prefect.__all__:
+        assert getattr(conveyor_prefect, name) is not None
+
+
+def _dead_url() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/api"  # nothing listens once the socket is closed
+
+
+def test_unreachable_server_fails_fast_in_one_line() -> None:
+    from conveyor_prefect import check_server
+
+    url = _dead_url()
+    started = time.perf_counter()
+    with pytest.raises(StackError) as err:
+        check_server(url)
+    assert time.perf_counter() - started < 3
+    assert url in str(err.value) and "\n" not in str(err.value)
+    assert "prefect server start" in (err.value.hint or "")
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _dead_stack(**config: object) -> str:
+    from conveyor import Client
+
+    client = Client()
+    client.register_component("orchestrator", "pf", "prefect", {"api_url": _dead_url(), **config})
+    client.register_stack("on_prefect", {"orchestrator": "pf", "artifact_store": "default"})
+    return "on_prefect"
+
+
+def test_pipeline_on_an_unreachable_server_is_refused_before_any_run(repo: Path) -> None:
+    from conveyor import Client
+    from conveyor_testing.conformance import case, load_pipeline
+
+    stack = _dead_stack()
+    pipe = load_pipeline(case("quickstart")).with_options(stack=stack)
+    started = time.perf_counter()
+    with pytest.raises(StackError, match="does not answer"):
+        pipe(n=3)
+    assert time.perf_counter() - started < 3
+    assert Client().list_runs() == []
+
+
+def test_bad_cron_is_refused_before_the_server_is_asked(repo: Path) -> None:
+    from conveyor import Schedule
+    from conveyor_testing.conformance import case, load_pipeline
+
+    stack = _dead_stack()
+    pipe = load_pipeline(case("quickstart")).with_options(stack=stack, schedule=Schedule(cron="0 25 * * *"))
+    with pytest.raises(ConfigError, match="'0 25 \\* \\* \\*' is not a cron expression"):
+        pipe(n=3)
+
+
+def test_step_asking_for_cpu_is_a_capability_error(repo: Path) -> None:
+    from conveyor_testing.conformance import case, load_pipeline
+
+    stack = _dead_stack()
+    pipe = load_pipeline(case("quickstart")).with_options(stack=stack, steps={"split": {"resources": {"cpu": 2}}})
+    with pytest.raises(CapabilityError, match="cpu/memory"):
+        pipe(n=3)
+
+
+def test_container_mode_without_an_image_builder_says_what_to_add(repo: Path) -> None:
+    from conveyor_testing.conformance import case, load_pipeline
+
+    stack = _dead_stack(step_mode="container")
+    pipe = load_pipeline(case("quickstart")).with_options(stack=stack)
+    with pytest.raises(StackError, match="no image builder"):
+        pipe(n=3)
