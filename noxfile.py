@@ -67,3 +67,11 @@ def prefect(session: nox.Session) -> None:
     """The Prefect adapter against a real Prefect server (started by the tests)."""
     _install(session, *PYTEST, "-e", "./core", "-e", "./testing", "-e", "./adapters/prefect")
     _pytest(session, "adapters/prefect/tests")
+
+
+@nox.session(python=PYTHON)
+def docker(session: nox.Session) -> None:
+    """Containers: build, push, local_docker and the step operator, remote-like stores (real Docker, registry)."""
+    _install(session, *PYTEST, "-e", "./core[mysql,postgres,s3]", "-e", "./testing[sql,s3,docker]",
+             "-e", "./integrations/docker")
+    _pytest(session, "integrations/docker/tests")

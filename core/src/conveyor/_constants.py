@@ -20,3 +20,8 @@ ENV_SOURCE_ROOT = "CONVEYOR_SOURCE_ROOT"
 
 ENV_STACK = "CONVEYOR_STACK"
 """Name of a stack to use instead of the active one."""
+
+ENV_STEP_ENTRYPOINT = "CONVEYOR_STEP_ENTRYPOINT"
+"""Set inside step processes: calling a pipeline there does nothing, and the
+process does not judge other processes' runs (it may be in a container, where
+this machine's PIDs are not visible)."""

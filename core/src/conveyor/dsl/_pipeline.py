@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conveyor._constants import ENV_STEP_ENTRYPOINT
 from conveyor._source import code_hash, source_of, source_root_of
 from conveyor.dsl._step import Step
 from conveyor.dsl._tracing import PipelineBuilder, mark_pipeline_parameter, to_json_value
@@ -20,11 +21,9 @@ if TYPE_CHECKING:
     from conveyor.dsl._config import RunConfig
     from conveyor.ir import PipelineIR, Schedule
 
-ENTRYPOINT_ENV = "CONVEYOR_STEP_ENTRYPOINT"
-"""Set inside step processes: calling a pipeline there does nothing.
-
-A step process imports the user's module; a script that runs its pipeline
-at import time must not start the pipeline again from inside a step."""
+# A step process imports the user's module; a script that runs its pipeline
+# at import time must not start the pipeline again from inside a step.
+ENTRYPOINT_ENV = ENV_STEP_ENTRYPOINT
 
 
 class Pipeline:

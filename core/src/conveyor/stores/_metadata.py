@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from conveyor._constants import ENV_STEP_ENTRYPOINT
 from conveyor.exceptions import NotFoundError, SchemaVersionError, StoreError
 from conveyor.stores import _schema as t
 from conveyor.stores._records import (
@@ -133,7 +134,8 @@ class MetadataStore:
         self.engine = self._create_engine()
         try:
             self._check_schema(migrate)
-            self.fail_dead_runs()
+            if not os.environ.get(ENV_STEP_ENTRYPOINT):
+                self.fail_dead_runs()
         except BaseException:
             self.engine.dispose()
             raise

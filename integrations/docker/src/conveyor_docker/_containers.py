@@ -1,0 +1,307 @@
+"""Running one step in a container: the part the orchestrator and the step operator share.
+
+The container runs the step entrypoint
+(``python -m conveyor.runtime run-step ... --image REF``) with host
+networking, so services on 127.0.0.1 of this machine are reachable. Only
+stores that live on this machine (a SQLite file, a local artifact folder) are
+mounted, at the same paths; a stack with a database server and an object
+store mounts nothing.
+
+Containers are removed when their step ends, and stopped and removed on
+Ctrl-C or when the process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conveyor.exceptions import StackError, StepFailedError
+from conveyor.stores import RunStatus
+from conveyor_docker._client import docker_client
+
+if TYPE_CHECKING:
+    from conveyor.ir import StepIR
+    from conveyor.runtime import RunEnvironment
+
+# The step's own hostname: with host networking a container would otherwise
+# share this machine's, and the store would take this process's runs for
+# runs of a process that died inside the container.
+STEP_HOSTNAME = "conveyor-step"
+ENTRYPOINT = ["python", "-m", "conveyor.runtime"]
+LOG_LINES_KEPT = 200
+
+_live: dict[str, Any] = {}
+_live_lock = threading.Lock()
+
+
+def _cleanup_at_exit() -> None:
+    with _live_lock:
+        containers = list(_live.values())
+    for container in containers:
+        _stop_and_remove(container, timeout=5.0)
+
+
+atexit.register(_cleanup_at_exit)
+
+
+def _stop_and_remove(container: Any, timeout: float) -> None:
+    """SIGINT (the step records itself as stopped), then SIGKILL after ``timeout``; then remove."""
+    import docker
+    import requests
+
+    try:
+        container.kill(signal="SIGINT")
+        container.wait(timeout=timeout)
+    except (docker.errors.APIError, requests.exceptions.RequestException):
+        pass
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError:
+        pass
+    with _live_lock:
+        _live.pop(container.id, None)
+
+
+def store_mounts(store_url: Any, artifact_path: str) -> list[str]:
+    """Folders of this machine the step containers need: a SQLite file's folder, a local artifact store.
+
+    Raises:
+        StackError: the metadata store is an in-memory SQLite database.
+    """
+    folders: list[Path] = []
+    if store_url.get_backend_name() == "sqlite":
+        database = store_url.database
+        if not database or database == ":memory:":
+            raise StackError(
+                "step containers cannot share an in-memory SQLite metadata store",
+                "use a SQLite file, or a MySQL/PostgreSQL server (CONVEYOR_STORE_URL)",
+            )
+        folders.append(Path(database).resolve().parent)
+    if "://" not in artifact_path or artifact_path.startswith("file://"):
+        local = Path(artifact_path.removeprefix("file://")).resolve()
+        local.mkdir(parents=True, exist_ok=True)
+        folders.append(local)
+    kept: list[str] = []
+    for folder in sorted(set(folders), key=lambda p: len(p.parts)):
+        if not any(folder == Path(k) or Path(k) in folder.parents for k in kept):
+            kept.append(str(folder))
+    return kept
+
+
+class StepContainer:
+    """One step's container: created, started, followed, stopped and removed.
+
+    Args:
+        env: the run the step belongs to.
+        step: the step.
+        image: the image reference (with digest).
+        run_args: extra keyword arguments of ``containers.create``.
+        stop_timeout: seconds a stopped step gets before it is killed.
+    """
+
+    def __init__(self, env: RunEnvironment, step: StepIR, image: str, *, run_args: dict[str, Any] | None = None,
+                 stop_timeout: float = 10.0) -> None:
+        self.env = env
+        self.step = step
+        self.image = image
+        self.run_args = dict(run_args or {})
+        self.stop_timeout = stop_timeout
+        self.container: Any = None
+        self.lines: deque[str] = deque(maxlen=LOG_LINES_KEPT)
+        self._follower: threading.Thread | None = None
+
+    # -- options -----------------------------------------------------------------------
+    def command(self) -> list[str]:
+        """Arguments of the step entrypoint."""
+        return ["run-step", "--deployment", self.env.deployment.id, "--run-id", self.env.run.id,
+                "--step", self.step.id, "--image", self.image]
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of ``containers.create``."""
+        from docker.types import Mount
+
+        store_url = self.env.store.url
+        mounts = store_mounts(store_url, self.env.artifact_store.path)
+        environment = {
+            "CONVEYOR_STORE_URL": store_url.render_as_string(hide_password=False),
+            **self.step.settings.environment,
+        }
+        options: dict[str, Any] = {
+            "entrypoint": ENTRYPOINT,
+            "command": self.command(),
+            "environment": environment,
+            "network_mode": "host",
+            "hostname": STEP_HOSTNAME,
+            "labels": {
+                "conveyor.run": self.env.run.id,
+                "conveyor.step": self.step.id,
+                "conveyor.pipeline": self.env.deployment.pipeline.name,
+            },
+            "mounts": [Mount(target=m, source=m, type="bind") for m in mounts],
+        }
+        if mounts and os.getuid() != 0:
+            # Files written into this machine's folders belong to the user who runs the pipeline.
+            options["user"] = f"{os.getuid()}:{os.getgid()}"
+            environment.setdefault("HOME", "/tmp")
+        resources = self.step.settings.resources
+        if resources.cpu is not None:
+            options["nano_cpus"] = int(resources.cpu * 1e9)
+        if resources.memory is not None:
+            options["mem_limit"] = _memory(resources.memory)
+        options.update(self.run_args)
+        return options
+
+    # -- running -----------------------------------------------------------------------
+    def run(self, stopping: threading.Event | None = None) -> None:
+        """Run the step to its end.
+
+        Raises:
+            StepFailedError: the step failed, timed out or its container could not start.
+            KeyboardInterrupt: ``stopping`` was set while the step ran.
+        """
+        import docker
+        import requests
+
+        client = docker_client()
+        self._ensure_image(client)
+        try:
+            self.container = client.containers.create(self.image, **self.options())
+        except docker.errors.APIError as exc:
+            raise StackError(f"cannot create the container of step {self.step.id!r}: {exc.explanation or exc}") from None
+        with _live_lock:
+            _live[self.container.id] = self.container
+        try:
+            if stopping is not None and stopping.is_set():
+                raise KeyboardInterrupt
+            try:
+                self.container.start()
+            except docker.errors.APIError as exc:
+                self._record_failure(f"its container did not start: {exc.explanation or exc}")
+                raise StepFailedError(f"step {self.step.id!r} failed: its container did not start: {exc.explanation or exc}") from None
+            self._follower = threading.Thread(target=self._follow, daemon=True, name=f"conveyor-logs-{self.step.id}")
+            self._follower.start()
+            timeout = self.step.settings.timeout
+            try:
+                code = int(self.container.wait(timeout=timeout).get("StatusCode", 1))
+            except requests.exceptions.RequestException:
+                if stopping is not None and stopping.is_set():
+                    raise KeyboardInterrupt from None
+                self._kill()
+                reason = f"timed out after {timeout:g} s"
+                self._record_failure(reason)
+                raise StepFailedError(f"step {self.step.id!r} {reason}") from None
+            self._follower.join(timeout=5)
+            if stopping is not None and stopping.is_set():
+                raise KeyboardInterrupt
+            if code != 0:
+                reason = self._record_failure(f"its container exited with code {code}" + _exit_note(code))
+                raise StepFailedError(f"step {self.step.id!r} failed: {reason}")
+        finally:
+            self.remove()
+
+    def stop(self) -> None:
+        """Stop the container (SIGINT, then SIGKILL after the stop timeout) and remove it."""
+        if self.container is not None:
+            _stop_and_remove(self.container, self.stop_timeout)
+
+    def remove(self) -> None:
+        """Remove the container (killing it if it still runs)."""
+        import docker
+
+        if self.container is None:
+            return
+        try:
+            self.container.remove(force=True)
+        except docker.errors.APIError:
+            pass
+        with _live_lock:
+            _live.pop(self.container.id, None)
+
+    def _kill(self) -> None:
+        import docker
+
+        try:
+            self.container.kill()
+        except docker.errors.APIError:
+            pass
+
+    def _ensure_image(self, client: Any) -> None:
+        import docker
+        import requests
+
+        from conveyor.stack import ComponentType
+
+        try:
+            client.images.get(self.image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        auth = None
+        if self.env.stack.ir.get(ComponentType.CONTAINER_REGISTRY) is not None:
+            auth = self.env.stack.component(ComponentType.CONTAINER_REGISTRY).auth_config()
+        try:
+            client.images.pull(self.image, auth_config=auth)
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0]
+            raise StackError(f"cannot pull image {self.image} for step {self.step.id!r}: {reason}",
+                             "check that the stack's container registry is running and holds the image") from None
+
+    def _follow(self) -> None:
+        """Copy the container's output to this process's stdout, keeping the last lines."""
+        try:
+            for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                text = chunk.decode("utf-8", "replace")
+                self.lines.extend(text.splitlines())
+                sys.stdout.write(text)
+            sys.stdout.flush()
+        except Exception:
+            pass
+
+    def logs(self) -> str:
+        """The container's output so far (the last lines)."""
+        return "\n".join(self.lines)
+
+    def _record_failure(self, reason: str) -> str:
+        """Make sure the step run ends failed, with the container's output in its logs; returns the reason."""
+        store, run, step = self.env.store, self.env.run, self.step
+        if self._follower is not None:
+            self._follower.join(timeout=5)
+        record = next((r for r in store.list_step_runs(run.id) if r.step_id == step.id), None)
+        if record is not None and record.status != RunStatus.RUNNING:
+            return record.error or reason  # the entrypoint recorded the failure itself
+        last = next((line for line in reversed(self.lines) if line.strip()), "")
+        error = f"{reason}: {last.strip()}" if last and "exited with code" in reason else reason
+        artifact_store = self.env.artifact_store
+        logs_uri = artifact_store.join(self.env.deployment.pipeline.name, step.id, run.name, "logs.txt")
+        if record is None:
+            record = store.start_step_run(run.id, step.id, step_name=step.name, source=step.source,
+                                          code_hash=step.code_hash, logs_uri=logs_uri, image=self.image)
+        try:
+            with artifact_store.open(record.logs_uri or logs_uri, "wb") as f:
+                f.write((self.logs() + f"\nconveyor: {error}\n").encode("utf-8", "replace"))
+        except Exception:
+            pass
+        store.finish_step_run(record.id, RunStatus.FAILED, error=error)
+        return error
+
+
+def _exit_note(code: int) -> str:
+    return {137: " (killed: out of memory or stopped)", 139: " (segmentation fault)"}.get(code, "")
+
+
+def _memory(value: str) -> int | str:
+    """``"2Gi"``/``"512M"``/``"1g"`` as docker wants it."""
+    units = {"ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+    text = value.strip().lower().removesuffix("b")
+    for suffix in sorted(units, key=len, reverse=True):
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * units[suffix])
+    return int(float(text))

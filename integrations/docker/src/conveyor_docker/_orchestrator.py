@@ -1,0 +1,69 @@
+"""The ``local_docker`` orchestrator: every step runs as a container on this machine.
+
+Scheduling (parallel independent steps, retries, skipping after a failure,
+Ctrl-C) is the local orchestrator's; only where a step runs differs.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from conveyor.orchestrators._local import LocalOrchestrator, _Scheduler
+from conveyor.stack import ComponentType
+from conveyor_docker._containers import StepContainer
+
+if TYPE_CHECKING:
+    from conveyor.ir import Deployment, StepIR
+    from conveyor.orchestrators import LaunchContext
+
+
+class LocalDockerOrchestrator(LocalOrchestrator):
+    """Runs a pipeline now, each step in a container of the deployment's image, and waits for it."""
+
+    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str:
+        from conveyor.runtime import RunEnvironment
+
+        run = self.create_run(deployment, ctx, owned=True)
+        env = RunEnvironment(store=ctx.store, stack=ctx.stack, deployment=deployment, run=run)
+        _ContainerScheduler(self.config, env, ctx).run()
+        return run.id
+
+
+class _ContainerScheduler(_Scheduler):
+    """The local scheduler, with each attempt of a step run in its own container."""
+
+    def __init__(self, config: Any, env: Any, ctx: Any) -> None:
+        super().__init__(config, env, ctx)
+        self.containers: dict[str, StepContainer] = {}
+
+    def _attempt(self, step: StepIR) -> None:
+        if step.settings.step_operator is not None:
+            super()._attempt(step)  # the stack's step operator runs it
+            return
+        image = self.env.deployment.image_for(step.id)
+        if image is None:
+            from conveyor.exceptions import StackError
+
+            raise StackError(f"the deployment has no image for step {step.id!r}",
+                             f"the stack needs an {ComponentType.cli_name(ComponentType.IMAGE_BUILDER)}")
+        container = StepContainer(self.env, step, image, run_args=dict(self.config.run_args),
+                                  stop_timeout=self.config.stop_timeout)
+        with self.lock:
+            self.containers[step.id] = container
+        try:
+            container.run(self.stopping)
+        finally:
+            with self.lock:
+                self.containers.pop(step.id, None)
+
+    def _stop(self, running: set[str]) -> None:
+        self.stopping.set()
+        with self.lock:
+            containers = list(self.containers.values())
+        # In parallel: each may take the stop timeout.
+        if containers:
+            with ThreadPoolExecutor(max_workers=len(containers)) as pool:
+                list(pool.map(lambda c: c.stop(), containers))
+        super()._stop(running)
+
