@@ -56,7 +56,7 @@ def test_component_config_is_validated(repo: Path) -> None:
 
 
 def test_stacks_need_an_orchestrator_and_an_artifact_store(repo: Path) -> None:
-    with pytest.raises(StackError, match="needs a artifact-store"):
+    with pytest.raises(StackError, match="needs an artifact-store"):
         Client().register_stack("half", {"orchestrator": "default"})
     with pytest.raises(NotFoundError, match="no stack named 'ghost'"):
         Client().activate_stack("ghost")

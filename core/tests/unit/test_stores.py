@@ -66,3 +66,12 @@ def test_local_artifact_store_commits_atomically(tmp_path: Path) -> None:
     assert store.content_hash(final) == first
     with store.open(store.join(final, "a.bin"), "rb") as f:
         assert f.read() == b"abc"
+
+
+def test_a_bad_store_url_is_one_clear_line(tmp_path: Path) -> None:
+    from conveyor.exceptions import StoreError
+
+    with pytest.raises(StoreError, match=r"cannot use the metadata store URL 'garbage'.*give a SQLAlchemy URL"):
+        MetadataStore("garbage")
+    with pytest.raises(StoreError, match=r"cannot use the metadata store URL 'db.example/x'"):
+        MetadataStore("postgresql+nosuchdriver://user:secret@db.example/x")

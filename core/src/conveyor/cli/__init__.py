@@ -1,5 +1,5 @@
 """The ``conveyor`` command line."""
 
-from conveyor.cli._main import main
+from conveyor.cli._main import cli, main
 
-__all__ = ["main"]
+__all__ = ["cli", "main"]

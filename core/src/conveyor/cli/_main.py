@@ -1,1 +1,93 @@
-def main(): pass
+"""The ``conveyor`` root command.
+
+This module stays light: ``conveyor --help`` imports click and nothing else
+of weight. Each command group lives in its own module, imported only when
+that group runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from conveyor import __version__
+from conveyor.cli._lazy import LazyGroup
+from conveyor.exceptions import ConveyorError, RunStoppedError
+
+_COMMANDS = {
+    "init": "conveyor.cli._repository_commands:init",
+    "stack": "conveyor.cli._stack_commands:stack",
+    "orchestrator": "conveyor.cli._component_commands:orchestrator",
+    "artifact-store": "conveyor.cli._component_commands:artifact_store",
+    "container-registry": "conveyor.cli._component_commands:container_registry",
+    "image-builder": "conveyor.cli._component_commands:image_builder",
+    "step-operator": "conveyor.cli._component_commands:step_operator",
+    "pipeline": "conveyor.cli._pipeline_commands:pipeline",
+    "run": "conveyor.cli._pipeline_commands:run",
+    "artifact": "conveyor.cli._artifact_commands:artifact",
+    "secret": "conveyor.cli._secret_commands:secret",
+}
+
+_HELP = {
+    "init": "Create a conveyor repository (.conveyor/) in a folder.",
+    "stack": "Register, inspect and switch stacks.",
+    "orchestrator": "Manage orchestrators (where and when steps run).",
+    "artifact-store": "Manage artifact stores (where artifact bytes live).",
+    "container-registry": "Manage container registries (where images are pushed).",
+    "image-builder": "Manage image builders (how step images are built).",
+    "step-operator": "Manage step operators (run single steps elsewhere).",
+    "pipeline": "Run, export, deploy and list pipelines.",
+    "run": "Inspect pipeline runs.",
+    "artifact": "Inspect and show artifacts.",
+    "secret": "Manage encrypted secrets (referred to as {{name.key}}).",
+}
+
+
+class CommandFailed(click.ClickException):
+    """A conveyor error, shown as one line on stderr."""
+
+    def __init__(self, message: str, exit_code: int = 1, prefix: str = "conveyor: error: ") -> None:
+        # One line even when a message quotes multi-line text (a step's exception, a server's reply).
+        super().__init__(" ".join(line.strip() for line in message.splitlines() if line.strip()))
+        self.exit_code = exit_code
+        self.prefix = prefix
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"{self.prefix}{self.format_message()}", file=file or sys.stderr)
+
+
+class RootGroup(LazyGroup):
+    """The root group: turns conveyor errors and Ctrl-C into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RunStoppedError as exc:
+            raise CommandFailed(str(exc), 130) from None
+        except ConveyorError as exc:
+            raise CommandFailed(str(exc)) from None
+        except KeyboardInterrupt:
+            raise CommandFailed("interrupted", 130, prefix="conveyor: ") from None
+
+
+@click.group(
+    cls=RootGroup,
+    lazy_commands=_COMMANDS,
+    lazy_help=_HELP,
+    optional=frozenset({"secret"}),
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(__version__, "--version", "-V", prog_name="conveyor", message="%(prog)s %(version)s")
+def cli() -> None:
+    """conveyor: write an ML pipeline once, run it locally, on Airflow, Kubeflow or Prefect.
+
+    The repository is the nearest folder above the working one that holds
+    .conveyor/ (or CONVEYOR_REPOSITORY); it is created on first use.
+    """
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the ``conveyor`` command line (the console script)."""
+    cli.main(args=args, prog_name="conveyor")

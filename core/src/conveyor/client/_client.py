@@ -311,7 +311,8 @@ class Client:
         missing = [c for c in ComponentType.REQUIRED if c not in components]
         if missing:
             kind = ComponentType.cli_name(missing[0])
-            raise StackError(f"stack {stack!r} needs a {kind}", f"pass --{kind} NAME")
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise StackError(f"stack {stack!r} needs {article} {kind}", f"pass --{kind} NAME")
         return {t: self.store.get_component(t, n).id for t, n in components.items()}
 
     def get_stack(self, name: str | None = None) -> StackRecord:

@@ -92,6 +92,8 @@ class BaseOrchestrator(StackComponent):
         Raises:
             StackError: this orchestrator has nothing to export.
         """
+        if type(self)._export is BaseOrchestrator._export:
+            self._export(deployment, ctx, output)  # raises, before anything is stored
         deployment = self.prepare(deployment, ctx)
         return self._export(deployment, ctx, output)
 

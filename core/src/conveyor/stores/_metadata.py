@@ -129,9 +129,17 @@ class MetadataStore:
     """
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
-        self.url = sa.make_url(url)
-        self.is_sqlite = self.url.get_backend_name() == "sqlite"
-        self.engine = self._create_engine()
+        try:
+            self.url = sa.make_url(url)
+            self.is_sqlite = self.url.get_backend_name() == "sqlite"
+            self.engine = self._create_engine()
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+            shown = url.split("@")[-1] if "@" in url else url
+            raise StoreError(
+                f"cannot use the metadata store URL {shown!r}: {_short(exc)}",
+                "give a SQLAlchemy URL such as sqlite:///path.db, mysql+pymysql://... or postgresql+psycopg://... "
+                '(drivers: pip install "conveyor[mysql]" or "conveyor[postgres]")',
+            ) from None
         try:
             self._check_schema(migrate)
             if not os.environ.get(ENV_STEP_ENTRYPOINT):
