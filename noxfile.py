@@ -75,3 +75,14 @@ def docker(session: nox.Session) -> None:
     _install(session, *PYTEST, "-e", "./core[mysql,postgres,s3]", "-e", "./testing[sql,s3,docker]",
              "-e", "./integrations/docker")
     _pytest(session, "integrations/docker/tests")
+
+
+@nox.session(python=PYTHON)
+def airflow(session: nox.Session) -> None:
+    """The Airflow adapter: golden files and safety without Airflow, then real Airflow 3 (dag.test, DagBag, REST API)."""
+    # httpx2: the test client dag.test() loads warns without it (warnings are errors here).
+    # pip: conveyor-docker's image builder runs `python -m pip wheel`.
+    _install(session, *PYTEST, "httpx2", "pip", "apache-airflow==3.3.2", "apache-airflow-providers-standard",
+             "apache-airflow-providers-docker", "apache-airflow-providers-cncf-kubernetes",
+             "-e", "./core", "-e", "./testing[docker]", "-e", "./adapters/airflow", "-e", "./integrations/docker")
+    _pytest(session, "adapters/airflow/tests")

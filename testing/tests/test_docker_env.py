@@ -6,6 +6,7 @@ import io
 import uuid
 
 import pytest
+
 from conveyor_testing.docker_env import MANIFEST_ACCEPT
 
 pytestmark = pytest.mark.docker

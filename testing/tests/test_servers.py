@@ -197,6 +197,7 @@ def test_spawned_servers_die_with_their_parent(tmp_path):
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
+        parent.stdout.close()
     deadline = time.monotonic() + 10
     while not _dead(child) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -106,10 +106,10 @@ def load_pipeline_ref(ref: str) -> Pipeline | PipelineIR:
     from conveyor.ir import load_deployment
 
     store = Repository.current().store()
-    runs = store.list_runs(store.get_pipeline(ref).id, limit=1)
-    if not runs:
-        raise ConfigError(f"pipeline {ref!r} has never run here", "give its source instead: path/to/file.py:name")
-    return load_deployment(store.get_deployment_json(runs[0].deployment_id)).pipeline
+    deployment_id = store.latest_deployment_id(store.get_pipeline(ref).id)
+    if deployment_id is None:
+        raise ConfigError(f"pipeline {ref!r} was never run or deployed here", "give its source instead: path/to/file.py:name")
+    return load_deployment(store.get_deployment_json(deployment_id)).pipeline
 
 
 def deployment_for(ref: str | Pipeline, *, stack: str | None = None, parameters: dict[str, Any] | None = None,

@@ -173,6 +173,7 @@ class PipelineBuilder:
         self.parameters = parameters  # name -> marked value
         self.invocations: dict[str, Invocation] = {}
         self._by_step: dict[int, list[str]] = {}
+        self._counts: dict[str, int] = {}
         self._token = None
 
     def __enter__(self) -> PipelineBuilder:
@@ -193,10 +194,12 @@ class PipelineBuilder:
                 raise PipelineGraphError(f"two step calls use the id {wanted!r}", "give each call its own id")
             return wanted
         base = step.name
-        candidate, n = base, 1
+        n = self._counts.get(base, 1)
+        candidate = base if n == 1 else f"{base}_{n}"
         while candidate in self.invocations:
             n += 1
             candidate = f"{base}_{n}"
+        self._counts[base] = n + 1
         return candidate
 
     def pipeline_parameter_of(self, value: Any) -> str | None:

@@ -100,7 +100,7 @@ class BaseOrchestrator(StackComponent):
     def prepare(self, deployment: Deployment, ctx: LaunchContext) -> Deployment:
         """Validate the deployment, build its images where needed, and store it."""
         ctx.stack.validate(deployment.pipeline, deployment.schedule)
-        if needs_images(deployment, ctx.stack) and not deployment.images:
+        if not deployment.images and needs_images(deployment, ctx.stack, self):
             from conveyor.stack import ComponentType
 
             builder = ctx.stack.component(ComponentType.IMAGE_BUILDER)
@@ -108,6 +108,16 @@ class BaseOrchestrator(StackComponent):
         pipeline = ctx.store.get_or_create_pipeline(deployment.pipeline.name)
         ctx.store.save_deployment(deployment.id, pipeline.id, deployment.canonical_json())
         return deployment
+
+    def needs_images(self, deployment: Deployment) -> bool:
+        """Whether this orchestrator runs the deployment's steps in container images.
+
+        The default is the flavor's ``Capability.CONTAINER_IMAGE``; an
+        orchestrator whose config decides where steps run overrides this.
+        """
+        from conveyor.stack import Capability
+
+        return Capability.CONTAINER_IMAGE in self.flavor.capabilities
 
     def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
         raise NotImplementedError
@@ -151,11 +161,15 @@ class BaseOrchestrator(StackComponent):
         )
 
 
-def needs_images(deployment: Deployment, stack: Stack) -> bool:
-    """Whether any step of the deployment runs in a container image."""
+def needs_images(deployment: Deployment, stack: Stack, orchestrator: BaseOrchestrator | None = None) -> bool:
+    """Whether any step of the deployment runs in a container image.
+
+    Args:
+        orchestrator: the stack's orchestrator, when the caller has it already.
+    """
     from conveyor.stack import Capability, ComponentType
 
-    if Capability.CONTAINER_IMAGE in stack.flavor(ComponentType.ORCHESTRATOR).capabilities:
+    if (orchestrator or stack.orchestrator).needs_images(deployment):
         return True
     operator = stack.flavor(ComponentType.STEP_OPERATOR)
     return operator is not None and Capability.CONTAINER_IMAGE in operator.capabilities and any(

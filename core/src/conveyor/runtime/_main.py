@@ -5,8 +5,13 @@ runs one step of a stored deployment in this process. Engines pass their own
 run identifier as ``--run-key`` (``airflow:<dag run id>``); the first step to
 start creates the conveyor run, the others join it.
 
-Exit codes: 0 the step completed or was cached, 1 the step failed, 2 the
-command or its setup is wrong.
+``python -m conveyor.runtime finish-run --deployment ID --run-key KEY`` settles
+a run after its engine ended it (an exit handler): steps the engine never
+started are recorded skipped, steps whose process died failed, and the run
+failed unless every step succeeded.
+
+Exit codes: 0 the step completed or was cached (``finish-run``: the run is
+settled), 1 the step failed, 2 the command or its setup is wrong.
 """
 
 from __future__ import annotations
@@ -54,20 +59,47 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--orchestrator-run-id", help="the engine's id of this run, recorded with the conveyor run")
     run.add_argument("--store-url", help=f"metadata store URL (default: ${ENV_STORE_URL} or the repository's)")
     run.add_argument("--image", help="image (with digest) the step runs in, part of the cache key")
+    finish = sub.add_parser("finish-run", help="settle a run's status after its engine ended it")
+    finish.add_argument("--deployment", required=True, help="deployment id")
+    finish.add_argument("--run-key", required=True, help="the engine's run identifier")
+    finish.add_argument("--param", action="append", default=[], metavar="NAME=JSON",
+                        help="a pipeline parameter the run had (JSON value)")
+    finish.add_argument("--orchestrator-run-id", help="the engine's id of this run")
+    finish.add_argument("--store-url", help=f"metadata store URL (default: ${ENV_STORE_URL} or the repository's)")
     return parser
 
 
-def _overrides(items: Sequence[str]) -> dict[str, Any]:
+def _overrides(items: Sequence[str], recorded: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         name, sep, raw = item.partition("=")
         if not sep:
             raise ConveyorError(f"--param {item!r} is not NAME=JSON")
         try:
-            out[name] = json.loads(raw)
+            value = json.loads(raw)
         except json.JSONDecodeError:
-            out[name] = raw  # a bare string, as engines' UIs hand them over
+            value = raw  # a bare string, as engines' UIs hand them over
+        default = recorded.get(name)
+        if isinstance(default, str) and not isinstance(value, str):
+            value = raw  # a string parameter whose text happens to read as JSON ("3", "true")
+        elif _same_value(value, default):
+            # Engines hand numbers over as floats (KFP: 20 -> "20.0", [1, 2] -> "[1.0, 2.0]"):
+            # the same value keeps the recorded spelling, and so the cache key.
+            value = default
+        out[name] = value
     return out
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
 
 
 def run_step_command(args: argparse.Namespace) -> int:
@@ -95,7 +127,7 @@ def run_step_command(args: argparse.Namespace) -> int:
         deployment = load_deployment(store.get_deployment_json(args.deployment))
     except ValueError as exc:
         raise ConveyorError(str(exc)) from None
-    overrides = _overrides(args.param)
+    overrides = _overrides(args.param, deployment.pipeline.parameters)
     unknown = set(overrides) - set(deployment.pipeline.parameters)
     if unknown:
         raise ConveyorError(f"--param {sorted(unknown)[0]!r} is not a parameter of pipeline {deployment.pipeline.name!r}")
@@ -150,6 +182,69 @@ def run_step_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def finish_run_command(args: argparse.Namespace) -> int:
+    """Settle the run of ``args.run_key`` after its engine ended it; returns the exit code.
+
+    A run whose steps all succeeded is completed; otherwise steps the engine
+    never started are recorded skipped, steps left running failed, and the run
+    failed. A run already settled is left as it is.
+    """
+    from conveyor.ir import load_deployment
+    from conveyor.orchestrators._base import make_run_name
+    from conveyor.stores import RunStatus
+    from conveyor.stores._metadata import MetadataStore, now
+
+    if args.store_url:
+        os.environ[ENV_STORE_URL] = args.store_url
+    if os.environ.get(ENV_STORE_URL):
+        store = MetadataStore(os.environ[ENV_STORE_URL])
+    else:
+        from conveyor._repository import Repository
+
+        store = Repository.current().store()
+    try:
+        deployment = load_deployment(store.get_deployment_json(args.deployment))
+    except ValueError as exc:
+        raise ConveyorError(str(exc)) from None
+    pipeline = deployment.pipeline
+    overrides = _overrides(args.param, pipeline.parameters)
+    # No step may have started (an image that cannot be pulled): the run is made here then.
+    run = store.get_or_create_run(
+        args.run_key,
+        name=make_run_name(pipeline.name, deployment.run_name),
+        pipeline_id=store.get_or_create_pipeline(pipeline.name).id,
+        deployment_id=deployment.id,
+        status=RunStatus.RUNNING,
+        started=now(),
+        parameters={**pipeline.parameters, **overrides},
+        stack_name=deployment.stack.name,
+        orchestrator=deployment.stack.components["orchestrator"].flavor,
+        orchestrator_run_id=args.orchestrator_run_id,
+    )
+    if run.status != RunStatus.RUNNING:
+        return 0
+    records = {r.step_id: r for r in store.list_step_runs(run.id)}
+    unfinished = []
+    for step in pipeline.steps:
+        record = records.get(step.id)
+        if record is None:
+            store.record_step_run(run.id, step.id, status=RunStatus.SKIPPED, step_name=step.name, source=step.source,
+                                  code_hash=step.code_hash, error="its engine ended the run before it started")
+            unfinished.append(step.id)
+        elif record.status == RunStatus.RUNNING:
+            store.finish_step_run(record.id, RunStatus.FAILED,
+                                  error="its engine ended the run while it ran (its process was killed)")
+            unfinished.append(step.id)
+        elif record.status not in RunStatus.SUCCEEDED:
+            unfinished.append(step.id)
+    if unfinished:
+        store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.FAILED, ended=now(),
+                         error=f"the engine ended the run before step {unfinished[0]!r} finished")
+    else:
+        store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.COMPLETED, ended=now())
+    return 0
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -161,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
+        if args.command == "finish-run":
+            return finish_run_command(args)
         return run_step_command(args)
     except ConveyorError as exc:
         print(f"conveyor: error: {exc}", file=sys.stderr)

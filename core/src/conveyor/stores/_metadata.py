@@ -309,6 +309,16 @@ class MetadataStore:
                 t.deployments.insert().values(id=deployment_id, pipeline_id=pipeline_id, ir=ir_json, created=now())
             )
 
+    def latest_deployment_id(self, pipeline_id: str) -> str | None:
+        """The id of the newest deployment of a pipeline (run or only deployed), if any."""
+        with self.read() as conn:
+            return conn.execute(
+                sa.select(t.deployments.c.id)
+                .where(t.deployments.c.pipeline_id == pipeline_id)
+                .order_by(t.deployments.c.created.desc())
+                .limit(1)
+            ).scalar()
+
     def get_deployment_json(self, deployment_id: str) -> str:
         """The JSON of a stored deployment."""
         with self.read() as conn:

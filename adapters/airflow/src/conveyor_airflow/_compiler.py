@@ -1,0 +1,484 @@
+"""Compile a deployment into the text of an Airflow DAG file: a pure function, no Airflow needed.
+
+The file holds only the deployment id; each task runs
+``python -m conveyor.runtime run-step`` for its step, which loads the
+deployment from the metadata store. Settings Airflow cannot honour fail
+here, at compile time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from conveyor.exceptions import CapabilityError, ConfigError
+from conveyor_airflow._literal import Code, call, py_literal
+from conveyor_airflow._names import dag_id_for, task_id_for
+from conveyor_airflow._settings import (
+    KUBERNETES_ONLY,
+    PipelineAirflowSettings,
+    StepAirflowSettings,
+    pipeline_settings,
+    step_settings,
+)
+
+if TYPE_CHECKING:
+    from conveyor.ir import Deployment, Schedule, StepIR
+    from conveyor_airflow._flavor import AirflowOrchestratorConfig
+
+TEMPLATE = "dag.py.jinja"
+
+_OPERATORS = {
+    "python": ("BashOperator", "from airflow.providers.standard.operators.bash import BashOperator"),
+    "docker": ("DockerOperator", "from airflow.providers.docker.operators.docker import DockerOperator"),
+    "kubernetes_pod": (
+        "KubernetesPodOperator",
+        "from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator",
+    ),
+}
+_CRON_PRESETS = frozenset(
+    {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@midnight"}
+)
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#-]+$")
+_ENV_NAME = re.compile(r"^[^=\x00]+$")
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]i?[bB]?|[bB])?\s*$")
+_BYTES = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50}
+_K8S_SUFFIX = {"": "", "b": "", "k": "k", "m": "M", "g": "G", "t": "T", "p": "P",
+               "ki": "Ki", "mi": "Mi", "gi": "Gi", "ti": "Ti", "pi": "Pi"}
+
+
+@dataclass(frozen=True)
+class CompiledDag:
+    """A compiled DAG file."""
+
+    dag_id: str
+    pipeline: str
+    deployment_id: str
+    source: str
+
+    @property
+    def filename(self) -> str:
+        """The file name Airflow finds it under: ``<dag_id>.py``."""
+        return f"{self.dag_id}.py"
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """One step as one Airflow task."""
+
+    step: StepIR
+    task_id: str
+    mode: str
+    upstream: tuple[str, ...]
+    settings: StepAirflowSettings
+
+
+@dataclass(frozen=True)
+class DagPlan:
+    """What the DAG will be, checked against what Airflow can do."""
+
+    dag_id: str
+    settings: PipelineAirflowSettings
+    tasks: tuple[TaskPlan, ...] = field(default_factory=tuple)
+
+    @property
+    def modes(self) -> frozenset[str]:
+        """The operator modes the tasks use."""
+        return frozenset(t.mode for t in self.tasks)
+
+
+# -- planning: every check that needs no image ------------------------------------------
+def plan_dag(deployment: Deployment, config: AirflowOrchestratorConfig) -> DagPlan:
+    """Check a deployment against Airflow and the orchestrator config; map names to keys.
+
+    Raises:
+        ConfigError: a bad ``airflow`` setting, or names that collide as Airflow keys.
+        CapabilityError: a step asks for what its operator cannot do.
+    """
+    pipeline = deployment.pipeline
+    dag_settings = pipeline_settings(pipeline.settings.extra, pipeline.name)
+    dag_id = dag_settings.dag_id or dag_id_for(pipeline.name)
+    if deployment.schedule is not None:
+        _check_schedule(deployment.schedule)
+    defaults = {name: getattr(dag_settings, name) for name in StepAirflowSettings.model_fields}
+    task_ids: dict[str, str] = {}
+    tasks: list[TaskPlan] = []
+    for step in pipeline.steps:
+        task_id = task_id_for(step.id)
+        if task_id in task_ids:
+            raise ConfigError(
+                f"steps {task_ids[task_id]!r} and {step.id!r} of pipeline {pipeline.name!r} "
+                f"are both task {task_id!r} in Airflow",
+                "rename one of the steps (@step(name=...))",
+            )
+        task_ids[task_id] = step.id
+        settings = _merged(defaults, step_settings(step.settings.extra, step.id))
+        mode = settings.operator or config.operator
+        _check_step(step, mode, settings, config)
+        upstream = tuple(task_id_for(u) for u in step.upstream())
+        tasks.append(TaskPlan(step=step, task_id=task_id, mode=mode, upstream=upstream, settings=settings))
+    return DagPlan(dag_id=dag_id, settings=dag_settings, tasks=tuple(tasks))
+
+
+def _merged(defaults: dict[str, Any], step: StepAirflowSettings) -> StepAirflowSettings:
+    """The step's own settings over the pipeline's (dicts are merged key by key)."""
+    values = dict(defaults)
+    for name in step.model_fields_set:
+        mine = getattr(step, name)
+        if mine is None:
+            continue
+        default = values.get(name)
+        values[name] = {**default, **mine} if isinstance(mine, dict) and isinstance(default, dict) else mine
+    # Both sides are validated already; construct skips validating them again (1000-step pipelines).
+    return StepAirflowSettings.model_construct(**values)
+
+
+def _check_schedule(schedule: Schedule) -> None:
+    if schedule.cron is not None:
+        cron = schedule.cron.strip()
+        fields = cron.split()
+        if cron not in _CRON_PRESETS and not (len(fields) in (5, 6) and all(_CRON_FIELD.match(f) for f in fields)):
+            raise ConfigError(f"schedule cron {schedule.cron!r} is not a cron expression Airflow reads",
+                              "give 5 fields (minute hour day month weekday) or a preset such as @daily")
+    if schedule.catchup and schedule.start_date is None:
+        raise ConfigError("a schedule with catchup=True needs a start_date on Airflow", "add start_date=...")
+
+
+def _check_step(step: StepIR, mode: str, settings: StepAirflowSettings, config: AirflowOrchestratorConfig) -> None:
+    s = step.settings
+    where = f"step {step.id!r}"
+    if s.step_operator is not None:
+        raise CapabilityError(
+            f"{where} asks for step operator {s.step_operator!r}, which Airflow tasks cannot call",
+            'run it in a container instead: settings={"airflow": {"operator": "docker"}} (or "kubernetes_pod")',
+        )
+    _no_nul(step.id, f"the id of {where}")
+    for name, value in s.environment.items():
+        if not _ENV_NAME.match(name):
+            raise ConfigError(f"{where} sets environment variable {name!r}, which is not a valid name")
+        _no_nul(value, f"environment variable {name!r} of {where}")
+    res = s.resources
+    if mode == "python" and not res.is_empty():
+        what = "GPUs" if (res.gpu_count or res.gpu_type) else "cpu/memory"
+        raise CapabilityError(
+            f"{where} asks for {what}, which Airflow's python operator mode cannot honour",
+            'run it in a container: settings={"airflow": {"operator": "kubernetes_pod"}} (or "docker")',
+        )
+    if mode == "docker" and res.gpu_type:
+        raise CapabilityError(f"{where} asks for GPU type {res.gpu_type!r}, which the docker operator cannot pick",
+                              'use operator "kubernetes_pod" with gpu_type_label, or drop gpu_type')
+    if mode == "kubernetes_pod" and res.gpu_type and not config.gpu_type_label:
+        raise CapabilityError(f"{where} asks for GPU type {res.gpu_type!r}, but the orchestrator has no gpu_type_label",
+                              "set gpu_type_label to the node label of GPU types (e.g. cloud.google.com/gke-accelerator)")
+    if res.memory is not None:
+        _memory(res.memory, where)
+    if mode != "kubernetes_pod":
+        for name in KUBERNETES_ONLY:
+            if getattr(settings, name) is not None:
+                raise ConfigError(f"{where} sets airflow setting {name!r}, which only the kubernetes_pod operator has",
+                                  'add "operator": "kubernetes_pod" to its airflow settings')
+
+
+def _no_nul(value: str, what: str) -> None:
+    if "\x00" in value:
+        raise ConfigError(f"{what} contains a NUL character, which no process can be given")
+
+
+def _memory(text: str, where: str) -> tuple[float, str]:
+    """``(amount, unit)`` of a memory size; the unit is one of ``_BYTES``' keys (``m`` is mega, as in Docker)."""
+    match = _MEMORY.match(text)
+    if match is None:
+        raise ConfigError(f"{where} asks for memory {text!r}, which is not a size", "write e.g. 512Mi, 2Gi or 4GB")
+    unit = (match.group(2) or "").lower()
+    return float(match.group(1)), "" if unit == "b" else unit.removesuffix("b")
+
+
+# -- rendering ------------------------------------------------------------------------
+def compile_dag(
+    deployment: Deployment,
+    config: AirflowOrchestratorConfig,
+    *,
+    python: str | None = None,
+    store_url: str | None = None,
+    source_root: str | None = None,
+    mounts: list[str] | tuple[str, ...] = (),
+    plan: DagPlan | None = None,
+) -> CompiledDag:
+    """Compile a deployment into an Airflow DAG file; the same input gives the same bytes.
+
+    Args:
+        deployment: what to compile (stored in the metadata store by the caller).
+        config: the orchestrator's config.
+        python, store_url: used where ``config`` leaves them unset.
+        source_root: used where ``config`` leaves it unset, for ``python`` mode
+            only (container images bring their code).
+        mounts: ``docker`` mode bind mounts (``HOST:CONTAINER[:ro]``) besides
+            the config's, e.g. the folders of a SQLite store and a local artifact store.
+        plan: the result of :func:`plan_dag` for this deployment and config, if known.
+
+    Raises:
+        ConfigError, CapabilityError: see :func:`plan_dag`; a container mode without an image.
+    """
+    if plan is None:
+        plan = plan_dag(deployment, config)
+    deployment_id = deployment.id  # a hash of the whole deployment: computed once
+    python = config.python or python or "python"
+    store_url = config.store_url or store_url
+    python_root = config.source_root or source_root
+    for value, what in ((python, "python"), (store_url, "store_url"), (python_root, "source_root")):
+        if value is not None:
+            _no_nul(value, f"the orchestrator's {what}")
+    all_mounts = list(dict.fromkeys([*config.docker_mounts, *mounts]))
+    for item in all_mounts:
+        _no_nul(item, "a docker mount")
+    imports = ["from airflow.sdk import DAG, literal"]
+    imports += [_OPERATORS[m][1] for m in ("python", "docker", "kubernetes_pod") if m in plan.modes]
+    container = plan.modes & {"docker", "kubernetes_pod"}
+    if "docker" in plan.modes:
+        if all_mounts:
+            imports.append("from docker.types import Mount")
+        if any(t.mode == "docker" and t.step.settings.resources.gpu_count for t in plan.tasks):
+            imports.append("from docker.types import DeviceRequest")
+    if "kubernetes_pod" in plan.modes:
+        imports.append("from kubernetes.client import models as k8s")
+
+    python_env = None
+    if "python" in plan.modes:
+        python_env = {"CONVEYOR_PYTHON": python, "CONVEYOR_DEPLOYMENT": Code("CONVEYOR_DEPLOYMENT")}
+        if store_url is not None:
+            python_env["CONVEYOR_STORE_URL"] = store_url
+        if python_root is not None:
+            python_env["CONVEYOR_SOURCE_ROOT"] = python_root
+    container_command = container_env = docker_mounts = None
+    if container:
+        container_command = Code(
+            "[" + ", ".join([
+                str(call("literal", config.container_python)),
+                "'-m'", "'conveyor.runtime'", "'run-step'",
+                py_literal(f"--deployment={deployment_id}"),
+                "'--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}'",
+                "'--orchestrator-run-id={{ run_id }}'",
+            ]) + "]"
+        )
+        container_env = {}
+        if "docker" in plan.modes and all_mounts:
+            sources = []
+            for item in all_mounts:
+                host, target, *rest = item.split(":")
+                sources.append(str(call("Mount", source=host, target=target, type="bind", read_only=rest == ["ro"])))
+            docker_mounts = Code("[" + ", ".join(sources) + "]")
+        if store_url is not None:
+            container_env["CONVEYOR_STORE_URL"] = store_url
+        if config.source_root is not None:
+            container_env["CONVEYOR_SOURCE_ROOT"] = config.source_root
+
+    tasks = [_task(t, deployment, config, bool(all_mounts)) for t in plan.tasks]
+    edges = []
+    for t in plan.tasks:
+        if not t.upstream:
+            continue
+        ups = [f"tasks[{py_literal(u)}]" for u in t.upstream]
+        left = ups[0] if len(ups) == 1 else "[" + ", ".join(ups) + "]"
+        edges.append((Code(left), Code(f"tasks[{py_literal(t.task_id)}]")))
+
+    source = _template().render(
+        imports=[Code(i) for i in imports],
+        pipeline=deployment.pipeline.name,
+        deployment_id=deployment_id,
+        python_env=python_env,
+        container_command=container_command,
+        container_env=container_env,
+        docker_mounts=docker_mounts,
+        dag_args=[(Code(k), v) for k, v in _dag_args(plan, deployment, deployment_id, config)],
+        tasks=tasks,
+        edges=edges,
+    )
+    return CompiledDag(dag_id=plan.dag_id, pipeline=deployment.pipeline.name, deployment_id=deployment_id, source=source)
+
+
+def _dag_args(plan: DagPlan, deployment: Deployment, deployment_id: str,
+              config: AirflowOrchestratorConfig) -> list[tuple[str, Any]]:
+    s = plan.settings
+    name = deployment.pipeline.name
+    args: list[tuple[str, Any]] = [("dag_id", plan.dag_id)]
+    if name != plan.dag_id:
+        args.append(("dag_display_name", name))
+    if s.description is not None:
+        args.append(("description", s.description))
+    args.append(("doc_md", f"conveyor pipeline, deployment `{deployment_id}`"))
+    schedule = deployment.schedule
+    if schedule is None:
+        args += [("schedule", None), ("catchup", False)]
+    else:
+        if schedule.cron is not None:
+            args.append(("schedule", schedule.cron.strip()))
+        else:
+            args.append(("schedule", _timedelta(schedule.interval_seconds)))
+        if schedule.start_date is not None:
+            args.append(("start_date", _datetime(schedule.start_date)))
+        if schedule.end_date is not None:
+            args.append(("end_date", _datetime(schedule.end_date)))
+        args.append(("catchup", schedule.catchup))
+    tags = list(dict.fromkeys([*config.tags, *(s.tags or [])]))
+    for tag in tags:
+        if not tag or len(tag) > 100:
+            raise ConfigError(f"Airflow tag {tag!r} must have 1 to 100 characters")
+    args.append(("tags", tags))
+    for key in ("max_active_runs", "max_active_tasks", "is_paused_upon_creation"):
+        value = getattr(s, key)
+        if value is not None:
+            args.append((key, value))
+    if s.dagrun_timeout is not None:
+        args.append(("dagrun_timeout", _timedelta(s.dagrun_timeout)))
+    return args
+
+
+def _task(t: TaskPlan, deployment: Deployment, config: AirflowOrchestratorConfig, mounts: bool) -> dict[str, Any]:
+    step, s = t.step, t.step.settings
+    args: list[tuple[str, Any]] = [("task_id", t.task_id)]
+    if step.id != t.task_id:
+        args.append(("task_display_name", step.id))
+    if t.mode == "python":
+        env = _dict_source(s.environment, "PYTHON_ENV", {"CONVEYOR_STEP": step.id})
+        args += [("bash_command", Code("RUN_STEP")), ("env", Code(f"literal({env})")), ("append_env", True)]
+    else:
+        image = deployment.image_for(step.id) or config.image
+        if image is None:
+            raise ConfigError(
+                f"step {step.id!r} runs in a {t.mode} container, but the deployment has no image",
+                "add an image builder to the stack, or set the orchestrator's image option",
+            )
+        _no_nul(image, f"the image of step {step.id!r}")
+        # The step and image are whole arguments (``--step=ID``): an id that starts with a dash stays a value.
+        command = [call("literal", f"--step={step.id}"), call("literal", f"--image={image}")]
+        env_code = Code(f"literal({_dict_source(s.environment, 'CONTAINER_ENV', {})})")
+        args.append(("image", call("literal", image)))
+        if t.mode == "docker":
+            args += _docker_args(t, config, command, env_code, mounts)
+        else:
+            args += _kubernetes_args(t, config, command, env_code)
+    args.append(("do_xcom_push", False))
+    args.append(("retries", s.retries))
+    if s.retries:
+        args.append(("retry_delay", _timedelta(s.retry_delay)))
+    if s.timeout is not None:
+        args.append(("execution_timeout", _timedelta(s.timeout)))
+    a = t.settings
+    for key in ("pool", "pool_slots", "queue", "priority_weight", "weight_rule", "owner", "executor", "run_as_user",
+                "max_active_tis_per_dag", "max_active_tis_per_dagrun", "retry_exponential_backoff", "doc_md"):
+        value = getattr(a, key)
+        if value is not None:
+            args.append((key, value))
+    if a.max_retry_delay is not None:
+        args.append(("max_retry_delay", _timedelta(a.max_retry_delay)))
+    return {"task_id": t.task_id, "operator": Code(_OPERATORS[t.mode][0]), "args": [(Code(k), v) for k, v in args]}
+
+
+def _dict_source(first: dict[str, str], splat: str, last: dict[str, str]) -> str:
+    """Source of ``{**first, **splat, **last}`` with literal keys and values (later keys win)."""
+    items = [f"{py_literal(k)}: {py_literal(v)}" for k, v in first.items()]
+    items.append(f"**{splat}")
+    items += [f"{py_literal(k)}: {py_literal(v)}" for k, v in last.items()]
+    return "{" + ", ".join(items) + "}"
+
+
+def _list_source(splat: str, items: list[Code]) -> Code:
+    return Code("[" + ", ".join([f"*{splat}", *items]) + "]")
+
+
+def _docker_args(t: TaskPlan, config: AirflowOrchestratorConfig, command: list[Code], env: Code,
+                 mounts: bool) -> list[tuple[str, Any]]:
+    res = t.step.settings.resources
+    args: list[tuple[str, Any]] = [
+        ("command", _list_source("STEP_COMMAND", command)),
+        ("environment", env),
+        ("docker_url", config.docker_url),
+        ("network_mode", config.network_mode),
+        # With host networking the container would share this machine's hostname, and the
+        # metadata store would take local runs of this machine for runs of the container.
+        ("hostname", "conveyor-step"),
+        ("mount_tmp_dir", False),
+        ("auto_remove", "force"),
+    ]
+    if mounts:
+        args.append(("mounts", Code("literal(MOUNTS)")))
+    if res.cpu is not None:
+        args.append(("cpus", float(res.cpu)))
+    if res.memory is not None:
+        amount, unit = _memory(res.memory, f"step {t.step.id!r}")
+        args.append(("mem_limit", int(amount * _BYTES[unit])))
+    if res.gpu_count:
+        args.append(("device_requests", Code(f"[{call('DeviceRequest', count=res.gpu_count, capabilities=[['gpu']])}]")))
+    return args
+
+
+def _kubernetes_args(t: TaskPlan, config: AirflowOrchestratorConfig, command: list[Code], env: Code) -> list[tuple[str, Any]]:
+    res, a = t.step.settings.resources, t.settings
+    args: list[tuple[str, Any]] = [
+        ("cmds", Code("STEP_COMMAND[:1]")),
+        ("arguments", _list_source("STEP_COMMAND[1:]", command)),
+        ("env_vars", env),
+    ]
+    for key, value in (("namespace", config.namespace), ("config_file", config.kube_config_file)):
+        if value is not None:
+            args.append((key, call("literal", value)))
+    if config.in_cluster is not None:
+        args.append(("in_cluster", config.in_cluster))
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if res.cpu is not None:
+        millis = round(res.cpu * 1000)
+        requests["cpu"] = str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
+    if res.memory is not None:
+        amount, unit = _memory(res.memory, f"step {t.step.id!r}")
+        requests["memory"] = f"{amount:g}{_K8S_SUFFIX[unit]}"
+        limits["memory"] = requests["memory"]
+    if res.gpu_count:
+        limits[config.gpu_resource] = str(res.gpu_count)
+    if requests or limits:
+        resources = call("k8s.V1ResourceRequirements", requests=requests or None, limits=limits or None)
+        args.append(("container_resources", Code(f"literal({resources})")))
+    node_selector = dict(a.node_selector or {})
+    if res.gpu_type and config.gpu_type_label:
+        node_selector[config.gpu_type_label] = res.gpu_type
+    for key, value in (("node_selector", node_selector), ("labels", a.labels), ("annotations", a.annotations)):
+        if value:
+            args.append((key, call("literal", value)))
+    for key in ("service_account_name", "image_pull_policy"):
+        value = getattr(a, key)
+        if value is not None:
+            args.append((key, value))
+    return args
+
+
+def _timedelta(seconds: float | None) -> Code:
+    return call("datetime.timedelta", seconds=float(seconds or 0.0))
+
+
+def _datetime(value: datetime) -> Code:
+    # A date without a zone is UTC, as Airflow reads it by default.
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return call("datetime.datetime.fromisoformat", aware.astimezone(timezone.utc).isoformat())
+
+
+_env: Any = None
+
+
+def _template() -> Any:
+    global _env
+    if _env is None:
+        import jinja2
+
+        _env = jinja2.Environment(
+            loader=jinja2.PackageLoader("conveyor_airflow", "templates"),
+            finalize=py_literal,
+            autoescape=False,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+    return _env.get_template(TEMPLATE)

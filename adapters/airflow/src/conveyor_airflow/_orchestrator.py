@@ -1,0 +1,279 @@
+"""The ``airflow`` orchestrator: writes DAG files, and triggers them through Airflow's API."""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conveyor.exceptions import ConfigError, StackError, StepFailedError
+from conveyor.orchestrators import BaseOrchestrator
+from conveyor.stack import ComponentType
+from conveyor_airflow._compiler import CompiledDag, DagPlan, compile_dag, plan_dag
+
+if TYPE_CHECKING:
+    from conveyor.ir import Deployment
+    from conveyor.orchestrators import LaunchContext
+    from conveyor_airflow._api import AirflowAPI
+    from conveyor_airflow._flavor import AirflowOrchestratorConfig
+
+CONTAINER_MODES = frozenset({"docker", "kubernetes_pod"})
+HEAD_LINES = 40
+"""A DAG file names its pipeline within its first lines (see templates/dag.py.jinja)."""
+
+
+class AirflowOrchestrator(BaseOrchestrator):
+    """Compiles deployments into Airflow DAG files.
+
+    ``run`` writes the DAG into the dags folder; with ``api_url`` set it also
+    waits for Airflow to load it, triggers it, and (with ``wait``) follows
+    the run to its end. ``export`` writes the DAG file anywhere.
+    """
+
+    config: AirflowOrchestratorConfig
+    _plan_of: tuple[Any, DagPlan] | None = None
+
+    # -- compiling -----------------------------------------------------------------------
+    def plan(self, deployment: Deployment) -> DagPlan:
+        """:func:`plan_dag` of a deployment, computed once per pipeline (images do not change it)."""
+        cached = self._plan_of
+        if cached is None or cached[0] is not deployment.pipeline:
+            cached = self._plan_of = (deployment.pipeline, plan_dag(deployment, self.config))
+        return cached[1]
+
+    def prepare(self, deployment: Deployment, ctx: LaunchContext) -> Deployment:
+        """Check the deployment against Airflow first; give container steps an image; store it.
+
+        Raises:
+            ConfigError, CapabilityError: a setting Airflow cannot honour.
+            StackError: container steps but no image builder and no ``image``.
+        """
+        plan = self.plan(deployment)
+        if not plan.modes & CONTAINER_MODES:
+            # Only python-mode tasks: nothing to build, so not BaseOrchestrator.prepare,
+            # which builds images for every orchestrator that can run them.
+            ctx.stack.validate(deployment.pipeline, deployment.schedule)
+            pipeline = ctx.store.get_or_create_pipeline(deployment.pipeline.name)
+            ctx.store.save_deployment(deployment.id, pipeline.id, deployment.canonical_json())
+            return deployment
+        if not deployment.images:
+            if self.config.image is not None:
+                deployment = deployment.model_copy(update={"images": {"": self.config.image}})
+            elif ctx.stack.ir.get(ComponentType.IMAGE_BUILDER) is None:
+                raise StackError(
+                    f"steps of pipeline {deployment.pipeline.name!r} run in containers on Airflow, "
+                    f"but stack {ctx.stack.name!r} has no image builder",
+                    f"add one (conveyor stack update {ctx.stack.name} --image-builder NAME) "
+                    f"or set the image option of orchestrator {self.name!r}",
+                )
+        return super().prepare(deployment, ctx)
+
+    def compile(self, deployment: Deployment, ctx: LaunchContext) -> CompiledDag:
+        """The DAG file of a prepared deployment, with this machine's defaults filled in."""
+        import sqlalchemy as sa
+
+        try:
+            url = sa.make_url(self.config.store_url) if self.config.store_url else ctx.store.url
+        except sa.exc.ArgumentError:
+            raise ConfigError(f"store_url {self.config.store_url!r} of orchestrator {self.name!r} is not a database URL",
+                              "give a SQLAlchemy URL such as postgresql+psycopg://user@host/db") from None
+        if self.config.store_url is None and url.password is not None:
+            print("conveyor: the DAG carries the metadata store URL without its password; "
+                  "give Airflow's workers the password (e.g. PGPASSWORD, a MySQL option file) "
+                  "or set the orchestrator's store_url", file=sys.stderr)
+            url = sa.URL.create(url.drivername, username=url.username, host=url.host, port=url.port,
+                                database=url.database, query=url.query)
+        plan = self.plan(deployment)
+        mounts: list[str] = []
+        if "docker" in plan.modes:
+            for folder in local_folders(url, deployment):
+                mounts.append(f"{folder}:{folder}")
+                try:  # Docker refuses to bind a folder that does not exist yet
+                    Path(folder).mkdir(parents=True, exist_ok=True)
+                except OSError:
+                    pass  # Airflow's workers may be other machines
+        return compile_dag(
+            deployment,
+            self.config,
+            python=sys.executable,
+            store_url=url.render_as_string(hide_password=False),
+            source_root=str(ctx.source_root) if ctx.source_root is not None else None,
+            mounts=mounts,
+            plan=plan,
+        )
+
+    def _export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
+        compiled = self.compile(deployment, ctx)
+        target = output if output.suffix == ".py" else output / compiled.filename
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create folder {target.parent}: {exc.strerror}", "export to another --output") from None
+        return [write_dag(target, compiled)]
+
+    # -- running -------------------------------------------------------------------------
+    def run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
+        """Write the DAG into the dags folder; with an API, trigger it and follow the run.
+
+        Raises:
+            ConfigError: no usable dags folder, a setting Airflow cannot honour, a missing pool.
+            StackError: the API is unreachable or refuses the credentials.
+            StepFailedError: the triggered run failed.
+        """
+        self._dags_folder()  # a bad folder fails before any image is built or anything is stored
+        return super().run(deployment, ctx)
+
+    def _dags_folder(self) -> Path:
+        if not self.config.dags_folder:
+            raise ConfigError(
+                f"orchestrator {self.name!r} has no dags folder",
+                f"set it: conveyor orchestrator update {self.name} --dags-folder PATH",
+            )
+        folder = Path(self.config.dags_folder).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(f"the dags folder {folder} of orchestrator {self.name!r} does not exist",
+                              f"create it, or fix it: conveyor orchestrator update {self.name} --dags-folder PATH")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"the dags folder {folder} of orchestrator {self.name!r} is not writable",
+                              "give this user write access to it, or choose another folder")
+        return folder
+
+    def _api(self) -> AirflowAPI | None:
+        if not self.config.api_url:
+            return None
+        from conveyor_airflow._api import AirflowAPI
+
+        return AirflowAPI(self.config.api_url, self.config.api_username, self.config.api_password,
+                          timeout=self.config.api_timeout, component=self.name)
+
+    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
+        folder = self._dags_folder()
+        compiled = self.compile(deployment, ctx)
+        api = self._api()
+        if api is None:
+            path = write_dag(folder / compiled.filename, compiled)
+            print(f"conveyor: wrote DAG {compiled.dag_id!r} to {path}; Airflow runs it from there "
+                  f"(start it now: airflow dags trigger {compiled.dag_id})", file=sys.stderr)
+            return None
+        with api:
+            # Everything that can refuse comes before writing: the dags folder is left as it was.
+            api.login()
+            for pool in sorted({t.settings.pool for t in self.plan(deployment).tasks if t.settings.pool}):
+                if not api.pool_exists(pool):
+                    raise ConfigError(f"Airflow at {api.url} has no pool {pool!r}",
+                                      "create it: airflow pools set NAME SLOTS DESCRIPTION")
+            path = write_dag(folder / compiled.filename, compiled)
+            return self._submit(api, compiled, path, deployment, ctx)
+
+    def _submit(self, api: AirflowAPI, compiled: CompiledDag, path: Path, deployment: Deployment,
+                ctx: LaunchContext) -> str | None:
+        from conveyor.stores import RunStatus
+        from conveyor.stores._metadata import now
+
+        config = self.config
+        details = api.wait_for_dag(compiled.dag_id, deployment.id, compiled.filename,
+                                   timeout=config.parse_timeout, poll=min(config.poll_interval, 1.0))
+        if config.unpause and details.get("is_paused"):
+            api.unpause(compiled.dag_id)
+        if deployment.schedule is not None:
+            print(f"conveyor: deployed DAG {compiled.dag_id!r} ({path}) on its schedule", file=sys.stderr)
+            return None
+        dag_run_id = f"conveyor__{uuid.uuid4().hex}"
+        run = self.create_run(deployment, ctx, owned=False, run_key=f"airflow:{compiled.dag_id}:{dag_run_id}",
+                              orchestrator_run_id=dag_run_id)
+        try:
+            api.trigger(compiled.dag_id, dag_run_id)
+        except StackError as exc:
+            ctx.store.update_run(run.id, status=RunStatus.FAILED, ended=now(), error=exc.message)
+            raise
+        print(f"conveyor: triggered DAG {compiled.dag_id!r} as run {dag_run_id} (conveyor run {run.name})",
+              file=sys.stderr)
+        if not config.wait:
+            return run.id
+        state = api.wait_for_run(compiled.dag_id, dag_run_id, timeout=config.wait_timeout, poll=config.poll_interval)
+        if state == "success":
+            ctx.store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.COMPLETED, ended=now())
+        elif state == "failed":
+            ctx.store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.FAILED, ended=now(),
+                                 error=f"Airflow DAG run {dag_run_id} failed")
+            error = ctx.store.get_run(run.id).error
+            raise StepFailedError(f"run {run.name!r} failed on Airflow: {error}",
+                                  f"logs: conveyor run describe {run.name}")
+        else:
+            print(f"conveyor: DAG run {dag_run_id} is still {state} after {config.wait_timeout:g} s; "
+                  f"follow it in Airflow", file=sys.stderr)
+        return run.id
+
+
+def local_folders(store_url: Any, deployment: Deployment) -> list[str]:
+    """Folders of this machine that step containers need at the same path: a SQLite file's, a local artifact store."""
+    folders: list[Path] = []
+    if store_url.get_backend_name() == "sqlite" and store_url.database not in (None, "", ":memory:"):
+        folders.append(Path(store_url.database).resolve().parent)
+    store = deployment.stack.get(ComponentType.ARTIFACT_STORE)
+    path = str(store.config.get("path", "")) if store is not None else ""
+    if path and ("://" not in path or path.startswith("file://")):
+        folders.append(Path(path.removeprefix("file://")).resolve())
+    kept: list[Path] = []
+    for folder in sorted(set(folders), key=lambda p: len(p.parts)):
+        if not any(folder == k or k in folder.parents for k in kept):
+            kept.append(folder)
+    return [str(k) for k in kept]
+
+
+def existing_pipeline(path: Path) -> str:
+    """The pipeline a DAG file was written for (its ``CONVEYOR_PIPELINE`` line), read without running it.
+
+    Raises:
+        ConfigError: the file exists but was not written by conveyor.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = [f.readline() for _ in range(HEAD_LINES)]
+    except (OSError, UnicodeDecodeError):
+        head = []
+    for line in head:
+        if line.startswith("CONVEYOR_PIPELINE = "):
+            try:
+                value = ast.literal_eval(line.removeprefix("CONVEYOR_PIPELINE = ").strip())
+            except (ValueError, SyntaxError):
+                break
+            if isinstance(value, str):
+                return value
+    raise ConfigError(f"{path} exists and was not written by conveyor", "move it away, or give the pipeline another dag_id")
+
+
+def write_dag(path: Path, compiled: CompiledDag) -> Path:
+    """Write a DAG file atomically: a temporary name Airflow ignores, then a rename.
+
+    Raises:
+        ConfigError: the file belongs to another pipeline (the names collide as a
+            dag_id) or to no conveyor pipeline, or the folder is not writable.
+    """
+    if path.exists():
+        owner = existing_pipeline(path)
+        if owner != compiled.pipeline:
+            raise ConfigError(
+                f"pipelines {owner!r} and {compiled.pipeline!r} are both DAG {compiled.dag_id!r} ({path})",
+                'give one its own dag_id: @pipeline(settings={"airflow": {"dag_id": "..."}})',
+            )
+    data = compiled.source.encode("utf-8")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{compiled.dag_id}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {path.parent}: {exc.strerror}", "choose a folder this user can write") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+        raise
+    return path

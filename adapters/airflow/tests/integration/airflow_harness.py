@@ -1,0 +1,44 @@
+"""Helpers of the integration tests: the Airflow homes the fixtures make, and running one DAG."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AirflowHome:
+    """An Airflow home whose settings this process uses."""
+
+    home: Path
+    dags: Path
+
+
+@dataclass
+class AirflowServers:
+    """api-server + scheduler + dag-processor on 127.0.0.1."""
+
+    url: str
+    home: Path
+    dags: Path
+    username: str
+    password: str
+    logs: Path
+
+    def tail(self) -> str:
+        out = []
+        for log in sorted(self.logs.glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-8:]
+            out.append(f"--- {log.name}\n" + "\n".join(lines))
+        return "\n".join(out)
+
+
+def run_dag(dag_file: Path, dag_id: str) -> tuple[str, dict[str, str]]:
+    """Parse one DAG file and run its DAG with ``dag.test()``; returns the run's state and task states."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(dag_file), safe_mode=False)
+    assert not bag.import_errors, bag.import_errors
+    dag_run = bag.get_dag(dag_id).test()
+    tasks = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+    return str(getattr(dag_run.state, "value", dag_run.state)), tasks

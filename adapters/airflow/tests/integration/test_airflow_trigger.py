@@ -1,0 +1,105 @@
+"""The trigger path against a running Airflow (api-server, scheduler, dag-processor on 127.0.0.1).
+
+Running a pipeline writes its DAG, waits for the dag-processor to load it,
+triggers it through the REST API with a JWT from the simple auth manager,
+and mirrors the DAG run's end into the conveyor run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import airflow_test_pipelines as tp
+import httpx
+import pytest
+from airflow_harness import AirflowServers
+
+from conveyor import Client, Schedule
+from conveyor.exceptions import ConfigError, StackError, StepFailedError
+from conveyor_testing.conformance import artifact_hashes, case, check_run, load_pipeline, run_case
+
+pytestmark = [pytest.mark.integration, pytest.mark.airflow]
+
+
+def register(servers: AirflowServers, python: str, *, password: str | None = None, **config: Any) -> None:
+    from conveyor.secrets import SecretStore
+
+    client = Client()
+    SecretStore(client.store).create("airflow_api", {"username": servers.username,
+                                                     "password": password or servers.password})
+    client.register_component("orchestrator", "af", "airflow", {
+        "dags_folder": str(servers.dags), "python": python, "api_url": servers.url,
+        "api_username": "{{airflow_api.username}}", "api_password": "{{airflow_api.password}}",
+        "poll_interval": 1, "parse_timeout": 180, "wait_timeout": 300, **config,
+    })
+    client.register_stack("on_airflow", {"orchestrator": "af", "artifact_store": "default"})
+
+
+def api_get(servers: AirflowServers, path: str) -> Any:
+    token = httpx.post(f"{servers.url}/auth/token", json={"username": servers.username, "password": servers.password},
+                       timeout=30).json()["access_token"]
+    response = httpx.get(f"{servers.url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def test_running_a_pipeline_triggers_its_dag_and_waits_for_it(repo: Path, airflow_servers: AirflowServers,
+                                                               step_python: str) -> None:
+    c = case("quickstart")
+    register(airflow_servers, step_python)
+    local = run_case(c, stack="default")
+    run = load_pipeline(c).with_options(enable_cache=False, stack="on_airflow")(**c.params)
+    assert run is not None, airflow_servers.tail()
+    check_run(c, run)
+    assert artifact_hashes(run) == artifact_hashes(local)
+    assert run.orchestrator == "airflow" and run.orchestrator_run_id.startswith("conveyor__")
+    dag_run = api_get(airflow_servers, f"/api/v2/dags/quickstart/dagRuns/{run.orchestrator_run_id}")
+    assert dag_run["state"] == "success"
+    assert [r.id for r in Client().get_pipeline("quickstart").runs if r.orchestrator == "airflow"] == [run.id]
+
+
+def test_a_failing_run_fails_the_call_and_its_conveyor_run(repo: Path, airflow_servers: AirflowServers,
+                                                           step_python: str) -> None:
+    c = case("failing_step")
+    register(airflow_servers, step_python)
+    with pytest.raises(StepFailedError) as info:
+        load_pipeline(c).with_options(enable_cache=False, stack="on_airflow")(**c.params)
+    assert "failed on Airflow" in str(info.value) and "explode" in str(info.value)
+    run = Client().get_pipeline("failing_step").last_run
+    check_run(c, run)
+    dag_run = api_get(airflow_servers, f"/api/v2/dags/failing_step/dagRuns/{run.orchestrator_run_id}")
+    assert dag_run["state"] == "failed"
+
+
+def test_refused_credentials_are_one_line_and_write_nothing(repo: Path, airflow_servers: AirflowServers,
+                                                            step_python: str) -> None:
+    register(airflow_servers, step_python, password="not-the-password")
+    before = sorted(p.name for p in airflow_servers.dags.iterdir())
+    with pytest.raises(StackError) as info:
+        load_pipeline(case("rich_outputs")).with_options(stack="on_airflow")()
+    assert str(info.value).startswith(f"Airflow at {airflow_servers.url} refused the credentials of orchestrator 'af'")
+    assert "\n" not in str(info.value)
+    assert sorted(p.name for p in airflow_servers.dags.iterdir()) == before
+
+
+def test_a_pool_airflow_lacks_is_refused_before_writing(repo: Path, airflow_servers: AirflowServers,
+                                                        step_python: str) -> None:
+    register(airflow_servers, step_python)
+    with pytest.raises(ConfigError, match="has no pool 'crunch'"):
+        tp.golden.with_options(stack="on_airflow")()
+    assert not (airflow_servers.dags / "golden.py").exists()
+
+
+def test_a_scheduled_pipeline_is_deployed_unpaused_not_run(repo: Path, airflow_servers: AirflowServers,
+                                                           step_python: str) -> None:
+    register(airflow_servers, step_python)
+    schedule = Schedule(cron="0 3 1 1 *", start_date=datetime(2100, 1, 1, tzinfo=timezone.utc))
+    pipe = load_pipeline(case("fan_out")).with_options(stack="on_airflow", schedule=schedule,
+                                                       settings={"airflow": {"dag_id": "fan_out_yearly"}})
+    assert pipe(width=4) is None
+    details = api_get(airflow_servers, "/api/v2/dags/fan_out_yearly/details")
+    assert details["is_paused"] is False
+    assert "0 3 1 1 *" in details["timetable_summary"]
+    assert Client().get_pipeline("fan_out").runs == []

@@ -1,0 +1,97 @@
+# An Airflow DAG written by conveyor-airflow. Do not edit it: export the pipeline again.
+#
+# Each task runs one step of a deployment kept in conveyor's metadata store, with
+# `python -m conveyor.runtime run-step`. Names and settings reach that process as
+# environment variables or whole arguments wrapped in literal(), so neither the
+# shell nor Airflow's templating ever reads them as code.
+from __future__ import annotations
+
+import datetime
+
+from airflow.sdk import DAG, literal
+from airflow.providers.docker.operators.docker import DockerOperator
+from docker.types import Mount
+from docker.types import DeviceRequest
+
+CONVEYOR_PIPELINE = 'containers'
+CONVEYOR_DEPLOYMENT = '7257c2960a8c67cddea1d94a8da35c31'
+
+# Container modes: all tasks of one DAG run share one conveyor run, keyed by Airflow's run id.
+STEP_COMMAND = [literal('python'), '-m', 'conveyor.runtime', 'run-step', '--deployment=7257c2960a8c67cddea1d94a8da35c31', '--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}', '--orchestrator-run-id={{ run_id }}']
+CONTAINER_ENV = {'CONVEYOR_STORE_URL': 'sqlite:////srv/conveyor.db'}
+MOUNTS = [Mount(source='/srv', target='/srv', type='bind', read_only=False), Mount(source='/etc/conveyor', target='/etc/conveyor', type='bind', read_only=True)]
+
+with DAG(
+    dag_id='containers',
+    doc_md='conveyor pipeline, deployment `7257c2960a8c67cddea1d94a8da35c31`',
+    schedule=None,
+    catchup=False,
+    tags=['conveyor'],
+) as dag:
+    tasks = {}
+    tasks['load'] = DockerOperator(
+        task_id='load',
+        image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
+        command=[*STEP_COMMAND, literal('--step=load'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        environment=literal({**CONTAINER_ENV}),
+        docker_url='unix://var/run/docker.sock',
+        network_mode='host',
+        hostname='conveyor-step',
+        mount_tmp_dir=False,
+        auto_remove='force',
+        mounts=literal(MOUNTS),
+        do_xcom_push=False,
+        retries=0,
+    )
+    tasks['train'] = DockerOperator(
+        task_id='train',
+        image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
+        command=[*STEP_COMMAND, literal('--step=train'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        environment=literal({**CONTAINER_ENV}),
+        docker_url='unix://var/run/docker.sock',
+        network_mode='host',
+        hostname='conveyor-step',
+        mount_tmp_dir=False,
+        auto_remove='force',
+        mounts=literal(MOUNTS),
+        cpus=0.5,
+        mem_limit=1610612736,
+        do_xcom_push=False,
+        retries=0,
+    )
+    tasks['total'] = DockerOperator(
+        task_id='total',
+        image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
+        command=[*STEP_COMMAND, literal('--step=total'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        environment=literal({**CONTAINER_ENV}),
+        docker_url='unix://var/run/docker.sock',
+        network_mode='host',
+        hostname='conveyor-step',
+        mount_tmp_dir=False,
+        auto_remove='force',
+        mounts=literal(MOUNTS),
+        do_xcom_push=False,
+        retries=0,
+        pool='crunch',
+        queue='cpu',
+        priority_weight=5,
+    )
+    tasks['tune'] = DockerOperator(
+        task_id='tune',
+        image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
+        command=[*STEP_COMMAND, literal('--step=tune'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        environment=literal({**CONTAINER_ENV}),
+        docker_url='unix://var/run/docker.sock',
+        network_mode='host',
+        hostname='conveyor-step',
+        mount_tmp_dir=False,
+        auto_remove='force',
+        mounts=literal(MOUNTS),
+        device_requests=[DeviceRequest(count=1, capabilities=[['gpu']])],
+        do_xcom_push=False,
+        retries=0,
+    )
+
+    tasks['load'] >> tasks['train']
+    tasks['load'] >> tasks['total']
+    [tasks['load'], tasks['total']] >> tasks['tune']

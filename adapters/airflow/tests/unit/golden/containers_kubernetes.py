@@ -1,0 +1,88 @@
+# An Airflow DAG written by conveyor-airflow. Do not edit it: export the pipeline again.
+#
+# Each task runs one step of a deployment kept in conveyor's metadata store, with
+# `python -m conveyor.runtime run-step`. Names and settings reach that process as
+# environment variables or whole arguments wrapped in literal(), so neither the
+# shell nor Airflow's templating ever reads them as code.
+from __future__ import annotations
+
+import datetime
+
+from airflow.sdk import DAG, literal
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from kubernetes.client import models as k8s
+
+CONVEYOR_PIPELINE = 'containers'
+CONVEYOR_DEPLOYMENT = '8151e87d546133cd35b4da35052634ee'
+
+# Container modes: all tasks of one DAG run share one conveyor run, keyed by Airflow's run id.
+STEP_COMMAND = [literal('python'), '-m', 'conveyor.runtime', 'run-step', '--deployment=8151e87d546133cd35b4da35052634ee', '--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}', '--orchestrator-run-id={{ run_id }}']
+CONTAINER_ENV = {'CONVEYOR_STORE_URL': 'sqlite:////srv/conveyor.db'}
+
+with DAG(
+    dag_id='containers',
+    doc_md='conveyor pipeline, deployment `8151e87d546133cd35b4da35052634ee`',
+    schedule=None,
+    catchup=False,
+    tags=['conveyor'],
+) as dag:
+    tasks = {}
+    tasks['load'] = KubernetesPodOperator(
+        task_id='load',
+        image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
+        cmds=STEP_COMMAND[:1],
+        arguments=[*STEP_COMMAND[1:], literal('--step=load'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        env_vars=literal({**CONTAINER_ENV}),
+        namespace=literal('pipelines'),
+        in_cluster=True,
+        do_xcom_push=False,
+        retries=0,
+    )
+    tasks['train'] = KubernetesPodOperator(
+        task_id='train',
+        image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
+        cmds=STEP_COMMAND[:1],
+        arguments=[*STEP_COMMAND[1:], literal('--step=train'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        env_vars=literal({**CONTAINER_ENV}),
+        namespace=literal('pipelines'),
+        in_cluster=True,
+        container_resources=literal(k8s.V1ResourceRequirements(requests={'cpu': '500m', 'memory': '1.5Gi'}, limits={'memory': '1.5Gi'})),
+        node_selector=literal({'pool': 'highmem'}),
+        labels=literal({'team': 'ml'}),
+        annotations=literal({'note': '{{ ds }}'}),
+        service_account_name='runner',
+        image_pull_policy='IfNotPresent',
+        do_xcom_push=False,
+        retries=0,
+    )
+    tasks['total'] = KubernetesPodOperator(
+        task_id='total',
+        image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
+        cmds=STEP_COMMAND[:1],
+        arguments=[*STEP_COMMAND[1:], literal('--step=total'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        env_vars=literal({**CONTAINER_ENV}),
+        namespace=literal('pipelines'),
+        in_cluster=True,
+        do_xcom_push=False,
+        retries=0,
+        pool='crunch',
+        queue='cpu',
+        priority_weight=5,
+    )
+    tasks['tune'] = KubernetesPodOperator(
+        task_id='tune',
+        image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
+        cmds=STEP_COMMAND[:1],
+        arguments=[*STEP_COMMAND[1:], literal('--step=tune'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        env_vars=literal({**CONTAINER_ENV}),
+        namespace=literal('pipelines'),
+        in_cluster=True,
+        container_resources=literal(k8s.V1ResourceRequirements(requests=None, limits={'nvidia.com/gpu': '1'})),
+        node_selector=literal({'cloud.google.com/gke-accelerator': 'nvidia-tesla-t4'}),
+        do_xcom_push=False,
+        retries=0,
+    )
+
+    tasks['load'] >> tasks['train']
+    tasks['load'] >> tasks['total']
+    [tasks['load'], tasks['total']] >> tasks['tune']
