@@ -32,7 +32,11 @@ def _install(session: nox.Session, *args: str) -> None:
 
 
 def _pytest(session: nox.Session, *paths: str) -> None:
-    session.run("pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT), *paths, *session.posargs)
+    # Editable checkouts are not byte-compiled at install time: let the first
+    # process write .pyc files so that the step processes the tests start
+    # do not all compile conveyor from source again.
+    session.run("pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT), *paths, *session.posargs,
+                env={"PYTHONDONTWRITEBYTECODE": ""})
 
 
 @nox.session(python=PYTHON)
