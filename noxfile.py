@@ -90,3 +90,12 @@ def airflow(session: nox.Session) -> None:
              "apache-airflow-providers-docker", "apache-airflow-providers-cncf-kubernetes",
              "-e", "./core", "-e", "./testing[docker]", "-e", "./adapters/airflow", "-e", "./integrations/docker")
     _pytest(session, "adapters/airflow/tests")
+
+
+@nox.session(python=PYTHON)
+def kubeflow(session: nox.Session) -> None:
+    """Kubeflow adapter: compiler, submission with kfp.Client to a recording API, conformance in kfp.local with Docker."""
+    # pip: conveyor-docker's image builder runs `python -m pip wheel` in this interpreter; uv venvs have no pip.
+    _install(session, *PYTEST, "pip", "-e", "./core[postgres,s3]", "-e", "./testing[sql,s3,docker]",
+             "-e", "./integrations/docker", "-e", "./adapters/kubeflow[test]")
+    _pytest(session, "adapters/kubeflow/tests")

@@ -1,0 +1,504 @@
+"""Deployment → KFP v2 pipeline spec (plus its Kubernetes platform spec), as plain data.
+
+The spec is written directly in the shape ``kfp.compiler`` gives an
+equivalent hand-written pipeline of container components (the tests compare
+the two), so compiling needs no kfp and is a pure function of the
+deployment: the same deployment gives the same bytes.
+
+Every step is a task of a container component that runs the step
+entrypoint in the pipeline's image. Steps whose containers are alike (same
+image, environment, resources and Kubernetes extras) share one component, as
+calls of one component do in KFP's DSL; the step a task runs is its
+``conveyor_step`` input. The steps sit inside an exit handler
+(``dsl.ExitHandler``) whose exit task runs ``finish-run`` of the step
+entrypoint, so the conveyor run is settled however the KFP run ends, even
+when a pod is killed or its image cannot be pulled. That keeps the spec small: KFP refuses specs much
+over 1.5 MiB at run time, and this compiler refuses them at compile time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from conveyor.exceptions import CapabilityError, ConfigError, StackError
+from conveyor.ir import canonical_json
+from conveyor.runtime import entrypoint_command
+from conveyor_kubeflow._settings import StepKubeflowSettings, pipeline_settings, step_settings
+
+if TYPE_CHECKING:
+    from conveyor.ir import Deployment, StepIR
+    from conveyor_kubeflow._flavor import KubeflowOrchestratorConfig
+
+SCHEMA_VERSION = "2.1.0"
+SDK_VERSION = "conveyor-kubeflow-0.1.0"
+MAX_SPEC_BYTES = 1536 * 1024
+"""KFP stores and hands on a run's spec whole; past about 1.5 MiB runs fail
+(kubeflow/pipelines#13738), so bigger specs are refused when compiling."""
+
+RUN_ID_INPUT = "conveyor_run_id"
+STEP_INPUT = "conveyor_step"
+RESERVED_INPUTS = frozenset({RUN_ID_INPUT, STEP_INPUT})
+JOB_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
+"""KFP's id of the run (``dsl.PIPELINE_JOB_ID_PLACEHOLDER``): every task of a run sees the same."""
+COMPONENT_BASE = "conveyor-step"
+EXIT_HANDLER = "exit-handler-1"
+"""The task (and ``comp-`` component) that holds the steps, named as kfp names its first exit handler."""
+FINISH = "conveyor-finish-run"
+"""The exit task, and its component and executor."""
+CHANNEL = "pipelinechannel--"
+"""Prefix of the pipeline inputs as the exit handler's DAG sees them (kfp's spelling)."""
+
+_PARAMETER_TYPES = {bool: "BOOLEAN", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", str: "STRING",
+                    list: "LIST", dict: "STRUCT"}
+_TYPE_WORDS = {"BOOLEAN": "bool", "NUMBER_INTEGER": "int", "NUMBER_DOUBLE": "float", "STRING": "str",
+               "LIST": "list", "STRUCT": "dict"}
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Plain YAML: shared dicts are written out each time, never as anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+_MEMORY_UNITS = {"E": 10**18, "Ei": 2**60, "P": 10**15, "Pi": 2**50, "T": 10**12, "Ti": 2**40,
+                 "G": 10**9, "Gi": 2**30, "M": 10**6, "Mi": 2**20, "K": 10**3, "Ki": 2**10, "": 1}
+
+
+def k8s_name(name: str) -> str:
+    """A name made fit for Kubernetes as KFP makes it: lowercase, ``[-0-9a-z]``, no edge hyphens."""
+    return re.sub("-+", "-", re.sub("[^-0-9a-z]+", "-", name.lower())).strip("-")
+
+
+def input_name(name: str) -> str:
+    """A parameter name as KFP's DSL makes it: lowercase ``[_0-9a-z]``."""
+    return re.sub("[^_0-9a-z]+", "_", name.lower()).strip("_")
+
+
+def input_placeholder(name: str) -> str:
+    """KFP's placeholder for an input parameter of the component."""
+    return "{{$.inputs.parameters['" + name + "']}}"
+
+
+def concat(*parts: str) -> str:
+    """KFP's ``Concat`` placeholder, spelt as kfp writes it (kfp.local matches its first bytes)."""
+    return json.dumps({"Concat": list(parts)})
+
+
+@dataclass(frozen=True)
+class CompiledPipeline:
+    """A compiled pipeline: the KFP spec as data and as the YAML KFP loads.
+
+    ``tasks`` maps each step id to its KFP task name.
+    """
+
+    name: str
+    pipeline_spec: dict[str, Any]
+    platform_spec: dict[str, Any] | None
+    text: str
+    tasks: dict[str, str]
+
+    @property
+    def size(self) -> int:
+        """Bytes of the YAML."""
+        return len(self.text.encode("utf-8"))
+
+    @property
+    def filename(self) -> str:
+        """``<pipeline name>.yaml``."""
+        return f"{self.name}.yaml"
+
+
+# -- parameters ----------------------------------------------------------------------
+def parameter_type(value: Any, where: str) -> str:
+    """KFP's parameter type of a JSON value (``None`` is a STRING that holds JSON)."""
+    if value is None:
+        return "STRING"
+    kind = _PARAMETER_TYPES.get(type(value))
+    if kind is None:
+        raise ConfigError(f"{where} is a {type(value).__name__}, which KFP cannot take as a pipeline input")
+    return kind
+
+
+def _pipeline_inputs(deployment: Deployment) -> dict[str, tuple[str, str, Any]]:
+    """``{conveyor name: (KFP input name, parameter type, default)}``, sorted by name."""
+    pipeline = deployment.pipeline
+    out: dict[str, tuple[str, str, Any]] = {}
+    seen: dict[str, str] = {}
+    for name in sorted(pipeline.parameters):
+        value = pipeline.parameters[name]
+        kname = input_name(name)
+        where = f"parameter {name!r} of pipeline {pipeline.name!r}"
+        if not kname or kname in RESERVED_INPUTS:
+            raise ConfigError(f"{where} cannot be a KFP input name", "rename the parameter")
+        if kname in seen:
+            raise ConfigError(f"parameters {seen[kname]!r} and {name!r} of pipeline {pipeline.name!r} are both "
+                              f"KFP input {kname!r}", "rename one of them")
+        seen[kname] = name
+        kind = parameter_type(value, where)
+        # None cannot be a KFP default: the input holds JSON text, "null" until changed.
+        out[name] = (kname, kind, "null" if value is None else value)
+    return out
+
+
+# -- resources and Kubernetes extras -------------------------------------------------------
+def _cpu_text(cpu: float) -> str:
+    milli = round(cpu * 1000)
+    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+
+
+def _cpu_number(text: str) -> float:
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def _memory_number(text: str) -> float:
+    match = re.fullmatch(r"([0-9]+)([A-Za-z]*)", text)
+    assert match is not None
+    return float(match.group(1)) * _MEMORY_UNITS[match.group(2)] / 10**9
+
+
+def _resources(step: StepIR, kf: StepKubeflowSettings, config: KubeflowOrchestratorConfig,
+               platform: dict[str, Any]) -> dict[str, Any]:
+    res = step.settings.resources
+    where = f"step {step.id!r}"
+    cpu = _cpu_text(res.cpu) if res.cpu is not None else None
+    if res.cpu is not None and res.cpu <= 0:
+        raise ConfigError(f"{where}: cpu must be positive, not {res.cpu}")
+    memory = res.memory
+    if memory is not None and not re.fullmatch(r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?", memory):
+        raise ConfigError(f"{where}: memory {memory!r} is not a quantity KFP accepts",
+                          "write it as a number of bytes or with a unit: 512Mi, 2G, 1Gi")
+    values = {
+        "cpuRequest": kf.cpu_request or cpu,
+        "cpuLimit": kf.cpu_limit or cpu,
+        "memoryRequest": kf.memory_request or memory,
+        "memoryLimit": kf.memory_limit or memory,
+    }
+    out: dict[str, Any] = {}
+    for key, text in values.items():
+        if text is None:
+            continue
+        # The numeric fields are what KFP servers before 2.3 read; kfp writes both.
+        out[key] = _cpu_number(text) if key.startswith("cpu") else _memory_number(text)
+        out["resource" + key[0].upper() + key[1:]] = text
+    count = res.gpu_count
+    if res.gpu_type is not None and kf.accelerator_type is None:
+        if config.gpu_type_label is None:
+            raise CapabilityError(
+                f"{where} asks for GPU type {res.gpu_type!r}, which KFP cannot choose by itself",
+                "set the orchestrator's gpu_type_label (e.g. cloud.google.com/gke-accelerator), or the step's "
+                'kubeflow accelerator_type: settings={"kubeflow": {"accelerator_type": "..."}}',
+            )
+        platform.setdefault("nodeSelector", {}).setdefault("labels", {})[config.gpu_type_label] = res.gpu_type
+    if count == 0:
+        count = None
+    if count is not None or res.gpu_type is not None or kf.accelerator_type is not None:
+        count = 1 if count is None else count
+        kind = kf.accelerator_type or config.gpu_resource
+        out["accelerator"] = {"count": str(count), "resourceCount": str(count), "resourceType": kind, "type": kind}
+    return out
+
+
+def _platform(timeout: float | None, kf: StepKubeflowSettings, config: KubeflowOrchestratorConfig) -> dict[str, Any]:
+    """A pod's entry of the Kubernetes platform spec (kfp-kubernetes' ``KubernetesExecutorConfig``)."""
+    out: dict[str, Any] = {}
+    if timeout is not None:
+        out["activeDeadlineSeconds"] = str(max(1, int(-(-timeout // 1))))
+    if kf.image_pull_policy is not None:
+        out["imagePullPolicy"] = kf.image_pull_policy
+    if kf.node_selector:
+        out["nodeSelector"] = {"labels": dict(sorted(kf.node_selector.items()))}
+    metadata: dict[str, Any] = {}
+    if kf.pod_annotations:
+        metadata["annotations"] = dict(kf.pod_annotations)
+    if kf.pod_labels:
+        metadata["labels"] = dict(kf.pod_labels)
+    if metadata:
+        out["podMetadata"] = metadata
+    if kf.volumes:
+        out["pvcMount"] = [
+            {"constant": v.pvc_name, "mountPath": v.mount_path,
+             "pvcNameParameter": {"runtimeValue": {"constant": v.pvc_name}}}
+            for v in kf.volumes
+        ]
+    out.update(_platform_common(config, {**config.secret_env, **(kf.secret_env or {})}))
+    if kf.tolerations:
+        tolerations = []
+        for t in kf.tolerations:
+            item: dict[str, Any] = {}
+            if t.effect is not None:
+                item["effect"] = t.effect
+            if t.key is not None:
+                item["key"] = t.key
+            item["operator"] = t.operator
+            if t.toleration_seconds is not None:
+                item["tolerationSeconds"] = str(t.toleration_seconds)
+            if t.value is not None:
+                item["value"] = t.value
+            tolerations.append(item)
+        out["tolerations"] = tolerations
+    return out
+
+
+def _platform_common(config: KubeflowOrchestratorConfig, secret_env: dict[str, str]) -> dict[str, Any]:
+    """What every pod of the pipeline gets: image pull secrets, environment from secrets."""
+    out: dict[str, Any] = {}
+    if config.image_pull_secrets:
+        out["imagePullSecret"] = [
+            {"secretName": s, "secretNameParameter": {"runtimeValue": {"constant": s}}}
+            for s in config.image_pull_secrets
+        ]
+    if secret_env:
+        by_secret: dict[str, list[dict[str, str]]] = {}
+        for env in sorted(secret_env):
+            secret, _, key = secret_env[env].partition(":")
+            by_secret.setdefault(secret, []).append({"envVar": env, "secretKey": key})
+        out["secretAsEnv"] = [
+            {"keyToEnv": keys, "optional": False, "secretName": secret,
+             "secretNameParameter": {"runtimeValue": {"constant": secret}}}
+            for secret, keys in sorted(by_secret.items())
+        ]
+    return out
+
+
+def _retry_policy(step: StepIR, kf: StepKubeflowSettings) -> dict[str, Any] | None:
+    s = step.settings
+    if not s.retries:
+        return None
+    if s.retry_delay > 3600:
+        raise CapabilityError(f"step {step.id!r} waits {s.retry_delay:g} s between tries; KFP allows at most 3600 s",
+                              "lower retry_delay")
+    return {
+        "backoffDuration": f"{s.retry_delay:g}s",
+        "backoffFactor": float(kf.retry_backoff_factor or 1.0),
+        "backoffMaxDuration": f"{kf.retry_max_delay or 3600:g}s",
+        "maxRetryCount": s.retries,
+    }
+
+
+def _check_step(step: StepIR) -> None:
+    if step.settings.step_operator is not None:
+        raise CapabilityError(
+            f"step {step.id!r} asks for step operator {step.settings.step_operator!r}; on KFP every step "
+            "already runs in its own pod",
+            "drop step_operator for this stack, or give the step kubeflow settings (resources, node_selector)",
+        )
+
+
+def check_image(image: str | None, step_id: str | None) -> str:
+    """An image reference KFP pods can pull: pushed to a registry and pinned by digest.
+
+    Raises:
+        StackError: no image, or one that was not pushed.
+    """
+    what = f"step {step_id!r}" if step_id else "the pipeline"
+    if not image:
+        raise StackError(f"{what} has no container image", "give the stack an image builder and a container registry")
+    name = image.split("@", 1)[0]
+    first = name.split("/", 1)[0]
+    if "@sha256:" not in image or "/" not in name or not ("." in first or ":" in first or first == "localhost"):
+        raise StackError(
+            f"image {image!r} of {what} was not pushed to a registry (no registry host or @sha256 digest)",
+            "give the stack a container registry so the image builder pushes it",
+        )
+    return image
+
+
+# -- the spec ----------------------------------------------------------------------------------------
+def compile_pipeline(deployment: Deployment, config: KubeflowOrchestratorConfig, *,
+                     store_url: str | None = None) -> CompiledPipeline:
+    """Compile a deployment (with its images) into a KFP v2 pipeline spec.
+
+    Args:
+        deployment: a prepared deployment; ``images`` must hold pushed images.
+        config: the orchestrator's config.
+        store_url: the metadata store URL written into every step's
+            environment (without password); None when a secret gives it.
+
+    Raises:
+        ConfigError: a kubeflow setting or a parameter KFP cannot take.
+        CapabilityError: a step asks for what KFP cannot honour, or the spec is over KFP's size limit.
+        StackError: an image that was not pushed.
+    """
+    pipeline = deployment.pipeline
+    pkf = pipeline_settings(pipeline.settings.extra, pipeline.name)
+    defaults = StepKubeflowSettings.model_validate(
+        pkf.model_dump(include=set(StepKubeflowSettings.model_fields), exclude_none=True))
+    params = _pipeline_inputs(deployment)
+    cmd = entrypoint_command(deployment.id, input_placeholder(STEP_INPUT), python=config.python,
+                             run_key=concat("kfp:", input_placeholder(RUN_ID_INPUT)))
+    cmd += ["--orchestrator-run-id", input_placeholder(RUN_ID_INPUT)]
+    param_args: list[str] = []
+    for name, (kname, _, _) in params.items():
+        param_args += ["--param", concat(f"{name}=", input_placeholder(kname))]
+    component_inputs = {kname: {"parameterType": kind} for kname, kind, _ in params.values()}
+    component_inputs[RUN_ID_INPUT] = {"parameterType": "STRING"}
+    component_inputs[STEP_INPUT] = {"parameterType": "STRING"}
+    run_id_value = {"runtimeValue": {"constant": JOB_ID_PLACEHOLDER}}
+    task_params_shared = {kname: {"componentInputParameter": CHANNEL + kname} for kname, _, _ in params.values()}
+    task_params_shared[RUN_ID_INPUT] = run_id_value
+
+    base_env = {"CONVEYOR_STORE_URL": store_url} if store_url else {}
+    components: dict[str, Any] = {}
+    executors: dict[str, Any] = {}
+    platform_executors: dict[str, Any] = {}
+    groups: dict[str, str] = {}
+    tasks: dict[str, Any] = {}
+    task_names: dict[str, str] = {}
+    used: set[str] = set()
+    for step in pipeline.steps:
+        _check_step(step)
+        kf = step_settings(step.settings.extra, step.id, pkf) if step.settings.extra.get("kubeflow") else defaults
+        image = check_image(deployment.image_for(step.id), step.id if step.id in deployment.images else None)
+        platform = _platform(step.settings.timeout, kf, config)
+        # A secret reference ({{name.key}}) goes in as written; the entrypoint resolves it in the pod.
+        env = {**base_env, **step.settings.environment}
+        container: dict[str, Any] = {
+            "args": [*cmd[3:], "--image", image, *param_args],
+            "command": cmd[:3],
+            "image": image,
+        }
+        if env:
+            container["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+        resources = _resources(step, kf, config, platform)
+        if resources:
+            container["resources"] = resources
+        key = canonical_json([container, platform])
+        label = groups.get(key)
+        if label is None:
+            label = COMPONENT_BASE if not groups else f"{COMPONENT_BASE}-{len(groups) + 1}"
+            groups[key] = label
+            components[f"comp-{label}"] = {
+                "executorLabel": f"exec-{label}",
+                "inputDefinitions": {"parameters": component_inputs},
+            }
+            executors[f"exec-{label}"] = {"container": container}
+            if platform:
+                platform_executors[f"exec-{label}"] = platform
+
+        name = k8s_name(step.id) or "step"
+        base, n = name, 1
+        while name in used:
+            n += 1
+            name = f"{base}-{n}"
+        used.add(name)
+        task_names[step.id] = name
+        task: dict[str, Any] = {
+            "cachingOptions": {},  # conveyor caches; KFP's own cache would skip the entrypoint
+            "componentRef": {"name": f"comp-{label}"},
+            "inputs": {"parameters": {**task_params_shared, STEP_INPUT: {"runtimeValue": {"constant": step.id}}}},
+            "taskInfo": {"name": step.id},
+        }
+        upstream = step.upstream()
+        if upstream:
+            task["dependentTasks"] = sorted(task_names[u] for u in upstream)
+        retry = _retry_policy(step, kf)
+        if retry is not None:
+            task["retryPolicy"] = retry
+        tasks[name] = task
+
+    root_inputs = {
+        kname: {"defaultValue": default, "isOptional": True, "parameterType": kind}
+        for kname, kind, default in params.values()
+    }
+    # The exit task: runs however the steps end, and settles the conveyor run.
+    finish_cmd = [*cmd[:3], "finish-run", "--deployment", deployment.id]
+    components[f"comp-{FINISH}"] = {
+        "executorLabel": f"exec-{FINISH}",
+        "inputDefinitions": {"parameters": {kname: {"parameterType": kind} for kname, kind, _ in params.values()}
+                             | {RUN_ID_INPUT: {"parameterType": "STRING"}}},
+    }
+    finish_container: dict[str, Any] = {
+        "args": [*finish_cmd[3:], "--run-key", concat("kfp:", input_placeholder(RUN_ID_INPUT)),
+                 "--orchestrator-run-id", input_placeholder(RUN_ID_INPUT), *param_args],
+        "command": finish_cmd[:3],
+        "image": check_image(deployment.images.get("") or deployment.image_for(pipeline.steps[0].id), None),
+    }
+    if base_env:
+        finish_container["env"] = [{"name": k, "value": v} for k, v in sorted(base_env.items())]
+    executors[f"exec-{FINISH}"] = {"container": finish_container}
+    # The pipeline's Kubernetes defaults (tolerations, node selector, secrets) apply to the exit task's pod too.
+    finish_platform = _platform(None, defaults, config)
+    if finish_platform:
+        platform_executors[f"exec-{FINISH}"] = finish_platform
+    components[f"comp-{EXIT_HANDLER}"] = {
+        "dag": {"tasks": tasks},
+        **({"inputDefinitions": {"parameters": {CHANNEL + kname: {"parameterType": kind}
+                                                for kname, kind, _ in params.values()}}} if params else {}),
+    }
+    root_tasks = {
+        EXIT_HANDLER: {
+            "componentRef": {"name": f"comp-{EXIT_HANDLER}"},
+            **({"inputs": {"parameters": {CHANNEL + kname: {"componentInputParameter": kname}
+                                          for kname, _, _ in params.values()}}} if params else {}),
+            "taskInfo": {"name": EXIT_HANDLER},
+        },
+        FINISH: {
+            "cachingOptions": {},
+            "componentRef": {"name": f"comp-{FINISH}"},
+            "dependentTasks": [EXIT_HANDLER],
+            "inputs": {"parameters": {**{kname: {"componentInputParameter": kname} for kname, _, _ in params.values()},
+                                      RUN_ID_INPUT: run_id_value}},
+            "taskInfo": {"name": FINISH},
+            "triggerPolicy": {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"},
+        },
+    }
+    root: dict[str, Any] = {"dag": {"tasks": root_tasks}}
+    if root_inputs:
+        root["inputDefinitions"] = {"parameters": root_inputs}
+    info: dict[str, Any] = {"name": k8s_name(pipeline.name) or "pipeline"}
+    if pkf.description:
+        info["description"] = pkf.description
+    display = pkf.display_name or (pipeline.name if info["name"] != pipeline.name else None)
+    if display:
+        info["displayName"] = display
+    spec = {
+        "components": components,
+        "deploymentSpec": {"executors": executors},
+        "pipelineInfo": info,
+        "root": root,
+        "schemaVersion": SCHEMA_VERSION,
+        "sdkVersion": SDK_VERSION,
+    }
+    platform_spec = (
+        {"platforms": {"kubernetes": {"deploymentSpec": {"executors": platform_executors}}}}
+        if platform_executors else None
+    )
+    text = _render(deployment, info["name"], params, spec, platform_spec)
+    compiled = CompiledPipeline(name=info["name"], pipeline_spec=spec, platform_spec=platform_spec, text=text,
+                                tasks=task_names)
+    check_size(compiled, pipeline.name)
+    return compiled
+
+
+def _render(deployment: Deployment, name: str, params: dict[str, tuple[str, str, Any]], spec: dict[str, Any],
+            platform_spec: dict[str, Any] | None) -> str:
+    header = ["# PIPELINE DEFINITION", f"# Name: {name}", f"# conveyor pipeline: {deployment.pipeline.name}",
+              f"# conveyor deployment: {deployment.id}"]
+    if params:
+        header.append("# Inputs:")
+        for kname, kind, default in params.values():
+            header.append(f"#    {kname}: {_TYPE_WORDS[kind]} [Default: {json.dumps(default, sort_keys=True)}]")
+    docs = [spec] if platform_spec is None else [spec, platform_spec]
+    body = yaml.dump_all(docs, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True,
+                         width=1000)
+    return "\n".join(header) + "\n" + body
+
+
+def check_size(compiled: CompiledPipeline, pipeline: str) -> None:
+    """Refuse a spec KFP would refuse at run time.
+
+    Raises:
+        CapabilityError: the YAML is over :data:`MAX_SPEC_BYTES`.
+    """
+    if compiled.size > MAX_SPEC_BYTES:
+        raise CapabilityError(
+            f"the KFP spec of pipeline {pipeline!r} is {compiled.size / 2**20:.2f} MiB, over KFP's "
+            f"{MAX_SPEC_BYTES / 2**20:.1f} MiB limit (kubeflow/pipelines#13738)",
+            "split the pipeline into smaller ones, or give its steps fewer distinct settings",
+        )

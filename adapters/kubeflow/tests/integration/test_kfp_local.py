@@ -1,0 +1,185 @@
+"""Every conformance pipeline, compiled to KFP YAML, runs for real in ``kfp.local`` with Docker.
+
+The image is built and pushed by the stack's ``docker`` image builder to a
+real registry on 127.0.0.1, removed from the local daemon, and pulled back by
+kfp.local's ``DockerRunner`` (host networking). Step containers reach the
+metadata store on a real PostgreSQL server and the artifacts on a real S3
+server (SeaweedFS), as pods of a cluster would. The artifacts must hash the
+same as a run of the same pipeline on the local stack.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import register_kfp_stack
+
+from conveyor_testing.conformance import CASES, Case, artifact_hashes, check_run, load_pipeline, run_case
+
+pytestmark = [pytest.mark.integration, pytest.mark.kubeflow, pytest.mark.docker, pytest.mark.postgres,
+              pytest.mark.s3]
+
+
+@pytest.fixture
+def kfp_stack(repo: Path, monkeypatch: pytest.MonkeyPatch, fresh_postgres_url: str, s3_endpoint: Any,
+              s3_bucket: str, registry: Any, base_image: str) -> dict[str, Any]:
+    """A repository on PostgreSQL + S3 with a ``kubeflow`` stack that builds and pushes real images."""
+    from conveyor import Client
+
+    monkeypatch.setenv("CONVEYOR_STORE_URL", fresh_postgres_url)
+    client = Client()
+    client.register_component("image_builder", "builder", "docker", {"parent_image": base_image})
+    client.register_component("container_registry", "registry", "default", {"uri": f"{registry.host}/ml"})
+    s3 = {"endpoint_url": s3_endpoint.url, "key": s3_endpoint.key, "secret": s3_endpoint.secret,
+          "region": s3_endpoint.region}
+    register_kfp_stack(artifact_path=f"s3://{s3_bucket}/kfp", artifact_options=s3, builder="builder",
+                       registry="registry", activate=False, output_dir=str(repo / "specs"))
+    client.register_component("artifact_store", "local_s3", "s3", {"path": f"s3://{s3_bucket}/local", **s3})
+    client.register_component("orchestrator", "here", "local", {})
+    client.register_stack("local_s3", {"orchestrator": "here", "artifact_store": "local_s3"})
+    return {"store_url": fresh_postgres_url, "registry": registry, "repo": repo}
+
+
+def _run_in_kfp_local(spec: Path, store_url: str, root: Path, **arguments: Any) -> None:
+    import kfp.local
+    from kfp import components
+
+    kfp.local.init(
+        runner=kfp.local.DockerRunner(network_mode="host", environment={"CONVEYOR_STORE_URL": store_url}),
+        pipeline_root=str(root / "kfp-root"),
+        raise_on_error=False,
+    )
+    pipeline = components.load_component_from_file(str(spec))
+    pipeline(**arguments)
+
+
+def _drop_local_image(image: str) -> None:
+    """Untag the pushed image in the daemon, so kfp.local has to pull it from the registry."""
+    import docker
+
+    repository = image.split("@", 1)[0]
+    client = docker.from_env()
+    try:
+        for local in client.images.list(name=repository):
+            for ref in [*local.tags, *local.attrs.get("RepoDigests", [])]:
+                if ref.startswith(repository + ":") or ref.startswith(repository + "@"):
+                    try:
+                        client.images.remove(ref, noprune=True)
+                    except docker.errors.ImageNotFound:
+                        pass
+    finally:
+        client.close()
+    assert not any(image in [*i.tags, *i.attrs.get("RepoDigests", [])] for i in docker.from_env().images.list())
+
+
+# kfp.local shows task display names nowhere and says so; a cluster's UI shows them.
+@pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner")
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_conformance_pipeline_runs_in_kfp_local(case: Case, kfp_stack: dict[str, Any]) -> None:
+    from conveyor import Client
+    from conveyor._launch import export_pipeline
+
+    repo: Path = kfp_stack["repo"]
+    pipe = load_pipeline(case).with_options(enable_cache=False)
+    [spec] = export_pipeline(pipe, repo / "specs", stack="on_kfp", parameters=case.params)
+    docs = list(yaml.safe_load_all(spec.read_text()))
+    image = docs[0]["deploymentSpec"]["executors"]["exec-conveyor-step"]["container"]["image"]
+    assert image.startswith(kfp_stack["registry"].host + "/ml/") and "@sha256:" in image
+    _drop_local_image(image)
+
+    _run_in_kfp_local(spec, kfp_stack["store_url"], repo)
+
+    on_kfp = Client().get_pipeline(pipe.name).last_run
+    assert on_kfp.orchestrator == "kubeflow"
+    check_run(case, on_kfp)
+
+    local = run_case(case, stack="local_s3")
+    check_run(case, local)
+    assert artifact_hashes(on_kfp) == artifact_hashes(local)
+
+
+@pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner")
+def test_a_parameter_changed_in_kfp_reaches_the_steps(kfp_stack: dict[str, Any]) -> None:
+    from conveyor import Client
+    from conveyor._launch import export_pipeline
+    from conveyor_testing.conformance import case
+
+    repo: Path = kfp_stack["repo"]
+    pipe = load_pipeline(case("quickstart")).with_options(enable_cache=False)
+    [spec] = export_pipeline(pipe, repo / "specs", stack="on_kfp", parameters={"n": 20})
+    _run_in_kfp_local(spec, kfp_stack["store_url"], repo, n=7)  # as if changed in KFP's UI
+
+    run = Client().get_pipeline("quickstart").last_run
+    assert run.status == "completed"
+    assert run.parameters == {"n": 7}
+    assert run.steps["load_data"].outputs["numbers"].load() == list(range(7))
+    assert run.steps["total"].outputs["output"].load() == 0 + 2 + 4 + 6
+
+
+@pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner")
+def test_a_killed_step_pod_still_settles_the_run(kfp_stack: dict[str, Any]) -> None:
+    """A step whose container dies without a word (OOM, eviction) is failed by the exit task, not left running."""
+    import threading
+    import time
+
+    import docker
+    from kfp_test_pipelines import napping
+
+    from conveyor import Client
+    from conveyor._launch import export_pipeline
+
+    repo: Path = kfp_stack["repo"]
+    [spec] = export_pipeline(napping.with_options(enable_cache=False), repo / "specs", stack="on_kfp")
+    runner = threading.Thread(target=_run_in_kfp_local, args=(spec, kfp_stack["store_url"], repo), daemon=True)
+    runner.start()
+    client = docker.from_env()
+    try:
+        deadline = time.monotonic() + 300
+        victim = None
+        while victim is None and time.monotonic() < deadline and runner.is_alive():
+            try:
+                running = client.containers.list()
+            except docker.errors.NotFound:  # a container went away while being listed
+                continue
+            for container in running:
+                args = container.attrs.get("Args") or []
+                if "run-step" in args and args[args.index("--step") + 1] == "nap":
+                    victim = container
+            time.sleep(0.2)
+        assert victim is not None, "the nap step never started"
+        while not any(r.step_id == "nap" for r in Client().store.list_step_runs(Client().get_pipeline("napping").last_run.id)):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        victim.kill(signal="SIGKILL")
+    finally:
+        client.close()
+    runner.join(300)
+    assert not runner.is_alive()
+
+    run = Client().get_pipeline("napping").last_run
+    assert run.status == "failed"
+    assert "before step 'nap' finished" in run.record.error
+    assert {sid: s.status for sid, s in run.steps.items()} == {"first": "completed", "nap": "failed", "one": "skipped"}
+    assert "was killed" in run.steps["nap"].record.error
+
+
+def test_cli_export_writes_the_same_spec_as_the_api(kfp_stack: dict[str, Any]) -> None:
+    import subprocess
+    import sys
+
+    from conveyor._launch import export_pipeline
+    from conveyor_testing.conformance import EXAMPLES, case
+
+    repo: Path = kfp_stack["repo"]
+    [api] = export_pipeline(load_pipeline(case("quickstart")), repo / "api", stack="on_kfp", parameters={"n": 20})
+    out = subprocess.run(
+        [sys.executable, "-m", "conveyor.cli", "pipeline", "export", f"{EXAMPLES / 'quickstart.py'}:quickstart",
+         "--stack", "on_kfp", "--output", "demo.yaml", "-p", "n=20"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "demo.yaml"
+    assert (repo / "demo.yaml").read_bytes() == api.read_bytes()
