@@ -205,7 +205,11 @@ def test_containers_use_host_network_and_mount_only_local_stores(docker_stack, r
 
 
 class _ContainerWatcher:
-    """Inspects every step container as it starts (they are removed when they end)."""
+    """Inspects every step container as soon as it is created (they are removed when they end).
+
+    A created container's mounts and network are fixed, and "create" comes a
+    whole interpreter start-up before the step can end and the container go.
+    """
 
     def __init__(self, client) -> None:
         import threading
@@ -220,7 +224,7 @@ class _ContainerWatcher:
         import docker
 
         events = self.client.events(decode=True, since=self._since,
-                                    filters={"type": "container", "event": "start", "label": "conveyor.run"})
+                                    filters={"type": "container", "event": "create", "label": "conveyor.run"})
         self._events = events
         for event in events:
             try:
