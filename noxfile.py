@@ -99,3 +99,10 @@ def kubeflow(session: nox.Session) -> None:
     _install(session, *PYTEST, "pip", "-e", "./core[postgres,s3]", "-e", "./testing[sql,s3,docker]",
              "-e", "./integrations/docker", "-e", "./adapters/kubeflow[test]")
     _pytest(session, "adapters/kubeflow/tests")
+
+
+@nox.session(python=PYTHON)
+def data(session: nox.Session) -> None:
+    """Data plugins: numpy, pandas, pyarrow and scikit-learn materializers, round trips with hypothesis."""
+    _install(session, *PYTEST, "-e", "./core", "-e", "./testing", "-e", "./plugins/data[all,test]")
+    _pytest(session, "plugins/data/tests")
