@@ -353,3 +353,26 @@ def test_the_step_entrypoint_records_a_step_its_engine_stops(repo: Path) -> None
     run = Client().get_pipeline("slowpipe").last_run
     assert (run.status, run.steps["slow"].status) == ("failed", "stopped")
     assert "stopped by its engine" in run.error
+
+
+def test_finish_run_settles_a_run_its_engine_ended(repo: Path, examples_path: Path) -> None:
+    """An engine's exit handler: steps that never started are skipped and the run failed."""
+    import quickstart
+    from conveyor._launch import deployment_for
+    from conveyor.orchestrators import LaunchContext
+    from conveyor.runtime import main
+
+    deployment, stack, _ = deployment_for(quickstart.quickstart, parameters={"n": 4})
+    stack.orchestrator.prepare(deployment, LaunchContext(store=Client().store, stack=stack, source_root=examples_path))
+    os.environ["CONVEYOR_SOURCE_ROOT"] = str(examples_path)
+    try:
+        assert main(["run-step", "--deployment", deployment.id, "--step", "load_data", "--run-key", "engine:7"]) == 0
+        assert main(["finish-run", "--deployment", deployment.id, "--run-key", "engine:7"]) == 0
+    finally:
+        del os.environ["CONVEYOR_SOURCE_ROOT"]
+        os.environ.pop("CONVEYOR_STEP_ENTRYPOINT", None)
+    run = Client().get_pipeline("quickstart").last_run
+    assert run.status == "failed"
+    assert {sid: s.status for sid, s in run.steps.items()} == {
+        "load_data": "completed", "split": "skipped", "total": "skipped", "total_2": "skipped"}
+    assert "before step 'split' finished" in run.error

@@ -102,18 +102,9 @@ def _same_value(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def run_step_command(args: argparse.Namespace) -> int:
-    """Run one step as ``args`` say; returns the exit code."""
-    os.environ[ENTRYPOINT_ENV] = "1"
-    root = os.environ.get(ENV_SOURCE_ROOT)
-    for folder in (os.getcwd(), root):
-        if folder and folder not in sys.path:
-            sys.path.insert(0, folder)
-    from conveyor._repository import Repository
+def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The metadata store (``--store-url``, ``CONVEYOR_STORE_URL`` or the repository's) and the deployment."""
     from conveyor.ir import load_deployment
-    from conveyor.runtime._executor import RunEnvironment, execute_step, finalize_run
-    from conveyor.stack import Stack
-    from conveyor.stores import RunStatus
 
     if args.store_url:
         os.environ[ENV_STORE_URL] = args.store_url
@@ -122,11 +113,48 @@ def run_step_command(args: argparse.Namespace) -> int:
 
         store = MetadataStore(os.environ[ENV_STORE_URL])
     else:
+        from conveyor._repository import Repository
+
         store = Repository.current().store()
     try:
-        deployment = load_deployment(store.get_deployment_json(args.deployment))
+        return store, load_deployment(store.get_deployment_json(args.deployment))
     except ValueError as exc:
         raise ConveyorError(str(exc)) from None
+
+
+def _join_run(store: Any, deployment: Any, run_key: str, overrides: dict[str, Any], orchestrator_run_id: str | None) -> Any:
+    """The run of an engine's run key: created by whichever process asks first."""
+    from conveyor.orchestrators._base import make_run_name
+    from conveyor.stores import RunStatus
+    from conveyor.stores._metadata import now
+
+    pipeline = deployment.pipeline
+    return store.get_or_create_run(
+        run_key,
+        name=make_run_name(pipeline.name, deployment.run_name),
+        pipeline_id=store.get_or_create_pipeline(pipeline.name).id,
+        deployment_id=deployment.id,
+        status=RunStatus.RUNNING,
+        started=now(),
+        parameters={**pipeline.parameters, **overrides},
+        stack_name=deployment.stack.name,
+        orchestrator=deployment.stack.components["orchestrator"].flavor,
+        orchestrator_run_id=orchestrator_run_id,
+    )
+
+
+def run_step_command(args: argparse.Namespace) -> int:
+    """Run one step as ``args`` say; returns the exit code."""
+    os.environ[ENTRYPOINT_ENV] = "1"
+    root = os.environ.get(ENV_SOURCE_ROOT)
+    for folder in (os.getcwd(), root):
+        if folder and folder not in sys.path:
+            sys.path.insert(0, folder)
+    from conveyor.runtime._executor import RunEnvironment, execute_step, finalize_run
+    from conveyor.stack import Stack
+    from conveyor.stores import RunStatus
+
+    store, deployment = _open(args)
     overrides = _overrides(args.param, deployment.pipeline.parameters)
     unknown = set(overrides) - set(deployment.pipeline.parameters)
     if unknown:
@@ -139,22 +167,7 @@ def run_step_command(args: argparse.Namespace) -> int:
     if args.run_id:
         run = store.get_run(args.run_id)
     else:
-        from conveyor.orchestrators._base import make_run_name
-        from conveyor.stores._metadata import now
-
-        pipeline = store.get_or_create_pipeline(deployment.pipeline.name)
-        run = store.get_or_create_run(
-            args.run_key,
-            name=make_run_name(deployment.pipeline.name, deployment.run_name),
-            pipeline_id=pipeline.id,
-            deployment_id=deployment.id,
-            status=RunStatus.RUNNING,
-            started=now(),
-            parameters={**deployment.pipeline.parameters, **overrides},
-            stack_name=stack.name,
-            orchestrator=deployment.stack.components["orchestrator"].flavor,
-            orchestrator_run_id=args.orchestrator_run_id,
-        )
+        run = _join_run(store, deployment, args.run_key, overrides, args.orchestrator_run_id)
     env = RunEnvironment(store=store, stack=stack, deployment=deployment, run=run, overrides=overrides, image=args.image)
     remote = args.run_key is not None
     try:
@@ -189,38 +202,13 @@ def finish_run_command(args: argparse.Namespace) -> int:
     never started are recorded skipped, steps left running failed, and the run
     failed. A run already settled is left as it is.
     """
-    from conveyor.ir import load_deployment
-    from conveyor.orchestrators._base import make_run_name
     from conveyor.stores import RunStatus
-    from conveyor.stores._metadata import MetadataStore, now
+    from conveyor.stores._metadata import now
 
-    if args.store_url:
-        os.environ[ENV_STORE_URL] = args.store_url
-    if os.environ.get(ENV_STORE_URL):
-        store = MetadataStore(os.environ[ENV_STORE_URL])
-    else:
-        from conveyor._repository import Repository
-
-        store = Repository.current().store()
-    try:
-        deployment = load_deployment(store.get_deployment_json(args.deployment))
-    except ValueError as exc:
-        raise ConveyorError(str(exc)) from None
+    store, deployment = _open(args)
     pipeline = deployment.pipeline
-    overrides = _overrides(args.param, pipeline.parameters)
     # No step may have started (an image that cannot be pulled): the run is made here then.
-    run = store.get_or_create_run(
-        args.run_key,
-        name=make_run_name(pipeline.name, deployment.run_name),
-        pipeline_id=store.get_or_create_pipeline(pipeline.name).id,
-        deployment_id=deployment.id,
-        status=RunStatus.RUNNING,
-        started=now(),
-        parameters={**pipeline.parameters, **overrides},
-        stack_name=deployment.stack.name,
-        orchestrator=deployment.stack.components["orchestrator"].flavor,
-        orchestrator_run_id=args.orchestrator_run_id,
-    )
+    run = _join_run(store, deployment, args.run_key, _overrides(args.param, pipeline.parameters), args.orchestrator_run_id)
     if run.status != RunStatus.RUNNING:
         return 0
     records = {r.step_id: r for r in store.list_step_runs(run.id)}
