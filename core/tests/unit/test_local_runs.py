@@ -358,6 +358,7 @@ def test_the_step_entrypoint_records_a_step_its_engine_stops(repo: Path) -> None
 def test_finish_run_settles_a_run_its_engine_ended(repo: Path, examples_path: Path) -> None:
     """An engine's exit handler: steps that never started are skipped and the run failed."""
     import quickstart
+
     from conveyor._launch import deployment_for
     from conveyor.orchestrators import LaunchContext
     from conveyor.runtime import main
