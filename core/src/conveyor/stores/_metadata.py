@@ -213,7 +213,14 @@ class MetadataStore:
         """The schema revision of the database, or None when it is empty."""
         try:
             with self.engine.connect() as conn:
-                if not sa.inspect(conn).has_table("alembic_version"):
+                if self.is_sqlite:
+                    # One cheap query instead of the inspector: this runs on every start.
+                    found = conn.exec_driver_sql(
+                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+                    ).first()
+                else:
+                    found = sa.inspect(conn).has_table("alembic_version")
+                if not found:
                     return None
                 return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         except OperationalError as exc:
@@ -690,9 +697,13 @@ class MetadataStore:
 
         ``components`` maps a component type to ``(name, flavor, config)``.
         """
+        query = sa.select(t.stacks.c.id).where(t.stacks.c.name == name)
+        with self.read() as conn:
+            if conn.execute(query).first() is not None:
+                return  # the common case: no write lock taken
         stamp = now()
         with self.write() as conn:
-            if conn.execute(sa.select(t.stacks.c.id).where(t.stacks.c.name == name)).first() is not None:
+            if conn.execute(query).first() is not None:
                 return
             members = {}
             for ctype, (cname, flavor, config) in components.items():
