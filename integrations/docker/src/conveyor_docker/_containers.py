@@ -96,6 +96,34 @@ def store_mounts(store_url: Any, artifact_path: str) -> list[str]:
     return kept
 
 
+def secrets_environment(env: RunEnvironment, step: StepIR) -> dict[str, str]:
+    """What a step container needs to resolve secrets: the key and the owner id, or nothing.
+
+    Given only when the step declares secrets or the step or the stack refers
+    to one (``{{name.key}}``). They go into the container's runtime
+    environment, never into an image: the container sees neither this
+    machine's key file nor its repository's owner file.
+    """
+    from conveyor.secrets import has_references
+
+    configs = [c.config for c in env.deployment.stack]
+    if not (step.settings.secrets or has_references(dict(step.settings.environment)) or has_references(configs)):
+        return {}
+    from conveyor.exceptions import SecretError
+    from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_OWNER, current_owner, load_keyring
+
+    try:
+        keyring = load_keyring()
+    except SecretError:
+        # No key here: the step fails inside its container, naming the secret it could not read.
+        return {}
+    out = {ENV_SECRETS_KEY: ",".join(k.decode("ascii") for k in keyring.keys)}
+    owner = current_owner()
+    if owner:
+        out[ENV_SECRETS_OWNER] = owner
+    return out
+
+
 class StepContainer:
     """One step's container: created, started, followed, stopped and removed.
 
@@ -132,6 +160,7 @@ class StepContainer:
         mounts = store_mounts(store_url, self.env.artifact_store.path)
         environment = {
             "CONVEYOR_STORE_URL": store_url.render_as_string(hide_password=False),
+            **secrets_environment(self.env, self.step),
             **self.step.settings.environment,
         }
         options: dict[str, Any] = {
