@@ -79,11 +79,16 @@ def _untagged_conveyor_images(client: Any, registry_host: str) -> set[str]:
 
 
 @pytest.fixture
-def no_leftovers(docker_daemon: Any, registry: Any) -> Iterator[None]:
+def no_leftovers(repo: Path, docker_daemon: Any, registry: Any) -> Iterator[None]:
     """Fail a test that leaves step containers or untagged conveyor images behind."""
     before = _untagged_conveyor_images(docker_daemon, registry.host)
     yield
-    left = docker_daemon.containers.list(all=True, filters={"label": "conveyor.run"})
+    # Other test sessions may share the daemon: only this test's runs count.
+    from conveyor import Client
+
+    runs = {r.id for r in Client().list_runs()}
+    left = [c for c in docker_daemon.containers.list(all=True, filters={"label": "conveyor.run"})
+            if c.labels.get("conveyor.run") in runs]
     for container in left:
         container.remove(force=True)
     assert not left, f"containers left behind: {[c.name for c in left]}"
