@@ -3,6 +3,9 @@
 The server is ``prefect server start --host 127.0.0.1 --port <free> --no-ui``
 with its own ``PREFECT_HOME`` in a temp dir and analytics off. It dies with
 the test process (PR_SET_PDEATHSIG) and is stopped by PID when the session ends.
+
+Container tests use conveyor-testing's real Docker daemon, registry and base
+image (``docker_daemon``, ``registry``, ``base_image``).
 """
 
 from __future__ import annotations
@@ -158,14 +161,23 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         stop(proc)
 
 
+def _forget_stores() -> None:
+    from conveyor import _repository
+
+    for store in _repository._stores.values():
+        store.close()
+    _repository._stores.clear()
+
+
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh conveyor repository as the working folder."""
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh conveyor repository as the working folder; stores opened by the test are closed after it."""
     monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
     monkeypatch.delenv("CONVEYOR_STORE_URL", raising=False)
     monkeypatch.delenv("CONVEYOR_STACK", raising=False)
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    yield tmp_path
+    _forget_stores()
 
 
 def register_prefect_stack(name: str = "on_prefect", *, activate: bool = True, **config: Any) -> str:
@@ -184,3 +196,62 @@ def register_prefect_stack(name: str = "on_prefect", *, activate: bool = True, *
 def prefect_stack(repo: Path, prefect_server: PrefectServer) -> str:
     """A ``prefect`` stack (in-process steps) pointed at the session's server, activated."""
     return register_prefect_stack(api_url=prefect_server.url)
+
+
+# -- containers ------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image builder's wheel cache for the session (the first image prepares every wheel)."""
+    return tmp_path_factory.mktemp("wheel-cache")
+
+
+@pytest.fixture(scope="session")
+def session_images(docker_daemon: Any, registry: Any) -> Iterator[None]:
+    """Remove the images this session built for its own registry (other sessions may share the daemon)."""
+    import docker
+
+    yield
+    for image in docker_daemon.images.list(filters={"label": "conveyor.image"}):
+        for tag in image.tags:
+            if tag.startswith(f"{registry.host}/"):
+                try:
+                    docker_daemon.images.remove(tag)
+                except docker.errors.APIError:
+                    pass
+
+
+@pytest.fixture
+def no_leftover_containers(docker_daemon: Any) -> Iterator[None]:
+    """Fail a test that leaves step containers of its runs behind (other sessions may share the daemon)."""
+    yield
+    from conveyor import Client
+
+    runs = {r.id for r in Client().store.list_runs()}
+    left = [c for c in docker_daemon.containers.list(all=True, filters={"label": "conveyor.run"})
+            if c.labels.get("conveyor.run") in runs]
+    for container in left:
+        container.remove(force=True)
+    assert not left, f"step containers left behind: {[c.name for c in left]}"
+
+
+def register_container_stack(registry_host: str, base_image: str, cache: Path, *, name: str = "boxed",
+                             artifact_store: str = "default", **config: Any) -> str:
+    """Register a ``prefect`` orchestrator with ``config``, the docker image builder and a registry, as a stack."""
+    from conveyor import Client
+
+    client = Client()
+    client.register_component("orchestrator", name, "prefect", config)
+    client.register_component("image_builder", f"{name}_builder", "docker",
+                              {"parent_image": base_image, "cache_dir": str(cache)})
+    client.register_component("container_registry", f"{name}_registry", "default", {"uri": f"{registry_host}/ml"})
+    client.register_stack(name, {"orchestrator": name, "artifact_store": artifact_store,
+                                 "image_builder": f"{name}_builder", "container_registry": f"{name}_registry"})
+    return name
+
+
+@pytest.fixture
+def container_stack(repo: Path, prefect_server: PrefectServer, registry: Any, base_image: str, wheel_cache: Path,
+                    session_images: None, no_leftover_containers: None) -> str:
+    """A ``prefect`` stack with ``step_mode: container`` (SQLite and local artifacts, mounted into the steps)."""
+    return register_container_stack(registry.host, base_image, wheel_cache, api_url=prefect_server.url,
+                                    step_mode="container", cancel_poll_interval=0.5)

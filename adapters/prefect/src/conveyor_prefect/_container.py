@@ -1,15 +1,17 @@
-"""Running a step command in the pipeline's image, for ``step_mode: container``.
+"""Steps in the pipeline's image, for ``step_mode: container``: conveyor-docker's step containers.
 
-The container shares the host's network (the metadata store and artifact
-store stay reachable at the same addresses) and sees local stores and the
-source folder at the same paths as the flow's process.
+A Prefect task thread may get an exception thrown into it at any moment
+(Prefect enforces task timeouts that way). conveyor-docker's
+``StepContainer`` therefore runs in a thread of its own, and the task thread
+follows it through the few ``Popen`` methods the flow driver uses: whatever
+lands in the task thread, the container is still stopped and removed.
 """
 
 from __future__ import annotations
 
+import functools
 import subprocess
-import time
-from pathlib import Path
+import threading
 from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import StackError
@@ -17,84 +19,104 @@ from conveyor.exceptions import StackError
 if TYPE_CHECKING:
     from conveyor.runtime import RunEnvironment
 
-_PASSED_ENV = ("CONVEYOR_STORE_URL", "CONVEYOR_SOURCE_ROOT")
+_INSTALL_HINT = 'run: pip install "conveyor-prefect[docker]" (or pip install ./integrations/docker)'
 
 
-def _local_folders(env: RunEnvironment, source_root: Path | None) -> list[str]:
-    folders: list[str] = []
-    database = env.store.url.database if env.store.url.get_backend_name() == "sqlite" else None
-    if database and database != ":memory:":
-        folders.append(str(Path(database).resolve().parent))
-    path = env.artifact_store.path
-    if "://" not in path or path.startswith("file://"):
-        folders.append(str(Path(path.removeprefix("file://")).resolve()))
-    if source_root is not None:
-        folders.append(str(source_root.resolve()))
-    return sorted(set(folders))
+@functools.cache
+def step_container_class() -> type[Any]:
+    """conveyor-docker's ``StepContainer``, with the run's parameter overrides on its command line.
+
+    Raises:
+        StackError: conveyor-docker is not installed.
+    """
+    try:
+        from conveyor_docker._containers import StepContainer
+    except ImportError:
+        raise StackError("step_mode 'container' needs conveyor-docker, which is not installed", _INSTALL_HINT) from None
+
+    class PrefectStepContainer(StepContainer):  # type: ignore[misc, valid-type]
+        """A step container whose command also carries the run's parameter overrides."""
+
+        def command(self) -> list[str]:
+            from conveyor.ir import canonical_json
+
+            cmd: list[str] = super().command()
+            for name, value in sorted(self.env.overrides.items()):
+                cmd += ["--param", f"{name}={canonical_json(value)}"]
+            return cmd
+
+    return PrefectStepContainer
 
 
-class ContainerProcess:
-    """A running step container with the ``Popen`` methods the flow driver uses."""
+class ContainerStep:
+    """One step running in a container, followed like a process.
 
-    def __init__(self, container: Any) -> None:
-        self.container = container
+    Args:
+        env: the run the step belongs to.
+        step_id: the step.
+        image: the image reference (with digest).
+        stop_timeout: seconds the step gets between SIGINT and SIGKILL when stopped.
+
+    Raises:
+        StackError: conveyor-docker is not installed.
+    """
+
+    def __init__(self, env: RunEnvironment, step_id: str, image: str, *, stop_timeout: float) -> None:
+        step = env.deployment.pipeline.step(step_id)
+        self.step_container = step_container_class()(env, step, image, stop_timeout=stop_timeout)
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
         self.returncode: int | None = None
+        self._stopper: threading.Thread | None = None
+        # An event, not Thread.join: a join interrupted by an exception thrown into the
+        # waiting thread can leave the followed thread marked as ended while it runs.
+        self._done = threading.Event()
+        threading.Thread(target=self._run, daemon=True, name=f"conveyor-container-{step_id}").start()
+
+    def _run(self) -> None:
+        from conveyor.exceptions import StepFailedError
+
+        code = 2
+        try:
+            self.step_container.run(self.stopping)
+            code = 0
+        except KeyboardInterrupt:  # stopped through self.stopping
+            code = -2
+        except StepFailedError as exc:
+            self.error, code = exc, 1
+        except BaseException as exc:  # docker refused the container: the command's setup is wrong
+            self.error = exc
+        finally:
+            self.returncode = code
+            self._done.set()
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            self.container.reload()
-            if self.container.status in ("exited", "dead"):
-                self.returncode = int(self.container.attrs["State"]["ExitCode"])
-                self._remove()
-        return self.returncode
+        """The exit code once the step's container is gone, else None."""
+        return self.returncode if self._done.is_set() else None
 
     def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired("docker run", timeout or 0)
-            time.sleep(0.1)
+        """Wait for the step to end and its container to be removed.
+
+        Raises:
+            subprocess.TimeoutExpired: it did not end within ``timeout`` seconds.
+        """
+        if not self._done.wait(timeout):
+            raise subprocess.TimeoutExpired(f"step container {self.step_container.step.id}", timeout or 0)
         assert self.returncode is not None
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
-        self.container.kill(signal=int(sig))
+        """Stop the step: SIGINT to its container, SIGKILL after the stop timeout, then removal."""
+        del sig  # a step in a container is always stopped the way conveyor-docker stops it
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        # A container not created yet is removed by its own thread, which sees the event.
+        if self.step_container.container is not None:
+            self._stopper = threading.Thread(target=self.step_container.stop, daemon=True)
+            self._stopper.start()
 
     def kill(self) -> None:
-        self.container.kill()
-
-    def _remove(self) -> None:
-        try:
-            print(self.container.logs().decode("utf-8", "replace"), end="")
-            self.container.remove(force=True)
-        except Exception:
-            pass
-
-
-def start_container(image: str, argv: list[str], env: dict[str, str], run_env: RunEnvironment,
-                    source_root: Path | None) -> ContainerProcess:
-    """Start ``argv`` in ``image`` with host networking and the local stores mounted.
-
-    Raises:
-        StackError: the docker package is missing or no Docker daemon answers.
-    """
-    try:
-        import docker
-    except ImportError:
-        raise StackError("step_mode 'container' needs the docker package",
-                         'run: pip install "conveyor[docker]"') from None
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise StackError(f"step_mode 'container': no Docker daemon answers ({exc})",
-                         "start Docker, or use step_mode: subprocess") from None
-    passed = {k: v for k, v in env.items() if k in _PASSED_ENV}
-    step = run_env.deployment.pipeline.step(argv[argv.index("--step") + 1])
-    passed.update(step.settings.environment)
-    volumes = {folder: {"bind": folder, "mode": "rw"} for folder in _local_folders(run_env, source_root)}
-    container = client.containers.run(
-        image, argv, environment=passed, volumes=volumes, network_mode="host", detach=True,
-        working_dir=str(source_root) if source_root else None,
-    )
-    return ContainerProcess(container)
+        """Remove the container at once (killing it if it still runs)."""
+        self.stopping.set()
+        self.step_container.remove()

@@ -20,13 +20,15 @@ class PrefectOrchestratorConfig(BaseModel):
     api_url: str | None = None
     """Prefect API (``http://127.0.0.1:4200/api``); default: ``PREFECT_API_URL``, else Prefect's own profile."""
     step_mode: Literal["in_process", "subprocess", "container"] = "in_process"
-    """Where each task runs its step: in the flow's process, in a step process, or in the pipeline's image."""
+    """Where each task runs its step: in the flow's process, in a step process, or in a container of the
+    pipeline's image (built by the stack's image builder; needs conveyor-docker)."""
     max_workers: int | None = Field(default=None, ge=1)
     """Threads of the flow's task runner (how many steps run at once); default: one per step."""
     work_pool: str = "conveyor"
     """Work pool of scheduled deployments (created when missing)."""
     work_pool_type: Literal["process", "docker"] = "process"
-    """Type of that work pool; ``docker`` runs the flow in the pipeline's image (needs prefect-docker)."""
+    """Type of that work pool; ``docker`` runs each flow run in a container of the pipeline's image
+    (its workers need prefect-docker)."""
     deployment_name: str | None = None
     """Name of the Prefect deployment; default: the pipeline's name."""
     tags: list[str] = []
@@ -43,7 +45,12 @@ class PrefectOrchestratorFlavor(Flavor):
     type = ComponentType.ORCHESTRATOR
     name = "prefect"
     description = "runs pipelines as Prefect flows (one task per step); schedules become Prefect deployments"
-    capabilities = frozenset({Capability.SCHEDULES, Capability.PARALLELISM, Capability.RETRIES, Capability.TIMEOUTS})
+    # CONTAINER_IMAGE: it can run steps (step_mode: container) or whole flows (a docker
+    # work pool) in the pipeline's image; PrefectOrchestrator.needs_images says when it does.
+    capabilities = frozenset(
+        {Capability.SCHEDULES, Capability.PARALLELISM, Capability.RETRIES, Capability.TIMEOUTS,
+         Capability.CONTAINER_IMAGE}
+    )
 
     @property
     def config_class(self) -> type[BaseModel]:

@@ -67,7 +67,8 @@ def unregister_launch(run_id: str) -> None:
 
 @flow(name="conveyor-pipeline", persist_result=False, log_prints=False)
 def run_deployment(
-    deployment_id: str, parameters: dict[str, Any] | None = None, conveyor_run_id: str | None = None
+    deployment_id: str, parameters: dict[str, Any] | None = None, conveyor_run_id: str | None = None,
+    image: str | None = None,
 ) -> Any:
     """Run a stored conveyor deployment as this Prefect flow run.
 
@@ -77,6 +78,8 @@ def run_deployment(
         parameters: pipeline parameters to override (JSON values).
         conveyor_run_id: join this existing conveyor run; default: the run keyed
             ``prefect:<flow run id>``, created on first use.
+        image: the image this flow run runs in (deployments of a docker work
+            pool): recorded with its steps and part of their cache keys.
 
     Returns a Failed state when a step failed and a Cancelled state when the
     flow run was cancelled in Prefect; the conveyor run records the same.
@@ -86,7 +89,7 @@ def run_deployment(
     flow_run_id = str(ctx.flow_run.id)
     launch = _launches.get(conveyor_run_id) if conveyor_run_id else None
     if launch is None:
-        launch = _launch_from_environment(deployment_id, parameters or {}, conveyor_run_id, flow_run_id)
+        launch = _launch_from_environment(deployment_id, parameters or {}, conveyor_run_id, flow_run_id, image)
     env = launch.env
     env.store.update_run(env.run.id, orchestrator_run_id=flow_run_id)
     tag = f"{RUN_TAG_PREFIX}{env.run.id}"
@@ -106,7 +109,7 @@ def run_deployment(
 
 
 def _launch_from_environment(
-    deployment_id: str, overrides: dict[str, Any], run_id: str | None, flow_run_id: str
+    deployment_id: str, overrides: dict[str, Any], run_id: str | None, flow_run_id: str, image: str | None
 ) -> LocalLaunch:
     # The worker side: everything comes from the store the environment names.
     from conveyor._repository import Repository
@@ -129,7 +132,9 @@ def _launch_from_environment(
     if run_id is not None:
         run = store.get_run(run_id)
     else:
-        host, pid, pid_started = current_process_identity()
+        # In a container (a docker work pool) this process's PID means nothing to
+        # the machine's other processes, so the run is recorded without one.
+        host, pid, pid_started = current_process_identity() if image is None else (None, None, None)
         run = store.get_or_create_run(
             f"prefect:{flow_run_id}",
             name=make_run_name(deployment.pipeline.name, deployment.run_name),
@@ -145,7 +150,7 @@ def _launch_from_environment(
             pid=pid,
             pid_started=pid_started,
         )
-    env = RunEnvironment(store=store, stack=stack, deployment=deployment, run=run, overrides=overrides)
+    env = RunEnvironment(store=store, stack=stack, deployment=deployment, run=run, overrides=overrides, image=image)
     return LocalLaunch(env=env, source_root=Path(root))
 
 
@@ -339,36 +344,43 @@ class FlowDriver:
         record = self._record(step_id)
         return record.status if record is not None else RunStatus.COMPLETED
 
-    def _command(self, step_id: str, python: str, image: str | None) -> list[str]:
+    def _command(self, step_id: str) -> list[str]:
         from conveyor.ir import canonical_json
         from conveyor.runtime import entrypoint_command
 
-        cmd = entrypoint_command(self.env.deployment.id, step_id, run_id=self.env.run.id, python=python)
+        cmd = entrypoint_command(self.env.deployment.id, step_id, run_id=self.env.run.id, python=sys.executable)
         for name, value in sorted(self.env.overrides.items()):
             cmd += ["--param", f"{name}={canonical_json(value)}"]
-        if image is not None:
-            cmd += ["--image", image]
+        if self.env.image is not None:  # this flow itself runs in the pipeline's image
+            cmd += ["--image", self.env.image]
         return cmd
 
-    def _run_process(self, step_id: str, mode: str) -> None:
+    def _start(self, step_id: str, mode: str) -> Any:
+        """Start a step process, or a step container (something with ``Popen``'s poll/wait/send_signal/kill)."""
+        if mode == "container":
+            from conveyor.exceptions import StackError
+            from conveyor_prefect._container import ContainerStep
+
+            image = self.env.deployment.image_for(step_id)
+            if image is None:
+                raise StackError(f"the deployment has no image for step {step_id!r}",
+                                 "the stack needs an image-builder and a container-registry for step_mode: container")
+            return ContainerStep(self.env, step_id, image, stop_timeout=_STOP_GRACE)
         from conveyor.orchestrators import step_process_env
 
         step = self.env.deployment.pipeline.step(step_id)
         store_url = self.env.store.url.render_as_string(hide_password=False)
         env = step_process_env(store_url, self.source_root, dict(step.settings.environment))
-        if mode == "container":
-            from conveyor_prefect._container import start_container
+        cwd = str(self.source_root) if self.source_root else None
+        return subprocess.Popen(self._command(step_id), env=env, cwd=cwd)
 
-            image = self.env.deployment.image_for(step_id)
-            if image is None:
-                raise StepFailedError(f"step {step_id!r} has no image to run in",
-                                      "add an image builder to the stack, or use step_mode: subprocess")
-            proc = start_container(image, self._command(step_id, "python", image), env, self.env, self.source_root)
-        else:
-            cwd = str(self.source_root) if self.source_root else None
-            proc = subprocess.Popen(self._command(step_id, sys.executable, None), env=env, cwd=cwd)
+    def _run_process(self, step_id: str, mode: str) -> None:
+        step = self.env.deployment.pipeline.step(step_id)
+        proc = self._start(step_id, mode)
         with self._lock:
             self._procs[step_id] = proc
+        if self.stopping.is_set():  # stop() ran while this step was starting
+            _terminate(proc)
         timeout = step.settings.timeout
         started = time.monotonic()
         try:
@@ -394,6 +406,9 @@ class FlowDriver:
                 self._procs.pop(step_id, None)
         if self.stopping.is_set():
             raise RunStoppedError(f"step {step_id!r}: {self.stop_reason}")
+        error = getattr(proc, "error", None)
+        if error is not None:  # the step container recorded the failure, or could not start
+            raise error
         if code != 0:
             record = self._record(step_id)
             how = "was killed" if code < 0 else f"exited with code {code}"

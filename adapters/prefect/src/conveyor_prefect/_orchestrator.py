@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.exceptions import RunStoppedError, StackError, StepFailedError
+from conveyor.exceptions import ConfigError, RunStoppedError, StackError, StepFailedError
 from conveyor.orchestrators import BaseOrchestrator, LaunchContext
 from conveyor.stores import RunStatus
 from conveyor_prefect._compile import RUN_TAG_PREFIX, FlowSpec, compile_flow
@@ -72,23 +72,50 @@ class PrefectOrchestrator(BaseOrchestrator):
         """The Prefect flow this deployment becomes (see :func:`compile_flow`)."""
         return compile_flow(deployment, self.config)
 
-    def prepare(self, deployment: Deployment, ctx: LaunchContext) -> Deployment:
-        """Check what Prefect cannot honour before anything is stored, then build images where needed."""
-        self.compile(deployment)
-        if not deployment.images and (
-            self.config.step_mode == "container"
-            or (deployment.schedule is not None and self.config.work_pool_type == "docker")
-        ):
-            from conveyor.stack import ComponentType
+    def needs_images(self, deployment: Deployment) -> bool:
+        """Whether the deployment needs the pipeline's image here.
 
-            if ctx.stack.ir.get(ComponentType.IMAGE_BUILDER) is None:
+        ``step_mode: container`` runs every step in it; a deployment in a
+        ``docker`` work pool runs the whole flow in it.
+        """
+        return self.config.step_mode == "container" or (
+            deployment.schedule is not None and self.config.work_pool_type == "docker"
+        )
+
+    def prepare(self, deployment: Deployment, ctx: LaunchContext) -> Deployment:
+        """Check what Prefect cannot honour before anything is stored; images are built by the base class.
+
+        Raises:
+            ConfigError, CapabilityError: see :func:`compile_flow`.
+            StackError: steps or the flow run in the pipeline's image, but the
+                stack cannot build it or conveyor-docker is missing.
+        """
+        self.compile(deployment)
+        docker_pool = deployment.schedule is not None and self.config.work_pool_type == "docker"
+        if docker_pool and self.config.step_mode == "container":
+            raise ConfigError(
+                f"orchestrator {self.name!r} (prefect): a docker work pool runs the flow in the pipeline's image, "
+                "where steps cannot start containers of their own (step_mode: container)",
+                f"use step_mode in_process or subprocess: conveyor orchestrator update {self.name} --step-mode in_process",
+            )
+        if not self.needs_images(deployment) or deployment.images:
+            return super().prepare(deployment, ctx)
+        from conveyor.stack import ComponentType
+
+        what = "its flow runs" if docker_pool else "steps run"
+        for needed in (ComponentType.IMAGE_BUILDER, ComponentType.CONTAINER_REGISTRY):
+            if ctx.stack.ir.get(needed) is None:
+                kind = ComponentType.cli_name(needed)
                 raise StackError(
-                    f"the prefect orchestrator of stack {ctx.stack.name!r} runs steps in containers "
-                    "but the stack has no image builder",
-                    f"add one: conveyor stack update {ctx.stack.name} --image-builder NAME",
+                    f"stack {ctx.stack.name!r} has no {kind}, but {what} in the pipeline's image "
+                    f"(prefect orchestrator {self.name!r})",
+                    f"add one: conveyor stack update {ctx.stack.name} --{kind} NAME",
                 )
-            builder = ctx.stack.component(ComponentType.IMAGE_BUILDER)
-            deployment = deployment.model_copy(update={"images": builder.build_images(deployment, ctx)})
+        import importlib.util
+
+        if importlib.util.find_spec("conveyor_docker") is None:
+            raise StackError(f"{what} in the pipeline's image, which needs conveyor-docker (not installed)",
+                             'run: pip install "conveyor-prefect[docker]"')
         return super().prepare(deployment, ctx)
 
     def _export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
@@ -170,29 +197,35 @@ class PrefectOrchestrator(BaseOrchestrator):
                                 anchor_date=datetime.fromisoformat(anchor) if anchor else None, timezone="UTC")
         variables: dict[str, Any] = {}
         env: dict[str, str] = {}
-        if ctx.source_root is not None:
-            env[ENV_SOURCE_ROOT] = str(ctx.source_root)
+        parameters: dict[str, Any] = {"deployment_id": deployment.id}
         if ctx.store.url.password is None:
             # A URL with a password stays out of Prefect: the worker's environment must provide it.
             env[ENV_STORE_URL] = ctx.store.url.render_as_string(hide_password=False)
         else:
-            print(f"conveyor: the worker needs {ENV_STORE_URL} set to the metadata store URL", file=sys.stderr)
-        variables["env"] = env
+            where = "the work pool's job template (env)" if spec.work_pool_type == "docker" else "the worker's environment"
+            print(f"conveyor: {where} must set {ENV_STORE_URL} to the metadata store URL", file=sys.stderr)
         if spec.work_pool_type == "docker":
-            variables.update(image=deployment.image_for(""), network_mode="host")
-        elif ctx.source_root is not None:
-            variables["working_dir"] = str(ctx.source_root)
+            image = deployment.image_for("")
+            parameters["image"] = image
+            variables.update(_docker_job_variables(image, ctx))
+            env.update(variables.pop("env"))
+        else:
+            if ctx.source_root is not None:
+                env[ENV_SOURCE_ROOT] = str(ctx.source_root)
+                variables["working_dir"] = str(ctx.source_root)
+        variables["env"] = env
         with prefect_api(url):
             with get_client(sync_client=True) as client:
                 try:
                     client.read_work_pool(spec.work_pool)
                 except ObjectNotFound:
-                    client.create_work_pool(WorkPoolCreate(name=spec.work_pool, type=spec.work_pool_type))
+                    client.create_work_pool(WorkPoolCreate(name=spec.work_pool, type=spec.work_pool_type,
+                                                           base_job_template=_job_template(spec.work_pool_type)))
             flow = run_deployment.with_options(name=spec.flow_name)
             runner_deployment = flow.to_deployment(
                 name=spec.deployment_name,
                 schedules=[schedule],
-                parameters={"deployment_id": deployment.id},
+                parameters=parameters,
                 tags=list(spec.tags),
                 description=f"conveyor pipeline {spec.flow_name} (deployment {deployment.id})",
                 work_pool_name=spec.work_pool,
@@ -206,6 +239,42 @@ class PrefectOrchestrator(BaseOrchestrator):
             f"start a worker: prefect worker start --pool {spec.work_pool}",
             file=sys.stderr,
         )
+
+
+def _job_template(pool_type: str) -> dict[str, Any]:
+    """The default job template of a work pool type, from its worker installed here.
+
+    Empty when that worker is not installed here: a worker of the pool fills
+    it in when it starts (Prefect's server does that on the worker's first call).
+    """
+    from prefect.workers.base import BaseWorker
+
+    worker = BaseWorker.get_worker_class_from_type(pool_type)
+    return dict(worker.get_default_base_job_template()) if worker is not None else {}
+
+
+FLOW_HOSTNAME = "conveyor-flow"
+"""Hostname of flow containers: with host networking they would otherwise share this machine's."""
+
+
+def _docker_job_variables(image: str | None, ctx: LaunchContext) -> dict[str, Any]:
+    """Job variables of a docker work pool: the pipeline's image, host network, local stores mounted.
+
+    The flow's process in the container is not judged by processes here (nor
+    does it judge theirs): its PIDs are not this machine's.
+    """
+    from conveyor._constants import ENV_STEP_ENTRYPOINT
+    from conveyor_docker._containers import store_mounts
+
+    mounts = store_mounts(ctx.store.url, ctx.stack.artifact_store.path)
+    return {
+        "image": image,
+        "network_mode": "host",
+        "auto_remove": True,
+        "volumes": [f"{m}:{m}" for m in mounts],
+        "container_create_kwargs": {"hostname": FLOW_HOSTNAME},
+        "env": {ENV_STEP_ENTRYPOINT: "1"},
+    }
 
 
 def _describe(schedule: dict[str, Any]) -> str:

@@ -114,9 +114,79 @@ def test_step_asking_for_cpu_is_a_capability_error(repo: Path) -> None:
 
 
 def test_container_mode_without_an_image_builder_says_what_to_add(repo: Path) -> None:
+    from conveyor import Client
     from conveyor_testing.conformance import case, load_pipeline
 
     stack = _dead_stack(step_mode="container")
     pipe = load_pipeline(case("quickstart")).with_options(stack=stack)
-    with pytest.raises(StackError, match="no image builder"):
+    with pytest.raises(StackError, match="has no image-builder, but steps run in the pipeline's image") as err:
         pipe(n=3)
+    assert "\n" not in str(err.value)
+    assert err.value.hint == "add one: conveyor stack update on_prefect --image-builder NAME"
+    assert Client().list_runs() == []
+
+
+def test_container_mode_without_a_registry_says_what_to_add(repo: Path) -> None:
+    from conveyor import Client
+    from conveyor_testing.conformance import case, load_pipeline
+
+    client = Client()
+    client.register_component("orchestrator", "pf", "prefect", {"api_url": _dead_url(), "step_mode": "container"})
+    client.register_component("image_builder", "builder", "docker", {})
+    client.register_stack("boxed", {"orchestrator": "pf", "artifact_store": "default", "image_builder": "builder"})
+    pipe = load_pipeline(case("quickstart")).with_options(stack="boxed")
+    with pytest.raises(StackError, match="has no container-registry") as err:
+        pipe(n=3)
+    assert err.value.hint == "add one: conveyor stack update boxed --container-registry NAME"
+
+
+def test_docker_work_pool_with_container_steps_is_refused(repo: Path) -> None:
+    from conveyor import Schedule
+    from conveyor_testing.conformance import case, load_pipeline
+
+    stack = _dead_stack(step_mode="container", work_pool_type="docker")
+    pipe = load_pipeline(case("quickstart")).with_options(stack=stack, schedule=Schedule(cron="0 * * * *"))
+    with pytest.raises(ConfigError, match="a docker work pool runs the flow in the pipeline's image") as err:
+        pipe(n=3)
+    assert "--step-mode in_process" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("config", "scheduled", "expected"),
+    [
+        ({}, False, False),
+        ({"step_mode": "subprocess"}, True, False),
+        ({"step_mode": "container"}, False, True),
+        ({"work_pool_type": "docker"}, True, True),
+        ({"work_pool_type": "docker"}, False, False),  # runs now, here: no image
+    ],
+)
+def test_images_are_needed_only_where_steps_or_flows_run_in_them(config: dict, scheduled: bool, expected: bool) -> None:
+    from conveyor import Schedule
+    from conveyor.ir import ComponentIR, Deployment, PipelineIR, StackIR, StepIR
+    from conveyor.orchestrators import needs_images
+    from conveyor.stack import Stack
+
+    stack = Stack(StackIR(name="s", components={
+        "orchestrator": ComponentIR(type="orchestrator", flavor="prefect", name="pf", config=config),
+        "artifact_store": ComponentIR(type="artifact_store", flavor="local", name="default", config={"path": "/data"}),
+    }))
+    deployment = Deployment(
+        pipeline=PipelineIR(name="p", steps=(StepIR(id="a", name="a", source="m:a", code_hash="0" * 16),)),
+        stack=stack.ir, schedule=Schedule(cron="0 * * * *") if scheduled else None,
+    )
+    assert needs_images(deployment, stack) is expected
+
+
+def test_step_container_command_carries_the_runs_parameter_overrides() -> None:
+    from types import SimpleNamespace
+
+    from conveyor.ir import StepIR
+    from conveyor_prefect._container import step_container_class
+
+    step = StepIR(id="train", name="train", source="m:train", code_hash="0" * 16)
+    env = SimpleNamespace(deployment=SimpleNamespace(id="dep1"), run=SimpleNamespace(id="run1"),
+                          overrides={"n": 5, "cfg": {"b": [1, 2], "a": "x"}})
+    command = step_container_class()(env, step, "reg/img@sha256:abc").command()
+    assert command == ["run-step", "--deployment", "dep1", "--run-id", "run1", "--step", "train",
+                       "--image", "reg/img@sha256:abc", "--param", 'cfg={"a":"x","b":[1,2]}', "--param", "n=5"]
