@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from conveyor.exceptions import ConfigError
+from conveyor.stack import parse_settings
 from conveyor_airflow._flavor import OperatorMode
 
 NAMESPACE = "airflow"
@@ -79,15 +79,7 @@ class PipelineAirflowSettings(StepAirflowSettings):
 
 
 def _parse(model: type[BaseModel], data: Any, where: str) -> Any:
-    try:
-        return model.model_validate(data or {})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "settings"
-        if err["type"] == "extra_forbidden":
-            known = ", ".join(sorted(model.model_fields))
-            raise ConfigError(f"{where}: unknown airflow setting {loc!r}", f"airflow settings are: {known}") from None
-        raise ConfigError(f"{where}: airflow setting {loc}: {err['msg']}") from None
+    return parse_settings(model, data, namespace=NAMESPACE, where=where)
 
 
 def step_settings(extra: dict[str, Any], step_id: str) -> StepAirflowSettings:

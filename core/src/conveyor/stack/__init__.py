@@ -1,6 +1,14 @@
 """Stacks, stack components and flavors (discovered through entry points)."""
 
-from conveyor.stack._flavor import KNOWN_FLAVORS, Capability, ComponentType, Flavor, FlavorRegistry, flavors
+from conveyor.stack._flavor import (
+    KNOWN_FLAVORS,
+    Capability,
+    ComponentType,
+    Flavor,
+    FlavorRegistry,
+    flavors,
+    parse_settings,
+)
 from conveyor.stack._stack import Stack, StackComponent, add_config_resolver, resolve_config
 
 __all__ = [
@@ -13,5 +21,6 @@ __all__ = [
     "StackComponent",
     "add_config_resolver",
     "flavors",
+    "parse_settings",
     "resolve_config",
 ]

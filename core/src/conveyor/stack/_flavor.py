@@ -124,6 +124,25 @@ class Flavor:
         return model.model_dump(mode="json", exclude_unset=True)
 
 
+def parse_settings(model: type[BaseModel], data: Any, *, namespace: str, where: str) -> Any:
+    """Validate one namespace of step or pipeline settings (``{"airflow": {...}}``) against its model.
+
+    Raises:
+        ConfigError: an unknown key (naming the known ones) or a bad value, in one line.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data or {})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "settings"
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(sorted(model.model_fields))
+            raise ConfigError(f"{where}: unknown {namespace} setting {loc!r}", f"{namespace} settings are: {known}") from None
+        raise ConfigError(f"{where}: {namespace} setting {loc}: {err['msg']}") from None
+
+
 class FlavorRegistry:
     """Entry-point discovery of flavors, lazy and isolated."""
 
