@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def write_module(folder: Path, name: str, source: str) -> Path:
@@ -33,3 +35,38 @@ def fake_distribution(folder: Path, name: str, entry_points: dict[str, dict[str,
     for mod, source in (modules or {}).items():
         (folder / f"{mod}.py").write_text(source)
     return info
+
+
+# The CLI through click's test runner, as the CLI tests drive it.
+
+
+def invoke(*args: str, input: str | None = None) -> Any:
+    """Run ``conveyor ARGS`` in this process."""
+    from click.testing import CliRunner
+
+    from conveyor.cli._main import cli
+
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def ok(*args: str) -> str:
+    """Run a command that must succeed; return its stdout."""
+    result = invoke(*args)
+    assert result.exit_code == 0, f"{args}: {result.stderr or result.output}"
+    return result.stdout
+
+
+def as_json(*args: str) -> Any:
+    """Run a command with --json and parse its output."""
+    return json.loads(ok(*args, "--json"))
+
+
+def fails(*args: str, code: int = 1) -> str:
+    """Run a command that must fail; return its one-line error."""
+    result = invoke(*args)
+    assert result.exit_code == code, f"{args}: exit {result.exit_code}: {result.output}"
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("conveyor: error: "), lines[0]
+    return lines[0]

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import click
 import pytest
-from click.testing import CliRunner, Result
 
-from conveyor.cli._main import cli
 from conveyor_testing.conformance import EXAMPLES, case, check_run
+from tests_support import as_json, fails, invoke, ok
 
 QUICKSTART = f"{EXAMPLES / 'quickstart.py'}:quickstart"
 RUN_LINE = re.compile(r"^Run (\S+): (\w+) \((\d+) steps, (\d+) cached, ")
@@ -29,31 +26,6 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("CONVEYOR_STORE_URL", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def ok(*args: str) -> str:
-    result = invoke(*args)
-    assert result.exit_code == 0, f"{args}: {result.stderr or result.output}"
-    return result.stdout
-
-
-def as_json(*args: str) -> Any:
-    return json.loads(ok(*args, "--json"))
-
-
-def fails(*args: str, code: int = 1) -> str:
-    """Run a command that must fail; return its one-line error."""
-    result = invoke(*args)
-    assert result.exit_code == code, f"{args}: exit {result.exit_code}: {result.output}"
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("conveyor: error: "), lines[0]
-    return lines[0]
 
 
 def run_pipeline(*args: str) -> tuple[str, str, int, int]:
