@@ -117,27 +117,30 @@ def _import_docker():
     return docker
 
 
-def _client(docker_mod, base_url: str | None = None, timeout: int = 300):
+def _client(docker_mod, base_url: str | None = None, timeout: int = 300, version: str | None = None):
     if base_url:
-        return docker_mod.DockerClient(base_url=base_url, timeout=timeout)
-    return docker_mod.from_env(timeout=timeout)
+        return docker_mod.DockerClient(base_url=base_url, timeout=timeout, version=version)
+    return docker_mod.from_env(timeout=timeout, version=version)
 
 
 def _answering_client(docker_mod, base_url: str | None = None):
     """A client if a daemon answers right now, else None."""
     import requests  # comes with docker; kept lazy so this module always imports
 
+    # A pinned API version keeps the constructor off the network, so a daemon
+    # that is still starting fails in ping(), where the probe can be closed;
+    # a failed version negotiation inside the constructor would leak its socket.
+    probe = _client(docker_mod, base_url, timeout=5, version="1.41")
     try:
-        # Short timeout for the probe, so a half-started daemon cannot hang it.
-        probe = _client(docker_mod, base_url, timeout=5)
         probe.ping()
-        probe.close()
     except (
         docker_mod.errors.DockerException,
         requests.exceptions.RequestException,
         OSError,
     ):
         return None
+    finally:
+        probe.close()
     return _client(docker_mod, base_url)
 
 

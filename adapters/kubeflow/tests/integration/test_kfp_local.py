@@ -70,9 +70,9 @@ def _drop_local_image(image: str) -> None:
                         client.images.remove(ref, noprune=True)
                     except docker.errors.ImageNotFound:
                         pass
+        assert not any(image in [*i.tags, *i.attrs.get("RepoDigests", [])] for i in client.images.list())
     finally:
         client.close()
-    assert not any(image in [*i.tags, *i.attrs.get("RepoDigests", [])] for i in docker.from_env().images.list())
 
 
 # kfp.local shows task display names nowhere and says so; a cluster's UI shows them.
