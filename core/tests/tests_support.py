@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -14,7 +15,9 @@ def write_module(folder: Path, name: str, source: str) -> Path:
     path = folder / f"{name}.py"
     path.write_text(source)
     sys.modules.pop(name, None)
-    os.utime(path)
+    # Bytecode is checked by whole-second mtime and size: an edit of the same
+    # length within a second would otherwise run the old code.
+    Path(importlib.util.cache_from_source(str(path))).unlink(missing_ok=True)
     return path
 
 

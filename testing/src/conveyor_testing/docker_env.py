@@ -127,9 +127,18 @@ def _answering_client(docker_mod, base_url: str | None = None):
     """A client if a daemon answers right now, else None."""
     import requests  # comes with docker; kept lazy so this module always imports
 
-    # A pinned API version keeps the constructor off the network, so a daemon
-    # that is still starting fails in ping(), where the probe can be closed;
-    # a failed version negotiation inside the constructor would leak its socket.
+    # The docker SDK leaks the socket of a unix connection that fails, so a
+    # daemon that is still starting is probed with a plain socket first.
+    where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if where.startswith("unix://"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            try:
+                sock.connect(where.removeprefix("unix://"))
+            except OSError:
+                return None
+    # A pinned API version keeps the constructor off the network; the ping
+    # then fails where the probe can be closed.
     probe = _client(docker_mod, base_url, timeout=5, version="1.41")
     try:
         probe.ping()
