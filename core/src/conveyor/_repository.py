@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import threading
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,7 +89,8 @@ class Repository:
 
     def _write_config(self, config: dict[str, Any]) -> None:
         path = self.dir / _CONFIG
-        tmp = path.with_suffix(".tmp")
+        # A name of its own: processes racing to create the repository each replace the file whole.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, path)
 
