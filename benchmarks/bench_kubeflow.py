@@ -10,10 +10,14 @@
 3. Per step in kfp.local (DockerRunner, host network): chains of
    ``--short`` and ``--long`` steps that each add one to a number, as conveyor
    pipelines (the exported YAML, steps on PostgreSQL + S3 like pods of a
-   cluster) and as hand-written kfp container components in the same image
-   doing the same work (read the number, add one, write it as the task's
-   output). Per-step time is the wall-time difference / (long - short), so
-   what a run costs once drops out. Target: conveyor within 2x.
+   cluster) and as hand-written kfp container components in the same image:
+   "hand" passes the number as a KFP parameter (no storage at all); "hand+s3"
+   does the same work as a conveyor step, as a pod of a cluster must: reads
+   its input from the object store, adds one, writes the output there under a
+   key of its own with s3fs and hands the key downstream. Per-step time is the
+   wall-time difference / (long - short), so what a run costs once drops out.
+   Target: conveyor within 2x of the hand-written component doing the same
+   work (hand+s3); the ratio to "hand" is printed too.
 
 Run with the kfp venv (see the README), Docker answering and the base image
 built (``pytest -m docker`` builds it once):
@@ -93,19 +97,24 @@ def kfp_chains(length, fan, image, deployment_id):
 
 
 def hand_written_chain(length, image, s3=None):
-    code = ("import os, sys; os.makedirs(os.path.dirname(sys.argv[2]), exist_ok=True); "
-            "open(sys.argv[2], 'w').write(str(int(sys.argv[1]) + 1))")
-    if s3 is not None:
-        # Also keeps its result in the object store, as conveyor keeps every output.
-        code += ("; import uuid, s3fs; fs = s3fs.S3FileSystem(key=%r, secret=%r, client_kwargs={'endpoint_url': %r}); "
-                 "fs.pipe(%r + '/' + uuid.uuid4().hex, str(int(sys.argv[1]) + 1).encode())" % s3)
+    if s3 is None:
+        code = ("import os, sys; os.makedirs(os.path.dirname(sys.argv[2]), exist_ok=True); "
+                "open(sys.argv[2], 'w').write(str(int(sys.argv[1]) + 1))")
+    else:
+        # The same work as a conveyor step: read the input from the object store, write the
+        # output there under a key of its own, hand the key downstream.
+        code = ("import os, sys, uuid, s3fs; fs = s3fs.S3FileSystem(key=%r, secret=%r, "
+                "client_kwargs={'endpoint_url': %r}); src = sys.argv[1]; prefix = %r; "
+                "x = int(fs.cat_file(src)) if src.startswith(prefix) else int(src); "
+                "dst = prefix + '/' + uuid.uuid4().hex; fs.pipe_file(dst, str(x + 1).encode()); "
+                "os.makedirs(os.path.dirname(sys.argv[2]), exist_ok=True); open(sys.argv[2], 'w').write(dst)" % s3)
 
     @dsl.container_component
-    def add_one(x: int, out: dsl.OutputPath(int)):
+    def add_one(x: str, out: dsl.OutputPath(str)):
         return dsl.ContainerSpec(image=image, command=["python", "-c", code], args=[x, out])
 
     @dsl.pipeline(name=f"hand-written-{length}" + ("-s3" if s3 else ""))
-    def chain(start: int = 0):
+    def chain(start: str = "0"):
         value = start
         for _ in range(length):
             value = add_one(x=value).set_caching_options(False).outputs["out"]
@@ -273,12 +282,14 @@ def local_overhead(args: argparse.Namespace) -> None:
               "(wall time of the run)")
         for kind, label in (("conveyor", "conveyor (exported YAML)"),
                             ("hand", "hand-written container components, outputs as KFP outputs"),
-                            ("hand+s3", "hand-written, each output also written to S3 with s3fs")):
+                            ("hand+s3", "hand-written, input read from and output written to S3 with s3fs")):
             print(f"  {label}: {best[kind, args.short]:.2f} s / {best[kind, args.long]:.2f} s; "
                   f"per step {per_step[kind]:.2f} s")
-        for kind in ("hand", "hand+s3"):
-            ratio = per_step["conveyor"] / per_step[kind]
-            print(f"  per step conveyor / {kind} = {ratio:.2f}x ({'OK' if ratio <= 2 else 'OVER'} against the 2x target)")
+        ratio = per_step["conveyor"] / per_step["hand"]
+        print(f"  per step conveyor / hand = {ratio:.2f}x (no storage at all in the baseline)")
+        ratio = per_step["conveyor"] / per_step["hand+s3"]
+        print(f"  per step conveyor / hand+s3 = {ratio:.2f}x, the same work "
+              f"({'OK' if ratio <= 2 else 'OVER'} against the 2x target)")
     finally:
         registry.terminate()
         registry.wait(10)

@@ -173,9 +173,8 @@ def _save_output(env: RunEnvironment, step: StepIR, output: str, value: Any, mat
     else:
         cls = load_source(materializer_source)
     uri = store.join(env.deployment.pipeline.name, step.id, env.run.name, output)
-    tmp = store.temp_uri(uri)
+    tmp = store.begin_artifact(uri)
     written.append(tmp)
-    store.makedirs(tmp)
     materializer = cls(tmp, store)
     materializer.save(value)
     content_hash = store.content_hash(tmp)

@@ -1,8 +1,15 @@
 """Artifact stores: where artifact bytes live (a local folder or any fsspec URL).
 
-Writes are atomic: a materializer writes into a temporary folder next to the
-final one, which is renamed into place only once every byte is written; the
-artifact is registered in the metadata store after that.
+Writes are atomic: on a filesystem a materializer writes into a temporary
+folder next to the final one, which is renamed into place only once every byte
+is written; the artifact is registered in the metadata store after that. Object
+stores (S3, GCS, Azure) write each object whole and have no folders to rename,
+so an artifact is written straight to its own URI, which nothing refers to
+until its record is committed; leftovers of an earlier attempt are removed
+first.
+
+Files written through :meth:`ArtifactStore.open` are hashed as they are
+written, so the content hash of an artifact does not read its bytes back.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ from conveyor.exceptions import StoreError
 
 _TMP_MARK = ".tmp-"
 
+# Protocols whose "folders" are key prefixes: objects are written whole, nothing is renamed.
+OBJECT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss"})
+
 
 class ArtifactStore:
     """Base artifact store over an fsspec filesystem.
@@ -31,6 +41,11 @@ class ArtifactStore:
         self.path = path.rstrip("/") if "://" in path else path
         self.storage_options = dict(storage_options or {})
         self._fs: Any = None
+        self.protocol = self.path.split("://", 1)[0] if "://" in self.path else "file"
+        #: True for object stores: artifacts are written in place, folders need no creating.
+        self.flat = self.protocol in OBJECT_PROTOCOLS
+        # SHA-256 of files written whole through open(), by normalized path, until hashed.
+        self._digests: dict[str, str] = {}
 
     # -- filesystem ------------------------------------------------------------------
     @property
@@ -39,9 +54,8 @@ class ArtifactStore:
         if self._fs is None:
             import fsspec
 
-            protocol = self.path.split("://", 1)[0] if "://" in self.path else "file"
             try:
-                self._fs = fsspec.filesystem(protocol, **self.storage_options)
+                self._fs = fsspec.filesystem(self.protocol, **self.storage_options)
             except (ImportError, ValueError) as exc:
                 raise StoreError(f"cannot open artifact store {self.path}: {exc}") from None
         return self._fs
@@ -55,22 +69,45 @@ class ArtifactStore:
 
     def open(self, uri: str, mode: str = "rb") -> IO[Any]:
         """Open a file of the store (a file opened for writing gets its parent folders)."""
-        if any(m in mode for m in "wax") and "/" in uri:
+        if any(m in mode for m in "wax") and "/" in uri and not self.flat:
             self.fs.makedirs(uri.rsplit("/", 1)[0], exist_ok=True)
-        return self.fs.open(uri, mode)
+        return self._digesting(uri, mode, self.fs.open(uri, mode))
+
+    def _key(self, uri: str) -> str:
+        """The form of a file's uri that :meth:`files` gives back."""
+        return str(self.fs._strip_protocol(uri))
+
+    def _digesting(self, uri: str, mode: str, f: IO[Any]) -> IO[Any]:
+        if mode not in ("wb", "xb"):
+            return f
+        key = self._key(uri)
+        self._digests.pop(key, None)
+        return _DigestingWriter(f, key, self._digests)  # type: ignore[return-value]
 
     def exists(self, uri: str) -> bool:
         """Whether a file or folder exists."""
         return bool(self.fs.exists(uri))
 
     def makedirs(self, uri: str) -> None:
-        """Create a folder and its parents (no error if it exists)."""
-        self.fs.makedirs(uri, exist_ok=True)
+        """Create a folder and its parents (no error if it exists; nothing to do in an object store)."""
+        if not self.flat:
+            self.fs.makedirs(uri, exist_ok=True)
 
     def rmtree(self, uri: str) -> None:
         """Delete a folder and everything in it, if it exists."""
+        self._forget(uri)
+        if self.flat:
+            found = self.fs.find(uri)
+            if found:
+                self.fs.rm(found)
+            return
         if self.fs.exists(uri):
             self.fs.rm(uri, recursive=True)
+
+    def _forget(self, uri: str) -> None:
+        prefix = self._key(uri).rstrip("/\\")
+        for key in [k for k in self._digests if k == prefix or k.startswith(prefix + "/") or k.startswith(prefix + os.sep)]:
+            del self._digests[key]
 
     def rename(self, src: str, dst: str) -> None:
         """Move ``src`` to ``dst`` (a commit of the bytes written under ``src``)."""
@@ -103,21 +140,44 @@ class ArtifactStore:
         """A fresh temporary folder name next to ``uri``."""
         return f"{uri}{_TMP_MARK}{uuid.uuid4().hex[:12]}"
 
+    def begin_artifact(self, uri: str) -> str:
+        """Where the files of the artifact ``uri`` are written; :meth:`commit` puts them in place.
+
+        A filesystem gets a fresh temporary folder; an object store writes in
+        place, after removing what an earlier, unregistered attempt left there.
+        """
+        if self.flat:
+            self.rmtree(uri)
+            return uri
+        tmp = self.temp_uri(uri)
+        self.makedirs(tmp)
+        return tmp
+
     def commit(self, tmp: str, uri: str) -> None:
         """Move a completely written temporary folder into its final place."""
+        self._forget(tmp)
+        if tmp == uri:
+            return  # written in place (an object store)
         if self.exists(uri):
             self.rmtree(uri)
         self.rename(tmp, uri)
 
     def content_hash(self, uri: str) -> str:
-        """SHA-256 over the names and bytes of every file under ``uri``."""
+        """SHA-256 over the names and the SHA-256 of every file under ``uri``.
+
+        Files written whole through :meth:`open` were hashed as they were
+        written; any other file is read.
+        """
         digest = hashlib.sha256()
         for rel, full in self.files(uri):
-            digest.update(rel.replace(os.sep, "/").encode() + b"\0")
-            with self.open(full, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-            digest.update(b"\0")
+            file_digest = self._digests.get(self._key(full))
+            if file_digest is None:
+                sha = hashlib.sha256()
+                with self.open(full, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        sha.update(chunk)
+                file_digest = sha.hexdigest()
+            digest.update(f"{rel.replace(os.sep, '/')}\0{file_digest}\n".encode())
         return digest.hexdigest()
 
 
@@ -136,7 +196,10 @@ class LocalArtifactStore(ArtifactStore):
     def open(self, uri: str, mode: str = "rb") -> IO[Any]:
         if any(m in mode for m in "wax"):
             os.makedirs(os.path.dirname(uri), exist_ok=True)
-        return open(uri, mode)
+        return self._digesting(uri, mode, open(uri, mode))
+
+    def _key(self, uri: str) -> str:
+        return os.path.normpath(uri)
 
     def exists(self, uri: str) -> bool:
         return os.path.exists(uri)
@@ -145,6 +208,7 @@ class LocalArtifactStore(ArtifactStore):
         os.makedirs(uri, exist_ok=True)
 
     def rmtree(self, uri: str) -> None:
+        self._forget(uri)
         shutil.rmtree(uri, ignore_errors=True)
 
     def rename(self, src: str, dst: str) -> None:
@@ -162,9 +226,69 @@ class LocalArtifactStore(ArtifactStore):
         return uri
 
     def commit(self, tmp: str, uri: str) -> None:
+        self._forget(tmp)
         try:
             os.rename(tmp, uri)
         except OSError:
             # A leftover from an earlier, unregistered attempt: replace it.
             shutil.rmtree(uri, ignore_errors=True)
             os.rename(tmp, uri)
+
+
+class _DigestingWriter:
+    """A binary file being written whose SHA-256 is recorded when it is closed.
+
+    Anything that could write around :meth:`write` (seeking back, truncating,
+    the raw descriptor) drops the digest: the file is then read when hashed.
+    """
+
+    def __init__(self, raw: IO[bytes], key: str, digests: dict[str, str]) -> None:
+        self._raw = raw
+        self._key = key
+        self._digests = digests
+        self._sha: Any = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        written = self._raw.write(data)
+        if self._sha is not None:
+            view = memoryview(data)
+            if written is None or written == view.nbytes:
+                self._sha.update(view)
+            else:
+                self._sha = None
+        return written
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def seek(self, *args: Any) -> int:
+        self._sha = None
+        return self._raw.seek(*args)
+
+    def truncate(self, *args: Any) -> int:
+        self._sha = None
+        return self._raw.truncate(*args)
+
+    def fileno(self) -> int:
+        self._sha = None
+        return self._raw.fileno()
+
+    def close(self) -> None:
+        was_closed = self._raw.closed
+        self._raw.close()
+        if self._sha is not None and not was_closed:
+            self._digests[self._key] = self._sha.hexdigest()
+        self._sha = None
+
+    def __enter__(self) -> _DigestingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._raw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
