@@ -74,19 +74,25 @@ REPO_ROOT = Path(__file__).resolve().parents[4]
 
 
 def _has_conveyor_not_airflow(python: Path) -> bool:
+    """Whether ``python`` imports this checkout's conveyor, and no Airflow."""
     check = subprocess.run(
-        [str(python), "-c", "import importlib.util as u, conveyor.runtime; assert u.find_spec('airflow') is None"],
-        capture_output=True, timeout=60, check=False,
+        [str(python), "-c", "import importlib.util as u, conveyor.runtime; assert u.find_spec('airflow') is None; "
+         "print(conveyor.runtime.__file__)"],
+        capture_output=True, text=True, timeout=60, check=False,
     )
-    return check.returncode == 0
+    if check.returncode != 0:
+        return False
+    # Another checkout's conveyor (installed editable elsewhere) is not the code under test.
+    return Path(check.stdout.strip()).resolve().is_relative_to(REPO_ROOT / "core")
 
 
 @pytest.fixture(scope="session")
 def step_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     """An interpreter with conveyor but without Airflow, for python-mode steps.
 
-    The interpreter this Airflow environment was made from when it has
-    conveyor (as on the developers' machines), else a fresh venv with core.
+    The interpreter this Airflow environment was made from when it has this
+    checkout's conveyor (as on the developers' machines), else a fresh venv
+    with this checkout's core.
     """
     base = Path(sys.base_prefix) / "bin" / "python3"
     if _has_conveyor_not_airflow(base):
