@@ -6,7 +6,7 @@ port of 127.0.0.1 and works in a temporary repository; removes the images it
 made. Prints seconds and ratios against a baseline measured in the same run:
 a bare ``docker run --network host <base> python -c pass``.
 
-    python benchmarks/bench_docker.py [--steps 4] [--repeat 3]
+    .nox/docker/bin/python benchmarks/bench_docker.py [--steps 4] [--repeat 3]
 
 Targets: an unchanged pipeline submits with no build in under 1 s; a
 code-only change rebuilds in under 10 s (only the last layer); a trivial

@@ -19,9 +19,9 @@
    Target: conveyor within 2x of the hand-written component doing the same
    work (hand+s3); the ratio to "hand" is printed too.
 
-Run with the kfp venv (see the README), Docker answering and the base image
+Run with the kubeflow session's environment, Docker answering and the base image
 built (``pytest -m docker`` builds it once):
-    /tmp/venv-kfp/bin/python benchmarks/bench_kubeflow.py [--repeat 3] [--skip-local]
+    .nox/kubeflow/bin/python benchmarks/bench_kubeflow.py [--repeat 3] [--skip-local]
 Part 3 starts PostgreSQL, SeaweedFS and a registry on 127.0.0.1 and stops them.
 """
 

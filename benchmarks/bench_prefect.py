@@ -10,8 +10,8 @@
    a flow run costs once drops out; it includes all that conveyor adds per
    step (metadata records, materializing the output).
 
-Run with the Prefect venv (see the README):
-    /tmp/venv-prefect/bin/python benchmarks/bench_prefect.py [--repeat 3]
+Run with the prefect session's environment:
+    .nox/prefect/bin/python benchmarks/bench_prefect.py [--repeat 3]
 It starts its own Prefect server on 127.0.0.1 unless PREFECT_API_URL is set.
 """
 
