@@ -20,11 +20,6 @@ from conveyor_testing.conformance import CASES, artifact_hashes, case, check_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.prefect, pytest.mark.docker]
 
-# The base image's Python is Debian bookworm's 3.11.2, this machine's a later 3.11: the image
-# builder evaluates requirement markers with this machine's Python, so it leaves out redis's
-# `async-timeout; python_full_version < "3.11.3"` (redis comes with Prefect), which pip in the
-# image then asks for. Naming it keeps the image installable.
-IMAGE = {"docker": {"requirements": ["async-timeout>=4.0.3"]}}
 
 
 def read_flow_run(url: str, flow_run_id: str) -> Any:
@@ -105,7 +100,7 @@ def test_conformance_case_in_containers_gives_the_local_artifacts(c: Any, contai
                                                                   docker_daemon: Any) -> None:
     local = run_case(c, stack="default")
     with ContainerWatcher(docker_daemon) as watcher:
-        run = run_case(c, stack=container_stack, settings=IMAGE)
+        run = run_case(c, stack=container_stack)
 
     check_run(c, run)
     assert artifact_hashes(run) == artifact_hashes(local)
@@ -166,7 +161,7 @@ def test_cancelling_the_flow_run_in_prefect_stops_and_removes_the_containers(con
 
     from conveyor_prefect._orchestrator import prefect_api
 
-    thread, outcome = run_in_thread(slow.with_options(enable_cache=False, settings=IMAGE, stack=container_stack),
+    thread, outcome = run_in_thread(slow.with_options(enable_cache=False, stack=container_stack),
                                     seconds=120)
     record = wait_for_running_step("nap", outcome)
     assert [c.labels["conveyor.step"] for c in containers_of(docker_daemon, record.id)] == ["nap"]
@@ -191,7 +186,7 @@ def test_step_timeout_in_a_container_fails_the_run_and_removes_the_container(con
                                                                              docker_daemon: Any) -> None:
     from prefect_pipelines import slow
 
-    pipe = slow.with_options(enable_cache=False, settings=IMAGE, stack=container_stack,
+    pipe = slow.with_options(enable_cache=False, stack=container_stack,
                             steps={"nap": {"timeout": 5}})
     with pytest.raises(StepFailedError, match="timed out"):
         pipe(seconds=120)
@@ -228,7 +223,7 @@ def test_remote_like_stores_give_the_local_artifacts(repo: Path, monkeypatch: py
     for c in (case("quickstart"), case("failing_step")):
         local = run_case(c, stack="local_s3")
         with ContainerWatcher(docker_daemon) as watcher:
-            run = run_case(c, stack=stack, settings=IMAGE)
+            run = run_case(c, stack=stack)
 
         check_run(c, run)
         assert artifact_hashes(run) == artifact_hashes(local), c.name
@@ -265,7 +260,7 @@ def test_deployment_runs_in_a_docker_work_pool(repo: Path, prefect_server: Prefe
     local = run_case(c, stack="default")
     stack = register_container_stack(registry.host, base_image, wheel_cache, name="pooled", api_url=prefect_server.url,
                                      work_pool="conveyor-docker-test", work_pool_type="docker")
-    pipe = load_pipeline(c).with_options(enable_cache=False, settings=IMAGE)
+    pipe = load_pipeline(c).with_options(enable_cache=False)
     assert deploy_pipeline(pipe, stack=stack, parameters=c.params, schedule=Schedule(cron="0 0 1 1 *")) is None
 
     with prefect_api(prefect_server.url), get_client(sync_client=True) as client:

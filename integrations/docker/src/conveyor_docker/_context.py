@@ -26,11 +26,13 @@ import re
 import sys
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import Distribution, distributions, entry_points, packages_distributions
 from pathlib import Path
 from typing import IO, Any
 
+from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
@@ -151,10 +153,27 @@ def _parse(req: str, where: str) -> Requirement:
         raise ConfigError(f"{where}: {req!r} is not a requirement: {exc}") from None
 
 
-class Resolver:
-    """Resolves requirements against what is installed here, pinning installed versions."""
+def marker_environment(python_version: Sequence[int] | None = None) -> dict[str, str]:
+    """The environment requirement markers are evaluated in: this machine's, with the image's Python."""
+    env = dict(default_environment())
+    if python_version is not None:
+        full = ".".join(str(n) for n in python_version[:3])
+        env.update(python_full_version=full, python_version=".".join(str(n) for n in python_version[:2]))
+        if env.get("implementation_name") == "cpython":
+            env["implementation_version"] = full
+    return env
 
-    def __init__(self) -> None:
+
+class Resolver:
+    """Resolves requirements against what is installed here, pinning installed versions.
+
+    Args:
+        python_version: the image's Python (``major, minor, micro``); markers
+            such as ``python_full_version < "3.11.3"`` are evaluated for it.
+    """
+
+    def __init__(self, python_version: Sequence[int] | None = None) -> None:
+        self.environment = marker_environment(python_version)
         self.installed = _installed()
         self.pinned: dict[str, Distribution] = {}
         self.conveyor: dict[str, Distribution] = {}
@@ -167,6 +186,8 @@ class Resolver:
 
     def add(self, req: Requirement, *, original: str | None = None) -> None:
         """Add a requirement and its installed dependencies."""
+        if req.marker is not None and not req.marker.evaluate({**self.environment, "extra": ""}):
+            return  # not for the image's platform or Python
         pending = [(req, original)]
         while pending:
             req, original = pending.pop()
@@ -193,7 +214,9 @@ class Resolver:
             extras.update(req.extras)
             for line in dist.requires or ():
                 dep = Requirement(line)
-                if dep.marker is not None and not any(dep.marker.evaluate({"extra": e}) for e in {"", *extras}):
+                if dep.marker is not None and not any(
+                    dep.marker.evaluate({**self.environment, "extra": e}) for e in {"", *extras}
+                ):
                     continue
                 dep.marker = None
                 pending.append((dep, None))

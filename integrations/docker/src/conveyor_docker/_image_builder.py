@@ -139,7 +139,6 @@ class DockerImageBuilder(StackComponent):
         import docker
         import requests
 
-        _check_python(client, plan, self.cache.root)
         third, own = prepare_wheels(plan, self.cache)
         log = EventLog()
         with write_context(plan, third, own) as context:
@@ -186,7 +185,8 @@ class _Planner:
         where = f"step {step_id!r}" if step_id else f"pipeline {self.deployment.pipeline.name!r}"
         parent = self._parent(settings)
         parent_id = _image_id(self.client, parent, where)
-        resolver = Resolver()
+        python = _parent_python(self.client, parent, parent_id, self.builder.cache.root)
+        resolver = Resolver(python_version=python)
         for name in [*stack_distributions(self.ctx.stack), *materializer_distributions()]:
             resolver.add_conveyor(name)
         artifact_path = self.ctx.stack.artifact_store.path
@@ -264,19 +264,24 @@ def _image_id(client: Any, name: str, where: str) -> str:
         ) from None
 
 
-def _check_python(client: Any, plan: ImagePlan, cache_root: Path) -> None:
-    """The parent image must run ``python`` with pip, of this machine's major.minor (wheels are made here)."""
+def _parent_python(client: Any, parent: str, parent_id: str, cache_root: Path) -> list[int]:
+    """The parent image's Python version (probed once per image id).
+
+    Raises:
+        ConfigError: the image runs no ``python`` with pip, or not this
+            machine's major.minor (wheels for the image are prepared here).
+    """
     probes = cache_root / "probes"
-    path = probes / f"{plan.parent_id.replace(':', '_')}.json"
+    path = probes / f"{parent_id.replace(':', '_')}.json"
     try:
         info = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         info = None
     if info is None:
-        code, output = run_once(client, plan.parent_id, ["python", "-c", _PROBE])
+        code, output = run_once(client, parent_id, ["python", "-c", _PROBE])
         if code != 0:
             raise ConfigError(
-                f"parent image {plan.parent!r} cannot run python: {output.strip().splitlines()[-1] if output.strip() else f'exit code {code}'}",
+                f"parent image {parent!r} cannot run python: {output.strip().splitlines()[-1] if output.strip() else f'exit code {code}'}",
                 "use a parent image with python and pip on PATH (e.g. python:3.11-slim)",
             )
         info = json.loads(output.strip().splitlines()[-1])
@@ -286,12 +291,13 @@ def _check_python(client: Any, plan: ImagePlan, cache_root: Path) -> None:
     if info["version"][:2] != here:
         there = ".".join(map(str, info["version"][:2]))
         raise ConfigError(
-            f"parent image {plan.parent!r} has Python {there}, this machine {here[0]}.{here[1]}; "
+            f"parent image {parent!r} has Python {there}, this machine {here[0]}.{here[1]}; "
             "wheels for the image are prepared here",
             f"use a parent image with Python {here[0]}.{here[1]}",
         )
     if not info["pip"]:
-        raise ConfigError(f"parent image {plan.parent!r} has no pip", "use a parent image whose python has pip (a venv, or python:3.X-slim)")
+        raise ConfigError(f"parent image {parent!r} has no pip", "use a parent image whose python has pip (a venv, or python:3.X-slim)")
+    return [int(n) for n in info["version"]]
 
 
 def run_once(client: Any, image: str, argv: list[str]) -> tuple[int, str]:

@@ -107,6 +107,29 @@ def test_resolver_pins_installed_versions_and_leaves_the_rest_to_pip():
     assert resolver.unresolved == ["conveyor-no-such-package>=1"]
 
 
+def test_requirement_markers_are_read_for_the_python_of_the_image(tmp_path, monkeypatch):
+    import importlib
+
+    from packaging.requirements import Requirement
+
+    info = tmp_path / "fakepkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fakepkg\nVersion: 1.0\n"
+        'Requires-Dist: old-python-only>=1; python_full_version < "3.11.3"\n'
+        'Requires-Dist: pydantic; python_version >= "3.8"\n'
+        'Requires-Dist: windows-only; sys_platform == "win32"\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    for version, wanted in (((3, 11, 2), ["old-python-only>=1"]), ((3, 11, 7), [])):
+        resolver = Resolver(python_version=version)
+        resolver.add(Requirement("fakepkg"))
+        resolver.add(Requirement('never-here; python_version < "3.0"'))
+        assert "fakepkg" in resolver.pinned and "pydantic" in resolver.pinned
+        assert resolver.unresolved == wanted, version
+
+
 def test_store_requirements_follow_the_store_urls():
     assert store_requirements(sa.make_url("sqlite:////tmp/x.db"), "/tmp/artifacts") == []
     assert [n.lower() for n in store_requirements(sa.make_url("mysql+pymysql://u@h/db"), "/a")] == ["pymysql"]
