@@ -107,13 +107,16 @@ def test_a_failed_save_leaves_nothing_in_the_bucket(s3_stack: str, repo: Path, s
     assert not [k for k in _s3fs(s3_endpoint).find(s3_stack) if "/half_pipe/make/" in k and not k.endswith("logs.txt")]
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
+@pytest.mark.parametrize("kind", ["local", "fsspec-file", "s3"])
 def test_the_hash_taken_while_writing_is_the_hash_of_the_bytes(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if kind == "s3":
         endpoint = request.getfixturevalue("s3_endpoint")
         root = f"s3://{request.getfixturevalue('s3_bucket')}/h"
         make = lambda: ArtifactStore(root, endpoint.storage_options())  # noqa: E731
-    else:
+    elif kind == "fsspec-file":  # an fsspec store over local files: hashed while written, seekable
+        root = str(tmp_path / "store")
+        make = lambda: ArtifactStore(root)  # noqa: E731
+    else:  # a local folder: hashed by reading back
         from conveyor.stores import LocalArtifactStore
 
         root = str(tmp_path / "store")
@@ -126,7 +129,7 @@ def test_the_hash_taken_while_writing_is_the_hash_of_the_bytes(kind: str, tmp_pa
         for start in range(0, len(payload), 1 << 20):
             f.write(memoryview(payload)[start:start + (1 << 20)])
     with store.open(store.join(where, "a.txt"), "wb") as f:
-        if kind == "local":  # S3 files cannot seek while written
+        if kind != "s3":  # S3 files cannot seek while written
             f.write(b"first")
             f.seek(0)  # rewritten in place: this file is read back when hashed
             f.write(b"FIRST")

@@ -8,8 +8,9 @@ so an artifact is written straight to its own URI, which nothing refers to
 until its record is committed; leftovers of an earlier attempt are removed
 first.
 
-Files written through :meth:`ArtifactStore.open` are hashed as they are
-written, so the content hash of an artifact does not read its bytes back.
+Files written through :meth:`ArtifactStore.open` of a remote store are
+hashed as they are written, so the content hash of an artifact does not
+download its bytes again; a local folder's files are read back.
 """
 
 from __future__ import annotations
@@ -194,9 +195,11 @@ class LocalArtifactStore(ArtifactStore):
         return os.path.join(root, *(p.strip("/") for p in parts if p))
 
     def open(self, uri: str, mode: str = "rb") -> IO[Any]:
+        # Plain files: reading them back to hash is cheap, and libraries keep
+        # their fast paths for real files (numpy writes arrays with tofile).
         if any(m in mode for m in "wax"):
             os.makedirs(os.path.dirname(uri), exist_ok=True)
-        return self._digesting(uri, mode, open(uri, mode))
+        return open(uri, mode)
 
     def _key(self, uri: str) -> str:
         return os.path.normpath(uri)
