@@ -5,13 +5,12 @@ from __future__ import annotations
 import ast
 import os
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import ConfigError, StackError, StepFailedError
-from conveyor.orchestrators import BaseOrchestrator
+from conveyor.orchestrators import BaseOrchestrator, write_file_atomically
 from conveyor.stack import ComponentType
 from conveyor_airflow._compiler import CompiledDag, DagPlan, compile_dag, plan_dag
 
@@ -261,19 +260,4 @@ def write_dag(path: Path, compiled: CompiledDag) -> Path:
                 f"pipelines {owner!r} and {compiled.pipeline!r} are both DAG {compiled.dag_id!r} ({path})",
                 'give one its own dag_id: @pipeline(settings={"airflow": {"dag_id": "..."}})',
             )
-    data = compiled.source.encode("utf-8")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{compiled.dag_id}.", suffix=".tmp")
-    except OSError as exc:
-        raise ConfigError(f"cannot write to {path.parent}: {exc.strerror}", "choose a folder this user can write") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
-        raise
-    return path
+    return write_file_atomically(path, compiled.source.encode("utf-8"), hint="choose a folder this user can write")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conveyor.exceptions import ConfigError, RunStoppedError, StepFailedError
-from conveyor.orchestrators import BaseOrchestrator, code_version, make_run_name
+from conveyor.orchestrators import BaseOrchestrator, code_version, make_run_name, write_file_atomically
 from conveyor.stack import ComponentType
 from conveyor_kubeflow._compiler import CompiledPipeline, compile_pipeline
 
@@ -206,19 +205,4 @@ def write_spec(path: Path, compiled: CompiledPipeline) -> Path:
     Raises:
         ConfigError: the folder cannot be created or written.
     """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise ConfigError(f"cannot write to {path.parent}: {exc.strerror}", "choose another --output") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(compiled.text.encode("utf-8"))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
-        raise
-    return path
+    return write_file_atomically(path, compiled.text.encode("utf-8"), hint="choose another --output", parents=True)

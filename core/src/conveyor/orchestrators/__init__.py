@@ -8,6 +8,7 @@ from conveyor.orchestrators._base import (
     make_run_name,
     needs_images,
     step_process_env,
+    write_file_atomically,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "make_run_name",
     "needs_images",
     "step_process_env",
+    "write_file_atomically",
 ]

@@ -52,6 +52,42 @@ def code_version(folder: Path | None) -> tuple[str | None, bool | None]:
     return commit.stdout.strip() or None, bool(status.stdout.strip())
 
 
+def write_file_atomically(path: Path, data: bytes, *, hint: str, parents: bool = False) -> Path:
+    """Write ``data`` to ``path`` through a hidden temporary name and a rename, so a reader
+    (an Airflow dag-processor, a KFP upload) never sees half a file.
+
+    Args:
+        path: the file to write (replaced if it exists).
+        data: its whole content.
+        hint: how to fix an unwritable folder, for the error.
+        parents: create missing parent folders first.
+
+    Raises:
+        ConfigError: the folder cannot be created or written; nothing is left behind.
+    """
+    import tempfile
+
+    from conveyor.exceptions import ConfigError
+
+    try:
+        if parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {path.parent}: {exc.strerror}", hint) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+        raise
+    return path
+
+
 def make_run_name(pipeline: str, template: str | None) -> str:
     """A run name from a template (``{date}``, ``{time}``) or the default pattern."""
     stamp = datetime.now(timezone.utc)

@@ -202,7 +202,7 @@ class LocalArtifactStore(ArtifactStore):
         return open(uri, mode)
 
     def _key(self, uri: str) -> str:
-        return os.path.normpath(uri)
+        return os.path.normpath(uri)  # no fsspec filesystem needed to hash a local folder
 
     def exists(self, uri: str) -> bool:
         return os.path.exists(uri)
@@ -211,7 +211,6 @@ class LocalArtifactStore(ArtifactStore):
         os.makedirs(uri, exist_ok=True)
 
     def rmtree(self, uri: str) -> None:
-        self._forget(uri)
         shutil.rmtree(uri, ignore_errors=True)
 
     def rename(self, src: str, dst: str) -> None:
@@ -229,7 +228,6 @@ class LocalArtifactStore(ArtifactStore):
         return uri
 
     def commit(self, tmp: str, uri: str) -> None:
-        self._forget(tmp)
         try:
             os.rename(tmp, uri)
         except OSError:
