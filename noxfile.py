@@ -35,17 +35,24 @@ def _pytest(session: nox.Session, *paths: str) -> None:
     # Editable checkouts are not byte-compiled at install time: let the first
     # process write .pyc files so that the step processes the tests start
     # do not all compile conveyor from source again.
-    session.run("pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT), *paths, *session.posargs,
-                env={"PYTHONDONTWRITEBYTECODE": ""})
+    session.run(
+        "pytest",
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        "--rootdir",
+        str(ROOT),
+        *paths,
+        *session.posargs,
+        env={"PYTHONDONTWRITEBYTECODE": ""},
+    )
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Ruff over every distribution."""
-    _install(session, "ruff>=0.6")
-    session.run("ruff", "check", "core", "testing", "examples", "benchmarks", "noxfile.py",
-                *[str(p) for p in ROOT.glob("adapters/*")], *[str(p) for p in ROOT.glob("integrations/*")],
-                *[str(p) for p in ROOT.glob("plugins/*")])
+    """Ruff: lint rules and one format over the whole tree."""
+    _install(session, "ruff==0.17.5")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
 
 
 @nox.session(python=PYTHON)
@@ -71,16 +78,37 @@ def prefect(session: nox.Session) -> None:
     """The Prefect adapter against a real Prefect server (started by the tests)."""
     # Step images contain Prefect, and Prefect 3.9 needs a certifi the image cannot get here;
     # Prefect 3.8's server needs fastapi < 0.151. pip: the image builder runs `python -m pip wheel`.
-    _install(session, *PYTEST, "pip", "prefect<3.9", "fastapi<0.151", "-e", "./core[postgres,s3]",
-             "-e", "./testing[sql,s3,docker]", "-e", "./integrations/docker", "-e", "./adapters/prefect[docker]")
+    _install(
+        session,
+        *PYTEST,
+        "pip",
+        "prefect<3.9",
+        "fastapi<0.151",
+        "-e",
+        "./core[postgres,s3]",
+        "-e",
+        "./testing[sql,s3,docker]",
+        "-e",
+        "./integrations/docker",
+        "-e",
+        "./adapters/prefect[docker]",
+    )
     _pytest(session, "adapters/prefect/tests")
 
 
 @nox.session(python=PYTHON)
 def docker(session: nox.Session) -> None:
     """Containers: build, push, local_docker and the step operator, remote-like stores (real Docker, registry)."""
-    _install(session, *PYTEST, "-e", "./core[mysql,postgres,s3]", "-e", "./testing[sql,s3,docker]",
-             "-e", "./integrations/docker")
+    _install(
+        session,
+        *PYTEST,
+        "-e",
+        "./core[mysql,postgres,s3]",
+        "-e",
+        "./testing[sql,s3,docker]",
+        "-e",
+        "./integrations/docker",
+    )
     _pytest(session, "integrations/docker/tests")
 
 
@@ -89,9 +117,24 @@ def airflow(session: nox.Session) -> None:
     """The Airflow adapter: golden files and safety without Airflow, then real Airflow 3 (dag.test, DagBag, REST API)."""
     # httpx2: the test client dag.test() loads warns without it (warnings are errors here).
     # pip: conveyor-docker's image builder runs `python -m pip wheel`.
-    _install(session, *PYTEST, "httpx2", "pip", "apache-airflow==3.3.2", "apache-airflow-providers-standard",
-             "apache-airflow-providers-docker", "apache-airflow-providers-cncf-kubernetes",
-             "-e", "./core", "-e", "./testing[docker]", "-e", "./adapters/airflow", "-e", "./integrations/docker")
+    _install(
+        session,
+        *PYTEST,
+        "httpx2",
+        "pip",
+        "apache-airflow==3.3.2",
+        "apache-airflow-providers-standard",
+        "apache-airflow-providers-docker",
+        "apache-airflow-providers-cncf-kubernetes",
+        "-e",
+        "./core",
+        "-e",
+        "./testing[docker]",
+        "-e",
+        "./adapters/airflow",
+        "-e",
+        "./integrations/docker",
+    )
     _pytest(session, "adapters/airflow/tests")
 
 
@@ -99,8 +142,19 @@ def airflow(session: nox.Session) -> None:
 def kubeflow(session: nox.Session) -> None:
     """Kubeflow adapter: compiler, submission with kfp.Client to a recording API, conformance in kfp.local with Docker."""
     # pip: conveyor-docker's image builder runs `python -m pip wheel` in this interpreter; uv venvs have no pip.
-    _install(session, *PYTEST, "pip", "-e", "./core[postgres,s3]", "-e", "./testing[sql,s3,docker]",
-             "-e", "./integrations/docker", "-e", "./adapters/kubeflow[test]")
+    _install(
+        session,
+        *PYTEST,
+        "pip",
+        "-e",
+        "./core[postgres,s3]",
+        "-e",
+        "./testing[sql,s3,docker]",
+        "-e",
+        "./integrations/docker",
+        "-e",
+        "./adapters/kubeflow[test]",
+    )
     _pytest(session, "adapters/kubeflow/tests")
 
 

@@ -135,8 +135,11 @@ def _parse_seconds(path: Path) -> float:
 
     bag = DagBag(dag_folder=str(path), safe_mode=False)
     assert not bag.import_errors, bag.import_errors
-    return bag.dagbag_stats[0].duration.total_seconds() if hasattr(bag.dagbag_stats[0].duration, "total_seconds") \
+    return (
+        bag.dagbag_stats[0].duration.total_seconds()
+        if hasattr(bag.dagbag_stats[0].duration, "total_seconds")
         else float(bag.dagbag_stats[0].duration)
+    )
 
 
 def bench_parse(root: Path, steps: int, rounds: int = 15) -> None:
@@ -153,8 +156,10 @@ def bench_parse(root: Path, steps: int, rounds: int = 15) -> None:
         ours.append(_parse_seconds(exported))
         theirs.append(_parse_seconds(hand))
     a, b = statistics.median(ours), statistics.median(theirs)
-    print(f"DagBag parse of a {steps}-step DAG: exported {a * 1000:.1f} ms, hand-written {b * 1000:.1f} ms "
-          f"(medians of {rounds})")
+    print(
+        f"DagBag parse of a {steps}-step DAG: exported {a * 1000:.1f} ms, hand-written {b * 1000:.1f} ms "
+        f"(medians of {rounds})"
+    )
     print(f"  ratio exported / hand-written: {a / b:.2f}x (target: within 1.5x)")
 
 
@@ -163,13 +168,29 @@ def _step_process_seconds(dag_file: Path, python: str, times: int) -> list[float
     from conveyor import Client
 
     deployment = dag_file.read_text().split("CONVEYOR_DEPLOYMENT = '")[1].split("'")[0]
-    env = {**os.environ, "CONVEYOR_STORE_URL": Client().store.url.render_as_string(hide_password=False),
-           "CONVEYOR_SOURCE_ROOT": str(Path(__file__).resolve().parent)}
+    env = {
+        **os.environ,
+        "CONVEYOR_STORE_URL": Client().store.url.render_as_string(hide_password=False),
+        "CONVEYOR_SOURCE_ROOT": str(Path(__file__).resolve().parent),
+    }
     out = []
     for i in range(times):
         started = time.perf_counter()
-        subprocess.run([python, "-m", "conveyor.runtime", "run-step", f"--deployment={deployment}", "--step=const",
-                        f"--run-key=bench:{i}"], env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                python,
+                "-m",
+                "conveyor.runtime",
+                "run-step",
+                f"--deployment={deployment}",
+                "--step=const",
+                f"--run-key=bench:{i}",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         out.append(time.perf_counter() - started)
     return out
 
@@ -204,13 +225,19 @@ def bench_dag_test(dags: Path, steps: int, python: str, rounds: int = 3) -> None
         ours_s += task_seconds(exported, f"fan_{steps}")
     b, o = statistics.median(bare_s), statistics.median(ours_s)
     alone = statistics.median(_step_process_seconds(exported, python, rounds * 2))
-    print(f"dag.test() of {steps} trivial steps x {rounds} rounds (first dag.test() of the process: {warm:.1f} s, "
-          "not counted), median task duration:")
-    print(f"  conveyor python mode: {o:.2f} s per step; bare BashOperator 'true': {b:.2f} s per task "
-          f"({o / b:.1f}x; the difference is the step process: imports, store, artifacts)")
+    print(
+        f"dag.test() of {steps} trivial steps x {rounds} rounds (first dag.test() of the process: {warm:.1f} s, "
+        "not counted), median task duration:"
+    )
+    print(
+        f"  conveyor python mode: {o:.2f} s per step; bare BashOperator 'true': {b:.2f} s per task "
+        f"({o / b:.1f}x; the difference is the step process: imports, store, artifacts)"
+    )
     print(f"  the step process alone, outside Airflow (python -m conveyor.runtime run-step): {alone:.2f} s")
-    print(f"  vs ~{ZENML_SECONDS_PER_STEP:g} s per step container quoted for ZenML: "
-          f"{ZENML_SECONDS_PER_STEP / o:.0f}x less (target: under 1 s per step)")
+    print(
+        f"  vs ~{ZENML_SECONDS_PER_STEP:g} s per step container quoted for ZenML: "
+        f"{ZENML_SECONDS_PER_STEP / o:.0f}x less (target: under 1 s per step)"
+    )
 
 
 def main() -> None:

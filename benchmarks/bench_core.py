@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CHAIN = '''
+CHAIN = """
 from conveyor import pipeline, step
 
 @step
@@ -58,7 +58,7 @@ def wide(n: int = 1000) -> None:
     value = ident(0)
     for i in range(n - 1):
         value = ident(value if i % 2 else i)
-'''
+"""
 
 
 def _best(cmd: list[str], repeat: int, env: dict[str, str] | None = None, cwd: str | None = None) -> float:

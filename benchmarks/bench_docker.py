@@ -27,7 +27,7 @@ from pathlib import Path
 
 BASE_IMAGE = os.environ.get("CONVEYOR_BASE_IMAGE", "conveyor-python:bookworm")
 
-PIPELINE = '''
+PIPELINE = """
 from conveyor import pipeline, step
 
 VERSION = {version}
@@ -48,7 +48,7 @@ def bench(steps: int = {steps}) -> None:
     value = first()
     for _ in range(steps - 1):
         value = next_one(value)
-'''
+"""
 
 
 def _start_registry(work: Path):
@@ -121,14 +121,20 @@ def main() -> None:
         from conveyor import Client
 
         c = Client()
-        c.register_component("image_builder", "img", "docker", {"parent_image": BASE_IMAGE, "cache_dir": str(work / "cache")})
+        c.register_component(
+            "image_builder", "img", "docker", {"parent_image": BASE_IMAGE, "cache_dir": str(work / "cache")}
+        )
         c.register_component("container_registry", "reg", "default", {"uri": f"{registry.host}/bench"})
         c.register_component("orchestrator", "boxed", "local_docker", {})
-        c.register_stack("boxed", {"orchestrator": "boxed", "artifact_store": "default", "image_builder": "img",
-                                   "container_registry": "reg"})
+        c.register_stack(
+            "boxed",
+            {"orchestrator": "boxed", "artifact_store": "default", "image_builder": "img", "container_registry": "reg"},
+        )
 
-        baseline = _timed(lambda: client.containers.run(BASE_IMAGE, ["python", "-c", "pass"], network_mode="host",
-                                                         remove=True), args.repeat)
+        baseline = _timed(
+            lambda: client.containers.run(BASE_IMAGE, ["python", "-c", "pass"], network_mode="host", remove=True),
+            args.repeat,
+        )
 
         pipe = _write(code, 1, args.steps)
         deployment, ctx = _deployment(pipe, "boxed")

@@ -63,15 +63,18 @@ def chains(length: int, fan: int = 1) -> Any:
 def _deployment(pipe: Any, image: str = IMAGE) -> Any:
     from conveyor.ir import ComponentIR, Deployment, StackIR
 
-    stack = StackIR(name="bench", components={
-        "orchestrator": ComponentIR(type="orchestrator", flavor="kubeflow", name="kf"),
-        "artifact_store": ComponentIR(type="artifact_store", flavor="s3", name="s3", config={"path": "s3://b/x"}),
-    })
+    stack = StackIR(
+        name="bench",
+        components={
+            "orchestrator": ComponentIR(type="orchestrator", flavor="kubeflow", name="kf"),
+            "artifact_store": ComponentIR(type="artifact_store", flavor="s3", name="s3", config={"path": "s3://b/x"}),
+        },
+    )
     return Deployment(pipeline=pipe.trace(), stack=stack, images={"": image})
 
 
 # -- kfp's DSL, for the baselines (annotations must stay real types: no __future__ here) -------------
-_KFP_DSL = '''
+_KFP_DSL = """
 from kfp import dsl
 
 def kfp_chains(length, fan, image, deployment_id):
@@ -119,7 +122,7 @@ def hand_written_chain(length, image, s3=None):
         for _ in range(length):
             value = add_one(x=value).set_caching_options(False).outputs["out"]
     return chain
-'''
+"""
 
 
 def _kfp_dsl() -> Any:
@@ -156,11 +159,15 @@ def compile_and_size(args: argparse.Namespace) -> None:
         baseline = _kfp_compile(args.baseline_steps, 10, Path(tmp) / "kfp.yaml")
     per_step_ours = best / args.steps
     per_step_kfp = baseline / args.baseline_steps
-    print(f"compile {args.steps} steps to YAML: {best:.3f} s (best of {args.repeat}; tracing the pipeline "
-          f"{trace:.3f} s more); {'OK' if best < 2 else 'OVER'} against the 2 s target")
-    print(f"  kfp's own compiler, same pipeline in kfp's DSL ({args.baseline_steps} steps): {baseline:.2f} s; "
-          f"per step conveyor {per_step_ours * 1e3:.2f} ms vs kfp {per_step_kfp * 1e3:.2f} ms "
-          f"= {per_step_ours / per_step_kfp:.3f}x")
+    print(
+        f"compile {args.steps} steps to YAML: {best:.3f} s (best of {args.repeat}; tracing the pipeline "
+        f"{trace:.3f} s more); {'OK' if best < 2 else 'OVER'} against the 2 s target"
+    )
+    print(
+        f"  kfp's own compiler, same pipeline in kfp's DSL ({args.baseline_steps} steps): {baseline:.2f} s; "
+        f"per step conveyor {per_step_ours * 1e3:.2f} ms vs kfp {per_step_kfp * 1e3:.2f} ms "
+        f"= {per_step_ours / per_step_kfp:.3f}x"
+    )
     print(f"  YAML of {args.steps} steps: {compiled.size / 2**20:.3f} MiB")
 
     size_pipe = chains(args.size_steps, fan=5)
@@ -168,8 +175,10 @@ def compile_and_size(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         _kfp_compile(args.size_steps, 5, Path(tmp) / "kfp.yaml")
         theirs = (Path(tmp) / "kfp.yaml").stat().st_size
-    print(f"YAML of {args.size_steps} steps: {ours / 2**20:.3f} MiB ({ours} bytes); "
-          f"{'OK' if ours < 2**20 else 'OVER'} against the 1 MiB target")
+    print(
+        f"YAML of {args.size_steps} steps: {ours / 2**20:.3f} MiB ({ours} bytes); "
+        f"{'OK' if ours < 2**20 else 'OVER'} against the 1 MiB target"
+    )
     print(f"  kfp's own compiler, same pipeline: {theirs / 2**20:.3f} MiB = conveyor/kfp {ours / theirs:.3f}x")
 
 
@@ -191,8 +200,12 @@ def _start_registry(work: Path) -> tuple[Any, str]:
     binary = shutil.which("docker-registry")
     if binary is None:
         raise SystemExit("docker-registry is not installed (bash scripts/bootstrap.sh)")
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=_die_with_parent(os.getpid()))
+    proc = subprocess.Popen(
+        [binary, "serve", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent(os.getpid()),
+    )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     for _ in range(100):
         try:
@@ -207,8 +220,11 @@ def _timed_local_run(spec_or_component: Any, **arguments: Any) -> float:
     import docker
     from kfp import components
 
-    component = (components.load_component_from_file(str(spec_or_component))
-                 if isinstance(spec_or_component, Path) else spec_or_component)
+    component = (
+        components.load_component_from_file(str(spec_or_component))
+        if isinstance(spec_or_component, Path)
+        else spec_or_component
+    )
     for attempt in range(3):
         started = time.perf_counter()
         try:
@@ -252,23 +268,41 @@ def local_overhead(args: argparse.Namespace) -> None:
         c.register_component("container_registry", "registry", "default", {"uri": f"{registry_host}/bench"})
         c.register_component("orchestrator", "kf", "kubeflow", {})
         ep = s3.endpoint
-        c.register_component("artifact_store", "s3", "s3", {"path": f"s3://{bucket}/bench", "endpoint_url": ep.url,
-                                                            "key": ep.key, "secret": ep.secret})
-        c.register_stack("bench", {"orchestrator": "kf", "artifact_store": "s3", "image_builder": "builder",
-                                   "container_registry": "registry"})
-        kfp.local.init(runner=kfp.local.DockerRunner(network_mode="host", environment={"CONVEYOR_STORE_URL": store_url}),
-                       pipeline_root=str(work / "kfp-root"))
-        specs = {n: export_pipeline(chains(n).with_options(enable_cache=False), work / "specs", stack="bench")[0]
-                 for n in (args.short, args.long)}
+        c.register_component(
+            "artifact_store",
+            "s3",
+            "s3",
+            {"path": f"s3://{bucket}/bench", "endpoint_url": ep.url, "key": ep.key, "secret": ep.secret},
+        )
+        c.register_stack(
+            "bench",
+            {
+                "orchestrator": "kf",
+                "artifact_store": "s3",
+                "image_builder": "builder",
+                "container_registry": "registry",
+            },
+        )
+        kfp.local.init(
+            runner=kfp.local.DockerRunner(network_mode="host", environment={"CONVEYOR_STORE_URL": store_url}),
+            pipeline_root=str(work / "kfp-root"),
+        )
+        specs = {
+            n: export_pipeline(chains(n).with_options(enable_cache=False), work / "specs", stack="bench")[0]
+            for n in (args.short, args.long)
+        }
         import yaml
 
         image = yaml.safe_load(specs[args.short].read_text().split("\n---")[0])["deploymentSpec"]["executors"][
-            "exec-conveyor-step"]["container"]["image"]
+            "exec-conveyor-step"
+        ]["container"]["image"]
         dsl = _kfp_dsl()
         s3_args = (ep.key, ep.secret, ep.url, f"s3://{bucket}/hand")
-        targets = {"conveyor": specs,
-                   "hand": {n: dsl["hand_written_chain"](n, image) for n in (args.short, args.long)},
-                   "hand+s3": {n: dsl["hand_written_chain"](n, image, s3_args) for n in (args.short, args.long)}}
+        targets = {
+            "conveyor": specs,
+            "hand": {n: dsl["hand_written_chain"](n, image) for n in (args.short, args.long)},
+            "hand+s3": {n: dsl["hand_written_chain"](n, image, s3_args) for n in (args.short, args.long)},
+        }
         _timed_local_run(targets["hand"][args.short])  # warm-up: first container start, image checks
         best: dict[tuple[str, int], float] = {}
         for _ in range(args.repeat):
@@ -278,18 +312,26 @@ def local_overhead(args: argparse.Namespace) -> None:
                     best[kind, n] = min(best.get((kind, n), float("inf")), seconds)
         span = args.long - args.short
         per_step = {kind: (best[kind, args.long] - best[kind, args.short]) / span for kind in targets}
-        print(f"kfp.local, DockerRunner, best of {args.repeat}: chains of {args.short} and {args.long} steps "
-              "(wall time of the run)")
-        for kind, label in (("conveyor", "conveyor (exported YAML)"),
-                            ("hand", "hand-written container components, outputs as KFP outputs"),
-                            ("hand+s3", "hand-written, input read from and output written to S3 with s3fs")):
-            print(f"  {label}: {best[kind, args.short]:.2f} s / {best[kind, args.long]:.2f} s; "
-                  f"per step {per_step[kind]:.2f} s")
+        print(
+            f"kfp.local, DockerRunner, best of {args.repeat}: chains of {args.short} and {args.long} steps "
+            "(wall time of the run)"
+        )
+        for kind, label in (
+            ("conveyor", "conveyor (exported YAML)"),
+            ("hand", "hand-written container components, outputs as KFP outputs"),
+            ("hand+s3", "hand-written, input read from and output written to S3 with s3fs"),
+        ):
+            print(
+                f"  {label}: {best[kind, args.short]:.2f} s / {best[kind, args.long]:.2f} s; "
+                f"per step {per_step[kind]:.2f} s"
+            )
         ratio = per_step["conveyor"] / per_step["hand"]
         print(f"  per step conveyor / hand = {ratio:.2f}x (no storage at all in the baseline)")
         ratio = per_step["conveyor"] / per_step["hand+s3"]
-        print(f"  per step conveyor / hand+s3 = {ratio:.2f}x, the same work "
-              f"({'OK' if ratio <= 2 else 'OVER'} against the 2x target)")
+        print(
+            f"  per step conveyor / hand+s3 = {ratio:.2f}x, the same work "
+            f"({'OK' if ratio <= 2 else 'OVER'} against the 2x target)"
+        )
     finally:
         registry.terminate()
         registry.wait(10)

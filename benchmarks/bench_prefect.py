@@ -136,9 +136,13 @@ def _start_server(home: Path) -> tuple[str, subprocess.Popen[bytes] | None]:
 
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-    proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            preexec_fn=die_with_parent)
+    proc = subprocess.Popen(
+        [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        preexec_fn=die_with_parent,
+    )
     deadline = time.monotonic() + 120
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     while time.monotonic() < deadline:
@@ -175,8 +179,17 @@ def main() -> None:
         with temporary_settings({PREFECT_API_URL: url, PREFECT_LOGGING_LEVEL: "WARNING"}):
             _plain(plain_chain, length=SHORT)  # warm up imports and the client on both sides
             _conveyor(bench_chain_short)
-            results: dict[str, list[float]] = {k: [] for k in (
-                "plain_parallel", "conveyor_parallel", "plain_short", "plain_long", "conveyor_short", "conveyor_long")}
+            results: dict[str, list[float]] = {
+                k: []
+                for k in (
+                    "plain_parallel",
+                    "conveyor_parallel",
+                    "plain_short",
+                    "plain_long",
+                    "conveyor_short",
+                    "conveyor_long",
+                )
+            }
             for _ in range(args.repeat):
                 results["plain_parallel"].append(_plain(plain_parallel))
                 results["conveyor_parallel"].append(_conveyor(bench_parallel))
@@ -185,16 +198,24 @@ def main() -> None:
                 results["conveyor_short"].append(_conveyor(bench_chain_short))
                 results["conveyor_long"].append(_conveyor(bench_chain_long))
         best = {k: min(v) for k, v in results.items()}
-        print(f"prefect API {url}; best of {args.repeat} runs each; flow time = flow run start to end (Prefect's clock)")
-        print(f"{WIDTH} x {SLEEP} s sleeps in parallel: plain Prefect {best['plain_parallel']:.2f} s, "
-              f"conveyor {best['conveyor_parallel']:.2f} s (ratio {best['conveyor_parallel'] / best['plain_parallel']:.2f})")
+        print(
+            f"prefect API {url}; best of {args.repeat} runs each; flow time = flow run start to end (Prefect's clock)"
+        )
+        print(
+            f"{WIDTH} x {SLEEP} s sleeps in parallel: plain Prefect {best['plain_parallel']:.2f} s, "
+            f"conveyor {best['conveyor_parallel']:.2f} s (ratio {best['conveyor_parallel'] / best['plain_parallel']:.2f})"
+        )
         # The slope between two chain lengths leaves out what a flow run costs once.
         plain_step = (best["plain_long"] - best["plain_short"]) / (LONG - SHORT)
         conveyor_step = (best["conveyor_long"] - best["conveyor_short"]) / (LONG - SHORT)
-        print(f"per step (chains of {SHORT} and {LONG} no-op steps): plain Prefect task {plain_step * 1000:.0f} ms, "
-              f"conveyor step {conveyor_step * 1000:.0f} ms (ratio {conveyor_step / plain_step:.2f})")
-        print(f"once per flow run ({SHORT}-step chain): plain Prefect {best['plain_short']:.2f} s, "
-              f"conveyor {best['conveyor_short']:.2f} s")
+        print(
+            f"per step (chains of {SHORT} and {LONG} no-op steps): plain Prefect task {plain_step * 1000:.0f} ms, "
+            f"conveyor step {conveyor_step * 1000:.0f} ms (ratio {conveyor_step / plain_step:.2f})"
+        )
+        print(
+            f"once per flow run ({SHORT}-step chain): plain Prefect {best['plain_short']:.2f} s, "
+            f"conveyor {best['conveyor_short']:.2f} s"
+        )
     finally:
         if server is not None:
             if "prefect" in sys.modules:  # send the logs flow runs left behind while the server answers

@@ -20,8 +20,9 @@ def write_module(folder: Path, name: str, source: str) -> Path:
     return path
 
 
-def fake_distribution(folder: Path, name: str, entry_points: dict[str, dict[str, str]],
-                      modules: dict[str, str] | None = None) -> Path:
+def fake_distribution(
+    folder: Path, name: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str] | None = None
+) -> Path:
     """An installed-looking distribution (dist-info with entry points) in ``folder``.
 
     Put ``folder`` on ``sys.path`` and ``importlib.metadata`` finds it.

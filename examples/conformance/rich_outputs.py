@@ -14,7 +14,9 @@ class Stats(BaseModel):
 
 
 @step
-def make(seed: int) -> tuple[
+def make(
+    seed: int,
+) -> tuple[
     Annotated[dict[str, int], "counts"],
     Annotated[tuple[int, str, float], "record"],
     Annotated[set[str], "tags"],

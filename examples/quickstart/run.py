@@ -39,7 +39,9 @@ def demo(n: int = 10) -> None:
 if __name__ == "__main__":
     run = demo(n=20)
     if run is None:  # an orchestrator that deploys (an Airflow DAG file, a schedule) and does not run now
-        raise SystemExit("demo was deployed to the active stack's orchestrator; its runs show up in `conveyor pipeline runs demo`")
+        raise SystemExit(
+            "demo was deployed to the active stack's orchestrator; its runs show up in `conveyor pipeline runs demo`"
+        )
     print(f"run {run.name}: {run.status}")
     for step_id, step_run in run.steps.items():
         print(f"  {step_id:<10} {step_run.status:<10} {'(cached)' if step_run.cached else ''}")

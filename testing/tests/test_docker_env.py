@@ -59,9 +59,7 @@ def test_build_from_base_push_and_read_manifest(docker_daemon, registry, base_im
         assert image.tag(repo, "tag")
         made_tags.append(f"{repo}:tag")
 
-        events = list(
-            docker_daemon.images.push(repo, tag="tag", stream=True, decode=True)
-        )
+        events = list(docker_daemon.images.push(repo, tag="tag", stream=True, decode=True))
         errors = [e for e in events if "error" in e or "errorDetail" in e]
         assert not errors, errors
         pushed = [e["aux"]["Digest"] for e in events if "Digest" in e.get("aux", {})]
@@ -80,10 +78,7 @@ def test_build_from_base_push_and_read_manifest(docker_daemon, registry, base_im
         assert registry.get("/v2/test/x/manifests/missing", MANIFEST_ACCEPT)[0] == 404
 
         # The daemon sees the pushed digest as the image's repo digest.
-        assert (
-            f"{repo}@{pushed[0]}"
-            in docker_daemon.images.get(local_tag).attrs["RepoDigests"]
-        )
+        assert f"{repo}@{pushed[0]}" in docker_daemon.images.get(local_tag).attrs["RepoDigests"]
     finally:
         for tag in reversed(made_tags):
             try:

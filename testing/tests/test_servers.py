@@ -28,13 +28,9 @@ def _roundtrip(url: str) -> None:
         )
         meta.create_all(engine)
         with engine.begin() as conn:
-            conn.execute(
-                things.insert(), [{"id": 1, "name": "alpha"}, {"id": 2, "name": "bêta"}]
-            )
+            conn.execute(things.insert(), [{"id": 1, "name": "alpha"}, {"id": 2, "name": "bêta"}])
         with engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(things.c.id, things.c.name).order_by(things.c.id)
-            ).all()
+            rows = conn.execute(sa.select(things.c.id, things.c.name).order_by(things.c.id)).all()
         assert [tuple(r) for r in rows] == [(1, "alpha"), (2, "bêta")]
         meta.drop_all(engine)
     finally:
@@ -61,13 +57,8 @@ def test_mariadb_listens_on_loopback_only(mariadb_url):
     engine = sa.create_engine(mariadb_url)
     try:
         with engine.connect() as conn:
-            assert (
-                conn.execute(sa.text("SELECT @@bind_address")).scalar() == "127.0.0.1"
-            )
-            assert (
-                conn.execute(sa.text("SELECT @@character_set_server")).scalar()
-                == "utf8mb4"
-            )
+            assert conn.execute(sa.text("SELECT @@bind_address")).scalar() == "127.0.0.1"
+            assert conn.execute(sa.text("SELECT @@character_set_server")).scalar() == "utf8mb4"
     finally:
         engine.dispose()
 
@@ -91,18 +82,14 @@ def test_postgres_listens_on_loopback_only(postgres_url):
     engine = sa.create_engine(postgres_url)
     try:
         with engine.connect() as conn:
-            assert (
-                conn.execute(sa.text("SHOW listen_addresses")).scalar() == "127.0.0.1"
-            )
+            assert conn.execute(sa.text("SHOW listen_addresses")).scalar() == "127.0.0.1"
             assert conn.execute(sa.text("SHOW server_encoding")).scalar() == "UTF8"
     finally:
         engine.dispose()
 
 
 @pytest.mark.postgres
-def test_fresh_postgres_databases_are_new_and_empty(
-    fresh_postgres_url, postgres_server
-):
+def test_fresh_postgres_databases_are_new_and_empty(fresh_postgres_url, postgres_server):
     assert fresh_postgres_url != postgres_server.url()
     assert _table_names(fresh_postgres_url) == []
     _roundtrip(fresh_postgres_url)
@@ -188,9 +175,7 @@ def test_spawned_servers_die_with_their_parent(tmp_path):
         time.sleep(300)
         """
     )
-    parent = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
-    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         child = int(parent.stdout.readline())
         assert not _dead(child)

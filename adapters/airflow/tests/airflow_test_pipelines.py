@@ -11,8 +11,8 @@ from conveyor import pipeline, step
 PAYLOADS = (
     "x'); __import__('os').system('touch \"$CONVEYOR_CANARY\"'); ('",
     'x"\n__import__("os").system("touch \\"$CONVEYOR_CANARY\\"")\n"',
-    "$(touch \"$CONVEYOR_CANARY\")",
-    "`touch $CONVEYOR_CANARY`; \"; touch \"$CONVEYOR_CANARY\"; \"",
+    '$(touch "$CONVEYOR_CANARY")',
+    '`touch $CONVEYOR_CANARY`; "; touch "$CONVEYOR_CANARY"; "',
     "{{ run_id }}{% if True %}{{ dag.dag_id }}{% endif %}{# c #}",
     "--help",
     "a\\'\r\n\t\x0b\x0c\u2028\u0085\N{SNOWMAN} \"\"\"''' #",

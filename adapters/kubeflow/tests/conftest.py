@@ -31,9 +31,16 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     repository._stores.clear()
 
 
-def register_kfp_stack(name: str = "on_kfp", *, artifact_path: str = "s3://conveyor/artifacts",
-                       artifact_options: dict[str, Any] | None = None, builder: str | None = None,
-                       registry: str | None = None, activate: bool = True, **config: Any) -> str:
+def register_kfp_stack(
+    name: str = "on_kfp",
+    *,
+    artifact_path: str = "s3://conveyor/artifacts",
+    artifact_options: dict[str, Any] | None = None,
+    builder: str | None = None,
+    registry: str | None = None,
+    activate: bool = True,
+    **config: Any,
+) -> str:
     """Register a ``kubeflow`` orchestrator with ``config``, an s3 artifact store and a stack of them.
 
     ``builder``/``registry`` name a registered image builder and container

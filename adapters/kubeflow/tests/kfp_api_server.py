@@ -75,7 +75,11 @@ def _handler(state: KfpApiServer) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
             with state.lock:
-                state.requests.append(Recorded(method, url.path, parse_qs(url.query), {k.lower(): v for k, v in self.headers.items()}, body))
+                state.requests.append(
+                    Recorded(
+                        method, url.path, parse_qs(url.query), {k.lower(): v for k, v in self.headers.items()}, body
+                    )
+                )
             if state.token is not None and self.headers.get("Authorization") != f"Bearer {state.token}":
                 self._send(401, {"error": "Unauthorized", "code": 16, "message": "Unauthorized: bad token"})
                 return

@@ -14,41 +14,99 @@ from kfp import compiler, dsl, kubernetes
 
 def settings_demo_in_kfp_dsl(image: str, deployment_id: str, store: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """settings_demo written by hand with kfp's DSL and kfp-kubernetes, compiled by kfp."""
+
     def make_component() -> Any:
         @dsl.container_component
-        def conveyor_step(n: int, rate: float, label: str, flags: list, options: dict, limit: str,
-                          conveyor_run_id: str, conveyor_step: str) -> dsl.ContainerSpec:
+        def conveyor_step(
+            n: int,
+            rate: float,
+            label: str,
+            flags: list,
+            options: dict,
+            limit: str,
+            conveyor_run_id: str,
+            conveyor_step: str,
+        ) -> dsl.ContainerSpec:
             params = []
-            for name, value in (("flags", flags), ("label", label), ("limit", limit), ("n", n),
-                                ("options", options), ("rate", rate)):
+            for name, value in (
+                ("flags", flags),
+                ("label", label),
+                ("limit", limit),
+                ("n", n),
+                ("options", options),
+                ("rate", rate),
+            ):
                 params += ["--param", dsl.ConcatPlaceholder([f"{name}=", value])]
             return dsl.ContainerSpec(
-                image=image, command=["python", "-m", "conveyor.runtime"],
-                args=["run-step", "--deployment", deployment_id, "--step", conveyor_step,
-                      "--run-key", dsl.ConcatPlaceholder(["kfp:", conveyor_run_id]),
-                      "--orchestrator-run-id", conveyor_run_id, "--image", image, *params])
+                image=image,
+                command=["python", "-m", "conveyor.runtime"],
+                args=[
+                    "run-step",
+                    "--deployment",
+                    deployment_id,
+                    "--step",
+                    conveyor_step,
+                    "--run-key",
+                    dsl.ConcatPlaceholder(["kfp:", conveyor_run_id]),
+                    "--orchestrator-run-id",
+                    conveyor_run_id,
+                    "--image",
+                    image,
+                    *params,
+                ],
+            )
+
         return conveyor_step
 
     plain, heavy = make_component(), make_component()
 
     @dsl.container_component
-    def conveyor_finish_run(n: int, rate: float, label: str, flags: list, options: dict, limit: str,
-                            conveyor_run_id: str) -> dsl.ContainerSpec:
+    def conveyor_finish_run(
+        n: int, rate: float, label: str, flags: list, options: dict, limit: str, conveyor_run_id: str
+    ) -> dsl.ContainerSpec:
         params = []
-        for name, value in (("flags", flags), ("label", label), ("limit", limit), ("n", n),
-                            ("options", options), ("rate", rate)):
+        for name, value in (
+            ("flags", flags),
+            ("label", label),
+            ("limit", limit),
+            ("n", n),
+            ("options", options),
+            ("rate", rate),
+        ):
             params += ["--param", dsl.ConcatPlaceholder([f"{name}=", value])]
         return dsl.ContainerSpec(
-            image=image, command=["python", "-m", "conveyor.runtime"],
-            args=["finish-run", "--deployment", deployment_id,
-                  "--run-key", dsl.ConcatPlaceholder(["kfp:", conveyor_run_id]),
-                  "--orchestrator-run-id", conveyor_run_id, *params])
+            image=image,
+            command=["python", "-m", "conveyor.runtime"],
+            args=[
+                "finish-run",
+                "--deployment",
+                deployment_id,
+                "--run-key",
+                dsl.ConcatPlaceholder(["kfp:", conveyor_run_id]),
+                "--orchestrator-run-id",
+                conveyor_run_id,
+                *params,
+            ],
+        )
 
     @dsl.pipeline(name="settings-demo", description="every kind of setting", display_name="Settings_Demo")
-    def demo(n: int = 3, rate: float = 0.5, label: str = "hi", flags: list = [1, 2],  # noqa: B006
-             options: dict = {"a": 1}, limit: str = "null") -> None:  # noqa: B006
-        shared = {"n": n, "rate": rate, "label": label, "flags": flags, "options": options, "limit": limit,
-                  "conveyor_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
+    def demo(
+        n: int = 3,
+        rate: float = 0.5,
+        label: str = "hi",
+        flags: list = [1, 2],  # noqa: B006
+        options: dict = {"a": 1},  # noqa: B006
+        limit: str = "null",
+    ) -> None:
+        shared = {
+            "n": n,
+            "rate": rate,
+            "label": label,
+            "flags": flags,
+            "options": options,
+            "limit": limit,
+            "conveyor_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        }
 
         def task(component: Any, step_id: str) -> Any:
             t = component(**shared, conveyor_step=step_id).set_display_name(step_id).set_caching_options(False)

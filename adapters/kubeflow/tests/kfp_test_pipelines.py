@@ -43,8 +43,14 @@ def report(value: float) -> str:
 
 
 @pipeline(name="Settings_Demo", settings={"kubeflow": {"description": "every kind of setting"}})
-def settings_demo(n: int = 3, rate: float = 0.5, label: str = "hi", flags: tuple[int, ...] = (1, 2),
-                  options: dict[str, int] = {"a": 1}, limit: int | None = None) -> None:  # noqa: B006
+def settings_demo(
+    n: int = 3,
+    rate: float = 0.5,
+    label: str = "hi",
+    flags: tuple[int, ...] = (1, 2),
+    options: dict[str, int] = {"a": 1},  # noqa: B006
+    limit: int | None = None,
+) -> None:
     x = prepare(n=n, rate=rate, label=label, flags=flags, options=options, limit=limit)
     report(train(x))
     report.with_options(id="report_again")(train(x))

@@ -72,7 +72,12 @@ def spawn(argv: list[str], log_path: Path, env: dict[str, str], cwd: Path | None
     """Start a child that gets SIGTERM when this process dies."""
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
             preexec_fn=_die_with_parent(os.getpid()),
             start_new_session=True,
         )
@@ -137,8 +142,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         port = _free_port()
         url = f"http://127.0.0.1:{port}/api"
         env = prefect_env(work / "home")
-        proc = spawn([*prefect_command(), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
-                     log_path, env)
+        proc = spawn(
+            [*prefect_command(), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
+            log_path,
+            env,
+        )
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while proc.poll() is None and time.monotonic() < deadline and not _healthy(url):
             time.sleep(0.25)
@@ -146,8 +154,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             break
         stop(proc)
         if "address already in use" not in tail(log_path, 50).lower():
-            pytest.fail(f"prefect server did not come up within {SERVER_START_TIMEOUT:.0f} s:\n{tail(log_path)}",
-                        pytrace=False)
+            pytest.fail(
+                f"prefect server did not come up within {SERVER_START_TIMEOUT:.0f} s:\n{tail(log_path)}", pytrace=False
+            )
     else:
         pytest.fail(f"prefect server found no free port:\n{tail(log_path)}", pytrace=False)
     try:
@@ -227,31 +236,62 @@ def no_leftover_containers(docker_daemon: Any) -> Iterator[None]:
     from conveyor import Client
 
     runs = {r.id for r in Client().store.list_runs()}
-    left = [c for c in docker_daemon.containers.list(all=True, filters={"label": "conveyor.run"})
-            if c.labels.get("conveyor.run") in runs]
+    left = [
+        c
+        for c in docker_daemon.containers.list(all=True, filters={"label": "conveyor.run"})
+        if c.labels.get("conveyor.run") in runs
+    ]
     for container in left:
         container.remove(force=True)
     assert not left, f"step containers left behind: {[c.name for c in left]}"
 
 
-def register_container_stack(registry_host: str, base_image: str, cache: Path, *, name: str = "boxed",
-                             artifact_store: str = "default", **config: Any) -> str:
+def register_container_stack(
+    registry_host: str,
+    base_image: str,
+    cache: Path,
+    *,
+    name: str = "boxed",
+    artifact_store: str = "default",
+    **config: Any,
+) -> str:
     """Register a ``prefect`` orchestrator with ``config``, the docker image builder and a registry, as a stack."""
     from conveyor import Client
 
     client = Client()
     client.register_component("orchestrator", name, "prefect", config)
-    client.register_component("image_builder", f"{name}_builder", "docker",
-                              {"parent_image": base_image, "cache_dir": str(cache)})
+    client.register_component(
+        "image_builder", f"{name}_builder", "docker", {"parent_image": base_image, "cache_dir": str(cache)}
+    )
     client.register_component("container_registry", f"{name}_registry", "default", {"uri": f"{registry_host}/ml"})
-    client.register_stack(name, {"orchestrator": name, "artifact_store": artifact_store,
-                                 "image_builder": f"{name}_builder", "container_registry": f"{name}_registry"})
+    client.register_stack(
+        name,
+        {
+            "orchestrator": name,
+            "artifact_store": artifact_store,
+            "image_builder": f"{name}_builder",
+            "container_registry": f"{name}_registry",
+        },
+    )
     return name
 
 
 @pytest.fixture
-def container_stack(repo: Path, prefect_server: PrefectServer, registry: Any, base_image: str, wheel_cache: Path,
-                    session_images: None, no_leftover_containers: None) -> str:
+def container_stack(
+    repo: Path,
+    prefect_server: PrefectServer,
+    registry: Any,
+    base_image: str,
+    wheel_cache: Path,
+    session_images: None,
+    no_leftover_containers: None,
+) -> str:
     """A ``prefect`` stack with ``step_mode: container`` (SQLite and local artifacts, mounted into the steps)."""
-    return register_container_stack(registry.host, base_image, wheel_cache, api_url=prefect_server.url,
-                                    step_mode="container", cancel_poll_interval=0.5)
+    return register_container_stack(
+        registry.host,
+        base_image,
+        wheel_cache,
+        api_url=prefect_server.url,
+        step_mode="container",
+        cancel_poll_interval=0.5,
+    )

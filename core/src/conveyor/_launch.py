@@ -108,12 +108,15 @@ def load_pipeline_ref(ref: str) -> Pipeline | PipelineIR:
     store = Repository.current().store()
     deployment_id = store.latest_deployment_id(store.get_pipeline(ref).id)
     if deployment_id is None:
-        raise ConfigError(f"pipeline {ref!r} was never run or deployed here", "give its source instead: path/to/file.py:name")
+        raise ConfigError(
+            f"pipeline {ref!r} was never run or deployed here", "give its source instead: path/to/file.py:name"
+        )
     return load_deployment(store.get_deployment_json(deployment_id)).pipeline
 
 
-def deployment_for(ref: str | Pipeline, *, stack: str | None = None, parameters: dict[str, Any] | None = None,
-                   schedule: Any = None) -> tuple[Deployment, Stack, Path | None]:
+def deployment_for(
+    ref: str | Pipeline, *, stack: str | None = None, parameters: dict[str, Any] | None = None, schedule: Any = None
+) -> tuple[Deployment, Stack, Path | None]:
     """Trace (or look up) a pipeline and make its deployment for a stack."""
     from conveyor._repository import Repository
     from conveyor.dsl import Pipeline
@@ -141,8 +144,14 @@ def deployment_for(ref: str | Pipeline, *, stack: str | None = None, parameters:
     return deployment, stack_obj, source_root
 
 
-def export_pipeline(ref: str | Pipeline, output: str | Path, *, stack: str | None = None,
-                    parameters: dict[str, Any] | None = None, schedule: Any = None) -> list[Path]:
+def export_pipeline(
+    ref: str | Pipeline,
+    output: str | Path,
+    *,
+    stack: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    schedule: Any = None,
+) -> list[Path]:
     """Compile a pipeline for a stack's orchestrator and write the result under ``output``."""
     from conveyor._repository import Repository
     from conveyor.orchestrators import LaunchContext
@@ -152,8 +161,9 @@ def export_pipeline(ref: str | Pipeline, output: str | Path, *, stack: str | Non
     return stack_obj.orchestrator.export(deployment, ctx, Path(output))
 
 
-def deploy_pipeline(ref: str | Pipeline, *, stack: str | None = None, parameters: dict[str, Any] | None = None,
-                    schedule: Any = None) -> str | None:
+def deploy_pipeline(
+    ref: str | Pipeline, *, stack: str | None = None, parameters: dict[str, Any] | None = None, schedule: Any = None
+) -> str | None:
     """Submit a pipeline to a stack's orchestrator (a scheduled deployment when ``schedule`` is set)."""
     from conveyor._repository import Repository
     from conveyor.orchestrators import LaunchContext

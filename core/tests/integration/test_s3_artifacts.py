@@ -31,18 +31,27 @@ def _s3fs(endpoint: S3Endpoint) -> Any:
 @pytest.fixture
 def s3_stack(repo: Path, s3_endpoint: S3Endpoint, s3_bucket: str) -> str:
     client = Client()
-    client.register_component("artifact_store", "bucket", "s3", {
-        "path": f"s3://{s3_bucket}/artifacts", "endpoint_url": s3_endpoint.url, "key": s3_endpoint.key,
-        "secret": s3_endpoint.secret, "region": s3_endpoint.region,
-    })
+    client.register_component(
+        "artifact_store",
+        "bucket",
+        "s3",
+        {
+            "path": f"s3://{s3_bucket}/artifacts",
+            "endpoint_url": s3_endpoint.url,
+            "key": s3_endpoint.key,
+            "secret": s3_endpoint.secret,
+            "region": s3_endpoint.region,
+        },
+    )
     client.register_component("orchestrator", "in_processes", "local", {"mode": "process"})
     client.register_stack("on_s3", {"orchestrator": "default", "artifact_store": "bucket"})
     client.register_stack("on_s3_processes", {"orchestrator": "in_processes", "artifact_store": "bucket"})
     return s3_bucket
 
 
-def test_conformance_cases_on_s3_give_the_local_artifacts(s3_stack: str, examples_path: Path,
-                                                         s3_endpoint: S3Endpoint) -> None:
+def test_conformance_cases_on_s3_give_the_local_artifacts(
+    s3_stack: str, examples_path: Path, s3_endpoint: S3Endpoint
+) -> None:
     local = {c.name: artifact_hashes(run_case(c)) for c in CASES}
     fs = _s3fs(s3_endpoint)
     for stack in ("on_s3", "on_s3_processes"):
@@ -108,7 +117,9 @@ def test_a_failed_save_leaves_nothing_in_the_bucket(s3_stack: str, repo: Path, s
 
 
 @pytest.mark.parametrize("kind", ["local", "fsspec-file", "s3"])
-def test_the_hash_taken_while_writing_is_the_hash_of_the_bytes(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_the_hash_taken_while_writing_is_the_hash_of_the_bytes(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if kind == "s3":
         endpoint = request.getfixturevalue("s3_endpoint")
         root = f"s3://{request.getfixturevalue('s3_bucket')}/h"
@@ -127,7 +138,7 @@ def test_the_hash_taken_while_writing_is_the_hash_of_the_bytes(kind: str, tmp_pa
     payload = os.urandom(3 << 20)
     with store.open(store.join(where, "b", "big.bin"), "wb") as f:
         for start in range(0, len(payload), 1 << 20):
-            f.write(memoryview(payload)[start:start + (1 << 20)])
+            f.write(memoryview(payload)[start : start + (1 << 20)])
     with store.open(store.join(where, "a.txt"), "wb") as f:
         if kind != "s3":  # S3 files cannot seek while written
             f.write(b"first")

@@ -36,8 +36,9 @@ def build(docker_daemon: Any) -> Iterator[Any]:
     def make(files: dict[str, str]) -> str:
         tag = f"conveyor-leak-test:{secrets.token_hex(6)}"
         # FROM scratch: nothing to pull, a few bytes to save.
-        docker_daemon.images.build(fileobj=_context(files), custom_context=True, tag=tag, network_mode="host",
-                                   rm=True, forcerm=True)
+        docker_daemon.images.build(
+            fileobj=_context(files), custom_context=True, tag=tag, network_mode="host", rm=True, forcerm=True
+        )
         tags.append(tag)
         return tag
 
@@ -47,10 +48,12 @@ def build(docker_daemon: Any) -> Iterator[Any]:
 
 
 def test_finds_a_value_in_a_layer_and_in_the_image_config(build: Any) -> None:
-    leaky = build({
-        "Dockerfile": f"FROM scratch\nCOPY app.env /app.env\nENV TOKEN={VALUE}\n",
-        "app.env": f"TOKEN={VALUE}\n",
-    })
+    leaky = build(
+        {
+            "Dockerfile": f"FROM scratch\nCOPY app.env /app.env\nENV TOKEN={VALUE}\n",
+            "app.env": f"TOKEN={VALUE}\n",
+        }
+    )
     hits = find_value([DockerImage(leaky)], VALUE)
     assert any(h.where.endswith("app.env") for h in hits)  # the layer's file
     assert any(h.where.endswith(".json") for h in hits)  # the config's Env

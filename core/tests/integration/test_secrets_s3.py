@@ -75,8 +75,14 @@ def _bucket_copy(endpoint: S3Endpoint, bucket: str, target: Path) -> Path:
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_s3_stores_configured_by_references_leave_no_value_behind(
-    repo: Path, pipeline_module: ModuleType, s3_endpoint: S3Endpoint, s3_bucket: str, mode: str,
-    tmp_path_factory: pytest.TempPathFactory, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    repo: Path,
+    pipeline_module: ModuleType,
+    s3_endpoint: S3Endpoint,
+    s3_bucket: str,
+    mode: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client = Client()
     client.create_secret(
@@ -86,23 +92,33 @@ def test_s3_stores_configured_by_references_leave_no_value_behind(
     )
     client.create_secret("s3_extra", {"endpoint": s3_endpoint.url, "tag": TAG})
     # The s3 flavor, as `conveyor artifact-store register s3 --flavor s3 --key '{{...}}'` registers it.
-    client.register_component("artifact_store", "s3_flavor", "s3", {
-        "path": f"s3://{s3_bucket}/s3-flavor",
-        "key": "{{s3_creds.aws_access_key_id}}",
-        "secret": "{{s3_creds.aws_secret_access_key}}",
-        "endpoint_url": "{{s3_extra.endpoint}}",
-        "region": s3_endpoint.region,
-    })
-    # The fsspec flavor with storage options; the tag rides in the User-Agent, harmless to the server.
-    client.register_component("artifact_store", "s3_fsspec", "fsspec", {
-        "path": f"s3://{s3_bucket}/fsspec",
-        "storage_options": {
+    client.register_component(
+        "artifact_store",
+        "s3_flavor",
+        "s3",
+        {
+            "path": f"s3://{s3_bucket}/s3-flavor",
             "key": "{{s3_creds.aws_access_key_id}}",
             "secret": "{{s3_creds.aws_secret_access_key}}",
-            "client_kwargs": {"endpoint_url": "{{s3_extra.endpoint}}", "region_name": s3_endpoint.region},
-            "config_kwargs": {"user_agent_extra": "conveyor-test/{{s3_extra.tag}}"},
+            "endpoint_url": "{{s3_extra.endpoint}}",
+            "region": s3_endpoint.region,
         },
-    })
+    )
+    # The fsspec flavor with storage options; the tag rides in the User-Agent, harmless to the server.
+    client.register_component(
+        "artifact_store",
+        "s3_fsspec",
+        "fsspec",
+        {
+            "path": f"s3://{s3_bucket}/fsspec",
+            "storage_options": {
+                "key": "{{s3_creds.aws_access_key_id}}",
+                "secret": "{{s3_creds.aws_secret_access_key}}",
+                "client_kwargs": {"endpoint_url": "{{s3_extra.endpoint}}", "region_name": s3_endpoint.region},
+                "config_kwargs": {"user_agent_extra": "conveyor-test/{{s3_extra.tag}}"},
+            },
+        },
+    )
     client.register_component("orchestrator", "local_mode", "local", {"mode": mode})
     digest = hashlib.sha256(TAG.encode()).hexdigest()
     for store in ("s3_flavor", "s3_fsspec"):

@@ -17,9 +17,12 @@ def _use_store(url: str, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVEYOR_STORE_URL", url)
 
 
-@pytest.mark.parametrize("server", [pytest.param("mariadb", marks=pytest.mark.mysql), pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_conformance_pipelines_on_a_server_database(server: str, request: pytest.FixtureRequest, repo: Path,
-                                                    examples_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "server", [pytest.param("mariadb", marks=pytest.mark.mysql), pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_conformance_pipelines_on_a_server_database(
+    server: str, request: pytest.FixtureRequest, repo: Path, examples_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = request.getfixturevalue(f"fresh_{server}_url")
     local = {c.name: artifact_hashes(run_case(c)) for c in CASES}
     from conveyor import _repository
@@ -36,7 +39,9 @@ def test_conformance_pipelines_on_a_server_database(server: str, request: pytest
     assert len(Client().list_runs()) == len(CASES)
 
 
-@pytest.mark.parametrize("server", [pytest.param("mariadb", marks=pytest.mark.mysql), pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize(
+    "server", [pytest.param("mariadb", marks=pytest.mark.mysql), pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def test_newer_schema_is_refused_on_a_server(server: str, request: pytest.FixtureRequest) -> None:
     url = request.getfixturevalue(f"fresh_{server}_url")
     MetadataStore(url).close()

@@ -82,8 +82,13 @@ def test_changed_helper_code_reruns_the_step_that_calls_it(repo: Path) -> None:
             return x * 2
     """)
     write_module(repo, "helpers_mod", helper)
-    write_module(repo, "cached_pipe", PIPE.replace("x * FACTOR", "helpers_mod.scale(x)").replace(
-        "from conveyor import pipeline, step", "from conveyor import pipeline, step\nimport helpers_mod"))
+    write_module(
+        repo,
+        "cached_pipe",
+        PIPE.replace("x * FACTOR", "helpers_mod.scale(x)").replace(
+            "from conveyor import pipeline, step", "from conveyor import pipeline, step\nimport helpers_mod"
+        ),
+    )
     _run(repo)
     write_module(repo, "helpers_mod", helper.replace("x * 2", "x * 5"))
     assert _run(repo) == {"load": "cached", "double": "completed", "total": "completed", "other": "cached"}

@@ -24,8 +24,10 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def snapshot(repo: Path) -> dict[str, Any]:
     """Everything a failed command must leave as it was."""
     stacks = as_json("stack", "list")
-    components = {kind: as_json(kind, "list") for kind in
-                  ("orchestrator", "artifact-store", "container-registry", "image-builder", "step-operator")}
+    components = {
+        kind: as_json(kind, "list")
+        for kind in ("orchestrator", "artifact-store", "container-registry", "image-builder", "step-operator")
+    }
     for items in (stacks, *components.values()):
         for item in items:
             item.pop("updated", None)
@@ -55,8 +57,18 @@ def test_init_creates_the_repository_and_its_default_stack(tmp_path: Path, monke
 def test_version_and_help() -> None:
     assert ok("--version").strip() == "conveyor 0.1.0"
     out = ok("--help")
-    for name in ("init", "stack", "orchestrator", "artifact-store", "container-registry", "image-builder",
-                 "step-operator", "pipeline", "run", "artifact"):
+    for name in (
+        "init",
+        "stack",
+        "orchestrator",
+        "artifact-store",
+        "container-registry",
+        "image-builder",
+        "step-operator",
+        "pipeline",
+        "run",
+        "artifact",
+    ):
         assert f"  {name} " in out
 
 
@@ -75,8 +87,11 @@ def test_component_register_list_describe_update_delete(repo: Path) -> None:
     assert "procs" in table and '"max_workers": 4' in table
 
     described = as_json("orchestrator", "describe", "procs")
-    assert (described["type"], described["flavor"], described["config"]) == ("orchestrator", "local",
-                                                                             {"mode": "process", "max_workers": 4})
+    assert (described["type"], described["flavor"], described["config"]) == (
+        "orchestrator",
+        "local",
+        {"mode": "process", "max_workers": 4},
+    )
     text = ok("orchestrator", "describe", "procs")
     assert "Flavor:" in text and "max_workers: 4" in text
 
@@ -88,8 +103,17 @@ def test_component_register_list_describe_update_delete(repo: Path) -> None:
 
 
 def test_component_options_are_parsed_as_json_when_they_parse(repo: Path) -> None:
-    ok("artifact-store", "register", "remote", "--flavor", "fsspec", "--path", "memory://bucket/x",
-       "--storage-options", '{"skip_instance_cache": true, "n": 2}')
+    ok(
+        "artifact-store",
+        "register",
+        "remote",
+        "--flavor",
+        "fsspec",
+        "--path",
+        "memory://bucket/x",
+        "--storage-options",
+        '{"skip_instance_cache": true, "n": 2}',
+    )
     config = as_json("artifact-store", "describe", "remote")["config"]
     assert config == {"path": "memory://bucket/x", "storage_options": {"skip_instance_cache": True, "n": 2}}
 
@@ -234,7 +258,10 @@ def test_stack_update_copy_delete(repo: Path) -> None:
 
     ok("stack", "update", "dev", "-o", "procs", "-a", "other")
     dev = as_json("stack", "describe", "dev")
-    assert (dev["components"]["orchestrator"]["name"], dev["components"]["artifact_store"]["name"]) == ("procs", "other")
+    assert (dev["components"]["orchestrator"]["name"], dev["components"]["artifact_store"]["name"]) == (
+        "procs",
+        "other",
+    )
     assert as_json("stack", "describe", "default")["components"]["orchestrator"]["name"] == "default"
 
     assert "Deleted stack 'dev'" in ok("stack", "delete", "dev", "--yes")
@@ -267,8 +294,13 @@ def test_stack_update_remove_contradiction_is_a_usage_error(repo: Path) -> None:
 # -- bad stack input: one line, nothing changed -------------------------------------------
 def test_unknown_stack(repo: Path) -> None:
     before = snapshot(repo)
-    for args in (("stack", "set", "ghost"), ("stack", "describe", "ghost"), ("stack", "delete", "ghost", "--yes"),
-                 ("stack", "update", "ghost", "-o", "default"), ("stack", "copy", "ghost", "g2")):
+    for args in (
+        ("stack", "set", "ghost"),
+        ("stack", "describe", "ghost"),
+        ("stack", "delete", "ghost", "--yes"),
+        ("stack", "update", "ghost", "-o", "default"),
+        ("stack", "copy", "ghost", "g2"),
+    ):
         assert "no stack named 'ghost'" in fails(*args)
     assert snapshot(repo) == before
 

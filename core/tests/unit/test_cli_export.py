@@ -22,7 +22,7 @@ from conveyor_testing.conformance import EXAMPLES
 
 QUICKSTART = f"{EXAMPLES / 'quickstart.py'}:quickstart"
 
-PLUGIN = '''
+PLUGIN = """
 import json
 from pathlib import Path
 
@@ -86,7 +86,7 @@ class PlainRegistryFlavor(Flavor):
 
     def implementation(self):
         return StackComponent
-'''
+"""
 
 
 @pytest.fixture
@@ -98,8 +98,10 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     dist = site / "conveyor_files-0.1.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: conveyor-files\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[conveyor.flavors]\norchestrator.files = conveyor_files:FilesFlavor\n"
-        "container_registry.plain = conveyor_files:PlainRegistryFlavor\n")
+    (dist / "entry_points.txt").write_text(
+        "[conveyor.flavors]\norchestrator.files = conveyor_files:FilesFlavor\n"
+        "container_registry.plain = conveyor_files:PlainRegistryFlavor\n"
+    )
     (site / "conveyor_files.py").write_text(textwrap.dedent(PLUGIN))
     monkeypatch.chdir(repo)
     environ = {
@@ -157,8 +159,20 @@ def test_export_by_name_reuses_the_last_deployment(env: dict[str, str], tmp_path
 
 
 def test_deploy_with_cron_and_start_date(env: dict[str, str], tmp_path: Path) -> None:
-    printed = ok(env, "pipeline", "deploy", QUICKSTART, "--stack", "exp", "--cron", "0 6 * * *",
-                 "--start-date", "2025-01-31T06:00:00", "-p", "n=2")
+    printed = ok(
+        env,
+        "pipeline",
+        "deploy",
+        QUICKSTART,
+        "--stack",
+        "exp",
+        "--cron",
+        "0 6 * * *",
+        "--start-date",
+        "2025-01-31T06:00:00",
+        "-p",
+        "n=2",
+    )
     assert printed.strip() == f"Deployed pipeline {QUICKSTART!r} on stack 'exp' (cron '0 6 * * *')."
     deployed = json.loads((tmp_path / "repo" / "deployed.json").read_text())
     assert deployed["parameters"] == {"n": 2}
@@ -197,5 +211,9 @@ def test_deploy_once_submits_a_run_whose_steps_are_pending(env: dict[str, str]) 
     described = json.loads(ok(env, "run", "describe", run["name"], "--json"))
     assert (described["status"], described["orchestrator"], described["stack"]) == ("running", "files", "exp")
     assert [(s["step"], s["status"]) for s in described["steps"]] == [
-        ("load_data", "pending"), ("split", "pending"), ("total", "pending"), ("total_2", "pending")]
+        ("load_data", "pending"),
+        ("split", "pending"),
+        ("total", "pending"),
+        ("total_2", "pending"),
+    ]
     assert "pending" in ok(env, "run", "describe", run["name"])

@@ -45,7 +45,8 @@ def test_run_then_runs_and_describe(repo: Path) -> None:
 
     runs = as_json("pipeline", "runs")
     assert [(r["name"], r["pipeline"], r["status"], r["parameters"]) for r in runs] == [
-        (name, "quickstart", "completed", {"n": 20})]
+        (name, "quickstart", "completed", {"n": 20})
+    ]
     assert runs[0]["stack"] == "default" and runs[0]["orchestrator"] == "local"
     assert runs[0]["duration"] >= 0
     table = ok("pipeline", "runs", "quickstart")
@@ -120,8 +121,13 @@ def test_run_by_name_outside_the_project_folder_says_what_to_do(repo: Path) -> N
     run_pipeline(QUICKSTART)
     before = as_json("pipeline", "runs")
     # A fresh process: this one has imported the quickstart module already.
-    proc = subprocess.run([sys.executable, "-m", "conveyor.cli", "pipeline", "run", "quickstart"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "conveyor.cli", "pipeline", "run", "quickstart"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 1, proc.stderr
     (error,) = proc.stderr.strip().splitlines()
     assert error.startswith("conveyor: error: pipeline 'quickstart': cannot import 'quickstart'")
@@ -199,14 +205,21 @@ def test_artifact_list_and_describe(repo: Path) -> None:
     assert described["visualizations"] == []
 
     text = ok("artifact", "describe", numbers["id"])
-    for piece in ("URI:", "Type:", "Materializer:", "Content hash:", f"step load_data of run {name}",
-                  f"step split of run {name}", "length: 4"):
+    for piece in (
+        "URI:",
+        "Type:",
+        "Materializer:",
+        "Content hash:",
+        f"step load_data of run {name}",
+        f"step split of run {name}",
+        "length: 4",
+    ):
         assert piece in text
     assert ok("artifact", "show", numbers["id"]).strip() == "[0, 1, 2, 3]"
     assert "no artifact version 'ghost'" in fails("artifact", "describe", "ghost")
 
 
-VIZ_PIPELINE = '''
+VIZ_PIPELINE = """
 from typing import Annotated
 
 from conveyor import BaseMaterializer, pipeline, step
@@ -244,7 +257,7 @@ def write(words: int) -> Annotated[Report, "report"]:
 @pipeline(name="viz")
 def viz(words: int = 3) -> None:
     write(words)
-'''
+"""
 
 
 def test_artifact_show_prints_visualizations(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:

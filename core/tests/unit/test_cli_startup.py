@@ -56,8 +56,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def probe(tmp_path: Path, *args: str) -> dict[str, Any]:
     out = tmp_path / "probe.json"
-    subprocess.run([sys.executable, "-c", PROBE, str(out), *args], check=True, timeout=120,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-c", PROBE, str(out), *args], check=True, timeout=120, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
 
 
@@ -65,8 +64,9 @@ def conveyor(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     """The installed console script."""
     exe = shutil.which("conveyor", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     assert exe is not None, "the conveyor console script is not installed"
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [exe, *args], capture_output=True, text=True, timeout=120, check=False, env={**os.environ, **(env or {})}
+    )
 
 
 def test_help_imports_no_store_model_table_or_plugin_library(repo: Path) -> None:
@@ -100,16 +100,16 @@ def test_stack_list_needs_no_models_migrations_or_plugins(repo: Path) -> None:
 def test_console_script_and_python_m(repo: Path) -> None:
     version = conveyor("--version")
     assert (version.returncode, version.stdout.strip()) == (0, "conveyor 0.1.0")
-    module = subprocess.run([sys.executable, "-m", "conveyor.cli", "--help"], capture_output=True, text=True,
-                            timeout=120, check=False)
+    module = subprocess.run(
+        [sys.executable, "-m", "conveyor.cli", "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
     assert module.returncode == 0 and "Usage: conveyor " in module.stdout
 
 
 def test_console_script_errors(repo: Path) -> None:
     unknown = conveyor("stack", "set", "ghost")
     assert unknown.returncode == 1
-    assert unknown.stderr.splitlines() == [
-        "conveyor: error: no stack named 'ghost' (see `conveyor stack list`)"]
+    assert unknown.stderr.splitlines() == ["conveyor: error: no stack named 'ghost' (see `conveyor stack list`)"]
     assert unknown.stdout == ""
     usage = conveyor("stack", "frobnicate")
     assert usage.returncode == 2 and "No such command 'frobnicate'" in usage.stderr
@@ -129,7 +129,8 @@ def test_broken_flavor_plugin_is_reported_and_skipped(repo: Path, tmp_path: Path
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
-        "[conveyor.flavors]\norchestrator.broken = broken_plugin_module:BrokenFlavor\n")
+        "[conveyor.flavors]\norchestrator.broken = broken_plugin_module:BrokenFlavor\n"
+    )
     (site / "broken_plugin_module.py").write_text("raise RuntimeError('this plugin is broken')\n")
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
 
@@ -169,8 +170,12 @@ def slow() -> None:
 
 def test_ctrl_c_stops_the_run_and_exits_130(repo: Path) -> None:
     (repo / "slow.py").write_text(SLOW_PIPELINE)
-    proc = subprocess.Popen([sys.executable, "-m", "conveyor.cli", "pipeline", "run", "slow.py:slow"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor.cli", "pipeline", "run", "slow.py:slow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         seen = ""
@@ -203,12 +208,16 @@ def _group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LazyGroup:
     (pkg / "broken.py").write_text("raise ImportError('cannot import a dependency')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
 
-    @click.group(cls=LazyGroup, lazy_commands={
-        "hello": "lazy_cli_pkg.good:hello",
-        "broken": "lazy_cli_pkg.broken:command",
-        "missing": "lazy_cli_pkg.missing:command",
-    }, lazy_help={"hello": "Say hello.", "broken": "Broken.", "missing": "Not installed."},
-        optional=frozenset({"broken", "missing"}))
+    @click.group(
+        cls=LazyGroup,
+        lazy_commands={
+            "hello": "lazy_cli_pkg.good:hello",
+            "broken": "lazy_cli_pkg.broken:command",
+            "missing": "lazy_cli_pkg.missing:command",
+        },
+        lazy_help={"hello": "Say hello.", "broken": "Broken.", "missing": "Not installed."},
+        optional=frozenset({"broken", "missing"}),
+    )
     def group() -> None:
         pass
 

@@ -139,7 +139,9 @@ def test_non_json_parameter() -> None:
     def p() -> None:
         total(values=object())
 
-    with pytest.raises(DefinitionError, match="parameter 'values' of step 'total' is a object, which is not JSON-serializable"):
+    with pytest.raises(
+        DefinitionError, match="parameter 'values' of step 'total' is a object, which is not JSON-serializable"
+    ):
         p.trace()
 
 
@@ -148,7 +150,9 @@ def test_type_mismatch_between_steps() -> None:
     def p() -> None:
         total(text())
 
-    with pytest.raises(PipelineGraphError, match="expects builtins.list\\[builtins.int\\] but text.output is builtins.str"):
+    with pytest.raises(
+        PipelineGraphError, match="expects builtins.list\\[builtins.int\\] but text.output is builtins.str"
+    ):
         p.trace()
 
 

@@ -22,13 +22,27 @@ from conveyor.ir import (
 
 def _deployment() -> Deployment:
     steps = (
-        StepIR(id="load", name="load", source="m:load", code_hash="a", inputs={"n": ParameterInput(value=3, pipeline_parameter="n")},
-               outputs={"output": {"type": "builtins.int"}}),
-        StepIR(id="use", name="use", source="m:use", code_hash="b", inputs={"x": ArtifactInput(step="load", output="output")}),
+        StepIR(
+            id="load",
+            name="load",
+            source="m:load",
+            code_hash="a",
+            inputs={"n": ParameterInput(value=3, pipeline_parameter="n")},
+            outputs={"output": {"type": "builtins.int"}},
+        ),
+        StepIR(
+            id="use",
+            name="use",
+            source="m:use",
+            code_hash="b",
+            inputs={"x": ArtifactInput(step="load", output="output")},
+        ),
     )
     return Deployment(
         pipeline=PipelineIR(name="p", parameters={"n": 3}, steps=steps),
-        stack=StackIR(name="s", components={"orchestrator": ComponentIR(type="orchestrator", flavor="local", name="o")}),
+        stack=StackIR(
+            name="s", components={"orchestrator": ComponentIR(type="orchestrator", flavor="local", name="o")}
+        ),
     )
 
 
@@ -59,7 +73,9 @@ def test_models_are_frozen_and_reject_unknown_fields() -> None:
 
 
 def test_steps_must_come_after_their_upstream() -> None:
-    late = StepIR(id="use", name="use", source="m:use", code_hash="b", inputs={"x": ArtifactInput(step="load", output="output")})
+    late = StepIR(
+        id="use", name="use", source="m:use", code_hash="b", inputs={"x": ArtifactInput(step="load", output="output")}
+    )
     with pytest.raises(ValidationError, match="does not come before"):
         PipelineIR(name="p", steps=(late,))
 

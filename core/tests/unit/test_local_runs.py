@@ -162,7 +162,10 @@ def test_a_failed_save_leaves_nothing_half_written(repo: Path) -> None:
 
 
 def test_a_type_without_materializer_fails_before_any_step_runs(repo: Path) -> None:
-    write_module(repo, "nomat_pipe", textwrap.dedent("""
+    write_module(
+        repo,
+        "nomat_pipe",
+        textwrap.dedent("""
         from conveyor import pipeline, step
 
         class Opaque:
@@ -179,14 +182,17 @@ def test_a_type_without_materializer_fails_before_any_step_runs(repo: Path) -> N
         @pipeline
         def nomat() -> None:
             make(first())
-    """))
+    """),
+    )
     sys.path.insert(0, str(repo))
     try:
         import nomat_pipe
 
         from conveyor.exceptions import MaterializerError
 
-        with pytest.raises(MaterializerError, match="no materializer for output 'output' of step 'make' of type nomat_pipe.Opaque"):
+        with pytest.raises(
+            MaterializerError, match="no materializer for output 'output' of step 'make' of type nomat_pipe.Opaque"
+        ):
             nomat_pipe.nomat()
     finally:
         sys.path.remove(str(repo))
@@ -213,11 +219,23 @@ def test_step_context_and_parameters_are_recorded(repo: Path, examples_path: Pat
 
 def test_code_version_is_recorded_from_git(repo: Path) -> None:
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    write_module(repo, "gitpipe", "from conveyor import pipeline, step\n@step\ndef one() -> int:\n    return 1\n@pipeline\ndef gp() -> None:\n    one()\n")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    write_module(
+        repo,
+        "gitpipe",
+        "from conveyor import pipeline, step\n@step\ndef one() -> int:\n    return 1\n@pipeline\ndef gp() -> None:\n    one()\n",
+    )
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     subprocess.run(["git", "add", "gitpipe.py"], cwd=repo, check=True)
     subprocess.run(["git", "commit", "-qm", "x"], cwd=repo, check=True, env=env)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
     sys.path.insert(0, str(repo))
     try:
         import gitpipe
@@ -288,7 +306,9 @@ def test_eight_processes_share_one_sqlite_store(repo: Path, examples_path: Path)
     )
     # No store exists yet: the eight processes also race to create it.
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(examples_path)], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(examples_path)], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         for _ in range(8)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]
@@ -300,7 +320,10 @@ def test_eight_processes_share_one_sqlite_store(repo: Path, examples_path: Path)
 
 
 def test_timeout_stops_a_step(repo: Path) -> None:
-    write_module(repo, "timeout_pipe", textwrap.dedent("""
+    write_module(
+        repo,
+        "timeout_pipe",
+        textwrap.dedent("""
         import time
         from conveyor import pipeline, step
 
@@ -312,7 +335,8 @@ def test_timeout_stops_a_step(repo: Path) -> None:
         @pipeline(enable_cache=False)
         def timing() -> None:
             sleepy()
-    """))
+    """),
+    )
     sys.path.insert(0, str(repo))
     try:
         import timeout_pipe
@@ -341,8 +365,18 @@ def test_the_step_entrypoint_records_a_step_its_engine_stops(repo: Path) -> None
     finally:
         sys.path.remove(str(repo))
     env = {**os.environ, "CONVEYOR_SOURCE_ROOT": str(repo)}
-    cmd = [sys.executable, "-m", "conveyor.runtime", "run-step", "--deployment", deployment.id, "--step", "slow",
-           "--run-key", "engine:run-1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "conveyor.runtime",
+        "run-step",
+        "--deployment",
+        deployment.id,
+        "--step",
+        "slow",
+        "--run-key",
+        "engine:run-1",
+    ]
     proc = subprocess.Popen(cmd, cwd=repo, env=env)
     for _ in range(300):
         if (repo / "started").exists():
@@ -375,5 +409,9 @@ def test_finish_run_settles_a_run_its_engine_ended(repo: Path, examples_path: Pa
     run = Client().get_pipeline("quickstart").last_run
     assert run.status == "failed"
     assert {sid: s.status for sid, s in run.steps.items()} == {
-        "load_data": "completed", "split": "skipped", "total": "skipped", "total_2": "skipped"}
+        "load_data": "completed",
+        "split": "skipped",
+        "total": "skipped",
+        "total_2": "skipped",
+    }
     assert "before step 'split' finished" in run.error

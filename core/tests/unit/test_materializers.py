@@ -38,11 +38,13 @@ scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) 
 hashables = st.none() | st.booleans() | st.integers() | st.text() | st.tuples(st.integers(), st.text())
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.tuples(inner, inner)
-    | st.dictionaries(st.text(), inner, max_size=4)
-    | st.dictionaries(st.integers(), inner, max_size=3)
-    | st.frozensets(hashables, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(), inner, max_size=4)
+        | st.dictionaries(st.integers(), inner, max_size=3)
+        | st.frozensets(hashables, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -61,7 +63,9 @@ def _same(a: Any, b: Any) -> bool:
 
 @settings(max_examples=150, deadline=None)
 @given(value=values)
-def test_builtins_round_trip_exactly_and_deterministically(tmp_path_factory: pytest.TempPathFactory, value: Any) -> None:
+def test_builtins_round_trip_exactly_and_deterministically(
+    tmp_path_factory: pytest.TempPathFactory, value: Any
+) -> None:
     tmp = tmp_path_factory.mktemp("m")
     loaded, raw = _round_trip(tmp, BuiltInMaterializer, value, type(value))
     assert _same(loaded, value)
@@ -116,8 +120,12 @@ def test_entry_point_materializers_load_lazily_and_broken_ones_are_skipped(tmp_p
     fake_distribution(
         tmp_path,
         "widgets",
-        {"conveyor.materializers": {"widget_types.Widget": "widget_mat:WidgetMaterializer",
-                                    "widget_types.Gadget": "missing_module:Nope"}},
+        {
+            "conveyor.materializers": {
+                "widget_types.Widget": "widget_mat:WidgetMaterializer",
+                "widget_types.Gadget": "missing_module:Nope",
+            }
+        },
         modules={
             "widget_types": "class Widget:\n    pass\nclass Gadget:\n    pass\n",
             "widget_mat": (

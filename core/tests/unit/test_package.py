@@ -13,8 +13,17 @@ import pytest
 import conveyor
 
 SRC = Path(conveyor.__file__).parent
-PACKAGES = ["conveyor", "conveyor.ir", "conveyor.dsl", "conveyor.materializers", "conveyor.stores", "conveyor.stack",
-            "conveyor.runtime", "conveyor.orchestrators", "conveyor.client"]
+PACKAGES = [
+    "conveyor",
+    "conveyor.ir",
+    "conveyor.dsl",
+    "conveyor.materializers",
+    "conveyor.stores",
+    "conveyor.stack",
+    "conveyor.runtime",
+    "conveyor.orchestrators",
+    "conveyor.client",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -24,7 +33,9 @@ def test_all_is_sorted_and_complete(name: str) -> None:
     assert list(exported) == sorted(exported, key=lambda s: (not s.isupper(), s)) or list(exported) == sorted(exported)
     for symbol in exported:
         assert getattr(module, symbol) is not None
-    public = {n for n, v in vars(module).items() if not n.startswith("_") and getattr(v, "__module__", "").startswith(name)}
+    public = {
+        n for n, v in vars(module).items() if not n.startswith("_") and getattr(v, "__module__", "").startswith(name)
+    }
     assert public <= set(exported) | {"annotations"}
 
 

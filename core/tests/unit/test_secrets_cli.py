@@ -31,8 +31,15 @@ def run(*args: str, input: str | None = None, code: int = 0) -> Result:
 
 def test_create_from_flags_and_files_then_get_hides_values(repo: Path) -> None:
     (repo / "key.txt").write_text(UNIQUE + "\n")
-    out = run("create", "aws_creds", "--schema", "aws", "--aws_access_key_id=AKIAEXAMPLE1",
-              "--aws-secret-access-key", "@key.txt").output
+    out = run(
+        "create",
+        "aws_creds",
+        "--schema",
+        "aws",
+        "--aws_access_key_id=AKIAEXAMPLE1",
+        "--aws-secret-access-key",
+        "@key.txt",
+    ).output
     assert out == "Created private secret 'aws_creds' (aws: aws_access_key_id, aws_secret_access_key).\n"
     assert Client().get_secret("aws_creds")["aws_secret_access_key"] == UNIQUE  # newline of the file dropped
     shown = run("get", "aws_creds").output
@@ -54,7 +61,10 @@ def test_list_never_shows_values(repo: Path) -> None:
     assert UNIQUE not in out
     assert "api" in out and "shared" in out and "db" in out and "private" in out
     rows = json.loads(run("list", "--json").output)
-    assert [(r["name"], r["keys"], r["shared"]) for r in rows] == [("api", ["token"], True), ("db", ["password"], False)]
+    assert [(r["name"], r["keys"], r["shared"]) for r in rows] == [
+        ("api", ["token"], True),
+        ("db", ["password"], False),
+    ]
     assert UNIQUE not in json.dumps(rows)
     assert Client().get_secret("db")["password"] == UNIQUE
 

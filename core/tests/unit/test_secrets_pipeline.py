@@ -103,7 +103,9 @@ def vault_stacks(repo: Path) -> Client:
     client = Client()
     client.create_secret("app", {"token": UNIQUE})
     client.register_component(
-        "artifact_store", "vault_fs", "fsspec",
+        "artifact_store",
+        "vault_fs",
+        "fsspec",
         # fsspec's local filesystem takes any option; auto_mkdir lets a failing step's log be written.
         {"path": f"file://{repo}/artifacts", "storage_options": {"token": "{{app.token}}", "auto_mkdir": True}},
     )
@@ -116,7 +118,11 @@ def vault_stacks(repo: Path) -> Client:
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_steps_get_their_secrets_and_nothing_keeps_the_value(
-    repo: Path, pipelines: object, vault_stacks: Client, mode: str, capfd: pytest.CaptureFixture[str],
+    repo: Path,
+    pipelines: object,
+    vault_stacks: Client,
+    mode: str,
+    capfd: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CONVEYOR_STACK", mode)
@@ -144,11 +150,17 @@ def test_steps_get_their_secrets_and_nothing_keeps_the_value(
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_a_value_in_an_error_is_masked_everywhere(
-    repo: Path, pipelines: object, vault_stacks: Client, mode: str, capfd: pytest.CaptureFixture[str],
+    repo: Path,
+    pipelines: object,
+    vault_stacks: Client,
+    mode: str,
+    capfd: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CONVEYOR_STACK", mode)
-    with pytest.raises(StepFailedError, match=r"step 'leaks_in_error' failed: ValueError: rejected token \*\*\*") as err:
+    with pytest.raises(
+        StepFailedError, match=r"step 'leaks_in_error' failed: ValueError: rejected token \*\*\*"
+    ) as err:
         pipelines.fails_with_secret()  # type: ignore[attr-defined]
     assert UNIQUE not in str(err.value)
     run = Client().list_runs("fails_with_secret")[0]
@@ -171,14 +183,19 @@ def test_a_missing_secret_or_key_fails_the_step_by_name(
     with pytest.raises(StepFailedError, match=r"secret 'app' has no key 'nokey' \(its keys: token\)") as err:
         pipelines.missing_key()  # type: ignore[attr-defined]
     assert UNIQUE not in str(err.value)
-    for pipeline, step_id, error in (("missing_secret", "wants_absent", "SecretError: no secret 'absent'"),
-                                     ("missing_key", "wants_missing_key", "SecretError: secret 'app' has no key 'nokey'")):
+    for pipeline, step_id, error in (
+        ("missing_secret", "wants_absent", "SecretError: no secret 'absent'"),
+        ("missing_key", "wants_missing_key", "SecretError: secret 'app' has no key 'nokey'"),
+    ):
         step = Client().list_runs(pipeline)[0].steps[step_id]
         assert step.status == "failed" and step.error.startswith(error)
 
 
 def test_a_step_reads_only_the_secrets_it_declared(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_module(repo, "undeclared_pipe", """
+    write_module(
+        repo,
+        "undeclared_pipe",
+        """
 from conveyor import get_step_context, pipeline, step
 
 @step
@@ -188,11 +205,14 @@ def sneaky() -> str:
 @pipeline
 def undeclared() -> None:
     sneaky()
-""")
+""",
+    )
     monkeypatch.syspath_prepend(str(repo))
     Client().create_secret("app", {"token": UNIQUE})
     module = importlib.import_module("undeclared_pipe")
-    with pytest.raises(StepFailedError, match=r"did not ask for secret 'app' \(declare it: @step\(secrets=\['app'\]\)\)"):
+    with pytest.raises(
+        StepFailedError, match=r"did not ask for secret 'app' \(declare it: @step\(secrets=\['app'\]\)\)"
+    ):
         module.undeclared()
 
 

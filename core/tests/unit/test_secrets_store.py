@@ -136,8 +136,9 @@ def test_an_invalid_key_in_the_environment_is_named_not_shown(repo: Path, monkey
     assert UNIQUE not in str(err.value)
 
 
-def test_key_file_from_the_environment(repo: Path, tmp_path_factory: pytest.TempPathFactory,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_file_from_the_environment(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     key_file = tmp_path_factory.mktemp("keys") / "team.key"
     monkeypatch.setenv(ENV_SECRETS_KEY_FILE, str(key_file))
     Client().create_secret("api", {"token": UNIQUE})
@@ -152,7 +153,11 @@ def test_key_file_from_the_environment(repo: Path, tmp_path_factory: pytest.Temp
     [
         ("aws", {"aws_access_key_id": "AKIA" + UNIQUE}, r"secret 'c' \(aws\): missing key 'aws_secret_access_key'"),
         ("aws", {"aws_access_key_id": "a", "aws_secret_access_key": UNIQUE, "region": "x"}, r"unknown key 'region'"),
-        ("aws", {"aws_access_key_id": "a", "aws_secret_access_key": UNIQUE + "\n"}, r"'aws_secret_access_key' must not contain whitespace"),
+        (
+            "aws",
+            {"aws_access_key_id": "a", "aws_secret_access_key": UNIQUE + "\n"},
+            r"'aws_secret_access_key' must not contain whitespace",
+        ),
         ("registry", {"username": "me"}, r"\(registry\): missing key 'password'"),
         ("gcp", {"service_account_json": UNIQUE}, r"'service_account_json' is not a service account key"),
         ("azure", {"account_name": UNIQUE}, r"\(azure\): needs connection_string"),
@@ -177,7 +182,12 @@ def test_typed_schemas_accept_their_keys(repo: Path) -> None:
     client.create_secret("reg", {"username": "me", "password": "p w"}, schema="registry")
     client.create_secret("gcp", {"service_account_json": '{"type": "service_account"}'}, schema="gcp")
     client.create_secret("az", {"account_name": "acc", "sas_token": "?sv=1"}, schema="azure")
-    assert {s.name: s.schema for s in client.list_secrets()} == {"aws": "aws", "az": "azure", "gcp": "gcp", "reg": "registry"}
+    assert {s.name: s.schema for s in client.list_secrets()} == {
+        "aws": "aws",
+        "az": "azure",
+        "gcp": "gcp",
+        "reg": "registry",
+    }
     with pytest.raises(SecretError, match=r"secret 'aws' \(aws\): unknown key 'token'"):
         client.update_secret("aws", {"token": "x"})
 

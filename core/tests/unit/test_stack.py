@@ -15,28 +15,45 @@ from tests_support import fake_distribution, write_module
 
 
 def test_builtin_flavors_are_entry_points() -> None:
-    assert {"orchestrator.local", "artifact_store.local", "artifact_store.fsspec", "artifact_store.s3"} <= set(flavors.names())
+    assert {"orchestrator.local", "artifact_store.local", "artifact_store.fsspec", "artifact_store.s3"} <= set(
+        flavors.names()
+    )
 
 
-@pytest.mark.parametrize(("ctype", "name", "extra"), [("orchestrator", "airflow", "airflow"), ("orchestrator", "kubeflow", "kubeflow"),
-                                                     ("orchestrator", "prefect", "prefect"), ("image_builder", "docker", "docker")])
+@pytest.mark.parametrize(
+    ("ctype", "name", "extra"),
+    [
+        ("orchestrator", "airflow", "airflow"),
+        ("orchestrator", "kubeflow", "kubeflow"),
+        ("orchestrator", "prefect", "prefect"),
+        ("image_builder", "docker", "docker"),
+    ],
+)
 def test_a_missing_known_flavor_names_its_install_command(ctype: str, name: str, extra: str) -> None:
     from conveyor.stack import FlavorRegistry
 
     registry = FlavorRegistry()
     registry._entry_points = {}  # nothing installed but the core
-    with pytest.raises(FlavorNotFoundError, match=rf'flavor {name!r} is not installed \(run: pip install "conveyor\[{extra}\]"\)'):
+    with pytest.raises(
+        FlavorNotFoundError, match=rf'flavor {name!r} is not installed \(run: pip install "conveyor\[{extra}\]"\)'
+    ):
         registry.get(ctype, name)
 
 
 def test_an_unknown_flavor_lists_the_installed_ones() -> None:
-    with pytest.raises(FlavorNotFoundError, match="no orchestrator flavor named 'nope'.*installed orchestrator flavors: .*local"):
+    with pytest.raises(
+        FlavorNotFoundError, match="no orchestrator flavor named 'nope'.*installed orchestrator flavors: .*local"
+    ):
         flavors.get("orchestrator", "nope")
 
 
 def test_a_broken_plugin_is_reported_and_skipped(tmp_path: Path) -> None:
-    fake_distribution(tmp_path, "brokenflavors", {"conveyor.flavors": {"orchestrator.broken": "broken_flavor_mod:Flavor"}},
-                      modules={"broken_flavor_mod": "raise ImportError('needs a missing library')\n"})
+    fake_distribution(
+        tmp_path,
+        "brokenflavors",
+        {"conveyor.flavors": {"orchestrator.broken": "broken_flavor_mod:Flavor"}},
+        modules={"broken_flavor_mod": "raise ImportError('needs a missing library')\n"},
+    )
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); from conveyor.stack import flavors;"
         "print(sorted(f.name for f in flavors.all('orchestrator')))"
@@ -44,7 +61,10 @@ def test_a_broken_plugin_is_reported_and_skipped(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert "'local'" in out.stdout and "broken" not in out.stdout
-    assert "skipped flavor plugin orchestrator.broken from brokenflavors: ImportError: needs a missing library" in out.stderr
+    assert (
+        "skipped flavor plugin orchestrator.broken from brokenflavors: ImportError: needs a missing library"
+        in out.stderr
+    )
 
 
 def test_component_config_is_validated(repo: Path) -> None:

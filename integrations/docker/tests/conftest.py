@@ -87,8 +87,11 @@ def no_leftovers(repo: Path, docker_daemon: Any, registry: Any) -> Iterator[None
     from conveyor import Client
 
     runs = {r.id for r in Client().list_runs()}
-    left = [c for c in docker_daemon.containers.list(all=True, filters={"label": "conveyor.run"})
-            if c.labels.get("conveyor.run") in runs]
+    left = [
+        c
+        for c in docker_daemon.containers.list(all=True, filters={"label": "conveyor.run"})
+        if c.labels.get("conveyor.run") in runs
+    ]
     for container in left:
         container.remove(force=True)
     assert not left, f"containers left behind: {[c.name for c in left]}"
@@ -97,7 +100,8 @@ def no_leftovers(repo: Path, docker_daemon: Any, registry: Any) -> Iterator[None
 
 
 @pytest.fixture
-def docker_stack(repo: Path, registry: Any, base_image: str, wheel_cache: Path, session_images: None,
-                 no_leftovers: None) -> str:
+def docker_stack(
+    repo: Path, registry: Any, base_image: str, wheel_cache: Path, session_images: None, no_leftovers: None
+) -> str:
     """A ``local_docker`` stack in the test's repository (SQLite and local artifacts, mounted)."""
     return register_docker_stack(f"{registry.host}/ml", base_image, wheel_cache)

@@ -16,17 +16,25 @@ def write_module(folder: Path, name: str, source: str) -> Path:
     return path
 
 
-def register_docker_stack(registry_uri: str, base_image: str, cache: Path, *, name: str = "boxed",
-                          artifact_store: str = "default", step_operator: bool = False,
-                          orchestrator: str = "local_docker") -> str:
+def register_docker_stack(
+    registry_uri: str,
+    base_image: str,
+    cache: Path,
+    *,
+    name: str = "boxed",
+    artifact_store: str = "default",
+    step_operator: bool = False,
+    orchestrator: str = "local_docker",
+) -> str:
     """Register the image builder, registry and orchestrator of a container stack; returns its name."""
     from conveyor import Client
 
     client = Client()
     existing = {(c.type, c.name) for c in client.store.list_components()}
     if ("image_builder", "local_docker") not in existing:
-        client.register_component("image_builder", "local_docker", "docker",
-                                  {"parent_image": base_image, "cache_dir": str(cache)})
+        client.register_component(
+            "image_builder", "local_docker", "docker", {"parent_image": base_image, "cache_dir": str(cache)}
+        )
     if ("container_registry", "reg") not in existing:
         client.register_component("container_registry", "reg", "default", {"uri": registry_uri})
     if ("orchestrator", "in_docker") not in existing:
@@ -43,8 +51,6 @@ def register_docker_stack(registry_uri: str, base_image: str, cache: Path, *, na
         components["step_operator"] = "docker"
     client.register_stack(name, components)
     return name
-
-
 
 
 def step_logs(step: object) -> str:

@@ -154,8 +154,4 @@ def check_run(c: Case, run: Any) -> None:
 
 def artifact_hashes(run: Any) -> dict[str, str]:
     """``{"step.output": content hash}`` of every output of a run."""
-    return {
-        f"{sid}.{name}": art.content_hash
-        for sid, step in run.steps.items()
-        for name, art in step.outputs.items()
-    }
+    return {f"{sid}.{name}": art.content_hash for sid, step in run.steps.items() for name, art in step.outputs.items()}

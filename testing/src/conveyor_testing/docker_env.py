@@ -49,9 +49,7 @@ _LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker when this module is loaded as a plugin itself."""
-    config.addinivalue_line(
-        "markers", "docker: needs a Docker daemon, registry and base image"
-    )
+    config.addinivalue_line("markers", "docker: needs a Docker daemon, registry and base image")
 
 
 # --------------------------------------------------------------------------
@@ -175,9 +173,7 @@ def docker_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if dockerd is None:
         pytest.fail(f"dockerd is not installed; {FIX_HINT}", pytrace=False)
     if os.geteuid() != 0:
-        pytest.fail(
-            "no Docker daemon answers and starting one needs root", pytrace=False
-        )
+        pytest.fail("no Docker daemon answers and starting one needs root", pytrace=False)
 
     log_path = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
     # Default data root on purpose: the base image then survives sessions.
@@ -217,9 +213,7 @@ class Registry:
     url: str  # "http://127.0.0.1:PORT"
     root: Path  # filesystem storage
 
-    def get(
-        self, path: str, accept: str | None = None
-    ) -> tuple[int, dict[str, str], bytes]:
+    def get(self, path: str, accept: str | None = None) -> tuple[int, dict[str, str], bytes]:
         """GET ``/v2/...`` on this registry: (status, headers, body)."""
         req = urllib.request.Request(self.url + path)
         if accept:
@@ -283,9 +277,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         config.write_text(_REGISTRY_CONFIG.format(root=root, port=port))
         log_path = work / "registry.log"
         proc = _spawn([binary, "serve", str(config)], log_path)
-        reg = Registry(
-            host=f"127.0.0.1:{port}", url=f"http://127.0.0.1:{port}", root=root
-        )
+        reg = Registry(host=f"127.0.0.1:{port}", url=f"http://127.0.0.1:{port}", root=root)
         deadline = time.monotonic() + REGISTRY_START_TIMEOUT
         ready = False
         while proc.poll() is None and time.monotonic() < deadline:
@@ -300,13 +292,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
             break
         _stop(proc)
         if "address already in use" not in _tail(log_path, 50):
-            pytest.fail(
-                f"docker-registry did not come up:\n{_tail(log_path)}", pytrace=False
-            )
+            pytest.fail(f"docker-registry did not come up:\n{_tail(log_path)}", pytrace=False)
     else:
-        pytest.fail(
-            f"docker-registry found no free port:\n{_tail(log_path)}", pytrace=False
-        )
+        pytest.fail(f"docker-registry found no free port:\n{_tail(log_path)}", pytrace=False)
 
     try:
         yield reg
@@ -362,9 +350,7 @@ def base_image(docker_daemon) -> str:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(
-            f"{script} took over {BASE_IMAGE_BUILD_TIMEOUT:.0f} s", pytrace=False
-        )
+        pytest.fail(f"{script} took over {BASE_IMAGE_BUILD_TIMEOUT:.0f} s", pytrace=False)
     if out.returncode != 0:
         tail = "\n".join((out.stdout + out.stderr).splitlines()[-20:])
         pytest.fail(f"{script} failed ({out.returncode}):\n{tail}", pytrace=False)

@@ -188,9 +188,7 @@ class _Scanner:
                 self.scan_plain(str(path), f)
 
     def scan_image(self, image: DockerImage) -> None:
-        with subprocess.Popen(
-            ["docker", "save", image.ref], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        ) as proc:
+        with subprocess.Popen(["docker", "save", image.ref], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
             assert proc.stdout is not None and proc.stderr is not None
             try:
                 self.scan_archive(f"docker-image:{image.ref}", "tar", proc.stdout, 0)

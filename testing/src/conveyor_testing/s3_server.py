@@ -109,9 +109,7 @@ def _s3fs(endpoint: S3Endpoint) -> Any:
     import s3fs
 
     # A fresh instance: fsspec caches instances and directory listings.
-    return s3fs.S3FileSystem(
-        skip_instance_cache=True, use_listings_cache=False, **endpoint.storage_options()
-    )
+    return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False, **endpoint.storage_options())
 
 
 def create_bucket(endpoint: S3Endpoint, name: str | None = None) -> str:
@@ -199,9 +197,7 @@ def _start_weed(weed: str) -> S3Server:
                 "identities": [
                     {
                         "name": "conveyor",
-                        "credentials": [
-                            {"accessKey": endpoint.key, "secretKey": endpoint.secret}
-                        ],
+                        "credentials": [{"accessKey": endpoint.key, "secretKey": endpoint.secret}],
                         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
                     }
                 ]
@@ -223,9 +219,7 @@ def _start_weed(weed: str) -> S3Server:
     # weed opens gRPC unix sockets under a fixed /tmp, whatever TMPDIR says,
     # and leaves some behind on exit: record ours so they go with the dir.
     for kind in ("master", "volume", "filer", "s3"):
-        note_outside_path(
-            tmp, Path(f"/tmp/seaweedfs-{kind}-grpc-{ports[kind + '_grpc']}.sock")
-        )
+        note_outside_path(tmp, Path(f"/tmp/seaweedfs-{kind}-grpc-{ports[kind + '_grpc']}.sock"))
     argv = [
         weed,
         f"-logdir={logdir}",
@@ -260,9 +254,7 @@ def _start_weed(weed: str) -> S3Server:
     try:
         # On the death of pytest there is nobody left to wait out weed's slow
         # graceful stop and clean up after it: kill it outright.
-        proc = spawn_server(
-            argv, log_path=log_path, cwd=tmp, env=env, death_signal=signal.SIGKILL
-        )
+        proc = spawn_server(argv, log_path=log_path, cwd=tmp, env=env, death_signal=signal.SIGKILL)
     except BaseException:
         remove_tmpdir(tmp)
         raise

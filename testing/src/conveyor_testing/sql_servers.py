@@ -95,9 +95,7 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _child_setup(
-    death_signal: int, uid: int | None, gid: int | None
-) -> Callable[[], None]:
+def _child_setup(death_signal: int, uid: int | None, gid: int | None) -> Callable[[], None]:
     parent = os.getpid()
 
     def setup() -> None:
@@ -252,9 +250,7 @@ def wait_until(
     last: BaseException | None = None
     while True:
         if proc.poll() is not None:
-            raise ServerStartError(
-                f"{what} exited with code {proc.returncode} while starting:\n{log_tail(log_path)}"
-            )
+            raise ServerStartError(f"{what} exited with code {proc.returncode} while starting:\n{log_tail(log_path)}")
         try:
             probe()
             return time.monotonic() - start
@@ -262,8 +258,7 @@ def wait_until(
             last = exc
         if time.monotonic() >= deadline:
             raise ServerStartError(
-                f"{what} not ready after {timeout:.0f} s (last error: {last!r}):\n"
-                + log_tail(log_path)
+                f"{what} not ready after {timeout:.0f} s (last error: {last!r}):\n" + log_tail(log_path)
             )
         time.sleep(0.2)
 
@@ -277,9 +272,7 @@ class ServerStartError(RuntimeError):
         return "already in use" in text or "address in use" in text
 
 
-def _start_with_retries(
-    start: Callable[[], SqlServer], what: str, attempts: int = 3
-) -> SqlServer:
+def _start_with_retries(start: Callable[[], SqlServer], what: str, attempts: int = 3) -> SqlServer:
     # A port picked by free_port() can be taken by someone else before the
     # server binds it; only that case is worth another try.
     for attempt in range(attempts):
@@ -327,9 +320,7 @@ class SqlServer:
     def url(self, database: str | None = None) -> str:
         """SQLAlchemy URL of ``database`` (default: the session database)."""
         db = database or self.database
-        return (
-            f"{self.dialect}://{self.user}:{self.password}@{self.host}:{self.port}/{db}"
-        )
+        return f"{self.dialect}://{self.user}:{self.password}@{self.host}:{self.port}/{db}"
 
     def execute_admin(self, sql: str) -> None:
         """Run one statement outside any transaction, as the server's admin user."""
@@ -399,12 +390,8 @@ _MARIADB_DIRS = ("/usr/sbin", "/usr/bin", "/usr/libexec", "/usr/local/mysql/bin"
 
 def start_mariadb() -> SqlServer:
     """Start a throwaway MariaDB on 127.0.0.1 with a user and an empty database."""
-    mariadbd = _find_binary("mariadbd", _MARIADB_DIRS) or _find_binary(
-        "mysqld", _MARIADB_DIRS
-    )
-    install_db = _find_binary("mariadb-install-db", _MARIADB_DIRS) or _find_binary(
-        "mysql_install_db", _MARIADB_DIRS
-    )
+    mariadbd = _find_binary("mariadbd", _MARIADB_DIRS) or _find_binary("mysqld", _MARIADB_DIRS)
+    install_db = _find_binary("mariadb-install-db", _MARIADB_DIRS) or _find_binary("mysql_install_db", _MARIADB_DIRS)
     if mariadbd is None or install_db is None:
         missing("MariaDB server (mariadbd, mariadb-install-db)")
     try:
@@ -509,9 +496,7 @@ def _start_mariadb(mariadbd: str, install_db: str) -> SqlServer:
         ).close()
 
     try:
-        server.startup_seconds = wait_until(
-            probe, proc=proc, what="mariadbd", log_path=log_path
-        )
+        server.startup_seconds = wait_until(probe, proc=proc, what="mariadbd", log_path=log_path)
     except BaseException:
         server.stop()
         raise
@@ -538,9 +523,7 @@ def start_postgres() -> SqlServer:
     bindirs = _postgres_bindirs()
     postgres = initdb = None
     for d in bindirs:
-        if os.access(os.path.join(d, "postgres"), os.X_OK) and os.access(
-            os.path.join(d, "initdb"), os.X_OK
-        ):
+        if os.access(os.path.join(d, "postgres"), os.X_OK) and os.access(os.path.join(d, "initdb"), os.X_OK):
             postgres, initdb = os.path.join(d, "postgres"), os.path.join(d, "initdb")
             break
     else:
@@ -669,9 +652,7 @@ def _start_postgres(postgres: str, initdb: str, run_user: str | None) -> SqlServ
         ).close()
 
     try:
-        server.startup_seconds = wait_until(
-            probe, proc=proc, what="postgres", log_path=log_path
-        )
+        server.startup_seconds = wait_until(probe, proc=proc, what="postgres", log_path=log_path)
         server.execute_admin(f'CREATE DATABASE "{database}"')
     except BaseException:
         server.stop()

@@ -66,8 +66,10 @@ class AirflowAPI:
             self._check(self._send("GET", "/api/v2/version"), "/api/v2/version")
             return
         if not self.username or not self.password:
-            raise StackError(f"orchestrator {self.component!r} has only one of api_username and api_password",
-                             "set both, or neither for an API without authentication")
+            raise StackError(
+                f"orchestrator {self.component!r} has only one of api_username and api_password",
+                "set both, or neither for an API without authentication",
+            )
         response = self._send("POST", "/auth/token", json={"username": self.username, "password": self.password})
         if response.status_code in (401, 403):
             raise StackError(

@@ -39,15 +39,50 @@ _OPERATORS = {
     ),
 }
 _CRON_PRESETS = frozenset(
-    {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@midnight"}
+    {
+        "@once",
+        "@continuous",
+        "@hourly",
+        "@daily",
+        "@weekly",
+        "@monthly",
+        "@quarterly",
+        "@yearly",
+        "@annually",
+        "@midnight",
+    }
 )
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#-]+$")
 _ENV_NAME = re.compile(r"^[^=\x00]+$")
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]i?[bB]?|[bB])?\s*$")
-_BYTES = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50}
-_K8S_SUFFIX = {"": "", "b": "", "k": "k", "m": "M", "g": "G", "t": "T", "p": "P",
-               "ki": "Ki", "mi": "Mi", "gi": "Gi", "ti": "Ti", "pi": "Pi"}
+_BYTES = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "p": 10**15,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+    "pi": 2**50,
+}
+_K8S_SUFFIX = {
+    "": "",
+    "b": "",
+    "k": "k",
+    "m": "M",
+    "g": "G",
+    "t": "T",
+    "p": "P",
+    "ki": "Ki",
+    "mi": "Mi",
+    "gi": "Gi",
+    "ti": "Ti",
+    "pi": "Pi",
+}
 
 
 @dataclass(frozen=True)
@@ -141,8 +176,10 @@ def _check_schedule(schedule: Schedule) -> None:
         cron = schedule.cron.strip()
         fields = cron.split()
         if cron not in _CRON_PRESETS and not (len(fields) in (5, 6) and all(_CRON_FIELD.match(f) for f in fields)):
-            raise ConfigError(f"schedule cron {schedule.cron!r} is not a cron expression Airflow reads",
-                              "give 5 fields (minute hour day month weekday) or a preset such as @daily")
+            raise ConfigError(
+                f"schedule cron {schedule.cron!r} is not a cron expression Airflow reads",
+                "give 5 fields (minute hour day month weekday) or a preset such as @daily",
+            )
     if schedule.catchup and schedule.start_date is None:
         raise ConfigError("a schedule with catchup=True needs a start_date on Airflow", "add start_date=...")
 
@@ -168,18 +205,24 @@ def _check_step(step: StepIR, mode: str, settings: StepAirflowSettings, config: 
             'run it in a container: settings={"airflow": {"operator": "kubernetes_pod"}} (or "docker")',
         )
     if mode == "docker" and res.gpu_type:
-        raise CapabilityError(f"{where} asks for GPU type {res.gpu_type!r}, which the docker operator cannot pick",
-                              'use operator "kubernetes_pod" with gpu_type_label, or drop gpu_type')
+        raise CapabilityError(
+            f"{where} asks for GPU type {res.gpu_type!r}, which the docker operator cannot pick",
+            'use operator "kubernetes_pod" with gpu_type_label, or drop gpu_type',
+        )
     if mode == "kubernetes_pod" and res.gpu_type and not config.gpu_type_label:
-        raise CapabilityError(f"{where} asks for GPU type {res.gpu_type!r}, but the orchestrator has no gpu_type_label",
-                              "set gpu_type_label to the node label of GPU types (e.g. cloud.google.com/gke-accelerator)")
+        raise CapabilityError(
+            f"{where} asks for GPU type {res.gpu_type!r}, but the orchestrator has no gpu_type_label",
+            "set gpu_type_label to the node label of GPU types (e.g. cloud.google.com/gke-accelerator)",
+        )
     if res.memory is not None:
         _memory(res.memory, where)
     if mode != "kubernetes_pod":
         for name in KUBERNETES_ONLY:
             if getattr(settings, name) is not None:
-                raise ConfigError(f"{where} sets airflow setting {name!r}, which only the kubernetes_pod operator has",
-                                  'add "operator": "kubernetes_pod" to its airflow settings')
+                raise ConfigError(
+                    f"{where} sets airflow setting {name!r}, which only the kubernetes_pod operator has",
+                    'add "operator": "kubernetes_pod" to its airflow settings',
+                )
 
 
 def _no_nul(value: str, what: str) -> None:
@@ -255,13 +298,19 @@ def compile_dag(
     container_command = container_env = docker_mounts = None
     if container:
         container_command = Code(
-            "[" + ", ".join([
-                str(call("literal", config.container_python)),
-                "'-m'", "'conveyor.runtime'", "'run-step'",
-                py_literal(f"--deployment={deployment_id}"),
-                "'--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}'",
-                "'--orchestrator-run-id={{ run_id }}'",
-            ]) + "]"
+            "["
+            + ", ".join(
+                [
+                    str(call("literal", config.container_python)),
+                    "'-m'",
+                    "'conveyor.runtime'",
+                    "'run-step'",
+                    py_literal(f"--deployment={deployment_id}"),
+                    "'--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}'",
+                    "'--orchestrator-run-id={{ run_id }}'",
+                ]
+            )
+            + "]"
         )
         container_env = {}
         if "docker" in plan.modes and all_mounts:
@@ -296,11 +345,14 @@ def compile_dag(
         tasks=tasks,
         edges=edges,
     )
-    return CompiledDag(dag_id=plan.dag_id, pipeline=deployment.pipeline.name, deployment_id=deployment_id, source=source)
+    return CompiledDag(
+        dag_id=plan.dag_id, pipeline=deployment.pipeline.name, deployment_id=deployment_id, source=source
+    )
 
 
-def _dag_args(plan: DagPlan, deployment: Deployment, deployment_id: str,
-              config: AirflowOrchestratorConfig) -> list[tuple[str, Any]]:
+def _dag_args(
+    plan: DagPlan, deployment: Deployment, deployment_id: str, config: AirflowOrchestratorConfig
+) -> list[tuple[str, Any]]:
     s = plan.settings
     name = deployment.pipeline.name
     args: list[tuple[str, Any]] = [("dag_id", plan.dag_id)]
@@ -367,8 +419,20 @@ def _task(t: TaskPlan, deployment: Deployment, config: AirflowOrchestratorConfig
     if s.timeout is not None:
         args.append(("execution_timeout", _timedelta(s.timeout)))
     a = t.settings
-    for key in ("pool", "pool_slots", "queue", "priority_weight", "weight_rule", "owner", "executor", "run_as_user",
-                "max_active_tis_per_dag", "max_active_tis_per_dagrun", "retry_exponential_backoff", "doc_md"):
+    for key in (
+        "pool",
+        "pool_slots",
+        "queue",
+        "priority_weight",
+        "weight_rule",
+        "owner",
+        "executor",
+        "run_as_user",
+        "max_active_tis_per_dag",
+        "max_active_tis_per_dagrun",
+        "retry_exponential_backoff",
+        "doc_md",
+    ):
         value = getattr(a, key)
         if value is not None:
             args.append((key, value))
@@ -389,8 +453,9 @@ def _list_source(splat: str, items: list[Code]) -> Code:
     return Code("[" + ", ".join([f"*{splat}", *items]) + "]")
 
 
-def _docker_args(t: TaskPlan, config: AirflowOrchestratorConfig, command: list[Code], env: Code,
-                 mounts: bool) -> list[tuple[str, Any]]:
+def _docker_args(
+    t: TaskPlan, config: AirflowOrchestratorConfig, command: list[Code], env: Code, mounts: bool
+) -> list[tuple[str, Any]]:
     res = t.step.settings.resources
     args: list[tuple[str, Any]] = [
         ("command", _list_source("STEP_COMMAND", command)),
@@ -411,11 +476,15 @@ def _docker_args(t: TaskPlan, config: AirflowOrchestratorConfig, command: list[C
         amount, unit = _memory(res.memory, f"step {t.step.id!r}")
         args.append(("mem_limit", int(amount * _BYTES[unit])))
     if res.gpu_count:
-        args.append(("device_requests", Code(f"[{call('DeviceRequest', count=res.gpu_count, capabilities=[['gpu']])}]")))
+        args.append(
+            ("device_requests", Code(f"[{call('DeviceRequest', count=res.gpu_count, capabilities=[['gpu']])}]"))
+        )
     return args
 
 
-def _kubernetes_args(t: TaskPlan, config: AirflowOrchestratorConfig, command: list[Code], env: Code) -> list[tuple[str, Any]]:
+def _kubernetes_args(
+    t: TaskPlan, config: AirflowOrchestratorConfig, command: list[Code], env: Code
+) -> list[tuple[str, Any]]:
     res, a = t.step.settings.resources, t.settings
     args: list[tuple[str, Any]] = [
         ("cmds", Code("STEP_COMMAND[:1]")),

@@ -16,6 +16,7 @@ OperatorMode = Literal["python", "docker", "kubernetes_pod"]
 """How a task runs its step: ``python`` (a local interpreter, through BashOperator),
 ``docker`` (DockerOperator) or ``kubernetes_pod`` (KubernetesPodOperator)."""
 
+
 class AirflowOrchestratorConfig(BaseModel):
     """Config of the ``airflow`` orchestrator (``conveyor orchestrator register NAME --flavor airflow``)."""
 

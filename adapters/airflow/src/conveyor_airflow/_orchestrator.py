@@ -78,14 +78,25 @@ class AirflowOrchestrator(BaseOrchestrator):
         try:
             url = sa.make_url(self.config.store_url) if self.config.store_url else ctx.store.url
         except sa.exc.ArgumentError:
-            raise ConfigError(f"store_url {self.config.store_url!r} of orchestrator {self.name!r} is not a database URL",
-                              "give a SQLAlchemy URL such as postgresql+psycopg://user@host/db") from None
+            raise ConfigError(
+                f"store_url {self.config.store_url!r} of orchestrator {self.name!r} is not a database URL",
+                "give a SQLAlchemy URL such as postgresql+psycopg://user@host/db",
+            ) from None
         if self.config.store_url is None and url.password is not None:
-            print("conveyor: the DAG carries the metadata store URL without its password; "
-                  "give Airflow's workers the password (e.g. PGPASSWORD, a MySQL option file) "
-                  "or set the orchestrator's store_url", file=sys.stderr)
-            url = sa.URL.create(url.drivername, username=url.username, host=url.host, port=url.port,
-                                database=url.database, query=url.query)
+            print(
+                "conveyor: the DAG carries the metadata store URL without its password; "
+                "give Airflow's workers the password (e.g. PGPASSWORD, a MySQL option file) "
+                "or set the orchestrator's store_url",
+                file=sys.stderr,
+            )
+            url = sa.URL.create(
+                url.drivername,
+                username=url.username,
+                host=url.host,
+                port=url.port,
+                database=url.database,
+                query=url.query,
+            )
         plan = self.plan(deployment)
         mounts: list[str] = []
         if "docker" in plan.modes:
@@ -111,7 +122,9 @@ class AirflowOrchestrator(BaseOrchestrator):
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"cannot create folder {target.parent}: {exc.strerror}", "export to another --output") from None
+            raise ConfigError(
+                f"cannot create folder {target.parent}: {exc.strerror}", "export to another --output"
+            ) from None
         return [write_dag(target, compiled)]
 
     # -- running -------------------------------------------------------------------------
@@ -134,11 +147,15 @@ class AirflowOrchestrator(BaseOrchestrator):
             )
         folder = Path(self.config.dags_folder).expanduser()
         if not folder.is_dir():
-            raise ConfigError(f"the dags folder {folder} of orchestrator {self.name!r} does not exist",
-                              f"create it, or fix it: conveyor orchestrator update {self.name} --dags-folder PATH")
+            raise ConfigError(
+                f"the dags folder {folder} of orchestrator {self.name!r} does not exist",
+                f"create it, or fix it: conveyor orchestrator update {self.name} --dags-folder PATH",
+            )
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise ConfigError(f"the dags folder {folder} of orchestrator {self.name!r} is not writable",
-                              "give this user write access to it, or choose another folder")
+            raise ConfigError(
+                f"the dags folder {folder} of orchestrator {self.name!r} is not writable",
+                "give this user write access to it, or choose another folder",
+            )
         return folder
 
     def _api(self) -> AirflowAPI | None:
@@ -146,8 +163,13 @@ class AirflowOrchestrator(BaseOrchestrator):
             return None
         from conveyor_airflow._api import AirflowAPI
 
-        return AirflowAPI(self.config.api_url, self.config.api_username, self.config.api_password,
-                          timeout=self.config.api_timeout, component=self.name)
+        return AirflowAPI(
+            self.config.api_url,
+            self.config.api_username,
+            self.config.api_password,
+            timeout=self.config.api_timeout,
+            component=self.name,
+        )
 
     def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
         folder = self._dags_folder()
@@ -155,56 +177,83 @@ class AirflowOrchestrator(BaseOrchestrator):
         api = self._api()
         if api is None:
             path = write_dag(folder / compiled.filename, compiled)
-            print(f"conveyor: wrote DAG {compiled.dag_id!r} to {path}; Airflow runs it from there "
-                  f"(start it now: airflow dags trigger {compiled.dag_id})", file=sys.stderr)
+            print(
+                f"conveyor: wrote DAG {compiled.dag_id!r} to {path}; Airflow runs it from there "
+                f"(start it now: airflow dags trigger {compiled.dag_id})",
+                file=sys.stderr,
+            )
             return None
         with api:
             # Everything that can refuse comes before writing: the dags folder is left as it was.
             api.login()
             for pool in sorted({t.settings.pool for t in self.plan(deployment).tasks if t.settings.pool}):
                 if not api.pool_exists(pool):
-                    raise ConfigError(f"Airflow at {api.url} has no pool {pool!r}",
-                                      "create it: airflow pools set NAME SLOTS DESCRIPTION")
+                    raise ConfigError(
+                        f"Airflow at {api.url} has no pool {pool!r}",
+                        "create it: airflow pools set NAME SLOTS DESCRIPTION",
+                    )
             path = write_dag(folder / compiled.filename, compiled)
             return self._submit(api, compiled, path, deployment, ctx)
 
-    def _submit(self, api: AirflowAPI, compiled: CompiledDag, path: Path, deployment: Deployment,
-                ctx: LaunchContext) -> str | None:
+    def _submit(
+        self, api: AirflowAPI, compiled: CompiledDag, path: Path, deployment: Deployment, ctx: LaunchContext
+    ) -> str | None:
         from conveyor.stores import RunStatus
         from conveyor.stores._metadata import now
 
         config = self.config
-        details = api.wait_for_dag(compiled.dag_id, deployment.id, compiled.filename,
-                                   timeout=config.parse_timeout, poll=min(config.poll_interval, 1.0))
+        details = api.wait_for_dag(
+            compiled.dag_id,
+            deployment.id,
+            compiled.filename,
+            timeout=config.parse_timeout,
+            poll=min(config.poll_interval, 1.0),
+        )
         if config.unpause and details.get("is_paused"):
             api.unpause(compiled.dag_id)
         if deployment.schedule is not None:
             print(f"conveyor: deployed DAG {compiled.dag_id!r} ({path}) on its schedule", file=sys.stderr)
             return None
         dag_run_id = f"conveyor__{uuid.uuid4().hex}"
-        run = self.create_run(deployment, ctx, owned=False, run_key=f"airflow:{compiled.dag_id}:{dag_run_id}",
-                              orchestrator_run_id=dag_run_id)
+        run = self.create_run(
+            deployment,
+            ctx,
+            owned=False,
+            run_key=f"airflow:{compiled.dag_id}:{dag_run_id}",
+            orchestrator_run_id=dag_run_id,
+        )
         try:
             api.trigger(compiled.dag_id, dag_run_id)
         except StackError as exc:
             ctx.store.update_run(run.id, status=RunStatus.FAILED, ended=now(), error=exc.message)
             raise
-        print(f"conveyor: triggered DAG {compiled.dag_id!r} as run {dag_run_id} (conveyor run {run.name})",
-              file=sys.stderr)
+        print(
+            f"conveyor: triggered DAG {compiled.dag_id!r} as run {dag_run_id} (conveyor run {run.name})",
+            file=sys.stderr,
+        )
         if not config.wait:
             return run.id
         state = api.wait_for_run(compiled.dag_id, dag_run_id, timeout=config.wait_timeout, poll=config.poll_interval)
         if state == "success":
             ctx.store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.COMPLETED, ended=now())
         elif state == "failed":
-            ctx.store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.FAILED, ended=now(),
-                                 error=f"Airflow DAG run {dag_run_id} failed")
+            ctx.store.update_run(
+                run.id,
+                only_if_status=RunStatus.RUNNING,
+                status=RunStatus.FAILED,
+                ended=now(),
+                error=f"Airflow DAG run {dag_run_id} failed",
+            )
             error = ctx.store.get_run(run.id).error
-            raise StepFailedError(f"run {run.name!r} failed on Airflow: {error}",
-                                  f"logs: conveyor run describe {run.name}")
+            raise StepFailedError(
+                f"run {run.name!r} failed on Airflow: {error}", f"logs: conveyor run describe {run.name}"
+            )
         else:
-            print(f"conveyor: DAG run {dag_run_id} is still {state} after {config.wait_timeout:g} s; "
-                  f"follow it in Airflow", file=sys.stderr)
+            print(
+                f"conveyor: DAG run {dag_run_id} is still {state} after {config.wait_timeout:g} s; "
+                f"follow it in Airflow",
+                file=sys.stderr,
+            )
         return run.id
 
 
@@ -243,7 +292,9 @@ def existing_pipeline(path: Path) -> str:
                 break
             if isinstance(value, str):
                 return value
-    raise ConfigError(f"{path} exists and was not written by conveyor", "move it away, or give the pipeline another dag_id")
+    raise ConfigError(
+        f"{path} exists and was not written by conveyor", "move it away, or give the pipeline another dag_id"
+    )
 
 
 def write_dag(path: Path, compiled: CompiledDag) -> Path:

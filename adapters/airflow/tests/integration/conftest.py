@@ -46,8 +46,14 @@ def _airflow_env(home: Path, dags: Path) -> dict[str, str]:
 
 def _migrate(env: dict[str, str], log: Path) -> None:
     with open(log, "wb") as out:
-        proc = subprocess.run([str(AIRFLOW_BIN), "db", "migrate"], env={**os.environ, **env}, stdout=out,
-                              stderr=subprocess.STDOUT, timeout=MIGRATE_TIMEOUT, check=False)
+        proc = subprocess.run(
+            [str(AIRFLOW_BIN), "db", "migrate"],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=MIGRATE_TIMEOUT,
+            check=False,
+        )
     if proc.returncode != 0:
         pytest.fail(f"airflow db migrate failed; see {log}", pytrace=False)
 
@@ -76,9 +82,16 @@ REPO_ROOT = Path(__file__).resolve().parents[4]
 def _has_conveyor_not_airflow(python: Path) -> bool:
     """Whether ``python`` imports this checkout's conveyor, and no Airflow."""
     check = subprocess.run(
-        [str(python), "-c", "import importlib.util as u, conveyor.runtime; assert u.find_spec('airflow') is None; "
-         "print(conveyor.runtime.__file__)"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            str(python),
+            "-c",
+            "import importlib.util as u, conveyor.runtime; assert u.find_spec('airflow') is None; "
+            "print(conveyor.runtime.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if check.returncode != 0:
         return False
@@ -101,9 +114,20 @@ def step_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     if uv is None:
         pytest.fail("uv is needed to make a step environment without Airflow: pip install uv", pytrace=False)
     venv = tmp_path_factory.mktemp("step-venv")
-    for argv in ([uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
-                 [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(venv / "bin" / "python"),
-                  "-e", str(REPO_ROOT / "core")]):
+    for argv in (
+        [uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
+        [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--compile-bytecode",
+            "--python",
+            str(venv / "bin" / "python"),
+            "-e",
+            str(REPO_ROOT / "core"),
+        ],
+    ):
         subprocess.run(argv, check=True, timeout=600)
     python = venv / "bin" / "python"
     assert _has_conveyor_not_airflow(python), f"{python} cannot import conveyor"
@@ -175,8 +199,9 @@ def airflow_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflo
             procs.append(spawn_server(argv, log_path=logs / f"{name}.log", env=env, cwd=root))
         _wait_for(url, procs, logs)
         passwords: dict[str, Any] = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
-        yield AirflowServers(url=url, home=home, dags=dags, username="conveyor", password=passwords["conveyor"],
-                             logs=logs)
+        yield AirflowServers(
+            url=url, home=home, dags=dags, username="conveyor", password=passwords["conveyor"], logs=logs
+        )
     finally:
         for proc in reversed(procs):
             _stop_group(proc)

@@ -48,8 +48,12 @@ def test_conformance_in_python_mode_with_an_interpreter_without_airflow(
     expected = {sid: "success" for sid in case.statuses}
     if case.fails:
         # Airflow marks what waits for the failed task upstream_failed; conveyor records those steps skipped.
-        expected.update({sid: {"failed": "failed", "skipped": "upstream_failed"}.get(s, "success")
-                         for sid, s in case.statuses.items()})
+        expected.update(
+            {
+                sid: {"failed": "failed", "skipped": "upstream_failed"}.get(s, "success")
+                for sid, s in case.statuses.items()
+            }
+        )
     assert (state, tasks) == ("failed" if case.fails else "success", expected)
 
 
@@ -57,17 +61,21 @@ def test_python_mode_with_airflows_own_interpreter(repo: Path, airflow_home: Air
     case = CASES[0]
     register(python=sys.executable)
     local = run_case(case, stack="default")
-    [dag_file] = export_pipeline(load_pipeline(case).with_options(enable_cache=False), airflow_home.dags,
-                                 stack="on_airflow", parameters=case.params)
+    [dag_file] = export_pipeline(
+        load_pipeline(case).with_options(enable_cache=False),
+        airflow_home.dags,
+        stack="on_airflow",
+        parameters=case.params,
+    )
     assert run_dag(dag_file, case.pipeline)[0] == "success"
     run = Client().get_pipeline(case.pipeline).last_run
     check_run(case, run)
     assert artifact_hashes(run) == artifact_hashes(local)
 
 
-def test_retries_run_again_and_the_run_waits_for_the_last_attempt(repo: Path, airflow_home: AirflowHome,
-                                                                  step_python: str, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retries_run_again_and_the_run_waits_for_the_last_attempt(
+    repo: Path, airflow_home: AirflowHome, step_python: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     marker = tmp_path / "attempts"
     monkeypatch.setenv("CONVEYOR_ATTEMPTS_FILE", str(marker))
     register(python=step_python)
@@ -79,8 +87,9 @@ def test_retries_run_again_and_the_run_waits_for_the_last_attempt(repo: Path, ai
     assert run.status == "completed" and run.steps["wobble"].record.attempts == 2
 
 
-def test_names_and_parameters_that_hold_code_run_as_data(repo: Path, airflow_home: AirflowHome, step_python: str,
-                                                         canary: Path) -> None:
+def test_names_and_parameters_that_hold_code_run_as_data(
+    repo: Path, airflow_home: AirflowHome, step_python: str, canary: Path
+) -> None:
     register(python=step_python)
     [dag_file] = export_pipeline(tp.hostile, airflow_home.dags, stack="on_airflow")
     source = dag_file.read_text()
@@ -112,8 +121,17 @@ def _export_all(folder: Path, mode: str) -> list[str]:
         tp.golden,
         tp.hostile,
         tp.flaky,
-        tp.golden.with_options(schedule=nightly, settings={"airflow": {
-            "dag_id": "golden_nightly", "max_active_runs": 1, "dagrun_timeout": 3600, "tags": ["nightly"]}}),
+        tp.golden.with_options(
+            schedule=nightly,
+            settings={
+                "airflow": {
+                    "dag_id": "golden_nightly",
+                    "max_active_runs": 1,
+                    "dagrun_timeout": 3600,
+                    "tags": ["nightly"],
+                }
+            },
+        ),
         tp.golden.with_options(schedule=hourly, settings={"airflow": {"dag_id": "golden_hourly"}}),
     ]
     if mode != "python":
@@ -126,8 +144,9 @@ def _export_all(folder: Path, mode: str) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
-def test_dagbag_imports_every_exported_dag_without_errors(mode: str, repo: Path, airflow_home: AirflowHome,
-                                                          canary: Path) -> None:
+def test_dagbag_imports_every_exported_dag_without_errors(
+    mode: str, repo: Path, airflow_home: AirflowHome, canary: Path
+) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     register(**MODES[mode])
@@ -147,13 +166,17 @@ def test_dagbag_imports_every_exported_dag_without_errors(mode: str, repo: Path,
     assert not canary.exists()
 
 
-def test_a_separate_airflow_process_imports_hostile_dags_and_runs_nothing(repo: Path, airflow_home: AirflowHome,
-                                                                         canary: Path) -> None:
+def test_a_separate_airflow_process_imports_hostile_dags_and_runs_nothing(
+    repo: Path, airflow_home: AirflowHome, canary: Path
+) -> None:
     for mode, config in MODES.items():
         Client().register_component("orchestrator", f"af_{mode}", "airflow", config)
         Client().register_stack(f"on_{mode}", {"orchestrator": f"af_{mode}", "artifact_store": "default"})
-        export_pipeline(tp.hostile.with_options(settings={"airflow": {"dag_id": f"hostile_{mode}"}}),
-                        repo / "hostile", stack=f"on_{mode}")
+        export_pipeline(
+            tp.hostile.with_options(settings={"airflow": {"dag_id": f"hostile_{mode}"}}),
+            repo / "hostile",
+            stack=f"on_{mode}",
+        )
     script = (
         "import sys, json\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
@@ -161,8 +184,9 @@ def test_a_separate_airflow_process_imports_hostile_dags_and_runs_nothing(repo: 
         "print(json.dumps({'errors': list(bag.import_errors), 'dags': {d: [bag.get_dag(d).dag_display_name,"
         " sorted(t.task_display_name for t in bag.get_dag(d).tasks)] for d in bag.dag_ids}}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script, str(repo / "hostile")], capture_output=True, text=True,
-                         timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(repo / "hostile")], capture_output=True, text=True, timeout=300, check=True
+    )
     import json
 
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -175,10 +199,19 @@ def test_a_separate_airflow_process_imports_hostile_dags_and_runs_nothing(repo: 
 def test_kubernetes_pods_carry_image_command_resources_and_selectors(repo: Path, airflow_home: AirflowHome) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
-    register(operator="kubernetes_pod", image="registry.example/conveyor:1", namespace="pipelines",
-             gpu_type_label="cloud.google.com/gke-accelerator")
-    pipe = tp.containers.with_options(steps={"train": {"settings": {"airflow": {
-        "node_selector": {"pool": "highmem"}, "annotations": {"note": "{{ ds }}"}}}}})
+    register(
+        operator="kubernetes_pod",
+        image="registry.example/conveyor:1",
+        namespace="pipelines",
+        gpu_type_label="cloud.google.com/gke-accelerator",
+    )
+    pipe = tp.containers.with_options(
+        steps={
+            "train": {
+                "settings": {"airflow": {"node_selector": {"pool": "highmem"}, "annotations": {"note": "{{ ds }}"}}}
+            }
+        }
+    )
     [path] = export_pipeline(pipe, repo / "dags", stack="on_airflow")
     bag = DagBag(dag_folder=str(path), safe_mode=False)
     assert bag.import_errors == {}
@@ -194,9 +227,15 @@ def test_kubernetes_pods_carry_image_command_resources_and_selectors(repo: Path,
     assert pods["train"].metadata.namespace == "pipelines"
     assert train.image == "registry.example/conveyor:1"
     assert [*train.command, *train.args] == [
-        "python", "-m", "conveyor.runtime", "run-step", f"--deployment={deployment_id}",
-        "--run-key=airflow:containers:manual__2026-01-01", "--orchestrator-run-id=manual__2026-01-01",
-        "--step=train", "--image=registry.example/conveyor:1",
+        "python",
+        "-m",
+        "conveyor.runtime",
+        "run-step",
+        f"--deployment={deployment_id}",
+        "--run-key=airflow:containers:manual__2026-01-01",
+        "--orchestrator-run-id=manual__2026-01-01",
+        "--step=train",
+        "--image=registry.example/conveyor:1",
     ]
     assert {e.name: e.value for e in train.env} == {"CONVEYOR_STORE_URL": f"sqlite:///{repo}/.conveyor/conveyor.db"}
     assert train.resources.requests == {"cpu": "500m", "memory": "1.5Gi"}

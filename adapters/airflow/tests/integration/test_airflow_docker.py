@@ -31,18 +31,22 @@ pytestmark = [
 @pytest.fixture
 def docker_stack(repo: Path, registry: Any, base_image: str, wheel_cache: Path, built_images: None) -> str:
     client = Client()
-    client.register_component("image_builder", "builder", "docker",
-                              {"parent_image": base_image, "cache_dir": str(wheel_cache)})
+    client.register_component(
+        "image_builder", "builder", "docker", {"parent_image": base_image, "cache_dir": str(wheel_cache)}
+    )
     client.register_component("container_registry", "reg", "default", {"uri": f"{registry.host}/ml"})
     client.register_component("orchestrator", "af", "airflow", {"operator": "docker"})
-    client.register_stack("on_airflow_docker", {"orchestrator": "af", "artifact_store": "default",
-                                                "image_builder": "builder", "container_registry": "reg"})
+    client.register_stack(
+        "on_airflow_docker",
+        {"orchestrator": "af", "artifact_store": "default", "image_builder": "builder", "container_registry": "reg"},
+    )
     return "on_airflow_docker"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_conformance_in_docker_mode(case: Any, docker_stack: str, airflow_home: AirflowHome,
-                                   docker_daemon: Any) -> None:
+def test_conformance_in_docker_mode(
+    case: Any, docker_stack: str, airflow_home: AirflowHome, docker_daemon: Any
+) -> None:
     local = run_case(case, stack="default")
     pipe = load_pipeline(case).with_options(enable_cache=False)
     [dag_file] = export_pipeline(pipe, airflow_home.dags, stack=docker_stack, parameters=case.params)

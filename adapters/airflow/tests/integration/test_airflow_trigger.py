@@ -27,26 +27,40 @@ def register(servers: AirflowServers, python: str, *, password: str | None = Non
     from conveyor.secrets import SecretStore
 
     client = Client()
-    SecretStore(client.store).create("airflow_api", {"username": servers.username,
-                                                     "password": password or servers.password})
-    client.register_component("orchestrator", "af", "airflow", {
-        "dags_folder": str(servers.dags), "python": python, "api_url": servers.url,
-        "api_username": "{{airflow_api.username}}", "api_password": "{{airflow_api.password}}",
-        "poll_interval": 1, "parse_timeout": 180, "wait_timeout": 300, **config,
-    })
+    SecretStore(client.store).create(
+        "airflow_api", {"username": servers.username, "password": password or servers.password}
+    )
+    client.register_component(
+        "orchestrator",
+        "af",
+        "airflow",
+        {
+            "dags_folder": str(servers.dags),
+            "python": python,
+            "api_url": servers.url,
+            "api_username": "{{airflow_api.username}}",
+            "api_password": "{{airflow_api.password}}",
+            "poll_interval": 1,
+            "parse_timeout": 180,
+            "wait_timeout": 300,
+            **config,
+        },
+    )
     client.register_stack("on_airflow", {"orchestrator": "af", "artifact_store": "default"})
 
 
 def api_get(servers: AirflowServers, path: str) -> Any:
-    token = httpx.post(f"{servers.url}/auth/token", json={"username": servers.username, "password": servers.password},
-                       timeout=30).json()["access_token"]
+    token = httpx.post(
+        f"{servers.url}/auth/token", json={"username": servers.username, "password": servers.password}, timeout=30
+    ).json()["access_token"]
     response = httpx.get(f"{servers.url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
     response.raise_for_status()
     return response.json()
 
 
-def test_running_a_pipeline_triggers_its_dag_and_waits_for_it(repo: Path, airflow_servers: AirflowServers,
-                                                               step_python: str) -> None:
+def test_running_a_pipeline_triggers_its_dag_and_waits_for_it(
+    repo: Path, airflow_servers: AirflowServers, step_python: str
+) -> None:
     c = case("quickstart")
     register(airflow_servers, step_python)
     local = run_case(c, stack="default")
@@ -60,8 +74,9 @@ def test_running_a_pipeline_triggers_its_dag_and_waits_for_it(repo: Path, airflo
     assert [r.id for r in Client().get_pipeline("quickstart").runs if r.orchestrator == "airflow"] == [run.id]
 
 
-def test_a_failing_run_fails_the_call_and_its_conveyor_run(repo: Path, airflow_servers: AirflowServers,
-                                                           step_python: str) -> None:
+def test_a_failing_run_fails_the_call_and_its_conveyor_run(
+    repo: Path, airflow_servers: AirflowServers, step_python: str
+) -> None:
     c = case("failing_step")
     register(airflow_servers, step_python)
     with pytest.raises(StepFailedError) as info:
@@ -73,8 +88,9 @@ def test_a_failing_run_fails_the_call_and_its_conveyor_run(repo: Path, airflow_s
     assert dag_run["state"] == "failed"
 
 
-def test_refused_credentials_are_one_line_and_write_nothing(repo: Path, airflow_servers: AirflowServers,
-                                                            step_python: str) -> None:
+def test_refused_credentials_are_one_line_and_write_nothing(
+    repo: Path, airflow_servers: AirflowServers, step_python: str
+) -> None:
     register(airflow_servers, step_python, password="not-the-password")
     before = sorted(p.name for p in airflow_servers.dags.iterdir())
     with pytest.raises(StackError) as info:
@@ -84,20 +100,23 @@ def test_refused_credentials_are_one_line_and_write_nothing(repo: Path, airflow_
     assert sorted(p.name for p in airflow_servers.dags.iterdir()) == before
 
 
-def test_a_pool_airflow_lacks_is_refused_before_writing(repo: Path, airflow_servers: AirflowServers,
-                                                        step_python: str) -> None:
+def test_a_pool_airflow_lacks_is_refused_before_writing(
+    repo: Path, airflow_servers: AirflowServers, step_python: str
+) -> None:
     register(airflow_servers, step_python)
     with pytest.raises(ConfigError, match="has no pool 'crunch'"):
         tp.golden.with_options(stack="on_airflow")()
     assert not (airflow_servers.dags / "golden.py").exists()
 
 
-def test_a_scheduled_pipeline_is_deployed_unpaused_not_run(repo: Path, airflow_servers: AirflowServers,
-                                                           step_python: str) -> None:
+def test_a_scheduled_pipeline_is_deployed_unpaused_not_run(
+    repo: Path, airflow_servers: AirflowServers, step_python: str
+) -> None:
     register(airflow_servers, step_python)
     schedule = Schedule(cron="0 3 1 1 *", start_date=datetime(2100, 1, 1, tzinfo=timezone.utc))
-    pipe = load_pipeline(case("fan_out")).with_options(stack="on_airflow", schedule=schedule,
-                                                       settings={"airflow": {"dag_id": "fan_out_yearly"}})
+    pipe = load_pipeline(case("fan_out")).with_options(
+        stack="on_airflow", schedule=schedule, settings={"airflow": {"dag_id": "fan_out_yearly"}}
+    )
     assert pipe(width=4) is None
     details = api_get(airflow_servers, "/api/v2/dags/fan_out_yearly/details")
     assert details["is_paused"] is False

@@ -23,15 +23,17 @@ STACK = StackIR(
     name="on_airflow",
     components={
         "orchestrator": ComponentIR(type="orchestrator", flavor="airflow", name="af"),
-        "artifact_store": ComponentIR(type="artifact_store", flavor="local", name="default",
-                                      config={"path": "/srv/artifacts"}),
+        "artifact_store": ComponentIR(
+            type="artifact_store", flavor="local", name="default", config={"path": "/srv/artifacts"}
+        ),
     },
 )
 MACHINE = {"python": "/opt/conveyor/bin/python", "store_url": "sqlite:////srv/conveyor.db", "source_root": "/srv/code"}
 
 
-def deployment(pipe: Any, *, images: dict[str, str] | None = None, schedule: Schedule | None = None,
-               **options: Any) -> Deployment:
+def deployment(
+    pipe: Any, *, images: dict[str, str] | None = None, schedule: Schedule | None = None, **options: Any
+) -> Deployment:
     if options:
         pipe = pipe.with_options(**options)
     return Deployment(pipeline=pipe.trace(), stack=STACK, schedule=schedule, images=images or {})
@@ -45,26 +47,60 @@ GOLDEN_CASES: dict[str, Any] = {
     "golden_python": lambda: compile_source(deployment(tp.golden)),
     "containers_docker": lambda: compile_source(
         deployment(tp.containers, images={"": IMAGE}, steps={"tune": {"resources": {"gpu_count": 1}}}),
-        operator="docker", docker_mounts=["/srv:/srv", "/etc/conveyor:/etc/conveyor:ro"],
+        operator="docker",
+        docker_mounts=["/srv:/srv", "/etc/conveyor:/etc/conveyor:ro"],
     ),
     "containers_kubernetes": lambda: compile_source(
-        deployment(tp.containers, images={"": IMAGE}, steps={"train": {"settings": {"airflow": {
-            "node_selector": {"pool": "highmem"}, "labels": {"team": "ml"}, "annotations": {"note": "{{ ds }}"},
-            "service_account_name": "runner", "image_pull_policy": "IfNotPresent"}}}}),
-        operator="kubernetes_pod", namespace="pipelines", gpu_type_label="cloud.google.com/gke-accelerator",
+        deployment(
+            tp.containers,
+            images={"": IMAGE},
+            steps={
+                "train": {
+                    "settings": {
+                        "airflow": {
+                            "node_selector": {"pool": "highmem"},
+                            "labels": {"team": "ml"},
+                            "annotations": {"note": "{{ ds }}"},
+                            "service_account_name": "runner",
+                            "image_pull_policy": "IfNotPresent",
+                        }
+                    }
+                }
+            },
+        ),
+        operator="kubernetes_pod",
+        namespace="pipelines",
+        gpu_type_label="cloud.google.com/gke-accelerator",
         in_cluster=True,
     ),
     "golden_scheduled": lambda: compile_source(
         deployment(
             tp.golden,
             images={"": IMAGE},
-            schedule=Schedule(cron="0 6 * * 1-5", start_date=datetime(2026, 1, 5, 6, 0, tzinfo=timezone(timedelta(hours=1))),
-                              end_date=datetime(2027, 1, 1), catchup=True),
-            settings={"airflow": {"dag_id": "nightly-golden", "tags": ["team-a"], "description": "the nightly run",
-                                  "max_active_runs": 1, "dagrun_timeout": 3600, "owner": "data",
-                                  "retry_exponential_backoff": 2.0, "max_retry_delay": 600,
-                                  "is_paused_upon_creation": False}},
-            steps={"total_2": {"settings": {"airflow": {"operator": "docker", "pool": "docker", "executor": "LocalExecutor"}}}},
+            schedule=Schedule(
+                cron="0 6 * * 1-5",
+                start_date=datetime(2026, 1, 5, 6, 0, tzinfo=timezone(timedelta(hours=1))),
+                end_date=datetime(2027, 1, 1),
+                catchup=True,
+            ),
+            settings={
+                "airflow": {
+                    "dag_id": "nightly-golden",
+                    "tags": ["team-a"],
+                    "description": "the nightly run",
+                    "max_active_runs": 1,
+                    "dagrun_timeout": 3600,
+                    "owner": "data",
+                    "retry_exponential_backoff": 2.0,
+                    "max_retry_delay": 600,
+                    "is_paused_upon_creation": False,
+                }
+            },
+            steps={
+                "total_2": {
+                    "settings": {"airflow": {"operator": "docker", "pool": "docker", "executor": "LocalExecutor"}}
+                }
+            },
         ),
     ),
     "hostile_python": lambda: compile_source(deployment(tp.hostile)),
@@ -89,8 +125,15 @@ def test_compiling_twice_and_in_another_process_gives_the_same_bytes() -> None:
         "sys.stdout.write(t.GOLDEN_CASES['golden_scheduled']())"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True, text=True,
-                         env=env, check=True, cwd=Path(__file__).parent.parent, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=Path(__file__).parent.parent,
+        timeout=120,
+    )
     assert out.stdout == first
 
 
@@ -101,8 +144,12 @@ def test_compiling_imports_neither_airflow_nor_docker_nor_kubernetes() -> None:
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'docker', 'kubernetes'))\n"
         "assert not bad, bad\n"
     )
-    subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], check=True,
-                   cwd=Path(__file__).parent.parent, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", script, str(Path(__file__).parent)],
+        check=True,
+        cwd=Path(__file__).parent.parent,
+        timeout=120,
+    )
 
 
 def test_importing_the_flavor_loads_no_engine_and_no_template_machinery() -> None:
@@ -121,7 +168,11 @@ def _calls(source: str) -> dict[str, list[dict[str, Any]]]:
     """``{callee: [keyword arguments as literals]}`` of the operator and DAG calls of a DAG file."""
     out: dict[str, list[dict[str, Any]]] = {}
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.endswith(("Operator", "DAG")):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id.endswith(("Operator", "DAG"))
+        ):
             kwargs = {}
             for kw in node.keywords:
                 try:
@@ -176,7 +227,12 @@ def _one_step(**settings: Any) -> Deployment:
         ({"resources": {"gpu_count": 1}}, {}, CapabilityError, "GPUs"),
         ({"resources": {"cpu": 2}}, {}, CapabilityError, "cpu/memory"),
         ({"resources": {"gpu_type": "a100"}}, {"operator": "docker", "image": IMAGE}, CapabilityError, "GPU type"),
-        ({"resources": {"gpu_type": "a100"}}, {"operator": "kubernetes_pod", "image": IMAGE}, CapabilityError, "gpu_type_label"),
+        (
+            {"resources": {"gpu_type": "a100"}},
+            {"operator": "kubernetes_pod", "image": IMAGE},
+            CapabilityError,
+            "gpu_type_label",
+        ),
         ({"resources": {"memory": "lots"}}, {"operator": "docker", "image": IMAGE}, ConfigError, "not a size"),
         ({"extra": {"airflow": {"poool": "x"}}}, {}, ConfigError, "unknown airflow setting 'poool'"),
         ({"extra": {"airflow": {"pool_slots": 0}}}, {}, ConfigError, "pool_slots"),
@@ -187,8 +243,9 @@ def _one_step(**settings: Any) -> Deployment:
         ({}, {"operator": "docker"}, ConfigError, "no image"),
     ],
 )
-def test_settings_airflow_cannot_honour_fail_at_compile_time(settings: dict[str, Any], config: dict[str, Any],
-                                                             error: type[Exception], words: str) -> None:
+def test_settings_airflow_cannot_honour_fail_at_compile_time(
+    settings: dict[str, Any], config: dict[str, Any], error: type[Exception], words: str
+) -> None:
     with pytest.raises(error) as info:
         compile_dag(_one_step(**settings), AirflowOrchestratorConfig(**config), **MACHINE)
     message = str(info.value)
@@ -197,7 +254,10 @@ def test_settings_airflow_cannot_honour_fail_at_compile_time(settings: dict[str,
 
 
 def test_steps_that_collide_after_sanitizing_are_an_error() -> None:
-    steps = (StepIR(id="a b", name="a b", source="m:a", code_hash="0"), StepIR(id="a_b", name="a_b", source="m:b", code_hash="0"))
+    steps = (
+        StepIR(id="a b", name="a b", source="m:a", code_hash="0"),
+        StepIR(id="a_b", name="a_b", source="m:b", code_hash="0"),
+    )
     dep = Deployment(pipeline=PipelineIR(name="p", steps=steps), stack=STACK)
     with pytest.raises(ConfigError, match="steps 'a b' and 'a_b' of pipeline 'p' are both task 'a_b'"):
         compile_dag(dep, AirflowOrchestratorConfig(), **MACHINE)
@@ -218,7 +278,9 @@ def test_bad_schedules_fail_at_compile_time(schedule: Schedule, words: str) -> N
 
 def test_a_bad_dag_id_setting_is_an_error() -> None:
     with pytest.raises(ConfigError, match="dag_id"):
-        compile_dag(deployment(tp.golden, settings={"airflow": {"dag_id": "no spaces"}}), AirflowOrchestratorConfig(), **MACHINE)
+        compile_dag(
+            deployment(tp.golden, settings={"airflow": {"dag_id": "no spaces"}}), AirflowOrchestratorConfig(), **MACHINE
+        )
 
 
 def test_infinite_numbers_cannot_be_written() -> None:

@@ -52,7 +52,9 @@ def test_export_to_a_file_name(repo: Path) -> None:
 def test_running_without_an_api_writes_into_the_dags_folder(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dags = repo / "airflow" / "dags"
     dags.mkdir(parents=True)
-    register(dags_folder=str(dags), python="/usr/bin/python3", store_url="postgresql+psycopg://conveyor@db.example/conveyor")
+    register(
+        dags_folder=str(dags), python="/usr/bin/python3", store_url="postgresql+psycopg://conveyor@db.example/conveyor"
+    )
     assert tp.golden.with_options(stack="on_airflow")(n=4) is None
     assert files(dags) == ["golden.py"]
     source = (dags / "golden.py").read_text()
@@ -62,8 +64,9 @@ def test_running_without_an_api_writes_into_the_dags_folder(repo: Path, capsys: 
     assert f"wrote DAG 'golden' to {dags / 'golden.py'}" in err and "airflow dags trigger golden" in err
 
 
-def test_the_store_password_never_reaches_the_dag(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_store_password_never_reaches_the_dag(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import sqlalchemy as sa
 
     from conveyor.ir import Deployment
@@ -118,7 +121,9 @@ def test_names_that_collide_as_a_dag_id_are_refused(repo: Path) -> None:
         export_pipeline(second, out, stack="on_airflow")
     assert str(info.value).startswith("pipelines 'my pipeline' and 'my_pipeline' are both DAG 'my_pipeline'")
     assert path.read_bytes() == before and files(out) == ["my_pipeline.py"]
-    other = export_pipeline(second.with_options(settings={"airflow": {"dag_id": "my_pipeline_2"}}), out, stack="on_airflow")
+    other = export_pipeline(
+        second.with_options(settings={"airflow": {"dag_id": "my_pipeline_2"}}), out, stack="on_airflow"
+    )
     assert other == [out / "my_pipeline_2.py"]
 
 
@@ -185,5 +190,8 @@ def test_docker_mode_mounts_the_stores_of_this_machine(repo: Path) -> None:
     source = path.read_text()
     # The SQLite file and the default artifact store both live in .conveyor/: one mount.
     conveyor_dir = repo / ".conveyor"
-    assert f"MOUNTS = [Mount(source={str(conveyor_dir)!r}, target={str(conveyor_dir)!r}, type='bind', read_only=False)]" in source
+    assert (
+        f"MOUNTS = [Mount(source={str(conveyor_dir)!r}, target={str(conveyor_dir)!r}, type='bind', read_only=False)]"
+        in source
+    )
     assert "network_mode='host'" in source and "CONVEYOR_SOURCE_ROOT" not in source

@@ -24,18 +24,47 @@ from conveyor.ir import ComponentIR, Deployment, PipelineIR, PipelineSettings, S
 from conveyor_airflow import AirflowOrchestratorConfig, compile_dag
 
 ALLOWED_CALLS = {
-    "DAG", "BashOperator", "DockerOperator", "KubernetesPodOperator", "literal", "Mount", "DeviceRequest",
-    "datetime.timedelta", "datetime.datetime.fromisoformat", "k8s.V1ResourceRequirements",
+    "DAG",
+    "BashOperator",
+    "DockerOperator",
+    "KubernetesPodOperator",
+    "literal",
+    "Mount",
+    "DeviceRequest",
+    "datetime.timedelta",
+    "datetime.datetime.fromisoformat",
+    "k8s.V1ResourceRequirements",
 }
 ALLOWED_NAMES = {
-    "DAG", "BashOperator", "DockerOperator", "KubernetesPodOperator", "literal", "Mount", "DeviceRequest",
-    "datetime", "k8s", "dag", "tasks", "CONVEYOR_PIPELINE", "CONVEYOR_DEPLOYMENT", "RUN_STEP", "PYTHON_ENV",
-    "STEP_COMMAND", "CONTAINER_ENV", "MOUNTS", "annotations",
+    "DAG",
+    "BashOperator",
+    "DockerOperator",
+    "KubernetesPodOperator",
+    "literal",
+    "Mount",
+    "DeviceRequest",
+    "datetime",
+    "k8s",
+    "dag",
+    "tasks",
+    "CONVEYOR_PIPELINE",
+    "CONVEYOR_DEPLOYMENT",
+    "RUN_STEP",
+    "PYTHON_ENV",
+    "STEP_COMMAND",
+    "CONTAINER_ENV",
+    "MOUNTS",
+    "annotations",
 }
 ALLOWED_IMPORTS = {
-    "__future__", "datetime", "airflow.sdk", "airflow.providers.standard.operators.bash",
-    "airflow.providers.docker.operators.docker", "airflow.providers.cncf.kubernetes.operators.pod",
-    "docker.types", "kubernetes.client",
+    "__future__",
+    "datetime",
+    "airflow.sdk",
+    "airflow.providers.standard.operators.bash",
+    "airflow.providers.docker.operators.docker",
+    "airflow.providers.cncf.kubernetes.operators.pod",
+    "docker.types",
+    "kubernetes.client",
 }
 
 RUN_STEP = (
@@ -63,13 +92,31 @@ def check_tree(source: str) -> None:
         elif isinstance(node, ast.Name):
             assert node.id in ALLOWED_NAMES, node.id
         elif isinstance(node, ast.Attribute):
-            assert ast.unparse(node) in {"datetime.timedelta", "datetime.datetime", "datetime.datetime.fromisoformat",
-                                         "k8s.V1ResourceRequirements"}, ast.unparse(node)
+            assert ast.unparse(node) in {
+                "datetime.timedelta",
+                "datetime.datetime",
+                "datetime.datetime.fromisoformat",
+                "k8s.V1ResourceRequirements",
+            }, ast.unparse(node)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
             assert module in ALLOWED_IMPORTS, module
-        elif isinstance(node, (ast.Lambda, ast.FunctionDef, ast.ClassDef, ast.GeneratorExp, ast.ListComp,
-                               ast.DictComp, ast.JoinedStr, ast.Await, ast.Yield, ast.NamedExpr, ast.Global)):
+        elif isinstance(
+            node,
+            (
+                ast.Lambda,
+                ast.FunctionDef,
+                ast.ClassDef,
+                ast.GeneratorExp,
+                ast.ListComp,
+                ast.DictComp,
+                ast.JoinedStr,
+                ast.Await,
+                ast.Yield,
+                ast.NamedExpr,
+                ast.Global,
+            ),
+        ):
             raise AssertionError(f"unexpected {type(node).__name__}")
 
 
@@ -150,27 +197,61 @@ def pipelines(draw: Any) -> tuple[Deployment, dict[str, Any]]:
         environment = draw(st.dictionaries(st.text("ABCXYZ_", min_size=1, max_size=5), text, max_size=2))
         airflow = draw(st.fixed_dictionaries({}, optional={"pool": text, "queue": text, "owner": text, "doc_md": text}))
         if mode == "kubernetes_pod":
-            airflow.update(draw(st.fixed_dictionaries({}, optional={
-                "node_selector": st.dictionaries(text, text, max_size=2), "labels": st.dictionaries(text, text, max_size=2)})))
-        steps.append(StepIR(
-            id=sid, name=sid, source=f"m:{draw(text)}", code_hash="0",
-            after=tuple(step_ids[:i][-1:]),
-            settings=StepSettings(retries=draw(st.integers(0, 3)), environment=environment,
-                                  extra={"airflow": airflow, "docker": {draw(text): draw(text)}}),
-        ))
-    pipeline_settings = {"description": draw(text), "tags": draw(st.lists(text.filter(lambda t: 0 < len(t) <= 100), max_size=2))}
+            airflow.update(
+                draw(
+                    st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "node_selector": st.dictionaries(text, text, max_size=2),
+                            "labels": st.dictionaries(text, text, max_size=2),
+                        },
+                    )
+                )
+            )
+        steps.append(
+            StepIR(
+                id=sid,
+                name=sid,
+                source=f"m:{draw(text)}",
+                code_hash="0",
+                after=tuple(step_ids[:i][-1:]),
+                settings=StepSettings(
+                    retries=draw(st.integers(0, 3)),
+                    environment=environment,
+                    extra={"airflow": airflow, "docker": {draw(text): draw(text)}},
+                ),
+            )
+        )
+    pipeline_settings = {
+        "description": draw(text),
+        "tags": draw(st.lists(text.filter(lambda t: 0 < len(t) <= 100), max_size=2)),
+    }
     pipeline = PipelineIR(
-        name=draw(text), source=draw(text), parameters={draw(text): draw(text)}, steps=tuple(steps),
+        name=draw(text),
+        source=draw(text),
+        parameters={draw(text): draw(text)},
+        steps=tuple(steps),
         settings=PipelineSettings(extra={"airflow": pipeline_settings}),
     )
-    stack = StackIR(name=draw(text), components={
-        "orchestrator": ComponentIR(type="orchestrator", flavor="airflow", name=draw(text)),
-        "artifact_store": ComponentIR(type="artifact_store", flavor="local", name=draw(text), config={"path": draw(text)}),
-    })
+    stack = StackIR(
+        name=draw(text),
+        components={
+            "orchestrator": ComponentIR(type="orchestrator", flavor="airflow", name=draw(text)),
+            "artifact_store": ComponentIR(
+                type="artifact_store", flavor="local", name=draw(text), config={"path": draw(text)}
+            ),
+        },
+    )
     images = {"": draw(nonempty)} if mode != "python" else {}
-    config = {"operator": mode, "python": draw(nonempty), "store_url": draw(nonempty), "source_root": draw(nonempty),
-              "container_python": draw(nonempty), "namespace": draw(text),
-              "docker_mounts": [f"/{draw(st.text('ab/', min_size=1))}:/{draw(st.text('cd', min_size=1))}"]}
+    config = {
+        "operator": mode,
+        "python": draw(nonempty),
+        "store_url": draw(nonempty),
+        "source_root": draw(nonempty),
+        "container_python": draw(nonempty),
+        "namespace": draw(text),
+        "docker_mounts": [f"/{draw(st.text('ab/', min_size=1))}:/{draw(st.text('cd', min_size=1))}"],
+    }
     return Deployment(pipeline=pipeline, stack=stack, images=images), config
 
 
@@ -212,12 +293,23 @@ def test_user_values_never_become_code(case: tuple[Deployment, dict[str, Any]]) 
 def test_payload_names_compile_into_files_that_run_nothing(canary: Any) -> None:
     from conveyor.ir import Deployment as D
 
-    dep = D(pipeline=tp.hostile.trace(), stack=StackIR(name="s", components={
-        "orchestrator": ComponentIR(type="orchestrator", flavor="airflow", name="af"),
-        "artifact_store": ComponentIR(type="artifact_store", flavor="local", name="a", config={"path": "/a"})}))
+    dep = D(
+        pipeline=tp.hostile.trace(),
+        stack=StackIR(
+            name="s",
+            components={
+                "orchestrator": ComponentIR(type="orchestrator", flavor="airflow", name="af"),
+                "artifact_store": ComponentIR(type="artifact_store", flavor="local", name="a", config={"path": "/a"}),
+            },
+        ),
+    )
     for mode, images in (("python", {}), ("docker", {"": tp.PAYLOADS[0]}), ("kubernetes_pod", {"": tp.PAYLOADS[2]})):
-        source = compile_dag(dep.model_copy(update={"images": images}), AirflowOrchestratorConfig(
-            operator=mode, python=tp.PAYLOADS[3], store_url=tp.PAYLOADS[1], source_root=tp.PAYLOADS[4])).source
+        source = compile_dag(
+            dep.model_copy(update={"images": images}),
+            AirflowOrchestratorConfig(
+                operator=mode, python=tp.PAYLOADS[3], store_url=tp.PAYLOADS[1], source_root=tp.PAYLOADS[4]
+            ),
+        ).source
         check_tree(source)
         execute(source)
     assert not canary.exists()

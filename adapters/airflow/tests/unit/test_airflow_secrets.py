@@ -41,9 +41,16 @@ def test_dags_and_repository_hold_no_secret_value(repo: Path, tmp_path: Path) ->
     client.create_secret("af_api", {"password": PASSWORD})
     dags = tmp_path / "dags"
     dags.mkdir()
-    client.register_component("orchestrator", "af", "airflow", {
-        "dags_folder": str(dags), "api_password": "{{af_api.password}}", "python": sys.executable,
-    })
+    client.register_component(
+        "orchestrator",
+        "af",
+        "airflow",
+        {
+            "dags_folder": str(dags),
+            "api_password": "{{af_api.password}}",
+            "python": sys.executable,
+        },
+    )
     client.register_stack("on_airflow", {"orchestrator": "af", "artifact_store": "default"})
 
     # The same pipeline, run on the local stack (artifacts, logs, run records) and

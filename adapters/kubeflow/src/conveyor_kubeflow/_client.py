@@ -43,8 +43,10 @@ class KfpConnection:
         try:
             import kfp  # noqa: F401
         except ImportError:
-            raise ConfigError("submitting to KFP needs the kfp package, which is not installed",
-                              'run: pip install "conveyor[kubeflow]"  (or "conveyor-kubeflow[kfp]")') from None
+            raise ConfigError(
+                "submitting to KFP needs the kfp package, which is not installed",
+                'run: pip install "conveyor[kubeflow]"  (or "conveyor-kubeflow[kfp]")',
+            ) from None
         self.config = config
         self.host = config.host
         self.component = component
@@ -58,8 +60,10 @@ class KfpConnection:
                 f"KFP at {self.host} refused the credentials (HTTP {status} {reason})",
                 f"check the secret that the token of orchestrator {self.component!r} refers to, and its access",
             )
-        return StackError(f"KFP at {self.host} answered HTTP {status} {reason}{': ' + detail if detail else ''}",
-                          "check the orchestrator's host and the KFP server's logs")
+        return StackError(
+            f"KFP at {self.host} answered HTTP {status} {reason}{': ' + detail if detail else ''}",
+            "check the orchestrator's host and the KFP server's logs",
+        )
 
     def _unreachable(self, reason: object) -> StackError:
         return StackError(
@@ -118,8 +122,10 @@ class KfpConnection:
         try:
             json.loads(body or b"{}")
         except ValueError:
-            raise StackError(f"{self.host} answered its health check with something other than KFP's JSON",
-                             "give the KFP API's address (the one kfp.Client(host=...) takes)") from None
+            raise StackError(
+                f"{self.host} answered its health check with something other than KFP's JSON",
+                "give the KFP API's address (the one kfp.Client(host=...) takes)",
+            ) from None
 
     @property
     def client(self) -> Any:
@@ -130,50 +136,61 @@ class KfpConnection:
             with warnings.catch_warnings():
                 # kfp warns on every client that it needs a v2 server; this adapter only talks to v2.
                 warnings.simplefilter("ignore", FutureWarning)
-                self._client = self.call(lambda: kfp.Client(
-                    host=self.host,
-                    existing_token=self.config.token,
-                    namespace=self.config.namespace or "kubeflow",
-                    ssl_ca_cert=self.config.ssl_ca_cert,
-                    verify_ssl=self.config.verify_ssl,
-                ))
+                self._client = self.call(
+                    lambda: kfp.Client(
+                        host=self.host,
+                        existing_token=self.config.token,
+                        namespace=self.config.namespace or "kubeflow",
+                        ssl_ca_cert=self.config.ssl_ca_cert,
+                        verify_ssl=self.config.verify_ssl,
+                    )
+                )
         return self._client
 
     # -- submitting --------------------------------------------------------------------------
     def submit_run(self, package: str, *, run_name: str, experiment: str) -> str:
         """Create a run from a spec file; returns KFP's run id."""
-        result = self.call(lambda: self.client.create_run_from_pipeline_package(
-            package,
-            run_name=run_name,
-            experiment_name=experiment,
-            namespace=self.config.namespace,
-            pipeline_root=self.config.pipeline_root,
-            service_account=self.config.service_account,
-        ))
+        result = self.call(
+            lambda: self.client.create_run_from_pipeline_package(
+                package,
+                run_name=run_name,
+                experiment_name=experiment,
+                namespace=self.config.namespace,
+                pipeline_root=self.config.pipeline_root,
+                service_account=self.config.service_account,
+            )
+        )
         run_id = getattr(result, "run_id", None)
         if not run_id:
-            raise StackError(f"KFP at {self.host} accepted the run but gave no run id",
-                             "check the KFP server's version (conveyor needs KFP 2)")
+            raise StackError(
+                f"KFP at {self.host} accepted the run but gave no run id",
+                "check the KFP server's version (conveyor needs KFP 2)",
+            )
         return str(run_id)
 
     def submit_recurring_run(self, package: str, *, name: str, experiment: str, schedule: Schedule) -> str:
         """Create a recurring run from a spec file; returns its id."""
         trigger = recurring_trigger(schedule)
-        experiment_id = self.call(lambda: self.client.create_experiment(
-            name=experiment, namespace=self.config.namespace)).experiment_id
-        result = self.call(lambda: self.client.create_recurring_run(
-            experiment_id=experiment_id,
-            job_name=name,
-            pipeline_package_path=package,
-            pipeline_root=self.config.pipeline_root,
-            service_account=self.config.service_account,
-            enabled=True,
-            **trigger,
-        ))
+        experiment_id = self.call(
+            lambda: self.client.create_experiment(name=experiment, namespace=self.config.namespace)
+        ).experiment_id
+        result = self.call(
+            lambda: self.client.create_recurring_run(
+                experiment_id=experiment_id,
+                job_name=name,
+                pipeline_package_path=package,
+                pipeline_root=self.config.pipeline_root,
+                service_account=self.config.service_account,
+                enabled=True,
+                **trigger,
+            )
+        )
         recurring_id = getattr(result, "recurring_run_id", None)
         if not recurring_id:
-            raise StackError(f"KFP at {self.host} accepted the recurring run but gave no id",
-                             "check the KFP server's version (conveyor needs KFP 2)")
+            raise StackError(
+                f"KFP at {self.host} accepted the recurring run but gave no id",
+                "check the KFP server's version (conveyor needs KFP 2)",
+            )
         return str(recurring_id)
 
     def run_state(self, run_id: str) -> tuple[str, str | None]:
@@ -199,8 +216,10 @@ def recurring_trigger(schedule: Schedule) -> dict[str, Any]:
         if len(fields) == 5:
             fields = ["0", *fields]
         if len(fields) != 6:
-            raise ConfigError(f"cron expression {schedule.cron!r} has {len(fields)} fields",
-                              "give five (minute hour day month weekday) or six (with seconds first)")
+            raise ConfigError(
+                f"cron expression {schedule.cron!r} has {len(fields)} fields",
+                "give five (minute hour day month weekday) or six (with seconds first)",
+            )
         out["cron_expression"] = " ".join(fields)
     else:
         seconds = schedule.interval_seconds

@@ -53,10 +53,22 @@ FINISH = "conveyor-finish-run"
 CHANNEL = "pipelinechannel--"
 """Prefix of the pipeline inputs as the exit handler's DAG sees them (kfp's spelling)."""
 
-_PARAMETER_TYPES = {bool: "BOOLEAN", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", str: "STRING",
-                    list: "LIST", dict: "STRUCT"}
-_TYPE_WORDS = {"BOOLEAN": "bool", "NUMBER_INTEGER": "int", "NUMBER_DOUBLE": "float", "STRING": "str",
-               "LIST": "list", "STRUCT": "dict"}
+_PARAMETER_TYPES = {
+    bool: "BOOLEAN",
+    int: "NUMBER_INTEGER",
+    float: "NUMBER_DOUBLE",
+    str: "STRING",
+    list: "LIST",
+    dict: "STRUCT",
+}
+_TYPE_WORDS = {
+    "BOOLEAN": "bool",
+    "NUMBER_INTEGER": "int",
+    "NUMBER_DOUBLE": "float",
+    "STRING": "str",
+    "LIST": "list",
+    "STRUCT": "dict",
+}
 
 
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
@@ -66,8 +78,21 @@ class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[mi
         return True
 
 
-_MEMORY_UNITS = {"E": 10**18, "Ei": 2**60, "P": 10**15, "Pi": 2**50, "T": 10**12, "Ti": 2**40,
-                 "G": 10**9, "Gi": 2**30, "M": 10**6, "Mi": 2**20, "K": 10**3, "Ki": 2**10, "": 1}
+_MEMORY_UNITS = {
+    "E": 10**18,
+    "Ei": 2**60,
+    "P": 10**15,
+    "Pi": 2**50,
+    "T": 10**12,
+    "Ti": 2**40,
+    "G": 10**9,
+    "Gi": 2**30,
+    "M": 10**6,
+    "Mi": 2**20,
+    "K": 10**3,
+    "Ki": 2**10,
+    "": 1,
+}
 
 
 def k8s_name(name: str) -> str:
@@ -137,8 +162,10 @@ def _pipeline_inputs(deployment: Deployment) -> dict[str, tuple[str, str, Any]]:
         if not kname or kname in RESERVED_INPUTS:
             raise ConfigError(f"{where} cannot be a KFP input name", "rename the parameter")
         if kname in seen:
-            raise ConfigError(f"parameters {seen[kname]!r} and {name!r} of pipeline {pipeline.name!r} are both "
-                              f"KFP input {kname!r}", "rename one of them")
+            raise ConfigError(
+                f"parameters {seen[kname]!r} and {name!r} of pipeline {pipeline.name!r} are both KFP input {kname!r}",
+                "rename one of them",
+            )
         seen[kname] = name
         kind = parameter_type(value, where)
         # None cannot be a KFP default: the input holds JSON text, "null" until changed.
@@ -162,8 +189,9 @@ def _memory_number(text: str) -> float:
     return float(match.group(1)) * _MEMORY_UNITS[match.group(2)] / 10**9
 
 
-def _resources(step: StepIR, kf: StepKubeflowSettings, config: KubeflowOrchestratorConfig,
-               platform: dict[str, Any]) -> dict[str, Any]:
+def _resources(
+    step: StepIR, kf: StepKubeflowSettings, config: KubeflowOrchestratorConfig, platform: dict[str, Any]
+) -> dict[str, Any]:
     res = step.settings.resources
     where = f"step {step.id!r}"
     cpu = _cpu_text(res.cpu) if res.cpu is not None else None
@@ -171,8 +199,10 @@ def _resources(step: StepIR, kf: StepKubeflowSettings, config: KubeflowOrchestra
         raise ConfigError(f"{where}: cpu must be positive, not {res.cpu}")
     memory = res.memory
     if memory is not None and not re.fullmatch(r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?", memory):
-        raise ConfigError(f"{where}: memory {memory!r} is not a quantity KFP accepts",
-                          "write it as a number of bytes or with a unit: 512Mi, 2G, 1Gi")
+        raise ConfigError(
+            f"{where}: memory {memory!r} is not a quantity KFP accepts",
+            "write it as a number of bytes or with a unit: 512Mi, 2G, 1Gi",
+        )
     values = {
         "cpuRequest": kf.cpu_request or cpu,
         "cpuLimit": kf.cpu_limit or cpu,
@@ -222,8 +252,11 @@ def _platform(timeout: float | None, kf: StepKubeflowSettings, config: KubeflowO
         out["podMetadata"] = metadata
     if kf.volumes:
         out["pvcMount"] = [
-            {"constant": v.pvc_name, "mountPath": v.mount_path,
-             "pvcNameParameter": {"runtimeValue": {"constant": v.pvc_name}}}
+            {
+                "constant": v.pvc_name,
+                "mountPath": v.mount_path,
+                "pvcNameParameter": {"runtimeValue": {"constant": v.pvc_name}},
+            }
             for v in kf.volumes
         ]
     out.update(_platform_common(config, {**config.secret_env, **(kf.secret_env or {})}))
@@ -259,8 +292,12 @@ def _platform_common(config: KubeflowOrchestratorConfig, secret_env: dict[str, s
             secret, _, key = secret_env[env].partition(":")
             by_secret.setdefault(secret, []).append({"envVar": env, "secretKey": key})
         out["secretAsEnv"] = [
-            {"keyToEnv": keys, "optional": False, "secretName": secret,
-             "secretNameParameter": {"runtimeValue": {"constant": secret}}}
+            {
+                "keyToEnv": keys,
+                "optional": False,
+                "secretName": secret,
+                "secretNameParameter": {"runtimeValue": {"constant": secret}},
+            }
             for secret, keys in sorted(by_secret.items())
         ]
     return out
@@ -271,8 +308,9 @@ def _retry_policy(step: StepIR, kf: StepKubeflowSettings) -> dict[str, Any] | No
     if not s.retries:
         return None
     if s.retry_delay > 3600:
-        raise CapabilityError(f"step {step.id!r} waits {s.retry_delay:g} s between tries; KFP allows at most 3600 s",
-                              "lower retry_delay")
+        raise CapabilityError(
+            f"step {step.id!r} waits {s.retry_delay:g} s between tries; KFP allows at most 3600 s", "lower retry_delay"
+        )
     return {
         "backoffDuration": f"{s.retry_delay:g}s",
         "backoffFactor": float(kf.retry_backoff_factor or 1.0),
@@ -310,8 +348,9 @@ def check_image(image: str | None, step_id: str | None) -> str:
 
 
 # -- the spec ----------------------------------------------------------------------------------------
-def compile_pipeline(deployment: Deployment, config: KubeflowOrchestratorConfig, *,
-                     store_url: str | None = None) -> CompiledPipeline:
+def compile_pipeline(
+    deployment: Deployment, config: KubeflowOrchestratorConfig, *, store_url: str | None = None
+) -> CompiledPipeline:
     """Compile a deployment (with its images) into a KFP v2 pipeline spec.
 
     Args:
@@ -328,10 +367,15 @@ def compile_pipeline(deployment: Deployment, config: KubeflowOrchestratorConfig,
     pipeline = deployment.pipeline
     pkf = pipeline_settings(pipeline.settings.extra, pipeline.name)
     defaults = StepKubeflowSettings.model_validate(
-        pkf.model_dump(include=set(StepKubeflowSettings.model_fields), exclude_none=True))
+        pkf.model_dump(include=set(StepKubeflowSettings.model_fields), exclude_none=True)
+    )
     params = _pipeline_inputs(deployment)
-    cmd = entrypoint_command(deployment.id, input_placeholder(STEP_INPUT), python=config.python,
-                             run_key=concat("kfp:", input_placeholder(RUN_ID_INPUT)))
+    cmd = entrypoint_command(
+        deployment.id,
+        input_placeholder(STEP_INPUT),
+        python=config.python,
+        run_key=concat("kfp:", input_placeholder(RUN_ID_INPUT)),
+    )
     cmd += ["--orchestrator-run-id", input_placeholder(RUN_ID_INPUT)]
     param_args: list[str] = []
     for name, (kname, _, _) in params.items():
@@ -410,12 +454,20 @@ def compile_pipeline(deployment: Deployment, config: KubeflowOrchestratorConfig,
     finish_cmd = [*cmd[:3], "finish-run", "--deployment", deployment.id]
     components[f"comp-{FINISH}"] = {
         "executorLabel": f"exec-{FINISH}",
-        "inputDefinitions": {"parameters": {kname: {"parameterType": kind} for kname, kind, _ in params.values()}
-                             | {RUN_ID_INPUT: {"parameterType": "STRING"}}},
+        "inputDefinitions": {
+            "parameters": {kname: {"parameterType": kind} for kname, kind, _ in params.values()}
+            | {RUN_ID_INPUT: {"parameterType": "STRING"}}
+        },
     }
     finish_container: dict[str, Any] = {
-        "args": [*finish_cmd[3:], "--run-key", concat("kfp:", input_placeholder(RUN_ID_INPUT)),
-                 "--orchestrator-run-id", input_placeholder(RUN_ID_INPUT), *param_args],
+        "args": [
+            *finish_cmd[3:],
+            "--run-key",
+            concat("kfp:", input_placeholder(RUN_ID_INPUT)),
+            "--orchestrator-run-id",
+            input_placeholder(RUN_ID_INPUT),
+            *param_args,
+        ],
         "command": finish_cmd[:3],
         "image": check_image(deployment.images.get("") or deployment.image_for(pipeline.steps[0].id), None),
     }
@@ -428,22 +480,42 @@ def compile_pipeline(deployment: Deployment, config: KubeflowOrchestratorConfig,
         platform_executors[f"exec-{FINISH}"] = finish_platform
     components[f"comp-{EXIT_HANDLER}"] = {
         "dag": {"tasks": tasks},
-        **({"inputDefinitions": {"parameters": {CHANNEL + kname: {"parameterType": kind}
-                                                for kname, kind, _ in params.values()}}} if params else {}),
+        **(
+            {
+                "inputDefinitions": {
+                    "parameters": {CHANNEL + kname: {"parameterType": kind} for kname, kind, _ in params.values()}
+                }
+            }
+            if params
+            else {}
+        ),
     }
     root_tasks = {
         EXIT_HANDLER: {
             "componentRef": {"name": f"comp-{EXIT_HANDLER}"},
-            **({"inputs": {"parameters": {CHANNEL + kname: {"componentInputParameter": kname}
-                                          for kname, _, _ in params.values()}}} if params else {}),
+            **(
+                {
+                    "inputs": {
+                        "parameters": {
+                            CHANNEL + kname: {"componentInputParameter": kname} for kname, _, _ in params.values()
+                        }
+                    }
+                }
+                if params
+                else {}
+            ),
             "taskInfo": {"name": EXIT_HANDLER},
         },
         FINISH: {
             "cachingOptions": {},
             "componentRef": {"name": f"comp-{FINISH}"},
             "dependentTasks": [EXIT_HANDLER],
-            "inputs": {"parameters": {**{kname: {"componentInputParameter": kname} for kname, _, _ in params.values()},
-                                      RUN_ID_INPUT: run_id_value}},
+            "inputs": {
+                "parameters": {
+                    **{kname: {"componentInputParameter": kname} for kname, _, _ in params.values()},
+                    RUN_ID_INPUT: run_id_value,
+                }
+            },
             "taskInfo": {"name": FINISH},
             "triggerPolicy": {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"},
         },
@@ -467,26 +539,36 @@ def compile_pipeline(deployment: Deployment, config: KubeflowOrchestratorConfig,
     }
     platform_spec = (
         {"platforms": {"kubernetes": {"deploymentSpec": {"executors": platform_executors}}}}
-        if platform_executors else None
+        if platform_executors
+        else None
     )
     text = _render(deployment, info["name"], params, spec, platform_spec)
-    compiled = CompiledPipeline(name=info["name"], pipeline_spec=spec, platform_spec=platform_spec, text=text,
-                                tasks=task_names)
+    compiled = CompiledPipeline(
+        name=info["name"], pipeline_spec=spec, platform_spec=platform_spec, text=text, tasks=task_names
+    )
     check_size(compiled, pipeline.name)
     return compiled
 
 
-def _render(deployment: Deployment, name: str, params: dict[str, tuple[str, str, Any]], spec: dict[str, Any],
-            platform_spec: dict[str, Any] | None) -> str:
-    header = ["# PIPELINE DEFINITION", f"# Name: {name}", f"# conveyor pipeline: {deployment.pipeline.name}",
-              f"# conveyor deployment: {deployment.id}"]
+def _render(
+    deployment: Deployment,
+    name: str,
+    params: dict[str, tuple[str, str, Any]],
+    spec: dict[str, Any],
+    platform_spec: dict[str, Any] | None,
+) -> str:
+    header = [
+        "# PIPELINE DEFINITION",
+        f"# Name: {name}",
+        f"# conveyor pipeline: {deployment.pipeline.name}",
+        f"# conveyor deployment: {deployment.id}",
+    ]
     if params:
         header.append("# Inputs:")
         for kname, kind, default in params.values():
             header.append(f"#    {kname}: {_TYPE_WORDS[kind]} [Default: {json.dumps(default, sort_keys=True)}]")
     docs = [spec] if platform_spec is None else [spec, platform_spec]
-    body = yaml.dump_all(docs, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True,
-                         width=1000)
+    body = yaml.dump_all(docs, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True, width=1000)
     return "\n".join(header) + "\n" + body
 
 

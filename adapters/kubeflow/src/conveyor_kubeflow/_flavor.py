@@ -148,8 +148,9 @@ def check_store_url(url: str, where: str) -> None:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
-        raise ConfigError(f"{where}: store_url {url!r} is not a database URL",
-                          "e.g. postgresql+psycopg://user@db:5432/conveyor") from None
+        raise ConfigError(
+            f"{where}: store_url {url!r} is not a database URL", "e.g. postgresql+psycopg://user@db:5432/conveyor"
+        ) from None
     if parsed.password is not None:
         raise ConfigError(
             f"{where}: store_url must not hold a password (it would be written into the KFP spec)",

@@ -44,8 +44,11 @@ class KubeflowOrchestrator(BaseOrchestrator):
         """
         if not deployment.images:
             # Settings errors should not wait for a minutes-long image build.
-            compile_pipeline(deployment.model_copy(update={"images": {"": _CHECK_IMAGE}}), self.config,
-                             store_url=self.store_url(ctx, deployment, quiet=True))
+            compile_pipeline(
+                deployment.model_copy(update={"images": {"": _CHECK_IMAGE}}),
+                self.config,
+                store_url=self.store_url(ctx, deployment, quiet=True),
+            )
         return super().prepare(deployment, ctx)
 
     def store_url(self, ctx: LaunchContext, deployment: Deployment, *, quiet: bool = False) -> str | None:
@@ -70,11 +73,19 @@ class KubeflowOrchestrator(BaseOrchestrator):
             )
         if url.password is not None:
             if not quiet:
-                print("conveyor: the KFP spec carries the metadata store URL without its password; give the pods "
-                      f'the whole URL from a Kubernetes secret: secret_env {{"{STORE_ENV}": "SECRET:KEY"}}',
-                      file=sys.stderr)
-            url = sa.URL.create(url.drivername, username=url.username, host=url.host, port=url.port,
-                                database=url.database, query=url.query)
+                print(
+                    "conveyor: the KFP spec carries the metadata store URL without its password; give the pods "
+                    f'the whole URL from a Kubernetes secret: secret_env {{"{STORE_ENV}": "SECRET:KEY"}}',
+                    file=sys.stderr,
+                )
+            url = sa.URL.create(
+                url.drivername,
+                username=url.username,
+                host=url.host,
+                port=url.port,
+                database=url.database,
+                query=url.query,
+            )
         return url.render_as_string(hide_password=False)
 
     def compile(self, deployment: Deployment, ctx: LaunchContext) -> CompiledPipeline:
@@ -111,19 +122,25 @@ class KubeflowOrchestrator(BaseOrchestrator):
         if connection is None:
             folder = Path(self.config.output_dir or ".")
             path = write_spec(folder / compiled.filename, compiled)
-            print(f"conveyor: wrote the KFP spec of pipeline {deployment.pipeline.name!r} to {path}; no KFP host "
-                  f"is set, so nothing was submitted (set one: conveyor orchestrator update {self.name} --host URL)",
-                  file=sys.stderr)
+            print(
+                f"conveyor: wrote the KFP spec of pipeline {deployment.pipeline.name!r} to {path}; no KFP host "
+                f"is set, so nothing was submitted (set one: conveyor orchestrator update {self.name} --host URL)",
+                file=sys.stderr,
+            )
             return None
         experiment = self.config.experiment or deployment.pipeline.name
         with tempfile.TemporaryDirectory(prefix="conveyor-kfp-") as tmp:
             package = write_spec(Path(tmp) / compiled.filename, compiled)
             if deployment.schedule is not None:
                 name = f"{deployment.pipeline.name} ({deployment.id[:12]})"
-                recurring = connection.submit_recurring_run(str(package), name=name, experiment=experiment,
-                                                            schedule=deployment.schedule)
-                print(f"conveyor: created KFP recurring run {recurring} of pipeline {deployment.pipeline.name!r} "
-                      f"in experiment {experiment!r}", file=sys.stderr)
+                recurring = connection.submit_recurring_run(
+                    str(package), name=name, experiment=experiment, schedule=deployment.schedule
+                )
+                print(
+                    f"conveyor: created KFP recurring run {recurring} of pipeline {deployment.pipeline.name!r} "
+                    f"in experiment {experiment!r}",
+                    file=sys.stderr,
+                )
                 return None
             run_name = make_run_name(deployment.pipeline.name, deployment.run_name)
             kfp_run_id = connection.submit_run(str(package), run_name=run_name, experiment=experiment)
@@ -155,8 +172,9 @@ class KubeflowOrchestrator(BaseOrchestrator):
             code_dirty=dirty,
         )
 
-    def _follow(self, connection: KfpConnection, kfp_run_id: str, run_id: str, run_name: str,
-                ctx: LaunchContext) -> None:
+    def _follow(
+        self, connection: KfpConnection, kfp_run_id: str, run_id: str, run_name: str, ctx: LaunchContext
+    ) -> None:
         """Wait for the KFP run and mirror its end into the conveyor run."""
         from conveyor.stores import RunStatus
         from conveyor.stores._metadata import now
@@ -168,8 +186,11 @@ class KubeflowOrchestrator(BaseOrchestrator):
             if state in FINISHED_STATES:
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                print(f"conveyor: KFP run {kfp_run_id} is still {state} after {self.config.wait_timeout:g} s; "
-                      "follow it in KFP's UI", file=sys.stderr)
+                print(
+                    f"conveyor: KFP run {kfp_run_id} is still {state} after {self.config.wait_timeout:g} s; "
+                    "follow it in KFP's UI",
+                    file=sys.stderr,
+                )
                 return
             time.sleep(self.config.poll_interval)
         store = ctx.store
@@ -177,11 +198,21 @@ class KubeflowOrchestrator(BaseOrchestrator):
             store.update_run(run_id, only_if_status=RunStatus.RUNNING, status=RunStatus.COMPLETED, ended=now())
             return
         if state == "CANCELED":
-            store.update_run(run_id, only_if_status=RunStatus.RUNNING, status=RunStatus.STOPPED, ended=now(),
-                             error=f"KFP run {kfp_run_id} was cancelled")
+            store.update_run(
+                run_id,
+                only_if_status=RunStatus.RUNNING,
+                status=RunStatus.STOPPED,
+                ended=now(),
+                error=f"KFP run {kfp_run_id} was cancelled",
+            )
             raise RunStoppedError(f"run {run_name!r} was cancelled in KFP")
-        store.update_run(run_id, only_if_status=RunStatus.RUNNING, status=RunStatus.FAILED, ended=now(),
-                         error=f"KFP run {kfp_run_id} failed" + (f": {message}" if message else ""))
+        store.update_run(
+            run_id,
+            only_if_status=RunStatus.RUNNING,
+            status=RunStatus.FAILED,
+            ended=now(),
+            error=f"KFP run {kfp_run_id} failed" + (f": {message}" if message else ""),
+        )
         error = store.get_run(run_id).error
         raise StepFailedError(f"run {run_name!r} failed on KFP: {error}", f"logs: conveyor run describe {run_name}")
 

@@ -19,13 +19,19 @@ from conftest import register_kfp_stack
 
 from conveyor_testing.conformance import CASES, Case, artifact_hashes, check_run, load_pipeline, run_case
 
-pytestmark = [pytest.mark.integration, pytest.mark.kubeflow, pytest.mark.docker, pytest.mark.postgres,
-              pytest.mark.s3]
+pytestmark = [pytest.mark.integration, pytest.mark.kubeflow, pytest.mark.docker, pytest.mark.postgres, pytest.mark.s3]
 
 
 @pytest.fixture
-def kfp_stack(repo: Path, monkeypatch: pytest.MonkeyPatch, fresh_postgres_url: str, s3_endpoint: Any,
-              s3_bucket: str, registry: Any, base_image: str) -> dict[str, Any]:
+def kfp_stack(
+    repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_postgres_url: str,
+    s3_endpoint: Any,
+    s3_bucket: str,
+    registry: Any,
+    base_image: str,
+) -> dict[str, Any]:
     """A repository on PostgreSQL + S3 with a ``kubeflow`` stack that builds and pushes real images."""
     from conveyor import Client
 
@@ -33,10 +39,20 @@ def kfp_stack(repo: Path, monkeypatch: pytest.MonkeyPatch, fresh_postgres_url: s
     client = Client()
     client.register_component("image_builder", "builder", "docker", {"parent_image": base_image})
     client.register_component("container_registry", "registry", "default", {"uri": f"{registry.host}/ml"})
-    s3 = {"endpoint_url": s3_endpoint.url, "key": s3_endpoint.key, "secret": s3_endpoint.secret,
-          "region": s3_endpoint.region}
-    register_kfp_stack(artifact_path=f"s3://{s3_bucket}/kfp", artifact_options=s3, builder="builder",
-                       registry="registry", activate=False, output_dir=str(repo / "specs"))
+    s3 = {
+        "endpoint_url": s3_endpoint.url,
+        "key": s3_endpoint.key,
+        "secret": s3_endpoint.secret,
+        "region": s3_endpoint.region,
+    }
+    register_kfp_stack(
+        artifact_path=f"s3://{s3_bucket}/kfp",
+        artifact_options=s3,
+        builder="builder",
+        registry="registry",
+        activate=False,
+        output_dir=str(repo / "specs"),
+    )
     client.register_component("artifact_store", "local_s3", "s3", {"path": f"s3://{s3_bucket}/local", **s3})
     client.register_component("orchestrator", "here", "local", {})
     client.register_stack("local_s3", {"orchestrator": "here", "artifact_store": "local_s3"})
@@ -150,7 +166,9 @@ def test_a_killed_step_pod_still_settles_the_run(kfp_stack: dict[str, Any]) -> N
                     victim = container
             time.sleep(0.2)
         assert victim is not None, "the nap step never started"
-        while not any(r.step_id == "nap" for r in Client().store.list_step_runs(Client().get_pipeline("napping").last_run.id)):
+        while not any(
+            r.step_id == "nap" for r in Client().store.list_step_runs(Client().get_pipeline("napping").last_run.id)
+        ):
             assert time.monotonic() < deadline
             time.sleep(0.2)
         victim.kill(signal="SIGKILL")
@@ -176,9 +194,23 @@ def test_cli_export_writes_the_same_spec_as_the_api(kfp_stack: dict[str, Any]) -
     repo: Path = kfp_stack["repo"]
     [api] = export_pipeline(load_pipeline(case("quickstart")), repo / "api", stack="on_kfp", parameters={"n": 20})
     out = subprocess.run(
-        [sys.executable, "-m", "conveyor.cli", "pipeline", "export", f"{EXAMPLES / 'quickstart.py'}:quickstart",
-         "--stack", "on_kfp", "--output", "demo.yaml", "-p", "n=20"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "conveyor.cli",
+            "pipeline",
+            "export",
+            f"{EXAMPLES / 'quickstart.py'}:quickstart",
+            "--stack",
+            "on_kfp",
+            "--output",
+            "demo.yaml",
+            "-p",
+            "n=20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "demo.yaml"

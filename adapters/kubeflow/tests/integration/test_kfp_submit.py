@@ -24,6 +24,7 @@ from conveyor.ir import Schedule
 
 pytestmark = [pytest.mark.integration, pytest.mark.kubeflow]
 
+
 @pytest.fixture
 def kfp_api() -> Iterator[KfpApiServer]:
     yield from serve()

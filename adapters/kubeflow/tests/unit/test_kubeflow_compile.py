@@ -35,8 +35,9 @@ def deployment(pipe: Any, images: dict[str, str] | None = None, **params: Any) -
 
 
 def compile_(pipe: Any, config: KubeflowOrchestratorConfig | None = None, **params: Any):
-    return compile_pipeline(deployment(pipe, **params), config or KubeflowOrchestratorConfig(gpu_type_label="gpu"),
-                            store_url=STORE)
+    return compile_pipeline(
+        deployment(pipe, **params), config or KubeflowOrchestratorConfig(gpu_type_label="gpu"), store_url=STORE
+    )
 
 
 def quickstart():
@@ -87,18 +88,28 @@ def test_parameters_are_pipeline_inputs_with_their_types_and_defaults() -> None:
     spec = docs_of(compile_(settings_demo()).text)[0]
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     assert {k: v["parameterType"] for k, v in inputs.items()} == {
-        "n": "NUMBER_INTEGER", "rate": "NUMBER_DOUBLE", "label": "STRING", "flags": "LIST", "options": "STRUCT",
+        "n": "NUMBER_INTEGER",
+        "rate": "NUMBER_DOUBLE",
+        "label": "STRING",
+        "flags": "LIST",
+        "options": "STRUCT",
         "limit": "STRING",
     }
     assert {k: v["defaultValue"] for k, v in inputs.items()} == {
-        "n": 3, "rate": 0.5, "label": "hi", "flags": [1, 2], "options": {"a": 1}, "limit": "null",
+        "n": 3,
+        "rate": 0.5,
+        "label": "hi",
+        "flags": [1, 2],
+        "options": {"a": 1},
+        "limit": "null",
     }
     # Every task passes every pipeline input on, so a value changed in KFP's UI reaches the steps.
     for task in [*step_tasks(spec).values(), spec["root"]["dag"]["tasks"]["conveyor-finish-run"]]:
         params = task["inputs"]["parameters"]
         channel = "" if "conveyor_step" not in params else "pipelinechannel--"
         assert {k: v["componentInputParameter"] for k, v in params.items() if "componentInputParameter" in v} == {
-            k: channel + k for k in inputs}
+            k: channel + k for k in inputs
+        }
         assert params["conveyor_run_id"] == {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}
     args = spec["deploymentSpec"]["executors"]["exec-conveyor-step"]["container"]["args"]
     assert '{"Concat": ["n=", "{{$.inputs.parameters[\'n\']}}"]}' in args
@@ -108,10 +119,19 @@ def test_parameters_are_pipeline_inputs_with_their_types_and_defaults() -> None:
 def test_dependencies_follow_the_ir_and_caching_is_off() -> None:
     compiled = compile_(settings_demo())
     tasks = step_tasks(docs_of(compiled.text)[0])
-    assert compiled.tasks == {"prepare": "prepare", "train": "train", "report": "report", "train_2": "train-2",
-                              "report_again": "report-again"}
+    assert compiled.tasks == {
+        "prepare": "prepare",
+        "train": "train",
+        "report": "report",
+        "train_2": "train-2",
+        "report_again": "report-again",
+    }
     assert {name: t.get("dependentTasks", []) for name, t in tasks.items()} == {
-        "prepare": [], "train": ["prepare"], "report": ["train"], "train-2": ["prepare"], "report-again": ["train-2"],
+        "prepare": [],
+        "train": ["prepare"],
+        "report": ["train"],
+        "train-2": ["prepare"],
+        "report-again": ["train-2"],
     }
     assert {t["taskInfo"]["name"] for t in tasks.values()} == set(compiled.tasks)
     assert all(t["cachingOptions"] == {} for t in tasks.values())  # enableCache false
@@ -120,10 +140,18 @@ def test_dependencies_follow_the_ir_and_caching_is_off() -> None:
 def test_steps_with_alike_containers_share_one_component() -> None:
     spec = docs_of(compile_(settings_demo()).text)[0]
     refs = {name: t["componentRef"]["name"] for name, t in step_tasks(spec).items()}
-    assert refs == {"prepare": "comp-conveyor-step", "report": "comp-conveyor-step", "report-again": "comp-conveyor-step",
-                    "train": "comp-conveyor-step-2", "train-2": "comp-conveyor-step-2"}
-    assert sorted(spec["deploymentSpec"]["executors"]) == ["exec-conveyor-finish-run", "exec-conveyor-step",
-                                                           "exec-conveyor-step-2"]
+    assert refs == {
+        "prepare": "comp-conveyor-step",
+        "report": "comp-conveyor-step",
+        "report-again": "comp-conveyor-step",
+        "train": "comp-conveyor-step-2",
+        "train-2": "comp-conveyor-step-2",
+    }
+    assert sorted(spec["deploymentSpec"]["executors"]) == [
+        "exec-conveyor-finish-run",
+        "exec-conveyor-step",
+        "exec-conveyor-step-2",
+    ]
 
 
 def test_an_exit_task_settles_the_run_however_the_steps_end() -> None:
@@ -135,7 +163,13 @@ def test_an_exit_task_settles_the_run_however_the_steps_end() -> None:
     assert finish["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
     container = spec["deploymentSpec"]["executors"]["exec-conveyor-finish-run"]["container"]
     assert container["command"] + container["args"][:3] == [
-        "python", "-m", "conveyor.runtime", "finish-run", "--deployment", deployment(quickstart(), n=20).id]
+        "python",
+        "-m",
+        "conveyor.runtime",
+        "finish-run",
+        "--deployment",
+        deployment(quickstart(), n=20).id,
+    ]
     assert container["image"] == FAKE_IMAGE
 
 
@@ -145,15 +179,27 @@ def test_step_settings_map_to_kfp_fields() -> None:
     container = spec["deploymentSpec"]["executors"]["exec-conveyor-step-2"]["container"]
     assert container["resources"] == {
         "accelerator": {"count": "2", "resourceCount": "2", "resourceType": "nvidia.com/gpu", "type": "nvidia.com/gpu"},
-        "cpuLimit": 2.0, "cpuRequest": 0.5, "memoryLimit": 2.147483648, "memoryRequest": 1.073741824,
-        "resourceCpuLimit": "2", "resourceCpuRequest": "500m", "resourceMemoryLimit": "2Gi",
+        "cpuLimit": 2.0,
+        "cpuRequest": 0.5,
+        "memoryLimit": 2.147483648,
+        "memoryRequest": 1.073741824,
+        "resourceCpuLimit": "2",
+        "resourceCpuRequest": "500m",
+        "resourceMemoryLimit": "2Gi",
         "resourceMemoryRequest": "1Gi",
     }
     # A secret reference goes in as written, never its value: the entrypoint resolves it in the pod.
-    assert container["env"] == [{"name": "CONVEYOR_STORE_URL", "value": STORE}, {"name": "MODE", "value": "fast"},
-                                {"name": "TOKEN", "value": "{{api.token}}"}]
+    assert container["env"] == [
+        {"name": "CONVEYOR_STORE_URL", "value": STORE},
+        {"name": "MODE", "value": "fast"},
+        {"name": "TOKEN", "value": "{{api.token}}"},
+    ]
     assert step_tasks(spec)["train"]["retryPolicy"] == {
-        "backoffDuration": "5s", "backoffFactor": 1.0, "backoffMaxDuration": "3600s", "maxRetryCount": 2}
+        "backoffDuration": "5s",
+        "backoffFactor": 1.0,
+        "backoffMaxDuration": "3600s",
+        "maxRetryCount": 2,
+    }
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-conveyor-step-2"]
     assert k8s["activeDeadlineSeconds"] == "91"
     assert k8s["nodeSelector"] == {"labels": {"pool": "gpu"}}
@@ -174,7 +220,8 @@ def test_gpu_type_becomes_a_node_selector_on_the_configured_label() -> None:
     executor = docs[0]["components"][tasks[label]["componentRef"]["name"]]["executorLabel"]
     assert docs[0]["deploymentSpec"]["executors"][executor]["container"]["resources"]["accelerator"]["count"] == "1"
     assert docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][executor]["nodeSelector"] == {
-        "labels": {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}}
+        "labels": {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+    }
 
 
 # -- KFP's own loader and compiler -----------------------------------------------------
@@ -199,8 +246,10 @@ def test_kfp_loads_the_spec() -> None:
 def _by_step(spec: dict[str, Any]) -> dict[str, Any]:
     """Tasks keyed by their display name, with component and task references replaced by step names."""
     handler = next(t for t in spec["root"]["dag"]["tasks"].values() if "triggerPolicy" not in t)
-    tasks = {**spec["components"][handler["componentRef"]["name"]]["dag"]["tasks"],
-             **{k: t for k, t in spec["root"]["dag"]["tasks"].items() if "triggerPolicy" in t}}
+    tasks = {
+        **spec["components"][handler["componentRef"]["name"]]["dag"]["tasks"],
+        **{k: t for k, t in spec["root"]["dag"]["tasks"].items() if "triggerPolicy" in t},
+    }
     names = {key: t["taskInfo"]["name"] for key, t in tasks.items()}
     out = {}
     for t in tasks.values():
@@ -228,8 +277,12 @@ def test_spec_is_what_kfps_own_compiler_writes_for_the_same_pipeline() -> None:
         return json_format.MessageToDict(json_format.ParseDict(doc, proto))
 
     ours_text = compile_(settings_demo()).text
-    ours, ours_platform = (normal(d, m) for d, m in zip(docs_of(ours_text), (
-        pipeline_spec_pb2.PipelineSpec(), pipeline_spec_pb2.PlatformSpec()), strict=True))
+    ours, ours_platform = (
+        normal(d, m)
+        for d, m in zip(
+            docs_of(ours_text), (pipeline_spec_pb2.PipelineSpec(), pipeline_spec_pb2.PlatformSpec()), strict=True
+        )
+    )
     deployment_id = deployment(settings_demo()).id
     from kfp_dsl_equivalent import settings_demo_in_kfp_dsl
 
@@ -244,8 +297,9 @@ def test_spec_is_what_kfps_own_compiler_writes_for_the_same_pipeline() -> None:
 
     def platform_by_step(spec: dict[str, Any], platform: dict[str, Any]) -> dict[str, Any]:
         executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-        return {name: executors.get(body["component"].get("executorLabel"))
-                for name, body in _by_step_labels(spec).items()}
+        return {
+            name: executors.get(body["component"].get("executorLabel")) for name, body in _by_step_labels(spec).items()
+        }
 
     assert ours["root"]["dag"]["tasks"]["exit-handler-1"] == theirs["root"]["dag"]["tasks"]["exit-handler-1"]
 
@@ -259,18 +313,32 @@ def _with_step(**options: Any) -> Any:
     return load_pipeline(case("quickstart")).with_options(steps={"split": options})
 
 
-@pytest.mark.parametrize(("options", "error", "match"), [
-    ({"settings": {"kubeflow": {"gpu_count": 1}}}, ConfigError, "step 'split': unknown kubeflow setting 'gpu_count'"),
-    ({"settings": {"kubeflow": {"cpu_limit": "two"}}}, ConfigError, "cpu_limit.*not a Kubernetes quantity"),
-    ({"settings": {"kubeflow": {"tolerations": [{"operator": "Sometimes"}]}}}, ConfigError, "tolerations.0.operator"),
-    ({"settings": {"kubeflow": {"volumes": [{"pvc_name": "d", "mount_path": "data"}]}}}, ConfigError,
-     "absolute path"),
-    ({"settings": {"kubeflow": {"secret_env": {"TOKEN": "no-key"}}}}, ConfigError, "SECRET_NAME:KEY"),
-    ({"resources": {"memory": "lots"}}, ConfigError, "memory 'lots' is not a quantity KFP accepts"),
-    ({"resources": {"gpu_type": "a100"}}, CapabilityError, "GPU type 'a100', which KFP cannot choose by itself"),
-    ({"step_operator": "docker"}, CapabilityError, "on KFP every step already runs in its own pod"),
-    ({"retries": 1, "retry_delay": 7200}, CapabilityError, "KFP allows at most 3600 s"),
-])
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        (
+            {"settings": {"kubeflow": {"gpu_count": 1}}},
+            ConfigError,
+            "step 'split': unknown kubeflow setting 'gpu_count'",
+        ),
+        ({"settings": {"kubeflow": {"cpu_limit": "two"}}}, ConfigError, "cpu_limit.*not a Kubernetes quantity"),
+        (
+            {"settings": {"kubeflow": {"tolerations": [{"operator": "Sometimes"}]}}},
+            ConfigError,
+            "tolerations.0.operator",
+        ),
+        (
+            {"settings": {"kubeflow": {"volumes": [{"pvc_name": "d", "mount_path": "data"}]}}},
+            ConfigError,
+            "absolute path",
+        ),
+        ({"settings": {"kubeflow": {"secret_env": {"TOKEN": "no-key"}}}}, ConfigError, "SECRET_NAME:KEY"),
+        ({"resources": {"memory": "lots"}}, ConfigError, "memory 'lots' is not a quantity KFP accepts"),
+        ({"resources": {"gpu_type": "a100"}}, CapabilityError, "GPU type 'a100', which KFP cannot choose by itself"),
+        ({"step_operator": "docker"}, CapabilityError, "on KFP every step already runs in its own pod"),
+        ({"retries": 1, "retry_delay": 7200}, CapabilityError, "KFP allows at most 3600 s"),
+    ],
+)
 def test_settings_kfp_cannot_honour_fail_at_compile_time(options: dict[str, Any], error: type, match: str) -> None:
     with pytest.raises(error, match=match) as info:
         compile_(_with_step(**options), KubeflowOrchestratorConfig(), n=5)
@@ -337,9 +405,9 @@ def test_schedule_maps_to_a_kfp_trigger() -> None:
     from conveyor_kubeflow._client import recurring_trigger
 
     assert recurring_trigger(Schedule(cron="*/5 * * * *")) == {"cron_expression": "0 */5 * * * *", "no_catchup": True}
-    assert recurring_trigger(Schedule(interval_seconds=3600, catchup=True,
-                                      start_date=datetime(2026, 1, 2, 3, 4, 5))) == {
-        "interval_second": 3600, "no_catchup": False, "start_time": "2026-01-02T03:04:05Z"}
+    assert recurring_trigger(
+        Schedule(interval_seconds=3600, catchup=True, start_date=datetime(2026, 1, 2, 3, 4, 5))
+    ) == {"interval_second": 3600, "no_catchup": False, "start_time": "2026-01-02T03:04:05Z"}
     with pytest.raises(ConfigError, match="whole seconds"):
         recurring_trigger(Schedule(interval_seconds=1.5))
     with pytest.raises(ConfigError, match="has 3 fields"):

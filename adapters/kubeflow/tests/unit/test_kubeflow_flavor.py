@@ -21,9 +21,11 @@ def test_flavor_is_an_entry_point_that_needs_images() -> None:
 
 
 def test_flavor_module_imports_no_kfp() -> None:
-    code = ("import sys; from conveyor.stack import flavors; f = flavors.get('orchestrator', 'kubeflow'); "
-            "f.validate_config({'host': 'https://kfp.example/'}, component='kf'); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kfp', 'kfp_server_api', 'kubernetes')))")
+    code = (
+        "import sys; from conveyor.stack import flavors; f = flavors.get('orchestrator', 'kubeflow'); "
+        "f.validate_config({'host': 'https://kfp.example/'}, component='kf'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kfp', 'kfp_server_api', 'kubernetes')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -35,15 +37,18 @@ def test_package_exports_are_complete_and_sorted() -> None:
     assert conveyor_kubeflow.__all__ == sorted(conveyor_kubeflow.__all__)
 
 
-@pytest.mark.parametrize(("config", "match"), [
-    ({"hots": "https://kfp.example"}, "unknown option 'hots'"),
-    ({"host": "kfp.example"}, "host: Value error, must be an http:// or https:// URL"),
-    ({"token": "abc123"}, "token must be a secret reference"),
-    ({"store_url": "postgresql+psycopg://u:pw@db/conveyor"}, "store_url must not hold a password"),
-    ({"store_url": "not a url"}, "is not a database URL"),
-    ({"secret_env": {"CONVEYOR_STORE_URL": "store"}}, "SECRET_NAME:KEY"),
-    ({"wait_timeout": 0}, "wait_timeout"),
-])
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"hots": "https://kfp.example"}, "unknown option 'hots'"),
+        ({"host": "kfp.example"}, "host: Value error, must be an http:// or https:// URL"),
+        ({"token": "abc123"}, "token must be a secret reference"),
+        ({"store_url": "postgresql+psycopg://u:pw@db/conveyor"}, "store_url must not hold a password"),
+        ({"store_url": "not a url"}, "is not a database URL"),
+        ({"secret_env": {"CONVEYOR_STORE_URL": "store"}}, "SECRET_NAME:KEY"),
+        ({"wait_timeout": 0}, "wait_timeout"),
+    ],
+)
 def test_bad_config_is_one_line(config: dict, match: str) -> None:
     flavor = flavors.get("orchestrator", "kubeflow")
     with pytest.raises(ConfigError, match=match) as info:
@@ -53,10 +58,19 @@ def test_bad_config_is_one_line(config: dict, match: str) -> None:
 
 def test_good_config_is_kept() -> None:
     flavor = flavors.get("orchestrator", "kubeflow")
-    clean = flavor.validate_config({"host": "https://kfp.example/", "token": "{{kfp.token}}",
-                                    "secret_env": {"CONVEYOR_STORE_URL": "conveyor-store:url"}}, component="kf")
-    assert clean == {"host": "https://kfp.example", "token": "{{kfp.token}}",
-                     "secret_env": {"CONVEYOR_STORE_URL": "conveyor-store:url"}}
+    clean = flavor.validate_config(
+        {
+            "host": "https://kfp.example/",
+            "token": "{{kfp.token}}",
+            "secret_env": {"CONVEYOR_STORE_URL": "conveyor-store:url"},
+        },
+        component="kf",
+    )
+    assert clean == {
+        "host": "https://kfp.example",
+        "token": "{{kfp.token}}",
+        "secret_env": {"CONVEYOR_STORE_URL": "conveyor-store:url"},
+    }
 
 
 def test_cli_registers_the_orchestrator(repo: Path) -> None:

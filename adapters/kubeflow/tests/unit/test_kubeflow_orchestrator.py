@@ -36,9 +36,14 @@ def test_store_url_from_a_kubernetes_secret_stays_out_of_the_spec(repo: Path) ->
     assert "env" not in spec["deploymentSpec"]["executors"]["exec-conveyor-step"]["container"]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for label in ("exec-conveyor-step", "exec-conveyor-finish-run"):
-        assert executors[label]["secretAsEnv"] == [{
-            "keyToEnv": [{"envVar": "CONVEYOR_STORE_URL", "secretKey": "url"}], "optional": False,
-            "secretName": "conveyor-store", "secretNameParameter": {"runtimeValue": {"constant": "conveyor-store"}}}]
+        assert executors[label]["secretAsEnv"] == [
+            {
+                "keyToEnv": [{"envVar": "CONVEYOR_STORE_URL", "secretKey": "url"}],
+                "optional": False,
+                "secretName": "conveyor-store",
+                "secretNameParameter": {"runtimeValue": {"constant": "conveyor-store"}},
+            }
+        ]
 
 
 def test_sqlite_store_is_refused_before_anything_is_built(repo: Path) -> None:
@@ -58,8 +63,15 @@ def test_local_artifact_store_is_refused(repo: Path) -> None:
     register_pushed_stack(None)
     client = Client()
     client.register_component("artifact_store", "here", "local", {"path": str(repo / "artifacts")})
-    client.register_stack("on_kfp_local", {"orchestrator": "on_kfp", "artifact_store": "here",
-                                           "image_builder": "builder", "container_registry": "registry"})
+    client.register_stack(
+        "on_kfp_local",
+        {
+            "orchestrator": "on_kfp",
+            "artifact_store": "here",
+            "image_builder": "builder",
+            "container_registry": "registry",
+        },
+    )
     client.activate_stack("on_kfp_local")
     with pytest.raises(ConfigError, match="artifact store 'here' keeps artifacts at .* which KFP pods cannot reach"):
         launch_quickstart("export", repo / "out")

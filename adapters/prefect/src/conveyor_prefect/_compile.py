@@ -138,8 +138,10 @@ def _task_tags(step: StepIR) -> tuple[str, ...]:
 def _check_name(what: str, name: str) -> None:
     bad = [c for c in name if c in _BANNED]
     if bad:
-        raise ConfigError(f"{what} {name!r} contains {bad[0]!r}, which Prefect does not allow in names",
-                          f"rename it without any of {_BANNED}")
+        raise ConfigError(
+            f"{what} {name!r} contains {bad[0]!r}, which Prefect does not allow in names",
+            f"rename it without any of {_BANNED}",
+        )
 
 
 def compile_flow(deployment: Deployment, config: PrefectOrchestratorConfig) -> FlowSpec:

@@ -48,8 +48,13 @@ class PrefectOrchestratorFlavor(Flavor):
     # CONTAINER_IMAGE: it can run steps (step_mode: container) or whole flows (a docker
     # work pool) in the pipeline's image; PrefectOrchestrator.needs_images says when it does.
     capabilities = frozenset(
-        {Capability.SCHEDULES, Capability.PARALLELISM, Capability.RETRIES, Capability.TIMEOUTS,
-         Capability.CONTAINER_IMAGE}
+        {
+            Capability.SCHEDULES,
+            Capability.PARALLELISM,
+            Capability.RETRIES,
+            Capability.TIMEOUTS,
+            Capability.CONTAINER_IMAGE,
+        }
     )
 
     @property

@@ -67,7 +67,9 @@ def unregister_launch(run_id: str) -> None:
 
 @flow(name="conveyor-pipeline", persist_result=False, log_prints=False)
 def run_deployment(
-    deployment_id: str, parameters: dict[str, Any] | None = None, conveyor_run_id: str | None = None,
+    deployment_id: str,
+    parameters: dict[str, Any] | None = None,
+    conveyor_run_id: str | None = None,
     image: str | None = None,
 ) -> Any:
     """Run a stored conveyor deployment as this Prefect flow run.
@@ -199,8 +201,15 @@ class FlowDriver:
         poll_interval: seconds between checks for a cancellation in Prefect.
     """
 
-    def __init__(self, env: RunEnvironment, spec: FlowSpec, source_root: Path | None, client: Any,
-                 flow_run_id: Any, poll_interval: float) -> None:
+    def __init__(
+        self,
+        env: RunEnvironment,
+        spec: FlowSpec,
+        source_root: Path | None,
+        client: Any,
+        flow_run_id: Any,
+        poll_interval: float,
+    ) -> None:
         self.env = env
         self.spec = spec
         self.source_root = source_root
@@ -274,8 +283,13 @@ class FlowDriver:
     def _close_stopped(self) -> None:
         from conveyor.stores._metadata import now
 
-        self.env.store.update_run(self.env.run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.STOPPED,
-                                  ended=now(), error=self.stop_reason)
+        self.env.store.update_run(
+            self.env.run.id,
+            only_if_status=RunStatus.RUNNING,
+            status=RunStatus.STOPPED,
+            ended=now(),
+            error=self.stop_reason,
+        )
 
     def _finish(self, futures: dict[str, PrefectFuture[Any]]) -> Any:
         from conveyor.stores._metadata import now
@@ -295,7 +309,9 @@ class FlowDriver:
             record = records.get(step.id)
             if record is not None:
                 if record.status == RunStatus.RUNNING:  # its task ended without closing it
-                    message = _state_message(futures[step.id], self.tasks[step.id]) or "its Prefect task ended while it ran"
+                    message = (
+                        _state_message(futures[step.id], self.tasks[step.id]) or "its Prefect task ended while it ran"
+                    )
                     store.finish_step_run(record.id, RunStatus.FAILED, error=message)
                     failures[step.id] = message
                 elif record.status in (RunStatus.FAILED, RunStatus.STOPPED):
@@ -303,19 +319,36 @@ class FlowDriver:
                 continue
             cause = next((u for u in _ancestors(step.id, pipeline) if u in failures), None)
             if cause is not None:
-                store.record_step_run(run.id, step.id, status=RunStatus.SKIPPED, step_name=step.name,
-                                      source=step.source, code_hash=step.code_hash,
-                                      error=f"upstream step {cause!r} failed")
+                store.record_step_run(
+                    run.id,
+                    step.id,
+                    status=RunStatus.SKIPPED,
+                    step_name=step.name,
+                    source=step.source,
+                    code_hash=step.code_hash,
+                    error=f"upstream step {cause!r} failed",
+                )
             else:
-                message = _state_message(futures[step.id], self.tasks[step.id]) or "its Prefect task ended before the step ran"
-                store.record_step_run(run.id, step.id, status=RunStatus.FAILED, step_name=step.name,
-                                      source=step.source, code_hash=step.code_hash, error=message)
+                message = (
+                    _state_message(futures[step.id], self.tasks[step.id])
+                    or "its Prefect task ended before the step ran"
+                )
+                store.record_step_run(
+                    run.id,
+                    step.id,
+                    status=RunStatus.FAILED,
+                    step_name=step.name,
+                    source=step.source,
+                    code_hash=step.code_hash,
+                    error=message,
+                )
                 failures[step.id] = message
         if failures:
             first = next(iter(failures))
             message = f"step {first!r} failed: {failures[first]}"
-            store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.FAILED, ended=now(),
-                             error=message)
+            store.update_run(
+                run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.FAILED, ended=now(), error=message
+            )
             return Failed(message=message)
         store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.COMPLETED, ended=now())
         return None
@@ -363,8 +396,10 @@ class FlowDriver:
 
             image = self.env.deployment.image_for(step_id)
             if image is None:
-                raise StackError(f"the deployment has no image for step {step_id!r}",
-                                 "the stack needs an image-builder and a container-registry for step_mode: container")
+                raise StackError(
+                    f"the deployment has no image for step {step_id!r}",
+                    "the stack needs an image-builder and a container-registry for step_mode: container",
+                )
             return ContainerStep(self.env, step_id, image, stop_timeout=_STOP_GRACE)
         from conveyor.orchestrators import step_process_env
 
@@ -395,10 +430,17 @@ class FlowDriver:
             _terminate(proc)
             _reap(proc)
             # Prefect stops a task at its timeout by raising its CancelledError in this thread.
-            timed_out = timeout is not None and not self.stopping.is_set() and (
-                time.monotonic() - started >= timeout * 0.95 or type(exc).__name__ in ("CancelledError", "TimeoutError")
+            timed_out = (
+                timeout is not None
+                and not self.stopping.is_set()
+                and (
+                    time.monotonic() - started >= timeout * 0.95
+                    or type(exc).__name__ in ("CancelledError", "TimeoutError")
+                )
             )
-            reason = f"timed out after {timeout:g} s" if timed_out else self.stop_reason or f"stopped ({type(exc).__name__})"
+            reason = (
+                f"timed out after {timeout:g} s" if timed_out else self.stop_reason or f"stopped ({type(exc).__name__})"
+            )
             self._close_record(step_id, RunStatus.FAILED if timed_out else RunStatus.STOPPED, reason)
             raise
         finally:

@@ -114,8 +114,10 @@ class PrefectOrchestrator(BaseOrchestrator):
         import importlib.util
 
         if importlib.util.find_spec("conveyor_docker") is None:
-            raise StackError(f"{what} in the pipeline's image, which needs conveyor-docker (not installed)",
-                             'run: pip install "conveyor-prefect[docker]"')
+            raise StackError(
+                f"{what} in the pipeline's image, which needs conveyor-docker (not installed)",
+                'run: pip install "conveyor-prefect[docker]"',
+            )
         return super().prepare(deployment, ctx)
 
     def _export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
@@ -155,17 +157,27 @@ class PrefectOrchestrator(BaseOrchestrator):
                 flow = run_deployment.with_options(name=spec.flow_name, flow_run_name=run.name)
                 state = flow(deployment_id=deployment.id, conveyor_run_id=run.id, return_state=True)
         except BaseException as exc:
-            ctx.store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.STOPPED, ended=now(),
-                                 error=f"stopped ({type(exc).__name__})")
+            ctx.store.update_run(
+                run.id,
+                only_if_status=RunStatus.RUNNING,
+                status=RunStatus.STOPPED,
+                ended=now(),
+                error=f"stopped ({type(exc).__name__})",
+            )
             raise
         finally:
             unregister_launch(run.id)
         record = ctx.store.get_run(run.id)
         if record.status == RunStatus.RUNNING:
             # The flow run ended before its driver could record anything (a crash in Prefect).
-            message = f"Prefect flow run ended {state.name}: {state.message}" if state is not None else "Prefect flow run crashed"
-            ctx.store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.FAILED, ended=now(),
-                                 error=message)
+            message = (
+                f"Prefect flow run ended {state.name}: {state.message}"
+                if state is not None
+                else "Prefect flow run crashed"
+            )
+            ctx.store.update_run(
+                run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.FAILED, ended=now(), error=message
+            )
             record = ctx.store.get_run(run.id)
         where = f"run {record.name!r}; Prefect flow run {record.orchestrator_run_id}"
         if record.status == RunStatus.FAILED:
@@ -193,8 +205,11 @@ class PrefectOrchestrator(BaseOrchestrator):
         else:
             from datetime import datetime, timedelta
 
-            schedule = Interval(timedelta(seconds=spec.schedule["interval"]),
-                                anchor_date=datetime.fromisoformat(anchor) if anchor else None, timezone="UTC")
+            schedule = Interval(
+                timedelta(seconds=spec.schedule["interval"]),
+                anchor_date=datetime.fromisoformat(anchor) if anchor else None,
+                timezone="UTC",
+            )
         variables: dict[str, Any] = {}
         env: dict[str, str] = {}
         parameters: dict[str, Any] = {"deployment_id": deployment.id}
@@ -202,7 +217,9 @@ class PrefectOrchestrator(BaseOrchestrator):
             # A URL with a password stays out of Prefect: the worker's environment must provide it.
             env[ENV_STORE_URL] = ctx.store.url.render_as_string(hide_password=False)
         else:
-            where = "the work pool's job template (env)" if spec.work_pool_type == "docker" else "the worker's environment"
+            where = (
+                "the work pool's job template (env)" if spec.work_pool_type == "docker" else "the worker's environment"
+            )
             print(f"conveyor: {where} must set {ENV_STORE_URL} to the metadata store URL", file=sys.stderr)
         if spec.work_pool_type == "docker":
             image = deployment.image_for("")
@@ -219,8 +236,13 @@ class PrefectOrchestrator(BaseOrchestrator):
                 try:
                     client.read_work_pool(spec.work_pool)
                 except ObjectNotFound:
-                    client.create_work_pool(WorkPoolCreate(name=spec.work_pool, type=spec.work_pool_type,
-                                                           base_job_template=_job_template(spec.work_pool_type)))
+                    client.create_work_pool(
+                        WorkPoolCreate(
+                            name=spec.work_pool,
+                            type=spec.work_pool_type,
+                            base_job_template=_job_template(spec.work_pool_type),
+                        )
+                    )
             flow = run_deployment.with_options(name=spec.flow_name)
             runner_deployment = flow.to_deployment(
                 name=spec.deployment_name,
@@ -281,4 +303,3 @@ def _describe(schedule: dict[str, Any]) -> str:
     if "cron" in schedule:
         return f"cron {schedule['cron']!r}"
     return f"every {schedule['interval']:g} s"
-

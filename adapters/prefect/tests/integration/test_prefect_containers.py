@@ -21,7 +21,6 @@ from conveyor_testing.conformance import CASES, artifact_hashes, case, check_run
 pytestmark = [pytest.mark.integration, pytest.mark.prefect, pytest.mark.docker]
 
 
-
 def read_flow_run(url: str, flow_run_id: str) -> Any:
     from prefect.client.orchestration import get_client
 
@@ -58,8 +57,9 @@ class ContainerWatcher:
             pass
 
     def _watch(self) -> None:
-        self._events = self.client.events(decode=True, since=self._since,
-                                          filters={"type": "container", "event": "create", "label": "conveyor.run"})
+        self._events = self.client.events(
+            decode=True, since=self._since, filters={"type": "container", "event": "create", "label": "conveyor.run"}
+        )
         for event in self._events:
             self.labels.append(dict(event["Actor"]["Attributes"]))
             # One thread each: steps that run at once may end before a serial inspection reaches them.
@@ -95,9 +95,9 @@ def images_of(run: Any) -> set[str | None]:
 
 
 @pytest.mark.parametrize("c", CASES, ids=[c.name for c in CASES])
-def test_conformance_case_in_containers_gives_the_local_artifacts(c: Any, container_stack: str, registry: Any,
-                                                                  prefect_server: PrefectServer,
-                                                                  docker_daemon: Any) -> None:
+def test_conformance_case_in_containers_gives_the_local_artifacts(
+    c: Any, container_stack: str, registry: Any, prefect_server: PrefectServer, docker_daemon: Any
+) -> None:
     local = run_case(c, stack="default")
     with ContainerWatcher(docker_daemon) as watcher:
         run = run_case(c, stack=container_stack)
@@ -113,7 +113,9 @@ def test_conformance_case_in_containers_gives_the_local_artifacts(c: Any, contai
     ran = sorted(sid for sid, s in run.steps.items() if s.status in ("completed", "failed"))
     assert watcher.steps_of(run.id) == ran  # one container per step that ran
     assert all(info["HostConfig"]["NetworkMode"] == "host" for info in watcher.inspected_of(run.id))
-    assert read_flow_run(prefect_server.url, run.orchestrator_run_id).state.name == ("Failed" if c.fails else "Completed")
+    assert read_flow_run(prefect_server.url, run.orchestrator_run_id).state.name == (
+        "Failed" if c.fails else "Completed"
+    )
 
 
 def run_in_thread(pipe: Any, **params: Any) -> tuple[threading.Thread, list[BaseException | None]]:
@@ -140,8 +142,10 @@ def wait_for_running_step(step_id: str, outcome: list[BaseException | None], tim
         if outcome:
             pytest.fail(f"the run ended before step {step_id!r} started: {outcome[0]!r}")
         runs = client.store.list_runs()
-        if runs and runs[0].orchestrator_run_id and any(
-            r.step_id == step_id and r.status == "running" for r in client.store.list_step_runs(runs[0].id)
+        if (
+            runs
+            and runs[0].orchestrator_run_id
+            and any(r.step_id == step_id and r.status == "running" for r in client.store.list_step_runs(runs[0].id))
         ):
             return runs[0]
         time.sleep(0.2)
@@ -152,17 +156,16 @@ def containers_of(docker_daemon: Any, run_id: str) -> list[Any]:
     return docker_daemon.containers.list(all=True, filters={"label": f"conveyor.run={run_id}"})
 
 
-def test_cancelling_the_flow_run_in_prefect_stops_and_removes_the_containers(container_stack: str,
-                                                                             prefect_server: PrefectServer,
-                                                                             docker_daemon: Any) -> None:
+def test_cancelling_the_flow_run_in_prefect_stops_and_removes_the_containers(
+    container_stack: str, prefect_server: PrefectServer, docker_daemon: Any
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelling
     from prefect_pipelines import slow
 
     from conveyor_prefect._orchestrator import prefect_api
 
-    thread, outcome = run_in_thread(slow.with_options(enable_cache=False, stack=container_stack),
-                                    seconds=120)
+    thread, outcome = run_in_thread(slow.with_options(enable_cache=False, stack=container_stack), seconds=120)
     record = wait_for_running_step("nap", outcome)
     assert [c.labels["conveyor.step"] for c in containers_of(docker_daemon, record.id)] == ["nap"]
     cancelled = time.monotonic()
@@ -181,20 +184,22 @@ def test_cancelling_the_flow_run_in_prefect_stops_and_removes_the_containers(con
     assert read_flow_run(prefect_server.url, record.orchestrator_run_id).state.name == "Cancelled"
 
 
-def test_step_timeout_in_a_container_fails_the_run_and_removes_the_container(container_stack: str,
-                                                                             prefect_server: PrefectServer,
-                                                                             docker_daemon: Any) -> None:
+def test_step_timeout_in_a_container_fails_the_run_and_removes_the_container(
+    container_stack: str, prefect_server: PrefectServer, docker_daemon: Any
+) -> None:
     from prefect_pipelines import slow
 
-    pipe = slow.with_options(enable_cache=False, stack=container_stack,
-                            steps={"nap": {"timeout": 5}})
+    pipe = slow.with_options(enable_cache=False, stack=container_stack, steps={"nap": {"timeout": 5}})
     with pytest.raises(StepFailedError, match="timed out"):
         pipe(seconds=120)
 
     run = Client().get_pipeline("slow").last_run
     assert run.status == "failed"
-    assert {sid: s.status for sid, s in run.steps.items()} == {"first": "completed", "nap": "failed",
-                                                              "after_nap": "skipped"}
+    assert {sid: s.status for sid, s in run.steps.items()} == {
+        "first": "completed",
+        "nap": "failed",
+        "after_nap": "skipped",
+    }
     assert "timed out after 5 s" in run.steps["nap"].record.error
     nap = run.steps["nap"].record
     assert (nap.ended - nap.started).total_seconds() < 30
@@ -205,21 +210,44 @@ def test_step_timeout_in_a_container_fails_the_run_and_removes_the_container(con
 # -- metadata in PostgreSQL, artifacts in S3: nothing of this machine is mounted ---------------
 @pytest.mark.s3
 @pytest.mark.postgres
-def test_remote_like_stores_give_the_local_artifacts(repo: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     fresh_postgres_url: str, s3_endpoint: Any, s3_bucket: str,
-                                                     prefect_server: PrefectServer, registry: Any, base_image: str,
-                                                     wheel_cache: Path, session_images: None,
-                                                     no_leftover_containers: None, docker_daemon: Any) -> None:
+def test_remote_like_stores_give_the_local_artifacts(
+    repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_postgres_url: str,
+    s3_endpoint: Any,
+    s3_bucket: str,
+    prefect_server: PrefectServer,
+    registry: Any,
+    base_image: str,
+    wheel_cache: Path,
+    session_images: None,
+    no_leftover_containers: None,
+    docker_daemon: Any,
+) -> None:
     monkeypatch.setenv("CONVEYOR_STORE_URL", fresh_postgres_url)
     client = Client()
     client.register_component(
-        "artifact_store", "s3", "s3",
-        {"path": f"s3://{s3_bucket}/artifacts", "key": s3_endpoint.key, "secret": s3_endpoint.secret,
-         "endpoint_url": s3_endpoint.url, "region": s3_endpoint.region},
+        "artifact_store",
+        "s3",
+        "s3",
+        {
+            "path": f"s3://{s3_bucket}/artifacts",
+            "key": s3_endpoint.key,
+            "secret": s3_endpoint.secret,
+            "endpoint_url": s3_endpoint.url,
+            "region": s3_endpoint.region,
+        },
     )
     client.register_stack("local_s3", {"orchestrator": "default", "artifact_store": "s3"})
-    stack = register_container_stack(registry.host, base_image, wheel_cache, name="remote_like", artifact_store="s3",
-                                     api_url=prefect_server.url, step_mode="container")
+    stack = register_container_stack(
+        registry.host,
+        base_image,
+        wheel_cache,
+        name="remote_like",
+        artifact_store="s3",
+        api_url=prefect_server.url,
+        step_mode="container",
+    )
     for c in (case("quickstart"), case("failing_step")):
         local = run_case(c, stack="local_s3")
         with ContainerWatcher(docker_daemon) as watcher:
@@ -231,8 +259,9 @@ def test_remote_like_stores_give_the_local_artifacts(repo: Path, monkeypatch: py
         assert run.stack_name == "remote_like"
         (image,) = images_of(run)
         assert image.startswith(f"{registry.host}/ml/conveyor-{c.pipeline}@sha256:")
-        assert watcher.steps_of(run.id) == sorted(sid for sid, s in run.steps.items()
-                                                  if s.status in ("completed", "failed"))
+        assert watcher.steps_of(run.id) == sorted(
+            sid for sid, s in run.steps.items() if s.status in ("completed", "failed")
+        )
         for info in watcher.inspected_of(run.id):
             assert info["Mounts"] == [], f"{c.name}: a folder of this machine was mounted: {info['Mounts']}"
             assert info["HostConfig"]["NetworkMode"] == "host"
@@ -243,9 +272,16 @@ def test_remote_like_stores_give_the_local_artifacts(repo: Path, monkeypatch: py
 WORKER_TIMEOUT = 300.0
 
 
-def test_deployment_runs_in_a_docker_work_pool(repo: Path, prefect_server: PrefectServer, registry: Any,
-                                               base_image: str, wheel_cache: Path, session_images: None,
-                                               docker_daemon: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_deployment_runs_in_a_docker_work_pool(
+    repo: Path,
+    prefect_server: PrefectServer,
+    registry: Any,
+    base_image: str,
+    wheel_cache: Path,
+    session_images: None,
+    docker_daemon: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     # prefect-docker comes with conveyor-prefect[docker]; without it this test must fail, not skip.
     import prefect_docker  # noqa: F401
     from conftest import prefect_command, prefect_env, spawn, stop, tail
@@ -258,8 +294,15 @@ def test_deployment_runs_in_a_docker_work_pool(repo: Path, prefect_server: Prefe
 
     c = case("quickstart")
     local = run_case(c, stack="default")
-    stack = register_container_stack(registry.host, base_image, wheel_cache, name="pooled", api_url=prefect_server.url,
-                                     work_pool="conveyor-docker-test", work_pool_type="docker")
+    stack = register_container_stack(
+        registry.host,
+        base_image,
+        wheel_cache,
+        name="pooled",
+        api_url=prefect_server.url,
+        work_pool="conveyor-docker-test",
+        work_pool_type="docker",
+    )
     pipe = load_pipeline(c).with_options(enable_cache=False)
     assert deploy_pipeline(pipe, stack=stack, parameters=c.params, schedule=Schedule(cron="0 0 1 1 *")) is None
 
@@ -277,9 +320,12 @@ def test_deployment_runs_in_a_docker_work_pool(repo: Path, prefect_server: Prefe
 
     work = tmp_path_factory.mktemp("docker-worker")
     started = time.monotonic()
-    worker = spawn([*prefect_command(), "worker", "start", "--pool", "conveyor-docker-test", "--type", "docker",
-                    "--run-once"], work / "worker.log", prefect_env(prefect_server.home, PREFECT_API_URL=prefect_server.url),
-                   cwd=work)
+    worker = spawn(
+        [*prefect_command(), "worker", "start", "--pool", "conveyor-docker-test", "--type", "docker", "--run-once"],
+        work / "worker.log",
+        prefect_env(prefect_server.home, PREFECT_API_URL=prefect_server.url),
+        cwd=work,
+    )
     try:
         worker.wait(WORKER_TIMEOUT)
     finally:

@@ -36,8 +36,12 @@ def test_deployment_runs_on_a_process_worker(repo: Path, prefect_server: Prefect
         flow_run = client.create_flow_run_from_deployment(deployment.id)
 
     work = tmp_path_factory.mktemp("worker")
-    worker = spawn([*prefect_command(), "worker", "start", "--pool", "conveyor-test", "--run-once"],
-                   work / "worker.log", prefect_env(prefect_server.home, PREFECT_API_URL=prefect_server.url), cwd=work)
+    worker = spawn(
+        [*prefect_command(), "worker", "start", "--pool", "conveyor-test", "--run-once"],
+        work / "worker.log",
+        prefect_env(prefect_server.home, PREFECT_API_URL=prefect_server.url),
+        cwd=work,
+    )
     try:
         worker.wait(WORKER_TIMEOUT)
     finally:
@@ -61,8 +65,9 @@ def test_redeploying_updates_the_same_prefect_deployment(repo: Path, prefect_ser
 
     from conveyor_prefect._orchestrator import prefect_api
 
-    stack = register_prefect_stack(api_url=prefect_server.url, work_pool="conveyor-redeploy",
-                                   deployment_name="nightly", activate=False)
+    stack = register_prefect_stack(
+        api_url=prefect_server.url, work_pool="conveyor-redeploy", deployment_name="nightly", activate=False
+    )
     pipe = load_pipeline(case("fan_out")).with_options(enable_cache=False)
     deploy_pipeline(pipe, stack=stack, parameters={"width": 4}, schedule=Schedule(cron="0 3 * * *"))
     deploy_pipeline(pipe, stack=stack, parameters={"width": 4}, schedule=Schedule(interval_seconds=3600))

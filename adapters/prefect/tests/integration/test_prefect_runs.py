@@ -39,8 +39,9 @@ def task_run_names(url: str, flow_run_id: str) -> list[str]:
 
 @pytest.mark.parametrize("step_mode", ["in_process", "subprocess"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_conformance_case_gives_the_local_artifacts(case: Any, step_mode: str, repo: Path,
-                                                    prefect_server: PrefectServer) -> None:
+def test_conformance_case_gives_the_local_artifacts(
+    case: Any, step_mode: str, repo: Path, prefect_server: PrefectServer
+) -> None:
     local = run_case(case, stack="default")
     stack = register_prefect_stack(api_url=prefect_server.url, step_mode=step_mode)
     run = run_case(case, stack=stack)
@@ -81,8 +82,11 @@ def test_step_timeout_fails_the_run(repo: Path, prefect_server: PrefectServer) -
     assert time.perf_counter() - started < 20
     run = Client().get_pipeline("slow").last_run
     assert run.status == "failed"
-    assert {sid: s.status for sid, s in run.steps.items()} == {"first": "completed", "nap": "failed",
-                                                              "after_nap": "skipped"}
+    assert {sid: s.status for sid, s in run.steps.items()} == {
+        "first": "completed",
+        "nap": "failed",
+        "after_nap": "skipped",
+    }
     assert "timed out after 4 s" in run.steps["nap"].record.error
     assert read_flow_run(prefect_server.url, run.orchestrator_run_id).state.name == "Failed"
 
@@ -95,13 +99,17 @@ def test_killed_step_process_fails_the_run(repo: Path, prefect_server: PrefectSe
         killed.with_options(enable_cache=False)()
     run = Client().get_pipeline("killed").last_run
     assert run.status == "failed"
-    assert {sid: s.status for sid, s in run.steps.items()} == {"first": "completed", "die": "failed",
-                                                              "after_nap": "skipped"}
+    assert {sid: s.status for sid, s in run.steps.items()} == {
+        "first": "completed",
+        "die": "failed",
+        "after_nap": "skipped",
+    }
 
 
 @pytest.mark.parametrize("step_mode", ["subprocess", "in_process"])
-def test_cancelling_the_flow_run_in_prefect_stops_the_conveyor_run(step_mode: str, repo: Path,
-                                                                    prefect_server: PrefectServer) -> None:
+def test_cancelling_the_flow_run_in_prefect_stops_the_conveyor_run(
+    step_mode: str, repo: Path, prefect_server: PrefectServer
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelling
     from prefect_pipelines import slow
@@ -126,8 +134,10 @@ def test_cancelling_the_flow_run_in_prefect_stops_the_conveyor_run(step_mode: st
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         runs = client.store.list_runs()
-        if runs and runs[0].orchestrator_run_id and any(
-            r.step_id == "nap" and r.status == "running" for r in client.store.list_step_runs(runs[0].id)
+        if (
+            runs
+            and runs[0].orchestrator_run_id
+            and any(r.step_id == "nap" and r.status == "running" for r in client.store.list_step_runs(runs[0].id))
         ):
             break
         time.sleep(0.2)

@@ -56,8 +56,9 @@ def test_runs_export_and_deployment_hold_no_secret_value(repo: Path, prefect_ser
 
     Client().create_secret("app", {"token": TOKEN})
     for mode in ("in_process", "subprocess"):
-        stack = register_prefect_stack(f"pf_{mode}", api_url=prefect_server.url, step_mode=mode, activate=False,
-                                       work_pool="conveyor-secrets")
+        stack = register_prefect_stack(
+            f"pf_{mode}", api_url=prefect_server.url, step_mode=mode, activate=False, work_pool="conveyor-secrets"
+        )
         run = uses_app_secret.with_options(stack=stack)()
         assert run.status == "completed" and run.orchestrator == "prefect"
         assert run.steps["env_length"].output.load() == 2 * len(TOKEN)

@@ -29,26 +29,53 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def _deployment(schedule: Schedule | None = None, **step_settings: object) -> Deployment:
     steps = (
-        StepIR(id="load", name="load", source="demo:load", code_hash="a" * 16,
-               inputs={"n": ParameterInput(value=3, pipeline_parameter="n")}, outputs={"output": OutputSpec(type="builtins.int")}),
-        StepIR(id="train", name="train", source="demo:train", code_hash="b" * 16,
-               inputs={"x": ArtifactInput(step="load", output="output")}, outputs={"output": OutputSpec(type="builtins.int")},
-               settings=StepSettings(retries=2, retry_delay=1.5, timeout=30, **step_settings)),
-        StepIR(id="train_2", name="train", source="demo:train", code_hash="b" * 16,
-               inputs={"x": ArtifactInput(step="load", output="output")}, outputs={"output": OutputSpec(type="builtins.int")},
-               settings=StepSettings(environment={"MODE": "fast"})),
+        StepIR(
+            id="load",
+            name="load",
+            source="demo:load",
+            code_hash="a" * 16,
+            inputs={"n": ParameterInput(value=3, pipeline_parameter="n")},
+            outputs={"output": OutputSpec(type="builtins.int")},
+        ),
+        StepIR(
+            id="train",
+            name="train",
+            source="demo:train",
+            code_hash="b" * 16,
+            inputs={"x": ArtifactInput(step="load", output="output")},
+            outputs={"output": OutputSpec(type="builtins.int")},
+            settings=StepSettings(retries=2, retry_delay=1.5, timeout=30, **step_settings),
+        ),
+        StepIR(
+            id="train_2",
+            name="train",
+            source="demo:train",
+            code_hash="b" * 16,
+            inputs={"x": ArtifactInput(step="load", output="output")},
+            outputs={"output": OutputSpec(type="builtins.int")},
+            settings=StepSettings(environment={"MODE": "fast"}),
+        ),
         StepIR(id="report", name="report", source="demo:report", code_hash="c" * 16, after=("train", "train_2")),
     )
-    stack = StackIR(name="on_prefect", components={
-        "orchestrator": ComponentIR(type="orchestrator", flavor="prefect", name="pf", config={}),
-        "artifact_store": ComponentIR(type="artifact_store", flavor="local", name="default", config={"path": "/data"}),
-    })
-    return Deployment(pipeline=PipelineIR(name="demo", parameters={"n": 3}, steps=steps), stack=stack, schedule=schedule)
+    stack = StackIR(
+        name="on_prefect",
+        components={
+            "orchestrator": ComponentIR(type="orchestrator", flavor="prefect", name="pf", config={}),
+            "artifact_store": ComponentIR(
+                type="artifact_store", flavor="local", name="default", config={"path": "/data"}
+            ),
+        },
+    )
+    return Deployment(
+        pipeline=PipelineIR(name="demo", parameters={"n": 3}, steps=steps), stack=stack, schedule=schedule
+    )
 
 
 def test_spec_matches_golden_file() -> None:
-    spec = compile_flow(_deployment(Schedule(cron="0 * * * *", start_date=datetime(2026, 1, 1))),
-                        PrefectOrchestratorConfig(tags=["team-a"]))
+    spec = compile_flow(
+        _deployment(Schedule(cron="0 * * * *", start_date=datetime(2026, 1, 1))),
+        PrefectOrchestratorConfig(tags=["team-a"]),
+    )
     text = json.dumps(spec.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
     golden = GOLDEN / "demo.prefect.json"
     if os.environ.get("CONVEYOR_UPDATE_GOLDEN"):
@@ -65,7 +92,11 @@ def test_one_task_per_step_with_its_upstream_retries_and_timeout() -> None:
     assert tasks["report"].upstream == ("train", "train_2")
     assert (tasks["train"].retries, tasks["train"].retry_delay_seconds, tasks["train"].timeout_seconds) == (2, 1.5, 30)
     # a thread can be neither stopped nor given its own environment
-    assert (tasks["load"].mode, tasks["train"].mode, tasks["train_2"].mode) == ("in_process", "subprocess", "subprocess")
+    assert (tasks["load"].mode, tasks["train"].mode, tasks["train_2"].mode) == (
+        "in_process",
+        "subprocess",
+        "subprocess",
+    )
     assert spec.max_workers == 4
     assert spec.schedule is None
 
@@ -90,13 +121,15 @@ def test_cron_that_prefect_rejects_is_a_one_line_config_error(cron: str) -> None
 
 
 def test_interval_schedule_keeps_its_start() -> None:
-    spec = compile_flow(_deployment(Schedule(interval_seconds=90, start_date=datetime(2026, 3, 1, 12))),
-                        PrefectOrchestratorConfig())
+    spec = compile_flow(
+        _deployment(Schedule(interval_seconds=90, start_date=datetime(2026, 3, 1, 12))), PrefectOrchestratorConfig()
+    )
     assert spec.schedule == {"interval": 90.0, "anchor_date": "2026-03-01T12:00:00+00:00"}
 
 
-@pytest.mark.parametrize("schedule", [Schedule(cron="0 * * * *", end_date=datetime(2027, 1, 1)),
-                                      Schedule(cron="0 * * * *", catchup=True)])
+@pytest.mark.parametrize(
+    "schedule", [Schedule(cron="0 * * * *", end_date=datetime(2027, 1, 1)), Schedule(cron="0 * * * *", catchup=True)]
+)
 def test_schedule_prefect_cannot_honour_is_a_capability_error(schedule: Schedule) -> None:
     with pytest.raises(CapabilityError):
         compile_flow(_deployment(schedule), PrefectOrchestratorConfig())

@@ -22,9 +22,11 @@ def test_entry_point_names_the_flavor() -> None:
 
 
 def test_flavor_module_does_not_import_prefect() -> None:
-    code = ("import sys; from conveyor.stack import flavors; f = flavors.get('orchestrator', 'prefect'); "
-            "f.validate_config({'api_url': 'http://127.0.0.1:1/api'}, component='pf'); "
-            "print(sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')))")
+    code = (
+        "import sys; from conveyor.stack import flavors; f = flavors.get('orchestrator', 'prefect'); "
+        "f.validate_config({'api_url': 'http://127.0.0.1:1/api'}, component='pf'); "
+        "print(sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -167,13 +169,21 @@ def test_images_are_needed_only_where_steps_or_flows_run_in_them(config: dict, s
     from conveyor.orchestrators import needs_images
     from conveyor.stack import Stack
 
-    stack = Stack(StackIR(name="s", components={
-        "orchestrator": ComponentIR(type="orchestrator", flavor="prefect", name="pf", config=config),
-        "artifact_store": ComponentIR(type="artifact_store", flavor="local", name="default", config={"path": "/data"}),
-    }))
+    stack = Stack(
+        StackIR(
+            name="s",
+            components={
+                "orchestrator": ComponentIR(type="orchestrator", flavor="prefect", name="pf", config=config),
+                "artifact_store": ComponentIR(
+                    type="artifact_store", flavor="local", name="default", config={"path": "/data"}
+                ),
+            },
+        )
+    )
     deployment = Deployment(
         pipeline=PipelineIR(name="p", steps=(StepIR(id="a", name="a", source="m:a", code_hash="0" * 16),)),
-        stack=stack.ir, schedule=Schedule(cron="0 * * * *") if scheduled else None,
+        stack=stack.ir,
+        schedule=Schedule(cron="0 * * * *") if scheduled else None,
     )
     assert needs_images(deployment, stack) is expected
 
@@ -185,8 +195,24 @@ def test_step_container_command_carries_the_runs_parameter_overrides() -> None:
     from conveyor_prefect._container import step_container_class
 
     step = StepIR(id="train", name="train", source="m:train", code_hash="0" * 16)
-    env = SimpleNamespace(deployment=SimpleNamespace(id="dep1"), run=SimpleNamespace(id="run1"),
-                          overrides={"n": 5, "cfg": {"b": [1, 2], "a": "x"}})
+    env = SimpleNamespace(
+        deployment=SimpleNamespace(id="dep1"),
+        run=SimpleNamespace(id="run1"),
+        overrides={"n": 5, "cfg": {"b": [1, 2], "a": "x"}},
+    )
     command = step_container_class()(env, step, "reg/img@sha256:abc").command()
-    assert command == ["run-step", "--deployment", "dep1", "--run-id", "run1", "--step", "train",
-                       "--image", "reg/img@sha256:abc", "--param", 'cfg={"a":"x","b":[1,2]}', "--param", "n=5"]
+    assert command == [
+        "run-step",
+        "--deployment",
+        "dep1",
+        "--run-id",
+        "run1",
+        "--step",
+        "train",
+        "--image",
+        "reg/img@sha256:abc",
+        "--param",
+        'cfg={"a":"x","b":[1,2]}',
+        "--param",
+        "n=5",
+    ]

@@ -36,14 +36,23 @@ def list_artifacts(name: str | None, as_json: bool) -> None:
     client = _client()
     views = client.list_artifacts(name)
     out = [
-        {"id": v.id, "name": v.name, "version": v.version, "data_type": v.data_type, "uri": v.uri,
-         "content_hash": v.content_hash, "created": iso(v.created)}
+        {
+            "id": v.id,
+            "name": v.name,
+            "version": v.version,
+            "data_type": v.data_type,
+            "uri": v.uri,
+            "content_hash": v.content_hash,
+            "created": iso(v.created),
+        }
         for v in views
     ]
     if as_json:
         emit_json(out)
         return
-    rows = [[a["id"], a["name"], a["version"], a["data_type"], when(v.created)] for a, v in zip(out, views, strict=True)]
+    rows = [
+        [a["id"], a["name"], a["version"], a["data_type"], when(v.created)] for a, v in zip(out, views, strict=True)
+    ]
     table(["ID", "NAME", "VERSION", "TYPE", "CREATED"], rows, empty="No artifacts yet.")
 
 
@@ -89,16 +98,18 @@ def describe(artifact_id: str, as_json: bool) -> None:
     def step_text(ref: dict[str, Any] | None) -> str:
         return "-" if ref is None else f"step {ref['step']} of run {ref['run']}"
 
-    fields([
-        ("Artifact", f"{data['name']} (version {data['version']})"),
-        ("ID", data["id"]),
-        ("URI", data["uri"]),
-        ("Type", data["data_type"]),
-        ("Materializer", data["materializer"]),
-        ("Content hash", data["content_hash"]),
-        ("Created", when(view.created)),
-        ("Producer", step_text(data["producer"])),
-    ])
+    fields(
+        [
+            ("Artifact", f"{data['name']} (version {data['version']})"),
+            ("ID", data["id"]),
+            ("URI", data["uri"]),
+            ("Type", data["data_type"]),
+            ("Materializer", data["materializer"]),
+            ("Content hash", data["content_hash"]),
+            ("Created", when(view.created)),
+            ("Producer", step_text(data["producer"])),
+        ]
+    )
     click.echo("Consumers:" + ("" if data["consumers"] else " -"))
     for ref in data["consumers"]:
         click.echo(f"  {step_text(ref)}")

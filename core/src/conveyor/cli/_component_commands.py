@@ -78,9 +78,7 @@ def flavor_json(flavor: Flavor) -> dict[str, Any]:
 
 def _name_first(name: str, kind: str, command: str) -> None:
     if name.startswith("-"):
-        raise click.UsageError(
-            f"give the {kind} NAME first: conveyor {kind} {command} NAME [--option value ...]"
-        )
+        raise click.UsageError(f"give the {kind} NAME first: conveyor {kind} {command} NAME [--option value ...]")
 
 
 def component_group(component_type: str) -> click.Group:
@@ -134,14 +132,16 @@ def component_group(component_type: str) -> click.Group:
         if as_json:
             emit_json(component_json(record, stacks))
             return
-        fields([
-            (kind.capitalize(), record.name),
-            ("Flavor", record.flavor),
-            ("ID", record.id),
-            ("Stacks", ", ".join(stacks) or "-"),
-            ("Created", when(record.created)),
-            ("Updated", when(record.updated)),
-        ])
+        fields(
+            [
+                (kind.capitalize(), record.name),
+                ("Flavor", record.flavor),
+                ("ID", record.id),
+                ("Stacks", ", ".join(stacks) or "-"),
+                ("Created", when(record.created)),
+                ("Updated", when(record.updated)),
+            ]
+        )
         click.echo("Config:" + ("" if record.config else " {}"))
         for key, value in sorted(record.config.items()):
             click.echo(f"  {key}: {compact(value)}")

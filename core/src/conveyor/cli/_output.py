@@ -76,8 +76,9 @@ def _render(renderable: Any) -> None:
 
     tty = sys.stdout.isatty()
     # Piped output is not wrapped, so that it greps and copies whole.
-    console = Console(width=None if tty else 100_000, force_terminal=tty, highlight=False, markup=False,
-                      emoji=False, soft_wrap=False)
+    console = Console(
+        width=None if tty else 100_000, force_terminal=tty, highlight=False, markup=False, emoji=False, soft_wrap=False
+    )
     with console.capture() as captured:
         console.print(renderable)
     text = captured.get()

@@ -13,7 +13,11 @@ if TYPE_CHECKING:
     from conveyor.client import ArtifactView, Client, PipelineRunView, StepRunView
 
 _param_option = click.option(
-    "--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="A pipeline parameter (VALUE is JSON when it parses, else text); repeatable.",
 )
 
@@ -39,20 +43,27 @@ def list_pipelines(as_json: bool) -> None:
     for view in client.list_pipelines():
         runs = client.store.list_runs(view.id)
         last = runs[0] if runs else None
-        out.append({
-            "id": view.id,
-            "name": view.name,
-            "created": iso(view.record.created),
-            "runs": len(runs),
-            "last_run": None if last is None else {"id": last.id, "name": last.name, "status": last.status,
-                                                   "created": iso(last.created)},
-        })
+        out.append(
+            {
+                "id": view.id,
+                "name": view.name,
+                "created": iso(view.record.created),
+                "runs": len(runs),
+                "last_run": None
+                if last is None
+                else {"id": last.id, "name": last.name, "status": last.status, "created": iso(last.created)},
+            }
+        )
     if as_json:
         emit_json(out)
         return
     rows = [
-        [p["name"], p["runs"], p["last_run"]["name"] if p["last_run"] else "-",
-         p["last_run"]["status"] if p["last_run"] else "-"]
+        [
+            p["name"],
+            p["runs"],
+            p["last_run"]["name"] if p["last_run"] else "-",
+            p["last_run"]["status"] if p["last_run"] else "-",
+        ]
         for p in out
     ]
     table(["PIPELINE", "RUNS", "LAST RUN", "STATUS"], rows, empty="No pipelines yet.")
@@ -91,8 +102,18 @@ def runs(pipeline_name: str | None, limit: int | None, as_json: bool) -> None:
     if as_json:
         emit_json(out)
         return
-    rows = [[r["name"], r["pipeline"], r["status"], r["stack"], r["orchestrator"], when_iso(r["started"]),
-             duration(r["duration"])] for r in out]
+    rows = [
+        [
+            r["name"],
+            r["pipeline"],
+            r["status"],
+            r["stack"],
+            r["orchestrator"],
+            when_iso(r["started"]),
+            duration(r["duration"]),
+        ]
+        for r in out
+    ]
     table(["RUN", "PIPELINE", "STATUS", "STACK", "ORCHESTRATOR", "STARTED", "DURATION"], rows, empty="No runs yet.")
 
 
@@ -129,8 +150,9 @@ def _runnable(ref: str) -> Any:
     try:
         obj = load_source(target.source)
     except DefinitionError as exc:
-        raise ConfigError(f"pipeline {ref!r}: {exc.message}",
-                          "run from its project folder, or give it as path/to/file.py:name") from None
+        raise ConfigError(
+            f"pipeline {ref!r}: {exc.message}", "run from its project folder, or give it as path/to/file.py:name"
+        ) from None
     if not isinstance(obj, Pipeline):
         raise ConfigError(f"{target.source} is no longer a @pipeline", "give it as path/to/file.py:name")
     return obj
@@ -217,12 +239,14 @@ def export(ref: str, stack: str, output: str, params: tuple[str, ...]) -> None:
 @click.argument("ref")
 @click.option("--stack", "-s", required=True, metavar="STACK", help="The stack to deploy to.")
 @click.option("--cron", metavar="EXPR", help='Run on a cron schedule, e.g. "0 6 * * *".')
-@click.option("--interval", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Run every SECONDS seconds.")
+@click.option(
+    "--interval", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Run every SECONDS seconds."
+)
 @click.option("--start-date", type=_IsoDate(), help="First run not before this time (UTC unless it has an offset).")
 @_param_option
-def deploy(ref: str, stack: str, cron: str | None, interval: float | None, start_date: datetime | None,
-           params: tuple[str, ...]) -> None:
+def deploy(
+    ref: str, stack: str, cron: str | None, interval: float | None, start_date: datetime | None, params: tuple[str, ...]
+) -> None:
     """Submit pipeline REF to a stack's orchestrator, on a schedule or once.
 
     REF is path/to/file.py:name, package.module:name, or the name of a
@@ -281,9 +305,24 @@ def _unrecorded_steps(client: Client, view: PipelineRunView) -> list[dict[str, A
     status = "not run" if view.status in RunStatus.FINISHED else "pending"
     planned = load_deployment(client.store.get_deployment_json(view.deployment_id)).pipeline.steps
     return [
-        {"id": None, "step": s.id, "name": s.name, "status": status, "cached": False, "started": None, "ended": None,
-         "duration": None, "attempts": 0, "parameters": {}, "image": None, "error": None, "inputs": {}, "outputs": {}}
-        for s in planned if s.id not in recorded
+        {
+            "id": None,
+            "step": s.id,
+            "name": s.name,
+            "status": status,
+            "cached": False,
+            "started": None,
+            "ended": None,
+            "duration": None,
+            "attempts": 0,
+            "parameters": {},
+            "image": None,
+            "error": None,
+            "inputs": {},
+            "outputs": {},
+        }
+        for s in planned
+        if s.id not in recorded
     ]
 
 
@@ -300,8 +339,9 @@ def describe_run(run_ref: str, logs_step: str | None, as_json: bool) -> None:
     if logs_step is not None:
         step = view.steps.get(logs_step)
         if step is None:
-            raise NotFoundError(f"run {view.name!r} has no step {logs_step!r}",
-                                f"its steps are: {', '.join(view.steps) or '(none)'}")
+            raise NotFoundError(
+                f"run {view.name!r} has no step {logs_step!r}", f"its steps are: {', '.join(view.steps) or '(none)'}"
+            )
         click.echo(step.logs(), nl=False)
         return
     data = run_summary(view, view.pipeline_name)
@@ -312,7 +352,9 @@ def describe_run(run_ref: str, logs_step: str | None, as_json: bool) -> None:
     code = "-"
     if data["code_commit"]:
         code = data["code_commit"] + (" (dirty)" if data["code_dirty"] else "")
-    orchestrator = data["orchestrator"] + (f" (run {data['orchestrator_run_id']})" if data["orchestrator_run_id"] else "")
+    orchestrator = data["orchestrator"] + (
+        f" (run {data['orchestrator_run_id']})" if data["orchestrator_run_id"] else ""
+    )
     pairs = [
         ("Run", data["name"]),
         ("ID", data["id"]),

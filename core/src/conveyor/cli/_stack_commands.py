@@ -112,12 +112,14 @@ def describe(name: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(stack_json(record, active))
         return
-    fields([
-        ("Stack", record.name + ("  (active)" if record.name == active else "")),
-        ("ID", record.id),
-        ("Created", when(record.created)),
-        ("Updated", when(record.updated)),
-    ])
+    fields(
+        [
+            ("Stack", record.name + ("  (active)" if record.name == active else "")),
+            ("ID", record.id),
+            ("Created", when(record.created)),
+            ("Updated", when(record.updated)),
+        ]
+    )
     heading("Components")
     rows = []
     for ctype, long, _ in _TYPES:

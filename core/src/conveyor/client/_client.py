@@ -45,8 +45,10 @@ class ArtifactView:
     def visualizations(self) -> dict[str, str]:
         """``{uri: kind}`` of the human views stored beside the artifact."""
         store = self._client.artifact_store_for(self.uri)
-        return {store.join(self.uri, rel) if "://" in self.uri else f"{self.uri}/{rel}": kind
-                for rel, kind in self.record.visualizations.items()}
+        return {
+            store.join(self.uri, rel) if "://" in self.uri else f"{self.uri}/{rel}": kind
+            for rel, kind in self.record.visualizations.items()
+        }
 
     @property
     def producer(self) -> StepRunView | None:
@@ -97,19 +99,27 @@ class StepRunView:
     @cached_property
     def inputs(self) -> dict[str, ArtifactView]:
         """``{input name: artifact}``."""
-        return {k: ArtifactView(self._client, v) for k, v in self._client.store.step_run_artifacts(self.id, inputs=True).items()}
+        return {
+            k: ArtifactView(self._client, v)
+            for k, v in self._client.store.step_run_artifacts(self.id, inputs=True).items()
+        }
 
     @cached_property
     def outputs(self) -> dict[str, ArtifactView]:
         """``{output name: artifact}``."""
-        return {k: ArtifactView(self._client, v) for k, v in self._client.store.step_run_artifacts(self.id, inputs=False).items()}
+        return {
+            k: ArtifactView(self._client, v)
+            for k, v in self._client.store.step_run_artifacts(self.id, inputs=False).items()
+        }
 
     @property
     def output(self) -> ArtifactView:
         """The only output of the step."""
         outs = self.outputs
         if len(outs) != 1:
-            raise NotFoundError(f"step {self.step_id!r} has {len(outs)} outputs", f"use .outputs[name] ({', '.join(outs)})")
+            raise NotFoundError(
+                f"step {self.step_id!r} has {len(outs)} outputs", f"use .outputs[name] ({', '.join(outs)})"
+            )
         return next(iter(outs.values()))
 
     def logs(self) -> str:
@@ -160,7 +170,9 @@ class PipelineRunView:
         from conveyor.ir import load_deployment
 
         records = {r.step_id: r for r in self._client.store.list_step_runs(self.id)}
-        order = [s.id for s in load_deployment(self._client.store.get_deployment_json(self.deployment_id)).pipeline.steps]
+        order = [
+            s.id for s in load_deployment(self._client.store.get_deployment_json(self.deployment_id)).pipeline.steps
+        ]
         ordered = [sid for sid in order if sid in records] + [sid for sid in records if sid not in order]
         return {sid: StepRunView(self._client, records[sid]) for sid in ordered}
 
@@ -274,7 +286,9 @@ class Client:
         return ArtifactStore(uri.rsplit("/", 1)[0]) if "://" in uri else LocalArtifactStore("/")
 
     # -- stacks and components -------------------------------------------------------
-    def register_component(self, component_type: str, name: str, flavor: str, config: Mapping[str, Any]) -> ComponentRecord:
+    def register_component(
+        self, component_type: str, name: str, flavor: str, config: Mapping[str, Any]
+    ) -> ComponentRecord:
         """Register a stack component after validating its config against its flavor."""
         from conveyor.stack import flavors
 
@@ -282,7 +296,9 @@ class Client:
         clean = spec.validate_config(dict(config), component=name)
         return self.store.create_component(component_type, flavor, name, clean)
 
-    def update_component(self, component_type: str, name: str, config: Mapping[str, Any], *, replace: bool = False) -> ComponentRecord:
+    def update_component(
+        self, component_type: str, name: str, config: Mapping[str, Any], *, replace: bool = False
+    ) -> ComponentRecord:
         """Change options of a component (merged over the old ones unless ``replace``)."""
         from conveyor.stack import flavors
 
@@ -350,8 +366,9 @@ class Client:
 
         return SecretStore(self.store, folder=self.repository.dir)
 
-    def create_secret(self, name: str, values: Mapping[str, str], *, schema: str = "plain",
-                      shared: bool = False) -> SecretInfo:
+    def create_secret(
+        self, name: str, values: Mapping[str, str], *, schema: str = "plain", shared: bool = False
+    ) -> SecretInfo:
         """Store a new secret, encrypted (``schema``: plain, aws, gcp, azure, registry).
 
         Raises:
@@ -371,8 +388,15 @@ class Client:
         """Your secrets and the shared ones, without values."""
         return self._secrets().list()
 
-    def update_secret(self, name: str, values: Mapping[str, str] | None = None, *, remove_keys: Sequence[str] = (),
-                      replace: bool = False, shared: bool | None = None) -> SecretInfo:
+    def update_secret(
+        self,
+        name: str,
+        values: Mapping[str, str] | None = None,
+        *,
+        remove_keys: Sequence[str] = (),
+        replace: bool = False,
+        shared: bool | None = None,
+    ) -> SecretInfo:
         """Set or remove keys of a secret of yours, or share or unshare it.
 
         Raises:

@@ -195,7 +195,16 @@ def _step_ir(inv: Any, config: Any) -> Any:
         options["resources"] = step.settings["resources"]
     inputs = dict(inv.inputs)
     if config is not None:
-        for key in ("enable_cache", "retries", "retry_delay", "timeout", "resources", "step_operator", "secrets", "environment"):
+        for key in (
+            "enable_cache",
+            "retries",
+            "retry_delay",
+            "timeout",
+            "resources",
+            "step_operator",
+            "secrets",
+            "environment",
+        ):
             value = getattr(config, key)
             if value is not None:
                 options[key] = value

@@ -153,7 +153,9 @@ class Step:
                 )
             else:
                 json_value = to_json_value(value, f"parameter {pname!r} of step {inv_id!r}")
-                inputs[pname] = ParameterInput(value=json_value, pipeline_parameter=builder.pipeline_parameter_of(value))
+                inputs[pname] = ParameterInput(
+                    value=json_value, pipeline_parameter=builder.pipeline_parameter_of(value)
+                )
         builder.add(Invocation(id=inv_id, step=self, inputs=inputs))
         if not self.output_types:
             return InvocationHandle(inv_id)
@@ -183,7 +185,9 @@ def _type_hints(func: Callable[..., Any], name: str) -> dict[str, Any]:
         raise DefinitionError(f"step {name!r} has an annotation that does not resolve: {exc}") from None
 
 
-def _normalize_materializers(name: str, outputs: Mapping[str, Any], given: Mapping[str, Any] | type | None) -> dict[str, Any]:
+def _normalize_materializers(
+    name: str, outputs: Mapping[str, Any], given: Mapping[str, Any] | type | None
+) -> dict[str, Any]:
     if given is None:
         return {}
     if isinstance(given, type):
@@ -218,8 +222,15 @@ def step(
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
-def step(func: Callable[..., Any] | None = None, /, *, name: str | None = None, settings: Mapping[str, Any] | None = None,
-         output_materializers: Mapping[str, Any] | type | None = None, **options: Any) -> Any:
+def step(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    output_materializers: Mapping[str, Any] | type | None = None,
+    **options: Any,
+) -> Any:
     """Turn a typed function into a pipeline step.
 
     Every input and the return must be annotated. A single output is named
@@ -243,7 +254,9 @@ def step(func: Callable[..., Any] | None = None, /, *, name: str | None = None, 
     """
     unknown = set(options) - set(_SETTING_KEYS)
     if unknown:
-        raise DefinitionError(f"@step got an unknown option {sorted(unknown)[0]!r}", f"options are: {', '.join(_SETTING_KEYS)}")
+        raise DefinitionError(
+            f"@step got an unknown option {sorted(unknown)[0]!r}", f"options are: {', '.join(_SETTING_KEYS)}"
+        )
     clean = {k: v for k, v in options.items() if v is not None}
 
     def wrap(f: Callable[..., Any]) -> Step:

@@ -108,6 +108,4 @@ def is_compatible(produced: Any, expected: Any) -> bool:
         return True
     if len(p_args) != len(e_args):
         return Ellipsis in p_args or Ellipsis in e_args
-    return all(
-        a is Ellipsis or b is Ellipsis or is_compatible(a, b) for a, b in zip(p_args, e_args, strict=True)
-    )
+    return all(a is Ellipsis or b is Ellipsis or is_compatible(a, b) for a, b in zip(p_args, e_args, strict=True))

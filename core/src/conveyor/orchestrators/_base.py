@@ -208,8 +208,10 @@ def needs_images(deployment: Deployment, stack: Stack, orchestrator: BaseOrchest
     if (orchestrator or stack.orchestrator).needs_images(deployment):
         return True
     operator = stack.flavor(ComponentType.STEP_OPERATOR)
-    return operator is not None and Capability.CONTAINER_IMAGE in operator.capabilities and any(
-        s.settings.step_operator is not None for s in deployment.pipeline.steps
+    return (
+        operator is not None
+        and Capability.CONTAINER_IMAGE in operator.capabilities
+        and any(s.settings.step_operator is not None for s in deployment.pipeline.steps)
     )
 
 

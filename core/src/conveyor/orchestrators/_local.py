@@ -76,8 +76,18 @@ class _Scheduler:
 
             execute_step(self.env, step.id)
             return
-        cmd = [sys.executable, "-m", "conveyor.runtime", "run-step", "--deployment", self.env.deployment.id,
-               "--run-id", self.env.run.id, "--step", step.id]
+        cmd = [
+            sys.executable,
+            "-m",
+            "conveyor.runtime",
+            "run-step",
+            "--deployment",
+            self.env.deployment.id,
+            "--run-id",
+            self.env.run.id,
+            "--step",
+            step.id,
+        ]
         from conveyor.secrets import process_environment
 
         # The step process may start outside the repository: tell it where this one's secrets key is.
@@ -91,8 +101,9 @@ class _Scheduler:
                 environment = resolve_environment(environment, self.ctx.store)
             except SecretError:
                 pass  # the step process meets the same error and records it with the step run
-        proc_env = step_process_env(self.ctx.store.url.render_as_string(hide_password=False), self.ctx.source_root,
-                                    environment)
+        proc_env = step_process_env(
+            self.ctx.store.url.render_as_string(hide_password=False), self.ctx.source_root, environment
+        )
         proc = subprocess.Popen(cmd, env=proc_env, cwd=str(self.ctx.source_root) if self.ctx.source_root else None)
         with self.lock:
             self.processes[step.id] = proc
@@ -127,9 +138,18 @@ class _Scheduler:
         if record is None:
             from conveyor.stores._metadata import now
 
-            self.env.store.record_step_run(self.env.run.id, step.id, status=RunStatus.FAILED, step_name=step.name,
-                                           source=step.source, code_hash=step.code_hash, error=reason,
-                                           started=now(), ended=now(), attempts=1)
+            self.env.store.record_step_run(
+                self.env.run.id,
+                step.id,
+                status=RunStatus.FAILED,
+                step_name=step.name,
+                source=step.source,
+                code_hash=step.code_hash,
+                error=reason,
+                started=now(),
+                ended=now(),
+                attempts=1,
+            )
         elif record.status == RunStatus.RUNNING:
             self.env.store.finish_step_run(record.id, RunStatus.FAILED, error=reason)
 
@@ -169,8 +189,9 @@ class _Scheduler:
                     if upstream[sid] <= done:
                         waiting.remove(sid)
                         running.add(sid)
-                        threading.Thread(target=self._worker, args=(steps[sid],), daemon=True,
-                                         name=f"conveyor-step-{sid}").start()
+                        threading.Thread(
+                            target=self._worker, args=(steps[sid],), daemon=True, name=f"conveyor-step-{sid}"
+                        ).start()
                 if not running:
                     break
                 sid, error = self._next_result()
@@ -191,16 +212,24 @@ class _Scheduler:
         for sid in sorted(skipped, key=list(steps).index):
             step = steps[sid]
             cause = next((f for f in failures if sid in _descendants(f, downstream)), None)
-            store.record_step_run(run.id, sid, status=RunStatus.SKIPPED, step_name=step.name, source=step.source,
-                                  code_hash=step.code_hash, error=f"upstream step {cause!r} failed")
+            store.record_step_run(
+                run.id,
+                sid,
+                status=RunStatus.SKIPPED,
+                step_name=step.name,
+                source=step.source,
+                code_hash=step.code_hash,
+                error=f"upstream step {cause!r} failed",
+            )
         if failures:
             first = next(iter(failures))
             message = str(failures[first])
             store.update_run(run.id, status=RunStatus.FAILED, ended=now(), error=message)
             exc = failures[first]
             if isinstance(exc, StepFailedError):
-                raise StepFailedError(f"{exc.message} (run {run.name!r}; logs: conveyor run describe {run.name})",
-                                      exc.hint) from exc
+                raise StepFailedError(
+                    f"{exc.message} (run {run.name!r}; logs: conveyor run describe {run.name})", exc.hint
+                ) from exc
             raise StepFailedError(f"step {first!r} failed: {exc} (run {run.name!r})") from exc
         store.update_run(run.id, status=RunStatus.COMPLETED, ended=now())
 
@@ -249,9 +278,7 @@ class LocalOrchestratorFlavor(Flavor):
     type = ComponentType.ORCHESTRATOR
     name = "local"
     description = "runs steps on this machine, independent ones in parallel"
-    capabilities = frozenset(
-        {Capability.PARALLELISM, Capability.RETRIES, Capability.TIMEOUTS, Capability.RESOURCES}
-    )
+    capabilities = frozenset({Capability.PARALLELISM, Capability.RETRIES, Capability.TIMEOUTS, Capability.RESOURCES})
 
     @property
     def config_class(self) -> type[BaseModel]:

@@ -102,7 +102,13 @@ def _output_materializer_source(step: StepIR, step_obj: Step, output: str) -> st
     return source_of(registry.get(tp, where=f"output {output!r} of step {step.id!r}"))
 
 
-def cache_key(step: StepIR, params: dict[str, Any], inputs: dict[str, ArtifactRecord], materializers: dict[str, str], image: str | None) -> str:
+def cache_key(
+    step: StepIR,
+    params: dict[str, Any],
+    inputs: dict[str, ArtifactRecord],
+    materializers: dict[str, str],
+    image: str | None,
+) -> str:
     """The content-based, stack-independent key of a step's result."""
     data = {
         "source": step.source,
@@ -132,7 +138,9 @@ def _resolve_inputs(env: RunEnvironment, step: StepIR) -> tuple[dict[str, Any], 
             try:
                 artifacts[name] = outs[inp.output]
             except KeyError:
-                raise ConveyorError(f"step {inp.step!r} recorded no output {inp.output!r} in run {env.run.name!r}") from None
+                raise ConveyorError(
+                    f"step {inp.step!r} recorded no output {inp.output!r} in run {env.run.name!r}"
+                ) from None
     return params, artifacts
 
 
@@ -166,7 +174,9 @@ def _split_outputs(step: StepIR, step_obj: Step, result: Any) -> dict[str, Any]:
     return dict(zip(names, result, strict=True))
 
 
-def _save_output(env: RunEnvironment, step: StepIR, output: str, value: Any, materializer_source: str, written: list[str]) -> dict[str, Any]:
+def _save_output(
+    env: RunEnvironment, step: StepIR, output: str, value: Any, materializer_source: str, written: list[str]
+) -> dict[str, Any]:
     store = env.artifact_store
     if materializer_source == "auto":
         cls = registry.get(type(value), where=f"output {output!r} of step {step.id!r}")
@@ -179,9 +189,7 @@ def _save_output(env: RunEnvironment, step: StepIR, output: str, value: Any, mat
     materializer.save(value)
     content_hash = store.content_hash(tmp)
     metadata = materializer.extract_metadata(value) or {}
-    visualizations = {
-        _relative(k, tmp): v for k, v in (materializer.save_visualizations(value) or {}).items()
-    }
+    visualizations = {_relative(k, tmp): v for k, v in (materializer.save_visualizations(value) or {}).items()}
     store.commit(tmp, uri)
     written[-1] = uri
     data_type = type(value)
@@ -261,9 +269,18 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
             )
             env._upstream[step_id] = outputs
             return StepRunRecord(
-                id=sid, run_id=env.run.id, step_id=step_id, status=RunStatus.CACHED, cached=True,
-                original_step_run_id=original.id, started=None, ended=None, logs_uri=original.logs_uri,
-                error=None, attempts=0, **common,
+                id=sid,
+                run_id=env.run.id,
+                step_id=step_id,
+                status=RunStatus.CACHED,
+                cached=True,
+                original_step_run_id=original.id,
+                started=None,
+                ended=None,
+                logs_uri=original.logs_uri,
+                error=None,
+                attempts=0,
+                **common,
             )
 
     store = env.artifact_store
@@ -292,7 +309,8 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
             token = None
             values = _split_outputs(step, step_obj, result)
             new_artifacts = {
-                name: _save_output(env, step, name, value, materializers[name], written) for name, value in values.items()
+                name: _save_output(env, step, name, value, materializers[name], written)
+                for name, value in values.items()
             }
         except BaseException as exc:
             if token is not None:

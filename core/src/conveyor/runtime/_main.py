@@ -54,16 +54,22 @@ def _parser() -> argparse.ArgumentParser:
     group = run.add_mutually_exclusive_group(required=True)
     group.add_argument("--run-id", help="id of an existing conveyor run")
     group.add_argument("--run-key", help="the engine's run identifier; the conveyor run is created on first use")
-    run.add_argument("--param", action="append", default=[], metavar="NAME=JSON",
-                     help="override a pipeline parameter (JSON value)")
+    run.add_argument(
+        "--param", action="append", default=[], metavar="NAME=JSON", help="override a pipeline parameter (JSON value)"
+    )
     run.add_argument("--orchestrator-run-id", help="the engine's id of this run, recorded with the conveyor run")
     run.add_argument("--store-url", help=f"metadata store URL (default: ${ENV_STORE_URL} or the repository's)")
     run.add_argument("--image", help="image (with digest) the step runs in, part of the cache key")
     finish = sub.add_parser("finish-run", help="settle a run's status after its engine ended it")
     finish.add_argument("--deployment", required=True, help="deployment id")
     finish.add_argument("--run-key", required=True, help="the engine's run identifier")
-    finish.add_argument("--param", action="append", default=[], metavar="NAME=JSON",
-                        help="a pipeline parameter the run had (JSON value)")
+    finish.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="a pipeline parameter the run had (JSON value)",
+    )
     finish.add_argument("--orchestrator-run-id", help="the engine's id of this run")
     finish.add_argument("--store-url", help=f"metadata store URL (default: ${ENV_STORE_URL} or the repository's)")
     return parser
@@ -122,7 +128,9 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
         raise ConveyorError(str(exc)) from None
 
 
-def _join_run(store: Any, deployment: Any, run_key: str, overrides: dict[str, Any], orchestrator_run_id: str | None) -> Any:
+def _join_run(
+    store: Any, deployment: Any, run_key: str, overrides: dict[str, Any], orchestrator_run_id: str | None
+) -> Any:
     """The run of an engine's run key: created by whichever process asks first."""
     from conveyor.orchestrators._base import make_run_name
     from conveyor.stores import RunStatus
@@ -158,7 +166,9 @@ def run_step_command(args: argparse.Namespace) -> int:
     overrides = _overrides(args.param, deployment.pipeline.parameters)
     unknown = set(overrides) - set(deployment.pipeline.parameters)
     if unknown:
-        raise ConveyorError(f"--param {sorted(unknown)[0]!r} is not a parameter of pipeline {deployment.pipeline.name!r}")
+        raise ConveyorError(
+            f"--param {sorted(unknown)[0]!r} is not a parameter of pipeline {deployment.pipeline.name!r}"
+        )
     try:
         deployment.pipeline.step(args.step)
     except KeyError:
@@ -168,7 +178,9 @@ def run_step_command(args: argparse.Namespace) -> int:
         run = store.get_run(args.run_id)
     else:
         run = _join_run(store, deployment, args.run_key, overrides, args.orchestrator_run_id)
-    env = RunEnvironment(store=store, stack=stack, deployment=deployment, run=run, overrides=overrides, image=args.image)
+    env = RunEnvironment(
+        store=store, stack=stack, deployment=deployment, run=run, overrides=overrides, image=args.image
+    )
     remote = args.run_key is not None
     try:
         execute_step(env, args.step)
@@ -179,8 +191,13 @@ def run_step_command(args: argparse.Namespace) -> int:
         if remote:
             from conveyor.stores._metadata import now
 
-            store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.FAILED, ended=now(),
-                             error=f"step {args.step!r} was stopped by its engine")
+            store.update_run(
+                run.id,
+                only_if_status=RunStatus.RUNNING,
+                status=RunStatus.FAILED,
+                ended=now(),
+                error=f"step {args.step!r} was stopped by its engine",
+            )
         print(f"conveyor: step {args.step!r} was stopped", file=sys.stderr)
         return 130
     except StepFailedError as exc:
@@ -208,7 +225,9 @@ def finish_run_command(args: argparse.Namespace) -> int:
     store, deployment = _open(args)
     pipeline = deployment.pipeline
     # No step may have started (an image that cannot be pulled): the run is made here then.
-    run = _join_run(store, deployment, args.run_key, _overrides(args.param, pipeline.parameters), args.orchestrator_run_id)
+    run = _join_run(
+        store, deployment, args.run_key, _overrides(args.param, pipeline.parameters), args.orchestrator_run_id
+    )
     if run.status != RunStatus.RUNNING:
         return 0
     records = {r.step_id: r for r in store.list_step_runs(run.id)}
@@ -216,18 +235,31 @@ def finish_run_command(args: argparse.Namespace) -> int:
     for step in pipeline.steps:
         record = records.get(step.id)
         if record is None:
-            store.record_step_run(run.id, step.id, status=RunStatus.SKIPPED, step_name=step.name, source=step.source,
-                                  code_hash=step.code_hash, error="its engine ended the run before it started")
+            store.record_step_run(
+                run.id,
+                step.id,
+                status=RunStatus.SKIPPED,
+                step_name=step.name,
+                source=step.source,
+                code_hash=step.code_hash,
+                error="its engine ended the run before it started",
+            )
             unfinished.append(step.id)
         elif record.status == RunStatus.RUNNING:
-            store.finish_step_run(record.id, RunStatus.FAILED,
-                                  error="its engine ended the run while it ran (its process was killed)")
+            store.finish_step_run(
+                record.id, RunStatus.FAILED, error="its engine ended the run while it ran (its process was killed)"
+            )
             unfinished.append(step.id)
         elif record.status not in RunStatus.SUCCEEDED:
             unfinished.append(step.id)
     if unfinished:
-        store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.FAILED, ended=now(),
-                         error=f"the engine ended the run before step {unfinished[0]!r} finished")
+        store.update_run(
+            run.id,
+            only_if_status=RunStatus.RUNNING,
+            status=RunStatus.FAILED,
+            ended=now(),
+            error=f"the engine ended the run before step {unfinished[0]!r} finished",
+        )
     else:
         store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.COMPLETED, ended=now())
     return 0

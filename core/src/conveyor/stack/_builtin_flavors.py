@@ -83,7 +83,7 @@ class S3ArtifactStoreFlavor(Flavor):
 
     type = ComponentType.ARTIFACT_STORE
     name = "s3"
-    description = "S3 or an S3-compatible server (needs s3fs: pip install \"conveyor[s3]\")"
+    description = 'S3 or an S3-compatible server (needs s3fs: pip install "conveyor[s3]")'
 
     @property
     def config_class(self) -> type[BaseModel]:
@@ -94,7 +94,9 @@ class S3ArtifactStoreFlavor(Flavor):
         if not str(clean.get("path", "")).startswith("s3://"):
             from conveyor.exceptions import ConfigError
 
-            raise ConfigError(f"artifact-store {component!r} (s3): path must start with s3://", "e.g. --path s3://bucket/prefix")
+            raise ConfigError(
+                f"artifact-store {component!r} (s3): path must start with s3://", "e.g. --path s3://bucket/prefix"
+            )
         return clean
 
     def create(self, name: str, config: Any) -> ArtifactStore:
@@ -103,8 +105,12 @@ class S3ArtifactStoreFlavor(Flavor):
         if importlib.util.find_spec("s3fs") is None:
             from conveyor.exceptions import FlavorNotFoundError
 
-            raise FlavorNotFoundError("the s3 artifact store needs s3fs, which is not installed", 'run: pip install "conveyor[s3]"')
-        options: dict[str, Any] = {k: v for k, v in (("key", config.key), ("secret", config.secret), ("token", config.token)) if v}
+            raise FlavorNotFoundError(
+                "the s3 artifact store needs s3fs, which is not installed", 'run: pip install "conveyor[s3]"'
+            )
+        options: dict[str, Any] = {
+            k: v for k, v in (("key", config.key), ("secret", config.secret), ("token", config.token)) if v
+        }
         client_kwargs = {k: v for k, v in (("endpoint_url", config.endpoint_url), ("region_name", config.region)) if v}
         if client_kwargs:
             options["client_kwargs"] = client_kwargs

@@ -139,7 +139,9 @@ def parse_settings(model: type[BaseModel], data: Any, *, namespace: str, where: 
         loc = ".".join(str(p) for p in err["loc"]) or "settings"
         if err["type"] == "extra_forbidden":
             known = ", ".join(sorted(model.model_fields))
-            raise ConfigError(f"{where}: unknown {namespace} setting {loc!r}", f"{namespace} settings are: {known}") from None
+            raise ConfigError(
+                f"{where}: unknown {namespace} setting {loc!r}", f"{namespace} settings are: {known}"
+            ) from None
         raise ConfigError(f"{where}: {namespace} setting {loc}: {err['msg']}") from None
 
 

@@ -117,7 +117,9 @@ class Stack:
         caps = orchestrator.capabilities
         where = f"orchestrator flavor {orchestrator.name!r} of stack {self.name!r}"
         if schedule is not None and Capability.SCHEDULES not in caps:
-            raise CapabilityError(f"the {where} cannot run schedules", "use an orchestrator with schedules (airflow, kubeflow, prefect)")
+            raise CapabilityError(
+                f"the {where} cannot run schedules", "use an orchestrator with schedules (airflow, kubeflow, prefect)"
+            )
         operator_spec = self.ir.get(ComponentType.STEP_OPERATOR)
         for step in pipeline.steps:
             s = step.settings

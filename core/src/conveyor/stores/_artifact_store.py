@@ -107,7 +107,9 @@ class ArtifactStore:
 
     def _forget(self, uri: str) -> None:
         prefix = self._key(uri).rstrip("/\\")
-        for key in [k for k in self._digests if k == prefix or k.startswith(prefix + "/") or k.startswith(prefix + os.sep)]:
+        for key in [
+            k for k in self._digests if k == prefix or k.startswith(prefix + "/") or k.startswith(prefix + os.sep)
+        ]:
             del self._digests[key]
 
     def rename(self, src: str, dst: str) -> None:

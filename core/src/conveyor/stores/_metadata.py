@@ -410,8 +410,15 @@ class MetadataStore:
                 }
                 conn.execute(_I_STEP_RUN, data)
             else:
-                data = {**row._asdict(), "status": RunStatus.RUNNING, "attempts": row.attempts + 1, "started": now(),
-                        "ended": None, "error": None, **values}
+                data = {
+                    **row._asdict(),
+                    "status": RunStatus.RUNNING,
+                    "attempts": row.attempts + 1,
+                    "started": now(),
+                    "ended": None,
+                    "error": None,
+                    **values,
+                }
                 changes = {k: data[k] for k in ("status", "attempts", "started", "ended", "error", *values)}
                 conn.execute(_U_STEP_RUN.values(**changes), {"step_run_id": row.id})
                 for link in (t.step_run_inputs, _OUT):  # links of the failed attempt
@@ -455,9 +462,13 @@ class MetadataStore:
     @staticmethod
     def _link(conn: sa.Connection, step_run_id: str, inputs: Mapping[str, str], outputs: Mapping[str, str]) -> None:
         if inputs:
-            conn.execute(_I_INPUT, [{"step_run_id": step_run_id, "name": k, "artifact_id": v} for k, v in inputs.items()])
+            conn.execute(
+                _I_INPUT, [{"step_run_id": step_run_id, "name": k, "artifact_id": v} for k, v in inputs.items()]
+            )
         if outputs:
-            conn.execute(_I_OUTPUT, [{"step_run_id": step_run_id, "name": k, "artifact_id": v} for k, v in outputs.items()])
+            conn.execute(
+                _I_OUTPUT, [{"step_run_id": step_run_id, "name": k, "artifact_id": v} for k, v in outputs.items()]
+            )
 
     def get_step_run(self, step_run_id: str) -> StepRunRecord:
         """A step run by id."""
@@ -534,11 +545,18 @@ class MetadataStore:
                         aid = new_id()
                         conn.execute(
                             _I_ARTIFACT,
-                            {"id": aid, "version": (latest or 0) + 1, "created": stamp, "producer_step_run_id": step_run_id, **art},
+                            {
+                                "id": aid,
+                                "version": (latest or 0) + 1,
+                                "created": stamp,
+                                "producer_step_run_id": step_run_id,
+                                **art,
+                            },
                         )
                         outputs[output] = aid
                     conn.execute(
-                        _U_STEP_RUN.values(status=RunStatus.COMPLETED, ended=stamp, **values), {"step_run_id": step_run_id}
+                        _U_STEP_RUN.values(status=RunStatus.COMPLETED, ended=stamp, **values),
+                        {"step_run_id": step_run_id},
                     )
                     self._link(conn, step_run_id, inputs, outputs)
                 return outputs
@@ -655,11 +673,15 @@ class MetadataStore:
         """Delete a component that no stack uses."""
         record = self.get_component(type_, name)
         with self.write() as conn:
-            users = conn.execute(
-                sa.select(t.stacks.c.name)
-                .join(t.stack_members, t.stack_members.c.stack_id == t.stacks.c.id)
-                .where(t.stack_members.c.component_id == record.id)
-            ).scalars().all()
+            users = (
+                conn.execute(
+                    sa.select(t.stacks.c.name)
+                    .join(t.stack_members, t.stack_members.c.stack_id == t.stacks.c.id)
+                    .where(t.stack_members.c.component_id == record.id)
+                )
+                .scalars()
+                .all()
+            )
             if users:
                 raise StoreError(
                     f"{type_.replace('_', '-')} {name!r} is used by stack {sorted(users)[0]!r}",
@@ -675,7 +697,9 @@ class MetadataStore:
                 row = conn.execute(sa.select(t.stacks.c.id).where(t.stacks.c.name == name)).first()
                 if create:
                     if row is not None:
-                        raise StoreError(f"a stack named {name!r} already exists", f"use `conveyor stack update {name}`")
+                        raise StoreError(
+                            f"a stack named {name!r} already exists", f"use `conveyor stack update {name}`"
+                        )
                     sid = new_id()
                     conn.execute(t.stacks.insert().values(id=sid, name=name, created=stamp, updated=stamp))
                 else:
@@ -739,7 +763,9 @@ class MetadataStore:
                 .where(t.stack_members.c.stack_id == row.id)
             ).all()
         components = {m.component_type: _record(ComponentRecord, m) for m in members}
-        return StackRecord(id=row.id, name=row.name, components=components, created=_aware(row.created), updated=_aware(row.updated))
+        return StackRecord(
+            id=row.id, name=row.name, components=components, created=_aware(row.created), updated=_aware(row.updated)
+        )
 
     def list_stacks(self) -> list[StackRecord]:
         """Every stack with its components, by name."""

@@ -135,8 +135,15 @@ class StepContainer:
         stop_timeout: seconds a stopped step gets before it is killed.
     """
 
-    def __init__(self, env: RunEnvironment, step: StepIR, image: str, *, run_args: dict[str, Any] | None = None,
-                 stop_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        env: RunEnvironment,
+        step: StepIR,
+        image: str,
+        *,
+        run_args: dict[str, Any] | None = None,
+        stop_timeout: float = 10.0,
+    ) -> None:
         self.env = env
         self.step = step
         self.image = image
@@ -149,8 +156,17 @@ class StepContainer:
     # -- options -----------------------------------------------------------------------
     def command(self) -> list[str]:
         """Arguments of the step entrypoint."""
-        return ["run-step", "--deployment", self.env.deployment.id, "--run-id", self.env.run.id,
-                "--step", self.step.id, "--image", self.image]
+        return [
+            "run-step",
+            "--deployment",
+            self.env.deployment.id,
+            "--run-id",
+            self.env.run.id,
+            "--step",
+            self.step.id,
+            "--image",
+            self.image,
+        ]
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments of ``containers.create``."""
@@ -204,7 +220,9 @@ class StepContainer:
         try:
             self.container = client.containers.create(self.image, **self.options())
         except docker.errors.APIError as exc:
-            raise StackError(f"cannot create the container of step {self.step.id!r}: {exc.explanation or exc}") from None
+            raise StackError(
+                f"cannot create the container of step {self.step.id!r}: {exc.explanation or exc}"
+            ) from None
         with _live_lock:
             _live[self.container.id] = self.container
         try:
@@ -214,7 +232,9 @@ class StepContainer:
                 self.container.start()
             except docker.errors.APIError as exc:
                 self._record_failure(f"its container did not start: {exc.explanation or exc}")
-                raise StepFailedError(f"step {self.step.id!r} failed: its container did not start: {exc.explanation or exc}") from None
+                raise StepFailedError(
+                    f"step {self.step.id!r} failed: its container did not start: {exc.explanation or exc}"
+                ) from None
             self._follower = threading.Thread(target=self._follow, daemon=True, name=f"conveyor-logs-{self.step.id}")
             self._follower.start()
             timeout = self.step.settings.timeout
@@ -280,8 +300,10 @@ class StepContainer:
             client.images.pull(self.image, auth_config=auth)
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
             reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0]
-            raise StackError(f"cannot pull image {self.image} for step {self.step.id!r}: {reason}",
-                             "check that the stack's container registry is running and holds the image") from None
+            raise StackError(
+                f"cannot pull image {self.image} for step {self.step.id!r}: {reason}",
+                "check that the stack's container registry is running and holds the image",
+            ) from None
 
     def _follow(self) -> None:
         """Copy the container's output to this process's stdout, keeping the last lines."""
@@ -311,8 +333,15 @@ class StepContainer:
         artifact_store = self.env.artifact_store
         logs_uri = artifact_store.join(self.env.deployment.pipeline.name, step.id, run.name, "logs.txt")
         if record is None:
-            record = store.start_step_run(run.id, step.id, step_name=step.name, source=step.source,
-                                          code_hash=step.code_hash, logs_uri=logs_uri, image=self.image)
+            record = store.start_step_run(
+                run.id,
+                step.id,
+                step_name=step.name,
+                source=step.source,
+                code_hash=step.code_hash,
+                logs_uri=logs_uri,
+                image=self.image,
+            )
         try:
             with artifact_store.open(record.logs_uri or logs_uri, "wb") as f:
                 f.write((self.logs() + f"\nconveyor: {error}\n").encode("utf-8", "replace"))
@@ -328,7 +357,16 @@ def _exit_note(code: int) -> str:
 
 def _memory(value: str) -> int | str:
     """``"2Gi"``/``"512M"``/``"1g"`` as docker wants it."""
-    units = {"ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+    units = {
+        "ki": 1024,
+        "mi": 1024**2,
+        "gi": 1024**3,
+        "ti": 1024**4,
+        "k": 1000,
+        "m": 1000**2,
+        "g": 1000**3,
+        "t": 1000**4,
+    }
     text = value.strip().lower().removesuffix("b")
     for suffix in sorted(units, key=len, reverse=True):
         if text.endswith(suffix):

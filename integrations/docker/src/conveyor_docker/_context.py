@@ -258,8 +258,10 @@ def store_requirements(store_url: Any, artifact_path: str) -> list[str]:
             dbapi = store_url.get_dialect().import_dbapi()
             top_levels.append(dbapi.__name__.split(".", 1)[0])
         except ImportError as exc:
-            raise ConfigError(f"the metadata store's driver is not installed here: {exc}",
-                              "install it (pip install \"conveyor[mysql]\" or \"conveyor[postgres]\")") from None
+            raise ConfigError(
+                f"the metadata store's driver is not installed here: {exc}",
+                'install it (pip install "conveyor[mysql]" or "conveyor[postgres]")',
+            ) from None
     if "://" in artifact_path:
         protocol = artifact_path.split("://", 1)[0]
         from fsspec.registry import known_implementations
@@ -291,16 +293,20 @@ def user_requirements(settings: DockerSettings, base: Path | None) -> list[str]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read requirements file {path}: {exc.strerror}",
-                          "give DockerSettings(requirements=...) a list or an existing file") from None
+        raise ConfigError(
+            f"cannot read requirements file {path}: {exc.strerror}",
+            "give DockerSettings(requirements=...) a list or an existing file",
+        ) from None
     lines = []
     for line in text.splitlines():
         line = line.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
         if line.startswith("-"):
-            raise ConfigError(f"requirements file {path}: options such as {line.split()[0]!r} are not supported",
-                              "list plain requirements, one a line")
+            raise ConfigError(
+                f"requirements file {path}: options such as {line.split()[0]!r} are not supported",
+                "list plain requirements, one a line",
+            )
         lines.append(line)
     return lines
 
@@ -385,7 +391,9 @@ def write_context(plan: ImagePlan, third: list[Path], own: list[Path]) -> IO[byt
     with tarfile.open(fileobj=out, mode="w") as tar:
         _add_bytes(tar, "Dockerfile", plan.dockerfile().encode())
         if third:
-            _add_bytes(tar, "third-party/requirements.txt", "".join(f"{r}\n" for r in plan.requirement_lines()).encode())
+            _add_bytes(
+                tar, "third-party/requirements.txt", "".join(f"{r}\n" for r in plan.requirement_lines()).encode()
+            )
             for wheel in third:
                 _add_file(tar, f"third-party/{wheel.name}", wheel)
         for wheel in own:

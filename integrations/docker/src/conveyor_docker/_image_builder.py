@@ -39,7 +39,16 @@ if TYPE_CHECKING:
     from conveyor.orchestrators import LaunchContext
     from conveyor_docker._registry import DefaultContainerRegistry
 
-_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "FTP_PROXY", "http_proxy", "https_proxy", "no_proxy", "ftp_proxy")
+_PROXY_VARS = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "FTP_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "ftp_proxy",
+)
 _PROBE = (
     "import json, sys, importlib.util as u; "
     "print(json.dumps({'version': list(sys.version_info[:3]), 'pip': u.find_spec('pip') is not None}))"
@@ -126,7 +135,9 @@ class DockerImageBuilder(StackComponent):
         if local is None and remote is None:
             self._build(client, plan)
             remote, action = registry.push(client, plan.repository, plan.tag), "built"
-        elif local is not None and (remote is None or f"{plan.repository}@{remote}" not in local.attrs.get("RepoDigests", [])):
+        elif local is not None and (
+            remote is None or f"{plan.repository}@{remote}" not in local.attrs.get("RepoDigests", [])
+        ):
             remote, action = registry.push(client, plan.repository, plan.tag), "pushed"
         ref = f"{plan.repository}@{remote}"
         record = ImageBuild(name=plan.name, ref=ref, action=action, seconds=time.perf_counter() - started)
@@ -171,7 +182,9 @@ class DockerImageBuilder(StackComponent):
 class _Planner:
     """Makes the :class:`ImagePlan` of each image of one deployment (shared look-ups done once)."""
 
-    def __init__(self, builder: DockerImageBuilder, client: Any, deployment: Deployment, ctx: LaunchContext, registry_uri: str) -> None:
+    def __init__(
+        self, builder: DockerImageBuilder, client: Any, deployment: Deployment, ctx: LaunchContext, registry_uri: str
+    ) -> None:
         self.builder = builder
         self.client = client
         self.deployment = deployment
@@ -296,7 +309,10 @@ def _parent_python(client: Any, parent: str, parent_id: str, cache_root: Path) -
             f"use a parent image with Python {here[0]}.{here[1]}",
         )
     if not info["pip"]:
-        raise ConfigError(f"parent image {parent!r} has no pip", "use a parent image whose python has pip (a venv, or python:3.X-slim)")
+        raise ConfigError(
+            f"parent image {parent!r} has no pip",
+            "use a parent image whose python has pip (a venv, or python:3.X-slim)",
+        )
     return [int(n) for n in info["version"]]
 
 
@@ -377,9 +393,20 @@ def _build_user_parent(client: Any, settings: DockerSettings, source_root: Path)
             _add_bytes(tar, ".conveyor-Dockerfile", text)
         context.seek(0)
         try:
-            log.feed(client.api.build(fileobj=context, custom_context=True, dockerfile=".conveyor-Dockerfile", tag=name,
-                                      rm=True, forcerm=True, pull=False, network_mode="host", decode=True,
-                                      labels={"conveyor.parent": tag}))
+            log.feed(
+                client.api.build(
+                    fileobj=context,
+                    custom_context=True,
+                    dockerfile=".conveyor-Dockerfile",
+                    tag=name,
+                    rm=True,
+                    forcerm=True,
+                    pull=False,
+                    network_mode="host",
+                    decode=True,
+                    labels={"conveyor.parent": tag},
+                )
+            )
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
             log.error = log.error or str(exc)
     if log.error:

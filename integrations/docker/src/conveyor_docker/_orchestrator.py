@@ -45,10 +45,13 @@ class _ContainerScheduler(_Scheduler):
         if image is None:
             from conveyor.exceptions import StackError
 
-            raise StackError(f"the deployment has no image for step {step.id!r}",
-                             f"the stack needs an {ComponentType.cli_name(ComponentType.IMAGE_BUILDER)}")
-        container = StepContainer(self.env, step, image, run_args=dict(self.config.run_args),
-                                  stop_timeout=self.config.stop_timeout)
+            raise StackError(
+                f"the deployment has no image for step {step.id!r}",
+                f"the stack needs an {ComponentType.cli_name(ComponentType.IMAGE_BUILDER)}",
+            )
+        container = StepContainer(
+            self.env, step, image, run_args=dict(self.config.run_args), stop_timeout=self.config.stop_timeout
+        )
         with self.lock:
             self.containers[step.id] = container
         try:
@@ -66,4 +69,3 @@ class _ContainerScheduler(_Scheduler):
             with ThreadPoolExecutor(max_workers=len(containers)) as pool:
                 list(pool.map(lambda c: c.stop(), containers))
         super()._stop(running)
-

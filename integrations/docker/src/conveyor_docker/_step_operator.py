@@ -34,4 +34,6 @@ class DockerStepOperator(BaseStepOperator):
                 "the stack needs an image-builder and a container-registry for the docker step operator",
             )
         step = env.deployment.pipeline.step(step_id)
-        StepContainer(env, step, image, run_args=dict(self.config.run_args), stop_timeout=self.config.stop_timeout).run()
+        StepContainer(
+            env, step, image, run_args=dict(self.config.run_args), stop_timeout=self.config.stop_timeout
+        ).run()

@@ -210,7 +210,16 @@ class WheelCache:
         tmp = Path(tempfile.mkdtemp(prefix=".pip-", dir=_ensure(folder.parent)))
         try:
             (tmp / "constraints.txt").write_text("".join(f"{c}\n" for c in constraints))
-            cmd = [sys.executable, "-m", "pip", "wheel", "--wheel-dir", str(tmp), "--constraint", str(tmp / "constraints.txt")]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--wheel-dir",
+                str(tmp),
+                "--constraint",
+                str(tmp / "constraints.txt"),
+            ]
             for link in find_links:
                 cmd += ["--find-links", str(link)]
             out = _pip([*cmd, *requirements])

@@ -14,7 +14,7 @@ from conveyor.exceptions import ConfigError, StackError
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
-PIPELINE = '''
+PIPELINE = """
 from conveyor import pipeline, step
 
 
@@ -26,7 +26,7 @@ def one() -> int:
 @pipeline(name="errs", settings={settings})
 def errs() -> None:
     one()
-'''
+"""
 
 
 def _pipeline(repo: Path, settings: str = "{}", stack: str = "boxed") -> Any:
@@ -58,11 +58,14 @@ def test_requirement_that_cannot_be_prepared(docker_stack, repo, monkeypatch):
     assert "No matching distribution" in str(err.value)  # pip's own words close the message
 
 
-def test_build_error_shows_the_tail_of_the_build_log_and_leaves_no_layers(docker_stack, repo, base_image,
-                                                                           docker_daemon):
+def test_build_error_shows_the_tail_of_the_build_log_and_leaves_no_layers(
+    docker_stack, repo, base_image, docker_daemon
+):
     from conveyor_docker._client import BuildFailedError
 
-    (repo / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo step-one > /one\nRUN echo about-to-break && exit 3\n")
+    (repo / "Dockerfile").write_text(
+        f"FROM {base_image}\nRUN echo step-one > /one\nRUN echo about-to-break && exit 3\n"
+    )
     pipe = _pipeline(repo, '{"docker": {"dockerfile": "Dockerfile"}}')
     images_before = {i.id for i in docker_daemon.images.list(all=True)}
     with pytest.raises(BuildFailedError) as err:

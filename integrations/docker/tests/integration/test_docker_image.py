@@ -11,7 +11,7 @@ from docker_test_support import write_module
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
-PIPELINE = '''
+PIPELINE = """
 from conveyor import pipeline, step
 {extra_import}
 
@@ -28,13 +28,15 @@ def show(value: int) -> str:
 @pipeline(name="imgtest", settings={settings})
 def imgtest(n: int = 2) -> None:
     show(make(n))
-'''
+"""
 
 
 def _write_pipeline(folder: Path, *, factor: int = 3, settings: str = "{}", extra_import: str = "") -> Any:
     import importlib
 
-    write_module(folder, "imgtest_pipeline", PIPELINE.format(factor=factor, settings=settings, extra_import=extra_import))
+    write_module(
+        folder, "imgtest_pipeline", PIPELINE.format(factor=factor, settings=settings, extra_import=extra_import)
+    )
     return importlib.import_module("imgtest_pipeline").imgtest
 
 
@@ -71,9 +73,14 @@ def test_build_pushes_an_image_whose_digest_the_registry_serves(docker_stack, re
     assert tag in registry.tags("ml/conveyor-imgtest")
 
     # conveyor is installed from wheels (not a path into this checkout), the code is in /app.
-    out = _run(docker_daemon, ref, "python", "-c",
-               "import conveyor, conveyor_docker, os, json; "
-               "print(json.dumps([conveyor.__file__, sorted(os.listdir('/app')), os.environ['CONVEYOR_SOURCE_ROOT']]))")
+    out = _run(
+        docker_daemon,
+        ref,
+        "python",
+        "-c",
+        "import conveyor, conveyor_docker, os, json; "
+        "print(json.dumps([conveyor.__file__, sorted(os.listdir('/app')), os.environ['CONVEYOR_SOURCE_ROOT']]))",
+    )
     conveyor_file, app_files, source_root = json.loads(out.strip().splitlines()[-1])
     assert conveyor_file.startswith("/opt/venv/lib/python3.11/site-packages/conveyor/")
     assert "imgtest_pipeline.py" in app_files
@@ -132,18 +139,25 @@ def test_dockerignore_keeps_files_out_of_the_image(docker_stack, docker_daemon, 
 
 def test_settings_requirements_environment_and_extra_files(docker_stack, docker_daemon, repo):
     (repo / "config.json").write_text('{"k": 1}')
-    settings = ('{"docker": {"requirements": ["pymysql"], "environment": {"MODE": "boxed"}, '
-                '"extra_files": {"config.json": "/etc/conveyor-test/config.json"}}}')
+    settings = (
+        '{"docker": {"requirements": ["pymysql"], "environment": {"MODE": "boxed"}, '
+        '"extra_files": {"config.json": "/etc/conveyor-test/config.json"}}}'
+    )
     pipe = _write_pipeline(repo, settings=settings)
     deployment, ctx, builder = _deployment(pipe, docker_stack)
     ref = builder.build_images(deployment, ctx)[""]
 
-    out = _run(docker_daemon, ref, "python", "-c",
-               "import pymysql, os; print(os.environ['MODE'], open('/etc/conveyor-test/config.json').read())")
+    out = _run(
+        docker_daemon,
+        ref,
+        "python",
+        "-c",
+        "import pymysql, os; print(os.environ['MODE'], open('/etc/conveyor-test/config.json').read())",
+    )
     assert out.split() == ["boxed", '{"k":', "1}"]
 
 
-MIXED = '''
+MIXED = """
 from conveyor import pipeline, step
 from conveyor_docker import DockerSettings
 
@@ -161,7 +175,7 @@ def show(value: int) -> str:
 @pipeline(name="imgtest")
 def mixed(n: int = 2) -> None:
     show(make(n))
-'''
+"""
 
 
 def test_a_step_with_its_own_settings_gets_its_own_image(docker_stack, docker_daemon, repo):

@@ -51,7 +51,7 @@ def test_image_digest_is_part_of_the_cache_key(docker_stack, examples_path):
     assert {s.status for s in local.steps.values()} == {"completed"}  # another image (none) is another key
 
 
-FAILS_EARLY = '''
+FAILS_EARLY = """
 from conveyor import pipeline, step
 import helper_not_shipped
 
@@ -64,7 +64,7 @@ def uses_helper() -> int:
 @pipeline(name="fails_early")
 def fails_early() -> None:
     uses_helper()
-'''
+"""
 
 
 def test_step_whose_code_cannot_load_in_the_container_fails_with_its_output(docker_stack, repo):
@@ -88,7 +88,7 @@ def test_step_whose_code_cannot_load_in_the_container_fails_with_its_output(dock
     assert "helper_not_shipped" in step_logs(step)
 
 
-OPERATOR = '''
+OPERATOR = """
 import os
 from conveyor import pipeline, step
 
@@ -106,13 +106,15 @@ def in_container(before: str) -> str:
 @pipeline(name="operated")
 def operated() -> None:
     in_container(on_host())
-'''
+"""
 
 
-def test_docker_step_operator_runs_only_the_steps_that_ask(repo, registry, base_image, wheel_cache, session_images,
-                                                           no_leftovers):
-    name = register_docker_stack(f"{registry.host}/ml", base_image, wheel_cache, name="operated",
-                                 orchestrator="default", step_operator=True)
+def test_docker_step_operator_runs_only_the_steps_that_ask(
+    repo, registry, base_image, wheel_cache, session_images, no_leftovers
+):
+    name = register_docker_stack(
+        f"{registry.host}/ml", base_image, wheel_cache, name="operated", orchestrator="default", step_operator=True
+    )
     write_module(repo, "operated_pipeline", OPERATOR)
     pipe = importlib.import_module("operated_pipeline").operated.with_options(stack=name)
 
@@ -124,7 +126,7 @@ def test_docker_step_operator_runs_only_the_steps_that_ask(repo, registry, base_
     assert run.steps["in_container"].record.image.startswith(f"{registry.host}/ml/conveyor-operated@sha256:")
 
 
-SLOW = '''
+SLOW = """
 import time
 from conveyor import pipeline, step
 
@@ -143,15 +145,16 @@ def slow_pipeline() -> None:
 
 if __name__ == "__main__":
     slow_pipeline.with_options(stack="{stack}")()
-'''
+"""
 
 
 def test_ctrl_c_stops_and_removes_the_step_containers(docker_stack, repo, docker_daemon):
     script = repo / "slow_run.py"
     script.write_text(textwrap.dedent(SLOW.replace("{stack}", docker_stack)))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=repo, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline = time.monotonic() + 300
         output = []
@@ -183,8 +186,11 @@ def test_ctrl_c_stops_and_removes_the_step_containers(docker_stack, repo, docker
 def test_step_timeout_kills_its_container(docker_stack, repo, docker_daemon):
     from conveyor.exceptions import StepFailedError
 
-    write_module(repo, "timeout_pipeline", SLOW.replace("@step\n", "@step(timeout=3)\n", 1).replace(
-        'name="slow"', 'name="timeout"'))
+    write_module(
+        repo,
+        "timeout_pipeline",
+        SLOW.replace("@step\n", "@step(timeout=3)\n", 1).replace('name="slow"', 'name="timeout"'),
+    )
     pipe = importlib.import_module("timeout_pipeline").slow_pipeline.with_options(stack=docker_stack)
     started = time.monotonic()
     with pytest.raises(StepFailedError, match="timed out after 3 s"):
@@ -223,8 +229,9 @@ class _ContainerWatcher:
     def _watch(self) -> None:
         import docker
 
-        events = self.client.events(decode=True, since=self._since,
-                                    filters={"type": "container", "event": "create", "label": "conveyor.run"})
+        events = self.client.events(
+            decode=True, since=self._since, filters={"type": "container", "event": "create", "label": "conveyor.run"}
+        )
         self._events = events
         for event in events:
             try:

@@ -17,12 +17,21 @@ def _remote_like(monkeypatch, store_url, s3_endpoint, s3_bucket, registry, base_
     monkeypatch.setenv("CONVEYOR_STORE_URL", store_url)
     client = Client()
     client.register_component(
-        "artifact_store", "s3", "s3",
-        {"path": f"s3://{s3_bucket}/artifacts", "key": s3_endpoint.key, "secret": s3_endpoint.secret,
-         "endpoint_url": s3_endpoint.url, "region": s3_endpoint.region},
+        "artifact_store",
+        "s3",
+        "s3",
+        {
+            "path": f"s3://{s3_bucket}/artifacts",
+            "key": s3_endpoint.key,
+            "secret": s3_endpoint.secret,
+            "endpoint_url": s3_endpoint.url,
+            "region": s3_endpoint.region,
+        },
     )
     client.register_stack("local_s3", {"orchestrator": "default", "artifact_store": "s3"})
-    return register_docker_stack(f"{registry.host}/ml", base_image, wheel_cache, name="remote_like", artifact_store="s3")
+    return register_docker_stack(
+        f"{registry.host}/ml", base_image, wheel_cache, name="remote_like", artifact_store="s3"
+    )
 
 
 def _check_cases(cases, docker_daemon, stack):
@@ -41,17 +50,39 @@ def _check_cases(cases, docker_daemon, stack):
 
 
 @pytest.mark.postgres
-def test_postgres_and_s3_give_the_local_stacks_artifacts(repo, monkeypatch, fresh_postgres_url, s3_endpoint, s3_bucket,
-                                                         registry, base_image, wheel_cache, session_images,
-                                                         no_leftovers, examples_path, docker_daemon):
+def test_postgres_and_s3_give_the_local_stacks_artifacts(
+    repo,
+    monkeypatch,
+    fresh_postgres_url,
+    s3_endpoint,
+    s3_bucket,
+    registry,
+    base_image,
+    wheel_cache,
+    session_images,
+    no_leftovers,
+    examples_path,
+    docker_daemon,
+):
     stack = _remote_like(monkeypatch, fresh_postgres_url, s3_endpoint, s3_bucket, registry, base_image, wheel_cache)
     _check_cases(CASES, docker_daemon, stack)
 
 
 @pytest.mark.mysql
-def test_mariadb_and_s3_give_the_local_stacks_artifacts(repo, monkeypatch, fresh_mariadb_url, s3_endpoint, s3_bucket,
-                                                        registry, base_image, wheel_cache, session_images,
-                                                        no_leftovers, examples_path, docker_daemon):
+def test_mariadb_and_s3_give_the_local_stacks_artifacts(
+    repo,
+    monkeypatch,
+    fresh_mariadb_url,
+    s3_endpoint,
+    s3_bucket,
+    registry,
+    base_image,
+    wheel_cache,
+    session_images,
+    no_leftovers,
+    examples_path,
+    docker_daemon,
+):
     stack = _remote_like(monkeypatch, fresh_mariadb_url, s3_endpoint, s3_bucket, registry, base_image, wheel_cache)
     cases = [c for c in CASES if c.name in ("quickstart", "failing_step")]
     _check_cases(cases, docker_daemon, stack)

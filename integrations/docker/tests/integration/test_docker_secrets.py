@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 TOKEN = "dk-2f6a-uNiQuE-step-token-7b19"
 
-PIPELINE = '''
+PIPELINE = """
 import os
 from conveyor import get_step_context, pipeline, step
 
@@ -37,7 +37,7 @@ def env_length(previous: int) -> int:
 @pipeline(enable_cache=False)
 def boxed_secret() -> None:
     env_length(context_length())
-'''
+"""
 
 
 @pytest.fixture(autouse=True)

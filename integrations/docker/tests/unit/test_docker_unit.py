@@ -43,15 +43,19 @@ def test_registry_password_must_be_a_secret_reference():
     from conveyor.stack import flavors
 
     flavor = flavors.get("container_registry", "default")
-    assert flavor.validate_config({"uri": "127.0.0.1:5000/ml", "username": "me", "password": "{{reg.password}}"},
-                                  component="reg")["password"] == "{{reg.password}}"
+    assert (
+        flavor.validate_config(
+            {"uri": "127.0.0.1:5000/ml", "username": "me", "password": "{{reg.password}}"}, component="reg"
+        )["password"]
+        == "{{reg.password}}"
+    )
     with pytest.raises(ConfigError, match="must be a secret reference"):
         flavor.validate_config({"uri": "127.0.0.1:5000/ml", "password": "hunter2"}, component="reg")
     with pytest.raises(ConfigError, match="host\\[:port\\]"):
         flavor.validate_config({"uri": "http://127.0.0.1:5000/ml"}, component="reg")
 
 
-PIPE = '''
+PIPE = """
 from conveyor import pipeline, step
 from conveyor_docker import DockerSettings
 
@@ -69,7 +73,7 @@ def b(x: int) -> int:
 @pipeline(name="settings_pipe", settings={"docker": DockerSettings(apt_packages=["curl"], requirements=["pymysql"])})
 def settings_pipe() -> None:
     b(a())
-'''
+"""
 
 
 def test_step_settings_merge_over_the_pipelines(repo):
@@ -147,8 +151,15 @@ def test_only_local_stores_are_mounted(tmp_path):
 
 
 def test_code_files_honour_dockerignore_and_default_excludes(tmp_path):
-    for rel in ("main.py", "pkg/mod.py", "pkg/__pycache__/mod.cpython-311.pyc", ".conveyor/conveyor.db",
-                ".git/HEAD", "data/big.bin", "notes.txt"):
+    for rel in (
+        "main.py",
+        "pkg/mod.py",
+        "pkg/__pycache__/mod.cpython-311.pyc",
+        ".conveyor/conveyor.db",
+        ".git/HEAD",
+        "data/big.bin",
+        "notes.txt",
+    ):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
     (tmp_path / ".dockerignore").write_text("data\n*.txt\n")
@@ -156,9 +167,14 @@ def test_code_files_honour_dockerignore_and_default_excludes(tmp_path):
 
 
 def _plan(tmp_path: Path, **settings) -> ImagePlan:
-    plan = ImagePlan(repository="127.0.0.1:5000/ml/x", parent="p", parent_id="sha256:abc",
-                     settings=DockerSettings(**settings), pinned={"pydantic": distribution("pydantic")},
-                     conveyor={"conveyor": distribution("conveyor")})
+    plan = ImagePlan(
+        repository="127.0.0.1:5000/ml/x",
+        parent="p",
+        parent_id="sha256:abc",
+        settings=DockerSettings(**settings),
+        pinned={"pydantic": distribution("pydantic")},
+        conveyor={"conveyor": distribution("conveyor")},
+    )
     plan.code_root = tmp_path
     plan.code_files = [("main.py", tmp_path / "main.py")]
     plan.inputs = {"code": "one"}
@@ -173,7 +189,7 @@ def test_dockerfile_orders_layers_from_stable_to_changing(tmp_path):
     kinds = [line.split()[0] for line in text.splitlines()]
     assert kinds == ["FROM", "RUN", "COPY", "RUN", "COPY", "RUN", "ENV", "COPY", "WORKDIR"]
     assert text.splitlines()[-2] == "COPY app /app"
-    assert "--no-index" in text and "CONVEYOR_SOURCE_ROOT=\"/app\"" in text
+    assert "--no-index" in text and 'CONVEYOR_SOURCE_ROOT="/app"' in text
 
 
 def test_tag_is_a_hash_of_the_inputs(tmp_path):
@@ -189,17 +205,40 @@ def test_repacked_wheel_installs_offline(tmp_path):
     assert wheel.name.startswith("annotated_types-") and wheel.name.endswith("-py3-none-any.whl")
     assert WheelCache(tmp_path / "cache").repack(distribution("annotated-types")) == wheel  # cached
     target = tmp_path / "target"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet", "--target",
-                    str(target), str(wheel)], check=True)
-    out = subprocess.run([sys.executable, "-c", "import annotated_types; print(annotated_types.__file__)"],
-                         env={"PYTHONPATH": str(target)}, capture_output=True, text=True, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--no-deps",
+            "--quiet",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import annotated_types; print(annotated_types.__file__)"],
+        env={"PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.startswith(str(target))
 
 
 def test_build_errors_end_with_the_log_tail():
-    log = EventLog().feed([{"stream": "Step 1/2 : FROM x\n"}, {"stream": " ---> abc\n"},
-                           {"stream": "boom happened\n"}, {"error": "The command returned a non-zero code: 3",
-                                                         "errorDetail": {"message": "returned 3"}}])
+    log = EventLog().feed(
+        [
+            {"stream": "Step 1/2 : FROM x\n"},
+            {"stream": " ---> abc\n"},
+            {"stream": "boom happened\n"},
+            {"error": "The command returned a non-zero code: 3", "errorDetail": {"message": "returned 3"}},
+        ]
+    )
     err = BuildFailedError("building image x failed: returned 3", "fix it", log_tail=log.tail())
     lines = str(err).splitlines()
     assert lines[0] == "building image x failed: returned 3 (fix it)"
