@@ -170,7 +170,7 @@ def _step_process_seconds(dag_file: Path, python: str, times: int) -> list[float
     deployment = dag_file.read_text().split("CONVEYOR_DEPLOYMENT = '")[1].split("'")[0]
     env = {
         **os.environ,
-        "CONVEYOR_STORE_URL": Client().store.url.render_as_string(hide_password=False),
+        "CONVEYOR_STORE_URL": Client().store.url,
         "CONVEYOR_SOURCE_ROOT": str(Path(__file__).resolve().parent),
     }
     out = []

@@ -64,7 +64,7 @@ def register_kfp_stack(
 
 def launch_quickstart(action: str, output: Path | None = None, schedule: Any = None) -> Any:
     """Run or export quickstart on the active stack, with its image already pushed (no Docker here)."""
-    from conveyor._launch import deployment_for
+    from conveyor import deployment_for
     from conveyor._repository import Repository
     from conveyor.orchestrators import LaunchContext
     from conveyor_testing.conformance import case, load_pipeline

@@ -20,6 +20,9 @@ _EXPORTS = {
     "Schedule": "conveyor.ir",
     "Step": "conveyor.dsl",
     "StepContext": "conveyor.runtime",
+    "deploy_pipeline": "conveyor._launch",
+    "deployment_for": "conveyor._launch",
+    "export_pipeline": "conveyor._launch",
     "get_step_context": "conveyor.runtime",
     "pipeline": "conveyor.dsl",
     "step": "conveyor.dsl",
@@ -35,12 +38,16 @@ __all__ = [
     "Step",
     "StepContext",
     "__version__",
+    "deploy_pipeline",
+    "deployment_for",
+    "export_pipeline",
     "get_step_context",
     "pipeline",
     "step",
 ]
 
 if TYPE_CHECKING:
+    from conveyor._launch import deploy_pipeline, deployment_for, export_pipeline
     from conveyor.client import Client
     from conveyor.dsl import Pipeline, Step, pipeline, step
     from conveyor.exceptions import ConveyorError

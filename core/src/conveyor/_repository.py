@@ -14,12 +14,12 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor._constants import ENV_REPOSITORY, ENV_STACK, ENV_STORE_URL, REPOSITORY_DIR
+from conveyor.constants import ENV_REPOSITORY, ENV_STACK, ENV_STORE_URL, REPOSITORY_DIR
 from conveyor.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from conveyor.stack import Stack
-    from conveyor.stores._metadata import MetadataStore
+    from conveyor.stores import MetadataStore
 
 DEFAULT_STACK = "default"
 _CONFIG = "config.json"
@@ -123,9 +123,9 @@ class Repository:
         with _stores_lock:
             store = _stores.get(url)
             if store is None:
-                from conveyor.stores._metadata import MetadataStore
+                from conveyor.stores import open_store
 
-                store = MetadataStore(url)
+                store = open_store(url)
                 ensure_default_stack(store, self.default_artifact_path)
                 _stores[url] = store
         return store
@@ -139,13 +139,21 @@ class Repository:
 
 def ensure_default_stack(store: MetadataStore, artifact_path: str) -> None:
     """Create the ``default`` stack (local orchestrator and artifact store) if missing."""
-    from sqlalchemy.exc import IntegrityError
-
     spec = {
         "orchestrator": (DEFAULT_STACK, "local", {}),
         "artifact_store": (DEFAULT_STACK, "local", {"path": artifact_path}),
     }
-    try:
-        store.ensure_stack(DEFAULT_STACK, spec)
-    except IntegrityError:
-        store.ensure_stack(DEFAULT_STACK, spec)  # a concurrent creator on a server database won the race
+    store.ensure_stack(DEFAULT_STACK, spec)
+
+
+def close_stores() -> None:
+    """Close every metadata store this process opened; the next use opens them again.
+
+    For long-lived processes that switch repositories or stores (test suites,
+    notebooks), so no database file or connection stays open behind them.
+    """
+    with _stores_lock:
+        stores = list(_stores.values())
+        _stores.clear()
+    for store in stores:
+        store.close()

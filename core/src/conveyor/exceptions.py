@@ -16,7 +16,8 @@ to fix it; the CLI prints it without a traceback.
     ├── MaterializerError        no materializer for a type, or a failed save/load
     ├── StoreError               the metadata or artifact store cannot be used
     │   ├── SchemaVersionError   the database has a schema from a newer conveyor
-    │   └── NotFoundError        no such pipeline, run, step or artifact
+    │   ├── NotFoundError        no such pipeline, run, step or artifact
+    │   └── RunSettledError      the run ended (its driver died, it was stopped) before a step could record
     ├── StepFailedError          a step raised; the run is marked failed
     ├── RunStoppedError          the run was stopped (Ctrl-C, a signal)
     └── SecretError              a missing secret or key, or a bad key file
@@ -33,6 +34,7 @@ __all__ = [
     "MaterializerError",
     "NotFoundError",
     "PipelineGraphError",
+    "RunSettledError",
     "RunStoppedError",
     "SchemaVersionError",
     "SecretError",
@@ -94,6 +96,10 @@ class SchemaVersionError(StoreError):
 
 class NotFoundError(StoreError):
     """A pipeline, run, step run or artifact does not exist."""
+
+
+class RunSettledError(StoreError):
+    """The run already has its final status; a late step process may record nothing into it."""
 
 
 class StepFailedError(ConveyorError):

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_OWNER, SecretStore, generate_key
-from conveyor.stores._metadata import MetadataStore
+from conveyor.stores.sql import SqlStore
 
 VALUE = "sql-77aa-uNiQuE-secret-value"
 
@@ -23,7 +23,7 @@ def test_secrets_on_a_server_database(
         monkeypatch.delenv(name, raising=False)
     old, new = generate_key(), generate_key()
     monkeypatch.setenv(ENV_SECRETS_KEY, old)
-    store = MetadataStore(request.getfixturevalue(f"fresh_{server}_url"))
+    store = SqlStore(request.getfixturevalue(f"fresh_{server}_url"))
     try:
         alice = SecretStore(store, folder=tmp_path, owner="alice")
         bob = SecretStore(store, folder=tmp_path, owner="bob")

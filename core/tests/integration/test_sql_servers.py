@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from conveyor import Client
 from conveyor.exceptions import SchemaVersionError
-from conveyor.stores._metadata import SCHEMA_REVISIONS, MetadataStore
+from conveyor.stores.sql import SCHEMA_REVISIONS, SqlStore
 from conveyor_testing.conformance import CASES, artifact_hashes, check_run, run_case
 
 
@@ -33,7 +33,7 @@ def test_conformance_pipelines_on_a_server_database(
         run = run_case(case)
         check_run(case, run)
         assert artifact_hashes(run) == local[case.name]
-    store = MetadataStore(url)
+    store = SqlStore(url)
     assert store.schema_revision() == SCHEMA_REVISIONS[-1]
     store.close()
     assert len(Client().list_runs()) == len(CASES)
@@ -44,10 +44,10 @@ def test_conformance_pipelines_on_a_server_database(
 )
 def test_newer_schema_is_refused_on_a_server(server: str, request: pytest.FixtureRequest) -> None:
     url = request.getfixturevalue(f"fresh_{server}_url")
-    MetadataStore(url).close()
+    SqlStore(url).close()
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
     with pytest.raises(SchemaVersionError, match="newer than this conveyor"):
-        MetadataStore(url)
+        SqlStore(url)

@@ -357,7 +357,7 @@ def test_the_step_entrypoint_records_a_step_its_engine_stops(repo: Path) -> None
     try:
         import slow_script
 
-        from conveyor._launch import deployment_for
+        from conveyor import deployment_for
         from conveyor.orchestrators import LaunchContext
 
         deployment, stack, _ = deployment_for(slow_script.slowpipe, parameters={"marker": str(repo / "started")})
@@ -393,7 +393,7 @@ def test_finish_run_settles_a_run_its_engine_ended(repo: Path, examples_path: Pa
     """An engine's exit handler: steps that never started are skipped and the run failed."""
     import quickstart
 
-    from conveyor._launch import deployment_for
+    from conveyor import deployment_for
     from conveyor.orchestrators import LaunchContext
     from conveyor.runtime import main
 

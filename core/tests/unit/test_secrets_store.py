@@ -439,14 +439,14 @@ def test_rotation_leaves_secrets_under_other_keys_alone(repo: Path, monkeypatch:
 def test_a_database_at_the_first_schema_is_upgraded(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
-    from conveyor.stores._metadata import MetadataStore
-    from conveyor.stores._migrate import upgrade
+    from conveyor.stores.sql import SqlStore
+    from conveyor.stores.sql._migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = sa.create_engine(url)
     upgrade(engine, "0001")
     engine.dispose()
-    store = MetadataStore(url)
+    store = SqlStore(url)
     assert store.schema_revision() == "0002"
     secrets = SecretStore(store, folder=tmp_path / ".conveyor", owner="me")
     secrets.create("s", {"k": UNIQUE})

@@ -9,11 +9,11 @@ import sqlalchemy as sa
 
 from conveyor.exceptions import SchemaVersionError
 from conveyor.stores import LocalArtifactStore
-from conveyor.stores._metadata import SCHEMA_REVISIONS, MetadataStore
+from conveyor.stores.sql import SCHEMA_REVISIONS, SqlStore
 
 
 def test_a_new_database_is_migrated_to_head(tmp_path: Path) -> None:
-    store = MetadataStore(f"sqlite:///{tmp_path / 'm.db'}")
+    store = SqlStore(f"sqlite:///{tmp_path / 'm.db'}")
     assert store.schema_revision() == SCHEMA_REVISIONS[-1]
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -24,9 +24,9 @@ def test_migrations_create_exactly_the_declared_schema(tmp_path: Path) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from conveyor.stores._schema import metadata
+    from conveyor.stores.sql._schema import metadata
 
-    store = MetadataStore(f"sqlite:///{tmp_path / 'm.db'}")
+    store = SqlStore(f"sqlite:///{tmp_path / 'm.db'}")
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
@@ -35,7 +35,7 @@ def test_migrations_create_exactly_the_declared_schema(tmp_path: Path) -> None:
 def test_the_migration_list_matches_the_alembic_scripts() -> None:
     from alembic.script import ScriptDirectory
 
-    from conveyor.stores._migrate import alembic_config
+    from conveyor.stores.sql._migrate import alembic_config
 
     scripts = ScriptDirectory.from_config(alembic_config())
     revisions = [r.revision for r in reversed(list(scripts.walk_revisions()))]
@@ -44,12 +44,12 @@ def test_the_migration_list_matches_the_alembic_scripts() -> None:
 
 def test_a_database_from_a_newer_conveyor_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
-    MetadataStore(url).close()
+    SqlStore(url).close()
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
     with pytest.raises(SchemaVersionError, match=r"has schema 9999, newer than this conveyor's .*upgrade conveyor"):
-        MetadataStore(url)
+        SqlStore(url)
 
 
 def test_local_artifact_store_commits_atomically(tmp_path: Path) -> None:
@@ -72,6 +72,6 @@ def test_a_bad_store_url_is_one_clear_line(tmp_path: Path) -> None:
     from conveyor.exceptions import StoreError
 
     with pytest.raises(StoreError, match=r"cannot use the metadata store URL 'garbage'.*give a SQLAlchemy URL"):
-        MetadataStore("garbage")
+        SqlStore("garbage")
     with pytest.raises(StoreError, match=r"cannot use the metadata store URL 'db.example/x'"):
-        MetadataStore("postgresql+nosuchdriver://user:secret@db.example/x")
+        SqlStore("postgresql+nosuchdriver://user:secret@db.example/x")

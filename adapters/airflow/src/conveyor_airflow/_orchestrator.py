@@ -44,39 +44,38 @@ class AirflowOrchestrator(BaseOrchestrator):
             cached = self._plan_of = (deployment.pipeline, plan_dag(deployment, self.config))
         return cached[1]
 
-    def prepare(self, deployment: Deployment, ctx: LaunchContext) -> Deployment:
-        """Check the deployment against Airflow first; give container steps an image; store it.
+    def _check(self, deployment: Deployment, ctx: LaunchContext) -> None:
+        """Settings Airflow cannot honour fail here, before anything is built or stored.
 
         Raises:
             ConfigError, CapabilityError: a setting Airflow cannot honour.
             StackError: container steps but no image builder and no ``image``.
         """
         plan = self.plan(deployment)
-        if not plan.modes & CONTAINER_MODES:
-            # Only python-mode tasks: nothing to build, so not BaseOrchestrator.prepare,
-            # which builds images for every orchestrator that can run them.
-            ctx.stack.validate(deployment.pipeline, deployment.schedule)
-            pipeline = ctx.store.get_or_create_pipeline(deployment.pipeline.name)
-            ctx.store.save_deployment(deployment.id, pipeline.id, deployment.canonical_json())
-            return deployment
-        if not deployment.images:
-            if self.config.image is not None:
-                deployment = deployment.model_copy(update={"images": {"": self.config.image}})
-            elif ctx.stack.ir.get(ComponentType.IMAGE_BUILDER) is None:
-                raise StackError(
-                    f"steps of pipeline {deployment.pipeline.name!r} run in containers on Airflow, "
-                    f"but stack {ctx.stack.name!r} has no image builder",
-                    f"add one (conveyor stack update {ctx.stack.name} --image-builder NAME) "
-                    f"or set the image option of orchestrator {self.name!r}",
-                )
-        return super().prepare(deployment, ctx)
+        needs_builder = plan.modes & CONTAINER_MODES and not deployment.images and self.config.image is None
+        if needs_builder and ctx.stack.ir.get(ComponentType.IMAGE_BUILDER) is None:
+            raise StackError(
+                f"steps of pipeline {deployment.pipeline.name!r} run in containers on Airflow, "
+                f"but stack {ctx.stack.name!r} has no image builder",
+                f"add one (conveyor stack update {ctx.stack.name} --image-builder NAME) "
+                f"or set the image option of orchestrator {self.name!r}",
+            )
+
+    def needs_images(self, deployment: Deployment) -> bool:
+        """Only docker and kubernetes_pod tasks run in an image; python tasks run on the worker."""
+        return bool(self.plan(deployment).modes & CONTAINER_MODES)
+
+    def _images(self, deployment: Deployment, ctx: LaunchContext) -> dict[str, str]:
+        if self.config.image is not None:
+            return {"": self.config.image}
+        return super()._images(deployment, ctx)
 
     def compile(self, deployment: Deployment, ctx: LaunchContext) -> CompiledDag:
         """The DAG file of a prepared deployment, with this machine's defaults filled in."""
         import sqlalchemy as sa
 
         try:
-            url = sa.make_url(self.config.store_url) if self.config.store_url else ctx.store.url
+            url = sa.make_url(self.config.store_url or ctx.store.url)
         except sa.exc.ArgumentError:
             raise ConfigError(
                 f"store_url {self.config.store_url!r} of orchestrator {self.name!r} is not a database URL",
@@ -128,16 +127,13 @@ class AirflowOrchestrator(BaseOrchestrator):
         return [write_dag(target, compiled)]
 
     # -- running -------------------------------------------------------------------------
-    def run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
-        """Write the DAG into the dags folder; with an API, trigger it and follow the run.
+    def _connect(self, deployment: Deployment, ctx: LaunchContext) -> None:
+        """A bad dags folder fails before any image is built or anything is stored.
 
         Raises:
-            ConfigError: no usable dags folder, a setting Airflow cannot honour, a missing pool.
-            StackError: the API is unreachable or refuses the credentials.
-            StepFailedError: the triggered run failed.
+            ConfigError: no usable dags folder.
         """
-        self._dags_folder()  # a bad folder fails before any image is built or anything is stored
-        return super().run(deployment, ctx)
+        self._dags_folder()
 
     def _dags_folder(self) -> Path:
         if not self.config.dags_folder:
@@ -199,7 +195,6 @@ class AirflowOrchestrator(BaseOrchestrator):
         self, api: AirflowAPI, compiled: CompiledDag, path: Path, deployment: Deployment, ctx: LaunchContext
     ) -> str | None:
         from conveyor.stores import RunStatus
-        from conveyor.stores._metadata import now
 
         config = self.config
         details = api.wait_for_dag(
@@ -225,7 +220,7 @@ class AirflowOrchestrator(BaseOrchestrator):
         try:
             api.trigger(compiled.dag_id, dag_run_id)
         except StackError as exc:
-            ctx.store.update_run(run.id, status=RunStatus.FAILED, ended=now(), error=exc.message)
+            ctx.store.settle_run(run.id, RunStatus.FAILED, error=exc.message)
             raise
         print(
             f"conveyor: triggered DAG {compiled.dag_id!r} as run {dag_run_id} (conveyor run {run.name})",
@@ -235,15 +230,9 @@ class AirflowOrchestrator(BaseOrchestrator):
             return run.id
         state = api.wait_for_run(compiled.dag_id, dag_run_id, timeout=config.wait_timeout, poll=config.poll_interval)
         if state == "success":
-            ctx.store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.COMPLETED, ended=now())
+            ctx.store.settle_run(run.id, RunStatus.COMPLETED)
         elif state == "failed":
-            ctx.store.update_run(
-                run.id,
-                only_if_status=RunStatus.RUNNING,
-                status=RunStatus.FAILED,
-                ended=now(),
-                error=f"Airflow DAG run {dag_run_id} failed",
-            )
+            ctx.store.settle_run(run.id, RunStatus.FAILED, error=f"Airflow DAG run {dag_run_id} failed")
             error = ctx.store.get_run(run.id).error
             raise StepFailedError(
                 f"run {run.name!r} failed on Airflow: {error}", f"logs: conveyor run describe {run.name}"

@@ -12,7 +12,7 @@ import airflow_test_pipelines as tp
 import pytest
 
 from conveyor import Client
-from conveyor._launch import export_pipeline
+from conveyor import export_pipeline
 from conveyor.exceptions import CapabilityError, ConfigError, StackError
 from conveyor_airflow._orchestrator import existing_pipeline
 

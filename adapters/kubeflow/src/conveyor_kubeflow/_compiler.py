@@ -27,7 +27,7 @@ import yaml
 
 from conveyor.exceptions import CapabilityError, ConfigError, StackError
 from conveyor.ir import canonical_json
-from conveyor.runtime import entrypoint_command
+from conveyor.runtime import finish_command, step_command
 from conveyor_kubeflow._settings import StepKubeflowSettings, pipeline_settings, step_settings
 
 if TYPE_CHECKING:
@@ -113,6 +113,20 @@ def input_placeholder(name: str) -> str:
 def concat(*parts: str) -> str:
     """KFP's ``Concat`` placeholder, spelt as kfp writes it (kfp.local matches its first bytes)."""
     return json.dumps({"Concat": list(parts)})
+
+
+_PLACEHOLDER = re.compile(r"(\{\{\$\.[^}]*\}\})")
+
+
+def kfp_arg(arg: str) -> str:
+    """One argument of the step command as KFP writes it: text around an input placeholder becomes a Concat."""
+    parts = [p for p in _PLACEHOLDER.split(arg) if p]
+    return concat(*parts) if len(parts) > 1 else arg
+
+
+def kfp_command(argv: list[str]) -> dict[str, list[str]]:
+    """``command`` (the interpreter and ``-m conveyor.runtime``) and ``args`` of a container, from an argv."""
+    return {"command": argv[:3], "args": [kfp_arg(a) for a in argv[3:]]}
 
 
 @dataclass(frozen=True)
@@ -370,16 +384,8 @@ def compile_pipeline(
         pkf.model_dump(include=set(StepKubeflowSettings.model_fields), exclude_none=True)
     )
     params = _pipeline_inputs(deployment)
-    cmd = entrypoint_command(
-        deployment.id,
-        input_placeholder(STEP_INPUT),
-        python=config.python,
-        run_key=concat("kfp:", input_placeholder(RUN_ID_INPUT)),
-    )
-    cmd += ["--orchestrator-run-id", input_placeholder(RUN_ID_INPUT)]
-    param_args: list[str] = []
-    for name, (kname, _, _) in params.items():
-        param_args += ["--param", concat(f"{name}=", input_placeholder(kname))]
+    run_key = "kfp:" + input_placeholder(RUN_ID_INPUT)
+    param_refs = {name: input_placeholder(kname) for name, (kname, _, _) in params.items()}
     component_inputs = {kname: {"parameterType": kind} for kname, kind, _ in params.values()}
     component_inputs[RUN_ID_INPUT] = {"parameterType": "STRING"}
     component_inputs[STEP_INPUT] = {"parameterType": "STRING"}
@@ -402,11 +408,16 @@ def compile_pipeline(
         platform = _platform(step.settings.timeout, kf, config)
         # A secret reference ({{name.key}}) goes in as written; the entrypoint resolves it in the pod.
         env = {**base_env, **step.settings.environment}
-        container: dict[str, Any] = {
-            "args": [*cmd[3:], "--image", image, *param_args],
-            "command": cmd[:3],
-            "image": image,
-        }
+        argv = step_command(
+            deployment.id,
+            input_placeholder(STEP_INPUT),
+            run_key=run_key,
+            image=image,
+            params=param_refs,
+            orchestrator_run_id=input_placeholder(RUN_ID_INPUT),
+            python=config.python,
+        )
+        container: dict[str, Any] = {**kfp_command(argv), "image": image}
         if env:
             container["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
         resources = _resources(step, kf, config, platform)
@@ -451,7 +462,6 @@ def compile_pipeline(
         for kname, kind, default in params.values()
     }
     # The exit task: runs however the steps end, and settles the conveyor run.
-    finish_cmd = [*cmd[:3], "finish-run", "--deployment", deployment.id]
     components[f"comp-{FINISH}"] = {
         "executorLabel": f"exec-{FINISH}",
         "inputDefinitions": {
@@ -459,16 +469,15 @@ def compile_pipeline(
             | {RUN_ID_INPUT: {"parameterType": "STRING"}}
         },
     }
+    finish_argv = finish_command(
+        deployment.id,
+        run_key=run_key,
+        params=param_refs,
+        orchestrator_run_id=input_placeholder(RUN_ID_INPUT),
+        python=config.python,
+    )
     finish_container: dict[str, Any] = {
-        "args": [
-            *finish_cmd[3:],
-            "--run-key",
-            concat("kfp:", input_placeholder(RUN_ID_INPUT)),
-            "--orchestrator-run-id",
-            input_placeholder(RUN_ID_INPUT),
-            *param_args,
-        ],
-        "command": finish_cmd[:3],
+        **kfp_command(finish_argv),
         "image": check_image(deployment.images.get("") or deployment.image_for(pipeline.steps[0].id), None),
     }
     if base_env:

@@ -6,10 +6,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import ConfigError, RunStoppedError, StepFailedError
-from conveyor.orchestrators import BaseOrchestrator, code_version, make_run_name, write_file_atomically
+from conveyor.orchestrators import BaseOrchestrator, write_file_atomically
+from conveyor.runtime import make_run_name
 from conveyor.stack import ComponentType
 from conveyor_kubeflow._compiler import CompiledPipeline, compile_pipeline
 
@@ -35,21 +36,19 @@ class KubeflowOrchestrator(BaseOrchestrator):
     config: KubeflowOrchestratorConfig
 
     # -- compiling -----------------------------------------------------------------------
-    def prepare(self, deployment: Deployment, ctx: LaunchContext) -> Deployment:
-        """Check the deployment against KFP before its images are built, then build and store it.
+    def _check(self, deployment: Deployment, ctx: LaunchContext) -> None:
+        """Compile once with a stand-in image: settings errors do not wait for a minutes-long image build.
 
         Raises:
             ConfigError, CapabilityError: a setting KFP cannot honour, a store pods cannot reach,
                 a spec over KFP's size limit.
         """
         if not deployment.images:
-            # Settings errors should not wait for a minutes-long image build.
             compile_pipeline(
                 deployment.model_copy(update={"images": {"": _CHECK_IMAGE}}),
                 self.config,
                 store_url=self.store_url(ctx, deployment, quiet=True),
             )
-        return super().prepare(deployment, ctx)
 
     def store_url(self, ctx: LaunchContext, deployment: Deployment, *, quiet: bool = False) -> str | None:
         """The metadata store URL the step pods get, without password (None: a secret gives it).
@@ -64,7 +63,7 @@ class KubeflowOrchestrator(BaseOrchestrator):
             return self.config.store_url
         import sqlalchemy as sa
 
-        url = ctx.store.url
+        url = sa.make_url(ctx.store.url)
         if url.get_backend_name() == "sqlite":
             raise ConfigError(
                 f"the metadata store is a SQLite file on this machine ({url.database}), which KFP pods cannot reach",
@@ -98,15 +97,11 @@ class KubeflowOrchestrator(BaseOrchestrator):
         return [write_spec(target, compiled)]
 
     # -- running -------------------------------------------------------------------------
-    def run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
-        """Build and push the image, then submit (or, with no host, write) the spec.
-
-        Returns the conveyor run's id, or None for a recurring run or when nothing was submitted.
+    def _connect(self, deployment: Deployment, ctx: LaunchContext) -> None:
+        """Reach the KFP host before the image is built.
 
         Raises:
-            StackError: the host cannot be reached or refuses the credentials (checked before the build).
-            StepFailedError: the run failed (when waiting for it).
-            RunStoppedError: the run was cancelled in KFP (when waiting for it).
+            StackError: the host cannot be reached or refuses the credentials.
         """
         self._connection = None
         if self.config.host:
@@ -114,7 +109,6 @@ class KubeflowOrchestrator(BaseOrchestrator):
 
             self._connection = KfpConnection(self.config, self.name)
             self._connection.check()
-        return super().run(deployment, ctx)
 
     def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
         compiled = self.compile(deployment, ctx)
@@ -150,26 +144,15 @@ class KubeflowOrchestrator(BaseOrchestrator):
             self._follow(connection, kfp_run_id, run.id, run.name, ctx)
         return run.id
 
-    def _record_run(self, deployment: Deployment, ctx: LaunchContext, run_name: str, kfp_run_id: str):
-        from conveyor.stores import RunStatus
-        from conveyor.stores._metadata import now
-
-        pipeline = ctx.store.get_or_create_pipeline(deployment.pipeline.name)
-        commit, dirty = code_version(ctx.source_root)
+    def _record_run(self, deployment: Deployment, ctx: LaunchContext, run_name: str, kfp_run_id: str) -> Any:
         # The first step to start may have made the run already: the key is the same.
-        return ctx.store.get_or_create_run(
-            f"kfp:{kfp_run_id}",
+        return self.create_run(
+            deployment,
+            ctx,
+            owned=False,
+            run_key=f"kfp:{kfp_run_id}",
             name=run_name,
-            pipeline_id=pipeline.id,
-            deployment_id=deployment.id,
-            status=RunStatus.RUNNING,
-            started=now(),
-            parameters=dict(deployment.pipeline.parameters),
-            stack_name=ctx.stack.name,
-            orchestrator=self.flavor.name,
             orchestrator_run_id=kfp_run_id,
-            code_commit=commit,
-            code_dirty=dirty,
         )
 
     def _follow(
@@ -177,7 +160,6 @@ class KubeflowOrchestrator(BaseOrchestrator):
     ) -> None:
         """Wait for the KFP run and mirror its end into the conveyor run."""
         from conveyor.stores import RunStatus
-        from conveyor.stores._metadata import now
         from conveyor_kubeflow._client import FINISHED_STATES
 
         deadline = None if self.config.wait_timeout is None else time.monotonic() + self.config.wait_timeout
@@ -195,23 +177,13 @@ class KubeflowOrchestrator(BaseOrchestrator):
             time.sleep(self.config.poll_interval)
         store = ctx.store
         if state in ("SUCCEEDED", "SKIPPED"):
-            store.update_run(run_id, only_if_status=RunStatus.RUNNING, status=RunStatus.COMPLETED, ended=now())
+            store.settle_run(run_id, RunStatus.COMPLETED)
             return
         if state == "CANCELED":
-            store.update_run(
-                run_id,
-                only_if_status=RunStatus.RUNNING,
-                status=RunStatus.STOPPED,
-                ended=now(),
-                error=f"KFP run {kfp_run_id} was cancelled",
-            )
+            store.settle_run(run_id, RunStatus.STOPPED, error=f"KFP run {kfp_run_id} was cancelled")
             raise RunStoppedError(f"run {run_name!r} was cancelled in KFP")
-        store.update_run(
-            run_id,
-            only_if_status=RunStatus.RUNNING,
-            status=RunStatus.FAILED,
-            ended=now(),
-            error=f"KFP run {kfp_run_id} failed" + (f": {message}" if message else ""),
+        store.settle_run(
+            run_id, RunStatus.FAILED, error=f"KFP run {kfp_run_id} failed" + (f": {message}" if message else "")
         )
         error = store.get_run(run_id).error
         raise StepFailedError(f"run {run_name!r} failed on KFP: {error}", f"logs: conveyor run describe {run_name}")

@@ -96,7 +96,7 @@ def _drop_local_image(image: str) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_conformance_pipeline_runs_in_kfp_local(case: Case, kfp_stack: dict[str, Any]) -> None:
     from conveyor import Client
-    from conveyor._launch import export_pipeline
+    from conveyor import export_pipeline
 
     repo: Path = kfp_stack["repo"]
     pipe = load_pipeline(case).with_options(enable_cache=False)
@@ -120,7 +120,7 @@ def test_conformance_pipeline_runs_in_kfp_local(case: Case, kfp_stack: dict[str,
 @pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner")
 def test_a_parameter_changed_in_kfp_reaches_the_steps(kfp_stack: dict[str, Any]) -> None:
     from conveyor import Client
-    from conveyor._launch import export_pipeline
+    from conveyor import export_pipeline
     from conveyor_testing.conformance import case
 
     repo: Path = kfp_stack["repo"]
@@ -145,7 +145,7 @@ def test_a_killed_step_pod_still_settles_the_run(kfp_stack: dict[str, Any]) -> N
     from kfp_test_pipelines import napping
 
     from conveyor import Client
-    from conveyor._launch import export_pipeline
+    from conveyor import export_pipeline
 
     repo: Path = kfp_stack["repo"]
     [spec] = export_pipeline(napping.with_options(enable_cache=False), repo / "specs", stack="on_kfp")
@@ -188,7 +188,7 @@ def test_cli_export_writes_the_same_spec_as_the_api(kfp_stack: dict[str, Any]) -
     import subprocess
     import sys
 
-    from conveyor._launch import export_pipeline
+    from conveyor import export_pipeline
     from conveyor_testing.conformance import EXAMPLES, case
 
     repo: Path = kfp_stack["repo"]

@@ -48,7 +48,7 @@ def test_store_url_from_a_kubernetes_secret_stays_out_of_the_spec(repo: Path) ->
 
 def test_sqlite_store_is_refused_before_anything_is_built(repo: Path) -> None:
     register_pushed_stack(None, store_url=None)
-    from conveyor._launch import export_pipeline
+    from conveyor import export_pipeline
     from conveyor_testing.conformance import case, load_pipeline
 
     # No images given: had the check not come first, the Docker image builder would run here.
@@ -78,7 +78,7 @@ def test_local_artifact_store_is_refused(repo: Path) -> None:
 
 
 def test_setting_errors_come_before_the_image_build(repo: Path) -> None:
-    from conveyor._launch import export_pipeline
+    from conveyor import export_pipeline
     from conveyor_testing.conformance import case, load_pipeline
 
     register_pushed_stack(None)

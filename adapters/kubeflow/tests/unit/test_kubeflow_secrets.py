@@ -38,7 +38,7 @@ def _export(output: Path) -> list[Path]:
     """Export on the active stack with the image already pushed (no Docker in unit tests)."""
     from conftest import FAKE_IMAGE
 
-    from conveyor._launch import deployment_for
+    from conveyor import deployment_for
     from conveyor._repository import Repository
     from conveyor.orchestrators import LaunchContext
 

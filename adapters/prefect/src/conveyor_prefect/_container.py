@@ -24,28 +24,16 @@ _INSTALL_HINT = 'run: pip install "conveyor-prefect[docker]" (or pip install ./i
 
 @functools.cache
 def step_container_class() -> type[Any]:
-    """conveyor-docker's ``StepContainer``, with the run's parameter overrides on its command line.
+    """conveyor-docker's ``StepContainer`` (its command carries the run's parameter overrides).
 
     Raises:
         StackError: conveyor-docker is not installed.
     """
     try:
-        from conveyor_docker._containers import StepContainer
+        from conveyor_docker import StepContainer
     except ImportError:
         raise StackError("step_mode 'container' needs conveyor-docker, which is not installed", _INSTALL_HINT) from None
-
-    class PrefectStepContainer(StepContainer):  # type: ignore[misc, valid-type]
-        """A step container whose command also carries the run's parameter overrides."""
-
-        def command(self) -> list[str]:
-            from conveyor.ir import canonical_json
-
-            cmd: list[str] = super().command()
-            for name, value in sorted(self.env.overrides.items()):
-                cmd += ["--param", f"{name}={canonical_json(value)}"]
-            return cmd
-
-    return PrefectStepContainer
+    return StepContainer
 
 
 class ContainerStep:

@@ -25,7 +25,7 @@ from prefect.futures import wait as wait_futures
 from prefect.states import Cancelled, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from conveyor._constants import ENV_SOURCE_ROOT, ENV_STORE_URL
+from conveyor.constants import ENV_SOURCE_ROOT, ENV_STORE_URL
 from conveyor.exceptions import ConfigError, RunStoppedError, StepFailedError
 from conveyor.stores import RunStatus
 from conveyor_prefect._compile import RUN_TAG_PREFIX, FlowSpec, TaskSpec, compile_flow
@@ -114,18 +114,17 @@ def _launch_from_environment(
     deployment_id: str, overrides: dict[str, Any], run_id: str | None, flow_run_id: str, image: str | None
 ) -> LocalLaunch:
     # The worker side: everything comes from the store the environment names.
-    from conveyor._repository import Repository
+    from conveyor.client import Client
     from conveyor.ir import load_deployment
-    from conveyor.orchestrators import make_run_name
-    from conveyor.runtime import RunEnvironment
+    from conveyor.runtime import RunEnvironment, start_run
     from conveyor.stack import Stack
-    from conveyor.stores._metadata import MetadataStore, current_process_identity, now
+    from conveyor.stores import open_store
 
     root = os.environ.get(ENV_SOURCE_ROOT) or os.getcwd()
     if root not in sys.path:
         sys.path.insert(0, root)
     url = os.environ.get(ENV_STORE_URL)
-    store = MetadataStore(url) if url else Repository.current().store()
+    store = open_store(url) if url else Client().store
     deployment = load_deployment(store.get_deployment_json(deployment_id))
     unknown = set(overrides) - set(deployment.pipeline.parameters)
     if unknown:
@@ -136,21 +135,13 @@ def _launch_from_environment(
     else:
         # In a container (a docker work pool) this process's PID means nothing to
         # the machine's other processes, so the run is recorded without one.
-        host, pid, pid_started = current_process_identity() if image is None else (None, None, None)
-        run = store.get_or_create_run(
-            f"prefect:{flow_run_id}",
-            name=make_run_name(deployment.pipeline.name, deployment.run_name),
-            pipeline_id=store.get_or_create_pipeline(deployment.pipeline.name).id,
-            deployment_id=deployment.id,
-            status=RunStatus.RUNNING,
-            started=now(),
-            parameters={**deployment.pipeline.parameters, **overrides},
-            stack_name=stack.name,
-            orchestrator="prefect",
+        run = start_run(
+            store,
+            deployment,
+            run_key=f"prefect:{flow_run_id}",
+            owned=image is None,
+            parameters=overrides,
             orchestrator_run_id=flow_run_id,
-            host=host,
-            pid=pid,
-            pid_started=pid_started,
         )
     env = RunEnvironment(store=store, stack=stack, deployment=deployment, run=run, overrides=overrides, image=image)
     return LocalLaunch(env=env, source_root=Path(root))
@@ -281,19 +272,9 @@ class FlowDriver:
                 self.env.store.finish_step_run(record.id, RunStatus.STOPPED, error=reason)
 
     def _close_stopped(self) -> None:
-        from conveyor.stores._metadata import now
-
-        self.env.store.update_run(
-            self.env.run.id,
-            only_if_status=RunStatus.RUNNING,
-            status=RunStatus.STOPPED,
-            ended=now(),
-            error=self.stop_reason,
-        )
+        self.env.store.settle_run(self.env.run.id, RunStatus.STOPPED, error=self.stop_reason)
 
     def _finish(self, futures: dict[str, PrefectFuture[Any]]) -> Any:
-        from conveyor.stores._metadata import now
-
         store, run = self.env.store, self.env.run
         if self.stopping.is_set():
             # Steps that were mid-way in this process's threads may have ended since.
@@ -346,11 +327,9 @@ class FlowDriver:
         if failures:
             first = next(iter(failures))
             message = f"step {first!r} failed: {failures[first]}"
-            store.update_run(
-                run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.FAILED, ended=now(), error=message
-            )
+            store.settle_run(run.id, RunStatus.FAILED, error=message)
             return Failed(message=message)
-        store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.COMPLETED, ended=now())
+        store.settle_run(run.id, RunStatus.COMPLETED)
         return None
 
     # -- one step --------------------------------------------------------------------
@@ -379,14 +358,17 @@ class FlowDriver:
 
     def _command(self, step_id: str) -> list[str]:
         from conveyor.ir import canonical_json
-        from conveyor.runtime import entrypoint_command
+        from conveyor.runtime import step_command
 
-        cmd = entrypoint_command(self.env.deployment.id, step_id, run_id=self.env.run.id, python=sys.executable)
-        for name, value in sorted(self.env.overrides.items()):
-            cmd += ["--param", f"{name}={canonical_json(value)}"]
-        if self.env.image is not None:  # this flow itself runs in the pipeline's image
-            cmd += ["--image", self.env.image]
-        return cmd
+        return step_command(
+            self.env.deployment.id,
+            step_id,
+            run_id=self.env.run.id,
+            # This flow itself may run in the pipeline's image (a docker work pool).
+            image=self.env.image,
+            params={name: canonical_json(value) for name, value in self.env.overrides.items()},
+            python=sys.executable,
+        )
 
     def _start(self, step_id: str, mode: str) -> Any:
         """Start a step process, or a step container (something with ``Popen``'s poll/wait/send_signal/kill)."""
@@ -404,8 +386,7 @@ class FlowDriver:
         from conveyor.orchestrators import step_process_env
 
         step = self.env.deployment.pipeline.step(step_id)
-        store_url = self.env.store.url.render_as_string(hide_password=False)
-        env = step_process_env(store_url, self.source_root, dict(step.settings.environment))
+        env = step_process_env(self.env.store, self.source_root, dict(step.settings.environment))
         cwd = str(self.source_root) if self.source_root else None
         return subprocess.Popen(self._command(step_id), env=env, cwd=cwd)
 

@@ -82,7 +82,7 @@ class PrefectOrchestrator(BaseOrchestrator):
             deployment.schedule is not None and self.config.work_pool_type == "docker"
         )
 
-    def prepare(self, deployment: Deployment, ctx: LaunchContext) -> Deployment:
+    def _check(self, deployment: Deployment, ctx: LaunchContext) -> None:
         """Check what Prefect cannot honour before anything is stored; images are built by the base class.
 
         Raises:
@@ -99,7 +99,7 @@ class PrefectOrchestrator(BaseOrchestrator):
                 f"use step_mode in_process or subprocess: conveyor orchestrator update {self.name} --step-mode in_process",
             )
         if not self.needs_images(deployment) or deployment.images:
-            return super().prepare(deployment, ctx)
+            return
         from conveyor.stack import ComponentType
 
         what = "its flow runs" if docker_pool else "steps run"
@@ -118,7 +118,6 @@ class PrefectOrchestrator(BaseOrchestrator):
                 f"{what} in the pipeline's image, which needs conveyor-docker (not installed)",
                 'run: pip install "conveyor-prefect[docker]"',
             )
-        return super().prepare(deployment, ctx)
 
     def _export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
         spec = self.compile(deployment)
@@ -145,7 +144,6 @@ class PrefectOrchestrator(BaseOrchestrator):
         from prefect import tags
 
         from conveyor.runtime import RunEnvironment
-        from conveyor.stores._metadata import now
         from conveyor_prefect._flow import LocalLaunch, register_launch, run_deployment, unregister_launch
 
         run = self.create_run(deployment, ctx, owned=True)
@@ -157,13 +155,7 @@ class PrefectOrchestrator(BaseOrchestrator):
                 flow = run_deployment.with_options(name=spec.flow_name, flow_run_name=run.name)
                 state = flow(deployment_id=deployment.id, conveyor_run_id=run.id, return_state=True)
         except BaseException as exc:
-            ctx.store.update_run(
-                run.id,
-                only_if_status=RunStatus.RUNNING,
-                status=RunStatus.STOPPED,
-                ended=now(),
-                error=f"stopped ({type(exc).__name__})",
-            )
+            ctx.store.settle_run(run.id, RunStatus.STOPPED, error=f"stopped ({type(exc).__name__})")
             raise
         finally:
             unregister_launch(run.id)
@@ -175,9 +167,7 @@ class PrefectOrchestrator(BaseOrchestrator):
                 if state is not None
                 else "Prefect flow run crashed"
             )
-            ctx.store.update_run(
-                run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.FAILED, ended=now(), error=message
-            )
+            ctx.store.settle_run(run.id, RunStatus.FAILED, error=message)
             record = ctx.store.get_run(run.id)
         where = f"run {record.name!r}; Prefect flow run {record.orchestrator_run_id}"
         if record.status == RunStatus.FAILED:
@@ -195,7 +185,7 @@ class PrefectOrchestrator(BaseOrchestrator):
         from prefect.exceptions import ObjectNotFound
         from prefect.schedules import Cron, Interval
 
-        from conveyor._constants import ENV_SOURCE_ROOT, ENV_STORE_URL
+        from conveyor.constants import ENV_SOURCE_ROOT, ENV_STORE_URL
         from conveyor_prefect._flow import run_deployment
 
         assert spec.schedule is not None
@@ -213,9 +203,11 @@ class PrefectOrchestrator(BaseOrchestrator):
         variables: dict[str, Any] = {}
         env: dict[str, str] = {}
         parameters: dict[str, Any] = {"deployment_id": deployment.id}
-        if ctx.store.url.password is None:
+        import sqlalchemy as sa
+
+        if sa.make_url(ctx.store.url).password is None:
             # A URL with a password stays out of Prefect: the worker's environment must provide it.
-            env[ENV_STORE_URL] = ctx.store.url.render_as_string(hide_password=False)
+            env[ENV_STORE_URL] = ctx.store.url
         else:
             where = (
                 "the work pool's job template (env)" if spec.work_pool_type == "docker" else "the worker's environment"
@@ -285,8 +277,8 @@ def _docker_job_variables(image: str | None, ctx: LaunchContext) -> dict[str, An
     The flow's process in the container is not judged by processes here (nor
     does it judge theirs): its PIDs are not this machine's.
     """
-    from conveyor._constants import ENV_STEP_ENTRYPOINT
-    from conveyor_docker._containers import store_mounts
+    from conveyor.constants import ENV_STEP_ENTRYPOINT
+    from conveyor_docker import store_mounts
 
     mounts = store_mounts(ctx.store.url, ctx.stack.artifact_store.path)
     return {

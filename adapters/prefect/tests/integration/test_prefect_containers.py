@@ -288,7 +288,7 @@ def test_deployment_runs_in_a_docker_work_pool(
     from prefect.client.orchestration import get_client
 
     from conveyor import Schedule
-    from conveyor._launch import deploy_pipeline
+    from conveyor import deploy_pipeline
     from conveyor_prefect._orchestrator import prefect_api
     from conveyor_testing.conformance import load_pipeline
 

@@ -127,7 +127,7 @@ def _importable_here() -> None:
     import os
     import sys
 
-    from conveyor._constants import ENV_SOURCE_ROOT
+    from conveyor.constants import ENV_SOURCE_ROOT
 
     root = os.path.abspath(os.environ.get(ENV_SOURCE_ROOT) or os.getcwd())
     if root not in sys.path:

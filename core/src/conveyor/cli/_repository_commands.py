@@ -15,8 +15,8 @@ def init(path: str | None) -> None:
     PATH defaults to CONVEYOR_REPOSITORY, else the working folder. Running it
     again in an existing repository changes nothing.
     """
-    from conveyor._constants import ENV_REPOSITORY, REPOSITORY_DIR
     from conveyor._repository import Repository
+    from conveyor.constants import ENV_REPOSITORY, REPOSITORY_DIR
 
     folder = path or os.environ.get(ENV_REPOSITORY) or os.getcwd()
     existed = os.path.isdir(os.path.join(folder, REPOSITORY_DIR))

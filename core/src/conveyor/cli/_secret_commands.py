@@ -166,9 +166,7 @@ def get(name: str, reveal: bool, as_json: bool) -> None:
         info: SecretInfo = full
         values = dict(full.values)
     else:
-        from conveyor.secrets import SecretStore
-
-        info = SecretStore(client.store, folder=client.repository.dir).info(name)
+        info = client.store.secret_store(folder=client.repository.dir).info(name)
         values = dict.fromkeys(info.keys, "***")
     if as_json:
         data = info.to_dict()
@@ -204,9 +202,7 @@ def update(
 ) -> None:
     """Change secret NAME: set keys with --KEY=VALUE, remove them, share or unshare it."""
     client = _client()
-    from conveyor.secrets import SecretStore
-
-    schema = SecretStore(client.store, folder=client.repository.dir).info(name).schema
+    schema = client.store.secret_store(folder=client.repository.dir).info(name).schema
     parsed = parse_secret_values(values, schema)
     if not parsed and not remove_keys and shared is None:
         raise click.UsageError("nothing to change: give --KEY=VALUE, --remove-key KEY, --share or --unshare")
@@ -220,9 +216,7 @@ def update(
 def delete(name: str, yes: bool) -> None:
     """Delete secret NAME (components and steps that refer to it will fail until it exists again)."""
     client = _client()
-    from conveyor.secrets import SecretStore
-
-    info = SecretStore(client.store, folder=client.repository.dir).info(name)  # unknown names fail before the question
+    info = client.store.secret_store(folder=client.repository.dir).info(name)  # unknown names fail before the question
     if not info.mine:
         client.delete_secret(name)  # refuses, with the reason in its message
     if not yes:
@@ -241,14 +235,12 @@ def rotate_key(yes: bool) -> None:
     NEW,OLD (conveyor secret generate-key makes a key), rotate, then drop OLD.
     """
     client = _client()
-    from conveyor.secrets import SecretStore
-
     if not yes:
         click.confirm(
             "Re-encrypt every secret with a new key? Backups of the database made before will need the old key",
             abort=True,
         )
-    result = SecretStore(client.store, folder=client.repository.dir).rotate_key()
+    result = client.store.secret_store(folder=client.repository.dir).rotate_key()
     click.echo(f"Re-encrypted {result.rotated} secret(s) with key {result.new_key_id} ({result.source}).")
     if result.skipped:
         click.echo(f"Left {result.skipped} secret(s) of other owners encrypted with keys this process does not hold.")

@@ -16,12 +16,12 @@ if TYPE_CHECKING:
         ArtifactRecord,
         ArtifactStore,
         ComponentRecord,
+        MetadataStore,
         PipelineRecord,
         RunRecord,
         StackRecord,
         StepRunRecord,
     )
-    from conveyor.stores._metadata import MetadataStore
 
 
 class ArtifactView:
@@ -362,9 +362,7 @@ class Client:
 
     # -- secrets ---------------------------------------------------------------------
     def _secrets(self) -> SecretStore:
-        from conveyor.secrets import SecretStore
-
-        return SecretStore(self.store, folder=self.repository.dir)
+        return self.store.secret_store(folder=self.repository.dir)
 
     def create_secret(
         self, name: str, values: Mapping[str, str], *, schema: str = "plain", shared: bool = False

@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor._constants import ENV_STEP_ENTRYPOINT
 from conveyor._source import code_hash, source_of, source_root_of
+from conveyor.constants import ENV_STEP_ENTRYPOINT
 from conveyor.dsl._step import Step
 from conveyor.dsl._tracing import PipelineBuilder, mark_pipeline_parameter, to_json_value
 from conveyor.dsl._types import type_name

@@ -22,9 +22,25 @@ from conveyor.ir._models import (
     canonical_json,
     load_deployment,
 )
+from conveyor.ir._names import (
+    MAX_NAME_BYTES,
+    NAME_RULE,
+    RESERVED_OUTPUT_NAMES,
+    RUN_NAME_FIELDS,
+    check_name,
+    fill_run_name,
+    name_problem,
+    output_name_problem,
+    run_name_template_problem,
+    shown,
+)
 
 __all__ = [
     "IR_VERSION",
+    "MAX_NAME_BYTES",
+    "NAME_RULE",
+    "RESERVED_OUTPUT_NAMES",
+    "RUN_NAME_FIELDS",
     "ArtifactInput",
     "ComponentIR",
     "Deployment",
@@ -39,5 +55,11 @@ __all__ = [
     "StepInput",
     "StepSettings",
     "canonical_json",
+    "check_name",
+    "fill_run_name",
     "load_deployment",
+    "name_problem",
+    "output_name_problem",
+    "run_name_template_problem",
+    "shown",
 ]

@@ -14,7 +14,9 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+
+from conveyor.ir._names import check_name, output_name_problem, run_name_template_problem, shown
 
 IR_VERSION = 1
 """Bumped whenever a change to these models is not backwards compatible."""
@@ -39,6 +41,11 @@ class ArtifactInput(_Model):
     kind: Literal["artifact"] = "artifact"
     step: str
     output: str
+
+    @field_validator("step", "output")
+    @classmethod
+    def _names(cls, value: str, info: Any) -> str:
+        return check_name(value, "step id" if info.field_name == "step" else "output name")
 
 
 class ParameterInput(_Model):
@@ -113,6 +120,34 @@ class StepIR(_Model):
     after: tuple[str, ...] = ()
     settings: StepSettings = StepSettings()
 
+    @field_validator("id", "name")
+    @classmethod
+    def _names(cls, value: str, info: Any) -> str:
+        return check_name(value, f"step {info.field_name}")
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for step_id in value:
+            check_name(step_id, "step id")
+        return value
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            check_name(name, "input name")
+        return value
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs(cls, value: dict[str, OutputSpec]) -> dict[str, OutputSpec]:
+        for name in value:
+            problem = output_name_problem(name)
+            if problem is not None:
+                raise ValueError(f"output name {shown(name)} {problem}")
+        return value
+
     def upstream(self) -> tuple[str, ...]:
         """Ids of every step this one waits for (data and ordering edges), sorted."""
         ids = {i.step for i in self.inputs.values() if isinstance(i, ArtifactInput)}
@@ -135,6 +170,18 @@ class PipelineIR(_Model):
     parameters: dict[str, JsonValue] = {}
     steps: tuple[StepIR, ...] = ()
     settings: PipelineSettings = PipelineSettings()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "pipeline name")
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            check_name(name, "parameter name")
+        return value
 
     @model_validator(mode="after")
     def _check_graph(self) -> PipelineIR:
@@ -222,6 +269,15 @@ class Deployment(_Model):
     schedule: Schedule | None = None
     run_name: str | None = None
     images: dict[str, str] = {}
+
+    @field_validator("run_name")
+    @classmethod
+    def _run_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = run_name_template_problem(value)
+            if problem is not None:
+                raise ValueError(f"run_name {shown(value)} {problem}")
+        return value
 
     @property
     def id(self) -> str:

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-from conveyor._constants import MATERIALIZERS_GROUP
+from conveyor.constants import MATERIALIZERS_GROUP
 from conveyor.exceptions import MaterializerError
 
 if TYPE_CHECKING:

@@ -1,22 +1,32 @@
-"""Orchestrators that ship with conveyor, and the base class adapters extend."""
+"""Orchestrators: the base class adapters extend, and the local family that ships with conveyor.
+
+An adapter subclasses :class:`BaseOrchestrator` and implements its hooks;
+see ``docs/extending.md`` for the whole contract.
+"""
 
 from conveyor.orchestrators._base import (
     BaseOrchestrator,
     BaseStepOperator,
     LaunchContext,
-    code_version,
-    make_run_name,
     needs_images,
     step_process_env,
     write_file_atomically,
+)
+from conveyor.orchestrators._local import (
+    LocalOrchestrator,
+    LocalOrchestratorConfig,
+    LocalOrchestratorFlavor,
+    LocalScheduler,
 )
 
 __all__ = [
     "BaseOrchestrator",
     "BaseStepOperator",
     "LaunchContext",
-    "code_version",
-    "make_run_name",
+    "LocalOrchestrator",
+    "LocalOrchestratorConfig",
+    "LocalOrchestratorFlavor",
+    "LocalScheduler",
     "needs_images",
     "step_process_env",
     "write_file_atomically",

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +14,7 @@ if TYPE_CHECKING:
     from conveyor.ir import Deployment
     from conveyor.runtime import RunEnvironment
     from conveyor.stack import Stack
-    from conveyor.stores import RunRecord
-    from conveyor.stores._metadata import MetadataStore
+    from conveyor.stores import MetadataStore, RunRecord
 
 
 @dataclass
@@ -27,29 +24,6 @@ class LaunchContext:
     store: MetadataStore
     stack: Stack
     source_root: Path | None = None
-
-
-def code_version(folder: Path | None) -> tuple[str | None, bool | None]:
-    """``(git commit, tree is dirty)`` of the folder's git checkout, or ``(None, None)``."""
-    if folder is None:
-        return None, None
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10, check=False
-        )
-        if commit.returncode != 0:
-            return None, None
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    return commit.stdout.strip() or None, bool(status.stdout.strip())
 
 
 def write_file_atomically(path: Path, data: bytes, *, hint: str, parents: bool = False) -> Path:
@@ -88,32 +62,42 @@ def write_file_atomically(path: Path, data: bytes, *, hint: str, parents: bool =
     return path
 
 
-def make_run_name(pipeline: str, template: str | None) -> str:
-    """A run name from a template (``{date}``, ``{time}``) or the default pattern."""
-    stamp = datetime.now(timezone.utc)
-    date, clock = stamp.strftime("%Y_%m_%d"), stamp.strftime("%H_%M_%S_%f")
-    if template:
-        return template.format(date=date, time=clock, pipeline=pipeline)
-    return f"{pipeline}-{date}-{clock}"
-
-
 class BaseOrchestrator(StackComponent):
-    """Runs or submits a deployment.
+    """Runs or submits a deployment: decides *where* and *when* steps run.
 
-    :meth:`run` validates, stores the deployment and times the submission,
-    then calls :meth:`_run`, which subclasses implement.
+    :meth:`run` and :meth:`export` are template methods that subclasses do
+    not override. They call, in order:
+
+    1. :meth:`_check`: pure compile-time checks (settings the engine cannot
+       honour), after the stack's capability checks; nothing is built or stored yet;
+    2. :meth:`_connect` (``run`` only): reach the engine, so an unreachable
+       engine or a refused credential fails before any image is built;
+    3. :meth:`prepare`: images (:meth:`_images`, when :meth:`needs_images`), then
+       the deployment is stored;
+    4. :meth:`_run` or :meth:`_export`.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("run", "export", "prepare"):
+            if name in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__qualname__} overrides BaseOrchestrator.{name}(); implement the _check, _connect, "
+                    f"_images, _run or _export hooks instead"
+                )
 
     def run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
         """Run (or submit) a deployment; returns the id of the conveyor run.
 
-        Orchestrators that deploy a scheduled pipeline instead of running it
-        return None.
+        Orchestrators that deploy a scheduled pipeline instead of running it,
+        or only write what their engine reads, return None.
 
         Raises:
-            StackError, CapabilityError: the stack cannot run the pipeline.
+            StackError, CapabilityError, ConfigError: the stack cannot run the pipeline as asked.
             StepFailedError: a step failed (orchestrators that wait for the run).
         """
+        self.check(deployment, ctx)
+        self._connect(deployment, ctx)
         deployment = self.prepare(deployment, ctx)
         started = time.perf_counter()
         run_id = self._run(deployment, ctx)
@@ -130,17 +114,23 @@ class BaseOrchestrator(StackComponent):
         """
         if type(self)._export is BaseOrchestrator._export:
             self._export(deployment, ctx, output)  # raises, before anything is stored
+        self.check(deployment, ctx)
         deployment = self.prepare(deployment, ctx)
         return self._export(deployment, ctx, output)
 
-    def prepare(self, deployment: Deployment, ctx: LaunchContext) -> Deployment:
-        """Validate the deployment, build its images where needed, and store it."""
-        ctx.stack.validate(deployment.pipeline, deployment.schedule)
-        if not deployment.images and needs_images(deployment, ctx.stack, self):
-            from conveyor.stack import ComponentType
+    def check(self, deployment: Deployment, ctx: LaunchContext) -> None:
+        """Everything that can be known wrong before building or storing anything.
 
-            builder = ctx.stack.component(ComponentType.IMAGE_BUILDER)
-            deployment = deployment.model_copy(update={"images": builder.build_images(deployment, ctx)})
+        Raises:
+            StackError, CapabilityError, ConfigError: what the stack or the engine cannot honour.
+        """
+        ctx.stack.validate(deployment.pipeline, deployment.schedule)
+        self._check(deployment, ctx)
+
+    def prepare(self, deployment: Deployment, ctx: LaunchContext) -> Deployment:
+        """Give the deployment its images where its steps run in containers, and store it."""
+        if not deployment.images and needs_images(deployment, ctx.stack, self):
+            deployment = deployment.model_copy(update={"images": self._images(deployment, ctx)})
         pipeline = ctx.store.get_or_create_pipeline(deployment.pipeline.name)
         ctx.store.save_deployment(deployment.id, pipeline.id, deployment.canonical_json())
         return deployment
@@ -155,6 +145,23 @@ class BaseOrchestrator(StackComponent):
 
         return Capability.CONTAINER_IMAGE in self.flavor.capabilities
 
+    # -- hooks -----------------------------------------------------------------------
+    def _check(self, deployment: Deployment, ctx: LaunchContext) -> None:
+        """Engine-specific compile-time checks; must not build, store or contact anything."""
+
+    def _connect(self, deployment: Deployment, ctx: LaunchContext) -> None:
+        """Reach the engine before anything is built (``run`` only); raise a one-line StackError if it cannot."""
+
+    def _images(self, deployment: Deployment, ctx: LaunchContext) -> dict[str, str]:
+        """The images of a deployment whose steps run in containers: ``{step id or "": image}``.
+
+        The default asks the stack's image builder to build and push them.
+        """
+        from conveyor.stack import ComponentType
+
+        builder = ctx.stack.component(ComponentType.IMAGE_BUILDER)
+        return builder.build_images(deployment, ctx)
+
     def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
         raise NotImplementedError
 
@@ -166,35 +173,21 @@ class BaseOrchestrator(StackComponent):
             "export with a stack whose orchestrator is airflow, kubeflow or prefect",
         )
 
-    def create_run(self, deployment: Deployment, ctx: LaunchContext, *, owned: bool, **values: Any) -> RunRecord:
-        """Record a new run of the deployment.
+    # -- runs ------------------------------------------------------------------------
+    def create_run(
+        self, deployment: Deployment, ctx: LaunchContext, *, owned: bool, run_key: str | None = None, **values: Any
+    ) -> RunRecord:
+        """Record a new run of the deployment (or join the run of an engine's ``run_key``).
 
         Args:
             owned: this process drives the run, so a run left ``running`` when
                 it dies is marked failed later.
+            run_key: the engine's run identifier, when steps may create the run first.
+            **values: other run fields (``orchestrator_run_id``, ...).
         """
-        from conveyor.stores import RunStatus
-        from conveyor.stores._metadata import current_process_identity, now
+        from conveyor.runtime import start_run
 
-        pipeline = ctx.store.get_or_create_pipeline(deployment.pipeline.name)
-        commit, dirty = code_version(ctx.source_root)
-        host, pid, pid_started = current_process_identity() if owned else (None, None, None)
-        values.setdefault("status", RunStatus.RUNNING)
-        values.setdefault("started", now())
-        return ctx.store.create_run(
-            name=make_run_name(deployment.pipeline.name, deployment.run_name),
-            pipeline_id=pipeline.id,
-            deployment_id=deployment.id,
-            parameters=dict(deployment.pipeline.parameters),
-            stack_name=ctx.stack.name,
-            orchestrator=self.flavor.name,
-            code_commit=commit,
-            code_dirty=dirty,
-            host=host,
-            pid=pid,
-            pid_started=pid_started,
-            **values,
-        )
+        return start_run(ctx.store, deployment, run_key=run_key, owned=owned, source_root=ctx.source_root, **values)
 
 
 def needs_images(deployment: Deployment, stack: Stack, orchestrator: BaseOrchestrator | None = None) -> bool:
@@ -227,12 +220,14 @@ class BaseStepOperator(StackComponent):
         raise NotImplementedError
 
 
-def step_process_env(store_url: str, source_root: Path | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+def step_process_env(
+    store: MetadataStore, source_root: Path | None, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     """Environment for a ``python -m conveyor.runtime run-step`` process on this machine."""
-    from conveyor._constants import ENV_SOURCE_ROOT, ENV_STORE_URL
+    from conveyor.constants import ENV_SOURCE_ROOT
 
     env = dict(os.environ)
-    env[ENV_STORE_URL] = store_url
+    env.update(store.child_environment())
     if source_root is not None:
         env[ENV_SOURCE_ROOT] = str(source_root)
     env.update(extra or {})

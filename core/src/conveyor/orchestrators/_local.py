@@ -5,27 +5,39 @@ in a fresh ``python -m conveyor.runtime run-step`` process, the command every
 other engine runs. Steps with a timeout or environment variables always get
 their own process, since a thread can be neither stopped nor given its own
 environment.
+
+:class:`LocalScheduler` is the scheduling (parallel independent steps,
+retries, skipping after a failure, Ctrl-C and SIGTERM) that the whole local
+family shares; an orchestrator that runs each step elsewhere (a container)
+subclasses it, overrides :meth:`LocalScheduler.run_attempt` and
+:meth:`LocalScheduler.stop_running`, and names it in
+``LocalOrchestrator.scheduler_class``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from conveyor.constants import ENV_PARENT_PID
 from conveyor.exceptions import RunStoppedError, StepFailedError
 from conveyor.orchestrators._base import BaseOrchestrator, LaunchContext, step_process_env
 from conveyor.stack import Capability, ComponentType, Flavor
-from conveyor.stores import RunStatus
+from conveyor.stores import RunStatus, now
 
 if TYPE_CHECKING:
     from conveyor.ir import Deployment, StepIR
-    from conveyor.runtime._executor import RunEnvironment
+    from conveyor.runtime import RunEnvironment
 
 
 class LocalOrchestratorConfig(BaseModel):
@@ -39,20 +51,16 @@ class LocalOrchestratorConfig(BaseModel):
     """``thread``: steps run in this process; ``process``: each in its own step process."""
 
 
-class LocalOrchestrator(BaseOrchestrator):
-    """Runs a pipeline now, on this machine, and waits for it."""
+class LocalScheduler:
+    """Runs one run's steps on this machine: parallel where the graph allows, with retries.
 
-    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str:
-        from conveyor.runtime._executor import RunEnvironment
+    Args:
+        config: the orchestrator's config (``max_workers``, ``mode``).
+        env: the run and everything around it.
+        ctx: the launch context (store, stack, source root).
+    """
 
-        run = self.create_run(deployment, ctx, owned=True)
-        env = RunEnvironment(store=ctx.store, stack=ctx.stack, deployment=deployment, run=run)
-        _Scheduler(self.config, env, ctx).run()
-        return run.id
-
-
-class _Scheduler:
-    def __init__(self, config: LocalOrchestratorConfig, env: RunEnvironment, ctx: LaunchContext) -> None:
+    def __init__(self, config: Any, env: RunEnvironment, ctx: LaunchContext) -> None:
         self.config = config
         self.env = env
         self.ctx = ctx
@@ -60,38 +68,52 @@ class _Scheduler:
         self.results: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.lock = threading.Lock()
+        #: Set when the run is being stopped; attempts that see it raise KeyboardInterrupt.
         self.stopping = threading.Event()
 
-    # -- one step --------------------------------------------------------------------
-    def _uses_process(self, step: StepIR) -> bool:
-        s = step.settings
-        return self.config.mode == "process" or s.timeout is not None or bool(s.environment)
+    # -- hooks -------------------------------------------------------------------------
+    def run_attempt(self, step: StepIR) -> None:
+        """Run one attempt of a step to its end.
 
-    def _attempt(self, step: StepIR) -> None:
+        Raises:
+            StepFailedError: the attempt failed (its step run is recorded failed).
+            KeyboardInterrupt: the run is being stopped.
+        """
         if step.settings.step_operator is not None:
             self.ctx.stack.component(ComponentType.STEP_OPERATOR).run_step(self.env, step.id)
             return
         if not self._uses_process(step):
-            from conveyor.runtime._executor import execute_step
+            from conveyor.runtime import execute_step
 
             execute_step(self.env, step.id)
             return
-        cmd = [
-            sys.executable,
-            "-m",
-            "conveyor.runtime",
-            "run-step",
-            "--deployment",
-            self.env.deployment.id,
-            "--run-id",
-            self.env.run.id,
-            "--step",
-            step.id,
-        ]
+        self._run_process(step)
+
+    def stop_running(self) -> None:
+        """Stop every attempt that is running (Ctrl-C, SIGTERM): their processes get SIGTERM, then SIGKILL."""
+        with self.lock:
+            procs = list(self.processes.values())
+        for proc in procs:
+            _signal_group(proc, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+
+    # -- one step in its own process ---------------------------------------------------
+    def _uses_process(self, step: StepIR) -> bool:
+        s = step.settings
+        return self.config.mode == "process" or s.timeout is not None or bool(s.environment)
+
+    def _run_process(self, step: StepIR) -> None:
+        from conveyor.runtime import step_command
         from conveyor.secrets import process_environment
 
+        cmd = step_command(self.env.deployment.id, step.id, run_id=self.env.run.id, python=sys.executable)
         # The step process may start outside the repository: tell it where this one's secrets key is.
-        environment = {**process_environment(), **step.settings.environment}
+        environment = {**process_environment(), **step.settings.environment, ENV_PARENT_PID: str(os.getpid())}
         if any("{{" in v for v in environment.values()):
             # {{name.key}} references: the values go to the step's process only, never into the deployment.
             from conveyor.exceptions import SecretError
@@ -101,22 +123,28 @@ class _Scheduler:
                 environment = resolve_environment(environment, self.ctx.store)
             except SecretError:
                 pass  # the step process meets the same error and records it with the step run
-        proc_env = step_process_env(
-            self.ctx.store.url.render_as_string(hide_password=False), self.ctx.source_root, environment
+        proc_env = step_process_env(self.ctx.store, self.ctx.source_root, environment)
+        # Its own process group: a timeout or a stop ends the step's children too.
+        proc = subprocess.Popen(
+            cmd,
+            env=proc_env,
+            cwd=str(self.ctx.source_root) if self.ctx.source_root else None,
+            start_new_session=True,
         )
-        proc = subprocess.Popen(cmd, env=proc_env, cwd=str(self.ctx.source_root) if self.ctx.source_root else None)
         with self.lock:
             self.processes[step.id] = proc
         try:
             code = proc.wait(timeout=step.settings.timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            _signal_group(proc, signal.SIGKILL)
             proc.wait()
             self._record_killed(step, f"timed out after {step.settings.timeout:g} s")
             raise StepFailedError(f"step {step.id!r} timed out after {step.settings.timeout:g} s") from None
         finally:
             with self.lock:
                 self.processes.pop(step.id, None)
+            # Anything the step started and left behind goes with it.
+            _signal_group(proc, signal.SIGKILL)
         if self.stopping.is_set():
             raise KeyboardInterrupt
         if code != 0:
@@ -136,8 +164,7 @@ class _Scheduler:
         # The step process may die before it could record anything itself.
         record = self._step_record(step.id)
         if record is None:
-            from conveyor.stores._metadata import now
-
+            stamp = now()
             self.env.store.record_step_run(
                 self.env.run.id,
                 step.id,
@@ -146,8 +173,8 @@ class _Scheduler:
                 source=step.source,
                 code_hash=step.code_hash,
                 error=reason,
-                started=now(),
-                ended=now(),
+                started=stamp,
+                ended=stamp,
                 attempts=1,
             )
         elif record.status == RunStatus.RUNNING:
@@ -158,7 +185,7 @@ class _Scheduler:
         attempts = step.settings.retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                self._attempt(step)
+                self.run_attempt(step)
                 error = None
                 break
             except BaseException as exc:  # noqa: BLE001 - reported to the scheduler thread
@@ -168,10 +195,14 @@ class _Scheduler:
                 time.sleep(step.settings.retry_delay)
         self.results.put((step.id, error))
 
-    # -- the whole run ---------------------------------------------------------------
+    # -- the whole run -----------------------------------------------------------------
     def run(self) -> None:
-        from conveyor.stores._metadata import now
+        """Run every step; settle the run.
 
+        Raises:
+            StepFailedError: a step failed (after its retries); its downstream steps were skipped.
+            KeyboardInterrupt: stopped by Ctrl-C or SIGTERM; the run is recorded stopped.
+        """
         store, run = self.env.store, self.env.run
         upstream = {s.id: set(s.upstream()) for s in self.pipeline.steps}
         downstream = self.pipeline.downstream()
@@ -182,32 +213,33 @@ class _Scheduler:
         failures: dict[str, BaseException] = {}
         skipped: set[str] = set()
         try:
-            while waiting or running:
-                for sid in list(waiting):
-                    if len(running) >= self.config.max_workers:
+            with _sigterm_as_interrupt():
+                while waiting or running:
+                    for sid in list(waiting):
+                        if len(running) >= self.config.max_workers:
+                            break
+                        if upstream[sid] <= done:
+                            waiting.remove(sid)
+                            running.add(sid)
+                            threading.Thread(
+                                target=self._worker, args=(steps[sid],), daemon=True, name=f"conveyor-step-{sid}"
+                            ).start()
+                    if not running:
                         break
-                    if upstream[sid] <= done:
-                        waiting.remove(sid)
-                        running.add(sid)
-                        threading.Thread(
-                            target=self._worker, args=(steps[sid],), daemon=True, name=f"conveyor-step-{sid}"
-                        ).start()
-                if not running:
-                    break
-                sid, error = self._next_result()
-                running.discard(sid)
-                if error is None:
-                    done.add(sid)
-                    continue
-                if isinstance(error, KeyboardInterrupt):
-                    raise KeyboardInterrupt
-                failures[sid] = error
-                for dep in _descendants(sid, downstream):
-                    if dep in waiting:
-                        waiting.remove(dep)
-                        skipped.add(dep)
+                    sid, error = self._next_result()
+                    running.discard(sid)
+                    if error is None:
+                        done.add(sid)
+                        continue
+                    if isinstance(error, KeyboardInterrupt):
+                        raise KeyboardInterrupt
+                    failures[sid] = error
+                    for dep in _descendants(sid, downstream):
+                        if dep in waiting:
+                            waiting.remove(dep)
+                            skipped.add(dep)
         except KeyboardInterrupt:
-            self._stop(running)
+            self._stop()
             raise
         for sid in sorted(skipped, key=list(steps).index):
             step = steps[sid]
@@ -224,14 +256,14 @@ class _Scheduler:
         if failures:
             first = next(iter(failures))
             message = str(failures[first])
-            store.update_run(run.id, status=RunStatus.FAILED, ended=now(), error=message)
+            store.settle_run(run.id, RunStatus.FAILED, error=message)
             exc = failures[first]
             if isinstance(exc, StepFailedError):
                 raise StepFailedError(
                     f"{exc.message} (run {run.name!r}; logs: conveyor run describe {run.name})", exc.hint
                 ) from exc
             raise StepFailedError(f"step {first!r} failed: {exc} (run {run.name!r})") from exc
-        store.update_run(run.id, status=RunStatus.COMPLETED, ended=now())
+        store.settle_run(run.id, RunStatus.COMPLETED)
 
     def _next_result(self) -> tuple[str, BaseException | None]:
         # A timeout keeps the main thread responsive to Ctrl-C.
@@ -241,24 +273,39 @@ class _Scheduler:
             except queue.Empty:
                 continue
 
-    def _stop(self, running: set[str]) -> None:
-        from conveyor.stores._metadata import now
-
+    def _stop(self) -> None:
         self.stopping.set()
-        with self.lock:
-            procs = list(self.processes.values())
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        store, run = self.env.store, self.env.run
-        for record in store.list_step_runs(run.id):
-            if record.status == RunStatus.RUNNING:
-                store.finish_step_run(record.id, RunStatus.STOPPED, error="stopped by Ctrl-C")
-        store.update_run(run.id, status=RunStatus.STOPPED, ended=now(), error="stopped by Ctrl-C")
+        self.stop_running()
+        self.env.store.settle_run(
+            self.env.run.id, RunStatus.STOPPED, error="stopped by Ctrl-C or SIGTERM", running_steps=RunStatus.STOPPED
+        )
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    # The step process leads its own group; its children are in it unless they left.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a run is driven from the main thread, SIGTERM stops it as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _descendants(step_id: str, downstream: dict[str, tuple[str, ...]]) -> set[str]:
@@ -270,6 +317,21 @@ def _descendants(step_id: str, downstream: dict[str, tuple[str, ...]]) -> set[st
             out.add(sid)
             pending.extend(downstream[sid])
     return out
+
+
+class LocalOrchestrator(BaseOrchestrator):
+    """Runs a pipeline now, on this machine, and waits for it."""
+
+    scheduler_class: type[LocalScheduler] = LocalScheduler
+    """The scheduler that runs the steps; the local family replaces it to run steps elsewhere."""
+
+    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str:
+        from conveyor.runtime import RunEnvironment
+
+        run = self.create_run(deployment, ctx, owned=True)
+        env = RunEnvironment(store=ctx.store, stack=ctx.stack, deployment=deployment, run=run)
+        self.scheduler_class(self.config, env, ctx).run()
+        return run.id
 
 
 class LocalOrchestratorFlavor(Flavor):
@@ -288,4 +350,10 @@ class LocalOrchestratorFlavor(Flavor):
         return LocalOrchestrator
 
 
-__all__ = ["LocalOrchestrator", "LocalOrchestratorConfig", "LocalOrchestratorFlavor", "RunStoppedError"]
+__all__ = [
+    "LocalOrchestrator",
+    "LocalOrchestratorConfig",
+    "LocalOrchestratorFlavor",
+    "LocalScheduler",
+    "RunStoppedError",
+]

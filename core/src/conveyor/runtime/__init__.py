@@ -1,17 +1,35 @@
-"""The step entrypoint: ``python -m conveyor.runtime run-step ...``, the same on every engine."""
+"""The step entrypoint, ``python -m conveyor.runtime run-step ...``, the same on every engine.
+
+Orchestrators render :func:`step_command` and :func:`finish_command` into
+their engine's tasks, create or join runs with :func:`start_run`, and settle
+runs their engine ended with :func:`settle_after_engine`.
+"""
 
 from conveyor.runtime._context import StepContext, get_step_context
 from conveyor.runtime._executor import RunEnvironment, cache_key, execute_step, finalize_run, set_secret_loader
-from conveyor.runtime._main import entrypoint_command, main
+from conveyor.runtime._main import finish_command, main, step_command
+from conveyor.runtime._runs import (
+    check_run_name_template,
+    code_version,
+    make_run_name,
+    settle_after_engine,
+    start_run,
+)
 
 __all__ = [
     "RunEnvironment",
     "StepContext",
     "cache_key",
-    "entrypoint_command",
+    "check_run_name_template",
+    "code_version",
     "execute_step",
     "finalize_run",
+    "finish_command",
     "get_step_context",
     "main",
+    "make_run_name",
     "set_secret_loader",
+    "settle_after_engine",
+    "start_run",
+    "step_command",
 ]

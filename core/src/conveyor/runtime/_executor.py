@@ -17,17 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor._source import load_source, source_of
 from conveyor.dsl import SINGLE_OUTPUT, Step, runtime_type
-from conveyor.exceptions import ConveyorError, MaterializerError, StepFailedError
+from conveyor.exceptions import ConveyorError, MaterializerError, RunSettledError, StepFailedError
 from conveyor.ir import ArtifactInput, Deployment, ParameterInput, StepIR, canonical_json
 from conveyor.materializers import registry
 from conveyor.runtime._context import StepContext, reset_step_context, set_step_context
 from conveyor.runtime._logs import capture_logs
-from conveyor.stores import ArtifactRecord, RunRecord, RunStatus, StepRunRecord
+from conveyor.stores import ArtifactRecord, RunRecord, RunStatus, StepRunRecord, now
 
 if TYPE_CHECKING:
     from conveyor.stack import Stack
-    from conveyor.stores import ArtifactStore
-    from conveyor.stores._metadata import MetadataStore
+    from conveyor.stores import ArtifactStore, MetadataStore
 
 SecretLoader = Any
 _secret_loader: list[SecretLoader] = []
@@ -54,6 +53,11 @@ class RunEnvironment:
     def artifact_store(self) -> ArtifactStore:
         """The stack's artifact store."""
         return self.stack.artifact_store
+
+    @property
+    def owned(self) -> bool:
+        """Whether a process on some machine drives the run; once it is settled, steps record nothing into it."""
+        return self.run.pid is not None
 
 
 _adapters: dict[Any, Any] = {}
@@ -252,11 +256,10 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
         hit = _cache_hit(env, key)
         if hit is not None:
             original, outputs = hit
-            from conveyor.stores._metadata import now
-
             sid = env.store.record_step_run(
                 env.run.id,
                 step_id,
+                require_running=env.owned,
                 status=RunStatus.CACHED,
                 cached=True,
                 original_step_run_id=original.id,
@@ -285,7 +288,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
 
     store = env.artifact_store
     logs_uri = store.join(deployment.pipeline.name, step.id, env.run.name, "logs.txt")
-    step_run = env.store.start_step_run(env.run.id, step_id, logs_uri=logs_uri, **common)
+    step_run = env.store.start_step_run(env.run.id, step_id, require_running=env.owned, logs_uri=logs_uri, **common)
     written: list[str] = []
     with capture_logs() as log:
         token = None
@@ -328,7 +331,14 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
                 raise StepFailedError(f"step {step.id!r} failed: {exc.message}", exc.hint) from exc
             raise StepFailedError(f"step {step.id!r} failed: {message}") from exc
         _write_logs(store, logs_uri, log.getvalue())
-    env.store.complete_step_run(step_run.id, inputs=input_ids, new_artifacts=new_artifacts)
+    try:
+        env.store.complete_step_run(
+            step_run.id, inputs=input_ids, new_artifacts=new_artifacts, require_running=env.owned
+        )
+    except RunSettledError as exc:
+        for uri in written:
+            store.rmtree(uri)  # registered nowhere: nothing may refer to them
+        raise StepFailedError(f"step {step.id!r} finished after its run ended: {exc.message}", exc.hint) from None
     return dataclasses.replace(step_run, status=RunStatus.COMPLETED)
 
 
@@ -358,8 +368,6 @@ def finalize_run(env: RunEnvironment, failed_step: str | None = None) -> str | N
     After a step's final failed attempt, the steps downstream of it are
     recorded as skipped and the run as failed. Returns the new status, if any.
     """
-    from conveyor.stores._metadata import now
-
     pipeline = env.deployment.pipeline
     records = {r.step_id: r for r in env.store.list_step_runs(env.run.id)}
     if failed_step is not None:
@@ -386,15 +394,13 @@ def finalize_run(env: RunEnvironment, failed_step: str | None = None) -> str | N
                 except Exception:  # noqa: BLE001 - a concurrent recorder won the race
                     pass
         error = records[failed_step].error if failed_step in records else None
-        env.store.update_run(
+        env.store.settle_run(
             env.run.id,
-            only_if_status=RunStatus.RUNNING,
-            status=RunStatus.FAILED,
-            ended=now(),
+            RunStatus.FAILED,
             error=f"step {failed_step!r} failed: {error}" if error else f"step {failed_step!r} failed",
         )
         return RunStatus.FAILED
     if len(records) == len(pipeline.steps) and all(r.status in RunStatus.SUCCEEDED for r in records.values()):
-        env.store.update_run(env.run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.COMPLETED, ended=now())
+        env.store.settle_run(env.run.id, RunStatus.COMPLETED)
         return RunStatus.COMPLETED
     return None

@@ -19,30 +19,123 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from conveyor._constants import ENV_SOURCE_ROOT, ENV_STORE_URL
+from conveyor.constants import ENV_PARENT_PID, ENV_SOURCE_ROOT, ENV_STORE_URL
 from conveyor.dsl import ENTRYPOINT_ENV
 from conveyor.exceptions import ConveyorError, StepFailedError
 
 
-def entrypoint_command(
+def _command(
+    subcommand: str,
     deployment_id: str,
-    step_id: str,
+    python: str,
     *,
-    run_key: str | None = None,
+    step_id: str | None = None,
     run_id: str | None = None,
-    python: str = "python",
+    run_key: str | None = None,
+    image: str | None = None,
+    params: Mapping[str, str] | None = None,
+    orchestrator_run_id: str | None = None,
+    store_url: str | None = None,
 ) -> list[str]:
-    """The argv that runs one step (what adapters put into their tasks)."""
-    cmd = [python, "-m", "conveyor.runtime", "run-step", "--deployment", deployment_id, "--step", step_id]
+    cmd = [python, "-m", "conveyor.runtime", subcommand, "--deployment", deployment_id]
+    if step_id is not None:
+        cmd += ["--step", step_id]
     if run_id is not None:
         cmd += ["--run-id", run_id]
     if run_key is not None:
         cmd += ["--run-key", run_key]
+    if image is not None:
+        cmd += ["--image", image]
+    for name in sorted(params or {}):
+        cmd += ["--param", f"{name}={(params or {})[name]}"]
+    if orchestrator_run_id is not None:
+        cmd += ["--orchestrator-run-id", orchestrator_run_id]
+    if store_url is not None:
+        cmd += ["--store-url", store_url]
     return cmd
+
+
+def step_command(
+    deployment_id: str,
+    step_id: str,
+    *,
+    run_id: str | None = None,
+    run_key: str | None = None,
+    image: str | None = None,
+    params: Mapping[str, str] | None = None,
+    orchestrator_run_id: str | None = None,
+    store_url: str | None = None,
+    python: str = "python",
+) -> list[str]:
+    """The argv that runs one step of a stored deployment: what every engine's task runs.
+
+    Engines that substitute their own values at run time (a run id, a
+    parameter) pass their placeholders as the values; they are rendered as
+    whole arguments.
+
+    Args:
+        deployment_id: the stored deployment.
+        step_id: the step invocation id.
+        run_id: an existing conveyor run (the local orchestrator family), or
+        run_key: the engine's run identifier; the first step to start creates
+            the conveyor run, later steps join it. Exactly one of the two.
+        image: the image (with digest) the step runs in; part of its cache key.
+        params: pipeline parameter overrides, ``{name: JSON text}`` (a bare
+            string, or an engine placeholder, is taken as a string).
+        orchestrator_run_id: the engine's id of the run, recorded with it.
+        store_url: the metadata store, when the process does not get it from
+            ``CONVEYOR_STORE_URL`` (never with a password in it).
+        python: the interpreter.
+
+    Raises:
+        ValueError: neither or both of ``run_id`` and ``run_key``.
+    """
+    if (run_id is None) == (run_key is None):
+        raise ValueError("give exactly one of run_id and run_key")
+    return _command(
+        "run-step",
+        deployment_id,
+        python,
+        step_id=step_id,
+        run_id=run_id,
+        run_key=run_key,
+        image=image,
+        params=params,
+        orchestrator_run_id=orchestrator_run_id,
+        store_url=store_url,
+    )
+
+
+def finish_command(
+    deployment_id: str,
+    *,
+    run_key: str,
+    params: Mapping[str, str] | None = None,
+    orchestrator_run_id: str | None = None,
+    store_url: str | None = None,
+    python: str = "python",
+) -> list[str]:
+    """The argv that settles a run after its engine ended it (an exit handler's task).
+
+    Steps the engine never started are recorded skipped, steps whose process
+    died failed, and the run failed unless every step succeeded. Arguments
+    as for :func:`step_command`.
+    """
+    return _command(
+        "finish-run",
+        deployment_id,
+        python,
+        run_key=run_key,
+        params=params,
+        orchestrator_run_id=orchestrator_run_id,
+        store_url=store_url,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -115,9 +208,9 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.store_url:
         os.environ[ENV_STORE_URL] = args.store_url
     if os.environ.get(ENV_STORE_URL):
-        from conveyor.stores._metadata import MetadataStore
+        from conveyor.stores import open_store
 
-        store = MetadataStore(os.environ[ENV_STORE_URL])
+        store = open_store(os.environ[ENV_STORE_URL])
     else:
         from conveyor._repository import Repository
 
@@ -125,30 +218,16 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     try:
         return store, load_deployment(store.get_deployment_json(args.deployment))
     except ValueError as exc:
-        raise ConveyorError(str(exc)) from None
+        raise ConveyorError(f"deployment {args.deployment!r} cannot be read: {str(exc).splitlines()[0]}") from None
 
 
 def _join_run(
     store: Any, deployment: Any, run_key: str, overrides: dict[str, Any], orchestrator_run_id: str | None
 ) -> Any:
     """The run of an engine's run key: created by whichever process asks first."""
-    from conveyor.orchestrators._base import make_run_name
-    from conveyor.stores import RunStatus
-    from conveyor.stores._metadata import now
+    from conveyor.runtime._runs import start_run
 
-    pipeline = deployment.pipeline
-    return store.get_or_create_run(
-        run_key,
-        name=make_run_name(pipeline.name, deployment.run_name),
-        pipeline_id=store.get_or_create_pipeline(pipeline.name).id,
-        deployment_id=deployment.id,
-        status=RunStatus.RUNNING,
-        started=now(),
-        parameters={**pipeline.parameters, **overrides},
-        stack_name=deployment.stack.name,
-        orchestrator=deployment.stack.components["orchestrator"].flavor,
-        orchestrator_run_id=orchestrator_run_id,
-    )
+    return start_run(store, deployment, run_key=run_key, parameters=overrides, orchestrator_run_id=orchestrator_run_id)
 
 
 def run_step_command(args: argparse.Namespace) -> int:
@@ -189,15 +268,7 @@ def run_step_command(args: argparse.Namespace) -> int:
         # recorded as stopped; a run no orchestrator process owns would
         # otherwise stay "running" forever.
         if remote:
-            from conveyor.stores._metadata import now
-
-            store.update_run(
-                run.id,
-                only_if_status=RunStatus.RUNNING,
-                status=RunStatus.FAILED,
-                ended=now(),
-                error=f"step {args.step!r} was stopped by its engine",
-            )
+            store.settle_run(run.id, RunStatus.FAILED, error=f"step {args.step!r} was stopped by its engine")
         print(f"conveyor: step {args.step!r} was stopped", file=sys.stderr)
         return 130
     except StepFailedError as exc:
@@ -219,49 +290,13 @@ def finish_run_command(args: argparse.Namespace) -> int:
     never started are recorded skipped, steps left running failed, and the run
     failed. A run already settled is left as it is.
     """
-    from conveyor.stores import RunStatus
-    from conveyor.stores._metadata import now
+    from conveyor.runtime._runs import settle_after_engine
 
     store, deployment = _open(args)
-    pipeline = deployment.pipeline
     # No step may have started (an image that cannot be pulled): the run is made here then.
-    run = _join_run(
-        store, deployment, args.run_key, _overrides(args.param, pipeline.parameters), args.orchestrator_run_id
-    )
-    if run.status != RunStatus.RUNNING:
-        return 0
-    records = {r.step_id: r for r in store.list_step_runs(run.id)}
-    unfinished = []
-    for step in pipeline.steps:
-        record = records.get(step.id)
-        if record is None:
-            store.record_step_run(
-                run.id,
-                step.id,
-                status=RunStatus.SKIPPED,
-                step_name=step.name,
-                source=step.source,
-                code_hash=step.code_hash,
-                error="its engine ended the run before it started",
-            )
-            unfinished.append(step.id)
-        elif record.status == RunStatus.RUNNING:
-            store.finish_step_run(
-                record.id, RunStatus.FAILED, error="its engine ended the run while it ran (its process was killed)"
-            )
-            unfinished.append(step.id)
-        elif record.status not in RunStatus.SUCCEEDED:
-            unfinished.append(step.id)
-    if unfinished:
-        store.update_run(
-            run.id,
-            only_if_status=RunStatus.RUNNING,
-            status=RunStatus.FAILED,
-            ended=now(),
-            error=f"the engine ended the run before step {unfinished[0]!r} finished",
-        )
-    else:
-        store.update_run(run.id, only_if_status=RunStatus.RUNNING, status=RunStatus.COMPLETED, ended=now())
+    overrides = _overrides(args.param, deployment.pipeline.parameters)
+    run = _join_run(store, deployment, args.run_key, overrides, args.orchestrator_run_id)
+    settle_after_engine(store, deployment, run)
     return 0
 
 
@@ -269,12 +304,36 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _end_with_parent(parent: int) -> None:
+    """End this step process and its children as soon as the process that started it is gone.
+
+    The parent is the local orchestrator's driver; when it is killed (SIGKILL,
+    OOM), nothing of its run may go on running or registering artifacts.
+    """
+    import threading
+
+    def end() -> None:
+        if os.getpgid(0) == os.getpid():
+            os.killpg(0, signal.SIGKILL)  # this process leads its group: its children go too
+        os._exit(137)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        end()
+
+    if os.getppid() != parent:
+        end()
+    threading.Thread(target=watch, name="conveyor-parent-watch", daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the entrypoint command line; returns the exit code."""
-    import signal
-
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    parent = os.environ.get(ENV_PARENT_PID)
+    if parent and parent.isdigit():
+        _end_with_parent(int(parent))
     try:
         if args.command == "finish-run":
             return finish_run_command(args)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor._constants import ENV_REPOSITORY, REPOSITORY_DIR
+from conveyor.constants import ENV_REPOSITORY, REPOSITORY_DIR
 from conveyor.exceptions import SecretError
 
 ENV_SECRETS_KEY = "CONVEYOR_SECRETS_KEY"

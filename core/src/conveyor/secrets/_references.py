@@ -21,7 +21,7 @@ from conveyor.secrets._schemas import NAME_PATTERN
 
 if TYPE_CHECKING:
     from conveyor.secrets._store import Secret, SecretStore
-    from conveyor.stores._metadata import MetadataStore
+    from conveyor.stores import MetadataStore
 
 REFERENCE = re.compile(rf"\{{\{{\s*({NAME_PATTERN})\.({NAME_PATTERN})\s*\}}\}}")
 """A reference: ``{{secret_name.key}}`` (spaces inside the braces allowed)."""
@@ -63,7 +63,7 @@ def default_store() -> MetadataStore:
     """
     import json
 
-    from conveyor._constants import ENV_STORE_URL
+    from conveyor.constants import ENV_STORE_URL
 
     url = os.environ.get(ENV_STORE_URL)
     if not url:
@@ -81,16 +81,14 @@ def default_store() -> MetadataStore:
     with _stores_lock:
         store = _stores.get(url)
         if store is None:
-            from conveyor.stores._metadata import MetadataStore
+            from conveyor.stores import open_store
 
-            store = _stores[url] = MetadataStore(url)
+            store = _stores[url] = open_store(url)
     return store
 
 
 def _secret_store(store: MetadataStore | None) -> SecretStore:
-    from conveyor.secrets._store import SecretStore
-
-    return SecretStore(store if store is not None else default_store())
+    return (store if store is not None else default_store()).secret_store()
 
 
 class _Resolver:

@@ -49,7 +49,7 @@ from conveyor.secrets._schemas import check_name, validate_values
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from conveyor.stores._metadata import MetadataStore
+    from conveyor.stores import MetadataStore
 
 ENV_SECRETS_OWNER = "CONVEYOR_SECRETS_OWNER"
 """Whose secrets this process sees; overrides the id in the repository's ``.conveyor/secrets.owner``."""
@@ -232,12 +232,12 @@ class SecretStore:
     # -- rows ------------------------------------------------------------------------
     @staticmethod
     def _table() -> sa.Table:
-        from conveyor.stores._schema import secrets
+        from conveyor.stores.sql._schema import secrets
 
         return secrets
 
     def _info(self, row: Any, cls: type[SecretInfo] = SecretInfo, **extra: Any) -> Any:
-        from conveyor.stores._metadata import _aware
+        from conveyor.stores.sql._engine import aware as _aware
 
         return cls(
             name=row.name,
@@ -351,7 +351,7 @@ class SecretStore:
         """
         import sqlalchemy as sa
 
-        from conveyor.stores._metadata import new_id, now
+        from conveyor.stores import new_id, now
 
         check_name(name)
         clean = validate_values(name, schema, values)
@@ -405,7 +405,7 @@ class SecretStore:
         Raises:
             SecretError: no such secret of yours; the result breaks its schema.
         """
-        from conveyor.stores._metadata import now
+        from conveyor.stores import now
 
         t = self._table()
         keyring = self.keyring()

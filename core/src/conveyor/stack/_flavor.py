@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from conveyor._constants import FLAVORS_GROUP
+from conveyor.constants import FLAVORS_GROUP
 from conveyor.exceptions import ConfigError, FlavorNotFoundError, StackError
 
 if TYPE_CHECKING:

@@ -1,6 +1,14 @@
-"""Where conveyor keeps things: artifact bytes (fsspec) and metadata (SQLAlchemy)."""
+"""Where conveyor keeps things: artifact bytes (fsspec) and metadata (one store interface).
+
+:class:`MetadataStore` is the interface every reader and writer of metadata
+uses; :func:`open_store` opens the implementation a URL names. SQLAlchemy is
+imported only by code that opens a SQL store.
+"""
 
 from conveyor.stores._artifact_store import ArtifactStore, LocalArtifactStore
+from conveyor.stores._interface import DEAD_OWNER_ERROR, MetadataStore
+from conveyor.stores._liveness import current_process_identity, process_is_gone
+from conveyor.stores._open import open_store
 from conveyor.stores._records import (
     ArtifactRecord,
     ComponentRecord,
@@ -9,9 +17,12 @@ from conveyor.stores._records import (
     RunStatus,
     StackRecord,
     StepRunRecord,
+    new_id,
+    now,
 )
 
 __all__ = [
+    "DEAD_OWNER_ERROR",
     "ArtifactRecord",
     "ArtifactStore",
     "ComponentRecord",
@@ -22,13 +33,9 @@ __all__ = [
     "RunStatus",
     "StackRecord",
     "StepRunRecord",
+    "current_process_identity",
+    "new_id",
+    "now",
+    "open_store",
+    "process_is_gone",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # SQLAlchemy is imported only by code that opens the metadata store.
-    if name == "MetadataStore":
-        from conveyor.stores._metadata import MetadataStore
-
-        return MetadataStore
-    raise AttributeError(name)

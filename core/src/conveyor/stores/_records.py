@@ -1,10 +1,21 @@
-"""Rows of the metadata store as plain, immutable records."""
+"""Rows of the metadata store as plain, immutable records, and the clock and ids they use."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
+
+
+def now() -> datetime:
+    """The current time in UTC (what every record's timestamps use)."""
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """A fresh random id (32 hex digits)."""
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True)

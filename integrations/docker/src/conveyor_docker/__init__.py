@@ -6,6 +6,7 @@ orchestrator and the ``docker`` step operator. ``DockerSettings`` says what
 goes into an image, per pipeline or per step.
 """
 
+from conveyor_docker._containers import StepContainer, store_mounts
 from conveyor_docker._flavors import (
     DefaultContainerRegistryConfig,
     DefaultContainerRegistryFlavor,
@@ -29,4 +30,6 @@ __all__ = [
     "LocalDockerOrchestratorConfig",
     "LocalDockerOrchestratorFlavor",
     "SETTINGS_KEY",
+    "StepContainer",
+    "store_mounts",
 ]

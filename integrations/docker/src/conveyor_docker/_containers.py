@@ -76,6 +76,9 @@ def store_mounts(store_url: Any, artifact_path: str) -> list[str]:
     Raises:
         StackError: the metadata store is an in-memory SQLite database.
     """
+    import sqlalchemy as sa
+
+    store_url = sa.make_url(store_url)
     folders: list[Path] = []
     if store_url.get_backend_name() == "sqlite":
         database = store_url.database
@@ -154,33 +157,36 @@ class StepContainer:
         self._follower: threading.Thread | None = None
 
     # -- options -----------------------------------------------------------------------
-    def command(self) -> list[str]:
-        """Arguments of the step entrypoint."""
-        return [
-            "run-step",
-            "--deployment",
+    def argv(self) -> list[str]:
+        """The step command this container runs (the run's parameter overrides included)."""
+        from conveyor.ir import canonical_json
+        from conveyor.runtime import step_command
+
+        return step_command(
             self.env.deployment.id,
-            "--run-id",
-            self.env.run.id,
-            "--step",
             self.step.id,
-            "--image",
-            self.image,
-        ]
+            run_id=self.env.run.id,
+            image=self.image,
+            params={name: canonical_json(value) for name, value in self.env.overrides.items()},
+        )
+
+    def command(self) -> list[str]:
+        """Arguments of the step entrypoint (the container's entrypoint is the interpreter and ``-m conveyor.runtime``)."""
+        return self.argv()[len(ENTRYPOINT) :]
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments of ``containers.create``."""
         from docker.types import Mount
 
-        store_url = self.env.store.url
-        mounts = store_mounts(store_url, self.env.artifact_store.path)
+        store = self.env.store
+        mounts = store_mounts(store.url, self.env.artifact_store.path)
         environment = {
-            "CONVEYOR_STORE_URL": store_url.render_as_string(hide_password=False),
+            **store.child_environment(),
             **secrets_environment(self.env, self.step),
             **self.step.settings.environment,
         }
         options: dict[str, Any] = {
-            "entrypoint": ENTRYPOINT,
+            "entrypoint": self.argv()[: len(ENTRYPOINT)],
             "command": self.command(),
             "environment": environment,
             "network_mode": "host",

@@ -226,7 +226,7 @@ class Resolver:
 
 def stack_distributions(stack: Any) -> list[str]:
     """conveyor distributions that provide the flavors of a stack's components."""
-    from conveyor._constants import FLAVORS_GROUP
+    from conveyor.constants import FLAVORS_GROUP
 
     wanted = {f"{c.type}.{c.flavor}" for c in stack.ir}
     names = {"conveyor"}
@@ -238,7 +238,7 @@ def stack_distributions(stack: Any) -> list[str]:
 
 def materializer_distributions() -> list[str]:
     """Plugin distributions whose materializers handle types of modules imported here."""
-    from conveyor._constants import MATERIALIZERS_GROUP
+    from conveyor.constants import MATERIALIZERS_GROUP
 
     names = set()
     for ep in entry_points(group=MATERIALIZERS_GROUP):
@@ -252,6 +252,9 @@ def materializer_distributions() -> list[str]:
 
 def store_requirements(store_url: Any, artifact_path: str) -> list[str]:
     """Distributions the step process needs to reach the stores: the database driver, the fsspec filesystem."""
+    import sqlalchemy as sa
+
+    store_url = sa.make_url(store_url)
     top_levels: list[str] = []
     if store_url.get_backend_name() != "sqlite":
         try:

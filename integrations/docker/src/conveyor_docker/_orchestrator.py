@@ -9,37 +9,24 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from conveyor.orchestrators._local import LocalOrchestrator, _Scheduler
+from conveyor.orchestrators import LocalOrchestrator, LocalScheduler
 from conveyor.stack import ComponentType
 from conveyor_docker._containers import StepContainer
 
 if TYPE_CHECKING:
-    from conveyor.ir import Deployment, StepIR
-    from conveyor.orchestrators import LaunchContext
+    from conveyor.ir import StepIR
 
 
-class LocalDockerOrchestrator(LocalOrchestrator):
-    """Runs a pipeline now, each step in a container of the deployment's image, and waits for it."""
-
-    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str:
-        from conveyor.runtime import RunEnvironment
-
-        run = self.create_run(deployment, ctx, owned=True)
-        env = RunEnvironment(store=ctx.store, stack=ctx.stack, deployment=deployment, run=run)
-        _ContainerScheduler(self.config, env, ctx).run()
-        return run.id
-
-
-class _ContainerScheduler(_Scheduler):
+class ContainerScheduler(LocalScheduler):
     """The local scheduler, with each attempt of a step run in its own container."""
 
     def __init__(self, config: Any, env: Any, ctx: Any) -> None:
         super().__init__(config, env, ctx)
         self.containers: dict[str, StepContainer] = {}
 
-    def _attempt(self, step: StepIR) -> None:
+    def run_attempt(self, step: StepIR) -> None:
         if step.settings.step_operator is not None:
-            super()._attempt(step)  # the stack's step operator runs it
+            super().run_attempt(step)  # the stack's step operator runs it
             return
         image = self.env.deployment.image_for(step.id)
         if image is None:
@@ -60,12 +47,17 @@ class _ContainerScheduler(_Scheduler):
             with self.lock:
                 self.containers.pop(step.id, None)
 
-    def _stop(self, running: set[str]) -> None:
-        self.stopping.set()
+    def stop_running(self) -> None:
         with self.lock:
             containers = list(self.containers.values())
         # In parallel: each may take the stop timeout.
         if containers:
             with ThreadPoolExecutor(max_workers=len(containers)) as pool:
                 list(pool.map(lambda c: c.stop(), containers))
-        super()._stop(running)
+        super().stop_running()
+
+
+class LocalDockerOrchestrator(LocalOrchestrator):
+    """Runs a pipeline now, each step in a container of the deployment's image, and waits for it."""
+
+    scheduler_class = ContainerScheduler

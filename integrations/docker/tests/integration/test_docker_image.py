@@ -41,7 +41,7 @@ def _write_pipeline(folder: Path, *, factor: int = 3, settings: str = "{}", extr
 
 
 def _deployment(pipe: Any, stack_name: str, **params: Any) -> tuple[Any, Any, Any]:
-    from conveyor._launch import build_deployment
+    from conveyor import build_deployment
     from conveyor._repository import Repository
     from conveyor.orchestrators import LaunchContext
 

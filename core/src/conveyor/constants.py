@@ -25,3 +25,8 @@ ENV_STEP_ENTRYPOINT = "CONVEYOR_STEP_ENTRYPOINT"
 """Set inside step processes: calling a pipeline there does nothing, and the
 process does not judge other processes' runs (it may be in a container, where
 this machine's PIDs are not visible)."""
+
+ENV_PARENT_PID = "CONVEYOR_PARENT_PID"
+"""Set for step processes of the local orchestrator: a step process ends itself (and
+its children) when the process that started it is gone, so a killed driver leaves
+nothing running."""

@@ -1,0 +1,340 @@
+"""The metadata store interface: what the Client, the CLI, the runtime and orchestrators call.
+
+Two implementations exist: :class:`conveyor.stores.sql.SqlStore` (the
+embedded SQLite default and a team's MariaDB/MySQL/PostgreSQL database) and
+the REST store that talks to a conveyor server. :func:`conveyor.stores.open_store`
+picks one by the URL's scheme. Nothing here imports SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from conveyor.stores._records import (
+    ArtifactRecord,
+    ComponentRecord,
+    PipelineRecord,
+    RunRecord,
+    RunStatus,
+    StackRecord,
+    StepRunRecord,
+    now,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conveyor.secrets import SecretStore
+
+DEAD_OWNER_ERROR = "the process running this pipeline ended without finishing it (killed?)"
+
+
+class MetadataStore(abc.ABC):
+    """Pipelines, deployments, runs, step runs, artifacts, stacks and secrets.
+
+    Attributes:
+        url: how a process on this machine reaches the same store (with any
+            password: never print it; use :attr:`display_url`).
+        backend: ``sqlite``, ``mysql``, ``postgresql`` or ``rest``.
+    """
+
+    url: str
+    backend: str
+
+    # -- connection ------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def display_url(self) -> str:
+        """The URL with any password hidden, for messages."""
+
+    @property
+    def local_path(self) -> str | None:
+        """The database file when the store is a file on this machine (SQLite), else None."""
+        return None
+
+    def child_environment(self) -> dict[str, str]:
+        """Environment variables a step process on this machine needs to reach this store."""
+        from conveyor.constants import ENV_STORE_URL
+
+        return {ENV_STORE_URL: self.url}
+
+    def close(self) -> None:  # noqa: B027 - stores without connections have nothing to release
+        """Release connections."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.display_url!r})"
+
+    # -- pipelines and deployments ---------------------------------------------------
+    @abc.abstractmethod
+    def get_or_create_pipeline(self, name: str) -> PipelineRecord:
+        """The pipeline of this name, created on first use."""
+
+    @abc.abstractmethod
+    def get_pipeline(self, name_or_id: str) -> PipelineRecord:
+        """A pipeline by name or id.
+
+        Raises:
+            NotFoundError: no such pipeline.
+        """
+
+    @abc.abstractmethod
+    def list_pipelines(self) -> list[PipelineRecord]:
+        """Every pipeline, by name."""
+
+    @abc.abstractmethod
+    def save_deployment(self, deployment_id: str, pipeline_id: str, ir_json: str) -> None:
+        """Store a deployment's canonical JSON under its content id (idempotent)."""
+
+    @abc.abstractmethod
+    def latest_deployment_id(self, pipeline_id: str) -> str | None:
+        """The id of the newest deployment of a pipeline, if any."""
+
+    @abc.abstractmethod
+    def get_deployment_json(self, deployment_id: str) -> str:
+        """The JSON of a stored deployment.
+
+        Raises:
+            NotFoundError: no such deployment in this store.
+        """
+
+    # -- runs ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_run(self, **values: Any) -> RunRecord:
+        """Insert a pipeline run (``id``, ``created``, ``extra``, ``parameters`` filled in when absent).
+
+        Raises:
+            StoreError: the run name is taken.
+        """
+
+    @abc.abstractmethod
+    def join_run(self, run_key: str, **values: Any) -> RunRecord:
+        """The run with this engine run key, created with ``values`` by whichever caller asks first."""
+
+    @abc.abstractmethod
+    def update_run(self, run_id: str, *, only_if_status: str | None = None, **values: Any) -> bool:
+        """Change fields of a run; with ``only_if_status`` only while it has that status.
+
+        Returns whether the run was changed.
+        """
+
+    @abc.abstractmethod
+    def settle_run(
+        self, run_id: str, status: str, *, error: str | None = None, running_steps: str | None = None
+    ) -> bool:
+        """Give a running run its final status (and end time) in one transaction.
+
+        Args:
+            status: ``completed``, ``failed`` or ``stopped``.
+            error: the one-line reason, for a run that did not complete.
+            running_steps: when set, step runs of the run still ``running`` get
+                this status and the same error (their process is gone).
+
+        Returns:
+            True when this call settled the run; False when it was settled already.
+        """
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """A run by id or name.
+
+        Raises:
+            NotFoundError: no such run.
+        """
+
+    @abc.abstractmethod
+    def list_runs(
+        self, pipeline_id: str | None = None, limit: int | None = None, *, status: str | None = None
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally of one pipeline or with one status."""
+
+    # -- step runs -------------------------------------------------------------------
+    @abc.abstractmethod
+    def start_step_run(
+        self, run_id: str, step_id: str, *, require_running: bool = False, **values: Any
+    ) -> StepRunRecord:
+        """Record that a step started (or started another attempt); returns its record.
+
+        Args:
+            require_running: refuse when the run already has its final status.
+
+        Raises:
+            RunSettledError: ``require_running`` and the run has ended.
+        """
+
+    @abc.abstractmethod
+    def record_step_run(self, run_id: str, step_id: str, *, require_running: bool = False, **values: Any) -> str:
+        """Insert a finished step run in one go (a cached or skipped step); returns its id.
+
+        ``values`` may hold ``inputs`` and ``outputs``: ``{name: artifact id}`` links.
+
+        Raises:
+            RunSettledError: ``require_running`` and the run has ended.
+        """
+
+    @abc.abstractmethod
+    def finish_step_run(
+        self,
+        step_run_id: str,
+        status: str,
+        *,
+        inputs: Mapping[str, str] | None = None,
+        outputs: Mapping[str, str] | None = None,
+        **values: Any,
+    ) -> None:
+        """Set a step run's final status and link its input and output artifacts."""
+
+    @abc.abstractmethod
+    def complete_step_run(
+        self,
+        step_run_id: str,
+        *,
+        inputs: Mapping[str, str],
+        new_artifacts: Mapping[str, dict[str, Any]],
+        require_running: bool = False,
+        **values: Any,
+    ) -> dict[str, str]:
+        """Register a step's new artifacts and mark it completed, in one transaction.
+
+        Returns ``{output name: artifact id}``.
+
+        Raises:
+            RunSettledError: ``require_running`` and the run has ended (nothing is registered).
+        """
+
+    @abc.abstractmethod
+    def get_step_run(self, step_run_id: str) -> StepRunRecord:
+        """A step run by id.
+
+        Raises:
+            NotFoundError: no such step run.
+        """
+
+    @abc.abstractmethod
+    def list_step_runs(self, run_id: str) -> list[StepRunRecord]:
+        """The step runs of a run, in the order they started."""
+
+    @abc.abstractmethod
+    def step_run_artifacts(self, step_run_id: str, *, inputs: bool) -> dict[str, ArtifactRecord]:
+        """``{name: artifact}`` of a step run's inputs or outputs."""
+
+    @abc.abstractmethod
+    def outputs_of_step(self, run_id: str, step_id: str) -> dict[str, ArtifactRecord]:
+        """Outputs of step ``step_id`` in a run, for resolving downstream inputs.
+
+        Raises:
+            NotFoundError: the step has not succeeded in this run.
+        """
+
+    @abc.abstractmethod
+    def find_cached(self, cache_key: str, limit: int = 5) -> list[tuple[StepRunRecord, dict[str, ArtifactRecord]]]:
+        """Completed step runs with this cache key, newest first, with their outputs."""
+
+    # -- artifacts -------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_artifact_version(self, **values: Any) -> ArtifactRecord:
+        """Register an artifact whose bytes are complete, numbering its version."""
+
+    @abc.abstractmethod
+    def get_artifact(self, artifact_id: str) -> ArtifactRecord:
+        """An artifact version by id.
+
+        Raises:
+            NotFoundError: no such artifact version.
+        """
+
+    @abc.abstractmethod
+    def list_artifacts(self, name: str | None = None) -> list[ArtifactRecord]:
+        """Artifact versions, newest first."""
+
+    @abc.abstractmethod
+    def artifact_consumers(self, artifact_id: str) -> list[StepRunRecord]:
+        """Step runs that took this artifact as an input."""
+
+    # -- stack components and stacks -------------------------------------------------
+    @abc.abstractmethod
+    def create_component(self, type_: str, flavor: str, name: str, config: Mapping[str, Any]) -> ComponentRecord:
+        """Register a stack component.
+
+        Raises:
+            StoreError: a component of this type and name exists.
+        """
+
+    @abc.abstractmethod
+    def get_component(self, type_: str, name: str) -> ComponentRecord:
+        """A stack component by type and name.
+
+        Raises:
+            NotFoundError: no such component.
+        """
+
+    @abc.abstractmethod
+    def list_components(self, type_: str | None = None) -> list[ComponentRecord]:
+        """Registered components, by type and name."""
+
+    @abc.abstractmethod
+    def update_component(self, type_: str, name: str, config: Mapping[str, Any]) -> ComponentRecord:
+        """Replace a component's config."""
+
+    @abc.abstractmethod
+    def delete_component(self, type_: str, name: str) -> None:
+        """Delete a component that no stack uses.
+
+        Raises:
+            StoreError: a stack uses it.
+        """
+
+    @abc.abstractmethod
+    def save_stack(self, name: str, component_ids: Mapping[str, str], *, create: bool) -> StackRecord:
+        """Create a stack, or replace the members of an existing one."""
+
+    @abc.abstractmethod
+    def ensure_stack(self, name: str, components: Mapping[str, tuple[str, str, dict[str, Any]]]) -> None:
+        """Create a stack and its missing components in one transaction, unless the stack exists.
+
+        ``components`` maps a component type to ``(name, flavor, config)``.
+        """
+
+    @abc.abstractmethod
+    def get_stack(self, name: str) -> StackRecord:
+        """A stack with its components.
+
+        Raises:
+            NotFoundError: no such stack.
+        """
+
+    @abc.abstractmethod
+    def list_stacks(self) -> list[StackRecord]:
+        """Every stack with its components, by name."""
+
+    @abc.abstractmethod
+    def delete_stack(self, name: str) -> None:
+        """Delete a stack (its components stay)."""
+
+    # -- secrets ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def secret_store(self, *, folder: Path | None = None) -> SecretStore:
+        """The secrets of this store, as seen by this process (its owner and key)."""
+
+    # -- runs whose owner died -------------------------------------------------------
+    def fail_dead_runs(self) -> int:
+        """Mark runs whose owner process on this machine is gone (SIGKILL, power loss) as failed.
+
+        Returns how many runs were settled.
+        """
+        import socket
+
+        from conveyor.stores._liveness import process_is_gone
+
+        host = socket.gethostname()
+        settled = 0
+        for run in self.list_runs(status=RunStatus.RUNNING):
+            if run.host != host or run.pid is None or not process_is_gone(run.pid, run.pid_started):
+                continue
+            if self.settle_run(run.id, RunStatus.FAILED, error=DEAD_OWNER_ERROR, running_steps=RunStatus.FAILED):
+                settled += 1
+        return settled
+
+
+__all__ = ["DEAD_OWNER_ERROR", "MetadataStore", "now"]

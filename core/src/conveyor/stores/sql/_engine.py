@@ -1,0 +1,230 @@
+"""The SQL store's database: engine, transactions and schema version.
+
+SQLite (the default, a file in ``.conveyor/``) runs in WAL mode with a busy
+timeout, and every write transaction starts with ``BEGIN IMMEDIATE`` so that
+concurrent processes queue instead of failing on lock upgrades. MariaDB/MySQL
+and PostgreSQL work by URL. The schema is versioned with Alembic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import fields
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import DatabaseError, OperationalError
+
+from conveyor.exceptions import SchemaVersionError, StoreError
+
+SCHEMA_REVISIONS = ("0001", "0002")
+"""Every schema revision this conveyor knows, oldest first; the last is its head."""
+
+R = TypeVar("R")
+
+
+def aware(value: Any) -> Any:
+    """A naive datetime read back from the database, as UTC (other values unchanged)."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def to_record(cls: type[R], row: Any) -> R:
+    """A record dataclass from a result row with (at least) its fields."""
+    data = row._mapping
+    return cls(**{f.name: aware(data[f.name]) for f in fields(cls)})  # type: ignore[call-arg, arg-type]
+
+
+def short_error(exc: BaseException) -> str:
+    """The first line of a database error, without SQLAlchemy's statement dump."""
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).splitlines()[0]
+
+
+def _sqlite_path(url: sa.URL) -> str | None:
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return url.database
+
+
+def _damaged_hint(db: SqlDatabase) -> str | None:
+    if db.local_path is None:
+        return None
+    return "if the file is damaged, restore it from a backup, or start a new store with `conveyor init --force`"
+
+
+class SqlDatabase:
+    """Connections to one metadata database, and its schema.
+
+    Args:
+        url: a SQLAlchemy URL (``sqlite:///path``, ``mysql+pymysql://...``,
+            ``postgresql+psycopg://...``).
+        migrate: create or upgrade the schema when it is missing or older.
+
+    Raises:
+        SchemaVersionError: the database was written by a newer conveyor.
+        StoreError: the database cannot be reached, or is not a conveyor database.
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        try:
+            self.sa_url = sa.make_url(url)
+            self.backend = self.sa_url.get_backend_name()
+            self.is_sqlite = self.backend == "sqlite"
+            self.engine = self._create_engine()
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+            shown = url.split("@")[-1] if "@" in url else url
+            raise StoreError(
+                f"cannot use the metadata store URL {shown!r}: {short_error(exc)}",
+                "give a SQLAlchemy URL such as sqlite:///path.db, mysql+pymysql://... or postgresql+psycopg://... "
+                '(drivers: pip install "./core[mysql]" or "./core[postgres]")',
+            ) from None
+        self.url = self.sa_url.render_as_string(hide_password=False)
+        try:
+            self._check_schema(migrate)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password hidden."""
+        return self.sa_url.render_as_string(hide_password=True)
+
+    @property
+    def local_path(self) -> str | None:
+        """The SQLite database file, if the store is one."""
+        return _sqlite_path(self.sa_url)
+
+    # -- connection ------------------------------------------------------------------
+    def _create_engine(self) -> sa.Engine:
+        if not self.is_sqlite:
+            return sa.create_engine(self.sa_url, pool_pre_ping=True, pool_size=8, max_overflow=32)
+        path = _sqlite_path(self.sa_url)
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = sa.create_engine(self.sa_url, connect_args={"check_same_thread": False, "timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the sqlite3 module, decide when to BEGIN.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout = 60000")
+            if path:
+                cur.execute("PRAGMA journal_mode = WAL")
+                cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            write = conn.get_execution_options().get("conveyor_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction (serialized with other writers on SQLite)."""
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(conveyor_write=True)
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            raise StoreError(f"metadata store {self.display_url}: {short_error(exc)}") from None
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """A read-only transaction."""
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except OperationalError as exc:
+            raise StoreError(f"metadata store {self.display_url}: {short_error(exc)}") from None
+
+    def close(self) -> None:
+        """Release the connections."""
+        self.engine.dispose()
+
+    # -- schema ----------------------------------------------------------------------
+    def schema_revision(self) -> str | None:
+        """The schema revision of the database, or None when it is empty."""
+        try:
+            with self.engine.connect() as conn:
+                if self.is_sqlite:
+                    # One cheap query instead of the inspector: this runs on every start.
+                    found = conn.exec_driver_sql(
+                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+                    ).first()
+                else:
+                    found = sa.inspect(conn).has_table("alembic_version")
+                if not found:
+                    return None
+                return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        except DatabaseError as exc:
+            raise StoreError(
+                f"cannot open the metadata store {self.display_url}: {short_error(exc)}", _damaged_hint(self)
+            ) from None
+
+    def _check_schema(self, migrate: bool) -> None:
+        self._refuse_truncated_file()
+        revision = self.schema_revision()
+        head = SCHEMA_REVISIONS[-1]
+        if revision == head:
+            return
+        if revision is None and self._has_tables():
+            raise StoreError(
+                f"{self.display_url} holds tables but no conveyor schema version: it is not a conveyor metadata "
+                "store, or its version table was removed",
+                "point CONVEYOR_STORE_URL at a conveyor database (an empty one is set up on first use), "
+                "or restore this one from a backup",
+            )
+        if revision is not None and revision not in SCHEMA_REVISIONS:
+            raise SchemaVersionError(
+                f"the metadata store {self.display_url} has schema {revision}, newer than this conveyor's {head}",
+                "upgrade conveyor (pip install -U conveyor) to use it",
+            )
+        if not migrate:
+            raise SchemaVersionError(f"the metadata store {self.display_url} needs migrating to {head}")
+        self.migrate()
+
+    def _refuse_truncated_file(self) -> None:
+        # SQLite treats an empty file as an empty database and would set up a
+        # fresh schema in it: a truncated store would silently start over.
+        path = self.local_path
+        if path is None or not os.path.exists(path):
+            return
+        deadline = time.monotonic() + 2.0
+        while os.path.getsize(path) == 0:
+            # Another process may have just created the file and be writing its first page.
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"the metadata store {path} is an empty file (truncated?); its runs, artifacts and stacks "
+                    "are not in it",
+                    "restore it from a backup, or start a new store with `conveyor init --force` "
+                    "(the old file is kept beside it)",
+                )
+            time.sleep(0.05)
+
+    def _has_tables(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                names = set(sa.inspect(conn).get_table_names())
+        except DatabaseError as exc:
+            raise StoreError(f"cannot open the metadata store {self.display_url}: {short_error(exc)}") from None
+        # A version table without its row is a schema being set up by another process (MySQL has no transactional DDL).
+        return bool(names) and "alembic_version" not in names
+
+    def migrate(self) -> None:
+        """Upgrade the database schema to this conveyor's head revision."""
+        from conveyor.stores.sql._migrate import upgrade
+
+        upgrade(self.engine)
