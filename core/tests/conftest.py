@@ -30,6 +30,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     for name in ("CONVEYOR_STORE_URL", "CONVEYOR_STACK"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # modules a test writes there import
     _forget_stores()
     yield tmp_path
     _forget_stores()

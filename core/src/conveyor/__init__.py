@@ -56,6 +56,32 @@ if TYPE_CHECKING:
     from conveyor.runtime import StepContext, get_step_context
 
 
+def _one_line_errors() -> None:
+    """Show a ConveyorError that reaches the top of a script as its one line, not a traceback.
+
+    ``CONVEYOR_TRACEBACK=1`` brings the traceback back; other exceptions are untouched.
+    """
+    import os
+    import sys
+
+    previous = sys.excepthook
+
+    def hook(exc_type: Any, exc: Any, tb: Any) -> None:
+        from conveyor.exceptions import ConveyorError
+
+        if isinstance(exc, ConveyorError) and not os.environ.get("CONVEYOR_TRACEBACK"):
+            print(f"conveyor: error: {exc}", file=sys.stderr)
+            return
+        previous(exc_type, exc, tb)
+
+    hook._conveyor = True  # type: ignore[attr-defined]
+    if not getattr(previous, "_conveyor", False):
+        sys.excepthook = hook
+
+
+_one_line_errors()
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:

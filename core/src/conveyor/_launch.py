@@ -40,15 +40,19 @@ def _output_type(source: str, output: str) -> Any:
 
 def build_deployment(pipeline: Pipeline, ir: PipelineIR, stack: Stack) -> Deployment:
     """The deployment of a traced pipeline on a stack (schedule and run name from its run config)."""
+    from conveyor.exceptions import config_error
     from conveyor.ir import Deployment
 
     config = pipeline.run_config
-    return Deployment(
-        pipeline=ir,
-        stack=stack.ir,
-        schedule=config.schedule if config is not None else None,
-        run_name=config.run_name if config is not None else None,
-    )
+    try:
+        return Deployment(
+            pipeline=ir,
+            stack=stack.ir,
+            schedule=config.schedule if config is not None else None,
+            run_name=config.run_name if config is not None else None,
+        )
+    except ValueError as exc:  # pydantic's ValidationError
+        raise config_error(exc, f"pipeline {pipeline.name!r}") from None
 
 
 def launch(pipeline: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> PipelineRunView | None:
@@ -67,8 +71,26 @@ def launch(pipeline: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     check_materializers(pipeline, ir)
     deployment = build_deployment(pipeline, ir, stack)
     source_root = pipeline.source_root() or Path.cwd()
-    run_id = stack.orchestrator.run(deployment, LaunchContext(store=store, stack=stack, source_root=source_root))
+    try:
+        run_id = stack.orchestrator.run(deployment, LaunchContext(store=store, stack=stack, source_root=source_root))
+    except KeyboardInterrupt:
+        _stopped(pipeline.name)
+        raise
     return Client(repo).get_run(run_id) if run_id is not None else None
+
+
+def _stopped(pipeline: str) -> None:
+    """One line for a run stopped by Ctrl-C or SIGTERM; a script then ends quietly (exit code 130).
+
+    An interactive session (a notebook, a REPL) gets its KeyboardInterrupt back instead.
+    """
+    import sys
+    import threading
+
+    print(f"conveyor: stopped pipeline {pipeline!r}; its run is recorded as stopped", file=sys.stderr)
+    interactive = hasattr(sys, "ps1") or "IPython" in sys.modules or sys.flags.interactive
+    if not interactive and threading.current_thread() is threading.main_thread():
+        raise SystemExit(130) from None
 
 
 def load_pipeline_ref(ref: str) -> Pipeline | PipelineIR:

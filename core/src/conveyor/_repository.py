@@ -10,16 +10,18 @@ import json
 import os
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.constants import ENV_REPOSITORY, ENV_STACK, ENV_STORE_URL, REPOSITORY_DIR
+from conveyor.constants import ENV_REPOSITORY, ENV_STACK, ENV_STEP_ENTRYPOINT, ENV_STORE_URL, REPOSITORY_DIR
 from conveyor.exceptions import ConfigError
 
 if TYPE_CHECKING:
+    from conveyor.ir import Deployment
     from conveyor.stack import Stack
-    from conveyor.stores import MetadataStore
+    from conveyor.stores import MetadataStore, RunRecord
 
 DEFAULT_STACK = "default"
 _CONFIG = "config.json"
@@ -127,8 +129,45 @@ class Repository:
 
                 store = open_store(url)
                 ensure_default_stack(store, self.default_artifact_path)
+                if not os.environ.get(ENV_STEP_ENTRYPOINT):
+                    # A step process may run in a container, where this machine's PIDs are not visible.
+                    settle_dead_runs(store)
                 _stores[url] = store
         return store
+
+    def set_aside_damaged_store(self) -> Path | None:
+        """Rename the repository's SQLite database away if it cannot be opened; returns where it went.
+
+        A store that opens is left alone (``init --force`` never throws away a working store).
+
+        Raises:
+            ConfigError: the store is not the repository's own SQLite file (a server database is not moved).
+        """
+        from conveyor.exceptions import StoreError
+        from conveyor.stores import open_store
+
+        url = self.store_url
+        own = f"sqlite:///{self.dir / 'conveyor.db'}"
+        if url != own:
+            raise ConfigError(
+                f"the metadata store is {url.split('@')[-1]}, not this repository's file",
+                "repair or restore that database from its backup; --force only replaces the repository's SQLite file",
+            )
+        path = self.dir / "conveyor.db"
+        if not path.exists():
+            return None
+        try:
+            open_store(url).close()
+            return None
+        except StoreError:
+            pass
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = path.with_name(f"conveyor.db.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(f"{path}{suffix}")
+            if part.exists():
+                os.replace(part, Path(f"{target}{suffix}"))
+        return target
 
     def stack(self, name: str | None = None) -> Stack:
         """A stack by name (default: the active one)."""
@@ -144,6 +183,56 @@ def ensure_default_stack(store: MetadataStore, artifact_path: str) -> None:
         "artifact_store": (DEFAULT_STACK, "local", {"path": artifact_path}),
     }
     store.ensure_stack(DEFAULT_STACK, spec)
+
+
+def settle_dead_runs(store: MetadataStore) -> None:
+    """Fail runs whose driver on this machine was killed, and remove what their killed saves left.
+
+    Best effort: on a full disk or a read-only copy, reading what is there must still work.
+    """
+    from conveyor.exceptions import ConveyorError
+
+    try:
+        dead = store.fail_dead_runs()
+    except ConveyorError as exc:
+        print(f"conveyor: warning: could not mark killed runs as failed: {exc.message}", file=sys.stderr)
+        return
+    for run in dead:
+        try:
+            remove_temporary_folders(store, run)
+        except Exception as exc:  # noqa: BLE001 - an unreachable store keeps its leftovers until `conveyor gc`
+            print(f"conveyor: warning: leftovers of run {run.name!r} stay: {exc}", file=sys.stderr)
+
+
+def remove_temporary_folders(store: MetadataStore, run: RunRecord, deployment: Deployment | None = None) -> int:
+    """Remove what the saves of a killed run left unregistered in its artifact store; returns how many.
+
+    On a filesystem those are ``.tmp-*`` folders; in an object store, where
+    artifacts are written in place, the output folders no record refers to.
+    """
+    from conveyor.ir import load_deployment
+    from conveyor.stack import Stack
+    from conveyor.stores import RunStatus
+
+    if deployment is None:
+        deployment = load_deployment(store.get_deployment_json(run.deployment_id))
+    artifacts = Stack(deployment.stack).artifact_store
+    if not artifacts.flat:
+        return sum(
+            artifacts.remove_temporary(artifacts.join(deployment.pipeline.name, step.id, run.name))
+            for step in deployment.pipeline.steps
+        )
+    removed = 0
+    for record in store.list_step_runs(run.id):
+        if record.status == RunStatus.COMPLETED:
+            continue
+        folder = artifacts.join(deployment.pipeline.name, record.step_id, run.name)
+        for output in deployment.pipeline.step(record.step_id).outputs:
+            uri = artifacts.join(folder, output)
+            if artifacts.exists(uri):
+                artifacts.rmtree(uri)
+                removed += 1
+    return removed
 
 
 def close_stores() -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "StackError",
     "StepFailedError",
     "StoreError",
+    "config_error",
 ]
 
 
@@ -112,3 +113,34 @@ class RunStoppedError(ConveyorError):
 
 class SecretError(ConveyorError):
     """A secret or one of its keys is missing, or the encryption key is unusable."""
+
+
+def config_error(
+    exc: Exception, where: str, *, kind: str = "option", known: object = None, error: type[ConveyorError] | None = None
+) -> ConveyorError:
+    """One line for the first problem pydantic found in a config, settings or parameters.
+
+    Args:
+        exc: a ``pydantic.ValidationError``.
+        where: what was being validated (``"orchestrator 'af' (airflow)"``).
+        kind: what its keys are called (``"option"``, ``"airflow setting"``, ``"key"``).
+        known: the model (or names) whose keys are allowed, for an unknown key's hint.
+        error: the exception class to return (default :class:`ConfigError`).
+
+    Returns:
+        The error to raise (``raise config_error(exc, ...) from None``).
+    """
+    import difflib
+
+    cls = error or ConfigError
+    first = exc.errors()[0]  # type: ignore[attr-defined]
+    loc = ".".join(str(p) for p in first["loc"]) or "value"
+    if first["type"] == "extra_forbidden":
+        names = sorted(getattr(known, "model_fields", None) or known or [])
+        hint = f"{kind}s are: {', '.join(names) or '(none)'}"
+        close = difflib.get_close_matches(str(first["loc"][-1]), names, n=1)
+        if close:
+            hint = f"did you mean {close[0]!r}? {hint}"
+        return cls(f"{where}: unknown {kind} {loc!r}", hint)
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return cls(f"{where}: {loc}: {message}", (first.get("ctx") or {}).get("hint"))

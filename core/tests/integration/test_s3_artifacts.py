@@ -37,10 +37,7 @@ def s3_stack(repo: Path, s3_endpoint: S3Endpoint, s3_bucket: str) -> str:
         "s3",
         {
             "path": f"s3://{s3_bucket}/artifacts",
-            "endpoint_url": s3_endpoint.url,
-            "key": s3_endpoint.key,
-            "secret": s3_endpoint.secret,
-            "region": s3_endpoint.region,
+            **s3_endpoint.component_options(),
         },
     )
     client.register_component("orchestrator", "in_processes", "local", {"mode": "process"})

@@ -191,7 +191,7 @@ def test_ctrl_c_stops_the_run_and_exits_130(repo: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 130
-    assert err.strip().splitlines() == ["conveyor: interrupted"]
+    assert err.strip().splitlines() == ["conveyor: stopped pipeline 'slow'; its run is recorded as stopped"]
     runs = json.loads(conveyor("pipeline", "runs", "--json").stdout)
     assert [(r["pipeline"], r["status"]) for r in runs] == [("slow", "stopped")]
 

@@ -9,7 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 OUTSIDE_CORE = sorted(
-    p for pattern in ("adapters/*/src", "integrations/*/src", "plugins/*/src", "testing/src") for p in ROOT.glob(pattern)
+    p
+    for pattern in ("adapters/*/src", "integrations/*/src", "plugins/*/src", "testing/src")
+    for p in ROOT.glob(pattern)
 )
 
 

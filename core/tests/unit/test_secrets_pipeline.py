@@ -178,14 +178,14 @@ def test_a_missing_secret_or_key_fails_the_step_by_name(
     repo: Path, pipelines: object, vault_stacks: Client, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CONVEYOR_STACK", mode)
-    with pytest.raises(StepFailedError, match=r"step 'wants_absent' failed: SecretError: no secret 'absent'"):
+    with pytest.raises(StepFailedError, match=r"step 'wants_absent' failed: no secret 'absent'"):
         pipelines.missing_secret()  # type: ignore[attr-defined]
     with pytest.raises(StepFailedError, match=r"secret 'app' has no key 'nokey' \(its keys: token\)") as err:
         pipelines.missing_key()  # type: ignore[attr-defined]
     assert UNIQUE not in str(err.value)
     for pipeline, step_id, error in (
-        ("missing_secret", "wants_absent", "SecretError: no secret 'absent'"),
-        ("missing_key", "wants_missing_key", "SecretError: secret 'app' has no key 'nokey'"),
+        ("missing_secret", "wants_absent", "no secret 'absent'"),
+        ("missing_key", "wants_missing_key", "secret 'app' has no key 'nokey'"),
     ):
         step = Client().list_runs(pipeline)[0].steps[step_id]
         assert step.status == "failed" and step.error.startswith(error)
@@ -211,7 +211,7 @@ def undeclared() -> None:
     Client().create_secret("app", {"token": UNIQUE})
     module = importlib.import_module("undeclared_pipe")
     with pytest.raises(
-        StepFailedError, match=r"did not ask for secret 'app' \(declare it: @step\(secrets=\['app'\]\)\)"
+        StepFailedError, match=r"did not ask for secret 'app' .*\(declare it: @step\(secrets=\['app'\]\)\)"
     ):
         module.undeclared()
 

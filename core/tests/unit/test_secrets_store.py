@@ -439,7 +439,7 @@ def test_rotation_leaves_secrets_under_other_keys_alone(repo: Path, monkeypatch:
 def test_a_database_at_the_first_schema_is_upgraded(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
-    from conveyor.stores.sql import SqlStore
+    from conveyor.stores.sql import SCHEMA_REVISIONS, SqlStore
     from conveyor.stores.sql._migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
@@ -447,7 +447,7 @@ def test_a_database_at_the_first_schema_is_upgraded(tmp_path: Path) -> None:
     upgrade(engine, "0001")
     engine.dispose()
     store = SqlStore(url)
-    assert store.schema_revision() == "0002"
+    assert store.schema_revision() == SCHEMA_REVISIONS[-1]
     secrets = SecretStore(store, folder=tmp_path / ".conveyor", owner="me")
     secrets.create("s", {"k": UNIQUE})
     assert secrets.get("s")["k"] == UNIQUE

@@ -69,6 +69,10 @@ class S3Endpoint:
             "client_kwargs": {"endpoint_url": self.url, "region_name": self.region},
         }
 
+    def component_options(self) -> dict[str, Any]:
+        """Options of an ``s3`` artifact store on this server: no credentials (it accepts unsigned requests)."""
+        return {"endpoint_url": self.url, "region": self.region, "anonymous": True}
+
     def boto3_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``boto3.client("s3", ...)``."""
         return {
@@ -199,7 +203,9 @@ def _start_weed(weed: str) -> S3Server:
                         "name": "conveyor",
                         "credentials": [{"accessKey": endpoint.key, "secretKey": endpoint.secret}],
                         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
+                    },
+                    # Unsigned requests too: stacks whose step containers hold no credentials.
+                    {"name": "anonymous", "actions": ["Read", "Write", "List", "Tagging"]},
                 ]
             }
         )

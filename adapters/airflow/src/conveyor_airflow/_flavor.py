@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from conveyor.exceptions import ConfigError
+from conveyor.secrets import SecretReference, StoreURL
 from conveyor.stack import Capability, ComponentType, Flavor
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class AirflowOrchestratorConfig(BaseModel):
     python: str | None = None
     """``python`` mode: the interpreter that runs steps (default: the one compiling the DAG).
     It needs conveyor and the pipeline's code, not Airflow."""
-    store_url: str | None = None
+    store_url: StoreURL | None = None
     """Metadata store URL the tasks use (default: this repository's, without its password;
     a password comes from the worker, e.g. PGPASSWORD or a MySQL option file)."""
     source_root: str | None = None
@@ -61,7 +61,7 @@ class AirflowOrchestratorConfig(BaseModel):
     """Airflow's API server (``http://host:8080``): running a pipeline then triggers its DAG."""
     api_username: str | None = None
     """The API user, or a secret reference to it (``{{airflow_api.username}}``)."""
-    api_password: str | None = None
+    api_password: SecretReference | None = None
     """A secret reference (``{{airflow_api.password}}``) to the API password."""
     wait: bool = True
     """Wait for a triggered run to end and mirror its status."""
@@ -109,22 +109,6 @@ class AirflowOrchestratorFlavor(Flavor):
     @property
     def config_class(self) -> type[BaseModel]:
         return AirflowOrchestratorConfig
-
-    def validate_config(self, config: dict[str, Any], *, component: str) -> dict[str, Any]:
-        """Check a config; the API password must be a secret reference, never a value.
-
-        Raises:
-            ConfigError: an unknown option, a bad value, or a password given in clear.
-        """
-        from conveyor.secrets import REFERENCE
-
-        value = config.get("api_password")
-        if value is not None and not (isinstance(value, str) and REFERENCE.fullmatch(value.strip())):
-            raise ConfigError(
-                f"orchestrator {component!r} (airflow): api_password must be a secret reference, not a value",
-                "store it as a secret and give {{SECRET_NAME.KEY}}",
-            )
-        return super().validate_config(config, component=component)
 
     def implementation(self) -> type[AirflowOrchestrator]:
         from conveyor_airflow._orchestrator import AirflowOrchestrator

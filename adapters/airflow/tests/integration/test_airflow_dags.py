@@ -16,8 +16,7 @@ import airflow_test_pipelines as tp
 import pytest
 from airflow_harness import AirflowHome, run_dag
 
-from conveyor import Client, Schedule
-from conveyor import export_pipeline
+from conveyor import Client, Schedule, export_pipeline
 from conveyor_testing.conformance import CASES, artifact_hashes, check_run, load_pipeline, run_case
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]

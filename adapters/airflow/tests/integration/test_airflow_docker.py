@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from airflow_harness import AirflowHome, run_dag
 
-from conveyor import Client
-from conveyor import export_pipeline
+from conveyor import Client, export_pipeline
 from conveyor_testing.conformance import CASES, artifact_hashes, check_run, load_pipeline, run_case
 
 pytestmark = [

@@ -11,8 +11,7 @@ from typing import Any
 import airflow_test_pipelines as tp
 import pytest
 
-from conveyor import Client
-from conveyor import export_pipeline
+from conveyor import Client, export_pipeline
 from conveyor.exceptions import CapabilityError, ConfigError, StackError
 from conveyor_airflow._orchestrator import existing_pipeline
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import Client, get_step_context, pipeline, step
-from conveyor import export_pipeline
+from conveyor import Client, export_pipeline, get_step_context, pipeline, step
 from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_OWNER
 from conveyor_testing.leaks import find_value
 

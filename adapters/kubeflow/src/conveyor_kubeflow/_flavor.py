@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from conveyor.exceptions import ConfigError
+from conveyor.secrets import SecretReference, StoreURL
 from conveyor.stack import Capability, ComponentType, Flavor
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class KubeflowOrchestratorConfig(BaseModel):
     host: str | None = None
     """KFP's API endpoint (``https://kfp.example/``). Without it, running a pipeline
     builds and pushes its image and writes the KFP spec, and submits nothing."""
-    token: str | None = None
+    token: SecretReference | None = None
     """A secret reference (``{{kfp.token}}``) to a bearer token for the KFP API."""
     namespace: str | None = None
     """Kubernetes namespace of a multi-user KFP."""
@@ -58,7 +58,7 @@ class KubeflowOrchestratorConfig(BaseModel):
     """Seconds to wait for a submitted run (default: as long as it takes)."""
     poll_interval: float = Field(default=5.0, gt=0)
     """Seconds between status checks while waiting."""
-    store_url: str | None = None
+    store_url: StoreURL | None = None
     """Metadata store URL the step pods use (default: this repository's, without its
     password). Never put a password here: give it through ``secret_env``."""
     secret_env: dict[str, str] = {}
@@ -112,47 +112,7 @@ class KubeflowOrchestratorFlavor(Flavor):
     def config_class(self) -> type[BaseModel]:
         return KubeflowOrchestratorConfig
 
-    def validate_config(self, config: dict[str, Any], *, component: str) -> dict[str, Any]:
-        """Check a config; the token must be a secret reference and the store URL carry no password.
-
-        Raises:
-            ConfigError: an unknown option, a bad value, or a credential given in clear.
-        """
-        from conveyor.secrets import REFERENCE
-
-        token = config.get("token")
-        if token is not None and not (isinstance(token, str) and REFERENCE.fullmatch(token.strip())):
-            raise ConfigError(
-                f"orchestrator {component!r} (kubeflow): token must be a secret reference, not a value",
-                "store it as a secret and give {{SECRET_NAME.KEY}}",
-            )
-        clean = super().validate_config(config, component=component)
-        if clean.get("store_url"):
-            check_store_url(clean["store_url"], f"orchestrator {component!r} (kubeflow)")
-        return clean
-
     def implementation(self) -> type[KubeflowOrchestrator]:
         from conveyor_kubeflow._orchestrator import KubeflowOrchestrator
 
         return KubeflowOrchestrator
-
-
-def check_store_url(url: str, where: str) -> None:
-    """Refuse a store URL with a password: it would be written into the KFP spec.
-
-    Raises:
-        ConfigError: the URL holds a password or is not a database URL.
-    """
-    import sqlalchemy as sa
-
-    try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
-        raise ConfigError(
-            f"{where}: store_url {url!r} is not a database URL", "e.g. postgresql+psycopg://user@db:5432/conveyor"
-        ) from None
-    if parsed.password is not None:
-        raise ConfigError(
-            f"{where}: store_url must not hold a password (it would be written into the KFP spec)",
-            'give the whole URL from a Kubernetes secret: --secret-env \'{"CONVEYOR_STORE_URL": "SECRET:KEY"}\'',
-        )

@@ -39,12 +39,7 @@ def kfp_stack(
     client = Client()
     client.register_component("image_builder", "builder", "docker", {"parent_image": base_image})
     client.register_component("container_registry", "registry", "default", {"uri": f"{registry.host}/ml"})
-    s3 = {
-        "endpoint_url": s3_endpoint.url,
-        "key": s3_endpoint.key,
-        "secret": s3_endpoint.secret,
-        "region": s3_endpoint.region,
-    }
+    s3 = s3_endpoint.component_options()
     register_kfp_stack(
         artifact_path=f"s3://{s3_bucket}/kfp",
         artifact_options=s3,
@@ -95,8 +90,7 @@ def _drop_local_image(image: str) -> None:
 @pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner")
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_conformance_pipeline_runs_in_kfp_local(case: Case, kfp_stack: dict[str, Any]) -> None:
-    from conveyor import Client
-    from conveyor import export_pipeline
+    from conveyor import Client, export_pipeline
 
     repo: Path = kfp_stack["repo"]
     pipe = load_pipeline(case).with_options(enable_cache=False)
@@ -119,8 +113,7 @@ def test_conformance_pipeline_runs_in_kfp_local(case: Case, kfp_stack: dict[str,
 
 @pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner")
 def test_a_parameter_changed_in_kfp_reaches_the_steps(kfp_stack: dict[str, Any]) -> None:
-    from conveyor import Client
-    from conveyor import export_pipeline
+    from conveyor import Client, export_pipeline
     from conveyor_testing.conformance import case
 
     repo: Path = kfp_stack["repo"]
@@ -144,8 +137,7 @@ def test_a_killed_step_pod_still_settles_the_run(kfp_stack: dict[str, Any]) -> N
     import docker
     from kfp_test_pipelines import napping
 
-    from conveyor import Client
-    from conveyor import export_pipeline
+    from conveyor import Client, export_pipeline
 
     repo: Path = kfp_stack["repo"]
     [spec] = export_pipeline(napping.with_options(enable_cache=False), repo / "specs", stack="on_kfp")

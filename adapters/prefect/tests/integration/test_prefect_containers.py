@@ -232,10 +232,7 @@ def test_remote_like_stores_give_the_local_artifacts(
         "s3",
         {
             "path": f"s3://{s3_bucket}/artifacts",
-            "key": s3_endpoint.key,
-            "secret": s3_endpoint.secret,
-            "endpoint_url": s3_endpoint.url,
-            "region": s3_endpoint.region,
+            **s3_endpoint.component_options(),
         },
     )
     client.register_stack("local_s3", {"orchestrator": "default", "artifact_store": "s3"})
@@ -287,8 +284,7 @@ def test_deployment_runs_in_a_docker_work_pool(
     from conftest import prefect_command, prefect_env, spawn, stop, tail
     from prefect.client.orchestration import get_client
 
-    from conveyor import Schedule
-    from conveyor import deploy_pipeline
+    from conveyor import Schedule, deploy_pipeline
     from conveyor_prefect._orchestrator import prefect_api
     from conveyor_testing.conformance import load_pipeline
 

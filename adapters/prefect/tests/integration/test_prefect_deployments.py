@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import PrefectServer, prefect_command, prefect_env, register_prefect_stack, spawn, stop, tail
 
-from conveyor import Client, Schedule
-from conveyor import deploy_pipeline
+from conveyor import Client, Schedule, deploy_pipeline
 from conveyor_testing.conformance import artifact_hashes, case, check_run, load_pipeline, run_case
 
 pytestmark = [pytest.mark.integration, pytest.mark.prefect]

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from conveyor import Client, Schedule, get_step_context, pipeline, step
-from conveyor import deploy_pipeline, export_pipeline
+from conveyor import Client, Schedule, deploy_pipeline, export_pipeline, get_step_context, pipeline, step
 from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_OWNER
 from conveyor_testing.leaks import find_value
 

@@ -137,7 +137,7 @@ def test_container_mode_without_a_registry_says_what_to_add(repo: Path) -> None:
     client.register_component("image_builder", "builder", "docker", {})
     client.register_stack("boxed", {"orchestrator": "pf", "artifact_store": "default", "image_builder": "builder"})
     pipe = load_pipeline(case("quickstart")).with_options(stack="boxed")
-    with pytest.raises(StackError, match="has no container-registry") as err:
+    with pytest.raises(StackError, match="needs a container-registry") as err:
         pipe(n=3)
     assert err.value.hint == "add one: conveyor stack update boxed --container-registry NAME"
 
@@ -192,6 +192,7 @@ def test_step_container_command_carries_the_runs_parameter_overrides() -> None:
     from types import SimpleNamespace
 
     from conveyor.ir import StepIR
+    from conveyor.runtime import step_command
     from conveyor_prefect._container import step_container_class
 
     step = StepIR(id="train", name="train", source="m:train", code_hash="0" * 16)
@@ -200,19 +201,14 @@ def test_step_container_command_carries_the_runs_parameter_overrides() -> None:
         run=SimpleNamespace(id="run1"),
         overrides={"n": 5, "cfg": {"b": [1, 2], "a": "x"}},
     )
-    command = step_container_class()(env, step, "reg/img@sha256:abc").command()
-    assert command == [
-        "run-step",
-        "--deployment",
+    container = step_container_class()(env, step, "reg/img@sha256:abc")
+    # The one step command, as conveyor.runtime renders it: the container runs exactly that.
+    expected = step_command(
         "dep1",
-        "--run-id",
-        "run1",
-        "--step",
         "train",
-        "--image",
-        "reg/img@sha256:abc",
-        "--param",
-        'cfg={"a":"x","b":[1,2]}',
-        "--param",
-        "n=5",
-    ]
+        run_id="run1",
+        image="reg/img@sha256:abc",
+        params={"cfg": '{"a":"x","b":[1,2]}', "n": "5"},
+    )
+    assert container.argv() == expected
+    assert container.argv()[:3] + container.command() == expected

@@ -125,7 +125,12 @@ def describe(artifact_id: str, as_json: bool) -> None:
 @artifact.command()
 @click.argument("artifact_id", metavar="ID")
 @click.option("--open", "open_", is_flag=True, help="Open images (and HTML) with the system's viewer.")
-def show(artifact_id: str, open_: bool) -> None:
+@click.option(
+    "--allow-unsafe",
+    is_flag=True,
+    help="Load with a pickle materializer (runs code stored in the artifact): only for stores you trust.",
+)
+def show(artifact_id: str, open_: bool, allow_unsafe: bool) -> None:
     """Print the visualizations of artifact ID; without any, its loaded value.
 
     Text, Markdown, CSV and HTML views print as text; an image prints its path
@@ -134,8 +139,15 @@ def show(artifact_id: str, open_: bool) -> None:
     client = _client()
     view = client.get_artifact(artifact_id)
     visualizations = view.visualizations
+    if visualizations and not client.artifact_store_for(view.uri).exists(view.uri):
+        from conveyor.exceptions import StoreError
+
+        raise StoreError(
+            f"the files of artifact {view.name} v{view.version} are gone from {view.uri}",
+            "run the step that made it again",
+        )
     if not visualizations:
-        text = repr(view.load())
+        text = repr(view.load(allow_unsafe=allow_unsafe))
         if len(text) > _REPR_LIMIT:
             text = text[:_REPR_LIMIT] + f"... ({len(text) - _REPR_LIMIT} more characters)"
         click.echo(text)

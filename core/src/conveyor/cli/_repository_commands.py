@@ -9,7 +9,12 @@ import click
 
 @click.command()
 @click.argument("path", required=False, type=click.Path(file_okay=False))
-def init(path: str | None) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Start a new metadata store when the repository's SQLite file is damaged (the old file is kept beside it).",
+)
+def init(path: str | None, force: bool) -> None:
     """Create a conveyor repository (.conveyor/) in PATH and its default stack.
 
     PATH defaults to CONVEYOR_REPOSITORY, else the working folder. Running it
@@ -21,6 +26,10 @@ def init(path: str | None) -> None:
     folder = path or os.environ.get(ENV_REPOSITORY) or os.getcwd()
     existed = os.path.isdir(os.path.join(folder, REPOSITORY_DIR))
     repo = Repository.init(folder)
+    if force:
+        moved = repo.set_aside_damaged_store()
+        if moved is not None:
+            click.echo(f"Moved the damaged metadata store to {moved}")
     store = repo.store()
     if existed:
         click.echo(f"A conveyor repository already exists in {repo.dir}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
@@ -11,6 +12,7 @@ from conveyor.exceptions import NotFoundError, StackError
 
 if TYPE_CHECKING:
     from conveyor._repository import Repository
+    from conveyor.ir import Deployment
     from conveyor.secrets import Secret, SecretInfo, SecretStore
     from conveyor.stores import (
         ArtifactRecord,
@@ -43,12 +45,17 @@ class ArtifactView:
 
     @property
     def visualizations(self) -> dict[str, str]:
-        """``{uri: kind}`` of the human views stored beside the artifact."""
+        """``{uri: kind}`` of the human views stored beside the artifact (each inside its folder).
+
+        Raises:
+            StoreError: the record names a view outside the artifact's folder.
+        """
         store = self._client.artifact_store_for(self.uri)
-        return {
-            store.join(self.uri, rel) if "://" in self.uri else f"{self.uri}/{rel}": kind
-            for rel, kind in self.record.visualizations.items()
-        }
+        out = {}
+        for rel, kind in self.record.visualizations.items():
+            parts = str(rel).replace("\\", "/").split("/")
+            out[store.join(self.uri, *parts)] = kind  # one segment at a time: no "..", no absolute path
+        return out
 
     @property
     def producer(self) -> StepRunView | None:
@@ -62,13 +69,37 @@ class ArtifactView:
         """Step runs that read this artifact."""
         return [StepRunView(self._client, r) for r in self._client.store.artifact_consumers(self.id)]
 
-    def load(self) -> Any:
-        """Load the artifact's value with the materializer that saved it."""
-        from conveyor._source import load_source
+    def load(self, *, data_type: Any = None, allow_unsafe: bool = False) -> Any:
+        """Load the artifact's value with the materializer that saved it.
+
+        The record is data: the materializer and type it names are used only
+        if this process trusts them (installed for conveyor, or this project's
+        code); see :func:`conveyor.materializers.trusted_materializer`.
+
+        Args:
+            data_type: the type to load as (default: the one recorded).
+            allow_unsafe: load with a pickle materializer, which runs code
+                stored in the artifact; only for stores whose writers you trust.
+
+        Raises:
+            MaterializerError: the record names a materializer or type this process does not trust.
+            StoreError: the artifact's files are gone, or outside its store.
+        """
+        from conveyor.materializers import trusted_materializer, trusted_type
 
         store = self._client.artifact_store_for(self.uri)
-        cls = load_source(self.materializer)
-        return cls(self.uri, store).load(load_source(self.data_type))
+        roots = self._client.source_roots()
+        cls = trusted_materializer(self.materializer, allow_unsafe=allow_unsafe, roots=roots)
+        if data_type is None:
+            data_type = trusted_type(self.data_type, roots=roots, also=cls.ASSOCIATED_TYPES)
+        if not store.exists(self.uri):
+            from conveyor.exceptions import StoreError
+
+            raise StoreError(
+                f"the files of artifact {self.name} v{self.version} are gone from {self.uri}",
+                "run the step that made it again (conveyor gc removed them, or they were deleted)",
+            )
+        return cls(self.uri, store).load(data_type)
 
     def __repr__(self) -> str:
         return f"<artifact {self.name} v{self.version} {self.data_type}>"
@@ -88,13 +119,30 @@ class StepRunView:
     cached = property(lambda self: self.record.cached)
     started = property(lambda self: self.record.started)
     ended = property(lambda self: self.record.ended)
-    parameters = property(lambda self: self.record.parameters)
     source = property(lambda self: self.record.source)
     code_hash = property(lambda self: self.record.code_hash)
     error = property(lambda self: self.record.error)
     attempts = property(lambda self: self.record.attempts)
     cache_key = property(lambda self: self.record.cache_key)
     image = property(lambda self: self.record.image)
+
+    @cached_property
+    def parameters(self) -> dict[str, Any]:
+        """The parameters the step ran with (the deployment's, with the run's overrides)."""
+        from conveyor.ir import ParameterInput
+
+        run = self._client.store.get_run(self.record.run_id)
+        deployment = self._client.deployment(run.deployment_id)
+        try:
+            step = deployment.pipeline.step(self.step_id)
+        except KeyError:
+            return dict(self.record.parameters)
+        params = {}
+        for name, inp in step.inputs.items():
+            if isinstance(inp, ParameterInput):
+                linked = inp.pipeline_parameter
+                params[name] = run.parameters.get(linked, inp.value) if linked else inp.value
+        return {**params, **self.record.parameters}
 
     @cached_property
     def inputs(self) -> dict[str, ArtifactView]:
@@ -123,7 +171,11 @@ class StepRunView:
         return next(iter(outs.values()))
 
     def logs(self) -> str:
-        """What the step printed and logged (with the traceback if it failed)."""
+        """What the step printed and logged (with the traceback if it failed).
+
+        Raises:
+            StoreError: the record points outside every registered artifact store.
+        """
         uri = self.record.logs_uri
         if not uri:
             return ""
@@ -150,7 +202,6 @@ class PipelineRunView:
     created = property(lambda self: self.record.created)
     started = property(lambda self: self.record.started)
     ended = property(lambda self: self.record.ended)
-    parameters = property(lambda self: self.record.parameters)
     stack_name = property(lambda self: self.record.stack_name)
     orchestrator = property(lambda self: self.record.orchestrator)
     orchestrator_run_id = property(lambda self: self.record.orchestrator_run_id)
@@ -165,14 +216,16 @@ class PipelineRunView:
         return self._client.store.get_pipeline(self.record.pipeline_id).name
 
     @cached_property
+    def parameters(self) -> dict[str, Any]:
+        """The pipeline parameters of the run: the deployment's, with the run's overrides."""
+        deployment = self._client.deployment(self.deployment_id)
+        return {**deployment.pipeline.parameters, **self.record.parameters}
+
+    @cached_property
     def steps(self) -> dict[str, StepRunView]:
         """``{step id: step run}`` in pipeline order."""
-        from conveyor.ir import load_deployment
-
         records = {r.step_id: r for r in self._client.store.list_step_runs(self.id)}
-        order = [
-            s.id for s in load_deployment(self._client.store.get_deployment_json(self.deployment_id)).pipeline.steps
-        ]
+        order = [s.id for s in self._client.deployment(self.deployment_id).pipeline.steps]
         ordered = [sid for sid in order if sid in records] + [sid for sid in records if sid not in order]
         return {sid: StepRunView(self._client, records[sid]) for sid in ordered}
 
@@ -230,11 +283,16 @@ class Client:
 
         self.repository = repository or Repository.current()
         self._stores: dict[str, ArtifactStore] = {}
+        self._deployments: dict[str, Deployment] = {}
 
     @cached_property
     def store(self) -> MetadataStore:
-        """The metadata store."""
-        return self.repository.store()
+        """The metadata store (runs whose driver on this machine was killed are settled as it opens)."""
+        from conveyor._repository import settle_dead_runs
+
+        store = self.repository.store()
+        settle_dead_runs(store)
+        return store
 
     # -- pipelines, runs, artifacts --------------------------------------------------
     def get_pipeline(self, name: str) -> PipelineView:
@@ -263,27 +321,51 @@ class Client:
         return [ArtifactView(self, a) for a in self.store.list_artifacts(name)]
 
     def artifact_store_for(self, uri: str) -> ArtifactStore:
-        """An artifact store that can read ``uri`` (configured from the stack that wrote it)."""
-        from conveyor.stack import flavors
-        from conveyor.stores import ArtifactStore, LocalArtifactStore
+        """The registered artifact store that holds ``uri`` (configured from its component).
 
-        for prefix, store in self._stores.items():
-            if uri.startswith(prefix):
+        Raises:
+            StoreError: no registered artifact store holds ``uri`` (a record that
+                points elsewhere is refused, never read).
+        """
+        from conveyor.stack import flavors
+
+        for store in self._stores.values():
+            if store.contains(uri):
                 return store
         best: tuple[int, ComponentRecord] | None = None
         for comp in self.store.list_components("artifact_store"):
-            path = str(comp.config.get("path", ""))
-            if path and uri.startswith(path.rstrip("/")) and (best is None or len(path) > best[0]):
-                best = (len(path), comp)
+            path = str(comp.config.get("path", "")).rstrip("/")
+            if path and (best is None or len(path) > best[0]):
+                if "://" not in path:
+                    path = os.path.abspath(os.path.expanduser(path))
+                if uri == path or uri.startswith(path + ("/" if "://" in path else os.sep)):
+                    best = (len(path), comp)
         if best is not None:
             comp = best[1]
             flavor = flavors.get("artifact_store", comp.flavor)
-            from conveyor.stack import resolve_config
+            store = flavor.build(comp.name, dict(comp.config))
+            if store.contains(uri):
+                self._stores[comp.name] = store
+                return store
+        from conveyor.exceptions import StoreError
 
-            store = flavor.create(comp.name, flavor.config_class.model_validate(resolve_config(dict(comp.config))))
-            self._stores[str(comp.config["path"]).rstrip("/")] = store
-            return store
-        return ArtifactStore(uri.rsplit("/", 1)[0]) if "://" in uri else LocalArtifactStore("/")
+        raise StoreError(
+            f"{uri!r} is in no registered artifact store",
+            "records point only into artifact stores; this one was changed by hand or its store was deleted",
+        )
+
+    def deployment(self, deployment_id: str) -> Deployment:
+        """A stored deployment (read once per client)."""
+        from conveyor.ir import load_deployment
+
+        found = self._deployments.get(deployment_id)
+        if found is None:
+            found = self._deployments[deployment_id] = load_deployment(self.store.get_deployment_json(deployment_id))
+        return found
+
+    def source_roots(self) -> list[str]:
+        """Folders of this project's own code: the repository's and the working folder."""
+        return [str(self.repository.root), os.getcwd()]
 
     # -- stacks and components -------------------------------------------------------
     def register_component(

@@ -3,7 +3,16 @@
 from conveyor.dsl._pipeline import ENTRYPOINT_ENV, Pipeline, pipeline
 from conveyor.dsl._step import Step, step
 from conveyor.dsl._tracing import StepOutput, StepOutputs
-from conveyor.dsl._types import SINGLE_OUTPUT, is_compatible, parse_outputs, runtime_type, type_name
+from conveyor.dsl._types import (
+    SINGLE_OUTPUT,
+    is_compatible,
+    parameter_adapter,
+    parameter_problem,
+    parse_outputs,
+    runtime_type,
+    type_name,
+    value_matches,
+)
 
 __all__ = [
     "ENTRYPOINT_ENV",
@@ -13,9 +22,12 @@ __all__ = [
     "StepOutput",
     "StepOutputs",
     "is_compatible",
+    "parameter_adapter",
+    "parameter_problem",
     "parse_outputs",
     "pipeline",
     "runtime_type",
     "step",
     "type_name",
+    "value_matches",
 ]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
-from conveyor.exceptions import ConfigError
-from conveyor.ir import ResourceSettings, Schedule
+from conveyor.exceptions import ConfigError, config_error
+from conveyor.ir import ResourceSettings, Schedule, run_name_template_problem, shown
 
 
 class StepRunConfig(BaseModel):
@@ -40,6 +40,15 @@ class RunConfig(BaseModel):
     schedule: Schedule | None = None
     steps: dict[str, StepRunConfig] = {}
 
+    @field_validator("run_name")
+    @classmethod
+    def _run_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = run_name_template_problem(value)
+            if problem is not None:
+                raise ValueError(f"run_name {shown(value)} {problem}")
+        return value
+
 
 def load_run_config(path: str | Path) -> RunConfig:
     """Read and validate a YAML run config.
@@ -67,15 +76,12 @@ def load_run_config(path: str | Path) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"run config {path}: {_first_error(exc)}") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        return f"unknown key {loc!r}"
-    return f"{loc}: {err['msg']}"
+        loc = exc.errors()[0]["loc"]
+        known: type[BaseModel] = StepRunConfig if len(loc) > 2 and loc[0] == "steps" else RunConfig
+        error = config_error(exc, f"run config {path}", kind="key", known=known)
+        if known is RunConfig and len(loc) == 1 and error.hint and not error.hint.startswith("did you mean"):
+            error = ConfigError(error.message, f"pipeline parameters go under parameters: ({error.hint})")
+        raise error from None
 
 
 def merge_run_configs(base: RunConfig | None, override: RunConfig) -> RunConfig:

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor._source import code_hash, source_of, source_root_of
 from conveyor.constants import ENV_STEP_ENTRYPOINT
-from conveyor.dsl._step import Step
-from conveyor.dsl._tracing import PipelineBuilder, mark_pipeline_parameter, to_json_value
-from conveyor.dsl._types import type_name
-from conveyor.exceptions import ConfigError, DefinitionError, PipelineGraphError
+from conveyor.dsl._step import Step, check_definition_name
+from conveyor.dsl._tracing import PipelineBuilder, check_parameter, mark_pipeline_parameter, to_json_value
+from conveyor.dsl._types import parameter_problem, type_name
+from conveyor.exceptions import ConfigError, DefinitionError, PipelineGraphError, config_error
+from conveyor.ir import shown
 
 if TYPE_CHECKING:
     from conveyor.dsl._config import RunConfig
@@ -38,7 +39,7 @@ class Pipeline:
         settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.func = func
-        self.name = name or func.__name__
+        self.name = check_definition_name(name or func.__name__, "pipeline name")
         self.enable_cache = enable_cache
         self.settings: dict[str, Any] = dict(settings or {})
         self.signature = inspect.signature(func)
@@ -88,8 +89,8 @@ class Pipeline:
         if direct:
             try:
                 config = merge_run_configs(config, RunConfig.model_validate(direct))
-            except Exception as exc:  # pydantic ValidationError, kept to one line
-                raise ConfigError(f"pipeline {self.name!r} options: {exc}".splitlines()[0]) from None
+            except ValueError as exc:  # pydantic's ValidationError
+                raise config_error(exc, f"pipeline {self.name!r} options", known=RunConfig) from None
         clone.run_config = config
         clone.stack = stack if stack is not None else self.stack
         return clone
@@ -123,7 +124,17 @@ class Pipeline:
         missing = [p for p, v in params.items() if v is inspect.Parameter.empty]
         if missing:
             raise PipelineGraphError(f"pipeline {self.name!r} is missing parameter {missing[0]!r}")
-        json_params = {k: to_json_value(v, f"parameter {k!r} of pipeline {self.name!r}") for k, v in params.items()}
+        json_params = {}
+        for k, v in params.items():
+            where = f"parameter {k!r} of pipeline {self.name!r}"
+            json_params[k] = check_parameter(to_json_value(v, where), where)
+            annotation = self._annotations().get(k)
+            problem = None if annotation is None else parameter_problem(annotation, json_params[k])
+            if problem is not None:
+                raise DefinitionError(
+                    f"{where} is {shown(json_params[k])}, which is not a valid {type_name(annotation)}: {problem}",
+                    "pass a value of the annotated type",
+                )
         marked = {k: mark_pipeline_parameter(v) for k, v in params.items()}
         with PipelineBuilder(marked) as builder:
             self.func(**marked)
@@ -148,13 +159,24 @@ class Pipeline:
             source = source_of(self.func)
         except DefinitionError:
             source = None
-        return PipelineIR(
-            name=self.name,
-            source=source,
-            parameters=json_params,
-            steps=steps,
-            settings=PipelineSettings(enable_cache=enable_cache, extra=extra),
-        )
+        try:
+            return PipelineIR(
+                name=self.name,
+                source=source,
+                parameters=json_params,
+                steps=steps,
+                settings=PipelineSettings(enable_cache=enable_cache, extra=extra),
+            )
+        except ValueError as exc:  # pydantic's ValidationError: a name the IR refuses
+            raise config_error(exc, f"pipeline {self.name!r}", error=DefinitionError) from None
+
+    def _annotations(self) -> dict[str, Any]:
+        import typing
+
+        try:
+            return typing.get_type_hints(self.func, include_extras=True)
+        except Exception:  # noqa: BLE001 - annotations that do not resolve are not checked
+            return {}
 
     def source_root(self) -> Path | None:
         """The folder holding the pipeline's code, put on ``sys.path`` by step processes."""
@@ -216,6 +238,16 @@ def _step_ir(inv: Any, config: Any) -> Any:
                 )
             if getattr(inputs.get(pname), "kind", None) == "artifact":
                 raise ConfigError(f"run config sets {inv.id}.{pname}, which is fed by another step's output")
+            where = f"run config parameter {pname!r} of step {inv.id!r}"
+            try:
+                value = check_parameter(to_json_value(value, where), where)
+            except DefinitionError as exc:
+                raise ConfigError(exc.message, exc.hint) from None
+            problem = parameter_problem(step.input_types[pname], value)
+            if problem is not None:
+                raise ConfigError(
+                    f"{where} is {shown(value)}, which is not a valid {type_name(step.input_types[pname])}: {problem}"
+                )
             inputs[pname] = ParameterInput(value=value)
         for key, value in config.settings.items():
             extra[key] = {**extra.get(key, {}), **value}

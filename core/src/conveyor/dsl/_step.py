@@ -14,11 +14,13 @@ from conveyor.dsl._tracing import (
     InvocationHandle,
     StepOutput,
     StepOutputs,
+    check_parameter,
     current_builder,
     to_json_value,
 )
-from conveyor.dsl._types import is_compatible, parse_outputs, type_name
+from conveyor.dsl._types import is_compatible, parameter_problem, parse_outputs, type_name
 from conveyor.exceptions import DefinitionError, PipelineGraphError
+from conveyor.ir import NAME_RULE, output_name_problem, shown
 
 # Options a user may give to @step and step.with_options, with their defaults.
 _SETTING_KEYS = (
@@ -51,7 +53,7 @@ class Step:
         invocation_id: str | None = None,
     ) -> None:
         self.func = func
-        self.name = name or func.__name__
+        self.name = check_definition_name(name or func.__name__, "step name")
         self.options: dict[str, Any] = dict(options or {})
         self.settings: dict[str, Any] = dict(settings or {})
         self.invocation_id = invocation_id
@@ -76,6 +78,10 @@ class Step:
             )
         self.input_types: dict[str, Any] = {p: hints[p] for p in self.signature.parameters}
         self.output_types: dict[str, Any] = parse_outputs(self.name, hints["return"])
+        for output in self.output_types:
+            problem = output_name_problem(output)
+            if problem is not None:
+                raise DefinitionError(f"step {self.name!r}: output name {shown(output)} {problem}", NAME_RULE)
         self.output_materializers = _normalize_materializers(self.name, self.output_types, output_materializers)
 
     # -- options ---------------------------------------------------------------------
@@ -107,7 +113,7 @@ class Step:
         clone.settings = {**self.settings, **dict(settings or {})}
         if output_materializers is not None:
             clone.output_materializers = _normalize_materializers(self.name, self.output_types, output_materializers)
-        clone.invocation_id = id if id is not None else self.invocation_id
+        clone.invocation_id = check_definition_name(id, "step id") if id is not None else self.invocation_id
         return clone
 
     # -- calling ---------------------------------------------------------------------
@@ -152,10 +158,18 @@ class Step:
                     "use .after() to order steps without passing data",
                 )
             else:
-                json_value = to_json_value(value, f"parameter {pname!r} of step {inv_id!r}")
-                inputs[pname] = ParameterInput(
-                    value=json_value, pipeline_parameter=builder.pipeline_parameter_of(value)
-                )
+                where = f"parameter {pname!r} of step {inv_id!r}"
+                json_value = check_parameter(to_json_value(value, where), where)
+                source = builder.pipeline_parameter_of(value)
+                problem = parameter_problem(expected, json_value)
+                if problem is not None:
+                    subject = f"pipeline parameter {source!r}" if source else f"parameter {pname!r}"
+                    raise DefinitionError(
+                        f"{subject} is {shown(json_value)}, but step {inv_id!r} needs a "
+                        f"{type_name(expected)} for {pname!r}: {problem}",
+                        "pass a value of the annotated type",
+                    )
+                inputs[pname] = ParameterInput(value=json_value, pipeline_parameter=source)
         builder.add(Invocation(id=inv_id, step=self, inputs=inputs))
         if not self.output_types:
             return InvocationHandle(inv_id)
@@ -168,6 +182,16 @@ class Step:
 
     def __repr__(self) -> str:
         return f"<step {self.name}>"
+
+
+def check_definition_name(name: str, what: str) -> str:
+    """Return ``name`` if it follows the naming rule, else raise a one-line DefinitionError."""
+    from conveyor.ir import name_problem
+
+    problem = name_problem(name)
+    if problem is not None:
+        raise DefinitionError(f"{what} {shown(name) if isinstance(name, str) else repr(name)} {problem}", NAME_RULE)
+    return name
 
 
 def _bind_message(exc: TypeError) -> str:

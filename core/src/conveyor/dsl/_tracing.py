@@ -190,6 +190,9 @@ class PipelineBuilder:
 
     def new_id(self, step: Step, wanted: str | None) -> str:
         if wanted is not None:
+            from conveyor.dsl._step import check_definition_name
+
+            check_definition_name(wanted, "step id")
             if wanted in self.invocations:
                 raise PipelineGraphError(f"two step calls use the id {wanted!r}", "give each call its own id")
             return wanted
@@ -248,6 +251,27 @@ def _find_cycle(upstream: dict[str, set[str]], nodes: list[str]) -> str:
             return " -> ".join(reversed(cycle))
         path.append(nxt)
         current = nxt
+
+
+MAX_PARAMETER_BYTES = 1 << 20
+"""The largest parameter (as canonical JSON): larger values belong in artifacts."""
+
+
+def check_parameter(value: Any, where: str) -> Any:
+    """Return a JSON parameter value unless it is over :data:`MAX_PARAMETER_BYTES`.
+
+    Raises:
+        DefinitionError: the value is too large for a parameter.
+    """
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    size = len(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_PARAMETER_BYTES:
+        raise DefinitionError(
+            f"{where} is {size / (1 << 20):.1f} MiB of JSON; parameters are at most 1 MiB",
+            "pass large values as artifacts: return them from a step and take them as its output",
+        )
+    return value
 
 
 def json_dumps_check(value: Any) -> None:

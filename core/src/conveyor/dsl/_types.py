@@ -109,3 +109,90 @@ def is_compatible(produced: Any, expected: Any) -> bool:
     if len(p_args) != len(e_args):
         return Ellipsis in p_args or Ellipsis in e_args
     return all(a is Ellipsis or b is Ellipsis or is_compatible(a, b) for a, b in zip(p_args, e_args, strict=True))
+
+
+_ELEMENTS_CHECKED = 10_000
+"""How many elements of a returned container are checked against its element type."""
+
+
+def value_matches(tp: Any, value: Any) -> bool:
+    """Whether a returned value fits its annotation (containers: their first 10,000 elements)."""
+    base, _ = _strip_annotated(tp)
+    if base is Any or isinstance(base, typing.TypeVar):
+        return True
+    if base is None or base is type(None):
+        return value is None
+    origin = get_origin(base)
+    args = get_args(base)
+    if origin is Union or origin is types.UnionType:
+        return any(value_matches(member, value) for member in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin is not None:
+        if not _isinstance(value, origin):
+            return False
+        return _elements_match(origin, args, value)
+    if base is float or base is complex:
+        # The numeric tower: an int is a fine float, a float a fine complex.
+        allowed = (int, float) if base is float else (int, float, complex)
+        return isinstance(value, allowed) and not isinstance(value, bool)
+    return _isinstance(value, base)
+
+
+def _isinstance(value: Any, cls: Any) -> bool:
+    try:
+        return isinstance(value, cls)
+    except TypeError:
+        return True  # a protocol or special form that cannot be checked at run time
+
+
+def _elements_match(origin: Any, args: tuple[Any, ...], value: Any) -> bool:
+    import itertools
+
+    if not args:
+        return True
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(value_matches(args[0], v) for v in itertools.islice(value, _ELEMENTS_CHECKED))
+        return len(value) == len(args) and all(value_matches(a, v) for a, v in zip(args, value, strict=True))
+    if isinstance(value, dict) and len(args) == 2:
+        pairs = itertools.islice(value.items(), _ELEMENTS_CHECKED)
+        return all(value_matches(args[0], k) and value_matches(args[1], v) for k, v in pairs)
+    if isinstance(value, (list, set, frozenset)) and len(args) == 1:
+        return all(value_matches(args[0], v) for v in itertools.islice(value, _ELEMENTS_CHECKED))
+    return True
+
+
+_adapters: dict[Any, Any] = {}
+
+
+def parameter_adapter(annotation: Any) -> Any:
+    """A cached pydantic ``TypeAdapter`` that validates parameter values for an annotation."""
+    try:
+        adapter = _adapters.get(annotation)
+    except TypeError:  # unhashable annotation
+        adapter = None
+    if adapter is None:
+        from pydantic import TypeAdapter
+
+        adapter = TypeAdapter(annotation)
+        try:
+            _adapters[annotation] = adapter
+        except TypeError:
+            pass
+    return adapter
+
+
+def parameter_problem(annotation: Any, value: Any) -> str | None:
+    """Why a JSON parameter value does not fit an annotation, or None when it does."""
+    if annotation is Any:
+        return None
+    from pydantic import ValidationError
+
+    try:
+        parameter_adapter(annotation).validate_python(value)
+    except ValidationError as exc:
+        return str(exc.errors()[0]["msg"])
+    except Exception:  # noqa: BLE001 - an annotation pydantic cannot build a validator for
+        return None
+    return None

@@ -1,27 +1,15 @@
 """The pipeline IR: plain, frozen, JSON round-trip stable data.
 
 Adapters compile a :class:`Deployment`; the step entrypoint runs one step of
-it. Nothing here imports an engine or the rest of conveyor.
+it. Nothing here imports an engine or the rest of conveyor. The naming rule
+(:func:`name_problem`) imports nothing at all; the models load pydantic on
+first use.
 """
 
-from conveyor.ir._models import (
-    IR_VERSION,
-    ArtifactInput,
-    ComponentIR,
-    Deployment,
-    OutputSpec,
-    ParameterInput,
-    PipelineIR,
-    PipelineSettings,
-    ResourceSettings,
-    Schedule,
-    StackIR,
-    StepInput,
-    StepIR,
-    StepSettings,
-    canonical_json,
-    load_deployment,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from conveyor.ir._names import (
     MAX_NAME_BYTES,
     NAME_RULE,
@@ -33,6 +21,25 @@ from conveyor.ir._names import (
     output_name_problem,
     run_name_template_problem,
     shown,
+)
+
+_MODELS = (
+    "IR_VERSION",
+    "ArtifactInput",
+    "ComponentIR",
+    "Deployment",
+    "OutputSpec",
+    "ParameterInput",
+    "PipelineIR",
+    "PipelineSettings",
+    "ResourceSettings",
+    "Schedule",
+    "StackIR",
+    "StepIR",
+    "StepInput",
+    "StepSettings",
+    "canonical_json",
+    "load_deployment",
 )
 
 __all__ = [
@@ -63,3 +70,37 @@ __all__ = [
     "run_name_template_problem",
     "shown",
 ]
+
+if TYPE_CHECKING:
+    from conveyor.ir._models import (
+        IR_VERSION,
+        ArtifactInput,
+        ComponentIR,
+        Deployment,
+        OutputSpec,
+        ParameterInput,
+        PipelineIR,
+        PipelineSettings,
+        ResourceSettings,
+        Schedule,
+        StackIR,
+        StepInput,
+        StepIR,
+        StepSettings,
+        canonical_json,
+        load_deployment,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODELS:
+        raise AttributeError(f"module 'conveyor.ir' has no attribute {name!r}")
+    from conveyor.ir import _models
+
+    value = getattr(_models, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -20,8 +20,8 @@ NAME_RULE = (
 _PUNCTUATION = frozenset("_-. ")
 
 
-def shown(value: str, limit: int = 60) -> str:
-    """``repr`` of a name, cut to ``limit`` characters for an error line."""
+def shown(value: object, limit: int = 60) -> str:
+    """``repr`` of a name (or any value), cut to ``limit`` characters for an error line."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1]}"
 

@@ -7,6 +7,7 @@ from conveyor.materializers._builtin import (
     PickleMaterializer,
     PydanticMaterializer,
 )
+from conveyor.materializers._trust import trusted_materializer, trusted_type
 
 __all__ = [
     "BaseMaterializer",
@@ -16,4 +17,6 @@ __all__ = [
     "PickleMaterializer",
     "PydanticMaterializer",
     "registry",
+    "trusted_materializer",
+    "trusted_type",
 ]

@@ -27,6 +27,8 @@ class BaseMaterializer:
 
     ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = ()
     ARTIFACT_TYPE: ClassVar[str] = "data"
+    UNSAFE: ClassVar[bool] = False
+    """Loading runs code the artifact's files carry (pickle): only where the loader opted in."""
 
     def __init__(self, uri: str, artifact_store: ArtifactStore) -> None:
         self.uri = uri
@@ -91,6 +93,14 @@ class MaterializerRegistry:
 
             self._entry_points = {ep.name: ep for ep in entry_points(group=MATERIALIZERS_GROUP)}
         return self._entry_points
+
+    def entry_points(self) -> dict[str, Any]:
+        """The installed materializer entry points, by the type name they handle."""
+        return dict(self._discover())
+
+    def known(self) -> list[type[BaseMaterializer]]:
+        """Materializer classes registered in this process (by subclassing or loaded from entry points)."""
+        return list(set(self._by_type.values()))
 
     def _from_entry_point(self, name: str) -> type[BaseMaterializer] | None:
         ep = self._discover().get(name)

@@ -152,6 +152,7 @@ class PickleMaterializer(BaseMaterializer):
     """
 
     ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = ()
+    UNSAFE = True
 
     def save(self, data: Any) -> None:
         warnings.warn(

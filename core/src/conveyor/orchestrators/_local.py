@@ -213,7 +213,7 @@ class LocalScheduler:
         failures: dict[str, BaseException] = {}
         skipped: set[str] = set()
         try:
-            with _sigterm_as_interrupt():
+            with _sigterm_as_interrupt(), self._masking():
                 while waiting or running:
                     for sid in list(waiting):
                         if len(running) >= self.config.max_workers:
@@ -265,6 +265,16 @@ class LocalScheduler:
             raise StepFailedError(f"step {first!r} failed: {exc} (run {run.name!r})") from exc
         store.settle_run(run.id, RunStatus.COMPLETED)
 
+    def _masking(self) -> contextlib.AbstractContextManager[None]:
+        # Steps that resolve secrets in this process: whatever they write to the raw file
+        # descriptors (children, C code) is masked on its way to the terminal too.
+        in_threads = [s for s in self.pipeline.steps if not self._uses_process(s) and s.settings.step_operator is None]
+        if any(s.settings.secrets for s in in_threads):
+            from conveyor.runtime import mask_file_descriptors
+
+            return mask_file_descriptors()
+        return contextlib.nullcontext()
+
     def _next_result(self) -> tuple[str, BaseException | None]:
         # A timeout keeps the main thread responsive to Ctrl-C.
         while True:
@@ -274,11 +284,16 @@ class LocalScheduler:
                 continue
 
     def _stop(self) -> None:
+        from conveyor._repository import remove_temporary_folders
+
         self.stopping.set()
         self.stop_running()
         self.env.store.settle_run(
             self.env.run.id, RunStatus.STOPPED, error="stopped by Ctrl-C or SIGTERM", running_steps=RunStatus.STOPPED
         )
+        # Saves cut short in this process's threads leave their temporary folders behind.
+        with contextlib.suppress(Exception):
+            remove_temporary_folders(self.env.store, self.env.run, self.env.deployment)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

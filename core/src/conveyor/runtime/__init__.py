@@ -7,6 +7,7 @@ runs their engine ended with :func:`settle_after_engine`.
 
 from conveyor.runtime._context import StepContext, get_step_context
 from conveyor.runtime._executor import RunEnvironment, cache_key, execute_step, finalize_run, set_secret_loader
+from conveyor.runtime._logs import mask_file_descriptors
 from conveyor.runtime._main import finish_command, main, step_command
 from conveyor.runtime._runs import (
     check_run_name_template,
@@ -28,6 +29,7 @@ __all__ = [
     "get_step_context",
     "main",
     "make_run_name",
+    "mask_file_descriptors",
     "set_secret_loader",
     "settle_after_engine",
     "start_run",

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from conveyor._source import load_source, source_of
-from conveyor.dsl import SINGLE_OUTPUT, Step, runtime_type
-from conveyor.exceptions import ConveyorError, MaterializerError, RunSettledError, StepFailedError
-from conveyor.ir import ArtifactInput, Deployment, ParameterInput, StepIR, canonical_json
+from conveyor.constants import ENV_SOURCE_ROOT
+from conveyor.dsl import SINGLE_OUTPUT, Step, parameter_adapter, runtime_type, type_name, value_matches
+from conveyor.exceptions import ConfigError, ConveyorError, RunSettledError, StepFailedError
+from conveyor.ir import ArtifactInput, Deployment, ParameterInput, StepIR, canonical_json, shown
 from conveyor.materializers import registry
 from conveyor.runtime._context import StepContext, reset_step_context, set_step_context
 from conveyor.runtime._logs import capture_logs
@@ -60,27 +63,30 @@ class RunEnvironment:
         return self.run.pid is not None
 
 
-_adapters: dict[Any, Any] = {}
+def _parameters(step: StepIR, step_obj: Step, params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as the step's annotations want them.
 
+    They arrive as JSON (from some engines with ints as floats, or as text
+    from a UI); a value that does not fit fails the step, naming the parameter.
+    """
+    from pydantic import ValidationError
 
-def _coerce(annotation: Any, value: Any) -> Any:
-    # Parameters arrive as JSON (and from some engines with ints as floats):
-    # validate them back into the annotated type.
-    if annotation is Any:
-        return value
-    try:
-        adapter = _adapters.get(annotation)
-    except TypeError:  # unhashable annotation
-        adapter = None
-    if adapter is None:
-        from pydantic import TypeAdapter
-
-        adapter = TypeAdapter(annotation)
+    out = {}
+    for name, value in params.items():
+        annotation = step_obj.input_types[name]
+        if annotation is Any:
+            out[name] = value
+            continue
         try:
-            _adapters[annotation] = adapter
-        except TypeError:
-            pass
-    return adapter.validate_python(value)
+            out[name] = parameter_adapter(annotation).validate_python(value)
+        except ValidationError as exc:
+            problem = str(exc.errors()[0]["msg"])
+            raise ConfigError(
+                f"parameter {name!r} of step {step.id!r} is {shown(value)}, which is not a valid "
+                f"{type_name(annotation)}: {problem}",
+                "pass a value of the annotated type",
+            ) from None
+    return out
 
 
 def _step_object(step: StepIR) -> Step:
@@ -113,7 +119,14 @@ def cache_key(
     materializers: dict[str, str],
     image: str | None,
 ) -> str:
-    """The content-based, stack-independent key of a step's result."""
+    """The content-based, stack-independent key of a step's result.
+
+    It holds the step's code, parameters, the content hashes of its inputs,
+    its output materializers, the image it runs in, and its environment
+    variables as written: a ``{{secret.key}}`` reference, not the secret's
+    value (values must not reach the store, and a rotated credential does
+    not change what a step computes).
+    """
     data = {
         "source": step.source,
         "code": step.code_hash,
@@ -122,6 +135,8 @@ def cache_key(
         "materializers": materializers,
         "image": image,
     }
+    if step.settings.environment:
+        data["environment"] = step.settings.environment
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
@@ -150,20 +165,66 @@ def _resolve_inputs(env: RunEnvironment, step: StepIR) -> tuple[dict[str, Any], 
 
 def _cache_hit(env: RunEnvironment, key: str) -> tuple[StepRunRecord, dict[str, ArtifactRecord]] | None:
     store = env.artifact_store
-    root = store.path.rstrip("/")
     for record, outputs in env.store.find_cached(key):
-        # A hit must be readable from this stack's store, and its bytes must still be there.
-        if all(a.uri.startswith(root) and store.exists(a.uri) for a in outputs.values()):
+        # A hit must be readable from this stack's store, and every file of it still there, whole.
+        if all(_intact(store, a) for a in outputs.values()):
             return record, outputs
     return None
 
 
-def _load_artifact(store: ArtifactStore, record: ArtifactRecord, annotation: Any) -> Any:
-    cls = load_source(record.materializer)
+def _intact(store: ArtifactStore, artifact: ArtifactRecord) -> bool:
+    if not store.contains(artifact.uri):
+        return False
+    if artifact.manifest is None:  # saved before manifests were recorded
+        return store.exists(artifact.uri)
+    found = store.manifest(artifact.uri)
+    if found == artifact.manifest:
+        return True
+    missing = sorted(set(artifact.manifest) - set(found))
+    changed = sorted(n for n in artifact.manifest if n in found and found[n] != artifact.manifest[n])
+    what = (
+        f"{missing[0]!r} is missing" if missing else f"{changed[0]!r} changed size" if changed else "it has extra files"
+    )
+    print(
+        f"conveyor: cached artifact {artifact.name} v{artifact.version} at {artifact.uri} is damaged ({what}); "
+        "running the step again",
+        file=sys.stderr,
+    )
+    return False
+
+
+def _source_roots() -> list[str]:
+    roots = [os.getcwd()]
+    root = os.environ.get(ENV_SOURCE_ROOT)
+    if root:
+        roots.append(root)
+    return roots
+
+
+def _load_artifact(env: RunEnvironment, step: StepIR, name: str, record: ArtifactRecord, annotation: Any) -> Any:
+    from conveyor.materializers import trusted_materializer, trusted_type
+
+    inp = step.inputs[name]
+    declared = set()
+    if isinstance(inp, ArtifactInput):
+        spec = env.deployment.pipeline.step(inp.step).outputs.get(inp.output)
+        if spec is not None and spec.materializer:
+            declared.add(spec.materializer)  # this pipeline chose it for that output
+    roots = _source_roots()
+    cls = trusted_materializer(record.materializer, declared=declared, roots=roots)
     data_type = runtime_type(annotation)
     if data_type is Any:
-        data_type = load_source(record.data_type)
-    return cls(record.uri, store).load(data_type)
+        data_type = trusted_type(record.data_type, roots=roots, also=cls.ASSOCIATED_TYPES)
+    return cls(env.artifact_store.check_inside(record.uri), env.artifact_store).load(data_type)
+
+
+def _check_output(step: StepIR, name: str, value: Any, annotation: Any) -> None:
+    if not value_matches(annotation, value):
+        raise ConfigError(
+            f"step {step.id!r} returned a {type(value).__name__} for output {name!r}, which is declared "
+            f"{type_name(annotation)}",
+            "return a value of the declared type, or change the annotation",
+        )
 
 
 def _split_outputs(step: StepIR, step_obj: Step, result: Any) -> dict[str, Any]:
@@ -194,6 +255,7 @@ def _save_output(
     content_hash = store.content_hash(tmp)
     metadata = materializer.extract_metadata(value) or {}
     visualizations = {_relative(k, tmp): v for k, v in (materializer.save_visualizations(value) or {}).items()}
+    manifest = store.manifest(tmp)
     store.commit(tmp, uri)
     written[-1] = uri
     data_type = type(value)
@@ -205,6 +267,7 @@ def _save_output(
         "content_hash": content_hash,
         "metadata": metadata,
         "visualizations": visualizations,
+        "manifest": manifest,
     }
 
 
@@ -243,11 +306,13 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
     params, input_artifacts = _resolve_inputs(env, step)
     materializers = {o: _output_materializer_source(step, step_obj, o) for o in step.outputs}
     key = cache_key(step, params, input_artifacts, materializers, env.image)
+    written_params = {n: i.value for n, i in step.inputs.items() if isinstance(i, ParameterInput)}
     common = {
         "step_name": step.name,
         "source": step.source,
         "code_hash": step.code_hash,
-        "parameters": params,
+        # The deployment holds the parameters; a step run records only what the run changed.
+        "parameters": {k: v for k, v in params.items() if written_params.get(k) != v},
         "cache_key": key,
         "image": env.image,
     }
@@ -290,12 +355,13 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
     logs_uri = store.join(deployment.pipeline.name, step.id, env.run.name, "logs.txt")
     step_run = env.store.start_step_run(env.run.id, step_id, require_running=env.owned, logs_uri=logs_uri, **common)
     written: list[str] = []
+    failure: BaseException | None = None
     with capture_logs() as log:
         token = None
         try:
-            kwargs = {name: _coerce(step_obj.input_types[name], value) for name, value in params.items()}
+            kwargs = _parameters(step, step_obj, params)
             for name, record in input_artifacts.items():
-                kwargs[name] = _load_artifact(store, record, step_obj.input_types[name])
+                kwargs[name] = _load_artifact(env, step, name, record, step_obj.input_types[name])
             ctx = StepContext(
                 pipeline_name=deployment.pipeline.name,
                 run_id=env.run.id,
@@ -311,6 +377,8 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
             reset_step_context(token)
             token = None
             values = _split_outputs(step, step_obj, result)
+            for name, value in values.items():
+                _check_output(step, name, value, step_obj.output_types[name])
             new_artifacts = {
                 name: _save_output(env, step, name, value, materializers[name], written)
                 for name, value in values.items()
@@ -321,16 +389,17 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
             for uri in written:
                 store.rmtree(uri)  # nothing half-written or unregistered stays behind
             log.write(traceback.format_exc())
-            _write_logs(store, logs_uri, log.getvalue())
-            status = RunStatus.STOPPED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
-            message = _error_line(exc)
-            env.store.finish_step_run(step_run.id, status, inputs=input_ids, error=message)
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            if isinstance(exc, MaterializerError):
-                raise StepFailedError(f"step {step.id!r} failed: {exc.message}", exc.hint) from exc
-            raise StepFailedError(f"step {step.id!r} failed: {message}") from exc
-        _write_logs(store, logs_uri, log.getvalue())
+            failure = exc
+    _write_logs(store, logs_uri, log.getvalue())
+    if failure is not None:
+        status = RunStatus.STOPPED if isinstance(failure, KeyboardInterrupt) else RunStatus.FAILED
+        message = _error_line(failure)
+        env.store.finish_step_run(step_run.id, status, inputs=input_ids, error=message)
+        if isinstance(failure, (KeyboardInterrupt, SystemExit)):
+            raise failure
+        if isinstance(failure, ConveyorError):
+            raise StepFailedError(f"step {step.id!r} failed: {failure.message}", failure.hint) from failure
+        raise StepFailedError(f"step {step.id!r} failed: {message}") from failure
     try:
         env.store.complete_step_run(
             step_run.id, inputs=input_ids, new_artifacts=new_artifacts, require_running=env.owned
@@ -349,6 +418,8 @@ def _error_line(exc: BaseException) -> str:
 
     # The line is stored with the step run and shown by the CLI: no secret value in it.
     text = redact(str(exc)).strip().splitlines()
+    if isinstance(exc, ConveyorError):  # its message says what is wrong already
+        return text[0] if text else type(exc).__name__
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 

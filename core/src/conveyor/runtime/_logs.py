@@ -2,16 +2,22 @@
 
 Steps of the local orchestrator run in threads of one process, so
 ``sys.stdout``/``sys.stderr`` and the root logger get one routing layer that
-copies each write to the log of the step running in the writing thread, and
-still passes it on to the terminal. Secret values resolved in this process
-are replaced by ``***`` in both, and in every log record whatever handler
-it reaches (:mod:`conveyor.secrets._redact`).
+copies each write to the log of the step running in the writing thread (or
+in a thread that thread started), and still passes it on to the terminal.
+
+A step process (``run-step``) runs one step, so it captures at the file
+descriptor level instead: file descriptors 1 and 2 become pipes, and
+whatever reaches them (``print``, ``os.write``, child processes, C
+libraries) goes to the step's log and on to the real output. Secret values
+resolved in this process are replaced by ``***`` everywhere, and in every
+log record whatever handler it reaches (:mod:`conveyor.secrets._redact`).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -22,6 +28,26 @@ from conveyor.secrets._redact import redact
 
 _local = threading.local()
 _install_lock = threading.Lock()
+_fd_mode = False
+
+
+@contextmanager
+def capture_file_descriptors() -> Iterator[None]:
+    """Meanwhile, capture steps of this process at the file descriptor level (a process that runs one step)."""
+    global _fd_mode
+    previous, _fd_mode = _fd_mode, True
+    try:
+        yield
+    finally:
+        _fd_mode = previous
+
+
+def _current_buffer() -> Any:
+    buf = getattr(_local, "buffer", None)
+    if buf is None:
+        # A thread the step started writes to the step's log too.
+        buf = getattr(threading.current_thread(), "_conveyor_log", None)
+    return buf
 
 
 class _MaskingBuffer(io.StringIO):
@@ -36,8 +62,8 @@ class _RoutingStream(io.TextIOBase):
         self._target = target
 
     def write(self, text: str) -> int:
-        buf = getattr(_local, "buffer", None)
-        if buf is not None:
+        buf = _current_buffer()
+        if buf is not None and not _fd_mode:
             buf.write(text)
         # The terminal is a log too: engines keep a task's stdout.
         self._target.write(redact(text))
@@ -62,7 +88,7 @@ class _RoutingStream(io.TextIOBase):
 
 class _RoutingHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        buf = getattr(_local, "buffer", None)
+        buf = _current_buffer()
         if buf is not None:
             try:
                 buf.write(self.format(record) + "\n")
@@ -93,8 +119,18 @@ def _masking_record_factory(factory: Any) -> Any:
     return make
 
 
+_thread_start = threading.Thread.start
+
+
+def _start_with_log(self: threading.Thread) -> None:
+    self._conveyor_log = _current_buffer()  # type: ignore[attr-defined]
+    _thread_start(self)
+
+
 def _install() -> None:
     with _install_lock:
+        if threading.Thread.start is _thread_start:
+            threading.Thread.start = _start_with_log  # type: ignore[method-assign]
         factory = logging.getLogRecordFactory()
         if not getattr(factory, "_conveyor_masking", False):
             logging.setLogRecordFactory(_masking_record_factory(factory))
@@ -109,14 +145,117 @@ def _install() -> None:
             root.addHandler(handler)
 
 
+class _FdCapture:
+    """File descriptors 1 and 2 as pipes: what reaches them goes, masked, to the real output (and a step's log)."""
+
+    def __init__(self, buf: io.StringIO | None) -> None:
+        self.buf = buf
+        self.saved: dict[int, int] = {}
+        self.readers: list[threading.Thread] = []
+
+    def __enter__(self) -> _FdCapture:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        for fd in (1, 2):
+            self.saved[fd] = os.dup(fd)
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            reader = threading.Thread(
+                target=self._pump, args=(read_end, self.saved[fd]), name=f"conveyor-fd{fd}", daemon=True
+            )
+            reader._conveyor_log = None  # type: ignore[attr-defined]
+            _thread_start(reader)
+            self.readers.append(reader)
+        return self
+
+    def _pump(self, read_end: int, out: int) -> None:
+        import select
+
+        pending = b""
+        try:
+            while True:
+                # Whole lines, so that a secret value is never split between two writes; a line
+                # still open after a pause (a progress bar) goes out as it is.
+                ready, _, _ = select.select([read_end], [], [], _PARTIAL_LINE_WAIT)
+                if not ready:
+                    if pending:
+                        self._emit(pending, out)
+                        pending = b""
+                    continue
+                chunk = os.read(read_end, 1 << 16)
+                if not chunk:
+                    break
+                pending += chunk
+                if b"\n" in pending or len(pending) > 1 << 16:
+                    cut = pending.rfind(b"\n") + 1 or len(pending)
+                    self._emit(pending[:cut], out)
+                    pending = pending[cut:]
+            if pending:
+                self._emit(pending, out)
+        finally:
+            os.close(read_end)
+
+    def _emit(self, data: bytes, out: int) -> None:
+        text = redact(data.decode("utf-8", "replace"))
+        if self.buf is not None:
+            self.buf.write(text)
+        encoded = text.encode("utf-8", "replace")
+        while encoded:
+            try:
+                encoded = encoded[os.write(out, encoded) :]
+            except OSError:
+                return  # the real output is gone (a closed terminal): the log still has it
+
+    def __exit__(self, *exc: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        for fd, saved in self.saved.items():
+            os.dup2(saved, fd)  # closes the pipe's last write end held by this process
+        for reader in self.readers:
+            # A child process the step left running may still hold the pipe open.
+            reader.join(timeout=2)
+        for saved in self.saved.values():
+            os.close(saved)
+
+
+_PARTIAL_LINE_WAIT = 0.05
+
+
+@contextmanager
+def mask_file_descriptors() -> Iterator[None]:
+    """Mask secret values in everything written to file descriptors 1 and 2 of this process meanwhile.
+
+    For runs whose steps share this process (threads): raw writes and child
+    processes of a step reach the terminal masked, though not the step's log.
+    """
+    if _fd_mode:
+        yield  # each step captures its own descriptors already
+        return
+    with _FdCapture(None):
+        yield
+
+
 @contextmanager
 def capture_logs() -> Iterator[io.StringIO]:
-    """Collect the current thread's prints and log records into a buffer (secret values masked)."""
+    """Collect the step's prints and log records into a buffer (secret values masked).
+
+    Threads the step starts write to it too; in a process that runs one step
+    (:func:`capture_file_descriptors`), so does anything written to file
+    descriptors 1 and 2, child processes included.
+    """
     _install()
     buf = _MaskingBuffer()
     previous = getattr(_local, "buffer", None)
     _local.buffer = buf
     try:
-        yield buf
+        if _fd_mode:
+            with _FdCapture(buf):
+                yield buf
+        else:
+            yield buf
     finally:
         _local.buffer = previous

@@ -238,6 +238,7 @@ def run_step_command(args: argparse.Namespace) -> int:
         if folder and folder not in sys.path:
             sys.path.insert(0, folder)
     from conveyor.runtime._executor import RunEnvironment, execute_step, finalize_run
+    from conveyor.runtime._logs import capture_file_descriptors
     from conveyor.stack import Stack
     from conveyor.stores import RunStatus
 
@@ -262,7 +263,9 @@ def run_step_command(args: argparse.Namespace) -> int:
     )
     remote = args.run_key is not None
     try:
-        execute_step(env, args.step)
+        # This process runs one step: what its children write is the step's output too.
+        with capture_file_descriptors():
+            execute_step(env, args.step)
     except KeyboardInterrupt:
         # The engine stopped this task (SIGTERM or SIGINT): the step run is
         # recorded as stopped; a run no orchestrator process owns would

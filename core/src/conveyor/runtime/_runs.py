@@ -116,7 +116,12 @@ def start_run(
         "deployment_id": deployment.id,
         "status": RunStatus.RUNNING,
         "started": now(),
-        "parameters": {**pipeline.parameters, **(parameters or {})},
+        # The deployment holds the parameters; a run records only what it changed.
+        "parameters": {
+            k: v
+            for k, v in (parameters or {}).items()
+            if pipeline.parameters.get(k, v) != v or k not in pipeline.parameters
+        },
         "stack_name": deployment.stack.name,
         "orchestrator": deployment.stack.components["orchestrator"].flavor,
         "orchestrator_run_id": orchestrator_run_id,

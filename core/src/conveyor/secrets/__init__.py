@@ -21,7 +21,13 @@ _EXPORTS = {
     "KEY_FILE": "conveyor.secrets._keys",
     "MASK": "conveyor.secrets._redact",
     "OWNER_FILE": "conveyor.secrets._store",
+    "CREDENTIAL_OPTION_NAMES": "conveyor.secrets._fields",
     "REFERENCE": "conveyor.secrets._references",
+    "SecretReference": "conveyor.secrets._fields",
+    "StoreURL": "conveyor.secrets._fields",
+    "check_credential_options": "conveyor.secrets._fields",
+    "is_reference": "conveyor.secrets._fields",
+    "secret_hint": "conveyor.secrets._fields",
     "SCHEMAS": "conveyor.secrets._schemas",
     "KeyRing": "conveyor.secrets._keys",
     "RotationResult": "conveyor.secrets._store",
@@ -47,6 +53,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "CREDENTIAL_OPTION_NAMES",
     "ENV_SECRETS_KEY",
     "ENV_SECRETS_KEY_FILE",
     "ENV_SECRETS_OWNER",
@@ -59,14 +66,18 @@ __all__ = [
     "SCHEMAS",
     "Secret",
     "SecretInfo",
+    "SecretReference",
     "SecretSchema",
     "SecretStore",
+    "StoreURL",
+    "check_credential_options",
     "current_owner",
     "default_store",
     "find_references",
     "generate_key",
     "get_schema",
     "has_references",
+    "is_reference",
     "key_file_path",
     "load_keyring",
     "load_step_secrets",
@@ -76,9 +87,18 @@ __all__ = [
     "resolve_config",
     "resolve_environment",
     "resolve_references",
+    "secret_hint",
 ]
 
 if TYPE_CHECKING:
+    from conveyor.secrets._fields import (
+        CREDENTIAL_OPTION_NAMES,
+        SecretReference,
+        StoreURL,
+        check_credential_options,
+        is_reference,
+        secret_hint,
+    )
     from conveyor.secrets._keys import (
         ENV_SECRETS_KEY,
         ENV_SECRETS_KEY_FILE,

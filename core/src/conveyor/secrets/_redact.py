@@ -20,16 +20,45 @@ _pattern: re.Pattern[str] | None = None
 _lock = threading.Lock()
 
 
+def _leaves(value: str) -> list[str]:
+    # A value that is a JSON document (a GCP service account key) is printed in
+    # parts once a step parses it: each string inside is a secret too.
+    if not value.lstrip().startswith(("{", "[")):
+        return []
+    import json
+
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return []
+    out: list[str] = []
+    pending = [doc]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return out
+
+
 def mask_values(values: Iterable[str]) -> None:
-    """Mask these values (and each line of a multi-line value) in step logs of this process from now on."""
+    """Mask these values in step logs of this process from now on.
+
+    Each line of a multi-line value, and each string inside a value that is a
+    JSON document, is masked too.
+    """
     global _pattern
     new = set()
     for value in values:
         if not isinstance(value, str):
             continue
-        for part in (value, *(line.strip() for line in value.splitlines())):
-            if len(part) >= MIN_LENGTH:
-                new.add(part)
+        for whole in (value, *_leaves(value)):
+            for part in (whole, *(line.strip() for line in whole.splitlines())):
+                if len(part) >= MIN_LENGTH:
+                    new.add(part)
     with _lock:
         if new <= _values:
             return

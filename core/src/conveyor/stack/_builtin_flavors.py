@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from conveyor.secrets import SecretReference
 from conveyor.stack._flavor import ComponentType, Flavor
 from conveyor.stores import ArtifactStore, LocalArtifactStore
 
@@ -42,7 +43,7 @@ class FsspecArtifactStoreConfig(BaseModel):
     path: str
     """A URL fsspec understands (``memory://x``, ``s3://bucket/prefix``, ``gcs://...``)."""
     storage_options: dict[str, Any] = {}
-    """Keyword arguments of the fsspec filesystem (may hold ``{{secret.key}}`` references)."""
+    """Keyword arguments of the fsspec filesystem; credentials only as ``{{secret.key}}`` references."""
 
 
 class FsspecArtifactStoreFlavor(Flavor):
@@ -56,6 +57,14 @@ class FsspecArtifactStoreFlavor(Flavor):
     def config_class(self) -> type[BaseModel]:
         return FsspecArtifactStoreConfig
 
+    def validate_config(self, config: dict[str, Any], *, component: str) -> dict[str, Any]:
+        from conveyor.secrets import check_credential_options
+
+        clean = super().validate_config(config, component=component)
+        options = clean.get("storage_options") or {}
+        check_credential_options(options, f"artifact-store {component!r} (fsspec)", prefix="storage_options")
+        return clean
+
     def create(self, name: str, config: Any) -> ArtifactStore:
         return ArtifactStore(config.path, config.storage_options)
 
@@ -67,15 +76,18 @@ class S3ArtifactStoreConfig(BaseModel):
 
     path: str
     """``s3://bucket/prefix``."""
-    key: str | None = None
-    """Access key id; use a secret reference such as ``{{aws_creds.aws_access_key_id}}``."""
-    secret: str | None = None
-    """Secret access key; use a secret reference."""
-    token: str | None = None
-    """Session token, if any; use a secret reference."""
+    key: SecretReference | None = None
+    """Access key id, as a secret reference such as ``{{aws_creds.aws_access_key_id}}``."""
+    secret: SecretReference | None = None
+    """Secret access key, as a secret reference."""
+    token: SecretReference | None = None
+    """Session token, if any, as a secret reference."""
     endpoint_url: str | None = None
     """Endpoint of an S3-compatible server (MinIO, SeaweedFS, ...)."""
     region: str | None = None
+    anonymous: bool = False
+    """Send unsigned requests (a public bucket, a test server); without key/secret and this, the
+    environment's credentials are used (AWS_* variables, ~/.aws, an instance or pod role)."""
 
 
 class S3ArtifactStoreFlavor(Flavor):
@@ -111,6 +123,8 @@ class S3ArtifactStoreFlavor(Flavor):
         options: dict[str, Any] = {
             k: v for k, v in (("key", config.key), ("secret", config.secret), ("token", config.token)) if v
         }
+        if config.anonymous:
+            options["anon"] = True
         client_kwargs = {k: v for k, v in (("endpoint_url", config.endpoint_url), ("region_name", config.region)) if v}
         if client_kwargs:
             options["client_kwargs"] = client_kwargs

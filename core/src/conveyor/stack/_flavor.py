@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from conveyor.constants import FLAVORS_GROUP
-from conveyor.exceptions import ConfigError, FlavorNotFoundError, StackError
+from conveyor.exceptions import FlavorNotFoundError, StackError, config_error
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -99,6 +99,27 @@ class Flavor:
         """Make the component from its validated config."""
         return self.implementation()(name, config, self)
 
+    def build(self, name: str, stored_config: dict[str, Any]) -> Any:
+        """Make a component from its stored config: ``{{secret.key}}`` references resolved, then validated.
+
+        Raises:
+            SecretError: a referenced secret or key is missing.
+            ConfigError: the stored config does not fit this flavor (it was written by another version).
+        """
+        from pydantic import ValidationError
+
+        from conveyor.secrets._fields import SECRETS_RESOLVED
+        from conveyor.stack._stack import resolve_config
+
+        resolved = resolve_config(dict(stored_config))
+        try:
+            # Credentials are references in the store; here they are the values they stand for.
+            config = self.config_class.model_validate(resolved, context={SECRETS_RESOLVED: True})
+        except ValidationError as exc:
+            where = f"{ComponentType.cli_name(self.type)} {name!r} ({self.name})"
+            raise config_error(exc, where, known=self.config_class) from None
+        return self.create(name, config)
+
     def validate_config(self, config: dict[str, Any], *, component: str) -> dict[str, Any]:
         """Check a config against the model; return it normalized to JSON.
 
@@ -110,17 +131,8 @@ class Flavor:
         try:
             model = self.config_class.model_validate(config)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"]) or "config"
-            if err["type"] == "extra_forbidden":
-                known = ", ".join(sorted(self.config_class.model_fields)) or "(none)"
-                raise ConfigError(
-                    f"{ComponentType.cli_name(self.type)} {component!r} ({self.name}): unknown option {loc!r}",
-                    f"options are: {known}",
-                ) from None
-            raise ConfigError(
-                f"{ComponentType.cli_name(self.type)} {component!r} ({self.name}): {loc}: {err['msg']}"
-            ) from None
+            where = f"{ComponentType.cli_name(self.type)} {component!r} ({self.name})"
+            raise config_error(exc, where, known=self.config_class) from None
         return model.model_dump(mode="json", exclude_unset=True)
 
 
@@ -135,14 +147,7 @@ def parse_settings(model: type[BaseModel], data: Any, *, namespace: str, where: 
     try:
         return model.model_validate(data or {})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "settings"
-        if err["type"] == "extra_forbidden":
-            known = ", ".join(sorted(model.model_fields))
-            raise ConfigError(
-                f"{where}: unknown {namespace} setting {loc!r}", f"{namespace} settings are: {known}"
-            ) from None
-        raise ConfigError(f"{where}: {namespace} setting {loc}: {err['msg']}") from None
+        raise config_error(exc, where, kind=f"{namespace} setting", known=model) from None
 
 
 class FlavorRegistry:

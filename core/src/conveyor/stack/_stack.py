@@ -76,8 +76,7 @@ class Stack:
                     f"add one: conveyor stack update {self.name} --{ComponentType.cli_name(component_type)} NAME",
                 )
             flavor = flavors.get(component_type, spec.flavor)
-            config = flavor.config_class.model_validate(resolve_config(dict(spec.config)))
-            self._components[component_type] = flavor.create(spec.name, config)  # type: ignore[attr-defined]
+            self._components[component_type] = flavor.build(spec.name, dict(spec.config))
         return self._components[component_type]
 
     @property

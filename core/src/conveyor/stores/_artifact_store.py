@@ -11,6 +11,12 @@ first.
 Files written through :meth:`ArtifactStore.open` of a remote store are
 hashed as they are written, so the content hash of an artifact does not
 download its bytes again; a local folder's files are read back.
+
+Nothing is ever written, moved or deleted outside the store's root:
+:meth:`ArtifactStore.join` takes only single path segments, and every
+method that changes files checks that its path lies inside the root.
+Temporary folders start with ``.tmp-``, a name no pipeline, step, run or
+output can have (names never start with a dot).
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from typing import IO, Any
 
 from conveyor.exceptions import StoreError
 
-_TMP_MARK = ".tmp-"
+TEMP_PREFIX = ".tmp-"
+"""Temporary folders of artifacts being written; leftovers of killed saves can be removed any time."""
 
 # Protocols whose "folders" are key prefixes: objects are written whole, nothing is renamed.
 OBJECT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss"})
@@ -62,14 +69,55 @@ class ArtifactStore:
         return self._fs
 
     def join(self, *parts: str) -> str:
-        """Join path parts under this store with ``/`` (a first part already under the store is kept)."""
+        """Join single path segments under this store with ``/`` (a first part already inside the store is kept).
+
+        Raises:
+            StoreError: a part is not one safe path segment (a separator, ``..``, a control character).
+        """
         root = self.path.rstrip("/")
-        if parts and parts[0].startswith(root):
+        if parts and self.contains(parts[0]):
             root, parts = parts[0].rstrip("/"), parts[1:]
-        return "/".join([root, *(p.strip("/") for p in parts if p)])
+        for part in parts:
+            check_segment(part)
+        return "/".join([root, *parts])
+
+    def contains(self, uri: str) -> bool:
+        """Whether ``uri`` lies inside this store's root (segment by segment, never a mere string prefix).
+
+        A path without the protocol (as the filesystem lists them) is the same path.
+        """
+        if not isinstance(uri, str) or "\0" in uri:
+            return False
+        root = _without_protocol(self.path).rstrip("/")
+        path = _without_protocol(uri) if uri.startswith(f"{self.protocol}://") or "://" not in uri else None
+        if path is None:
+            return False
+        if path.rstrip("/") == root:
+            return True
+        if not path.startswith(root + "/"):
+            return False
+        return all(seg not in ("", ".", "..") for seg in path[len(root) + 1 :].rstrip("/").split("/"))
+
+    def check_inside(self, uri: str) -> str:
+        """Return ``uri`` when it lies inside this store, else refuse.
+
+        Raises:
+            StoreError: ``uri`` is outside the store's root.
+        """
+        if not self.contains(uri):
+            raise StoreError(
+                f"{uri!r} is outside the artifact store {self.path}",
+                "a record that points there was not written by conveyor; nothing outside the store is read or written",
+            )
+        return uri
 
     def open(self, uri: str, mode: str = "rb") -> IO[Any]:
-        """Open a file of the store (a file opened for writing gets its parent folders)."""
+        """Open a file of the store (a file opened for writing gets its parent folders).
+
+        Raises:
+            StoreError: ``uri`` is outside the store.
+        """
+        self.check_inside(uri)
         if any(m in mode for m in "wax") and "/" in uri and not self.flat:
             self.fs.makedirs(uri.rsplit("/", 1)[0], exist_ok=True)
         return self._digesting(uri, mode, self.fs.open(uri, mode))
@@ -91,11 +139,13 @@ class ArtifactStore:
 
     def makedirs(self, uri: str) -> None:
         """Create a folder and its parents (no error if it exists; nothing to do in an object store)."""
+        self.check_inside(uri)
         if not self.flat:
             self.fs.makedirs(uri, exist_ok=True)
 
     def rmtree(self, uri: str) -> None:
-        """Delete a folder and everything in it, if it exists."""
+        """Delete a folder and everything in it, if it exists (never the root itself)."""
+        self._check_removable(uri)
         self._forget(uri)
         if self.flat:
             found = self.fs.find(uri)
@@ -112,8 +162,14 @@ class ArtifactStore:
         ]:
             del self._digests[key]
 
+    def _check_removable(self, uri: str) -> None:
+        if _without_protocol(self.check_inside(uri)).rstrip("/") == _without_protocol(self.path).rstrip("/"):
+            raise StoreError(f"refusing to delete the whole artifact store {self.path}")
+
     def rename(self, src: str, dst: str) -> None:
         """Move ``src`` to ``dst`` (a commit of the bytes written under ``src``)."""
+        self.check_inside(src)
+        self.check_inside(dst)
         if not self.fs.isdir(src):
             self.fs.mv(src, dst)
             return
@@ -140,8 +196,21 @@ class ArtifactStore:
 
     # -- artifacts -------------------------------------------------------------------
     def temp_uri(self, uri: str) -> str:
-        """A fresh temporary folder name next to ``uri``."""
-        return f"{uri}{_TMP_MARK}{uuid.uuid4().hex[:12]}"
+        """A fresh temporary folder name next to ``uri`` (``.tmp-<random>``, a name no output can have)."""
+        parent = uri.rstrip("/").rsplit("/", 1)[0]
+        return f"{parent}/{TEMP_PREFIX}{uuid.uuid4().hex}"
+
+    def remove_temporary(self, folder: str) -> int:
+        """Remove leftovers of killed saves (``.tmp-*`` entries) directly inside ``folder``; returns how many."""
+        self.check_inside(folder)
+        try:
+            names = [str(p).rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False)]
+        except (FileNotFoundError, OSError):
+            return 0
+        stale = [n for n in names if n.startswith(TEMP_PREFIX)]
+        for name in stale:
+            self.rmtree(f"{folder.rstrip('/')}/{name}")
+        return len(stale)
 
     def begin_artifact(self, uri: str) -> str:
         """Where the files of the artifact ``uri`` are written; :meth:`commit` puts them in place.
@@ -158,12 +227,28 @@ class ArtifactStore:
 
     def commit(self, tmp: str, uri: str) -> None:
         """Move a completely written temporary folder into its final place."""
+        self.check_inside(uri)
         self._forget(tmp)
         if tmp == uri:
             return  # written in place (an object store)
         if self.exists(uri):
             self.rmtree(uri)
         self.rename(tmp, uri)
+
+    def manifest(self, uri: str) -> dict[str, int]:
+        """``{relative name: size}`` of every file under ``uri`` (empty when nothing is there)."""
+        base = uri.rstrip("/")
+        try:
+            found = self.fs.find(base, detail=True)
+        except (FileNotFoundError, OSError):
+            return {}
+        prefix = base.split("://", 1)[-1] + "/"
+        out = {}
+        for full, info in found.items():
+            rel = str(full).split("://", 1)[-1]
+            if rel.startswith(prefix) and info.get("type", "file") == "file":
+                out[rel[len(prefix) :]] = int(info.get("size") or 0)
+        return out
 
     def content_hash(self, uri: str) -> str:
         """SHA-256 over the names and the SHA-256 of every file under ``uri``.
@@ -192,13 +277,39 @@ class LocalArtifactStore(ArtifactStore):
 
     def join(self, *parts: str) -> str:
         root = self.path
-        if parts and parts[0].startswith(root):
+        if parts and self.contains(parts[0]):
             root, parts = parts[0], parts[1:]
-        return os.path.join(root, *(p.strip("/") for p in parts if p))
+        for part in parts:
+            check_segment(part)
+        return os.path.join(root, *parts)
+
+    def contains(self, uri: str) -> bool:
+        if not isinstance(uri, str) or "\0" in uri or not os.path.isabs(uri):
+            return False
+        # Lexically (no ".." can climb out) and after symlinks (no link can lead out).
+        inside = (os.path.normpath(uri), os.path.realpath(uri))
+        roots = (self.path, os.path.realpath(self.path))
+        return all(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for p, r in zip(inside, roots, strict=True))
+
+    def _check_removable(self, uri: str) -> None:
+        self.check_inside(uri)
+        if os.path.realpath(uri) == os.path.realpath(self.path):
+            raise StoreError(f"refusing to delete the whole artifact store {self.path}")
+
+    def remove_temporary(self, folder: str) -> int:
+        self.check_inside(folder)
+        try:
+            stale = [e.path for e in os.scandir(folder) if e.name.startswith(TEMP_PREFIX)]
+        except OSError:
+            return 0
+        for path in stale:
+            self.rmtree(path)
+        return len(stale)
 
     def open(self, uri: str, mode: str = "rb") -> IO[Any]:
         # Plain files: reading them back to hash is cheap, and libraries keep
         # their fast paths for real files (numpy writes arrays with tofile).
+        self.check_inside(uri)
         if any(m in mode for m in "wax"):
             os.makedirs(os.path.dirname(uri), exist_ok=True)
         return open(uri, mode)
@@ -210,13 +321,14 @@ class LocalArtifactStore(ArtifactStore):
         return os.path.exists(uri)
 
     def makedirs(self, uri: str) -> None:
-        os.makedirs(uri, exist_ok=True)
+        os.makedirs(self.check_inside(uri), exist_ok=True)
 
     def rmtree(self, uri: str) -> None:
+        self._check_removable(uri)
         shutil.rmtree(uri, ignore_errors=True)
 
     def rename(self, src: str, dst: str) -> None:
-        os.replace(src, dst)
+        os.replace(self.check_inside(src), self.check_inside(dst))
 
     def files(self, uri: str) -> Iterator[tuple[str, str]]:
         out = []
@@ -229,13 +341,49 @@ class LocalArtifactStore(ArtifactStore):
     def local_path(self, uri: str) -> str | None:
         return uri
 
+    def manifest(self, uri: str) -> dict[str, int]:
+        out = {}
+        for rel, full in self.files(uri):
+            try:
+                out[rel.replace(os.sep, "/")] = os.path.getsize(full)
+            except OSError:
+                continue
+        return out
+
     def commit(self, tmp: str, uri: str) -> None:
+        self.check_inside(tmp)
+        self.check_inside(uri)
         try:
             os.rename(tmp, uri)
         except OSError:
             # A leftover from an earlier, unregistered attempt: replace it.
             shutil.rmtree(uri, ignore_errors=True)
             os.rename(tmp, uri)
+
+
+def _without_protocol(uri: str) -> str:
+    return uri.split("://", 1)[1] if "://" in uri else uri
+
+
+def check_segment(part: str) -> str:
+    """Return ``part`` when it is one safe path segment of the store layout, else refuse.
+
+    Names that reach the layout were checked against the naming rule before
+    anything ran; this is the last line, for whatever else calls :meth:`ArtifactStore.join`.
+
+    Raises:
+        StoreError: a separator, ``.``/``..``, an empty part, or a control character.
+    """
+    bad = (
+        not isinstance(part, str)
+        or part in ("", ".", "..")
+        or "/" in part
+        or "\\" in part
+        or any(ord(c) < 32 or ord(c) == 127 for c in part)
+    )
+    if bad:
+        raise StoreError(f"{part!r} cannot be part of an artifact path", "names are checked before a run starts")
+    return part
 
 
 class _DigestingWriter:

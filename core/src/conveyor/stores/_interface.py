@@ -318,22 +318,22 @@ class MetadataStore(abc.ABC):
         """The secrets of this store, as seen by this process (its owner and key)."""
 
     # -- runs whose owner died -------------------------------------------------------
-    def fail_dead_runs(self) -> int:
+    def fail_dead_runs(self) -> list[RunRecord]:
         """Mark runs whose owner process on this machine is gone (SIGKILL, power loss) as failed.
 
-        Returns how many runs were settled.
+        Returns the runs this call settled.
         """
         import socket
 
         from conveyor.stores._liveness import process_is_gone
 
         host = socket.gethostname()
-        settled = 0
+        settled = []
         for run in self.list_runs(status=RunStatus.RUNNING):
             if run.host != host or run.pid is None or not process_is_gone(run.pid, run.pid_started):
                 continue
             if self.settle_run(run.id, RunStatus.FAILED, error=DEAD_OWNER_ERROR, running_steps=RunStatus.FAILED):
-                settled += 1
+                settled.append(run)
         return settled
 
 

@@ -20,25 +20,6 @@ def open_store(url: str, *, migrate: bool = True) -> MetadataStore:
         StoreError: the URL is not usable, or the store cannot be reached or is damaged.
         SchemaVersionError: the store was written by a newer conveyor.
     """
-    import os
-
-    from conveyor.constants import ENV_STEP_ENTRYPOINT
     from conveyor.stores.sql import SqlStore
 
-    store = SqlStore(url, migrate=migrate)
-    if not os.environ.get(ENV_STEP_ENTRYPOINT):
-        # A step process may run in a container, where this machine's PIDs are not visible.
-        _fail_dead_runs(store)
-    return store
-
-
-def _fail_dead_runs(store: MetadataStore) -> None:
-    import sys
-
-    from conveyor.exceptions import StoreError
-
-    try:
-        store.fail_dead_runs()
-    except StoreError as exc:
-        # A full disk or a read-only copy: reading what is there must still work.
-        print(f"conveyor: warning: could not mark killed runs as failed: {exc.message}", file=sys.stderr)
+    return SqlStore(url, migrate=migrate)

@@ -91,6 +91,8 @@ class ArtifactRecord:
     created: datetime
     metadata: dict[str, Any]
     visualizations: dict[str, Any]
+    manifest: dict[str, int] | None = None
+    """``{relative file name: size in bytes}`` of its files (None for artifacts saved before it was recorded)."""
 
 
 @dataclass(frozen=True)

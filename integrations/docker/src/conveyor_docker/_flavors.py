@@ -7,14 +7,12 @@ component is used.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from conveyor.secrets import SecretReference
 from conveyor.stack import Capability, ComponentType, Flavor
-
-_SECRET_REF = re.compile(r"^\{\{\s*[A-Za-z0-9_.-]+\.[A-Za-z0-9_-]+\s*\}\}$")
 
 
 class DockerImageBuilderConfig(BaseModel):
@@ -37,7 +35,7 @@ class DefaultContainerRegistryConfig(BaseModel):
     """``host[:port][/namespace]``, the prefix of pushed image names (``127.0.0.1:5000/ml``)."""
     username: str | None = None
     """User name, or a secret reference such as ``{{reg.username}}``."""
-    password: str | None = None
+    password: SecretReference | None = None
     """A secret reference such as ``{{reg.password}}``; never the password itself."""
 
 
@@ -98,12 +96,6 @@ class DefaultContainerRegistryFlavor(Flavor):
         from conveyor.exceptions import ConfigError
 
         clean = super().validate_config(config, component=component)
-        password = clean.get("password")
-        if password is not None and not _SECRET_REF.match(password):
-            raise ConfigError(
-                f"container-registry {component!r} (default): the password must be a secret reference, not the password",
-                "store it as a secret and give --password '{{SECRET.KEY}}'",
-            )
         uri = str(clean["uri"])
         if "://" in uri or uri.endswith("/") or " " in uri:
             raise ConfigError(

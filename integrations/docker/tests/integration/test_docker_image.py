@@ -41,14 +41,11 @@ def _write_pipeline(folder: Path, *, factor: int = 3, settings: str = "{}", extr
 
 
 def _deployment(pipe: Any, stack_name: str, **params: Any) -> tuple[Any, Any, Any]:
-    from conveyor import build_deployment
-    from conveyor._repository import Repository
+    from conveyor import Client, deployment_for
     from conveyor.orchestrators import LaunchContext
 
-    repo = Repository.current()
-    stack = repo.stack(stack_name)
-    deployment = build_deployment(pipe, pipe.trace(**params), stack)
-    ctx = LaunchContext(store=repo.store(), stack=stack, source_root=pipe.source_root())
+    deployment, stack, source_root = deployment_for(pipe, stack=stack_name, parameters=params)
+    ctx = LaunchContext(store=Client().store, stack=stack, source_root=source_root)
     return deployment, ctx, stack.component("image_builder")
 
 

@@ -22,10 +22,7 @@ def _remote_like(monkeypatch, store_url, s3_endpoint, s3_bucket, registry, base_
         "s3",
         {
             "path": f"s3://{s3_bucket}/artifacts",
-            "key": s3_endpoint.key,
-            "secret": s3_endpoint.secret,
-            "endpoint_url": s3_endpoint.url,
-            "region": s3_endpoint.region,
+            **s3_endpoint.component_options(),
         },
     )
     client.register_stack("local_s3", {"orchestrator": "default", "artifact_store": "s3"})

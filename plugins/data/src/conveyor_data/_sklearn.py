@@ -250,6 +250,7 @@ class SklearnPickleMaterializer(SklearnMaterializer):
     """
 
     ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = ()
+    UNSAFE = True
     FILE: ClassVar[str] = _PICKLE
 
     def save(self, data: Any) -> None:

@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from conveyor.exceptions import SchemaVersionError, StoreError
 
-SCHEMA_REVISIONS = ("0001", "0002")
+SCHEMA_REVISIONS = ("0001", "0002", "0003")
 """Every schema revision this conveyor knows, oldest first; the last is its head."""
 
 R = TypeVar("R")
@@ -86,11 +86,43 @@ class SqlDatabase:
                 '(drivers: pip install "./core[mysql]" or "./core[postgres]")',
             ) from None
         self.url = self.sa_url.render_as_string(hide_password=False)
+        self.read_only = False
         try:
             self._check_schema(migrate)
+        except StoreError as exc:
+            self.engine.dispose()
+            if not self._can_read_as_is(exc):
+                raise
+            self._open_read_only(exc)
         except BaseException:
             self.engine.dispose()
             raise
+
+    def _can_read_as_is(self, exc: StoreError) -> bool:
+        # SQLite in WAL mode must create its -wal and -shm files to open: on a full disk it
+        # cannot, though the database file itself is whole.
+        text = exc.message.lower()
+        return self.local_path is not None and ("disk i/o error" in text or "full" in text)
+
+    def _open_read_only(self, cause: StoreError) -> None:
+        import sys
+
+        path = self.local_path
+        self.engine = sa.create_engine(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true")
+        self.read_only = True
+        try:
+            revision = self.schema_revision()
+        except StoreError:
+            self.engine.dispose()
+            raise cause from None
+        if revision not in SCHEMA_REVISIONS:
+            self.engine.dispose()
+            raise cause
+        print(
+            f"conveyor: warning: cannot write to {path} ({cause.message.rsplit(': ', 1)[-1]}; is the disk full?): "
+            "reading it as it is; nothing can be recorded until there is space again",
+            file=sys.stderr,
+        )
 
     @property
     def display_url(self) -> str:
@@ -138,8 +170,10 @@ class SqlDatabase:
                 conn = conn.execution_options(conveyor_write=True)
                 with conn.begin():
                     yield conn
-        except OperationalError as exc:
-            raise StoreError(f"metadata store {self.display_url}: {short_error(exc)}") from None
+        except IntegrityError:
+            raise  # a constraint: the caller decides (a concurrent writer won a race)
+        except DatabaseError as exc:
+            raise self._error(exc) from None
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
@@ -147,8 +181,19 @@ class SqlDatabase:
         try:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
-        except OperationalError as exc:
-            raise StoreError(f"metadata store {self.display_url}: {short_error(exc)}") from None
+        except IntegrityError:
+            raise
+        except DatabaseError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: DatabaseError) -> StoreError:
+        text = short_error(exc)
+        hint = None
+        if self.read_only or "full" in text.lower():
+            hint = "free some disk space; runs left running are marked failed the next time the store opens"
+        elif any(w in text.lower() for w in ("malformed", "not a database", "corrupt")):
+            hint = _damaged_hint(self)
+        return StoreError(f"metadata store {self.display_url}: {text}", hint)
 
     def close(self) -> None:
         """Release the connections."""

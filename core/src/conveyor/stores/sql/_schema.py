@@ -92,6 +92,8 @@ artifact_versions = sa.Table(
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("metadata", sa.JSON(), nullable=False),
     sa.Column("visualizations", sa.JSON(), nullable=False),
+    # {relative file name: size}: a cache hit needs every file still there, whole.
+    sa.Column("manifest", sa.JSON(), nullable=True),
     sa.UniqueConstraint("name", "version", name="uq_artifact_versions_name_version"),
 )
 

@@ -1,0 +1,136 @@
+"""Which materializers and types a process may load an artifact with.
+
+An artifact record names its materializer and data type as ``module:qualname``.
+Records live in a shared store, so they are data, not instructions: this
+process imports and runs only a materializer it already trusts:
+
+- one that is installed for conveyor (built in, or an entry point of
+  ``conveyor.materializers``), or already defined in this process;
+- one defined in the project's own code (a module whose file is under one of
+  the given source roots: the code the pipeline runs anyway);
+- one the pipeline itself declared for that output (``output_materializers=``).
+
+Materializers marked ``UNSAFE`` (pickle: loading runs code the file carries)
+load only when the pipeline declared them for that output, or the caller opts
+in (``allow_unsafe``). Data types follow the same rule, plus builtins.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from conveyor.exceptions import MaterializerError
+from conveyor.materializers._base import BaseMaterializer, registry
+
+
+def _module_file(module: str) -> str | None:
+    """The file of a module, found without running it (its parent packages excepted)."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return getattr(loaded, "__file__", None)
+    top = module.split(".", 1)[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if top == module:
+        return spec.origin
+    locations = list(spec.submodule_search_locations or [])
+    return os.path.join(locations[0], *module.split(".")[1:]) if locations else None
+
+
+def _under(path: str | None, roots: Iterable[str | os.PathLike[str]]) -> bool:
+    if not path:
+        return False
+    real = os.path.realpath(path)
+    for root in roots:
+        base = os.path.realpath(root)
+        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def _installed_sources() -> set[str]:
+    from conveyor.materializers import _builtin
+
+    names = {f"{_builtin.__name__}:{n}" for n, v in vars(_builtin).items() if isinstance(v, type)}
+    names.update(str(ep.value) for ep in registry.entry_points().values())
+    names.update(f"{c.__module__}:{c.__qualname__}" for c in registry.known())
+    return names
+
+
+def _refuse(what: str, source: str, why: str, hint: str) -> MaterializerError:
+    return MaterializerError(f"refusing to load {what} {source!r}: {why}", hint)
+
+
+def trusted_materializer(
+    source: str,
+    *,
+    declared: Iterable[str] = (),
+    allow_unsafe: bool = False,
+    roots: Iterable[str | os.PathLike[str]] = (),
+) -> type[BaseMaterializer]:
+    """The materializer class a record names, if this process trusts it (see the module docstring).
+
+    Args:
+        source: ``module:qualname`` from the artifact record.
+        declared: materializers the running pipeline declared for this artifact.
+        allow_unsafe: the caller opts in to materializers marked ``UNSAFE`` (pickle).
+        roots: folders holding the project's own code.
+
+    Raises:
+        MaterializerError: the record names something this process does not trust, or not a materializer.
+    """
+    from conveyor._source import load_source
+
+    declared = set(declared)
+    module = source.partition(":")[0]
+    known = source in declared or source in _installed_sources() or _under(_module_file(module), roots)
+    if not known:
+        raise _refuse(
+            "materializer",
+            source,
+            "it is neither installed for conveyor nor part of this project's code",
+            "install the package that provides it, or load the artifact from the project that wrote it",
+        )
+    cls = load_source(source)
+    if not (isinstance(cls, type) and issubclass(cls, BaseMaterializer)):
+        raise _refuse("materializer", source, "it is not a materializer", "the artifact record was changed")
+    if getattr(cls, "UNSAFE", False) and not (allow_unsafe or source in declared):
+        raise _refuse(
+            "materializer",
+            source,
+            "it runs code stored in the artifact (pickle)",
+            "load it only if you trust whoever wrote the store: artifact.load(allow_unsafe=True) "
+            "or `conveyor artifact show ID --allow-unsafe`",
+        )
+    return cls
+
+
+def trusted_type(source: str, *, roots: Iterable[str | os.PathLike[str]] = (), also: Iterable[type] = ()) -> Any:
+    """The data type a record names, if this process trusts it: builtins, modules already
+    imported, the given types, or the project's own code.
+
+    Raises:
+        MaterializerError: the record names a type from somewhere else.
+    """
+    from conveyor._source import load_source
+
+    for tp in also:
+        if source == f"{tp.__module__}:{tp.__qualname__}":
+            return tp
+    module = source.partition(":")[0]
+    if module == "builtins" or module in sys.modules or _under(_module_file(module), roots):
+        return load_source(source)
+    raise _refuse(
+        "data type",
+        source,
+        "its module is neither loaded here nor part of this project's code",
+        "import the module that defines it first, or pass the type: artifact.load(data_type=...)",
+    )
