@@ -560,7 +560,8 @@ def _render(
     header = [
         "# PIPELINE DEFINITION",
         f"# Name: {name}",
-        f"# conveyor pipeline: {deployment.pipeline.name}",
+        # User text in a comment is JSON with ASCII escapes: no line break of any kind can end the comment.
+        f"# conveyor pipeline: {json.dumps(deployment.pipeline.name)}",
         f"# conveyor deployment: {deployment.id}",
     ]
     if params:
