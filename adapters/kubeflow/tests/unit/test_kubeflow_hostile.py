@@ -12,6 +12,7 @@ where it belongs, unchanged.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ from conveyor.ir import (
     StepSettings,
 )
 from conveyor_kubeflow import KubeflowOrchestratorConfig, compile_pipeline
-from conveyor_kubeflow._compiler import RESERVED_INPUTS, input_name, input_placeholder
+from conveyor_kubeflow._compiler import RESERVED_INPUTS, input_name, input_placeholder, task_name
 from conveyor_testing.strategies import LINE_BREAKS, hostile_text, names
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -277,3 +278,12 @@ def test_a_pipeline_name_cannot_end_the_header_comment(line_break: str) -> None:
     [spec] = check_spec_parses_to_what_was_built(compiled, deployment)
     assert spec["pipelineInfo"]["displayName"] == name
     assert [e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()] == [FAKE_IMAGE] * 2
+
+
+@SETTINGS
+@given(st.lists(any_name, max_size=6))
+def test_task_names_are_distinct_kubernetes_names(step_ids: list[str]) -> None:
+    used: set[str] = set()
+    made = [task_name(step_id, used) for step_id in step_ids]
+    assert len(set(made)) == len(made) and used == set(made)
+    assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) for name in made)
