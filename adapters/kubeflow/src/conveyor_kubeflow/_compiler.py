@@ -180,6 +180,8 @@ def pipeline_inputs(deployment: Deployment) -> dict[str, PipelineInput]:
         value = pipeline.parameters[name]
         kname = input_name(name)
         where = f"parameter {name!r} of pipeline {pipeline.name!r}"
+        # The name is text of the step's command, where KFP replaces placeholders.
+        check_no_placeholder(name, where, "rename the parameter")
         if not kname or kname in RESERVED_INPUTS:
             raise ConfigError(f"{where} cannot be a KFP input name", "rename the parameter")
         if kname in seen:
@@ -340,7 +342,19 @@ def _retry_policy(step: StepIR, kf: StepKubeflowSettings) -> dict[str, Any] | No
     }
 
 
+def check_no_placeholder(text: str, what: str, hint: str) -> None:
+    """Refuse text that KFP would read as a placeholder (``{{$.pipeline_task_name}}``) and replace.
+
+    Raises:
+        ConfigError: ``text`` holds ``{{``.
+    """
+    if "{{" in text:
+        raise ConfigError(f"{what} holds '{{{{', which KFP reads as the start of a placeholder", hint)
+
+
 def _check_step(step: StepIR) -> None:
+    # The step id reaches the step's command as a constant input, which KFP resolves when it is a placeholder.
+    check_no_placeholder(step.id, f"step {step.id!r}", "rename the step (@step(name=...))")
     if step.settings.step_operator is not None:
         raise CapabilityError(
             f"step {step.id!r} asks for step operator {step.settings.step_operator!r}; on KFP every step "

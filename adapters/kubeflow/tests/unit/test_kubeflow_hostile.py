@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from conveyor.exceptions import ConfigError
 from conveyor.ir import (
     ComponentIR,
     Deployment,
@@ -50,6 +51,8 @@ RUN_ID_INPUT = "{{$.inputs.parameters['conveyor_run_id']}}"
 text = hostile_text()
 # Names that satisfy conveyor's naming rule, and (the compiler must not rely on it) any text at all.
 any_name = st.one_of(names(), text)
+# What reaches the steps' command (step ids, parameter names) cannot hold KFP's placeholder opening.
+command_name = any_name.filter(lambda n: "{{" not in n)
 label_key = st.from_regex(r"\A([a-z0-9]([-a-z0-9.]{0,8}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,8}[A-Za-z0-9])?\Z")
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), text),
@@ -96,7 +99,7 @@ def kubeflow_settings(*, pipeline: bool) -> st.SearchStrategy[dict[str, Any]]:
 @st.composite
 def deployments(draw: Any) -> tuple[Deployment, KubeflowOrchestratorConfig]:
     """A deployment and an orchestrator config with hostile text wherever the IR takes text."""
-    raw_params = draw(st.dictionaries(any_name, json_values, max_size=3))
+    raw_params = draw(st.dictionaries(command_name, json_values, max_size=3))
     parameters: dict[str, Any] = {}
     seen: set[str] = set()
     for name, value in raw_params.items():  # names KFP can take as distinct inputs
@@ -104,7 +107,7 @@ def deployments(draw: Any) -> tuple[Deployment, KubeflowOrchestratorConfig]:
         if kname and kname not in RESERVED_INPUTS and kname not in seen:
             seen.add(kname)
             parameters[name] = value
-    step_ids = draw(st.lists(any_name, min_size=1, max_size=3, unique=True))
+    step_ids = draw(st.lists(command_name, min_size=1, max_size=3, unique=True))
     steps = []
     for i, sid in enumerate(step_ids):
         param = draw(st.sampled_from([None, *parameters]))
@@ -287,3 +290,23 @@ def test_task_names_are_distinct_kubernetes_names(step_ids: list[str]) -> None:
     made = [task_name(step_id, used) for step_id in step_ids]
     assert len(set(made)) == len(made) and used == set(made)
     assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) for name in made)
+
+
+@pytest.mark.parametrize(
+    "placeholder", ["{{$.pipeline_task_name}}", "a{{b", "{{$.inputs.parameters['conveyor_step']}}"]
+)
+def test_step_ids_and_parameter_names_kfp_would_replace_are_refused(placeholder: str) -> None:
+    # KFP resolves placeholders in constant inputs and in the command: the step id would become another step's.
+    step = StepIR(id=placeholder, name="s", source="m:s", code_hash="0")
+    with pytest.raises(ConfigError, match="KFP reads as the start of a placeholder") as info:
+        compile_pipeline(
+            Deployment(pipeline=PipelineIR(name="p", steps=(step,)), stack=STACK, images={"": FAKE_IMAGE}),
+            KubeflowOrchestratorConfig(),
+        )
+    assert "\n" not in str(info.value)
+    step = StepIR(id="s", name="s", source="m:s", code_hash="0")
+    pipeline = PipelineIR(name="p", parameters={f"x{placeholder}": 1}, steps=(step,))
+    with pytest.raises(ConfigError, match="parameter .* KFP reads as the start of a placeholder"):
+        compile_pipeline(
+            Deployment(pipeline=pipeline, stack=STACK, images={"": FAKE_IMAGE}), KubeflowOrchestratorConfig()
+        )
