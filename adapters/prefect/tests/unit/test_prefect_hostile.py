@@ -14,6 +14,7 @@ import json
 from pathlib import PurePosixPath
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prefect._internal.engine import resolve_custom_flow_run_name, resolve_custom_task_run_name
@@ -35,6 +36,11 @@ from conveyor_prefect._compile import literal_run_name
 from conveyor_prefect._flow import _prefect_task, pipeline_flow
 from conveyor_testing.strategies import hostile_text, names
 
+pytestmark = pytest.mark.filterwarnings(
+    # Prefect's client threads that earlier tests of the session leave behind draw from the global
+    # random generator (retry jitter) while hypothesis draws an example; hypothesis blames the strategy.
+    "ignore:Do not use the `random` module inside strategies:hypothesis.errors.HypothesisDeprecationWarning"
+)
 SETTINGS = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 BANNED = "/%&><"
 
