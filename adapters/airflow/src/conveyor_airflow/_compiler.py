@@ -240,6 +240,112 @@ def _memory(text: str, where: str) -> tuple[float, str]:
 
 
 # -- rendering ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Machine:
+    """Where the tasks run: the interpreter, metadata store, code folder and docker mounts the DAG file names."""
+
+    python: str
+    store_url: str | None
+    source_root: str | None
+    """The code folder of ``python`` mode (containers bring their code; they get only the config's)."""
+    mounts: tuple[str, ...]
+
+
+def machine(
+    config: AirflowOrchestratorConfig,
+    python: str | None,
+    store_url: str | None,
+    source_root: str | None,
+    mounts: list[str] | tuple[str, ...],
+) -> Machine:
+    """The config's values, else the caller's.
+
+    Raises:
+        ConfigError: a value with a NUL character, which no process can be given.
+    """
+    found = Machine(
+        python=config.python or python or "python",
+        store_url=config.store_url or store_url,
+        source_root=config.source_root or source_root,
+        mounts=tuple(dict.fromkeys([*config.docker_mounts, *mounts])),
+    )
+    for value, what in ((found.python, "python"), (found.store_url, "store_url"), (found.source_root, "source_root")):
+        if value is not None:
+            _no_nul(value, f"the orchestrator's {what}")
+    for item in found.mounts:
+        _no_nul(item, "a docker mount")
+    return found
+
+
+def _imports(plan: DagPlan, where: Machine) -> list[str]:
+    """The DAG file's imports: Airflow's, and each operator's that a task uses."""
+    imports = ["from airflow.sdk import DAG, literal"]
+    imports += [_OPERATORS[m][1] for m in ("python", "docker", "kubernetes_pod") if m in plan.modes]
+    if "docker" in plan.modes:
+        if where.mounts:
+            imports.append("from docker.types import Mount")
+        if any(t.mode == "docker" and t.step.settings.resources.gpu_count for t in plan.tasks):
+            imports.append("from docker.types import DeviceRequest")
+    if "kubernetes_pod" in plan.modes:
+        imports.append("from kubernetes.client import models as k8s")
+    return imports
+
+
+def _python_env(where: Machine) -> dict[str, Any]:
+    """``PYTHON_ENV``: what every ``python`` mode task's shell gets besides the step's own environment."""
+    env: dict[str, Any] = {"CONVEYOR_PYTHON": where.python, "CONVEYOR_DEPLOYMENT": Code("CONVEYOR_DEPLOYMENT")}
+    if where.store_url is not None:
+        env["CONVEYOR_STORE_URL"] = where.store_url
+    if where.source_root is not None:
+        env["CONVEYOR_SOURCE_ROOT"] = where.source_root
+    return env
+
+
+def _container_command(config: AirflowOrchestratorConfig, deployment_id: str) -> Code:
+    """``STEP_COMMAND``: the step entrypoint in a container; all tasks of a DAG run share its conveyor run."""
+    parts = [
+        str(call("literal", config.container_python)),
+        "'-m'",
+        "'conveyor.runtime'",
+        "'run-step'",
+        py_literal(f"--deployment={deployment_id}"),
+        "'--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}'",
+        "'--orchestrator-run-id={{ run_id }}'",
+    ]
+    return Code("[" + ", ".join(parts) + "]")
+
+
+def _container_env(config: AirflowOrchestratorConfig, where: Machine) -> dict[str, str]:
+    """``CONTAINER_ENV``: what every container task gets besides the step's own environment."""
+    env: dict[str, str] = {}
+    if where.store_url is not None:
+        env["CONVEYOR_STORE_URL"] = where.store_url
+    if config.source_root is not None:
+        env["CONVEYOR_SOURCE_ROOT"] = config.source_root
+    return env
+
+
+def _docker_mounts(where: Machine) -> Code:
+    """``MOUNTS``: the bind mounts of ``docker`` mode tasks."""
+    sources = []
+    for item in where.mounts:
+        host, target, *rest = item.split(":")
+        sources.append(str(call("Mount", source=host, target=target, type="bind", read_only=rest == ["ro"])))
+    return Code("[" + ", ".join(sources) + "]")
+
+
+def _edges(plan: DagPlan) -> list[tuple[Code, Code]]:
+    """``upstream >> task`` for every task that waits for others."""
+    edges = []
+    for t in plan.tasks:
+        if not t.upstream:
+            continue
+        ups = [f"tasks[{py_literal(u)}]" for u in t.upstream]
+        left = ups[0] if len(ups) == 1 else "[" + ", ".join(ups) + "]"
+        edges.append((Code(left), Code(f"tasks[{py_literal(t.task_id)}]")))
+    return edges
+
+
 def compile_dag(
     deployment: Deployment,
     config: AirflowOrchestratorConfig,
@@ -268,82 +374,21 @@ def compile_dag(
     if plan is None:
         plan = plan_dag(deployment, config)
     deployment_id = deployment.id  # a hash of the whole deployment: computed once
-    python = config.python or python or "python"
-    store_url = config.store_url or store_url
-    python_root = config.source_root or source_root
-    for value, what in ((python, "python"), (store_url, "store_url"), (python_root, "source_root")):
-        if value is not None:
-            _no_nul(value, f"the orchestrator's {what}")
-    all_mounts = list(dict.fromkeys([*config.docker_mounts, *mounts]))
-    for item in all_mounts:
-        _no_nul(item, "a docker mount")
-    imports = ["from airflow.sdk import DAG, literal"]
-    imports += [_OPERATORS[m][1] for m in ("python", "docker", "kubernetes_pod") if m in plan.modes]
-    container = plan.modes & {"docker", "kubernetes_pod"}
-    if "docker" in plan.modes:
-        if all_mounts:
-            imports.append("from docker.types import Mount")
-        if any(t.mode == "docker" and t.step.settings.resources.gpu_count for t in plan.tasks):
-            imports.append("from docker.types import DeviceRequest")
-    if "kubernetes_pod" in plan.modes:
-        imports.append("from kubernetes.client import models as k8s")
-
-    python_env = None
-    if "python" in plan.modes:
-        python_env = {"CONVEYOR_PYTHON": python, "CONVEYOR_DEPLOYMENT": Code("CONVEYOR_DEPLOYMENT")}
-        if store_url is not None:
-            python_env["CONVEYOR_STORE_URL"] = store_url
-        if python_root is not None:
-            python_env["CONVEYOR_SOURCE_ROOT"] = python_root
-    container_command = container_env = docker_mounts = None
-    if container:
-        container_command = Code(
-            "["
-            + ", ".join(
-                [
-                    str(call("literal", config.container_python)),
-                    "'-m'",
-                    "'conveyor.runtime'",
-                    "'run-step'",
-                    py_literal(f"--deployment={deployment_id}"),
-                    "'--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}'",
-                    "'--orchestrator-run-id={{ run_id }}'",
-                ]
-            )
-            + "]"
-        )
-        container_env = {}
-        if "docker" in plan.modes and all_mounts:
-            sources = []
-            for item in all_mounts:
-                host, target, *rest = item.split(":")
-                sources.append(str(call("Mount", source=host, target=target, type="bind", read_only=rest == ["ro"])))
-            docker_mounts = Code("[" + ", ".join(sources) + "]")
-        if store_url is not None:
-            container_env["CONVEYOR_STORE_URL"] = store_url
-        if config.source_root is not None:
-            container_env["CONVEYOR_SOURCE_ROOT"] = config.source_root
-
-    tasks = [_task(t, deployment, config, bool(all_mounts)) for t in plan.tasks]
-    edges = []
-    for t in plan.tasks:
-        if not t.upstream:
-            continue
-        ups = [f"tasks[{py_literal(u)}]" for u in t.upstream]
-        left = ups[0] if len(ups) == 1 else "[" + ", ".join(ups) + "]"
-        edges.append((Code(left), Code(f"tasks[{py_literal(t.task_id)}]")))
-
+    where = machine(config, python, store_url, source_root, mounts)
+    container = bool(plan.modes & {"docker", "kubernetes_pod"})
+    docker_mounts = "docker" in plan.modes and bool(where.mounts)
+    tasks = [_task(t, deployment, config, bool(where.mounts)) for t in plan.tasks]
     source = _template().render(
-        imports=[Code(i) for i in imports],
+        imports=[Code(i) for i in _imports(plan, where)],
         pipeline=deployment.pipeline.name,
         deployment_id=deployment_id,
-        python_env=python_env,
-        container_command=container_command,
-        container_env=container_env,
-        docker_mounts=docker_mounts,
+        python_env=_python_env(where) if "python" in plan.modes else None,
+        container_command=_container_command(config, deployment_id) if container else None,
+        container_env=_container_env(config, where) if container else None,
+        docker_mounts=_docker_mounts(where) if docker_mounts else None,
         dag_args=[(Code(k), v) for k, v in _dag_args(plan, deployment, deployment_id, config)],
         tasks=tasks,
-        edges=edges,
+        edges=_edges(plan),
     )
     return CompiledDag(
         dag_id=plan.dag_id, pipeline=deployment.pipeline.name, deployment_id=deployment_id, source=source

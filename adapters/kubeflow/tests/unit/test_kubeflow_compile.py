@@ -16,7 +16,7 @@ from conftest import FAKE_IMAGE
 from conveyor.exceptions import CapabilityError, ConfigError, StackError
 from conveyor.ir import ComponentIR, Deployment, Schedule, StackIR
 from conveyor_kubeflow import MAX_SPEC_BYTES, KubeflowOrchestratorConfig, compile_pipeline
-from conveyor_kubeflow._compiler import check_size
+from conveyor_kubeflow._compiler import StepComponents, check_size
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("CONVEYOR_UPDATE_GOLDEN") == "1"
@@ -419,3 +419,15 @@ def test_header_names_the_pipeline_and_its_inputs() -> None:
     assert text.startswith("# PIPELINE DEFINITION\n# Name: quickstart\n")
     assert "#    n: int [Default: 20]\n" in text
     assert json.loads(json.dumps(docs_of(text)[0]))  # plain data all the way
+
+
+def test_alike_containers_share_one_component_and_others_are_numbered() -> None:
+    components = StepComponents({"conveyor_step": {"parameterType": "STRING"}})
+    container = {"command": ["python"], "image": FAKE_IMAGE}
+    assert components.add(container, {}) == "conveyor-step"
+    assert components.add(dict(container), {}) == "conveyor-step"
+    assert components.add(container, {"imagePullPolicy": "Always"}) == "conveyor-step-2"
+    assert components.add({**container, "env": [{"name": "A", "value": "1"}]}, {}) == "conveyor-step-3"
+    assert list(components.components) == ["comp-conveyor-step", "comp-conveyor-step-2", "comp-conveyor-step-3"]
+    assert components.components["comp-conveyor-step-2"]["executorLabel"] == "exec-conveyor-step-2"
+    assert list(components.platform_executors) == ["exec-conveyor-step-2"]
