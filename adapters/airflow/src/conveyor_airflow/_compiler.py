@@ -9,11 +9,13 @@ here, at compile time.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import CapabilityError, ConfigError
+from conveyor.runtime import step_command
 from conveyor_airflow._literal import Code, call, py_literal
 from conveyor_airflow._names import dag_id_for, task_id_for
 from conveyor_airflow._settings import (
@@ -301,18 +303,44 @@ def _python_env(where: Machine) -> dict[str, Any]:
     return env
 
 
-def _container_command(config: AirflowOrchestratorConfig, deployment_id: str) -> Code:
-    """``STEP_COMMAND``: the step entrypoint in a container; all tasks of a DAG run share its conveyor run."""
-    parts = [
-        str(call("literal", config.container_python)),
-        "'-m'",
-        "'conveyor.runtime'",
-        "'run-step'",
-        py_literal(f"--deployment={deployment_id}"),
-        "'--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}'",
-        "'--orchestrator-run-id={{ run_id }}'",
-    ]
-    return Code("[" + ", ".join(parts) + "]")
+RUN_KEY = "airflow:{{ dag.dag_id }}:{{ run_id }}"
+"""The conveyor run key of an Airflow DAG run (Airflow fills in the template): its tasks share one run."""
+RUN_ID = "{{ run_id }}"
+
+
+def run_step_shell() -> str:
+    """``RUN_STEP``: the step command for a python mode task's shell.
+
+    Every value is a variable of the task's environment (``env``): the shell
+    expands them inside double quotes and reads nothing else as code.
+    """
+    argv = step_command(
+        "$CONVEYOR_DEPLOYMENT",
+        "$CONVEYOR_STEP",
+        run_key="airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID",
+        orchestrator_run_id="$AIRFLOW_CTX_DAG_RUN_ID",
+        python="$CONVEYOR_PYTHON",
+    )
+    return "exec " + " ".join(f'"{a}"' if "$" in a else shlex.quote(a) for a in argv)
+
+
+def container_argv(config: AirflowOrchestratorConfig, deployment_id: str, step_id: str, image: str) -> list[str]:
+    """The step command a container task runs (Airflow fills in its run id)."""
+    return step_command(
+        deployment_id,
+        step_id,
+        run_key=RUN_KEY,
+        image=image,
+        orchestrator_run_id=RUN_ID,
+        python=config.container_python,
+    )
+
+
+def _argv_source(argv: list[str]) -> Code:
+    # Airflow renders templated fields with Jinja: only the run id templates above are meant for it.
+    return Code(
+        "[" + ", ".join(py_literal(a) if a in (RUN_KEY, RUN_ID) else str(call("literal", a)) for a in argv) + "]"
+    )
 
 
 def _container_env(config: AirflowOrchestratorConfig, where: Machine) -> dict[str, str]:
@@ -377,13 +405,13 @@ def compile_dag(
     where = machine(config, python, store_url, source_root, mounts)
     container = bool(plan.modes & {"docker", "kubernetes_pod"})
     docker_mounts = "docker" in plan.modes and bool(where.mounts)
-    tasks = [_task(t, deployment, config, bool(where.mounts)) for t in plan.tasks]
+    tasks = [_task(t, deployment, deployment_id, config, bool(where.mounts)) for t in plan.tasks]
     source = _template().render(
         imports=[Code(i) for i in _imports(plan, where)],
         pipeline=deployment.pipeline.name,
         deployment_id=deployment_id,
         python_env=_python_env(where) if "python" in plan.modes else None,
-        container_command=_container_command(config, deployment_id) if container else None,
+        run_step=run_step_shell() if "python" in plan.modes else None,
         container_env=_container_env(config, where) if container else None,
         docker_mounts=_docker_mounts(where) if docker_mounts else None,
         dag_args=[(Code(k), v) for k, v in _dag_args(plan, deployment, deployment_id, config)],
@@ -433,7 +461,9 @@ def _dag_args(
     return args
 
 
-def _task(t: TaskPlan, deployment: Deployment, config: AirflowOrchestratorConfig, mounts: bool) -> dict[str, Any]:
+def _task(
+    t: TaskPlan, deployment: Deployment, deployment_id: str, config: AirflowOrchestratorConfig, mounts: bool
+) -> dict[str, Any]:
     step, s = t.step, t.step.settings
     args: list[tuple[str, Any]] = [("task_id", t.task_id)]
     if step.id != t.task_id:
@@ -449,8 +479,7 @@ def _task(t: TaskPlan, deployment: Deployment, config: AirflowOrchestratorConfig
                 "add an image builder to the stack, or set the orchestrator's image option",
             )
         _no_nul(image, f"the image of step {step.id!r}")
-        # The step and image are whole arguments (``--step=ID``): an id that starts with a dash stays a value.
-        command = [call("literal", f"--step={step.id}"), call("literal", f"--image={image}")]
+        command = container_argv(config, deployment_id, step.id, image)
         env_code = Code(f"literal({_dict_source(s.environment, 'CONTAINER_ENV', {})})")
         args.append(("image", call("literal", image)))
         if t.mode == "docker":
@@ -494,16 +523,12 @@ def _dict_source(first: dict[str, str], splat: str, last: dict[str, str]) -> str
     return "{" + ", ".join(items) + "}"
 
 
-def _list_source(splat: str, items: list[Code]) -> Code:
-    return Code("[" + ", ".join([f"*{splat}", *items]) + "]")
-
-
 def _docker_args(
-    t: TaskPlan, config: AirflowOrchestratorConfig, command: list[Code], env: Code, mounts: bool
+    t: TaskPlan, config: AirflowOrchestratorConfig, command: list[str], env: Code, mounts: bool
 ) -> list[tuple[str, Any]]:
     res = t.step.settings.resources
     args: list[tuple[str, Any]] = [
-        ("command", _list_source("STEP_COMMAND", command)),
+        ("command", _argv_source(command)),
         ("environment", env),
         ("docker_url", config.docker_url),
         ("network_mode", config.network_mode),
@@ -528,12 +553,12 @@ def _docker_args(
 
 
 def _kubernetes_args(
-    t: TaskPlan, config: AirflowOrchestratorConfig, command: list[Code], env: Code
+    t: TaskPlan, config: AirflowOrchestratorConfig, command: list[str], env: Code
 ) -> list[tuple[str, Any]]:
     res, a = t.step.settings.resources, t.settings
     args: list[tuple[str, Any]] = [
-        ("cmds", Code("STEP_COMMAND[:1]")),
-        ("arguments", _list_source("STEP_COMMAND[1:]", command)),
+        ("cmds", _argv_source(command[:1])),
+        ("arguments", _argv_source(command[1:])),
         ("env_vars", env),
     ]
     for key, value in (("namespace", config.namespace), ("config_file", config.kube_config_file)):

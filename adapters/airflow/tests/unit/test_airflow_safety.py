@@ -14,6 +14,7 @@ import ast
 import builtins
 import datetime
 from typing import Any
+from urllib.parse import quote
 
 import airflow_test_pipelines as tp
 import pytest
@@ -32,7 +33,9 @@ from conveyor.ir import (
     StepIR,
     StepSettings,
 )
+from conveyor.runtime import step_command
 from conveyor_airflow import AirflowOrchestratorConfig, compile_dag, dag_id_for, task_id_for
+from conveyor_airflow._compiler import run_step_shell
 from conveyor_testing.strategies import hostile_text, names
 
 ALLOWED_CALLS = {
@@ -63,7 +66,6 @@ ALLOWED_NAMES = {
     "CONVEYOR_DEPLOYMENT",
     "RUN_STEP",
     "PYTHON_ENV",
-    "STEP_COMMAND",
     "CONTAINER_ENV",
     "MOUNTS",
     "annotations",
@@ -79,21 +81,36 @@ ALLOWED_IMPORTS = {
     "kubernetes.client",
 }
 
-RUN_STEP = (
-    'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment="$CONVEYOR_DEPLOYMENT"'
-    ' --step="$CONVEYOR_STEP" --run-key="airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID"'
-    ' --orchestrator-run-id="$AIRFLOW_CTX_DAG_RUN_ID"'
-)
+# The one step command of conveyor.runtime, as the compiler must render it.
+RUN_STEP = run_step_shell()
 
 CRONS = ("@daily", " 0 * * * * ", "*/5 1-3 * * mon#2", "0 0 1 1 ? 2030")
-COMMAND_TAIL = ("-m", "conveyor.runtime", "run-step")
+COMMAND_TAIL = (
+    "-m",
+    "conveyor.runtime",
+    "run-step",
+    "--deployment",
+    "--step",
+    "--run-key",
+    "--image",
+    "--orchestrator-run-id",
+)
 
 # Text of every kind, weighted towards what breaks code generators; NUL only where the compiler takes it.
 text = st.one_of(hostile_text(), st.sampled_from((*tp.PAYLOADS, tp.HOSTILE_PIPELINE)))
 no_nul = text.filter(lambda t: "\x00" not in t)
 nonempty = no_nul.filter(bool)
-# Names that satisfy conveyor's naming rule, and (the compiler must not rely on it) any other text.
-any_name = st.one_of(names(), nonempty)
+# Names follow conveyor's naming rule: the IR refuses any other before a DAG is compiled.
+any_name = names()
+# A database URL without a password (the only kind the orchestrator takes) whose every other part is hostile.
+store_urls = st.builds(
+    lambda user, db, query: (
+        f"postgresql+psycopg://{quote(user, safe='')}@db.example/{quote(db, safe='')}?app={quote(query, safe='')}"
+    ),
+    nonempty,
+    nonempty,
+    text,
+)
 env_name = st.one_of(st.from_regex(r"\A[A-Z_]{1,6}\Z"), nonempty.filter(lambda t: "=" not in t))
 path = nonempty.filter(lambda t: ":" not in t)
 
@@ -256,7 +273,7 @@ def pipelines(draw: Any) -> tuple[Deployment, dict[str, Any]]:
     pipeline = PipelineIR(
         name=draw(any_name),
         source=draw(text),
-        parameters=draw(st.dictionaries(text, text, max_size=2)),
+        parameters=draw(st.dictionaries(any_name, text, max_size=2)),
         steps=tuple(steps),
         settings=PipelineSettings(extra={"airflow": dag_settings}),
     )
@@ -274,7 +291,7 @@ def pipelines(draw: Any) -> tuple[Deployment, dict[str, Any]]:
     config = {
         "operator": mode,
         "python": draw(nonempty),
-        "store_url": draw(nonempty),
+        "store_url": draw(store_urls),
         "source_root": draw(nonempty),
         "container_python": draw(nonempty),
         "namespace": draw(text),
@@ -317,15 +334,14 @@ def expected_task(dep: Deployment, config: AirflowOrchestratorConfig, step: Step
     if step.id != out["task_id"]:
         out["task_display_name"] = step.id
     image = dep.images.get("")
-    command = [
-        config.container_python,
-        *COMMAND_TAIL,
-        f"--deployment={dep.id}",
-        "--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}",
-        "--orchestrator-run-id={{ run_id }}",
-        f"--step={step.id}",
-        f"--image={image}",
-    ]
+    command = step_command(
+        dep.id,
+        step.id,
+        run_key="airflow:{{ dag.dag_id }}:{{ run_id }}",
+        image=image,
+        orchestrator_run_id="{{ run_id }}",
+        python=config.container_python,
+    )
     container_env = {**env, "CONVEYOR_STORE_URL": config.store_url, "CONVEYOR_SOURCE_ROOT": config.source_root}
     if config.operator == "python":
         out["bash_command"] = RUN_STEP
@@ -411,9 +427,8 @@ def test_every_string_in_a_dag_file_is_a_value_of_the_ir_or_the_template(
     source = compile_dag(dep, config).source
     known = set(_strings(dep.model_dump(mode="json"))) | set(_strings(config.model_dump(mode="json")))
     step_ids = [s.id for s in dep.pipeline.steps]
-    known |= {dep.id, f"--deployment={dep.id}", f"conveyor pipeline, deployment `{dep.id}`"}
-    known |= {task_id_for(s) for s in step_ids} | {dag_id_for(dep.pipeline.name)} | {f"--step={s}" for s in step_ids}
-    known |= {f"--image={image}" for image in dep.images.values()}
+    known |= {dep.id, f"conveyor pipeline, deployment `{dep.id}`"}
+    known |= {task_id_for(s) for s in step_ids} | {dag_id_for(dep.pipeline.name)}
     known |= {part for mount in config.docker_mounts for part in mount.split(":")}
     known |= {dep.schedule.cron.strip()} if dep.schedule is not None and dep.schedule.cron else set()
     for node in ast.walk(ast.parse(source)):
@@ -424,8 +439,8 @@ def test_every_string_in_a_dag_file_is_a_value_of_the_ir_or_the_template(
 TEMPLATE_STRINGS = (
     RUN_STEP,
     *COMMAND_TAIL,
-    "--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}",
-    "--orchestrator-run-id={{ run_id }}",
+    "airflow:{{ dag.dag_id }}:{{ run_id }}",
+    "{{ run_id }}",
     "CONVEYOR_PYTHON",
     "CONVEYOR_DEPLOYMENT",
     "CONVEYOR_STORE_URL",
@@ -465,7 +480,10 @@ def test_payload_names_compile_into_files_that_run_nothing(canary: Any) -> None:
         source = compile_dag(
             dep.model_copy(update={"images": images}),
             AirflowOrchestratorConfig(
-                operator=mode, python=tp.PAYLOADS[3], store_url=tp.PAYLOADS[1], source_root=tp.PAYLOADS[4]
+                operator=mode,
+                python=tp.PAYLOADS[3],
+                store_url="postgresql+psycopg://u@db/x?app=" + quote(tp.PAYLOADS[1], safe=""),
+                source_root=tp.PAYLOADS[4],
             ),
         ).source
         check_tree(source)
@@ -474,7 +492,12 @@ def test_payload_names_compile_into_files_that_run_nothing(canary: Any) -> None:
 
 
 def test_a_nul_in_a_step_id_is_refused_not_written() -> None:
-    step = StepIR(id="a\x00b", name="a", source="m:a", code_hash="0")
-    dep = Deployment(pipeline=PipelineIR(name="p", steps=(step,)), stack=StackIR(name="s", components={}))
+    with pytest.raises(ValueError, match="step id"):
+        StepIR(id="a\x00b", name="a", source="m:a", code_hash="0")  # the naming rule refuses it first
+    # A record made without the rule still cannot put a NUL into a DAG file.
+    step = StepIR.model_construct(id="a\x00b", name="a", source="m:a", code_hash="0", inputs={}, outputs={})
+    step = step.model_copy(update={"after": (), "settings": StepIR.model_fields["settings"].default})
+    pipe = PipelineIR.model_construct(name="p", steps=(step,), parameters={}, source=None)
+    dep = Deployment.model_construct(pipeline=pipe, stack=StackIR(name="s", components={}), images={}, schedule=None)
     with pytest.raises(ConfigError, match="NUL"):
         compile_dag(dep, AirflowOrchestratorConfig())

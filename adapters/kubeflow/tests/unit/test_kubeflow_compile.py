@@ -431,3 +431,39 @@ def test_alike_containers_share_one_component_and_others_are_numbered() -> None:
     assert list(components.components) == ["comp-conveyor-step", "comp-conveyor-step-2", "comp-conveyor-step-3"]
     assert components.components["comp-conveyor-step-2"]["executorLabel"] == "exec-conveyor-step-2"
     assert list(components.platform_executors) == ["exec-conveyor-step-2"]
+
+
+# -- the one step command ------------------------------------------------------------------------
+def _as_text(arg: str) -> str:
+    """An argument as the pod sees it once KFP joins a Concat placeholder's parts."""
+    if arg.startswith('{"Concat"'):
+        return "".join(json.loads(arg)["Concat"])
+    return arg
+
+
+def test_every_container_runs_exactly_the_runtimes_step_and_finish_commands() -> None:
+    from conveyor.runtime import finish_command, step_command
+
+    config = KubeflowOrchestratorConfig(gpu_type_label="gpu")
+    dep = deployment(settings_demo())
+    spec = docs_of(compile_pipeline(dep, config, store_url=STORE).text)[0]
+    step = "{{$.inputs.parameters['conveyor_step']}}"
+    run_id = "{{$.inputs.parameters['conveyor_run_id']}}"
+    params = {name: "{{$.inputs.parameters['" + name + "']}}" for name in dep.pipeline.parameters}
+    executors = spec["deploymentSpec"]["executors"]
+    finish = executors.pop("exec-conveyor-finish-run")["container"]
+    assert finish["command"] + [_as_text(a) for a in finish["args"]] == finish_command(
+        dep.id, run_key="kfp:" + run_id, params=params, orchestrator_run_id=run_id, python=config.python
+    )
+    assert executors
+    for executor in executors.values():
+        container = executor["container"]
+        assert container["command"] + [_as_text(a) for a in container["args"]] == step_command(
+            dep.id,
+            step,
+            run_key="kfp:" + run_id,
+            image=container["image"],
+            params=params,
+            orchestrator_run_id=run_id,
+            python=config.python,
+        )

@@ -50,7 +50,8 @@ RUN_ID_INPUT = "{{$.inputs.parameters['conveyor_run_id']}}"
 
 text = hostile_text()
 # Names that satisfy conveyor's naming rule, and (the compiler must not rely on it) any text at all.
-any_name = st.one_of(names(), text)
+# Names follow core's rule (the IR refuses any other); every other string is hostile.
+any_name = names()
 # What reaches the steps' command (step ids, parameter names) cannot hold KFP's placeholder opening.
 command_name = any_name.filter(lambda n: "{{" not in n)
 label_key = st.from_regex(r"\A([a-z0-9]([-a-z0-9.]{0,8}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,8}[A-Za-z0-9])?\Z")
@@ -225,11 +226,11 @@ def test_hostile_values_stay_in_their_yaml_scalars(case: tuple[Deployment, Kubef
             STEP_INPUT,
             "--run-key",
             json.dumps({"Concat": ["kfp:", RUN_ID_INPUT]}),
-            "--orchestrator-run-id",
-            RUN_ID_INPUT,
             "--image",
             image,
             *param_args,
+            "--orchestrator-run-id",
+            RUN_ID_INPUT,
         ]
         env = {"CONVEYOR_STORE_URL": "sqlite:////db", **step.settings.environment}
         assert container["env"] == [{"name": k, "value": v} for k, v in sorted(env.items())]
@@ -262,8 +263,16 @@ def test_hostile_values_stay_in_their_yaml_scalars(case: tuple[Deployment, Kubef
     finish = executors["exec-conveyor-finish-run"]["container"]
     assert finish["image"] == image
     assert finish["command"] == [config.python, "-m", "conveyor.runtime"]
-    assert finish["args"][:3] == ["finish-run", "--deployment", deployment.id]
-    assert finish["args"][7:] == param_args
+    assert finish["args"] == [
+        "finish-run",
+        "--deployment",
+        deployment.id,
+        "--run-key",
+        json.dumps({"Concat": ["kfp:", RUN_ID_INPUT]}),
+        *param_args,
+        "--orchestrator-run-id",
+        RUN_ID_INPUT,
+    ]
 
 
 # The known attack: a pipeline name that ends the header's comment line and starts a second document.
@@ -276,7 +285,11 @@ INJECTED = (
 def test_a_pipeline_name_cannot_end_the_header_comment(line_break: str) -> None:
     step = StepIR(id="s", name="s", source="m:s", code_hash="0")
     name = "p" + line_break + INJECTED.replace("\n", line_break)
-    deployment = Deployment(pipeline=PipelineIR(name=name, steps=(step,)), stack=STACK, images={"": FAKE_IMAGE})
+    with pytest.raises(ValueError, match="pipeline name"):
+        PipelineIR(name=name, steps=(step,))  # the naming rule refuses it before anything is compiled
+    # And were such a name ever to reach the compiler, the header would still hold it as one comment.
+    unchecked = PipelineIR.model_construct(name=name, steps=(step,), parameters={}, source=None)
+    deployment = Deployment.model_construct(pipeline=unchecked, stack=STACK, images={"": FAKE_IMAGE}, schedule=None)
     compiled = compile_pipeline(deployment, KubeflowOrchestratorConfig())
     [spec] = check_spec_parses_to_what_was_built(compiled, deployment)
     assert spec["pipelineInfo"]["displayName"] == name
@@ -297,16 +310,15 @@ def test_task_names_are_distinct_kubernetes_names(step_ids: list[str]) -> None:
 )
 def test_step_ids_and_parameter_names_kfp_would_replace_are_refused(placeholder: str) -> None:
     # KFP resolves placeholders in constant inputs and in the command: the step id would become another step's.
-    step = StepIR(id=placeholder, name="s", source="m:s", code_hash="0")
+    # Core's naming rule refuses braces in ids and names; the compiler refuses them again, for records made otherwise.
+    with pytest.raises(ValueError, match="step id"):
+        StepIR(id=placeholder, name="s", source="m:s", code_hash="0")
+    step = StepIR.model_construct(id=placeholder, name="s", source="m:s", code_hash="0", inputs={}, outputs={})
+    step = step.model_copy(update={"after": (), "settings": StepIR.model_fields["settings"].default})
+    unchecked = PipelineIR.model_construct(name="p", steps=(step,), parameters={}, source=None)
     with pytest.raises(ConfigError, match="KFP reads as the start of a placeholder") as info:
         compile_pipeline(
-            Deployment(pipeline=PipelineIR(name="p", steps=(step,)), stack=STACK, images={"": FAKE_IMAGE}),
+            Deployment.model_construct(pipeline=unchecked, stack=STACK, images={"": FAKE_IMAGE}, schedule=None),
             KubeflowOrchestratorConfig(),
         )
     assert "\n" not in str(info.value)
-    step = StepIR(id="s", name="s", source="m:s", code_hash="0")
-    pipeline = PipelineIR(name="p", parameters={f"x{placeholder}": 1}, steps=(step,))
-    with pytest.raises(ConfigError, match="parameter .* KFP reads as the start of a placeholder"):
-        compile_pipeline(
-            Deployment(pipeline=pipeline, stack=STACK, images={"": FAKE_IMAGE}), KubeflowOrchestratorConfig()
-        )

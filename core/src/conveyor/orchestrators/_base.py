@@ -69,7 +69,7 @@ class BaseOrchestrator(StackComponent):
     not override. They call, in order:
 
     1. :meth:`_check`: pure compile-time checks (settings the engine cannot
-       honour), after the stack's capability checks; nothing is built or stored yet;
+       honour), then the stack's capability checks; nothing is built or stored yet;
     2. :meth:`_connect` (``run`` only): reach the engine, so an unreachable
        engine or a refused credential fails before any image is built;
     3. :meth:`prepare`: images (:meth:`_images`, when :meth:`needs_images`), then
@@ -124,8 +124,9 @@ class BaseOrchestrator(StackComponent):
         Raises:
             StackError, CapabilityError, ConfigError: what the stack or the engine cannot honour.
         """
-        ctx.stack.validate(deployment.pipeline, deployment.schedule)
+        # The engine's own checks first: they say more than the stack's generic capability checks.
         self._check(deployment, ctx)
+        ctx.stack.validate(deployment.pipeline, deployment.schedule)
 
     def prepare(self, deployment: Deployment, ctx: LaunchContext) -> Deployment:
         """Give the deployment its images where its steps run in containers, and store it."""

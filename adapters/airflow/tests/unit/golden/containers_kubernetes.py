@@ -16,7 +16,6 @@ CONVEYOR_PIPELINE = 'containers'
 CONVEYOR_DEPLOYMENT = '8151e87d546133cd35b4da35052634ee'
 
 # Container modes: all tasks of one DAG run share one conveyor run, keyed by Airflow's run id.
-STEP_COMMAND = [literal('python'), '-m', 'conveyor.runtime', 'run-step', '--deployment=8151e87d546133cd35b4da35052634ee', '--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}', '--orchestrator-run-id={{ run_id }}']
 CONTAINER_ENV = {'CONVEYOR_STORE_URL': 'sqlite:////srv/conveyor.db'}
 
 with DAG(
@@ -30,8 +29,8 @@ with DAG(
     tasks['load'] = KubernetesPodOperator(
         task_id='load',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        cmds=STEP_COMMAND[:1],
-        arguments=[*STEP_COMMAND[1:], literal('--step=load'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        cmds=[literal('python')],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('8151e87d546133cd35b4da35052634ee'), literal('--step'), literal('load'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,
@@ -41,8 +40,8 @@ with DAG(
     tasks['train'] = KubernetesPodOperator(
         task_id='train',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        cmds=STEP_COMMAND[:1],
-        arguments=[*STEP_COMMAND[1:], literal('--step=train'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        cmds=[literal('python')],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('8151e87d546133cd35b4da35052634ee'), literal('--step'), literal('train'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,
@@ -58,8 +57,8 @@ with DAG(
     tasks['total'] = KubernetesPodOperator(
         task_id='total',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        cmds=STEP_COMMAND[:1],
-        arguments=[*STEP_COMMAND[1:], literal('--step=total'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        cmds=[literal('python')],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('8151e87d546133cd35b4da35052634ee'), literal('--step'), literal('total'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,
@@ -72,8 +71,8 @@ with DAG(
     tasks['tune'] = KubernetesPodOperator(
         task_id='tune',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        cmds=STEP_COMMAND[:1],
-        arguments=[*STEP_COMMAND[1:], literal('--step=tune'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        cmds=[literal('python')],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('8151e87d546133cd35b4da35052634ee'), literal('--step'), literal('tune'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,
