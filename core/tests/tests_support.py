@@ -69,7 +69,8 @@ def fails(*args: str, code: int = 1) -> str:
     result = invoke(*args)
     assert result.exit_code == code, f"{args}: exit {result.exit_code}: {result.output}"
     assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
+    # A run's progress lines ("conveyor | ...") may come before its error.
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("conveyor | ")]
     assert len(lines) == 1, lines
     assert lines[0].startswith("conveyor: error: "), lines[0]
     return lines[0]

@@ -259,7 +259,14 @@ def run_step_command(args: argparse.Namespace) -> int:
     else:
         run = _join_run(store, deployment, args.run_key, overrides, args.orchestrator_run_id)
     env = RunEnvironment(
-        store=store, stack=stack, deployment=deployment, run=run, overrides=overrides, image=args.image
+        store=store,
+        stack=stack,
+        deployment=deployment,
+        run=run,
+        overrides=overrides,
+        image=args.image,
+        # Started by the local orchestrator: this step's lines share a terminal with its siblings'.
+        prefix_output=bool(os.environ.get(ENV_PARENT_PID)),
     )
     remote = args.run_key is not None
     try:
