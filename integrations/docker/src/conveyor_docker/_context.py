@@ -59,6 +59,7 @@ class ImagePlan:
     """conveyor's own distributions, installed without dependencies in their own layer."""
     code_root: Path | None = None
     code_files: list[tuple[str, Path]] = field(default_factory=list)
+    """``(relative name, path)`` of the user's code (:func:`conveyor_docker._source.code_files`)."""
     extra_files: list[tuple[str, list[tuple[str, Path]]]] = field(default_factory=list)
     """``(path in the image, [(relative name, file here)])``."""
     inputs: dict[str, Any] = field(default_factory=dict)
