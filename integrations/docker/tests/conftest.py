@@ -51,8 +51,12 @@ def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def session_images(docker_daemon: Any) -> Iterator[None]:
-    """Remove the images the session's builds made (tagged with the conveyor labels)."""
+def session_images(docker_daemon: Any, registry: Any) -> Iterator[None]:
+    """Remove the images the session's builds made (tagged with the conveyor labels).
+
+    Other sessions may share the daemon and build the same images for their own registries: only this
+    session's registry's tags (and the user parent images it built) are removed.
+    """
     import docker
 
     before = {i.id for i in docker_daemon.images.list(all=True)}
@@ -62,6 +66,8 @@ def session_images(docker_daemon: Any) -> Iterator[None]:
             if image.id in before:
                 continue
             for tag in image.tags:
+                if not tag.startswith((f"{registry.host}/", "conveyor-parent:")):
+                    continue
                 try:
                     docker_daemon.images.remove(tag)
                 except docker.errors.APIError:
