@@ -81,6 +81,7 @@ def _build(pipe: Any, stack_name: str) -> Any:
     return builder.builds[-1]
 
 
+# Printed as one JSON line: names may hold newlines, and docker may drop a last line without one.
 LIST_APP = (
     "import json, os\n"
     "out = []\n"
@@ -98,7 +99,10 @@ def _app_files(client: Any, ref: str) -> set[str]:
 
 
 def _cat(client: Any, ref: str, path: str) -> str:
-    return client.containers.run(ref, ["cat", path], entrypoint=[], network_mode="none", remove=True).decode()
+    # As JSON on one whole line: docker may drop a last line that has no newline when a container ends at once.
+    code = f"import json; print(json.dumps(open({path!r}, encoding='utf-8').read()))"
+    out = client.containers.run(ref, ["python", "-c", code], entrypoint=[], network_mode="none", remove=True)
+    return json.loads(out.decode().strip().splitlines()[-1])
 
 
 # -- exporting into the project ------------------------------------------------------------
