@@ -106,6 +106,7 @@ def prefect(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def docker(session: nox.Session) -> None:
     """Containers: build, push, local_docker and the step operator, remote-like stores (real Docker, registry)."""
+    # conveyor-airflow (without Airflow: its DAG files are written without it): the tests export into the project.
     _install(
         session,
         *PYTEST,
@@ -115,6 +116,8 @@ def docker(session: nox.Session) -> None:
         "./testing[sql,s3,docker]",
         "-e",
         "./integrations/docker",
+        "-e",
+        "./adapters/airflow",
     )
     _pytest(session, "integrations/docker/tests")
 

@@ -40,9 +40,10 @@ class DockerSettings(BaseModel):
     extra_files: dict[str, str] = Field(default_factory=dict)
     """``{path here: absolute path in the image}``: files or folders copied in."""
     copy_source: bool = True
-    """Copy the source root (honouring its ``.dockerignore``) to ``/app``."""
+    """Copy the user's code to ``/app``: in a git checkout the tracked files under the source root, otherwise
+    the source root's files; either way without what ``.dockerignore`` and ``.conveyorignore`` match."""
     dockerignore: str | None = None
-    """A .dockerignore file to use instead of the source root's."""
+    """A .dockerignore file to use instead of the source root's (``.conveyorignore`` still applies)."""
     target_repository: str | None = None
     """Repository name under the registry's URI (default: ``conveyor-<pipeline name>``)."""
 
