@@ -17,6 +17,7 @@ import pytest
 from airflow_harness import AirflowHome, run_dag
 
 from conveyor import Client, Schedule, export_pipeline
+from conveyor.runtime import step_command
 from conveyor_testing.conformance import CASES, artifact_hashes, check_run, load_pipeline, run_case
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
