@@ -71,8 +71,9 @@ class Progress:
         """A step ended: ``completed``, ``cached``, ``failed``, ``stopped`` or ``skipped``."""
         self.counts[status] = self.counts.get(status, 0) + 1
         began = self._began.get(step_id)
-        timed = began is not None and status not in ("skipped", "cached")
-        took = f" in {_seconds(time.monotonic() - began)}" if timed else ""
+        took = ""
+        if began is not None and status not in ("skipped", "cached"):
+            took = f" in {_seconds(time.monotonic() - began)}"
         detail = f": {error}" if error and status in ("failed", "skipped") else ""
         self._line(f"{step_id}: {status}{took}{detail}", _STYLES.get(status, ""))
 
