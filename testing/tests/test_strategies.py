@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 
 from conveyor_testing.strategies import FRAGMENTS, LINE_BREAKS, hostile_text, is_name, names
 
@@ -61,10 +61,12 @@ def test_hostile_text_reaches_every_line_break_and_long_strings() -> None:
 
     collect()
     assert all(not any("\ud800" <= c <= "\udfff" for c in t) for t in seen)  # every text fits in UTF-8
-    assert any(len(t) >= 1000 for t in seen)
-    found = {b for t in seen for b in LINE_BREAKS if b in t}
-    assert {"\n", "\r", "\u2028", "\u2029", "\x85"} <= found
     assert set(LINE_BREAKS) <= set(FRAGMENTS)
+    # Each line break, and a long text, is found by searching (not by hoping a sample has it).
+    search = settings(max_examples=5000, database=None)
+    for brk in ("\n", "\r", "\u2028", "\u2029", "\x85"):
+        assert brk in find(hostile_text(), lambda t, brk=brk: brk in t, settings=search)
+    assert len(find(hostile_text(), lambda t: len(t) >= 1000, settings=search)) >= 1000
 
 
 def test_importing_the_strategies_needs_no_hypothesis() -> None:
