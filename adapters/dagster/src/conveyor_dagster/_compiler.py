@@ -303,7 +303,11 @@ def compile_definitions(
     if config.start_method is not None:
         executor["start_method"] = {config.start_method: {}}
     job = {
-        "description": s.description or f"conveyor pipeline {pipeline.name!r}, deployment {deployment_id}",
+        "description": (
+            s.description
+            if s.description is not None
+            else f"conveyor pipeline {pipeline.name!r}, deployment {deployment_id}"
+        ),
         "tags": {**config.tags, **(s.tags or {}), "conveyor/deployment": deployment_id},
         "executor": executor,
     }
@@ -375,7 +379,7 @@ def _step_table(op: OpPlan, image: str | None) -> dict[str, Any]:
         "op": op.op,
         "step": step.id,
         "upstream": list(step.upstream()),
-        "description": s.description or f"conveyor step {step.id!r} ({step.name})",
+        "description": s.description if s.description is not None else f"conveyor step {step.id!r} ({step.name})",
         "tags": {**(s.tags or {}), "conveyor/step": step.id},
         "retry": retry,
         "pool": s.pool,
