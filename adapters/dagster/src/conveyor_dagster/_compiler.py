@@ -107,6 +107,15 @@ def plan_job(deployment: Deployment, config: DagsterOrchestratorConfig) -> JobPl
         settings = own.model_copy(update={k: v for k, v in defaults.items() if getattr(own, k) is None})
         _check_step(step, settings)
         ops.append(OpPlan(step=step, op=op, mode=settings.mode or config.mode, settings=settings))
+    if job_name in op_names:
+        # Dagster keeps ops and jobs in one namespace: a pipeline and its step may not share a name.
+        if job_settings.job_name is not None or f"{job_name}_job" in op_names:
+            raise ConfigError(
+                f"job {job_name!r} of pipeline {pipeline.name!r} has the name of its step {op_names[job_name]!r}, "
+                "and Dagster names jobs and ops alike",
+                'give the job another name: @pipeline(settings={"dagster": {"job_name": "..."}})',
+            )
+        job_name = f"{job_name}_job"
     return JobPlan(
         job_name=job_name, settings=job_settings, mode=job_settings.mode or config.mode, cron=cron, ops=tuple(ops)
     )

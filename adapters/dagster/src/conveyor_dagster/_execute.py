@@ -33,8 +33,7 @@ class Execution:
     interrupted: bool = False
 
 
-def load_job(path: str) -> Any:
-    """The job of a definitions file (what ``build_reconstructable_job`` calls in each op process)."""
+def _load_module(path: str) -> Any:
     data = Path(path).read_bytes()
     # Named by content: a file written again for a new deployment is a new module.
     name = "_conveyor_dagster_" + hashlib.sha256(path.encode("utf-8", "surrogatepass") + data).hexdigest()[:24]
@@ -49,7 +48,17 @@ def load_job(path: str) -> Any:
         except BaseException:
             del sys.modules[name]
             raise
-    return module.conveyor_job
+    return module
+
+
+def load_job(path: str) -> Any:
+    """The job of a definitions file (what ``build_reconstructable_job`` calls in each op process)."""
+    return _load_module(path).conveyor_job
+
+
+def load_definitions(path: str) -> Any:
+    """The ``Definitions`` of a definitions file, as a code location loads them (imports Dagster)."""
+    return _load_module(path).defs
 
 
 def prepare_home(home: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor.stack import parse_settings
 from conveyor_dagster._flavor import StepMode
@@ -19,6 +19,10 @@ from conveyor_dagster._names import is_dagster_name
 NAMESPACE = "dagster"
 """The key of these settings in ``StepSettings.extra`` and ``PipelineSettings.extra``."""
 
+CONCURRENCY_TAG = "dagster/concurrency_key"
+"""The op tag Dagster reads as the op's pool, like ``pool``."""
+POOL = re.compile(r"^\S+$")
+"""Dagster's rule for pool names."""
 TAG_KEY = re.compile(r"^([A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}$")
 """Dagster's rule for tag keys: an optional ``namespace/`` and a name, each 1-63 of ``A-Za-z0-9_.-``."""
 
@@ -44,8 +48,16 @@ class _OpDefaults(BaseModel):
     """Random jitter of the delay (Dagster's ``Jitter``)."""
     mode: StepMode | None = None
     """Run the step(s) in another mode than the orchestrator's."""
-    pool: str | None = Field(default=None, min_length=1)
-    """Dagster concurrency pool of the op(s)."""
+    pool: str | None = None
+    """Dagster concurrency pool of the op(s) (no whitespace)."""
+
+    @field_validator("pool")
+    @classmethod
+    def _check_pool(cls, value: str | None) -> str | None:
+        # Python's idea of whitespace, as Dagster checks it (pydantic's patterns see less).
+        if value is not None and not POOL.match(value):
+            raise ValueError("must be one or more characters, none of them whitespace")
+        return value
 
 
 class StepDagsterSettings(_OpDefaults):
@@ -60,6 +72,13 @@ class StepDagsterSettings(_OpDefaults):
     @classmethod
     def _check_tags(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return check_tags(value)
+
+    @model_validator(mode="after")
+    def _one_pool(self) -> StepDagsterSettings:
+        key = (self.tags or {}).get(CONCURRENCY_TAG)
+        if self.pool is not None and key is not None and key != self.pool:
+            raise ValueError(f"pool {self.pool!r} and tag {CONCURRENCY_TAG}={key!r} name two pools")
+        return self
 
 
 class PipelineDagsterSettings(_OpDefaults):

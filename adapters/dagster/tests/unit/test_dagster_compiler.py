@@ -14,7 +14,7 @@ import pytest
 from definitions_file import Marker, argv, tables
 
 from conveyor.exceptions import CapabilityError, ConfigError
-from conveyor.ir import ComponentIR, Deployment, Schedule, StackIR
+from conveyor.ir import ComponentIR, Deployment, PipelineSettings, Schedule, StackIR
 from conveyor.runtime import finish_command, step_command
 from conveyor_dagster import DagsterOrchestratorConfig, compile_definitions, schedule_cron
 from conveyor_testing.conformance import CASES, load_pipeline
@@ -282,6 +282,12 @@ def test_parameters_are_the_run_configs_defaults() -> None:
         ({"steps": {"load": {"settings": {"dagster": {"mode": "k8s"}}}}}, ConfigError, "mode"),
         ({"steps": {"load": {"settings": {"dagster": {"tags": {"a b": "x"}}}}}}, ConfigError, "tag key"),
         ({"steps": {"load": {"settings": {"dagster": {"tags": {"k": "a\x00b"}}}}}}, ConfigError, "NUL"),
+        ({"steps": {"load": {"settings": {"dagster": {"pool": "big pool"}}}}}, ConfigError, "pool"),
+        (
+            {"steps": {"load": {"settings": {"dagster": {"pool": "a", "tags": {"dagster/concurrency_key": "b"}}}}}},
+            ConfigError,
+            "two pools",
+        ),
         ({"settings": {"dagster": {"job_name": "my-job"}}}, ConfigError, "job_name"),
         ({"settings": {"dagster": {"job_name": "class"}}}, ConfigError, "job_name"),
         ({"settings": {"dagster": {"max_concurrent": 0}}}, ConfigError, "max_concurrent"),
@@ -331,6 +337,24 @@ def test_two_steps_that_would_be_one_op_are_refused() -> None:
     broken = dep.model_copy(update={"pipeline": dep.pipeline.model_copy(update={"steps": tuple(steps)})})
     with pytest.raises(ConfigError, match="are both op"):
         compile_source(broken)
+
+
+def test_a_job_never_shares_its_name_with_one_of_its_ops() -> None:
+    dep = deployment(tp.renamed)
+    steps = list(dep.pipeline.steps)
+    steps[1] = steps[1].model_copy(update={"id": dep.pipeline.name})
+    same = dep.model_copy(update={"pipeline": dep.pipeline.model_copy(update={"steps": tuple(steps)})})
+    t = tables(compile_source(same))
+    assert t["JOB_NAME"] == t["STEPS"][1]["op"] + "_job"
+    named = same.model_copy(
+        update={
+            "pipeline": same.pipeline.model_copy(
+                update={"settings": PipelineSettings(extra={"dagster": {"job_name": t["STEPS"][1]["op"]}})}
+            )
+        }
+    )
+    with pytest.raises(ConfigError, match="Dagster names jobs and ops alike"):
+        compile_source(named)
 
 
 def test_a_store_url_with_a_password_is_refused_when_registering() -> None:

@@ -14,81 +14,13 @@ from typing import Any
 
 import pytest
 from definitions_file import argv, code_outside_tables, tables
+from hostile_pipelines import job_name, pipelines
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from conveyor.exceptions import ConfigError
-from conveyor.ir import ComponentIR, Deployment, PipelineIR, PipelineSettings, StackIR, StepIR, StepSettings
+from conveyor.ir import Deployment, PipelineIR, StackIR, StepIR, StepSettings
 from conveyor.runtime import step_command
 from conveyor_dagster import DagsterOrchestratorConfig, compile_definitions, dagster_name
-from conveyor_testing.strategies import hostile_text, names
-
-text = hostile_text()
-no_nul = text.map(lambda t: t.replace("\x00", ""))
-tag_key = st.from_regex(r"\A([a-z0-9_.-]{1,10}/)?[A-Za-z0-9_.-]{1,10}\Z")
-
-
-@st.composite
-def pipelines(draw: Any) -> tuple[Deployment, dict[str, Any]]:
-    step_ids = draw(st.lists(names(), min_size=1, max_size=4, unique_by=dagster_name))
-    mode = draw(st.sampled_from(["python", "docker"]))
-    steps = []
-    for i, sid in enumerate(step_ids):
-        dagster = draw(
-            st.fixed_dictionaries(
-                {},
-                optional={
-                    "description": text,
-                    "tags": st.dictionaries(tag_key, no_nul, max_size=2),
-                    "pool": no_nul.filter(bool),
-                },
-            )
-        )
-        steps.append(
-            StepIR(
-                id=sid,
-                name=draw(names()),
-                source=f"m:{draw(text)}",
-                code_hash="0",
-                after=tuple(step_ids[:i][-1:]),
-                settings=StepSettings(
-                    retries=draw(st.integers(0, 3)),
-                    environment=draw(st.dictionaries(st.text("ABCXYZ_", min_size=1, max_size=5), no_nul, max_size=2)),
-                    extra={"dagster": dagster, "other": {draw(text): draw(text)}},
-                ),
-            )
-        )
-    pipeline = PipelineIR(
-        name=draw(names()),
-        source=draw(text),
-        parameters=draw(st.dictionaries(names(), st.one_of(text, st.lists(text, max_size=2)), max_size=3)),
-        steps=tuple(steps),
-        settings=PipelineSettings(
-            extra={"dagster": {"description": draw(text), "tags": draw(st.dictionaries(tag_key, no_nul, max_size=2))}}
-        ),
-    )
-    stack = StackIR(
-        name=draw(names()),
-        components={
-            "orchestrator": ComponentIR(type="orchestrator", flavor="dagster", name=draw(names())),
-            "artifact_store": ComponentIR(
-                type="artifact_store", flavor="local", name=draw(names()), config={"path": draw(text)}
-            ),
-        },
-    )
-    images = {"": draw(no_nul.filter(bool))} if mode == "docker" else {}
-    config = {
-        "mode": mode,
-        "python": draw(no_nul.filter(bool)),
-        "store_url": "sqlite:///" + draw(no_nul),
-        "source_root": draw(no_nul.filter(bool)),
-        "container_python": draw(no_nul.filter(bool)),
-        "docker_url": draw(text),
-        "tags": draw(st.dictionaries(tag_key, no_nul, max_size=2)),
-        "docker_mounts": [f"/{draw(st.text('ab/', min_size=1))}:/{draw(st.text('cd', min_size=1))}"],
-    }
-    return Deployment(pipeline=pipeline, stack=stack, images=images), config
-
 
 REFERENCE = None
 
@@ -110,7 +42,7 @@ def test_user_values_never_become_code(case: tuple[Deployment, dict[str, Any]]) 
     assert code_outside_tables(source) == reference_code()
     t = tables(source)  # fails on anything in a table but data
     assert t["CONVEYOR_PIPELINE"] == dep.pipeline.name and t["CONVEYOR_DEPLOYMENT"] == dep.id
-    assert t["JOB_NAME"] == dagster_name(dep.pipeline.name)
+    assert t["JOB_NAME"] == job_name(dep)
     assert t["JOB"]["description"] == dep.pipeline.settings.extra["dagster"]["description"]
     assert t["JOB"]["tags"] == {
         **config["tags"],
