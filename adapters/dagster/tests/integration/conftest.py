@@ -43,3 +43,27 @@ def instance(dagster_home: Path) -> Iterator[Any]:
 
     with dg.DagsterInstance.get() as found:
         yield found
+
+
+# -- docker mode ---------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wheels the docker image builder prepares once per session."""
+    return tmp_path_factory.mktemp("wheel-cache")
+
+
+@pytest.fixture(scope="session")
+def built_images(docker_daemon: Any) -> Iterator[None]:
+    """Remove the images this session's builds made (the builder labels them)."""
+    import docker
+
+    before = set(docker_daemon.api.images(all=True, quiet=True))
+    yield
+    for summary in docker_daemon.api.images(filters={"label": "conveyor.image"}):
+        if summary["Id"] in before:
+            continue
+        for tag in summary.get("RepoTags") or []:
+            try:
+                docker_daemon.images.remove(tag)
+            except docker.errors.APIError:
+                pass
