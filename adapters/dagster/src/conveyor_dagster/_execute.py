@@ -85,8 +85,8 @@ def _dagster_home(home: Path) -> Iterator[None]:
 def execute_definitions(path: Path, home: Path, *, log_level: str = "INFO") -> Execution:
     """Execute the job of a definitions file in the instance of ``home``; waits for it to end.
 
-    Ctrl-C (or SIGTERM turned into KeyboardInterrupt) stops the run: Dagster ends
-    its op processes, each op stops its step, and the result says it was interrupted.
+    Ctrl-C (or SIGTERM) stops the run: Dagster tells its op processes, each
+    op stops its step, the run fails, and the result says it was interrupted.
     """
     import dagster as dg
 
@@ -104,11 +104,20 @@ def execute_definitions(path: Path, home: Path, *, log_level: str = "INFO") -> E
                 tags={LAUNCH_TAG: launch},
                 run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             )
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # before or after Dagster listened for it
             return Execution(run_id=_run_of(instance, launch), success=False, interrupted=True)
         finally:
             instance.dispose()
-    return Execution(run_id=result.run_id, success=result.success)
+    return Execution(run_id=result.run_id, success=result.success, interrupted=_interrupted(result))
+
+
+def _interrupted(result: Any) -> bool:
+    """Whether a failed run failed because Dagster was interrupted (it turns Ctrl-C into a run failure)."""
+    if result.success:
+        return False
+    failure = result.get_run_failure_event().job_failure_data
+    error = failure.error if failure is not None else None
+    return error is not None and error.cls_name == "DagsterExecutionInterruptedError"
 
 
 def _run_of(instance: Any, launch: str) -> str | None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.exceptions import ConfigError, StackError, StepFailedError
+from conveyor.exceptions import ConfigError, RunStoppedError, StackError, StepFailedError
 from conveyor.orchestrators import BaseOrchestrator, write_file_atomically
 from conveyor.stack import ComponentType
 from conveyor_dagster._compiler import RUN_KEY_PREFIX, CompiledDefinitions, JobPlan, compile_definitions, plan_job
@@ -203,18 +203,14 @@ class DagsterOrchestrator(BaseOrchestrator):
             run_key=RUN_KEY_PREFIX + execution.run_id,
             orchestrator_run_id=execution.run_id,
         )
-        if execution.interrupted:
-            ctx.store.settle_run(
-                run.id, RunStatus.STOPPED, error="stopped (Ctrl-C or SIGTERM)", running_steps=RunStatus.STOPPED
-            )
-            raise KeyboardInterrupt
         status = settle_after_engine(ctx.store, deployment, run)
-        if status != RunStatus.COMPLETED:
-            error = ctx.store.get_run(run.id).error or f"Dagster run {execution.run_id} failed"
-            raise StepFailedError(
-                f"run {run.name!r} failed on Dagster: {error}", f"logs: conveyor run describe {run.name}"
-            )
-        return run.id
+        if status == RunStatus.COMPLETED:
+            return run.id
+        error = ctx.store.get_run(run.id).error or f"Dagster run {execution.run_id} failed"
+        hint = f"logs: conveyor run describe {run.name}"
+        if execution.interrupted:
+            raise RunStoppedError(f"run {run.name!r} was stopped on Dagster: {error}", hint)
+        raise StepFailedError(f"run {run.name!r} failed on Dagster: {error}", hint)
 
 
 def local_folders(store_url: Any, deployment: Deployment) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -104,3 +105,43 @@ def test_a_dagster_run_of_the_exported_job_can_change_parameters(
     assert run.status == "completed" and run.parameters == {"n": 7}
     assert run.steps["load_data"].outputs["numbers"].load() == list(range(7))
     assert run.record.orchestrator == "dagster" and run.record.orchestrator_run_id in done.stderr + done.stdout
+
+
+STOPPABLE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import dagster_test_pipelines as tp
+
+if __name__ == "__main__":
+    tp.naps.with_options(enable_cache=False, stack=sys.argv[2])(seconds=120.0)
+"""
+
+
+def test_ctrl_c_stops_the_run_and_its_steps_with_one_line(dagster_stack: str, tmp_path: Path) -> None:
+    script = tmp_path / "run.py"
+    script.write_text(STOPPABLE)
+    tests = str(Path(tp.__file__).parent)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), tests, dagster_stack], stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
+    client = Client()
+    deadline = time.monotonic() + 300
+    while True:
+        runs = client.list_runs("naps") if "naps" in {p.name for p in client.list_pipelines()} else []
+        if runs and len([s for s in runs[0].steps.values() if s.status == "running"]) == 2:
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, "the naps never both started"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    last = stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1
+    assert last.startswith("conveyor: error: run ") and "was stopped on Dagster" in last, stderr[-3000:]
+    run = client.get_run(runs[0].record.id)
+    assert run.status == "failed"
+    # The stopped step settles its run itself (the step command does for engines' runs).
+    assert {sid: s.status for sid, s in run.steps.items() if sid != "spans"} == {"nap": "stopped", "nap_2": "stopped"}
+    deadline = time.monotonic() + 15
+    while _step_processes(run.record.deployment_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _step_processes(run.record.deployment_id) == []
