@@ -14,7 +14,7 @@ from conveyor_dagster._compiler import (
     plan_job,
     schedule_cron,
 )
-from conveyor_dagster._execute import Execution, execute_definitions, load_definitions, load_job
+from conveyor_dagster._execute import Execution, execute_definitions, load_definitions, load_job, prepare_home
 from conveyor_dagster._flavor import DagsterOrchestratorConfig, DagsterOrchestratorFlavor, StepMode
 from conveyor_dagster._names import dagster_name, is_dagster_name
 from conveyor_dagster._settings import PipelineDagsterSettings, StepDagsterSettings
@@ -36,5 +36,6 @@ __all__ = [
     "load_definitions",
     "load_job",
     "plan_job",
+    "prepare_home",
     "schedule_cron",
 ]

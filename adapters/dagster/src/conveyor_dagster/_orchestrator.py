@@ -108,7 +108,15 @@ class DagsterOrchestrator(BaseOrchestrator):
                 "Dagster side the password (e.g. PGPASSWORD, a MySQL option file) or set the orchestrator's store_url",
                 file=sys.stderr,
             )
-            url = url.set(password=None)
+            # URL.set(password=None) keeps the password: build the URL again without it.
+            url = sa.URL.create(
+                url.drivername,
+                username=url.username,
+                host=url.host,
+                port=url.port,
+                database=url.database,
+                query=url.query,
+            )
         return url
 
     def _export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
