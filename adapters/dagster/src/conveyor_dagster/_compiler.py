@@ -200,13 +200,11 @@ def _check_step(step: StepIR, settings: StepDagsterSettings) -> None:
     _no_nul(settings.tags, f"a tag of {where}")
 
 
-def _no_nul(value: Any, what: str) -> None:
-    """Refuse a NUL: no process can be given one, and Dagster's run storage may be PostgreSQL."""
-    values = list(value.items()) if isinstance(value, dict) else [value]
-    for item in values:
-        for text in item if isinstance(item, tuple) else (item,):
-            if isinstance(text, str) and "\x00" in text:
-                raise ConfigError(f"{what} contains a NUL character, which no process can be given")
+def _no_nul(value: str | dict[str, str] | None, what: str) -> None:
+    """Refuse a NUL: no process can be given one, and Dagster's run storage may be PostgreSQL (tags)."""
+    texts = [*value.keys(), *value.values()] if isinstance(value, dict) else [value]
+    if any(text is not None and "\x00" in text for text in texts):
+        raise ConfigError(f"{what} contains a NUL character, which no process can be given")
 
 
 # -- rendering ------------------------------------------------------------------------
@@ -348,7 +346,7 @@ def compile_definitions(
         container_env=py_source({k: v for k, v in container_env.items() if v is not None}),
         docker=py_source(docker),
         mounts=py_source(mount_table),
-        commands=py_source({mode: markers.render(commands[mode]) for mode in sorted(plan.modes)}),
+        commands=py_source({mode: markers.render(commands[mode]) for mode in sorted({o.mode for o in plan.ops})}),
         steps=py_source(steps),
         finish=py_source(finish),
         schedule=py_source(_schedule_table(deployment, plan, config)),
