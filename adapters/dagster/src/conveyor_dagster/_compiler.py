@@ -262,7 +262,6 @@ def compile_definitions(
         ConfigError, CapabilityError: see :func:`plan_job`; docker mode without an image.
     """
     from conveyor.constants import ENV_PARENT_PID, ENV_SOURCE_ROOT, ENV_STORE_URL
-    from conveyor.runtime import finish_command, step_command
 
     if plan is None:
         plan = plan_job(deployment, config)
@@ -282,26 +281,71 @@ def compile_definitions(
         _no_nul(value, f"the orchestrator's {what}")
 
     markers = _Markers(pipeline.parameters)
-    run = {
-        "run_key": RUN_KEY_PREFIX + markers.run_id,
-        "params": markers.params,
-        "orchestrator_run_id": markers.run_id,
-    }
     interpreters = {"python": python, "docker": config.container_python}
-    # One command per mode; an op fills in its step (and image), as it fills in the run's values.
-    commands = {
-        "python": step_command(deployment_id, markers.step, python=python, **run),
-        "docker": step_command(deployment_id, markers.step, image=markers.image, python=config.container_python, **run),
-    }
     steps = []
     for op in plan.ops:
         image = _image(deployment, config, op.step.id) if op.mode == "docker" else None
         steps.append(_step_table(op, image))
-    finish_image = _image(deployment, config, None) if plan.mode == "docker" else None
-    finish_argv = finish_command(deployment_id, python=interpreters[plan.mode], **run)
-
     process_env = {ENV_STORE_URL: store_url, ENV_SOURCE_ROOT: python_root}
     container_env = {ENV_STORE_URL: store_url, ENV_SOURCE_ROOT: config.source_root}
+    source = _template().render(
+        pipeline=pipeline.name,
+        deployment_id=deployment_id,
+        job_name=plan.job_name,
+        job=py_source(_job_table(plan, config, deployment)),
+        parameters=py_source(dict(pipeline.parameters)),
+        parent_pid_variable=ENV_PARENT_PID,
+        process_env=py_source({k: v for k, v in process_env.items() if v is not None}),
+        container_env=py_source({k: v for k, v in container_env.items() if v is not None}),
+        docker=py_source(_docker_table(config)),
+        mounts=py_source(_mount_table(all_mounts)),
+        commands=py_source(_commands(deployment_id, markers, interpreters, {o.mode for o in plan.ops})),
+        steps=py_source(steps),
+        finish=py_source(_finish_table(deployment, plan, config, markers, interpreters[plan.mode])),
+        schedule=py_source(_schedule_table(deployment, plan, config)),
+    )
+    return CompiledDefinitions(
+        job_name=plan.job_name, pipeline=pipeline.name, deployment_id=deployment_id, source=source
+    )
+
+
+def _run_values(markers: _Markers) -> dict[str, Any]:
+    """What every command says of the run: its key, its Dagster id and the parameters, all left open."""
+    return {"run_key": RUN_KEY_PREFIX + markers.run_id, "params": markers.params, "orchestrator_run_id": markers.run_id}
+
+
+def _commands(
+    deployment_id: str, markers: _Markers, interpreters: dict[str, str], modes: set[str]
+) -> dict[str, list[Any]]:
+    """The step command of each mode the ops use; an op fills in its step (and image) as it fills in the run's."""
+    from conveyor.runtime import step_command
+
+    image = {"python": None, "docker": markers.image}
+    return {
+        mode: markers.render(
+            step_command(
+                deployment_id, markers.step, image=image[mode], python=interpreters[mode], **_run_values(markers)
+            )
+        )
+        for mode in sorted(modes)
+    }
+
+
+def _finish_table(
+    deployment: Deployment, plan: JobPlan, config: DagsterOrchestratorConfig, markers: _Markers, python: str
+) -> dict[str, Any]:
+    """The finish command and its sensors' options; it runs where the pipeline's own mode says."""
+    from conveyor.runtime import finish_command
+
+    return {
+        "sensor": config.finish_sensor,
+        "interval": config.sensor_interval,
+        "image": _image(deployment, config, None) if plan.mode == "docker" else None,
+        "command": markers.render(finish_command(deployment.id, python=python, **_run_values(markers))),
+    }
+
+
+def _job_table(plan: JobPlan, config: DagsterOrchestratorConfig, deployment: Deployment) -> dict[str, Any]:
     s = plan.settings
     executor: dict[str, Any] = {}
     max_concurrent = s.max_concurrent or config.max_concurrent
@@ -309,51 +353,32 @@ def compile_definitions(
         executor["max_concurrent"] = max_concurrent
     if config.start_method is not None:
         executor["start_method"] = {config.start_method: {}}
-    job = {
-        "description": (
-            s.description
-            if s.description is not None
-            else f"conveyor pipeline {pipeline.name!r}, deployment {deployment_id}"
-        ),
-        "tags": {**config.tags, **(s.tags or {}), "conveyor/deployment": deployment_id},
+    described = f"conveyor pipeline {deployment.pipeline.name!r}, deployment {deployment.id}"
+    return {
+        "description": s.description if s.description is not None else described,
+        "tags": {**config.tags, **(s.tags or {}), "conveyor/deployment": deployment.id},
         "executor": executor,
     }
+
+
+def _docker_table(config: DagsterOrchestratorConfig) -> dict[str, Any]:
     from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_OWNER
 
-    docker = {
+    return {
         "url": config.docker_url,
         "network_mode": config.network_mode,
+        # Names only: the values come from the op's environment at run time.
         "secrets_env": [ENV_SECRETS_KEY, ENV_SECRETS_OWNER],
     }
-    mount_table = []
-    for item in all_mounts:
+
+
+def _mount_table(mounts: list[str]) -> list[tuple[str, str, bool]]:
+    """``HOST:CONTAINER[:ro]`` as ``(host, container, read only)``."""
+    table = []
+    for item in mounts:
         host, target, *rest = item.split(":")
-        mount_table.append((host, target, rest == ["ro"]))
-    finish = {
-        "sensor": config.finish_sensor,
-        "interval": config.sensor_interval,
-        "image": finish_image,
-        "command": markers.render(finish_argv),
-    }
-    source = _template().render(
-        pipeline=pipeline.name,
-        deployment_id=deployment_id,
-        job_name=plan.job_name,
-        job=py_source(job),
-        parameters=py_source(dict(pipeline.parameters)),
-        parent_pid_variable=ENV_PARENT_PID,
-        process_env=py_source({k: v for k, v in process_env.items() if v is not None}),
-        container_env=py_source({k: v for k, v in container_env.items() if v is not None}),
-        docker=py_source(docker),
-        mounts=py_source(mount_table),
-        commands=py_source({mode: markers.render(commands[mode]) for mode in sorted({o.mode for o in plan.ops})}),
-        steps=py_source(steps),
-        finish=py_source(finish),
-        schedule=py_source(_schedule_table(deployment, plan, config)),
-    )
-    return CompiledDefinitions(
-        job_name=plan.job_name, pipeline=pipeline.name, deployment_id=deployment_id, source=source
-    )
+        table.append((host, target, rest == ["ro"]))
+    return table
 
 
 def _image(deployment: Deployment, config: DagsterOrchestratorConfig, step_id: str | None) -> str:

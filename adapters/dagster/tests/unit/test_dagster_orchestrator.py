@@ -140,3 +140,17 @@ def test_a_new_dagster_home_gets_telemetry_off_and_an_existing_config_is_kept(tm
     (mine / "dagster.yaml").write_text("run_monitoring:\n  enabled: true\n")
     prepare_home(mine)
     assert (mine / "dagster.yaml").read_text() == "run_monitoring:\n  enabled: true\n"
+
+
+def test_the_public_names_are_all_in_all() -> None:
+    import types
+
+    import conveyor_dagster
+
+    public = {
+        name
+        for name, value in vars(conveyor_dagster).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType) and name != "annotations"
+    }
+    assert sorted(conveyor_dagster.__all__) == conveyor_dagster.__all__
+    assert set(conveyor_dagster.__all__) == public
