@@ -150,3 +150,19 @@ def after_doomed(x: int) -> int:
 @pipeline(name="killed")
 def killed() -> None:
     after_doomed(doomed())
+
+
+# -- a step that reads a secret ------------------------------------------------------------------
+@step(secrets=["app"], environment={"TOKEN": "{{app.token}}"})
+def token_length() -> int:
+    from conveyor import get_step_context
+
+    token = get_step_context().get_secret("app")["token"]
+    assert os.environ["TOKEN"] == token
+    print(f"the token is {token}")  # masked in every log
+    return len(token)
+
+
+@pipeline(enable_cache=False)
+def uses_app_secret() -> None:
+    token_length()

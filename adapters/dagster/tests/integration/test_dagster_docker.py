@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dagster_test_pipelines import uses_app_secret
 
 from conveyor import Client
 from conveyor_testing.conformance import artifact_hashes, case, check_run, run_case
 
 pytestmark = [pytest.mark.integration, pytest.mark.dagster, pytest.mark.docker]
+
+TOKEN = "dg-71c0-uNiQuE-container-token-5e2b"
 
 
 @pytest.fixture
@@ -48,3 +51,18 @@ def test_conformance_in_docker_mode(name: str, docker_stack: str, docker_daemon:
         all=True, filters={"label": f"dagster.run={run.record.orchestrator_run_id}"}
     )
     assert leftovers == []
+
+
+def test_a_step_container_gets_the_secrets_key_from_the_op_at_run_time(
+    docker_stack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_OWNER, generate_key
+
+    # The container sees neither this repository's key file nor its owner file: the op passes both on.
+    monkeypatch.setenv(ENV_SECRETS_KEY, generate_key())
+    monkeypatch.setenv(ENV_SECRETS_OWNER, "team-dagster")
+    Client().create_secret("app", {"token": TOKEN})
+    run = uses_app_secret.with_options(stack=docker_stack)()
+    assert run.status == "completed" and run.steps["token_length"].output.load() == len(TOKEN)
+    assert "@sha256:" in (run.steps["token_length"].record.image or "")
+    assert TOKEN not in run.steps["token_length"].logs()

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from dagster_test_pipelines import uses_app_secret
 
-from conveyor import Client, export_pipeline, get_step_context, pipeline, step
+from conveyor import Client, export_pipeline
 from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_OWNER
 from conveyor_testing.leaks import find_value
 
 pytestmark = [pytest.mark.integration, pytest.mark.dagster]
 
 TOKEN = "dg-4f1d-uNiQuE-step-token-83aa"
-
-
-@step(secrets=["app"], environment={"TOKEN": "{{app.token}}"})
-def token_length() -> int:
-    token = get_step_context().get_secret("app")["token"]
-    assert os.environ["TOKEN"] == token
-    print(f"the token is {token}")  # masked in every log
-    return len(token)
-
-
-@pipeline(enable_cache=False)
-def uses_app_secret() -> None:
-    token_length()
 
 
 @pytest.fixture(autouse=True)
