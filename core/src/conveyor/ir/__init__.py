@@ -11,16 +11,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from conveyor.ir._names import (
+    LATEST,
     MAX_NAME_BYTES,
     NAME_RULE,
     RESERVED_OUTPUT_NAMES,
     RUN_NAME_FIELDS,
+    artifact_name_ok,
     check_name,
     fill_run_name,
     name_problem,
+    normalize_version,
     output_name_problem,
+    parse_model_reference,
     run_name_template_problem,
     shown,
+    version_name_problem,
+    version_reference_problem,
 )
 
 _MODELS = (
@@ -28,6 +34,8 @@ _MODELS = (
     "ArtifactInput",
     "ComponentIR",
     "Deployment",
+    "ModelIR",
+    "ModelInput",
     "OutputSpec",
     "ParameterInput",
     "PipelineIR",
@@ -44,6 +52,7 @@ _MODELS = (
 
 __all__ = [
     "IR_VERSION",
+    "LATEST",
     "MAX_NAME_BYTES",
     "NAME_RULE",
     "RESERVED_OUTPUT_NAMES",
@@ -51,6 +60,8 @@ __all__ = [
     "ArtifactInput",
     "ComponentIR",
     "Deployment",
+    "ModelIR",
+    "ModelInput",
     "OutputSpec",
     "ParameterInput",
     "PipelineIR",
@@ -61,14 +72,19 @@ __all__ = [
     "StepIR",
     "StepInput",
     "StepSettings",
+    "artifact_name_ok",
     "canonical_json",
     "check_name",
     "fill_run_name",
     "load_deployment",
     "name_problem",
+    "normalize_version",
     "output_name_problem",
+    "parse_model_reference",
     "run_name_template_problem",
     "shown",
+    "version_name_problem",
+    "version_reference_problem",
 ]
 
 if TYPE_CHECKING:
@@ -77,6 +93,8 @@ if TYPE_CHECKING:
         ArtifactInput,
         ComponentIR,
         Deployment,
+        ModelInput,
+        ModelIR,
         OutputSpec,
         ParameterInput,
         PipelineIR,
