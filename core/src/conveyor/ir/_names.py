@@ -116,6 +116,9 @@ def run_name_template_problem(template: object) -> str | None:
 LATEST = "latest"
 """The version reference that always means a model's newest version."""
 
+MAX_VERSION_NUMBER = 2**31 - 1
+"""The highest version number (a 32-bit SQL integer)."""
+
 
 def _is_number(value: str) -> bool:
     return value.isascii() and value.isdigit()
@@ -141,7 +144,9 @@ def version_name_problem(value: object) -> str | None:
 def version_reference_problem(value: object) -> str | None:
     """What is wrong with a reference to a model version (a number, ``latest``, an alias or a name), or None."""
     if isinstance(value, str) and _is_number(value):
-        return "is not a version number (versions are numbered from 1)" if int(value) < 1 else None
+        if len(value) > 10 or not 1 <= int(value) <= MAX_VERSION_NUMBER:
+            return f"is not a version number (versions are numbered from 1 to {MAX_VERSION_NUMBER})"
+        return None
     if value == LATEST:
         return None
     return name_problem(value)

@@ -78,8 +78,7 @@ class StepContext:
         size = len(json.dumps(merged, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
         if size > MAX_METADATA_BYTES:
             raise ConfigError(
-                f"step {self.step_id!r} logged {size // 1024} KiB of metadata; the limit is "
-                f"{MAX_METADATA_BYTES // 1024} KiB",
+                f"the metadata logged come to {size // 1024} KiB; the limit is {MAX_METADATA_BYTES // 1024} KiB",
                 "log numbers and small facts; return large values as step outputs",
             )
         self.logged.clear()
@@ -124,7 +123,11 @@ def _plain(value: Any, where: str, depth: int) -> Any:
     item = getattr(value, "item", None)
     if callable(item) and getattr(value, "shape", None) == ():  # a numpy scalar (np.bool_, np.float32, ...)
         return _plain(item(), where, depth)
-    kind = "nested deeper than 8 levels" if isinstance(value, (Mapping, list, tuple)) else f"a {type(value).__name__}"
+    kind = (
+        "nested deeper than 8 levels"
+        if isinstance(value, (Mapping, list, tuple))
+        else f"of type {type(value).__name__}"
+    )
     raise ConfigError(
         f"{where} is {kind}; metadata are numbers, strings, booleans and small dicts or lists of them",
         "return rich values as step outputs",

@@ -305,6 +305,7 @@ class ModelTables(SqlDatabase):
 
     def get_model(self, name_or_id: str) -> ModelRecord:
         """A model by name or id."""
+        _check_model_name(name_or_id)
         with self.read() as conn:
             return to_record(ModelRecord, self._require_model(conn, name_or_id))
 
@@ -315,6 +316,7 @@ class ModelTables(SqlDatabase):
 
     def get_model_version(self, model: str, version: str) -> ModelVersionRecord:
         """A version of a model by number, ``latest``, alias, name or id."""
+        _check_model_name(model)
         version = _check_reference(version)
         with self.read() as conn:
             model_row = self._require_model(conn, model)
@@ -335,6 +337,7 @@ class ModelTables(SqlDatabase):
 
     def list_model_versions(self, model: str) -> list[ModelVersionRecord]:
         """The versions of a model, by number."""
+        _check_model_name(model)
         with self.read() as conn:
             model_row = self._require_model(conn, model)
             rows = conn.execute(sa.select(_MV).where(_MV.c.model_id == model_row.id).order_by(_MV.c.number)).all()
@@ -345,6 +348,7 @@ class ModelTables(SqlDatabase):
         self, model: str, alias: str, version_id: str | None, *, moved_by: str
     ) -> ModelAliasEventRecord | None:
         """Point an alias at a version (None removes it) and record the move."""
+        _check_model_name(model)
         if version_id is not None:
             problem = version_name_problem(alias)
             if problem is not None:
@@ -443,6 +447,7 @@ class ModelTables(SqlDatabase):
 
     def list_model_alias_events(self, model: str, alias: str | None = None) -> list[ModelAliasEventRecord]:
         """The moves of a model's aliases, oldest first."""
+        _check_model_name(model)
         before = _MV.alias("before_version")
         after = _MV.alias("after_version")
         with self.read() as conn:
@@ -500,12 +505,18 @@ class ModelTables(SqlDatabase):
             for name, artifact_id in sorted((artifacts or {}).items())
         ]
         with self.write() as conn:
-            # A retried step links again: its earlier attempt's links make way.
-            conn.execute(
-                _ML.delete().where(
-                    _ML.c.model_version_id == version_id, _ML.c.step_run_id == step_run_id, _ML.c.role == role
-                )
+            # A retried step links again: its earlier attempt's links make way. They are deleted by
+            # id, and only when there are some: a DELETE over an empty range of an index takes a gap
+            # lock on MySQL, and two such steps inserting into the gap then deadlock.
+            earlier = list(
+                conn.execute(
+                    sa.select(_ML.c.id).where(
+                        _ML.c.model_version_id == version_id, _ML.c.step_run_id == step_run_id, _ML.c.role == role
+                    )
+                ).scalars()
             )
+            if earlier:
+                conn.execute(_ML.delete().where(_ML.c.id.in_(earlier)))
             conn.execute(_ML.insert(), [{**r, "created": stamp} for r in rows])
 
     def list_model_version_links(

@@ -50,7 +50,9 @@ pipeline_runs = sa.Table(
     sa.Column("code_dirty", sa.Boolean(), nullable=True),
     sa.Column("host", sa.String(_NAME), nullable=True),
     sa.Column("pid", sa.Integer(), nullable=True),
-    sa.Column("pid_started", sa.Float(), nullable=True),
+    # A start time in seconds since the epoch needs a double: MySQL's FLOAT is single precision
+    # (to ~2 minutes), and a live driver would look like one that was replaced.
+    sa.Column("pid_started", sa.Float().with_variant(sa.Double(), "mysql", "mariadb"), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("extra", sa.JSON(), nullable=False),
 )

@@ -5,6 +5,10 @@ Revises: 0003
 
 Existing runs, steps and artifacts are kept as they are: their steps logged nothing
 (the new step_runs.metadata column is NULL) and they belong to no model version.
+
+On MySQL/MariaDB, pipeline_runs.pid_started becomes a DOUBLE: a FLOAT there is single
+precision, so the start time of a live driver read back wrong and other processes took
+its run for one whose driver had died.
 """
 
 import sqlalchemy as sa
@@ -99,24 +103,19 @@ def upgrade() -> None:
     with op.batch_alter_table('step_runs', schema=None) as batch_op:
         batch_op.add_column(sa.Column('metadata', sa.JSON(), nullable=True))
 
+    if op.get_bind().dialect.name in ('mysql', 'mariadb'):
+        op.alter_column('pipeline_runs', 'pid_started', type_=sa.Double(), existing_type=sa.Float(), existing_nullable=True)
+
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name in ('mysql', 'mariadb'):
+        op.alter_column('pipeline_runs', 'pid_started', type_=sa.Float(), existing_type=sa.Double(), existing_nullable=True)
+    # Dropping a table drops its indexes; MySQL refuses to drop an index a foreign key needs first.
     with op.batch_alter_table('step_runs', schema=None) as batch_op:
         batch_op.drop_column('metadata')
-
-    with op.batch_alter_table('model_version_links', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_model_version_links_run_id'))
-        batch_op.drop_index(batch_op.f('ix_model_version_links_model_version_id'))
-
     op.drop_table('model_version_links')
-    with op.batch_alter_table('model_aliases', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_model_aliases_model_version_id'))
-
     op.drop_table('model_aliases')
     op.drop_table('model_alias_events')
-    with op.batch_alter_table('model_versions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_model_versions_run_id'))
-
     op.drop_table('model_versions')
     op.drop_table('models')
