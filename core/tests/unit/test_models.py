@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -548,3 +549,19 @@ def test_hostile_metadata_round_trips_through_the_store_or_is_refused(repo: Path
     )
     links = store.list_model_version_links(version_id=version.id)
     assert json.loads(json.dumps(links[-1].metadata)) == json.loads(json.dumps(ctx.logged))
+
+
+def test_the_readme_models_example_runs(repo: Path) -> None:
+    import re
+    import subprocess
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme[readme.index("## Models") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    (repo / "readme_models.py").write_text(code.group(1))
+    done = subprocess.run([sys.executable, "readme_models.py"], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    version = Client().get_model_version("churn", "production")
+    assert version.number == 1 and version.metadata == {"accuracy": 0.93}
+    assert Client().get_pipeline("scoring").last_run.steps["predict"].outputs["output"].load() == pytest.approx(0.6)
