@@ -110,6 +110,7 @@ def plain(i: int) -> str:
 def mixed() -> None:
     score(1)
     score(2)
+    score.with_options(id="s" * 250)(3)  # a long step id still makes a key that fits the store
     plain(3)
     plain.with_options(model=Model(name="main"))(4)
 """,
@@ -117,9 +118,30 @@ def mixed() -> None:
     import own_models
 
     run = own_models.mixed()
-    assert sorted(s.outputs["output"].load() for s in (run.steps["score"], run.steps["score_2"])) == [1, 2]
+    own = [run.steps[sid].outputs["output"].load() for sid in ("score", "score_2", "s" * 250)]
+    assert sorted(own) == [1, 2, 3]
     assert run.steps["plain"].outputs["output"].load() == run.steps["plain_2"].outputs["output"].load() == "main 1"
-    assert sorted((v.model_name, v.number) for v in run.model_versions) == [("main", 1), ("scorer", 1), ("scorer", 2)]
+    assert sorted((v.model_name, v.number) for v in run.model_versions) == [
+        ("main", 1),
+        ("scorer", 1),
+        ("scorer", 2),
+        ("scorer", 3),
+    ]
+
+
+def test_a_run_config_names_the_model_of_the_pipeline_and_of_a_step(models: Any, repo: Path) -> None:
+    (repo / "run.yaml").write_text(
+        "model: {name: churn, version: '2026-q4', tags: [yaml]}\nsteps:\n  load:\n    model: {name: data}\n"
+    )
+    run = models.training.with_options(config_path=repo / "run.yaml")()
+    assert sorted((v.model_name, v.number, v.name) for v in run.model_versions) == [
+        ("churn", 1, "2026-q4"),
+        ("data", 1, None),
+    ]
+    assert Client().get_model("churn").tags == ["yaml"]
+    (repo / "bad.yaml").write_text("model: {name: churn, stage: production}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'model.stage'"):
+        models.training.with_options(config_path=repo / "bad.yaml")()
 
 
 def test_concurrent_runs_and_parallel_steps_number_versions_once_each(repo: Path) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from conveyor.stores import ArtifactRecord, MetadataStore, ModelVersionRecord
 
 _locks_guard = threading.Lock()
+_MAX_SCOPE = 200
 
 
 def model_version_for(env: RunEnvironment, step: StepIR) -> ModelVersionRecord | None:
@@ -32,6 +33,10 @@ def model_version_for(env: RunEnvironment, step: StepIR) -> ModelVersionRecord |
     if found is None:
         return None
     model, scope = found
+    if len(scope.encode()) > _MAX_SCOPE:  # the key must fit its column: a long step id is hashed
+        import hashlib
+
+        scope = hashlib.sha256(scope.encode()).hexdigest()
     key = f"run:{env.run.id}" + (f"/step:{scope}" if scope else "")
     wanted = (model.name, model.version, key)
     with _locks_guard:

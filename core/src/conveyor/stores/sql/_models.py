@@ -49,6 +49,7 @@ _AV = t.artifact_versions
 _ATTEMPTS = 8
 _ID = re.compile(r"[0-9a-f]{32}")
 _MAX_MOVED_BY = 255
+_MAX_KEY = 255
 
 
 class _Existing(Exception):
@@ -209,6 +210,8 @@ class ModelTables(SqlDatabase):
         _check_model_name(model)
         if version is not None:
             version = _check_reference(version)
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY):
+            raise ConfigError(f"a model version's creation key is 1 to {_MAX_KEY} characters, not {shown(key)}")
         with self.read() as conn:
             found = self._model_row(conn, model)
             if found is not None:
