@@ -28,6 +28,7 @@ from conveyor.ir._names import (
     version_name_problem,
     version_reference_problem,
 )
+from conveyor.ir._resources import MEMORY_UNITS, cpu_quantity, memory_quantity, parse_memory
 
 _MODELS = (
     "IR_VERSION",
@@ -54,6 +55,7 @@ __all__ = [
     "IR_VERSION",
     "LATEST",
     "MAX_NAME_BYTES",
+    "MEMORY_UNITS",
     "NAME_RULE",
     "RESERVED_OUTPUT_NAMES",
     "RUN_NAME_FIELDS",
@@ -75,11 +77,14 @@ __all__ = [
     "artifact_name_ok",
     "canonical_json",
     "check_name",
+    "cpu_quantity",
     "fill_run_name",
     "load_deployment",
+    "memory_quantity",
     "name_problem",
     "normalize_version",
     "output_name_problem",
+    "parse_memory",
     "parse_model_reference",
     "run_name_template_problem",
     "shown",

@@ -7,7 +7,9 @@ from conveyor.stack._flavor import (
     Flavor,
     FlavorRegistry,
     flavors,
+    merge_settings,
     parse_settings,
+    step_settings,
 )
 from conveyor.stack._stack import Stack, StackComponent, add_config_resolver, resolve_config
 
@@ -21,6 +23,8 @@ __all__ = [
     "StackComponent",
     "add_config_resolver",
     "flavors",
+    "merge_settings",
     "parse_settings",
     "resolve_config",
+    "step_settings",
 ]
