@@ -100,7 +100,9 @@ def launch(pipeline: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
         check_model_references(store, ir)
     source_root = pipeline.source_root() or Path.cwd()
     try:
-        run_id = stack.orchestrator.run(deployment, LaunchContext(store=store, stack=stack, source_root=source_root))
+        run_id = stack.orchestrator.run(
+            deployment, LaunchContext(store=store, stack=stack, source_root=source_root, home=repo.dir)
+        )
     except KeyboardInterrupt:
         _stopped(pipeline.name)
         raise
@@ -207,7 +209,8 @@ def export_pipeline(
     from conveyor.orchestrators import LaunchContext
 
     deployment, stack_obj, source_root = deployment_for(ref, stack=stack, parameters=parameters, schedule=schedule)
-    ctx = LaunchContext(store=Repository.current().store(), stack=stack_obj, source_root=source_root or Path.cwd())
+    repo = Repository.current()
+    ctx = LaunchContext(store=repo.store(), stack=stack_obj, source_root=source_root or Path.cwd(), home=repo.dir)
     return stack_obj.orchestrator.export(deployment, ctx, Path(output))
 
 
@@ -219,8 +222,9 @@ def deploy_pipeline(
     from conveyor.orchestrators import LaunchContext
 
     deployment, stack_obj, source_root = deployment_for(ref, stack=stack, parameters=parameters, schedule=schedule)
-    store = Repository.current().store()
+    repo = Repository.current()
+    store = repo.store()
     if deployment.schedule is None:
         check_model_references(store, deployment.pipeline)
-    ctx = LaunchContext(store=store, stack=stack_obj, source_root=source_root or Path.cwd())
+    ctx = LaunchContext(store=store, stack=stack_obj, source_root=source_root or Path.cwd(), home=repo.dir)
     return stack_obj.orchestrator.run(deployment, ctx)
