@@ -345,7 +345,8 @@ from conveyor import log_metadata, pipeline, step
 
 @step
 def bad(kind: str) -> int:
-    values = {"nan": {"loss": math.nan}, "object": {"model": object()}, "key": {"": 1}, "big": {"x": "y" * 70000}}
+    values = {"nan": {"loss": math.nan}, "object": {"model": object()}, "key": {"": 1}, "big": {"x": "y" * 70000},
+              "nul": {"note": {"a\\x00b": 1}}}
     log_metadata(values[kind])
     return 1
 
@@ -362,6 +363,7 @@ def logs_badly(kind: str) -> None:
         ("object", "metadata 'model' is of type object; metadata are numbers, strings"),
         ("key", "metadata key '' is not a name"),
         ("big", "the metadata logged come to 68 KiB; the limit is 64 KiB"),
+        ("nul", "metadata 'note' key holds a NUL character, which no metadata store keeps"),
     ],
 )
 def test_metadata_that_is_not_small_plain_data_fails_the_step_in_one_line(repo: Path, kind: str, problem: str) -> None:
@@ -549,8 +551,11 @@ def test_hostile_metadata_round_trips_through_the_store_or_is_refused(repo: Path
     try:
         ctx.log_metadata({key: value})
     except ConfigError as exc:
-        assert not key or not key.isprintable() or len(key) > 255
-        assert exc.message.startswith("metadata key")
+        if exc.message.startswith("metadata key"):
+            assert not key or not key.isprintable() or len(key) > 255
+        else:  # text no database keeps, anywhere in the value
+            assert "\\u0000" in json.dumps(value) and "NUL character" in exc.message
+        assert "\n" not in exc.message.replace("'\\n'", "")
         return
     store = Client().store
     version = store.get_or_create_model_version("meta", key="fixed")

@@ -96,6 +96,20 @@ def _check_key(key: object) -> str:
     return key
 
 
+def _check_text(text: str, where: str) -> None:
+    """Refuse text no database stores: PostgreSQL refuses NUL characters, every driver lone surrogates."""
+    problem = None
+    if "\x00" in text:
+        problem = "holds a NUL character"
+    else:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "is not valid Unicode (it holds a lone surrogate)"
+    if problem is not None:
+        raise ConfigError(f"{where} {problem}, which no metadata store keeps", "log printable text")
+
+
 def _plain(value: Any, where: str, depth: int) -> Any:
     """``value`` as plain JSON data (numpy scalars become numbers; strings have secret values masked)."""
     if value is None or isinstance(value, bool):
@@ -103,6 +117,7 @@ def _plain(value: Any, where: str, depth: int) -> Any:
     if isinstance(value, str):
         from conveyor.secrets import redact
 
+        _check_text(value, where)
         return redact(value)  # a secret value a step logs must not reach the store
     if isinstance(value, numbers.Integral):
         return int(value)
@@ -116,6 +131,7 @@ def _plain(value: Any, where: str, depth: int) -> Any:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise ConfigError(f"{where} has a key {k!r} that is not a string", "JSON keys are strings")
+            _check_text(k, f"{where} key")
             out[k] = _plain(v, f"{where}[{k!r}]", depth + 1)
         return out
     if depth < _MAX_DEPTH and isinstance(value, (list, tuple)):

@@ -499,7 +499,10 @@ class ModelTables(SqlDatabase):
     ) -> None:
         """Link a step run, its artifacts and what it logged to a model version."""
         if role not in (ModelLinkRole.PRODUCED, ModelLinkRole.CONSUMED):
-            raise ValueError(f"role must be {ModelLinkRole.PRODUCED!r} or {ModelLinkRole.CONSUMED!r}, not {role!r}")
+            raise ConfigError(
+                f"a model version link's role is {ModelLinkRole.PRODUCED!r} or {ModelLinkRole.CONSUMED!r}, "
+                f"not {shown(role) if isinstance(role, str) else type(role).__name__}"
+            )
         stamp = now()
         common = {"model_version_id": version_id, "run_id": run_id, "step_run_id": step_run_id, "role": role}
         rows = [{**common, "id": new_id(), "artifact_id": None, "name": None, "metadata": dict(metadata or {})}]
