@@ -400,7 +400,9 @@ def test_numpy_like_scalars_and_secret_values_are_logged_as_plain_masked_data(re
 def test_a_step_that_logs_nothing_costs_no_store_call_and_no_model_costs_none(
     models: Any, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conveyor.stores.sql import SqlStore
+    from collections import Counter
+
+    from conveyor.stores import MetadataStore
 
     write_module(
         repo,
@@ -430,21 +432,27 @@ def quiet(talk: bool = False) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a pipeline without a model asked the store about models")
 
-    for name in ("get_or_create_model_version", "link_model_version", "model_version_artifacts", "get_model_version"):
-        monkeypatch.setattr(SqlStore, name, refuse)
-    writes: list[str] = []
-    real_write = SqlStore.write
+    # Every call of the store interface is counted: on a server each is a request.
+    store_class = type(Client().store)
+    refused = {"get_or_create_model_version", "link_model_version", "model_version_artifacts", "get_model_version"}
+    for name in refused:
+        monkeypatch.setattr(store_class, name, refuse)
+    calls: Counter[str] = Counter()
 
-    def counting_write(self: Any) -> Any:
-        writes.append("write")
-        return real_write(self)
+    def counting(name: str, real: Any) -> Any:
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(SqlStore, "write", counting_write)
+        return call
+
+    for name in MetadataStore.__abstractmethods__ - refused:
+        monkeypatch.setattr(store_class, name, counting(name, getattr(store_class, name)))
     quiet.quiet(talk=False)
-    silent_writes = len(writes)
-    writes.clear()
+    silent = Counter(calls)
+    calls.clear()
     run = quiet.quiet(talk=True)
-    assert len(writes) == silent_writes  # the logged values ride on the step's own completion
+    assert calls == silent and calls["complete_step_run"] == 1  # the logged values ride on the step's completion
     assert run.steps["talkative"].metadata == {"x": 1}
 
 
