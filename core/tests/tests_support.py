@@ -74,3 +74,164 @@ def fails(*args: str, code: int = 1) -> str:
     assert len(lines) == 1, lines
     assert lines[0].startswith("conveyor: error: "), lines[0]
     return lines[0]
+
+
+# Model versions created at the same time: 8 parallel steps of one run and 2 other processes.
+
+RACE_MODULE = """
+import os, sys, time
+from pathlib import Path
+from conveyor import Model, get_step_context, pipeline, step
+
+
+@step(model=Model(name="racer"), enable_cache=False)
+def own_version(i: int) -> int:
+    return get_step_context().model_version.number
+
+
+@pipeline(enable_cache=False)
+def eight() -> None:
+    for i in range(8):
+        own_version(i)
+
+
+@step(enable_cache=False)
+def run_version() -> int:
+    return get_step_context().model_version.number
+
+
+@pipeline(model=Model(name="racer"), enable_cache=False)
+def single() -> None:
+    run_version()
+
+
+if __name__ == "__main__":
+    ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+    ready.touch()
+    deadline = time.monotonic() + 120
+    while not go.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    single()
+"""
+
+
+def race_for_versions(folder: Path) -> list[Any]:
+    """Run 8 steps that each create a version of model ``racer`` in one run (threads), while 2 other
+    processes each run a pipeline that creates one; returns the three runs (the 8-step one first).
+
+    The store is the repository's, or ``CONVEYOR_STORE_URL``.
+    """
+    import os
+    import subprocess
+    import time
+
+    from conveyor import Client
+    from conveyor._repository import Repository
+
+    # The schema and the default stack exist before the racers start: they race for versions only.
+    Repository.current().stack(None)
+    write_module(folder, "racers", RACE_MODULE)
+    sys.path.insert(0, str(folder))
+    try:
+        import racers
+
+        go = folder / "go"
+        procs = []
+        for i in range(2):
+            ready = folder / f"ready{i}"
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
+            procs.append(
+                (
+                    ready,
+                    subprocess.Popen(
+                        [sys.executable, str(folder / "racers.py"), str(ready), str(go)],
+                        cwd=folder,
+                        env=env,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                    ),
+                )
+            )
+        deadline = time.monotonic() + 120
+        while not all(r.exists() for r, _ in procs) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        go.touch()
+        many = racers.eight()
+        for _, proc in procs:
+            out, _ = proc.communicate(timeout=180)
+            assert proc.returncode == 0, out.decode(errors="replace")
+    finally:
+        sys.path.remove(str(folder))
+    client = Client()
+    others = [r for r in client.list_runs("single")]
+    return [many, *others]
+
+
+# A training pipeline with a model, and pipelines that load versions of it.
+MODEL_PIPELINES = """
+from typing import Annotated, Any
+from conveyor import Model, get_step_context, log_metadata, pipeline, step
+
+
+@step
+def load(n: int) -> Annotated[list[int], "numbers"]:
+    return list(range(n))
+
+
+@step
+def train(numbers: list[int], lr: float = 0.1) -> Annotated[dict, "model"]:
+    log_metadata({"accuracy": 0.5 + lr, "params": {"lr": lr}})
+    log_metadata({"rows": len(numbers)})
+    version = get_step_context().model_version
+    return {"weights": sum(numbers), "lr": lr, "made_in": version.number if version else None}
+
+
+@pipeline(model=Model(name="churn", description="predicts churn", tags=["tabular"], license="MIT"))
+def training(n: int = 5, lr: float = 0.1) -> None:
+    train(load(n), lr)
+
+
+@pipeline
+def training_without_model(n: int = 5, lr: float = 0.1) -> None:
+    train(load(n), lr)
+
+
+@step
+def predict(model: dict, x: int) -> int:
+    return model["weights"] * x
+
+
+@pipeline
+def scoring(model: str = "churn@production", x: int = 2) -> None:
+    predict(model, x)
+
+
+@step
+def learning_rate(clf: dict) -> float:
+    return clf["lr"]
+
+
+@pipeline
+def by_type() -> None:
+    learning_rate(Model(name="churn", version="production"))
+
+
+@step
+def rows(data: list[int]) -> int:
+    return len(data)
+
+
+@pipeline
+def by_name() -> None:
+    rows(Model(name="churn", version="latest").artifact("numbers"))
+
+
+@step
+def anything(data: Any) -> int:
+    return 1
+
+
+@pipeline
+def ambiguous() -> None:
+    anything(Model(name="churn"))
+"""

@@ -15,6 +15,7 @@ _EXPORTS = {
     "BaseMaterializer": "conveyor.materializers",
     "Client": "conveyor.client",
     "ConveyorError": "conveyor.exceptions",
+    "Model": "conveyor.dsl",
     "Pipeline": "conveyor.dsl",
     "ResourceSettings": "conveyor.ir",
     "Schedule": "conveyor.ir",
@@ -24,6 +25,7 @@ _EXPORTS = {
     "deployment_for": "conveyor._launch",
     "export_pipeline": "conveyor._launch",
     "get_step_context": "conveyor.runtime",
+    "log_metadata": "conveyor.runtime",
     "pipeline": "conveyor.dsl",
     "step": "conveyor.dsl",
 }
@@ -32,6 +34,7 @@ __all__ = [
     "BaseMaterializer",
     "Client",
     "ConveyorError",
+    "Model",
     "Pipeline",
     "ResourceSettings",
     "Schedule",
@@ -42,6 +45,7 @@ __all__ = [
     "deployment_for",
     "export_pipeline",
     "get_step_context",
+    "log_metadata",
     "pipeline",
     "step",
 ]
@@ -49,11 +53,11 @@ __all__ = [
 if TYPE_CHECKING:
     from conveyor._launch import deploy_pipeline, deployment_for, export_pipeline
     from conveyor.client import Client
-    from conveyor.dsl import Pipeline, Step, pipeline, step
+    from conveyor.dsl import Model, Pipeline, Step, pipeline, step
     from conveyor.exceptions import ConveyorError
     from conveyor.ir import ResourceSettings, Schedule
     from conveyor.materializers import BaseMaterializer
-    from conveyor.runtime import StepContext, get_step_context
+    from conveyor.runtime import StepContext, get_step_context, log_metadata
 
 
 def _one_line_errors() -> None:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from conveyor.dsl import Pipeline
     from conveyor.ir import Deployment, PipelineIR
     from conveyor.stack import Stack
+    from conveyor.stores import MetadataStore
 
 
 def check_materializers(pipeline: Pipeline, ir: PipelineIR) -> None:
@@ -36,6 +37,31 @@ def _output_type(source: str, output: str) -> Any:
     if step is None:
         step = _step_cache[source] = load_source(source)
     return runtime_type(step.output_types[output])
+
+
+def check_model_references(store: MetadataStore, ir: PipelineIR) -> None:
+    """Fail before any step runs when a model version the pipeline loads or attaches to is not there.
+
+    The steps resolve their references again when they run (an alias may move in between).
+    """
+    from conveyor.ir import ModelInput
+    from conveyor.runtime import check_models
+
+    annotations = {}
+    for step in ir.steps:
+        for name, inp in step.inputs.items():
+            if isinstance(inp, ModelInput):
+                annotations[(step.id, name)] = _input_type(step.source, name)
+    check_models(store, ir, annotations)
+
+
+def _input_type(source: str, name: str) -> Any:
+    from conveyor._source import load_source
+
+    step = _step_cache.get(source)
+    if step is None:
+        step = _step_cache[source] = load_source(source)
+    return step.input_types.get(name)
 
 
 def build_deployment(pipeline: Pipeline, ir: PipelineIR, stack: Stack) -> Deployment:
@@ -70,6 +96,8 @@ def launch(pipeline: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     ir = pipeline.trace(*args, **kwargs)
     check_materializers(pipeline, ir)
     deployment = build_deployment(pipeline, ir, stack)
+    if deployment.schedule is None:
+        check_model_references(store, ir)
     source_root = pipeline.source_root() or Path.cwd()
     try:
         run_id = stack.orchestrator.run(
@@ -195,5 +223,8 @@ def deploy_pipeline(
 
     deployment, stack_obj, source_root = deployment_for(ref, stack=stack, parameters=parameters, schedule=schedule)
     repo = Repository.current()
-    ctx = LaunchContext(store=repo.store(), stack=stack_obj, source_root=source_root or Path.cwd(), home=repo.dir)
+    store = repo.store()
+    if deployment.schedule is None:
+        check_model_references(store, deployment.pipeline)
+    ctx = LaunchContext(store=store, stack=stack_obj, source_root=source_root or Path.cwd(), home=repo.dir)
     return stack_obj.orchestrator.run(deployment, ctx)

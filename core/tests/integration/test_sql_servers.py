@@ -51,3 +51,31 @@ def test_newer_schema_is_refused_on_a_server(server: str, request: pytest.Fixtur
     engine.dispose()
     with pytest.raises(SchemaVersionError, match="newer than this conveyor"):
         SqlStore(url)
+
+
+@pytest.mark.parametrize(
+    "server", [pytest.param("mariadb", marks=pytest.mark.mysql), pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_live_drivers_run_is_not_taken_for_a_dead_one(server: str, request: pytest.FixtureRequest) -> None:
+    # The driver's start time is read back exactly enough to tell it is the same process.
+    from conveyor.stores import RunStatus, current_process_identity
+
+    url = request.getfixturevalue(f"fresh_{server}_url")
+    store = SqlStore(url)
+    pipeline = store.get_or_create_pipeline("p")
+    store.save_deployment("d" * 32, pipeline.id, "{}")
+    host, pid, started = current_process_identity()
+    run = store.create_run(
+        name="live",
+        pipeline_id=pipeline.id,
+        deployment_id="d" * 32,
+        status=RunStatus.RUNNING,
+        stack_name="default",
+        orchestrator="local",
+        host=host,
+        pid=pid,
+        pid_started=started,
+    )
+    assert store.fail_dead_runs() == []
+    assert store.get_run(run.id).status == RunStatus.RUNNING
+    store.close()

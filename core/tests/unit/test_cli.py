@@ -68,6 +68,7 @@ def test_version_and_help() -> None:
         "pipeline",
         "run",
         "artifact",
+        "model",
     ):
         assert f"  {name} " in out
 

@@ -11,11 +11,14 @@ from conveyor.ir import (
     ArtifactInput,
     ComponentIR,
     Deployment,
+    ModelInput,
+    ModelIR,
     ParameterInput,
     PipelineIR,
     Schedule,
     StackIR,
     StepIR,
+    StepSettings,
     load_deployment,
 )
 
@@ -37,9 +40,22 @@ def _deployment() -> Deployment:
             code_hash="b",
             inputs={"x": ArtifactInput(step="load", output="output")},
         ),
+        StepIR(
+            id="score",
+            name="score",
+            source="m:score",
+            code_hash="c",
+            inputs={"model": ModelInput(model="churn", version="production", pipeline_parameter="ref")},
+            settings={"model": ModelIR(name="scorer", tags=("a", "b"))},
+        ),
     )
     return Deployment(
-        pipeline=PipelineIR(name="p", parameters={"n": 3}, steps=steps),
+        pipeline=PipelineIR(
+            name="p",
+            parameters={"n": 3, "ref": "churn@production"},
+            steps=steps,
+            model=ModelIR(name="churn", version="2026-q4", description="d", license="MIT"),
+        ),
         stack=StackIR(
             name="s", components={"orchestrator": ComponentIR(type="orchestrator", flavor="local", name="o")}
         ),
@@ -98,4 +114,35 @@ def test_schedule_needs_exactly_one_trigger() -> None:
 def test_downstream_and_upstream() -> None:
     pipe = _deployment().pipeline
     assert pipe.step("use").upstream() == ("load",)
-    assert pipe.downstream() == {"load": ("use",), "use": ()}
+    assert pipe.downstream() == {"load": ("use",), "use": (), "score": ()}
+    assert pipe.step("score").upstream() == ()  # a model version is no step of this pipeline
+
+
+def test_a_step_shares_the_runs_version_unless_its_model_is_its_own() -> None:
+    pipe = _deployment().pipeline
+    assert pipe.model_for(pipe.step("load")) == (pipe.model, "")
+    assert pipe.model_for(pipe.step("score")) == (ModelIR(name="scorer", tags=("a", "b")), "score")
+    shared = StepSettings(model=ModelIR(name="churn", version="2026-q4", description="said again"))
+    same = pipe.step("score").model_copy(update={"settings": shared})
+    assert pipe.model_for(same) == (pipe.model, "")
+    assert PipelineIR(name="q", steps=(pipe.step("load"),)).model_for(pipe.step("load")) is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"name": "a/b"}, "contains '/'"),
+        ({"name": "m", "version": "0"}, "versions are numbered from 1"),
+        ({"name": "m", "version": "99999999999"}, "versions are numbered from 1 to 2147483647"),
+        ({"name": "m", "tags": ("",)}, "tag '' is empty"),
+    ],
+)
+def test_malformed_models_are_refused(fields: dict, problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        ModelIR(**fields)
+
+
+def test_version_references_have_one_spelling() -> None:
+    assert ModelIR(name="m", version="007").version == "7"
+    assert ModelInput(model="m").reference == "m@latest"
+    assert ModelInput(model="m", version="prod", artifact="model").reference == "m@prod/model"

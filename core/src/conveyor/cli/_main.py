@@ -27,6 +27,7 @@ _COMMANDS = {
     "pipeline": "conveyor.cli._pipeline_commands:pipeline",
     "run": "conveyor.cli._pipeline_commands:run",
     "artifact": "conveyor.cli._artifact_commands:artifact",
+    "model": "conveyor.cli._model_commands:model",
     "secret": "conveyor.cli._secret_commands:secret",
 }
 
@@ -41,6 +42,7 @@ _HELP = {
     "pipeline": "Run, export, deploy and list pipelines.",
     "run": "Inspect pipeline runs.",
     "artifact": "Inspect and show artifacts.",
+    "model": "Inspect models and their versions; move aliases.",
     "secret": "Manage encrypted secrets (referred to as {{name.key}}).",
 }
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from conveyor.cli._output import duration, emit_json, fields, heading, iso, json_option, seconds, table, when
+from conveyor.cli._output import compact, duration, emit_json, fields, heading, iso, json_option, seconds, table, when
 
 if TYPE_CHECKING:
     from conveyor.client import ArtifactView, Client, PipelineRunView, StepRunView
@@ -291,9 +291,31 @@ def step_json(step: StepRunView) -> dict[str, Any]:
         "parameters": step.parameters,
         "image": step.image,
         "error": step.error,
+        "metadata": step.metadata,
         "inputs": {k: _artifact_ref(v) for k, v in step.inputs.items()},
         "outputs": {k: _artifact_ref(v) for k, v in step.outputs.items()},
     }
+
+
+def run_models_json(client: Client, view: PipelineRunView) -> list[dict[str, Any]]:
+    """The model versions a run's steps worked in (``produced``) or loaded (``consumed``), with those steps."""
+    step_ids = {s.id: s.step_id for s in view.steps.values()}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for link in client.store.list_model_version_links(run_id=view.id):
+        entry = out.setdefault(
+            (link.role, link.model_version_id),
+            {
+                "role": link.role,
+                "model": link.model_name,
+                "version": link.version_number,
+                "version_id": link.model_version_id,
+                "steps": [],
+            },
+        )
+        step = step_ids.get(link.step_run_id or "")
+        if step is not None and step not in entry["steps"]:
+            entry["steps"].append(step)
+    return list(out.values())
 
 
 def _unrecorded_steps(client: Client, view: PipelineRunView) -> list[dict[str, Any]]:
@@ -318,6 +340,7 @@ def _unrecorded_steps(client: Client, view: PipelineRunView) -> list[dict[str, A
             "parameters": {},
             "image": None,
             "error": None,
+            "metadata": {},
             "inputs": {},
             "outputs": {},
         }
@@ -354,6 +377,7 @@ def describe_run(run_ref: str, logs_step: str | None, as_json: bool) -> None:
         return
     data = run_summary(view, view.pipeline_name)
     data["steps"] = [step_json(s) for s in view.steps.values()] + _unrecorded_steps(client, view)
+    data["models"] = run_models_json(client, view)
     if as_json:
         emit_json(data)
         return
@@ -386,6 +410,20 @@ def describe_run(run_ref: str, logs_step: str | None, as_json: bool) -> None:
         outputs = "\n".join(f"{k}: {v['id']}" for k, v in s["outputs"].items()) or "-"
         rows.append([s["step"], s["status"], "yes" if s["cached"] else "no", duration(s["duration"]), outputs])
     table(["STEP", "STATUS", "CACHED", "DURATION", "OUTPUTS (artifact id)"], rows, empty="(no steps ran)")
+    logged = [s for s in data["steps"] if s["metadata"]]
+    if logged:
+        heading("Metadata")
+        for s in logged:
+            click.echo(f"{s['step']}: " + ", ".join(f"{k}={compact(v)}" for k, v in sorted(s["metadata"].items())))
+    if data["models"]:
+        heading("Models")
+        table(
+            ["MODEL", "VERSION", "ROLE", "STEPS"],
+            [
+                [m["model"], m["version"], "used" if m["role"] == "consumed" else "produced", ", ".join(m["steps"])]
+                for m in data["models"]
+            ],
+        )
     failed = [s for s in data["steps"] if s["error"]]
     for s in failed:
         click.echo(f"{s['step']}: {s['error']}".splitlines()[0])

@@ -1,6 +1,25 @@
 """Reading back what conveyor recorded, and managing stacks from Python."""
 
 from conveyor._repository import close_stores
-from conveyor.client._client import ArtifactView, Client, PipelineRunView, PipelineView, StepRunView, format_time
+from conveyor.client._client import (
+    ArtifactView,
+    Client,
+    ModelVersionView,
+    ModelView,
+    PipelineRunView,
+    PipelineView,
+    StepRunView,
+    format_time,
+)
 
-__all__ = ["ArtifactView", "Client", "PipelineRunView", "PipelineView", "StepRunView", "close_stores", "format_time"]
+__all__ = [
+    "ArtifactView",
+    "Client",
+    "ModelVersionView",
+    "ModelView",
+    "PipelineRunView",
+    "PipelineView",
+    "StepRunView",
+    "close_stores",
+    "format_time",
+]

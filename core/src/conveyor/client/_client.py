@@ -19,6 +19,10 @@ if TYPE_CHECKING:
         ArtifactStore,
         ComponentRecord,
         MetadataStore,
+        ModelAliasEventRecord,
+        ModelRecord,
+        ModelVersionLinkRecord,
+        ModelVersionRecord,
         PipelineRecord,
         RunRecord,
         StackRecord,
@@ -126,6 +130,11 @@ class StepRunView:
     cache_key = property(lambda self: self.record.cache_key)
     image = property(lambda self: self.record.image)
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What the step logged with :func:`conveyor.log_metadata` (a cached step: what it logged when it ran)."""
+        return dict(self.record.metadata or {})
+
     @cached_property
     def parameters(self) -> dict[str, Any]:
         """The parameters the step ran with (the deployment's, with the run's overrides)."""
@@ -229,6 +238,27 @@ class PipelineRunView:
         ordered = [sid for sid in order if sid in records] + [sid for sid in records if sid not in order]
         return {sid: StepRunView(self._client, records[sid]) for sid in ordered}
 
+    @cached_property
+    def model_versions(self) -> list[ModelVersionView]:
+        """The model versions the run's steps worked in (its pipeline's model, steps' own models)."""
+        return self._linked_versions(produced=True)
+
+    @cached_property
+    def used_model_versions(self) -> list[ModelVersionView]:
+        """The model versions the run's steps loaded artifacts of."""
+        return self._linked_versions(produced=False)
+
+    @cached_property
+    def _links(self) -> list[ModelVersionLinkRecord]:
+        return self._client.store.list_model_version_links(run_id=self.id)
+
+    def _linked_versions(self, *, produced: bool) -> list[ModelVersionView]:
+        from conveyor.stores import ModelLinkRole
+
+        role = ModelLinkRole.PRODUCED if produced else ModelLinkRole.CONSUMED
+        versions = {link.model_version_id: link for link in self._links if link.role == role}
+        return [self._client.get_model_version(link.model_name, link.model_version_id) for link in versions.values()]
+
     def refresh(self) -> PipelineRunView:
         """The same run, read again from the store."""
         return self._client.get_run(self.id)
@@ -269,6 +299,111 @@ class PipelineView:
 
     def __repr__(self) -> str:
         return f"<pipeline {self.name}>"
+
+
+class ModelVersionView:
+    """One numbered version of a model: the runs, steps and artifacts linked to it, and what they logged."""
+
+    def __init__(self, client: Client, record: ModelVersionRecord) -> None:
+        self._client = client
+        self.record = record
+
+    id = property(lambda self: self.record.id)
+    model_name = property(lambda self: self.record.model_name)
+    number = property(lambda self: self.record.number)
+    name = property(lambda self: self.record.name)
+    aliases = property(lambda self: list(self.record.aliases))
+    created = property(lambda self: self.record.created)
+
+    @cached_property
+    def links(self) -> list[ModelVersionLinkRecord]:
+        """Every link: step runs that produced into it or loaded from it, with their artifacts."""
+        return self._client.store.list_model_version_links(version_id=self.id)
+
+    @cached_property
+    def artifacts(self) -> dict[str, ArtifactView]:
+        """``{artifact name: artifact}`` its steps produced (cached artifacts too; the newest of each name)."""
+        found = self._client.store.model_version_artifacts(self.id)
+        return {name: ArtifactView(self._client, record) for name, record in found.items()}
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What its steps logged, merged in the order they ran (later keys win)."""
+        from conveyor.stores import ModelLinkRole
+
+        merged: dict[str, Any] = {}
+        for link in self.links:
+            if link.role == ModelLinkRole.PRODUCED and link.artifact_id is None:
+                merged.update(link.metadata)
+        return merged
+
+    @property
+    def run(self) -> PipelineRunView | None:
+        """The run that created the version."""
+        return self._client.get_run(self.record.run_id) if self.record.run_id else None
+
+    @property
+    def runs(self) -> list[PipelineRunView]:
+        """The runs whose steps produced into the version, oldest first."""
+        from conveyor.stores import ModelLinkRole
+
+        return self._runs(ModelLinkRole.PRODUCED)
+
+    @property
+    def consumers(self) -> list[PipelineRunView]:
+        """The runs whose steps loaded an artifact of the version, oldest first."""
+        from conveyor.stores import ModelLinkRole
+
+        return self._runs(ModelLinkRole.CONSUMED)
+
+    def _runs(self, role: str) -> list[PipelineRunView]:
+        ids = [self.record.run_id] if role == "produced" and self.record.run_id else []
+        ids += [link.run_id for link in self.links if link.role == role]
+        return [self._client.get_run(i) for i in dict.fromkeys(ids)]
+
+    def set_alias(self, alias: str) -> None:
+        """Point ``alias`` of its model at this version (the move is recorded)."""
+        self._client.set_model_version_alias(self.model_name, self.id, alias)
+
+    def __repr__(self) -> str:
+        return f"<model version {self.model_name} {self.number}>"
+
+
+class ModelView:
+    """A model and its versions."""
+
+    def __init__(self, client: Client, record: ModelRecord) -> None:
+        self._client = client
+        self.record = record
+
+    id = property(lambda self: self.record.id)
+    name = property(lambda self: self.record.name)
+    description = property(lambda self: self.record.description)
+    tags = property(lambda self: list(self.record.tags))
+    license = property(lambda self: self.record.license)
+    created = property(lambda self: self.record.created)
+
+    @property
+    def versions(self) -> list[ModelVersionView]:
+        """Every version, by number."""
+        return self._client.list_model_versions(self.name)
+
+    @property
+    def latest(self) -> ModelVersionView:
+        """The newest version.
+
+        Raises:
+            NotFoundError: the model has no version yet.
+        """
+        return self._client.get_model_version(self.name)
+
+    @property
+    def aliases(self) -> dict[str, int]:
+        """``{alias: version number}`` of its aliases now."""
+        return {alias: v.number for v in self.versions for alias in v.aliases}
+
+    def __repr__(self) -> str:
+        return f"<model {self.name}>"
 
 
 class Client:
@@ -319,6 +454,55 @@ class Client:
     def list_artifacts(self, name: str | None = None) -> list[ArtifactView]:
         """Artifact versions, newest first."""
         return [ArtifactView(self, a) for a in self.store.list_artifacts(name)]
+
+    # -- models --------------------------------------------------------------------
+    def get_model(self, name: str) -> ModelView:
+        """A model by name or id.
+
+        Raises:
+            NotFoundError: no such model (naming the closest).
+        """
+        return ModelView(self, self.store.get_model(name))
+
+    def list_models(self) -> list[ModelView]:
+        """Every model, by name."""
+        return [ModelView(self, m) for m in self.store.list_models()]
+
+    def get_model_version(self, model: str, version: str | int = "latest") -> ModelVersionView:
+        """A version of a model by number, ``"latest"``, alias, name or id.
+
+        Raises:
+            NotFoundError: no such model, version or alias (naming the closest).
+        """
+        return ModelVersionView(self, self.store.get_model_version(model, str(version)))
+
+    def list_model_versions(self, model: str) -> list[ModelVersionView]:
+        """The versions of a model, by number."""
+        return [ModelVersionView(self, v) for v in self.store.list_model_versions(model)]
+
+    def set_model_version_alias(self, model: str, version: str | int, alias: str) -> ModelAliasEventRecord | None:
+        """Point ``alias`` of ``model`` at a version of it; the move is recorded (time, user, from, to).
+
+        Returns the move, or None when the alias pointed there already.
+
+        Raises:
+            ConfigError: the version is one of another model, or the alias is not a valid name.
+            NotFoundError: no such model or version.
+        """
+        target = self.store.get_model_version(model, str(version))
+        return self.store.set_model_alias(model, alias, target.id, moved_by=_user())
+
+    def remove_model_version_alias(self, model: str, alias: str) -> ModelAliasEventRecord | None:
+        """Remove an alias of a model; the removal is recorded.
+
+        Raises:
+            NotFoundError: no such model or alias.
+        """
+        return self.store.set_model_alias(model, alias, None, moved_by=_user())
+
+    def model_alias_history(self, model: str, alias: str | None = None) -> list[ModelAliasEventRecord]:
+        """Who moved which alias of a model when, from which version to which; oldest first."""
+        return self.store.list_model_alias_events(model, alias)
 
     def artifact_store_for(self, uri: str) -> ArtifactStore:
         """The registered artifact store that holds ``uri`` (configured from its component).
@@ -491,6 +675,16 @@ class Client:
             SecretError: no such secret of yours.
         """
         self._secrets().delete(name)
+
+
+def _user() -> str:
+    """Who moves an alias: the login name of this process's user."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for the uid (a container's user)
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 def format_time(value: datetime | None) -> str:

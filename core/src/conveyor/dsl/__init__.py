@@ -1,5 +1,6 @@
 """Writing pipelines: ``@step`` and ``@pipeline``, traced into the IR."""
 
+from conveyor.dsl._model import Model, ModelArtifact, model_input, model_ir_of, takes_text
 from conveyor.dsl._pipeline import ENTRYPOINT_ENV, Pipeline, pipeline
 from conveyor.dsl._step import Step, step
 from conveyor.dsl._tracing import StepOutput, StepOutputs
@@ -17,17 +18,22 @@ from conveyor.dsl._types import (
 __all__ = [
     "ENTRYPOINT_ENV",
     "SINGLE_OUTPUT",
+    "Model",
+    "ModelArtifact",
     "Pipeline",
     "Step",
     "StepOutput",
     "StepOutputs",
     "is_compatible",
+    "model_input",
+    "model_ir_of",
     "parameter_adapter",
     "parameter_problem",
     "parse_outputs",
     "pipeline",
     "runtime_type",
     "step",
+    "takes_text",
     "type_name",
     "value_matches",
 ]

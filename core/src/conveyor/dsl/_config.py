@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from conveyor.exceptions import ConfigError, config_error
-from conveyor.ir import ResourceSettings, Schedule, run_name_template_problem, shown
+from conveyor.ir import ModelIR, ResourceSettings, Schedule, run_name_template_problem, shown
 
 
 class StepRunConfig(BaseModel):
@@ -24,6 +24,7 @@ class StepRunConfig(BaseModel):
     step_operator: str | None = None
     secrets: list[str] | None = None
     environment: dict[str, str] | None = None
+    model: ModelIR | None = None
     parameters: dict[str, JsonValue] = {}
     settings: dict[str, dict[str, JsonValue]] = {}
 
@@ -35,6 +36,7 @@ class RunConfig(BaseModel):
 
     run_name: str | None = None
     enable_cache: bool | None = None
+    model: ModelIR | None = None
     parameters: dict[str, JsonValue] = {}
     settings: dict[str, dict[str, JsonValue]] = {}
     schedule: Schedule | None = None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor._source import code_hash, source_of, source_root_of
 from conveyor.constants import ENV_STEP_ENTRYPOINT
+from conveyor.dsl._model import model_input, model_ir_of
 from conveyor.dsl._step import Step, check_definition_name
 from conveyor.dsl._tracing import PipelineBuilder, check_parameter, mark_pipeline_parameter, to_json_value
 from conveyor.dsl._types import parameter_problem, type_name
@@ -20,7 +21,7 @@ from conveyor.ir import shown
 
 if TYPE_CHECKING:
     from conveyor.dsl._config import RunConfig
-    from conveyor.ir import PipelineIR, Schedule
+    from conveyor.ir import ModelIR, PipelineIR, Schedule
 
 # A step process imports the user's module; a script that runs its pipeline
 # at import time must not start the pipeline again from inside a step.
@@ -37,11 +38,13 @@ class Pipeline:
         name: str | None = None,
         enable_cache: bool = True,
         settings: Mapping[str, Any] | None = None,
+        model: Any = None,
     ) -> None:
         self.func = func
         self.name = check_definition_name(name or func.__name__, "pipeline name")
         self.enable_cache = enable_cache
         self.settings: dict[str, Any] = dict(settings or {})
+        self.model: ModelIR | None = model_ir_of(model, f"@pipeline(model=...) of {self.name!r}")
         self.signature = inspect.signature(func)
         self.run_config: RunConfig | None = None
         self.stack: str | None = None
@@ -57,6 +60,7 @@ class Pipeline:
         settings: Mapping[str, Any] | None = None,
         steps: Mapping[str, Mapping[str, Any]] | None = None,
         stack: str | None = None,
+        model: Any = None,
     ) -> Pipeline:
         """A copy of this pipeline with a run config applied.
 
@@ -68,6 +72,7 @@ class Pipeline:
             settings: namespaced pipeline settings (``{"docker": ...}``).
             steps: per-step config, as under ``steps:`` in the YAML file.
             stack: run on this stack instead of the active one.
+            model: the :class:`conveyor.Model` each run creates a version of.
         """
         from conveyor.dsl._config import RunConfig, load_run_config, merge_run_configs
 
@@ -93,6 +98,8 @@ class Pipeline:
                 raise config_error(exc, f"pipeline {self.name!r} options", known=RunConfig) from None
         clone.run_config = config
         clone.stack = stack if stack is not None else self.stack
+        if model is not None:
+            clone.model = model_ir_of(model, f"pipeline {self.name!r} option model")
         return clone
 
     # -- tracing ---------------------------------------------------------------------
@@ -150,10 +157,13 @@ class Pipeline:
             )
         steps = tuple(_step_ir(builder.invocations[i], step_configs.get(i)) for i in order)
         enable_cache = self.enable_cache
+        model = self.model
         extra = {k: _settings_dict(v, k) for k, v in self.settings.items()}
         if config is not None:
             if config.enable_cache is not None:
                 enable_cache = config.enable_cache
+            if config.model is not None:
+                model = config.model
             extra.update(config.settings)
         try:
             source = source_of(self.func)
@@ -166,6 +176,7 @@ class Pipeline:
                 parameters=json_params,
                 steps=steps,
                 settings=PipelineSettings(enable_cache=enable_cache, extra=extra),
+                model=model,
             )
         except ValueError as exc:  # pydantic's ValidationError: a name the IR refuses
             raise config_error(exc, f"pipeline {self.name!r}", error=DefinitionError) from None
@@ -226,6 +237,7 @@ def _step_ir(inv: Any, config: Any) -> Any:
             "step_operator",
             "secrets",
             "environment",
+            "model",
         ):
             value = getattr(config, key)
             if value is not None:
@@ -240,6 +252,10 @@ def _step_ir(inv: Any, config: Any) -> Any:
                 raise ConfigError(f"run config sets {inv.id}.{pname}, which is fed by another step's output")
             where = f"run config parameter {pname!r} of step {inv.id!r}"
             try:
+                reference = model_input(value, step.input_types[pname], where, None)
+                if reference is not None:
+                    inputs[pname] = reference
+                    continue
                 value = check_parameter(to_json_value(value, where), where)
             except DefinitionError as exc:
                 raise ConfigError(exc.message, exc.hint) from None
@@ -254,6 +270,7 @@ def _step_ir(inv: Any, config: Any) -> Any:
     resources = options.get("resources")
     if resources is not None and not isinstance(resources, ResourceSettings):
         resources = ResourceSettings.model_validate(_settings_dict(resources, "resources"))
+    model = model_ir_of(options.get("model"), f"step {inv.id!r} option model")
     try:
         settings = StepSettings(
             enable_cache=options.get("enable_cache"),
@@ -265,6 +282,7 @@ def _step_ir(inv: Any, config: Any) -> Any:
             secrets=tuple(options.get("secrets", ())),
             environment=dict(options.get("environment") or {}),
             extra=extra,
+            model=model,
         )
     except Exception as exc:  # pydantic ValidationError, kept to one line
         lines = str(exc).splitlines()
@@ -297,6 +315,7 @@ def pipeline(
     name: str | None = None,
     enable_cache: bool = True,
     settings: Mapping[str, Any] | None = None,
+    model: Any = None,
 ) -> Any:
     """Turn a function that calls steps into a pipeline.
 
@@ -304,9 +323,11 @@ def pipeline(
         name: the pipeline's name (default: the function name).
         enable_cache: default caching for its steps.
         settings: namespaced settings for stack components (``{"docker": ...}``).
+        model: a :class:`conveyor.Model`: each run creates a new version of it (or
+            attaches to the version it names) and links its steps and artifacts to it.
     """
 
     def wrap(f: Callable[..., Any]) -> Pipeline:
-        return Pipeline(f, name=name, enable_cache=enable_cache, settings=settings)
+        return Pipeline(f, name=name, enable_cache=enable_cache, settings=settings, model=model)
 
     return wrap(func) if func is not None else wrap

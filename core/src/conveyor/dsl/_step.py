@@ -9,6 +9,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, overload
 
+from conveyor.dsl._model import model_input, model_ir_of
 from conveyor.dsl._tracing import (
     Invocation,
     InvocationHandle,
@@ -32,6 +33,7 @@ _SETTING_KEYS = (
     "step_operator",
     "secrets",
     "environment",
+    "model",
 )
 
 
@@ -100,7 +102,7 @@ class Step:
             settings: namespaced settings merged over the step's (``{"docker": ...}``).
             output_materializers: materializer class, or ``{output: class}``.
             **options: ``enable_cache``, ``retries``, ``retry_delay``, ``timeout``,
-                ``resources``, ``step_operator``, ``secrets``, ``environment``.
+                ``resources``, ``step_operator``, ``secrets``, ``environment``, ``model``.
         """
         unknown = set(options) - set(_SETTING_KEYS)
         if unknown:
@@ -108,6 +110,8 @@ class Step:
                 f"step {self.name!r} has no option {sorted(unknown)[0]!r}",
                 f"options are: {', '.join(_SETTING_KEYS)}",
             )
+        if options.get("model") is not None:
+            model_ir_of(options["model"], f"step {self.name!r} option model")
         clone = copy.copy(self)
         clone.options = {**self.options, **options}
         clone.settings = {**self.settings, **dict(settings or {})}
@@ -159,8 +163,12 @@ class Step:
                 )
             else:
                 where = f"parameter {pname!r} of step {inv_id!r}"
-                json_value = check_parameter(to_json_value(value, where), where)
                 source = builder.pipeline_parameter_of(value)
+                reference = model_input(value, expected, where, source)
+                if reference is not None:
+                    inputs[pname] = reference  # an artifact of a model version, found when the step runs
+                    continue
+                json_value = check_parameter(to_json_value(value, where), where)
                 problem = parameter_problem(expected, json_value)
                 if problem is not None:
                     subject = f"pipeline parameter {source!r}" if source else f"parameter {pname!r}"
@@ -243,6 +251,7 @@ def step(
     environment: Mapping[str, str] | None = None,
     settings: Mapping[str, Any] | None = None,
     output_materializers: Mapping[str, Any] | type | None = None,
+    model: Any = None,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -272,6 +281,8 @@ def step(
         environment: environment variables set while the step runs.
         settings: namespaced settings for stack components (``{"docker": ...}``).
         output_materializers: materializer class, or ``{output name: class}``.
+        model: a :class:`conveyor.Model`: each run of the step creates a version of it
+            (default: the pipeline's model, whose version the whole run shares).
 
     Raises:
         DefinitionError: an annotation is missing or an option is unknown.
@@ -282,6 +293,8 @@ def step(
             f"@step got an unknown option {sorted(unknown)[0]!r}", f"options are: {', '.join(_SETTING_KEYS)}"
         )
     clean = {k: v for k, v in options.items() if v is not None}
+    if "model" in clean:
+        model_ir_of(clean["model"], f"@step(model=...) of {name or getattr(func, '__name__', 'a step')!r}")
 
     def wrap(f: Callable[..., Any]) -> Step:
         return Step(f, name=name, settings=settings, output_materializers=output_materializers, options=clean)

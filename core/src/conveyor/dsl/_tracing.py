@@ -160,6 +160,10 @@ def to_json_value(value: Any, where: str) -> Any:
         return out
     if isinstance(value, (StepOutput, StepOutputs)):
         raise DefinitionError(f"{where} is a step output inside a container", "pass outputs directly as step inputs")
+    from conveyor.dsl._model import Model, ModelArtifact
+
+    if isinstance(value, (Model, ModelArtifact)):
+        return value.reference  # a pipeline parameter that steps load a model version's artifact from
     raise DefinitionError(
         f"{where} is a {type(value).__name__}, which is not JSON-serializable",
         "pass JSON values or pydantic models as parameters, and other objects as step outputs",

@@ -11,16 +11,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from conveyor.ir._names import (
+    LATEST,
     MAX_NAME_BYTES,
     NAME_RULE,
     RESERVED_OUTPUT_NAMES,
     RUN_NAME_FIELDS,
+    artifact_name_ok,
     check_name,
     fill_run_name,
     name_problem,
+    normalize_version,
     output_name_problem,
+    parse_model_reference,
     run_name_template_problem,
     shown,
+    version_name_problem,
+    version_reference_problem,
 )
 from conveyor.ir._resources import MEMORY_UNITS, cpu_quantity, memory_quantity, parse_memory
 
@@ -29,6 +35,8 @@ _MODELS = (
     "ArtifactInput",
     "ComponentIR",
     "Deployment",
+    "ModelIR",
+    "ModelInput",
     "OutputSpec",
     "ParameterInput",
     "PipelineIR",
@@ -45,6 +53,7 @@ _MODELS = (
 
 __all__ = [
     "IR_VERSION",
+    "LATEST",
     "MAX_NAME_BYTES",
     "MEMORY_UNITS",
     "NAME_RULE",
@@ -53,6 +62,8 @@ __all__ = [
     "ArtifactInput",
     "ComponentIR",
     "Deployment",
+    "ModelIR",
+    "ModelInput",
     "OutputSpec",
     "ParameterInput",
     "PipelineIR",
@@ -63,6 +74,7 @@ __all__ = [
     "StepIR",
     "StepInput",
     "StepSettings",
+    "artifact_name_ok",
     "canonical_json",
     "check_name",
     "cpu_quantity",
@@ -70,10 +82,14 @@ __all__ = [
     "load_deployment",
     "memory_quantity",
     "name_problem",
+    "normalize_version",
     "output_name_problem",
     "parse_memory",
+    "parse_model_reference",
     "run_name_template_problem",
     "shown",
+    "version_name_problem",
+    "version_reference_problem",
 ]
 
 if TYPE_CHECKING:
@@ -82,6 +98,8 @@ if TYPE_CHECKING:
         ArtifactInput,
         ComponentIR,
         Deployment,
+        ModelInput,
+        ModelIR,
         OutputSpec,
         ParameterInput,
         PipelineIR,

@@ -16,7 +16,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, field_validator, model_validator
 
-from conveyor.ir._names import check_name, output_name_problem, run_name_template_problem, shown
+from conveyor.ir._names import (
+    LATEST,
+    artifact_name_ok,
+    check_name,
+    normalize_version,
+    output_name_problem,
+    run_name_template_problem,
+    shown,
+    version_reference_problem,
+)
 from conveyor.ir._resources import cpu_quantity, memory_quantity, parse_memory
 
 IR_VERSION = 1
@@ -61,7 +70,106 @@ class ParameterInput(_Model):
     pipeline_parameter: str | None = None
 
 
-StepInput = Annotated[ArtifactInput | ParameterInput, Field(discriminator="kind")]
+def _check_version_reference(value: str) -> str:
+    problem = version_reference_problem(value)
+    if problem is not None:
+        raise ValueError(f"model version {shown(value)} {problem}")
+    return normalize_version(value)
+
+
+class ModelInput(_Model):
+    """A step input loaded from an artifact of a model version, resolved when the step runs.
+
+    ``version`` is a number, ``latest``, an alias or a version name; an
+    alias is read when the step runs, so a moved alias is followed.
+    ``artifact`` names the artifact of the version; when it is None the
+    artifact named like the input is taken, else the only one of the input's
+    type. ``pipeline_parameter`` names the pipeline parameter the reference
+    came from (``"churn@production"``), so a run can override it.
+    """
+
+    kind: Literal["model"] = "model"
+    model: str
+    version: str = LATEST
+    artifact: str | None = None
+    pipeline_parameter: str | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return check_name(value, "model name")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        return _check_version_reference(value)
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact(cls, value: str | None) -> str | None:
+        if value is not None and not artifact_name_ok(value):
+            raise ValueError(f"artifact name {shown(value)} is empty, too long or holds a control character")
+        return value
+
+    @property
+    def reference(self) -> str:
+        """The reference as text: ``MODEL@VERSION`` or ``MODEL@VERSION/ARTIFACT``."""
+        return f"{self.model}@{self.version}" + (f"/{self.artifact}" if self.artifact else "")
+
+
+StepInput = Annotated[ArtifactInput | ParameterInput | ModelInput, Field(discriminator="kind")]
+
+
+_MAX_TAG = 255
+_MAX_TAGS = 64
+
+
+class ModelIR(_Model):
+    """A model that a pipeline run (or one step) works on.
+
+    A run creates a new numbered version of it when ``version`` is None;
+    otherwise it attaches to the version the reference names (a number,
+    ``latest``, an alias or a version name), creating a version of that name
+    when none exists. ``description``, ``tags`` and ``license`` describe the
+    model; they are recorded when a run creates a version.
+    """
+
+    name: str
+    version: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    license: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "model name")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        return None if value is None else _check_version_reference(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) > _MAX_TAGS:
+            raise ValueError(f"a model has at most {_MAX_TAGS} tags, not {len(value)}")
+        for tag in value:
+            if not tag or len(tag) > _MAX_TAG or not tag.isprintable():
+                raise ValueError(f"tag {shown(tag)} is empty, longer than {_MAX_TAG} characters or not printable")
+        return value
+
+    @field_validator("license")
+    @classmethod
+    def _license(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > _MAX_TAG or not value.isprintable()):
+            raise ValueError(f"license {shown(value)} is longer than {_MAX_TAG} characters or not printable")
+        return value
+
+    def fields(self) -> dict[str, Any]:
+        """``description``, ``tags`` and ``license`` as plain data (what a new version records on its model)."""
+        return {"description": self.description, "tags": list(self.tags), "license": self.license}
 
 
 class OutputSpec(_Model):
@@ -120,6 +228,8 @@ class StepSettings(_Model):
     secrets: tuple[str, ...] = ()
     environment: dict[str, str] = {}
     extra: dict[str, dict[str, JsonValue]] = {}
+    model: ModelIR | None = None
+    """The step's own model (its runs create a version of it per step run); None: the pipeline's."""
 
 
 class StepIR(_Model):
@@ -184,6 +294,8 @@ class PipelineIR(_Model):
     parameters: dict[str, JsonValue] = {}
     steps: tuple[StepIR, ...] = ()
     settings: PipelineSettings = PipelineSettings()
+    model: ModelIR | None = None
+    """The model each run works on: a new version per run, linked to its steps and artifacts."""
 
     @field_validator("name")
     @classmethod
@@ -223,6 +335,29 @@ class PipelineIR(_Model):
             for up in s.upstream():
                 out[up].append(s.id)
         return {k: tuple(v) for k, v in out.items()}
+
+    def model_for(self, step: StepIR) -> tuple[ModelIR, str] | None:
+        """The model a step's run links to, and the scope of its version within the run.
+
+        The scope is ``""`` for the pipeline's model (one version per run) and
+        the step id for a step's own model (one version per step run); a step
+        whose model has the pipeline model's name and version shares the run's version.
+        """
+        own = step.settings.model
+        shared = (
+            self.model is not None
+            and own is not None
+            and (own.name, own.version)
+            == (
+                self.model.name,
+                self.model.version,
+            )
+        )
+        if own is not None and not shared:
+            return own, step.id
+        if self.model is not None:
+            return self.model, ""
+        return None
 
     def effective_cache(self, step: StepIR) -> bool:
         """Whether caching applies to a step (its own setting, else the pipeline's)."""

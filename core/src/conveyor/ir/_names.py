@@ -111,3 +111,73 @@ def run_name_template_problem(template: object) -> str | None:
     if problem is not None:
         return f"makes names like {shown(sample)}, which {problem}"
     return None
+
+
+LATEST = "latest"
+"""The version reference that always means a model's newest version."""
+
+MAX_VERSION_NUMBER = 2**31 - 1
+"""The highest version number (a 32-bit SQL integer)."""
+
+
+def _is_number(value: str) -> bool:
+    return value.isascii() and value.isdigit()
+
+
+def version_name_problem(value: object) -> str | None:
+    """What is wrong with the name of a model version or an alias, or None when it is fine.
+
+    Names follow :data:`NAME_RULE`; they cannot be all digits (version numbers
+    are) nor ``latest`` (it always means the newest version).
+    """
+    problem = name_problem(value)
+    if problem is not None:
+        return problem
+    assert isinstance(value, str)
+    if value.isdigit():
+        return "is all digits, which is how version numbers are written"
+    if value == LATEST:
+        return "is reserved: 'latest' always means the newest version"
+    return None
+
+
+def version_reference_problem(value: object) -> str | None:
+    """What is wrong with a reference to a model version (a number, ``latest``, an alias or a name), or None."""
+    if isinstance(value, str) and _is_number(value):
+        if len(value) > 10 or not 1 <= int(value) <= MAX_VERSION_NUMBER:
+            return f"is not a version number (versions are numbered from 1 to {MAX_VERSION_NUMBER})"
+        return None
+    if value == LATEST:
+        return None
+    return name_problem(value)
+
+
+def normalize_version(value: str) -> str:
+    """A version reference in its one spelling (``"007"`` is ``"7"``)."""
+    return str(int(value)) if _is_number(value) else value
+
+
+def parse_model_reference(text: str) -> tuple[str, str, str | None] | None:
+    """Split ``MODEL@VERSION`` or ``MODEL@VERSION/ARTIFACT`` into its parts; None when ``text`` has no ``@``.
+
+    Raises:
+        ValueError: the text has an ``@`` but is not a valid reference (saying why).
+    """
+    if "@" not in text:
+        return None
+    model, _, rest = text.partition("@")
+    version, slash, artifact = rest.partition("/")
+    problem = name_problem(model)
+    if problem is not None:
+        raise ValueError(f"model name {shown(model)} {problem} ({NAME_RULE})")
+    problem = version_reference_problem(version)
+    if problem is not None:
+        raise ValueError(f"model version {shown(version)} {problem}")
+    if slash and not artifact_name_ok(artifact):
+        raise ValueError(f"artifact name {shown(artifact)} is empty, too long or holds a control character")
+    return model, normalize_version(version), (artifact if slash else None)
+
+
+def artifact_name_ok(value: object) -> bool:
+    """Whether a string can name an artifact in a reference (1 to 1024 characters, no control character)."""
+    return isinstance(value, str) and 0 < len(value) <= 1024 and value.isprintable()

@@ -5,10 +5,11 @@ their engine's tasks, create or join runs with :func:`start_run`, and settle
 runs their engine ended with :func:`settle_after_engine`.
 """
 
-from conveyor.runtime._context import StepContext, get_step_context
+from conveyor.runtime._context import MAX_METADATA_BYTES, StepContext, get_step_context, log_metadata
 from conveyor.runtime._executor import RunEnvironment, cache_key, execute_step, finalize_run, set_secret_loader
 from conveyor.runtime._logs import mask_file_descriptors
 from conveyor.runtime._main import finish_command, main, step_command
+from conveyor.runtime._models import check_models, model_version_for, resolve_model_input
 from conveyor.runtime._runs import (
     check_run_name_template,
     code_version,
@@ -18,18 +19,23 @@ from conveyor.runtime._runs import (
 )
 
 __all__ = [
+    "MAX_METADATA_BYTES",
     "RunEnvironment",
     "StepContext",
     "cache_key",
+    "check_models",
     "check_run_name_template",
     "code_version",
     "execute_step",
     "finalize_run",
     "finish_command",
     "get_step_context",
+    "log_metadata",
     "main",
     "make_run_name",
     "mask_file_descriptors",
+    "model_version_for",
+    "resolve_model_input",
     "set_secret_loader",
     "settle_after_engine",
     "start_run",

@@ -1,14 +1,26 @@
-"""The step context: what a running step can ask about itself."""
+"""The step context: what a running step can ask about itself, and the metadata it logs."""
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conveyor.exceptions import ConveyorError
+from conveyor.exceptions import ConfigError, ConveyorError
+
+if TYPE_CHECKING:
+    from conveyor.stores import ModelVersionRecord
 
 _current: ContextVar[StepContext | None] = ContextVar("conveyor_step_context", default=None)
+
+MAX_METADATA_BYTES = 64 * 1024
+"""How much a step may log with :func:`log_metadata`, as JSON: metadata is for numbers and small facts."""
+
+_MAX_KEY = 255
+_MAX_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,8 @@ class StepContext:
         attempt: 1 for the first attempt, 2 for the first retry, ...
         artifact_store: the run's artifact store.
         secrets: ``{secret name: {key: value}}`` of the secrets the step asked for.
+        model_version: the model version the step's run works in (``.model_name``,
+            ``.number``), or None when its pipeline and the step have no model.
     """
 
     pipeline_name: str
@@ -34,6 +48,9 @@ class StepContext:
     attempt: int
     artifact_store: Any = None
     secrets: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+    model_version: ModelVersionRecord | None = None
+    logged: dict[str, Any] = field(default_factory=dict, repr=False)
+    """What the step logged so far; recorded with the step when it ends."""
 
     def get_secret(self, name: str) -> dict[str, str]:
         """The values of a secret the step declared with ``@step(secrets=[...])``."""
@@ -47,6 +64,91 @@ class StepContext:
                 f"declare it: @step(secrets=[{name!r}])",
             ) from None
 
+    def log_metadata(self, metadata: Mapping[str, Any]) -> None:
+        """Attach ``metadata`` to this step run, its outputs and its model version (see :func:`log_metadata`)."""
+        import json
+
+        if not isinstance(metadata, Mapping):
+            raise ConfigError(
+                f"log_metadata() takes a dict of values, not a {type(metadata).__name__}",
+                'write log_metadata({"accuracy": 0.93})',
+            )
+        clean = {_check_key(k): _plain(v, f"metadata {k!r}", 0) for k, v in metadata.items()}
+        merged = {**self.logged, **clean}
+        size = len(json.dumps(merged, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_METADATA_BYTES:
+            raise ConfigError(
+                f"the metadata logged come to {size // 1024} KiB; the limit is {MAX_METADATA_BYTES // 1024} KiB",
+                "log numbers and small facts; return large values as step outputs",
+            )
+        self.logged.clear()
+        self.logged.update(merged)
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str) or not key or len(key) > _MAX_KEY or not key.isprintable():
+        from conveyor.ir import shown
+
+        raise ConfigError(
+            f"metadata key {shown(key)} is not a name",
+            f"keys are strings of 1 to {_MAX_KEY} printable characters",
+        )
+    return key
+
+
+def _check_text(text: str, where: str) -> None:
+    """Refuse text no database stores: PostgreSQL refuses NUL characters, every driver lone surrogates."""
+    problem = None
+    if "\x00" in text:
+        problem = "holds a NUL character"
+    else:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "is not valid Unicode (it holds a lone surrogate)"
+    if problem is not None:
+        raise ConfigError(f"{where} {problem}, which no metadata store keeps", "log printable text")
+
+
+def _plain(value: Any, where: str, depth: int) -> Any:
+    """``value`` as plain JSON data (numpy scalars become numbers; strings have secret values masked)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        from conveyor.secrets import redact
+
+        _check_text(value, where)
+        return redact(value)  # a secret value a step logs must not reach the store
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if not math.isfinite(number):
+            raise ConfigError(f"{where} is {number}, which JSON cannot hold", "log a finite number, or a string")
+        return number
+    if depth < _MAX_DEPTH and isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{where} has a key {k!r} that is not a string", "JSON keys are strings")
+            _check_text(k, f"{where} key")
+            out[k] = _plain(v, f"{where}[{k!r}]", depth + 1)
+        return out
+    if depth < _MAX_DEPTH and isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) == ():  # a numpy scalar (np.bool_, np.float32, ...)
+        return _plain(item(), where, depth)
+    kind = (
+        "nested deeper than 8 levels"
+        if isinstance(value, (Mapping, list, tuple))
+        else f"of type {type(value).__name__}"
+    )
+    raise ConfigError(
+        f"{where} is {kind}; metadata are numbers, strings, booleans and small dicts or lists of them",
+        "return rich values as step outputs",
+    )
+
 
 def get_step_context() -> StepContext:
     """The context of the step running in this thread.
@@ -58,6 +160,28 @@ def get_step_context() -> StepContext:
     if ctx is None:
         raise ConveyorError("get_step_context() works only inside a running step")
     return ctx
+
+
+def log_metadata(metadata: Mapping[str, Any]) -> None:
+    """Attach numbers, strings and small dicts to the running step.
+
+    They are recorded with the step run when it ends, merged into the
+    metadata of the artifacts it returns, and linked to the model version
+    its run works in. Later calls add keys and replace those logged before.
+    Nothing reaches the store before the step ends.
+
+    Args:
+        metadata: ``{key: value}``: numbers, strings, booleans, None, and
+            dicts or lists of them; at most 64 KiB as JSON in all.
+
+    Raises:
+        ConveyorError: called outside a running step.
+        ConfigError: a value that is not plain data, not finite, or too large.
+    """
+    ctx = _current.get()
+    if ctx is None:
+        raise ConveyorError("log_metadata() works only inside a running step", "call it from a @step function")
+    ctx.log_metadata(metadata)
 
 
 def set_step_context(ctx: StepContext | None) -> Any:

@@ -21,15 +21,16 @@ from conveyor._source import load_source, source_of
 from conveyor.constants import ENV_SOURCE_ROOT
 from conveyor.dsl import SINGLE_OUTPUT, Step, parameter_adapter, runtime_type, type_name, value_matches
 from conveyor.exceptions import ConfigError, ConveyorError, RunSettledError, StepFailedError
-from conveyor.ir import ArtifactInput, Deployment, ParameterInput, StepIR, canonical_json, shown
+from conveyor.ir import ArtifactInput, Deployment, ModelInput, ParameterInput, StepIR, canonical_json, shown
 from conveyor.materializers import registry
 from conveyor.runtime._context import StepContext, reset_step_context, set_step_context
 from conveyor.runtime._logs import capture_logs
-from conveyor.stores import ArtifactRecord, RunRecord, RunStatus, StepRunRecord, now
+from conveyor.runtime._models import model_version_for, resolve_model_input
+from conveyor.stores import ArtifactRecord, ModelLinkRole, RunRecord, RunStatus, StepRunRecord, now
 
 if TYPE_CHECKING:
     from conveyor.stack import Stack
-    from conveyor.stores import ArtifactStore, MetadataStore
+    from conveyor.stores import ArtifactStore, MetadataStore, ModelVersionRecord
 
 SecretLoader = Any
 _secret_loader: list[SecretLoader] = []
@@ -53,6 +54,9 @@ class RunEnvironment:
     #: Put each step's id at the start of the lines it writes to the terminal (steps side by side).
     prefix_output: bool = False
     _upstream: dict[str, dict[str, ArtifactRecord]] = field(default_factory=dict)
+    # The run's model versions, asked for once per process: {(model, version, key): record}.
+    _model_versions: dict[tuple[Any, ...], ModelVersionRecord] = field(default_factory=dict)
+    _model_locks: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
     @property
     def artifact_store(self) -> ArtifactStore:
@@ -142,9 +146,12 @@ def cache_key(
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
-def _resolve_inputs(env: RunEnvironment, step: StepIR) -> tuple[dict[str, Any], dict[str, ArtifactRecord]]:
+def _resolve_inputs(
+    env: RunEnvironment, step: StepIR, step_obj: Step
+) -> tuple[dict[str, Any], dict[str, ArtifactRecord], dict[str, ModelVersionRecord]]:
     params: dict[str, Any] = {}
     artifacts: dict[str, ArtifactRecord] = {}
+    used: dict[str, ModelVersionRecord] = {}  # {input name: the model version it loads}
     for name, inp in step.inputs.items():
         if isinstance(inp, ParameterInput):
             value = inp.value
@@ -162,7 +169,12 @@ def _resolve_inputs(env: RunEnvironment, step: StepIR) -> tuple[dict[str, Any], 
                 raise ConveyorError(
                     f"step {inp.step!r} recorded no output {inp.output!r} in run {env.run.name!r}"
                 ) from None
-    return params, artifacts
+        elif isinstance(inp, ModelInput):
+            # Read when the step runs: an alias moved since the pipeline was deployed is followed.
+            used[name], artifacts[name] = resolve_model_input(
+                env.store, step, name, inp, step_obj.input_types.get(name), env.overrides
+            )
+    return params, artifacts, used
 
 
 def _cache_hit(env: RunEnvironment, key: str) -> tuple[StepRunRecord, dict[str, ArtifactRecord]] | None:
@@ -305,7 +317,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
     deployment = env.deployment
     step = deployment.pipeline.step(step_id)
     step_obj = _step_object(step)
-    params, input_artifacts = _resolve_inputs(env, step)
+    params, input_artifacts, used_models = _resolve_inputs(env, step, step_obj)
     materializers = {o: _output_materializer_source(step, step_obj, o) for o in step.outputs}
     key = cache_key(step, params, input_artifacts, materializers, env.image)
     written_params = {n: i.value for n, i in step.inputs.items() if isinstance(i, ParameterInput)}
@@ -319,6 +331,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
         "image": env.image,
     }
     input_ids = {k: v.id for k, v in input_artifacts.items()}
+    model_version = model_version_for(env, step)
     if deployment.pipeline.effective_cache(step):
         hit = _cache_hit(env, key)
         if hit is not None:
@@ -335,9 +348,14 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
                 logs_uri=original.logs_uri,
                 inputs=input_ids,
                 outputs={k: v.id for k, v in outputs.items()},
+                # What the step logged when it ran describes these outputs still.
+                **({"metadata": original.metadata} if original.metadata else {}),
                 **common,
             )
             env._upstream[step_id] = outputs
+            # The cached artifacts, and what the step logged when it ran, belong to this run's version too.
+            produced = {a.name: a.id for a in outputs.values()}
+            _link_models(env, sid, model_version, produced, original.metadata, used_models, input_ids)
             return StepRunRecord(
                 id=sid,
                 run_id=env.run.id,
@@ -350,6 +368,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
                 logs_uri=original.logs_uri,
                 error=None,
                 attempts=0,
+                metadata=original.metadata,
                 **common,
             )
 
@@ -358,6 +377,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
     step_run = env.store.start_step_run(env.run.id, step_id, require_running=env.owned, logs_uri=logs_uri, **common)
     written: list[str] = []
     failure: BaseException | None = None
+    ctx: StepContext | None = None
     with capture_logs(store, logs_uri, prefix=f"[{step.id}] " if env.prefix_output else "") as log:
         token = None
         try:
@@ -373,6 +393,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
                 attempt=step_run.attempts,
                 artifact_store=store,
                 secrets=_load_secrets(env, step),
+                model_version=model_version,
             )
             token = set_step_context(ctx)
             result = step_obj.entrypoint(**kwargs)
@@ -392,24 +413,69 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
                 store.rmtree(uri)  # nothing half-written or unregistered stays behind
             log.write(traceback.format_exc())
             failure = exc
+    # What the step logged: nothing to write (and no extra store call) when it logged nothing.
+    logged = dict(ctx.logged) if ctx is not None else {}
+    extra = {"metadata": logged} if logged else {}
     if failure is not None:
         status = RunStatus.STOPPED if isinstance(failure, KeyboardInterrupt) else RunStatus.FAILED
         message = _error_line(failure)
-        env.store.finish_step_run(step_run.id, status, inputs=input_ids, error=message)
+        env.store.finish_step_run(step_run.id, status, inputs=input_ids, error=message, **extra)
+        _link_models(env, step_run.id, model_version, {}, logged, used_models, input_ids)
         if isinstance(failure, (KeyboardInterrupt, SystemExit)):
             raise failure
         if isinstance(failure, ConveyorError):
             raise StepFailedError(f"step {step.id!r} failed: {failure.message}", failure.hint) from failure
         raise StepFailedError(f"step {step.id!r} failed: {message}") from failure
+    if logged:
+        for artifact in new_artifacts.values():
+            artifact["metadata"] = {**artifact["metadata"], **logged}
     try:
-        env.store.complete_step_run(
-            step_run.id, inputs=input_ids, new_artifacts=new_artifacts, require_running=env.owned
+        output_ids = env.store.complete_step_run(
+            step_run.id, inputs=input_ids, new_artifacts=new_artifacts, require_running=env.owned, **extra
         )
     except RunSettledError as exc:
         for uri in written:
             store.rmtree(uri)  # registered nowhere: nothing may refer to them
         raise StepFailedError(f"step {step.id!r} finished after its run ended: {exc.message}", exc.hint) from None
-    return dataclasses.replace(step_run, status=RunStatus.COMPLETED)
+    produced = {new_artifacts[output]["name"]: artifact_id for output, artifact_id in output_ids.items()}
+    _link_models(env, step_run.id, model_version, produced, logged, used_models, input_ids)
+    return dataclasses.replace(step_run, status=RunStatus.COMPLETED, metadata=logged or None)
+
+
+def _link_models(
+    env: RunEnvironment,
+    step_run_id: str,
+    model_version: ModelVersionRecord | None,
+    produced: dict[str, str],
+    logged: dict[str, Any] | None,
+    used: dict[str, ModelVersionRecord],
+    inputs: dict[str, str],
+) -> None:
+    """Link a step run to the model version it worked in and to those it loaded (no store call without models).
+
+    Args:
+        produced: ``{artifact name: id}`` of the step's outputs.
+        logged: what the step logged.
+        used: ``{input name: model version}`` the step loaded.
+        inputs: ``{input name: artifact id}``.
+    """
+    if model_version is not None:
+        env.store.link_model_version(
+            model_version.id,
+            run_id=env.run.id,
+            step_run_id=step_run_id,
+            role=ModelLinkRole.PRODUCED,
+            artifacts=produced,
+            metadata=logged or {},
+        )
+    for name, version in used.items():
+        env.store.link_model_version(
+            version.id,
+            run_id=env.run.id,
+            step_run_id=step_run_id,
+            role=ModelLinkRole.CONSUMED,
+            artifacts={name: inputs[name]},
+        )
 
 
 def _error_line(exc: BaseException) -> str:

@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING, Any
 from conveyor.stores._records import (
     ArtifactRecord,
     ComponentRecord,
+    ModelAliasEventRecord,
+    ModelRecord,
+    ModelVersionLinkRecord,
+    ModelVersionRecord,
     PipelineRecord,
     RunRecord,
     RunStatus,
@@ -251,6 +255,118 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def artifact_consumers(self, artifact_id: str) -> list[StepRunRecord]:
         """Step runs that took this artifact as an input."""
+
+    # -- models ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_or_create_model_version(
+        self,
+        model: str,
+        *,
+        version: str | None = None,
+        key: str | None = None,
+        run_id: str | None = None,
+        model_fields: Mapping[str, Any] | None = None,
+    ) -> ModelVersionRecord:
+        """The model version a run works in, created (with the model) when it does not exist.
+
+        Numbers are given in one transaction per model: concurrent callers
+        never get the same number, and no number is skipped.
+
+        Args:
+            model: the model's name.
+            version: None for a new version (numbered), or a reference: a
+                number or ``latest`` (which must exist), an alias, or a version
+                name (created when no version has it).
+            key: makes creating a new version idempotent: a second call with
+                the same key (another step of the same run) gets the same version.
+            run_id: the run that creates the version.
+            model_fields: ``description``, ``tags`` and ``license`` to record on
+                the model when this call creates a version.
+
+        Raises:
+            NotFoundError: a number, or ``latest``, that the model does not have.
+            ConfigError: a name the naming rule refuses.
+        """
+
+    @abc.abstractmethod
+    def get_model(self, name_or_id: str) -> ModelRecord:
+        """A model by name or id.
+
+        Raises:
+            NotFoundError: no such model (the message names the closest ones).
+        """
+
+    @abc.abstractmethod
+    def list_models(self) -> list[ModelRecord]:
+        """Every model, by name."""
+
+    @abc.abstractmethod
+    def get_model_version(self, model: str, version: str) -> ModelVersionRecord:
+        """A version of a model by number, ``latest``, alias, name or id.
+
+        Raises:
+            NotFoundError: no such model or version (the message names the closest ones).
+            ConfigError: ``version`` is the id of a version of another model.
+        """
+
+    @abc.abstractmethod
+    def list_model_versions(self, model: str) -> list[ModelVersionRecord]:
+        """The versions of a model, by number.
+
+        Raises:
+            NotFoundError: no such model.
+        """
+
+    @abc.abstractmethod
+    def set_model_alias(
+        self, model: str, alias: str, version_id: str | None, *, moved_by: str
+    ) -> ModelAliasEventRecord | None:
+        """Point an alias of a model at a version (None removes it), recording the move.
+
+        Returns the move, or None when the alias already pointed there.
+
+        Raises:
+            ConfigError: the version belongs to another model, or the alias is
+                not a valid name (``latest``, all digits, or another version's name).
+            NotFoundError: no such model, version, or (removing) alias.
+        """
+
+    @abc.abstractmethod
+    def list_model_alias_events(self, model: str, alias: str | None = None) -> list[ModelAliasEventRecord]:
+        """The moves of a model's aliases (or of one alias), oldest first.
+
+        Raises:
+            NotFoundError: no such model.
+        """
+
+    @abc.abstractmethod
+    def link_model_version(
+        self,
+        version_id: str,
+        *,
+        run_id: str,
+        step_run_id: str,
+        role: str,
+        artifacts: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Link a step run, the artifacts it produced or loaded, and what it logged to a model version.
+
+        Args:
+            role: ``produced`` or ``consumed`` (:class:`ModelLinkRole`).
+            artifacts: ``{name: artifact id}``: the artifact's name (produced) or the input's (consumed).
+            metadata: what the step logged.
+        """
+
+    @abc.abstractmethod
+    def list_model_version_links(
+        self, *, version_id: str | None = None, run_id: str | None = None
+    ) -> list[ModelVersionLinkRecord]:
+        """Links of a model version, or of a run, oldest first."""
+
+    @abc.abstractmethod
+    def model_version_artifacts(self, version_id: str) -> dict[str, ArtifactRecord]:
+        """``{artifact name: artifact}`` the version's steps produced (the newest of each name)."""
 
     # -- stack components and stacks -------------------------------------------------
     @abc.abstractmethod

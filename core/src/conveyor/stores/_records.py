@@ -74,6 +74,8 @@ class StepRunRecord:
     error: str | None
     attempts: int
     image: str | None
+    metadata: dict[str, Any] | None = None
+    """What the step logged with :func:`conveyor.log_metadata` (None when it logged nothing)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,79 @@ class StackRecord:
     components: dict[str, ComponentRecord]
     created: datetime
     updated: datetime
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model: the name its versions share, and what describes it."""
+
+    id: str
+    name: str
+    description: str | None
+    tags: list[str]
+    license: str | None
+    latest_version: int
+    """The number of its newest version (0 before the first)."""
+    created: datetime
+    updated: datetime
+
+
+@dataclass(frozen=True)
+class ModelVersionRecord:
+    """One numbered version of a model."""
+
+    id: str
+    model_id: str
+    model_name: str
+    number: int
+    name: str | None
+    """The version's name, when it was created by name (``Model(version="2026-q4")``)."""
+    run_id: str | None
+    """The run that created it."""
+    created: datetime
+    aliases: list[str]
+    """The aliases that point at it now, sorted."""
+
+
+@dataclass(frozen=True)
+class ModelVersionLinkRecord:
+    """A step run that produced into, or used, a model version; with one artifact, or with what it logged."""
+
+    model_version_id: str
+    model_name: str
+    version_number: int
+    run_id: str
+    step_run_id: str | None
+    role: str
+    """``produced`` (the step ran for this version) or ``consumed`` (the step loaded an artifact of it)."""
+    artifact_id: str | None
+    """The artifact this link is about; None for the link of the step run itself."""
+    name: str | None
+    """The artifact's name (``produced``) or the input that loaded it (``consumed``)."""
+    metadata: dict[str, Any]
+    """What the step logged (on the link of the step run itself)."""
+    created: datetime
+
+
+@dataclass(frozen=True)
+class ModelAliasEventRecord:
+    """One move of an alias: at what time, by whom, from which version to which."""
+
+    model_name: str
+    alias: str
+    from_version: int | None
+    """The version it pointed at before (None: the alias is new)."""
+    to_version: int | None
+    """The version it points at after (None: the alias was removed)."""
+    moved_by: str
+    created: datetime
+
+
+class ModelLinkRole:
+    """How a step run is linked to a model version."""
+
+    PRODUCED = "produced"
+    CONSUMED = "consumed"
 
 
 class RunStatus:

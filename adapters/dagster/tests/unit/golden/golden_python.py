@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = '35256605c41d5a49acd65201499c584d'
+CONVEYOR_DEPLOYMENT = '9e65ce5f602915da3ba1f5d68f7d6308'
 JOB_NAME = 'golden'
 JOB = {
-    'description': "conveyor pipeline 'golden', deployment 35256605c41d5a49acd65201499c584d",
-    'tags': {'owner': 'data-team', 'conveyor/deployment': '35256605c41d5a49acd65201499c584d'},
+    'description': "conveyor pipeline 'golden', deployment 9e65ce5f602915da3ba1f5d68f7d6308",
+    'tags': {'owner': 'data-team', 'conveyor/deployment': '9e65ce5f602915da3ba1f5d68f7d6308'},
     'executor': {'max_concurrent': 4},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '35256605c41d5a49acd65201499c584d',
+        '9e65ce5f602915da3ba1f5d68f7d6308',
         '--step',
         STEP,
         '--run-key',
@@ -138,7 +138,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '35256605c41d5a49acd65201499c584d',
+        '9e65ce5f602915da3ba1f5d68f7d6308',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

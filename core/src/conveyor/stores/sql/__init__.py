@@ -2,8 +2,9 @@
 
 One module per concern: :mod:`._engine` (connections, transactions, schema
 version), :mod:`._pipelines`, :mod:`._runs`, :mod:`._steps` (step runs and
-the cache), :mod:`._artifacts`, :mod:`._stacks`; the secrets table is read
-and written by :class:`conveyor.secrets.SecretStore`.
+the cache), :mod:`._artifacts`, :mod:`._models` (models, versions, aliases),
+:mod:`._stacks`; the secrets table is read and written by
+:class:`conveyor.secrets.SecretStore`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.stores._interface import MetadataStore
 from conveyor.stores.sql._engine import SCHEMA_REVISIONS, SqlDatabase
+from conveyor.stores.sql._models import ModelTables
 from conveyor.stores.sql._pipelines import PipelineTables
 from conveyor.stores.sql._runs import RunTables
 from conveyor.stores.sql._stacks import StackTables
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_REVISIONS", "SqlDatabase", "SqlStore"]
 
 
-class SqlStore(PipelineTables, RunTables, StepRunTables, StackTables, MetadataStore):
+class SqlStore(PipelineTables, RunTables, StepRunTables, ModelTables, StackTables, MetadataStore):
     """The metadata store in a SQL database: SQLite (default), MariaDB/MySQL or PostgreSQL.
 
     Args:

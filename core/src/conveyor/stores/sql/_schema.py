@@ -50,7 +50,9 @@ pipeline_runs = sa.Table(
     sa.Column("code_dirty", sa.Boolean(), nullable=True),
     sa.Column("host", sa.String(_NAME), nullable=True),
     sa.Column("pid", sa.Integer(), nullable=True),
-    sa.Column("pid_started", sa.Float(), nullable=True),
+    # A start time in seconds since the epoch needs a double: MySQL's FLOAT is single precision
+    # (to ~2 minutes), and a live driver would look like one that was replaced.
+    sa.Column("pid_started", sa.Float().with_variant(sa.Double(), "mysql", "mariadb"), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("extra", sa.JSON(), nullable=False),
 )
@@ -75,6 +77,8 @@ step_runs = sa.Table(
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("attempts", sa.Integer(), nullable=False),
     sa.Column("image", sa.String(1024), nullable=True),
+    # What the step logged with log_metadata(); NULL when it logged nothing.
+    sa.Column("metadata", sa.JSON(), nullable=True),
     sa.UniqueConstraint("run_id", "step_id", name="uq_step_runs_run_step"),
 )
 
@@ -160,4 +164,73 @@ secrets = sa.Table(
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("owner", "name", name="uq_secrets_owner_name"),
+)
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("name", sa.String(_NAME), nullable=False, unique=True),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("tags", sa.JSON(), nullable=False),
+    sa.Column("license", sa.String(_NAME), nullable=True),
+    # The newest version's number. Creating a version increments it first, which locks
+    # the row: creators of one model queue there, so numbers are never taken twice or skipped.
+    sa.Column("latest_version", sa.Integer(), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("model_id", sa.String(_ID), sa.ForeignKey("models.id"), nullable=False),
+    sa.Column("number", sa.Integer(), nullable=False),
+    sa.Column("name", sa.String(_NAME), nullable=True),
+    sa.Column("run_id", sa.String(_ID), sa.ForeignKey("pipeline_runs.id"), nullable=True, index=True),
+    # Who asked for a new version (a run, or one step of it): asking again gets the same one.
+    sa.Column("creation_key", sa.String(_NAME), nullable=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("model_id", "number", name="uq_model_versions_model_number"),
+    sa.UniqueConstraint("model_id", "name", name="uq_model_versions_model_name"),
+    sa.UniqueConstraint("model_id", "creation_key", name="uq_model_versions_model_key"),
+)
+
+model_aliases = sa.Table(
+    "model_aliases",
+    metadata,
+    sa.Column("model_id", sa.String(_ID), sa.ForeignKey("models.id"), primary_key=True),
+    sa.Column("alias", sa.String(_NAME), primary_key=True),
+    sa.Column("model_version_id", sa.String(_ID), sa.ForeignKey("model_versions.id"), nullable=False, index=True),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+)
+
+model_alias_events = sa.Table(
+    "model_alias_events",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("model_id", sa.String(_ID), sa.ForeignKey("models.id"), nullable=False),
+    # The move's place in its model's history (timestamps may tie: MySQL keeps whole seconds).
+    sa.Column("seq", sa.Integer(), nullable=False),
+    sa.Column("alias", sa.String(_NAME), nullable=False),
+    sa.Column("from_version_id", sa.String(_ID), sa.ForeignKey("model_versions.id"), nullable=True),
+    sa.Column("to_version_id", sa.String(_ID), sa.ForeignKey("model_versions.id"), nullable=True),
+    sa.Column("moved_by", sa.String(_NAME), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("model_id", "seq", name="uq_model_alias_events_model_seq"),
+)
+
+model_version_links = sa.Table(
+    "model_version_links",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("model_version_id", sa.String(_ID), sa.ForeignKey("model_versions.id"), nullable=False, index=True),
+    sa.Column("run_id", sa.String(_ID), sa.ForeignKey("pipeline_runs.id"), nullable=False, index=True),
+    sa.Column("step_run_id", sa.String(_ID), sa.ForeignKey("step_runs.id"), nullable=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("artifact_id", sa.String(_ID), sa.ForeignKey("artifact_versions.id"), nullable=True),
+    sa.Column("name", sa.String(_NAME), nullable=True),
+    sa.Column("metadata", sa.JSON(), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
 )
