@@ -20,6 +20,8 @@ nox.options.reuse_existing_virtualenvs = False
 ROOT = Path(__file__).parent
 PYTHON = "3.11"
 PYTEST = ["pytest>=8", "hypothesis>=6.100"]
+# A real Jupyter kernel runs the notebook tests.
+NOTEBOOK = ["nbclient>=0.10", "ipykernel>=6.29", "nbformat>=5.10"]
 # The package index here lacks certifi >= 2026.10.19, which the newest kfp and
 # Prefect releases ask for; the release before it works with both.
 OVERRIDES = str(ROOT / "constraints" / "overrides.txt")
@@ -76,7 +78,7 @@ def quickstart(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def core(session: nox.Session) -> None:
     """Core: unit tests, and the metadata store on real MariaDB and PostgreSQL, S3 on SeaweedFS."""
-    _install(session, *PYTEST, "-e", "./core[mysql,postgres,s3]", "-e", "./testing[sql,s3,docker]")
+    _install(session, *PYTEST, *NOTEBOOK, "-e", "./core[mysql,postgres,s3]", "-e", "./testing[sql,s3,docker]")
     _pytest(session, "core/tests", "testing/tests")
 
 

@@ -14,7 +14,16 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from conveyor.ir._names import check_name, output_name_problem, run_name_template_problem, shown
 from conveyor.ir._resources import cpu_quantity, memory_quantity, parse_memory
@@ -176,7 +185,13 @@ class PipelineSettings(_Model):
 
 
 class PipelineIR(_Model):
-    """A traced pipeline: its parameters and its steps in topological order."""
+    """A traced pipeline: its parameters and its steps in topological order.
+
+    ``notebook`` is the text of the ``conveyor_notebook`` module when steps,
+    materializers or parameter models were defined in Jupyter or IPython
+    cells: step processes build that module from it (left out of the JSON
+    when None, so pipelines defined in files serialize as before).
+    """
 
     ir_version: int = IR_VERSION
     name: str
@@ -184,6 +199,14 @@ class PipelineIR(_Model):
     parameters: dict[str, JsonValue] = {}
     steps: tuple[StepIR, ...] = ()
     settings: PipelineSettings = PipelineSettings()
+    notebook: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_empty_notebook(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("notebook") is None:
+            data.pop("notebook", None)
+        return data
 
     @field_validator("name")
     @classmethod

@@ -216,9 +216,27 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
 
         store = Repository.current().store()
     try:
-        return store, load_deployment(store.get_deployment_json(args.deployment))
+        deployment = load_deployment(store.get_deployment_json(args.deployment))
     except ValueError as exc:
         raise ConveyorError(f"deployment {args.deployment!r} cannot be read: {str(exc).splitlines()[0]}") from None
+    if deployment.pipeline.notebook is not None:
+        # Notebook cells are code this process runs: only those of the deployment the engine named.
+        if deployment.id != args.deployment:
+            raise ConveyorError(
+                f"deployment {args.deployment!r} in the store does not match its id",
+                "deploy the pipeline again; the stored record was changed",
+            )
+        from conveyor._notebook import install_notebook_code
+
+        try:
+            install_notebook_code(deployment.pipeline.notebook)
+        except Exception as exc:  # noqa: BLE001 - the user's cells, run in a fresh process
+            raise ConveyorError(
+                f"the notebook cells of pipeline {deployment.pipeline.name!r} fail outside the notebook: "
+                f"{type(exc).__name__}: {exc}",
+                "keep what steps need in imports, definitions and constants; data loading belongs in a step",
+            ) from None
+    return store, deployment
 
 
 def _join_run(
