@@ -112,6 +112,7 @@ def docker(session: nox.Session) -> None:
     _install(
         session,
         *PYTEST,
+        *NOTEBOOK,
         "-e",
         "./core[mysql,postgres,s3]",
         "-e",
