@@ -117,7 +117,12 @@ def test_a_scheduled_pipeline_is_deployed_unpaused_not_run(
     pipe = load_pipeline(case("fan_out")).with_options(
         stack="on_airflow", schedule=schedule, settings={"airflow": {"dag_id": "fan_out_yearly"}}
     )
-    assert pipe(width=4) is None
+    deployed = pipe(width=4)
+    # A script that reads what it got learns where the DAG is and how to start a run now.
+    assert deployed.status == "deployed" and deployed.engine == "airflow"
+    assert deployed.trigger == "airflow dags trigger fan_out_yearly"
+    assert str(airflow_servers.dags / "fan_out_yearly.py") in deployed.where
+    assert deployed.schedule == schedule
     details = api_get(airflow_servers, "/api/v2/dags/fan_out_yearly/details")
     assert details["is_paused"] is False
     assert "0 3 1 1 *" in details["timetable_summary"]
