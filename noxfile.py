@@ -66,13 +66,18 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def quickstart(session: nox.Session) -> None:
-    """The README's first command: a plain (non-editable) install runs the quickstart."""
+    """The README's first command: a plain (non-editable) install runs the quickstart; every printed install
+    command resolves from the clone."""
     _install(session, "./core")
-    tmp = session.create_tmp()
+    tmp = str(Path(session.create_tmp()).resolve())
     session.chdir(tmp)
     session.run("python", str(ROOT / "examples" / "quickstart" / "run.py"), env={"CONVEYOR_REPOSITORY": tmp})
     session.run("python", str(ROOT / "examples" / "quickstart" / "run.py"), env={"CONVEYOR_REPOSITORY": tmp})
     session.run("conveyor", "pipeline", "runs", "demo", env={"CONVEYOR_REPOSITORY": tmp})
+    # Every install command the docs and error messages print resolves from this clone into an empty environment.
+    fresh = str(Path(tmp) / "fresh")
+    session.run("uv", "venv", "--quiet", "--clear", "--python", PYTHON, fresh, external=True)
+    session.run("python", str(ROOT / "scripts" / "install_commands.py"), "--check", f"{fresh}/bin/python")
 
 
 @nox.session(python=PYTHON)

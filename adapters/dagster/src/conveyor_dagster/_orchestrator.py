@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from conveyor.orchestrators import LaunchContext
     from conveyor_dagster._flavor import DagsterOrchestratorConfig
 
-INSTALL = 'pip install "conveyor-dagster[dagster]" (from a clone: pip install ./core "./adapters/dagster[dagster]")'
+INSTALL = 'pip install ./core "./adapters/dagster[dagster]"'
 
 
 class DagsterOrchestrator(BaseOrchestrator):
@@ -142,7 +142,8 @@ class DagsterOrchestrator(BaseOrchestrator):
 
             if importlib.util.find_spec("dagster") is None:
                 raise StackError(
-                    f"orchestrator {self.name!r} runs pipelines with Dagster, which is not installed", f"run: {INSTALL}"
+                    f"orchestrator {self.name!r} runs pipelines with Dagster, which is not installed",
+                    f"run in the root folder of a conveyor clone: {INSTALL}",
                 )
         folder = self.output_folder(ctx)
         try:

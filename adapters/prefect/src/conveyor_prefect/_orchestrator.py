@@ -114,9 +114,11 @@ class PrefectOrchestrator(BaseOrchestrator):
         import importlib.util
 
         if importlib.util.find_spec("conveyor_docker") is None:
+            from conveyor_prefect._container import DOCKER_INSTALL
+
             raise StackError(
                 f"{what} in the pipeline's image, which needs conveyor-docker (not installed)",
-                'run: pip install "conveyor-prefect[docker]"',
+                f"run {DOCKER_INSTALL}",
             )
 
     def _export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
