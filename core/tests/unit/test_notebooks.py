@@ -190,3 +190,36 @@ def test_a_plain_interactive_session_is_told_where_steps_can_live(repo: Path) ->
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert "defined in an interactive Python session" in out.stderr, out.stderr
     assert "Jupyter or IPython cell" in out.stderr
+
+
+def test_notebook_code_runs_only_from_the_deployment_its_engine_named(
+    repo: Path, examples_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store row whose cells were edited no longer matches its id: the step command refuses it, running nothing."""
+    import os
+    import sys
+
+    import quickstart
+
+    from conveyor import Client, deployment_for
+    from conveyor.runtime._main import main
+
+    deployment, _, _ = deployment_for(quickstart.quickstart)
+    cells = f"open({str(repo / 'cells_ran')!r}, 'w').close()\n"
+    with_cells = deployment.model_copy(update={"pipeline": deployment.pipeline.model_copy(update={"notebook": cells})})
+    store = Client().store
+    pipeline_id = store.get_or_create_pipeline("quickstart").id
+    store.save_deployment(deployment.id, pipeline_id, with_cells.canonical_json())  # an edited row
+    store.save_deployment(with_cells.id, pipeline_id, with_cells.canonical_json())
+    os.environ["CONVEYOR_SOURCE_ROOT"] = str(examples_path)
+    try:
+        args = ["run-step", "--step", "load_data", "--run-key", "engine:1", "--deployment"]
+        assert main([*args, deployment.id]) == 2
+        assert "does not match its id" in capsys.readouterr().err
+        assert not (repo / "cells_ran").exists()
+        assert main([*args, with_cells.id]) == 0
+        assert (repo / "cells_ran").exists()
+    finally:
+        del os.environ["CONVEYOR_SOURCE_ROOT"]
+        os.environ.pop("CONVEYOR_STEP_ENTRYPOINT", None)
+        sys.modules.pop("conveyor_notebook", None)
