@@ -20,6 +20,8 @@ nox.options.reuse_existing_virtualenvs = False
 ROOT = Path(__file__).parent
 PYTHON = "3.11"
 PYTEST = ["pytest>=8", "hypothesis>=6.100"]
+# A real Jupyter kernel runs the notebook tests.
+NOTEBOOK = ["nbclient>=0.10", "ipykernel>=6.29", "nbformat>=5.10"]
 # The package index here lacks certifi >= 2026.10.19, which the newest kfp and
 # Prefect releases ask for; the release before it works with both.
 OVERRIDES = str(ROOT / "constraints" / "overrides.txt")
@@ -64,19 +66,24 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def quickstart(session: nox.Session) -> None:
-    """The README's first command: a plain (non-editable) install runs the quickstart."""
+    """The README's first command: a plain (non-editable) install runs the quickstart; every printed install
+    command resolves from the clone."""
     _install(session, "./core")
-    tmp = session.create_tmp()
+    tmp = str(Path(session.create_tmp()).resolve())
     session.chdir(tmp)
     session.run("python", str(ROOT / "examples" / "quickstart" / "run.py"), env={"CONVEYOR_REPOSITORY": tmp})
     session.run("python", str(ROOT / "examples" / "quickstart" / "run.py"), env={"CONVEYOR_REPOSITORY": tmp})
     session.run("conveyor", "pipeline", "runs", "demo", env={"CONVEYOR_REPOSITORY": tmp})
+    # Every install command the docs and error messages print resolves from this clone into an empty environment.
+    fresh = str(Path(tmp) / "fresh")
+    session.run("uv", "venv", "--quiet", "--clear", "--python", PYTHON, fresh, external=True)
+    session.run("python", str(ROOT / "scripts" / "install_commands.py"), "--check", f"{fresh}/bin/python")
 
 
 @nox.session(python=PYTHON)
 def core(session: nox.Session) -> None:
     """Core: unit tests, and the metadata store on real MariaDB and PostgreSQL, S3 on SeaweedFS."""
-    _install(session, *PYTEST, "-e", "./core[mysql,postgres,s3]", "-e", "./testing[sql,s3,docker]")
+    _install(session, *PYTEST, *NOTEBOOK, "-e", "./core[mysql,postgres,s3]", "-e", "./testing[sql,s3,docker]")
     _pytest(session, "core/tests", "testing/tests")
 
 
@@ -110,6 +117,7 @@ def docker(session: nox.Session) -> None:
     _install(
         session,
         *PYTEST,
+        *NOTEBOOK,
         "-e",
         "./core[mysql,postgres,s3]",
         "-e",

@@ -15,6 +15,7 @@ _EXPORTS = {
     "BaseMaterializer": "conveyor.materializers",
     "Client": "conveyor.client",
     "ConveyorError": "conveyor.exceptions",
+    "DeployedPipeline": "conveyor.orchestrators",
     "Model": "conveyor.dsl",
     "Pipeline": "conveyor.dsl",
     "ResourceSettings": "conveyor.ir",
@@ -34,6 +35,7 @@ __all__ = [
     "BaseMaterializer",
     "Client",
     "ConveyorError",
+    "DeployedPipeline",
     "Model",
     "Pipeline",
     "ResourceSettings",
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from conveyor.exceptions import ConveyorError
     from conveyor.ir import ResourceSettings, Schedule
     from conveyor.materializers import BaseMaterializer
+    from conveyor.orchestrators import DeployedPipeline
     from conveyor.runtime import StepContext, get_step_context, log_metadata
 
 

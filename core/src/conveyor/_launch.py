@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from conveyor.client import PipelineRunView
     from conveyor.dsl import Pipeline
     from conveyor.ir import Deployment, PipelineIR
+    from conveyor.orchestrators import DeployedPipeline
     from conveyor.stack import Stack
     from conveyor.stores import MetadataStore
 
@@ -81,10 +82,11 @@ def build_deployment(pipeline: Pipeline, ir: PipelineIR, stack: Stack) -> Deploy
         raise config_error(exc, f"pipeline {pipeline.name!r}") from None
 
 
-def launch(pipeline: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> PipelineRunView | None:
+def launch(pipeline: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> PipelineRunView | DeployedPipeline:
     """Trace ``pipeline(*args, **kwargs)`` and run it on its stack; returns the run.
 
-    Returns None when the pipeline was deployed on a schedule rather than run.
+    Returns a :class:`~conveyor.orchestrators.DeployedPipeline` when the stack's
+    engine runs it later (a written DAG file, a schedule) rather than now.
     """
     from conveyor._repository import Repository
     from conveyor.client import Client
@@ -106,7 +108,7 @@ def launch(pipeline: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     except KeyboardInterrupt:
         _stopped(pipeline.name)
         raise
-    return Client(repo).get_run(run_id) if run_id is not None else None
+    return Client(repo).get_run(run_id) if isinstance(run_id, str) else run_id
 
 
 def _stopped(pipeline: str) -> None:
@@ -167,9 +169,18 @@ def load_pipeline_ref(ref: str) -> Pipeline | PipelineIR:
 
 
 def deployment_for(
-    ref: str | Pipeline, *, stack: str | None = None, parameters: dict[str, Any] | None = None, schedule: Any = None
+    ref: str | Pipeline,
+    *,
+    stack: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    schedule: Any = None,
+    config_path: str | Path | None = None,
 ) -> tuple[Deployment, Stack, Path | None]:
-    """Trace (or look up) a pipeline and make its deployment for a stack."""
+    """Trace (or look up) a pipeline and make its deployment for a stack.
+
+    ``config_path`` is a YAML run config, as for running: its parameters,
+    step settings, schedule and run name go into the deployment.
+    """
     from conveyor._repository import Repository
     from conveyor.dsl import Pipeline
     from conveyor.exceptions import ConfigError
@@ -177,6 +188,10 @@ def deployment_for(
 
     repo = Repository.current()
     target = load_pipeline_ref(ref) if isinstance(ref, str) else ref
+    if config_path is not None:
+        if not isinstance(target, Pipeline):
+            target = _pipeline_of(target, str(ref))
+        target = target.with_options(config_path=config_path)
     stack_obj = repo.stack(stack)
     if isinstance(target, Pipeline):
         ir = target.trace(**(parameters or {}))
@@ -196,6 +211,24 @@ def deployment_for(
     return deployment, stack_obj, source_root
 
 
+def _pipeline_of(ir: PipelineIR, ref: str) -> Pipeline:
+    """The code of a pipeline known by name, imported again from the module it ran from."""
+    from conveyor._source import load_source
+    from conveyor.dsl import Pipeline
+    from conveyor.exceptions import ConfigError, DefinitionError
+
+    hint = "give it as path/to/file.py:name"
+    if ir.source is None:
+        raise ConfigError(f"pipeline {ref!r} has no recorded source to apply a run config to", hint)
+    try:
+        obj = load_source(ir.source)
+    except DefinitionError as exc:
+        raise ConfigError(f"pipeline {ref!r}: {exc.message}", hint) from None
+    if not isinstance(obj, Pipeline):
+        raise ConfigError(f"{ir.source} is no longer a @pipeline", hint)
+    return obj
+
+
 def export_pipeline(
     ref: str | Pipeline,
     output: str | Path,
@@ -203,25 +236,43 @@ def export_pipeline(
     stack: str | None = None,
     parameters: dict[str, Any] | None = None,
     schedule: Any = None,
+    config_path: str | Path | None = None,
 ) -> list[Path]:
-    """Compile a pipeline for a stack's orchestrator and write the result under ``output``."""
+    """Compile a pipeline for a stack's orchestrator and write the result under ``output``.
+
+    ``config_path`` is a YAML run config, as for running the pipeline.
+    """
     from conveyor._repository import Repository
     from conveyor.orchestrators import LaunchContext
 
-    deployment, stack_obj, source_root = deployment_for(ref, stack=stack, parameters=parameters, schedule=schedule)
+    deployment, stack_obj, source_root = deployment_for(
+        ref, stack=stack, parameters=parameters, schedule=schedule, config_path=config_path
+    )
     repo = Repository.current()
     ctx = LaunchContext(store=repo.store(), stack=stack_obj, source_root=source_root or Path.cwd(), home=repo.dir)
     return stack_obj.orchestrator.export(deployment, ctx, Path(output))
 
 
 def deploy_pipeline(
-    ref: str | Pipeline, *, stack: str | None = None, parameters: dict[str, Any] | None = None, schedule: Any = None
-) -> str | None:
-    """Submit a pipeline to a stack's orchestrator (a scheduled deployment when ``schedule`` is set)."""
+    ref: str | Pipeline,
+    *,
+    stack: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    schedule: Any = None,
+    config_path: str | Path | None = None,
+) -> str | DeployedPipeline:
+    """Submit a pipeline to a stack's orchestrator (a scheduled deployment when ``schedule`` is set).
+
+    ``config_path`` is a YAML run config, as for running the pipeline. Returns
+    the id of the run it started, or what was deployed where when the engine
+    runs it later.
+    """
     from conveyor._repository import Repository
     from conveyor.orchestrators import LaunchContext
 
-    deployment, stack_obj, source_root = deployment_for(ref, stack=stack, parameters=parameters, schedule=schedule)
+    deployment, stack_obj, source_root = deployment_for(
+        ref, stack=stack, parameters=parameters, schedule=schedule, config_path=config_path
+    )
     repo = Repository.current()
     store = repo.store()
     if deployment.schedule is None:

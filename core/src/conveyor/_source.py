@@ -3,7 +3,9 @@
 A step defined in a script run as ``python run.py`` lives in ``__main__``;
 a fresh step process cannot import that, so such sources are recorded under
 the script's own module name (``run``) and the script's folder becomes the
-source root that the step entrypoint puts on ``sys.path``.
+source root that the step entrypoint puts on ``sys.path``. One defined in a
+Jupyter or IPython cell is recorded under :data:`conveyor._notebook.NOTEBOOK_MODULE`,
+whose text the deployment carries (see :mod:`conveyor._notebook`).
 """
 
 from __future__ import annotations
@@ -37,12 +39,26 @@ def module_name(obj: Any) -> str:
     if name == "__main__":
         resolved = _main_module_name()
         if resolved is None:
+            from conveyor._notebook import NOTEBOOK_MODULE, in_notebook, register_notebook_view
+
+            if in_notebook():
+                register_notebook_view()
+                return NOTEBOOK_MODULE
             raise DefinitionError(
-                f"{getattr(obj, '__qualname__', obj)!r} is defined in an interactive session",
-                "define steps in a .py file so that step processes can import them",
+                f"{getattr(obj, '__qualname__', obj)!r} is defined in an interactive Python session",
+                "define steps in a .py file, or in a Jupyter or IPython cell",
             )
         return resolved
     return name
+
+
+def is_notebook_object(obj: Any) -> bool:
+    """Whether ``obj`` was defined in a cell of this process's notebook (or IPython shell)."""
+    if getattr(obj, "__module__", None) != "__main__" or _main_module_name() is not None:
+        return False
+    from conveyor._notebook import in_notebook
+
+    return in_notebook()
 
 
 def source_of(obj: Any) -> str:
@@ -77,6 +93,11 @@ def load_source(source: str) -> Any:
         return type(None)  # a builtin type with no name in the builtins module
     module_path, _, qualname = source.partition(":")
     main = sys.modules.get("__main__")
+    if module_path == "conveyor_notebook" and module_path not in sys.modules:
+        from conveyor._notebook import in_notebook, register_notebook_view
+
+        if in_notebook():
+            register_notebook_view()  # a notebook loading what an earlier session of it ran
     if module_path == _main_module_name() and module_path not in sys.modules and main is not None:
         module = main  # the object is defined in the script that is running now
     else:
@@ -114,6 +135,8 @@ def _is_user_file(path: str | None) -> bool:
 
 
 def _is_user_object(obj: Any) -> bool:
+    if is_notebook_object(obj):
+        return True
     module = sys.modules.get(getattr(obj, "__module__", "") or "")
     if module is None or module.__name__.split(".")[0] == "conveyor":
         return False
@@ -129,6 +152,13 @@ def _code_names(code: types.CodeType) -> set[str]:
 
 
 def _object_text(obj: Any) -> str:
+    if is_notebook_object(obj):
+        from conveyor._notebook import definition_text
+
+        # The cell's text, as the deployment carries it: a class has no file to read it from.
+        text = definition_text(getattr(obj, "__qualname__", "").split(".")[0])
+        if text is not None:
+            return text
     try:
         return inspect.getsource(obj)
     except (OSError, TypeError):
@@ -185,5 +215,6 @@ def code_hash(func: Any) -> str:
             elif (inspect.isfunction(ref) or inspect.isclass(ref)) and _is_user_object(ref):
                 pending.append(ref)
     result = digest.hexdigest()[:32]
-    _hash_cache[key] = result
+    if not is_notebook_object(func):
+        _hash_cache[key] = result  # a notebook's cells can be run again with new code; modules cannot
     return result

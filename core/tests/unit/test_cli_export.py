@@ -217,3 +217,57 @@ def test_deploy_once_submits_a_run_whose_steps_are_pending(env: dict[str, str]) 
         ("total_2", "pending"),
     ]
     assert "pending" in ok(env, "run", "describe", run["name"])
+
+
+RUN_CONFIG = """
+parameters:
+  n: 5
+run_name: nightly_{date}
+steps:
+  total:
+    retries: 3
+    environment:
+      MODE: exported
+"""
+
+
+def test_export_and_deploy_take_a_yaml_run_config(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(RUN_CONFIG)
+    out = tmp_path / "compiled"
+    ok(env, "pipeline", "export", QUICKSTART, "--stack", "exp", "--output", str(out), "-c", str(config))
+    deployment = json.loads((out / "quickstart.json").read_text())
+    assert deployment["pipeline"]["parameters"] == {"n": 5}
+    assert deployment["run_name"] == "nightly_{date}"
+    total = next(s for s in deployment["pipeline"]["steps"] if s["id"] == "total")
+    assert total["settings"]["retries"] == 3 and total["settings"]["environment"] == {"MODE": "exported"}
+
+    config.write_text(RUN_CONFIG + "schedule:\n  interval_seconds: 60\n")
+    printed = ok(env, "pipeline", "deploy", QUICKSTART, "--stack", "exp", "-c", str(config))
+    assert printed.startswith(f"Deployed pipeline {QUICKSTART!r} on stack 'exp'")
+    deployed = json.loads((tmp_path / "repo" / "deployed.json").read_text())
+    assert deployed["parameters"] == {"n": 5} and deployed["schedule"]["interval_seconds"] == 60
+
+
+def test_a_config_that_names_an_unknown_step_is_refused_by_export(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("steps:\n  totl:\n    retries: 1\n")
+    proc = conveyor(env, "pipeline", "export", QUICKSTART, "-s", "exp", "-o", str(tmp_path / "x"), "-c", str(config))
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert "unknown step 'totl'" in line
+
+
+def test_running_on_an_engine_that_runs_later_returns_what_was_deployed(env: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "use_run.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(EXAMPLES)!r})\n"
+        "from conveyor.ir import Schedule\n"
+        "from quickstart import quickstart\n"
+        "run = quickstart.with_options(stack='exp', schedule=Schedule(interval_seconds=60))(n=2)\n"
+        "print(run.status, run.engine, run.pipeline, len(run.deployment_id))\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["deployed", "files", "quickstart", "32"]

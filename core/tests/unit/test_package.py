@@ -51,7 +51,7 @@ LAYERS = [
     ("conveyor.orchestrators", "conveyor.runtime", "conveyor._repository"),
     ("conveyor.stack",),
     ("conveyor.secrets",),
-    ("conveyor.dsl", "conveyor.materializers", "conveyor.stores", "conveyor._source"),
+    ("conveyor.dsl", "conveyor.materializers", "conveyor.stores", "conveyor._source", "conveyor._notebook"),
     ("conveyor.ir", "conveyor.exceptions", "conveyor.constants"),
 ]
 

@@ -59,7 +59,7 @@ def test_a_component_records_how_to_install_its_flavor_for_machines_that_lack_it
     stack = Repository.current().stack("fancy")
     with pytest.raises(FlavorNotFoundError, match=r"the orchestrator flavor 'fancy' is not installed here") as err:
         stack.orchestrator  # noqa: B018
-    assert err.value.hint == "run: pip install conveyor-fancy"
+    assert err.value.hint == "run in the root folder of a conveyor clone: pip install conveyor-fancy"
 
 
 FANCY = """

@@ -255,41 +255,51 @@ def _python_env(where: Machine) -> dict[str, Any]:
 RUN_KEY = "airflow:{{ dag.dag_id }}:{{ run_id }}"
 """The conveyor run key of an Airflow DAG run (Airflow fills in the template): its tasks share one run."""
 RUN_ID = "{{ run_id }}"
+RUN_CONF = "{{ dag_run.conf | tojson }}"
+"""The config a DAG run was triggered with (``airflow dags trigger --conf``, the UI's "trigger with config"):
+the pipeline parameters it overrides, checked by the step command. Jinja's ``tojson`` escapes ``'``, so the
+value also stays one word inside single quotes in a shell command."""
 
 
-def run_step_shell() -> str:
+def run_step_shell(parameters: bool = False) -> str:
     """``RUN_STEP``: the step command for a python mode task's shell.
 
-    Every value is a variable of the task's environment (``env``): the shell
-    expands them inside double quotes and reads nothing else as code.
+    Every conveyor value is a variable of the task's environment (``env``):
+    the shell expands them inside double quotes and reads nothing else as
+    code. A pipeline with parameters also gets the DAG run's config
+    (:data:`RUN_CONF`), rendered by Airflow inside single quotes.
     """
     argv = step_command(
         "$CONVEYOR_DEPLOYMENT",
         "$CONVEYOR_STEP",
         run_key="airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID",
+        params_json=RUN_CONF if parameters else None,
         orchestrator_run_id="$AIRFLOW_CTX_DAG_RUN_ID",
         python="$CONVEYOR_PYTHON",
     )
-    return "exec " + " ".join(f'"{a}"' if "$" in a else shlex.quote(a) for a in argv)
+    return "exec " + " ".join(f'"{a}"' if "$" in a else f"'{a}'" if a == RUN_CONF else shlex.quote(a) for a in argv)
 
 
-def container_argv(config: AirflowOrchestratorConfig, deployment_id: str, step_id: str, image: str) -> list[str]:
-    """The step command a container task runs (Airflow fills in its run id)."""
+def container_argv(
+    config: AirflowOrchestratorConfig, deployment_id: str, step_id: str, image: str, parameters: bool = False
+) -> list[str]:
+    """The step command a container task runs (Airflow fills in its run id, and its config for a pipeline with
+    parameters)."""
     return step_command(
         deployment_id,
         step_id,
         run_key=RUN_KEY,
         image=image,
+        params_json=RUN_CONF if parameters else None,
         orchestrator_run_id=RUN_ID,
         python=config.container_python,
     )
 
 
 def _argv_source(argv: list[str]) -> Code:
-    # Airflow renders templated fields with Jinja: only the run id templates above are meant for it.
-    return Code(
-        "[" + ", ".join(py_literal(a) if a in (RUN_KEY, RUN_ID) else str(call("literal", a)) for a in argv) + "]"
-    )
+    # Airflow renders templated fields with Jinja: only the run templates above are meant for it.
+    templates = (RUN_KEY, RUN_ID, RUN_CONF)
+    return Code("[" + ", ".join(py_literal(a) if a in templates else str(call("literal", a)) for a in argv) + "]")
 
 
 def _container_env(config: AirflowOrchestratorConfig, where: Machine) -> dict[str, str]:
@@ -360,7 +370,7 @@ def compile_dag(
         pipeline=deployment.pipeline.name,
         deployment_id=deployment_id,
         python_env=_python_env(where) if "python" in plan.modes else None,
-        run_step=run_step_shell() if "python" in plan.modes else None,
+        run_step=run_step_shell(bool(deployment.pipeline.parameters)) if "python" in plan.modes else None,
         container_env=_container_env(config, where) if container else None,
         docker_mounts=_docker_mounts(where) if docker_mounts else None,
         dag_args=[(Code(k), v) for k, v in _dag_args(plan, deployment, deployment_id, config)],
@@ -396,6 +406,9 @@ def _dag_args(
         if schedule.end_date is not None:
             args.append(("end_date", _datetime(schedule.end_date)))
         args.append(("catchup", schedule.catchup))
+    if deployment.pipeline.parameters:
+        # The trigger form of Airflow's UI offers these; a run's config overrides them (see RUN_CONF).
+        args.append(("params", dict(deployment.pipeline.parameters)))
     tags = list(dict.fromkeys([*config.tags, *(s.tags or [])]))
     for tag in tags:
         if not tag or len(tag) > 100:
@@ -428,7 +441,7 @@ def _task(
                 "add an image builder to the stack, or set the orchestrator's image option",
             )
         _no_nul(image, f"the image of step {step.id!r}")
-        command = container_argv(config, deployment_id, step.id, image)
+        command = container_argv(config, deployment_id, step.id, image, bool(deployment.pipeline.parameters))
         env_code = Code(f"literal({_dict_source(s.environment, 'CONTAINER_ENV', {})})")
         args.append(("image", call("literal", image)))
         if t.mode == "docker":

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import ConfigError, StackError, StepFailedError
-from conveyor.orchestrators import BaseOrchestrator, write_file_atomically
+from conveyor.orchestrators import BaseOrchestrator, DeployedPipeline, write_file_atomically
 from conveyor.stack import ComponentType
 from conveyor.stores import local_store_folders, url_without_password
 from conveyor_airflow._compiler import CompiledDag, DagPlan, compile_dag, plan_dag
@@ -153,7 +153,7 @@ class AirflowOrchestrator(BaseOrchestrator):
             component=self.name,
         )
 
-    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
+    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | DeployedPipeline:
         folder = self._dags_folder()
         compiled = self.compile(deployment, ctx)
         api = self._api()
@@ -164,7 +164,7 @@ class AirflowOrchestrator(BaseOrchestrator):
                 f"(start it now: airflow dags trigger {compiled.dag_id})",
                 file=sys.stderr,
             )
-            return None
+            return self._deployed(deployment, compiled, path)
         with api:
             # Everything that can refuse comes before writing: the dags folder is left as it was.
             api.login()
@@ -177,9 +177,22 @@ class AirflowOrchestrator(BaseOrchestrator):
             path = write_dag(folder / compiled.filename, compiled)
             return self._submit(api, compiled, path, deployment, ctx)
 
+    def _deployed(
+        self, deployment: Deployment, compiled: CompiledDag, path: Path, url: str | None = None
+    ) -> DeployedPipeline:
+        where = f"DAG {compiled.dag_id!r} in {path}" + (f" (Airflow at {url})" if url else "")
+        return DeployedPipeline(
+            deployment.pipeline.name,
+            deployment.id,
+            self.flavor.name,
+            where=where,
+            trigger=f"airflow dags trigger {compiled.dag_id}",
+            schedule=deployment.schedule,
+        )
+
     def _submit(
         self, api: AirflowAPI, compiled: CompiledDag, path: Path, deployment: Deployment, ctx: LaunchContext
-    ) -> str | None:
+    ) -> str | DeployedPipeline:
         from conveyor.stores import RunStatus
 
         config = self.config
@@ -194,7 +207,7 @@ class AirflowOrchestrator(BaseOrchestrator):
             api.unpause(compiled.dag_id)
         if deployment.schedule is not None:
             print(f"conveyor: deployed DAG {compiled.dag_id!r} ({path}) on its schedule", file=sys.stderr)
-            return None
+            return self._deployed(deployment, compiled, path, api.url)
         dag_run_id = f"conveyor__{uuid.uuid4().hex}"
         run = self.create_run(
             deployment,

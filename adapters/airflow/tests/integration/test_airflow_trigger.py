@@ -117,8 +117,54 @@ def test_a_scheduled_pipeline_is_deployed_unpaused_not_run(
     pipe = load_pipeline(case("fan_out")).with_options(
         stack="on_airflow", schedule=schedule, settings={"airflow": {"dag_id": "fan_out_yearly"}}
     )
-    assert pipe(width=4) is None
+    deployed = pipe(width=4)
+    # A script that reads what it got learns where the DAG is and how to start a run now.
+    assert deployed.status == "deployed" and deployed.engine == "airflow"
+    assert deployed.trigger == "airflow dags trigger fan_out_yearly"
+    assert str(airflow_servers.dags / "fan_out_yearly.py") in deployed.where
+    assert deployed.schedule == schedule
     details = api_get(airflow_servers, "/api/v2/dags/fan_out_yearly/details")
     assert details["is_paused"] is False
     assert "0 3 1 1 *" in details["timetable_summary"]
     assert Client().get_pipeline("fan_out").runs == []
+
+
+def api_post(servers: AirflowServers, path: str, body: dict[str, Any]) -> Any:
+    token = httpx.post(
+        f"{servers.url}/auth/token", json={"username": servers.username, "password": servers.password}, timeout=30
+    ).json()["access_token"]
+    response = httpx.post(f"{servers.url}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def trigger_and_wait(servers: AirflowServers, dag_id: str, run_id: str, conf: dict[str, Any]) -> str:
+    """What `airflow dags trigger --conf` and the UI's "trigger with config" do; returns the DAG run's end state."""
+    import time
+
+    api_post(servers, f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+    for _ in range(300):
+        state = api_get(servers, f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+        if state in ("success", "failed"):
+            return str(state)
+        time.sleep(1)
+    raise AssertionError(f"DAG run {run_id} did not end: {servers.tail()}")
+
+
+def test_a_dag_run_triggered_with_a_config_overrides_the_pipeline_parameters(
+    repo: Path, airflow_servers: AirflowServers, step_python: str
+) -> None:
+    c = case("quickstart")
+    register(airflow_servers, step_python)
+    first = load_pipeline(c).with_options(stack="on_airflow")(**c.params)
+    assert first.status == "completed", airflow_servers.tail()
+    details = api_get(airflow_servers, "/api/v2/dags/quickstart/details")
+    assert {name: p["value"] for name, p in details["params"].items()} == first.parameters
+
+    assert trigger_and_wait(airflow_servers, "quickstart", "with_conf", {"n": 7}) == "success", airflow_servers.tail()
+    [run] = [r for r in Client().get_pipeline("quickstart").runs if r.orchestrator_run_id == "with_conf"]
+    assert run.status == "completed" and run.parameters == {"n": 7}
+    assert run.steps["load_data"].output.load() == list(range(7))
+
+    # The step command checks the config: a name the pipeline does not have fails the DAG run.
+    assert trigger_and_wait(airflow_servers, "quickstart", "bad_conf", {"nn": 7}) == "failed"

@@ -54,8 +54,13 @@ def test_running_without_an_api_writes_into_the_dags_folder(repo: Path, capsys: 
     register(
         dags_folder=str(dags), python="/usr/bin/python3", store_url="postgresql+psycopg://conveyor@db.example/conveyor"
     )
-    assert tp.golden.with_options(stack="on_airflow")(n=4) is None
+    deployed = tp.golden.with_options(stack="on_airflow")(n=4)
+    assert (deployed.status, deployed.engine, deployed.pipeline) == ("deployed", "airflow", "golden")
+    assert deployed.where == f"DAG 'golden' in {dags / 'golden.py'}"
+    assert deployed.trigger == "airflow dags trigger golden"
     assert files(dags) == ["golden.py"]
+    # The parameters stay parameters: the DAG offers them, a run's config overrides them.
+    assert "params={'n': 4}" in (dags / "golden.py").read_text()
     source = (dags / "golden.py").read_text()
     assert "'CONVEYOR_PYTHON': '/usr/bin/python3'" in source
     assert "'CONVEYOR_STORE_URL': 'postgresql+psycopg://conveyor@db.example/conveyor'" in source

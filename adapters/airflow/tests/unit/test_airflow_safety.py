@@ -35,7 +35,7 @@ from conveyor.ir import (
 )
 from conveyor.runtime import step_command
 from conveyor_airflow import AirflowOrchestratorConfig, compile_dag, dag_id_for, task_id_for
-from conveyor_airflow._compiler import run_step_shell
+from conveyor_airflow._compiler import RUN_CONF, run_step_shell
 from conveyor_testing.strategies import hostile_text, names
 
 ALLOWED_CALLS = {
@@ -83,6 +83,7 @@ ALLOWED_IMPORTS = {
 
 # The one step command of conveyor.runtime, as the compiler must render it.
 RUN_STEP = run_step_shell()
+RUN_STEP_WITH_PARAMETERS = run_step_shell(parameters=True)
 
 CRONS = ("@daily", " 0 * * * * ", "*/5 1-3 * * mon#2", "0 0 1 1 ? 2030")
 COMMAND_TAIL = (
@@ -317,6 +318,8 @@ def expected_dag(dep: Deployment, config: AirflowOrchestratorConfig) -> dict[str
     out["doc_md"] = f"conveyor pipeline, deployment `{dep.id}`"
     out["schedule"] = dep.schedule.cron.strip() if dep.schedule is not None and dep.schedule.cron else None
     out["catchup"] = False
+    if dep.pipeline.parameters:
+        out["params"] = dict(dep.pipeline.parameters)
     out["tags"] = list(dict.fromkeys([*config.tags, *s["tags"]]))
     return out
 
@@ -339,12 +342,13 @@ def expected_task(dep: Deployment, config: AirflowOrchestratorConfig, step: Step
         step.id,
         run_key="airflow:{{ dag.dag_id }}:{{ run_id }}",
         image=image,
+        params_json=RUN_CONF if dep.pipeline.parameters else None,
         orchestrator_run_id="{{ run_id }}",
         python=config.container_python,
     )
     container_env = {**env, "CONVEYOR_STORE_URL": config.store_url, "CONVEYOR_SOURCE_ROOT": config.source_root}
     if config.operator == "python":
-        out["bash_command"] = RUN_STEP
+        out["bash_command"] = RUN_STEP_WITH_PARAMETERS if dep.pipeline.parameters else RUN_STEP
         out["env"] = {
             **env,
             "CONVEYOR_PYTHON": config.python,
@@ -438,6 +442,9 @@ def test_every_string_in_a_dag_file_is_a_value_of_the_ir_or_the_template(
 
 TEMPLATE_STRINGS = (
     RUN_STEP,
+    RUN_STEP_WITH_PARAMETERS,
+    RUN_CONF,
+    "--params",
     *COMMAND_TAIL,
     "airflow:{{ dag.dag_id }}:{{ run_id }}",
     "{{ run_id }}",

@@ -56,7 +56,7 @@ def test_dags_and_repository_hold_no_secret_value(repo: Path, tmp_path: Path) ->
     # sent to airflow (no API configured: the DAG is written into the dags folder).
     run = uses_app_secret.with_options(stack="default")()
     assert run.status == "completed" and run.steps["token_length"].output.load() == len(TOKEN)
-    assert uses_app_secret.with_options(stack="on_airflow")() is None
+    assert uses_app_secret.with_options(stack="on_airflow")().status == "deployed"
     exported = export_pipeline(uses_app_secret, tmp_path / "exported", stack="on_airflow")
     dag_files = [dags / "uses_app_secret.py", *exported]
     assert all(p.is_file() for p in dag_files)

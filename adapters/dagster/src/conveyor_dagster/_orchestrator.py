@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import ConfigError, RunStoppedError, StackError, StepFailedError
-from conveyor.orchestrators import BaseOrchestrator, write_file_atomically
+from conveyor.orchestrators import BaseOrchestrator, DeployedPipeline, write_file_atomically
 from conveyor.stack import ComponentType
 from conveyor.stores import local_store_folders, url_without_password
 from conveyor_dagster._compiler import RUN_KEY_PREFIX, CompiledDefinitions, JobPlan, compile_definitions, plan_job
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from conveyor.orchestrators import LaunchContext
     from conveyor_dagster._flavor import DagsterOrchestratorConfig
 
-INSTALL = 'pip install "conveyor-dagster[dagster]" (from a clone: pip install ./core "./adapters/dagster[dagster]")'
+INSTALL = 'pip install ./core "./adapters/dagster[dagster]"'
 
 
 class DagsterOrchestrator(BaseOrchestrator):
@@ -142,7 +142,8 @@ class DagsterOrchestrator(BaseOrchestrator):
 
             if importlib.util.find_spec("dagster") is None:
                 raise StackError(
-                    f"orchestrator {self.name!r} runs pipelines with Dagster, which is not installed", f"run: {INSTALL}"
+                    f"orchestrator {self.name!r} runs pipelines with Dagster, which is not installed",
+                    f"run in the root folder of a conveyor clone: {INSTALL}",
                 )
         folder = self.output_folder(ctx)
         try:
@@ -158,7 +159,7 @@ class DagsterOrchestrator(BaseOrchestrator):
                 f"choose another: conveyor orchestrator update {self.name} --output-folder PATH",
             )
 
-    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
+    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | DeployedPipeline:
         compiled = self.compile(deployment, ctx)
         path = write_definitions(self.output_folder(ctx) / compiled.filename, compiled)
         if deployment.schedule is not None:
@@ -167,7 +168,14 @@ class DagsterOrchestrator(BaseOrchestrator):
                 f"runs it once a code location loads the file (dagster dev -f {path})",
                 file=sys.stderr,
             )
-            return None
+            return DeployedPipeline(
+                deployment.pipeline.name,
+                deployment.id,
+                self.flavor.name,
+                where=f"Dagster job {compiled.job_name!r} in {path}",
+                trigger=f"dagster job launch -f {path} -j {compiled.job_name}",
+                schedule=deployment.schedule,
+            )
         return self._execute(path, compiled, deployment, ctx)
 
     def _execute(self, path: Path, compiled: CompiledDefinitions, deployment: Deployment, ctx: LaunchContext) -> str:

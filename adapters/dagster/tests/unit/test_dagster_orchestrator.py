@@ -83,7 +83,9 @@ def test_docker_mode_with_an_image_builds_nothing(repo: Path, tmp_path: Path) ->
 def test_a_scheduled_deployment_is_written_for_the_daemon_not_run(repo: Path, tmp_path: Path) -> None:
     folder = tmp_path / "code"
     stack = register({"output_folder": str(folder)})
-    assert deploy_pipeline(tp.naps, stack=stack, schedule=Schedule(interval_seconds=3600)) is None
+    deployed = deploy_pipeline(tp.naps, stack=stack, schedule=Schedule(interval_seconds=3600))
+    assert deployed.status == "deployed" and deployed.where == f"Dagster job 'naps' in {folder / 'naps.py'}"
+    assert deployed.trigger == f"dagster job launch -f {folder / 'naps.py'} -j naps"
     t = tables((folder / "naps.py").read_text())
     assert t["SCHEDULE"]["cron"] == "0 * * * *" and t["SCHEDULE"]["status"] == "RUNNING"
     assert Client().list_runs() == []

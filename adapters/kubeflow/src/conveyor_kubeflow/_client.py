@@ -45,7 +45,7 @@ class KfpConnection:
         except ImportError:
             raise ConfigError(
                 "submitting to KFP needs the kfp package, which is not installed",
-                'run: pip install "conveyor[kubeflow]"  (or "conveyor-kubeflow[kfp]")',
+                'run in a conveyor clone: pip install ./core "./adapters/kubeflow[kfp]"',
             ) from None
         self.config = config
         self.host = config.host

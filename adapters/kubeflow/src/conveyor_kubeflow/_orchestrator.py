@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import ConfigError, RunStoppedError, StepFailedError
-from conveyor.orchestrators import BaseOrchestrator, write_file_atomically
+from conveyor.orchestrators import BaseOrchestrator, DeployedPipeline, write_file_atomically
 from conveyor.runtime import make_run_name
 from conveyor.stack import ComponentType
 from conveyor_kubeflow._compiler import CompiledPipeline, compile_pipeline
@@ -110,7 +110,7 @@ class KubeflowOrchestrator(BaseOrchestrator):
             self._connection = KfpConnection(self.config, self.name)
             self._connection.check()
 
-    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
+    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | DeployedPipeline:
         compiled = self.compile(deployment, ctx)
         connection: KfpConnection | None = getattr(self, "_connection", None)
         if connection is None:
@@ -121,7 +121,15 @@ class KubeflowOrchestrator(BaseOrchestrator):
                 f"is set, so nothing was submitted (set one: conveyor orchestrator update {self.name} --host URL)",
                 file=sys.stderr,
             )
-            return None
+            return DeployedPipeline(
+                deployment.pipeline.name,
+                deployment.id,
+                self.flavor.name,
+                where=f"KFP pipeline spec {path}",
+                trigger=f"upload {path} in the KFP UI, or set a host (conveyor orchestrator update {self.name} "
+                "--host URL) and call the pipeline again",
+                schedule=deployment.schedule,
+            )
         experiment = self.config.experiment or deployment.pipeline.name
         with tempfile.TemporaryDirectory(prefix="conveyor-kfp-") as tmp:
             package = write_spec(Path(tmp) / compiled.filename, compiled)
@@ -135,7 +143,13 @@ class KubeflowOrchestrator(BaseOrchestrator):
                     f"in experiment {experiment!r}",
                     file=sys.stderr,
                 )
-                return None
+                return DeployedPipeline(
+                    deployment.pipeline.name,
+                    deployment.id,
+                    self.flavor.name,
+                    where=f"KFP recurring run {recurring} in experiment {experiment!r} at {connection.host}",
+                    schedule=deployment.schedule,
+                )
             run_name = make_run_name(deployment.pipeline.name, deployment.run_name)
             kfp_run_id = connection.submit_run(str(package), run_name=run_name, experiment=experiment)
         run = self._record_run(deployment, ctx, run_name, kfp_run_id)

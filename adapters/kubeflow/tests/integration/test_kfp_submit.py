@@ -103,7 +103,9 @@ def test_schedule_creates_a_recurring_run_of_the_exported_spec(repo: Path, kfp_a
 
     _stack(kfp_api.url)
     schedule = Schedule(cron="*/5 * * * *")
-    assert _launch("run", schedule=schedule) is None
+    deployed = _launch("run", schedule=schedule)
+    assert deployed.status == "deployed" and deployed.schedule == schedule
+    assert deployed.where.startswith("KFP recurring run ") and kfp_api.url in deployed.where
     [create] = kfp_api.calls("POST", "/recurringruns")
     body = create.body
     assert body["trigger"] == {"cron_schedule": {"cron": "0 */5 * * * *"}}
@@ -165,7 +167,8 @@ def test_rejected_submission_is_an_error_not_a_run(repo: Path, kfp_api: KfpApiSe
 
 def test_no_host_writes_the_spec_and_submits_nothing(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _stack(None, output_dir=str(repo / "out"))
-    assert _launch("run") is None
+    deployed = _launch("run")
+    assert deployed.where == f"KFP pipeline spec {repo / 'out' / 'quickstart.yaml'}"
     assert "nothing was submitted" in capsys.readouterr().err
     [exported] = _launch("export", repo / "exported")
     assert (repo / "out" / "quickstart.yaml").read_text() == exported.read_text()

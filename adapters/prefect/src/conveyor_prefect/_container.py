@@ -19,7 +19,11 @@ from conveyor.exceptions import StackError
 if TYPE_CHECKING:
     from conveyor.runtime import RunEnvironment
 
-_INSTALL_HINT = 'run: pip install "conveyor-prefect[docker]" (or pip install ./integrations/docker)'
+DOCKER_INSTALL = (
+    'in the root folder of a conveyor clone: pip install ./core ./integrations/docker "./adapters/prefect[docker]"'
+)
+"""Where and how the docker work pool's parts are installed (prefect-docker and conveyor-docker)."""
+_INSTALL_HINT = f"run {DOCKER_INSTALL}"
 
 
 @functools.cache

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import ConfigError, RunStoppedError, StackError, StepFailedError
-from conveyor.orchestrators import BaseOrchestrator, LaunchContext
+from conveyor.orchestrators import BaseOrchestrator, DeployedPipeline, LaunchContext
 from conveyor.stores import RunStatus
 from conveyor_prefect._compile import RUN_TAG_PREFIX, FlowSpec, compile_flow
 
@@ -114,9 +114,11 @@ class PrefectOrchestrator(BaseOrchestrator):
         import importlib.util
 
         if importlib.util.find_spec("conveyor_docker") is None:
+            from conveyor_prefect._container import DOCKER_INSTALL
+
             raise StackError(
                 f"{what} in the pipeline's image, which needs conveyor-docker (not installed)",
-                'run: pip install "conveyor-prefect[docker]"',
+                f"run {DOCKER_INSTALL}",
             )
 
     def _export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
@@ -135,11 +137,19 @@ class PrefectOrchestrator(BaseOrchestrator):
         return url
 
     # -- run now ---------------------------------------------------------------------
-    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
+    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | DeployedPipeline:
         spec = self.compile(deployment)
         if deployment.schedule is not None:
             self._deploy(spec, deployment, ctx)
-            return None
+            return DeployedPipeline(
+                deployment.pipeline.name,
+                deployment.id,
+                self.flavor.name,
+                where=f"Prefect deployment {spec.flow_name}/{spec.deployment_name} ({self.prefect_deployment_id}) "
+                f"in work pool {spec.work_pool!r}",
+                trigger=f"prefect deployment run '{spec.flow_name}/{spec.deployment_name}'",
+                schedule=deployment.schedule,
+            )
         url = self._server()
         from prefect import tags
 

@@ -300,7 +300,10 @@ def test_deployment_runs_in_a_docker_work_pool(
         work_pool_type="docker",
     )
     pipe = load_pipeline(c).with_options(enable_cache=False)
-    assert deploy_pipeline(pipe, stack=stack, parameters=c.params, schedule=Schedule(cron="0 0 1 1 *")) is None
+    assert (
+        deploy_pipeline(pipe, stack=stack, parameters=c.params, schedule=Schedule(cron="0 0 1 1 *")).status
+        == "deployed"
+    )
 
     with prefect_api(prefect_server.url), get_client(sync_client=True) as client:
         assert client.read_work_pool("conveyor-docker-test").type == "docker"

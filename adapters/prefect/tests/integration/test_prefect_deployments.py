@@ -24,7 +24,9 @@ def test_deployment_runs_on_a_process_worker(repo: Path, prefect_server: Prefect
     local = run_case(c, stack="default")
     stack = register_prefect_stack(api_url=prefect_server.url, work_pool="conveyor-test", activate=False)
     pipe = load_pipeline(c).with_options(enable_cache=False)
-    assert deploy_pipeline(pipe, stack=stack, parameters=c.params, schedule=Schedule(cron="0 0 1 1 *")) is None
+    deployed = deploy_pipeline(pipe, stack=stack, parameters=c.params, schedule=Schedule(cron="0 0 1 1 *"))
+    assert deployed.status == "deployed"
+    assert deployed.trigger == "prefect deployment run 'quickstart/quickstart'"
 
     with prefect_api(prefect_server.url), get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("quickstart/quickstart")

@@ -67,7 +67,10 @@ def test_runs_export_and_deployment_hold_no_secret_value(repo: Path, prefect_ser
     # The export names the stored deployment, whose IR keeps the reference (resolved only when the step runs).
     deployment_id = json.loads(path.read_text())["deployment_id"]
     assert "{{app.token}}" in Client().store.get_deployment_json(deployment_id)
-    assert deploy_pipeline(uses_app_secret, stack="pf_in_process", schedule=Schedule(cron="0 0 1 1 *")) is None
+    assert (
+        deploy_pipeline(uses_app_secret, stack="pf_in_process", schedule=Schedule(cron="0 0 1 1 *")).status
+        == "deployed"
+    )
     deployment = _deployment_json(prefect_server.url, "uses_app_secret/uses_app_secret")
     assert "uses_app_secret" in deployment
     assert TOKEN not in deployment and json.dumps(TOKEN)[1:-1] not in deployment

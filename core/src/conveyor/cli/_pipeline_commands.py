@@ -158,10 +158,15 @@ def _runnable(ref: str) -> Any:
     return obj
 
 
+_config_option = click.option(
+    "--config", "-c", "config_path", type=click.Path(dir_okay=False), help="A YAML run config."
+)
+
+
 @pipeline.command(name="run")
 @click.argument("ref")
 @click.option("--stack", "-s", metavar="STACK", help="Run on this stack (default: the active one).")
-@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False), help="A YAML run config.")
+@_config_option
 @_param_option
 def run_pipeline(ref: str, stack: str | None, config_path: str | None, params: tuple[str, ...]) -> None:
     """Run pipeline REF now and wait for it.
@@ -171,11 +176,12 @@ def run_pipeline(ref: str, stack: str | None, config_path: str | None, params: t
     is imported again from the module it ran from).
     """
     from conveyor.cli._parsing import parse_params
+    from conveyor.client import PipelineRunView
 
     parameters = parse_params(params)
     run = _runnable(ref).with_options(config_path=config_path, stack=stack)(**parameters)
-    if run is None:
-        click.echo(f"Pipeline {ref!r} was deployed on its schedule; no run started now.")
+    if not isinstance(run, PipelineRunView):
+        click.echo(f"Pipeline {ref!r} was deployed; no run started now ({run}).")
         return
     run = run.refresh()
     steps = run.steps.values()
@@ -219,8 +225,9 @@ class _IsoDate(click.ParamType):
 @click.argument("ref")
 @click.option("--stack", "-s", required=True, metavar="STACK", help="The stack whose orchestrator compiles it.")
 @click.option("--output", "-o", required=True, type=click.Path(), help="Folder to write the compiled files to.")
+@_config_option
 @_param_option
-def export(ref: str, stack: str, output: str, params: tuple[str, ...]) -> None:
+def export(ref: str, stack: str, output: str, config_path: str | None, params: tuple[str, ...]) -> None:
     """Compile pipeline REF for a stack's orchestrator and write its files (no run).
 
     REF is path/to/file.py:name, package.module:name, or the name of a
@@ -230,7 +237,9 @@ def export(ref: str, stack: str, output: str, params: tuple[str, ...]) -> None:
     from conveyor.cli._parsing import parse_params
 
     _importable_here()
-    written = export_pipeline(ref, output, stack=stack, parameters=parse_params(params) or None)
+    written = export_pipeline(
+        ref, output, stack=stack, parameters=parse_params(params) or None, config_path=config_path
+    )
     for path in written:
         click.echo(str(path))
 
@@ -243,9 +252,16 @@ def export(ref: str, stack: str, output: str, params: tuple[str, ...]) -> None:
     "--interval", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Run every SECONDS seconds."
 )
 @click.option("--start-date", type=_IsoDate(), help="First run not before this time (UTC unless it has an offset).")
+@_config_option
 @_param_option
 def deploy(
-    ref: str, stack: str, cron: str | None, interval: float | None, start_date: datetime | None, params: tuple[str, ...]
+    ref: str,
+    stack: str,
+    cron: str | None,
+    interval: float | None,
+    start_date: datetime | None,
+    config_path: str | None,
+    params: tuple[str, ...],
 ) -> None:
     """Submit pipeline REF to a stack's orchestrator, on a schedule or once.
 
@@ -257,10 +273,16 @@ def deploy(
 
     schedule = _schedule(cron, interval, start_date)
     _importable_here()
-    run_id = deploy_pipeline(ref, stack=stack, parameters=parse_params(params) or None, schedule=schedule)
+    run_id = deploy_pipeline(
+        ref, stack=stack, parameters=parse_params(params) or None, schedule=schedule, config_path=config_path
+    )
     when_text = f"cron {cron!r}" if cron is not None else f"every {interval:g} s" if interval is not None else None
-    if run_id is None:
+    if not isinstance(run_id, str):
         click.echo(f"Deployed pipeline {ref!r} on stack {stack!r}" + (f" ({when_text})." if when_text else "."))
+        if run_id.where:
+            click.echo(f"Where: {run_id.where}")
+        if run_id.trigger:
+            click.echo(f"Start a run: {run_id.trigger}")
         return
     run = _client().get_run(run_id)
     click.echo(f"Submitted run {run.name} on stack {stack!r}: {run.status}")

@@ -21,7 +21,7 @@ from conveyor.ir import shown
 
 if TYPE_CHECKING:
     from conveyor.dsl._config import RunConfig
-    from conveyor.ir import ModelIR, PipelineIR, Schedule
+    from conveyor.ir import ModelIR, PipelineIR, Schedule, StepIR
 
 # A step process imports the user's module; a script that runs its pipeline
 # at import time must not start the pipeline again from inside a step.
@@ -177,6 +177,7 @@ class Pipeline:
                 steps=steps,
                 settings=PipelineSettings(enable_cache=enable_cache, extra=extra),
                 model=model,
+                notebook=_notebook_text(steps),
             )
         except ValueError as exc:  # pydantic's ValidationError: a name the IR refuses
             raise config_error(exc, f"pipeline {self.name!r}", error=DefinitionError) from None
@@ -331,3 +332,14 @@ def pipeline(
         return Pipeline(f, name=name, enable_cache=enable_cache, settings=settings, model=model)
 
     return wrap(func) if func is not None else wrap
+
+
+def _notebook_text(steps: tuple[StepIR, ...]) -> str | None:
+    """The notebook's definitions when a step or its materializers come from notebook cells."""
+    from conveyor._notebook import NOTEBOOK_MODULE, notebook_code
+
+    prefix = f"{NOTEBOOK_MODULE}:"
+    sources = [s.source for s in steps] + [o.materializer or "" for s in steps for o in s.outputs.values()]
+    if not any(source.startswith(prefix) for source in sources):
+        return None
+    return notebook_code()

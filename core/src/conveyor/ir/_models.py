@@ -14,7 +14,16 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from conveyor.ir._names import (
     LATEST,
@@ -286,7 +295,13 @@ class PipelineSettings(_Model):
 
 
 class PipelineIR(_Model):
-    """A traced pipeline: its parameters and its steps in topological order."""
+    """A traced pipeline: its parameters and its steps in topological order.
+
+    ``notebook`` is the text of the ``conveyor_notebook`` module when steps,
+    materializers or parameter models were defined in Jupyter or IPython
+    cells: step processes build that module from it (left out of the JSON
+    when None, so pipelines defined in files serialize as before).
+    """
 
     ir_version: int = IR_VERSION
     name: str
@@ -296,6 +311,15 @@ class PipelineIR(_Model):
     settings: PipelineSettings = PipelineSettings()
     model: ModelIR | None = None
     """The model each run works on: a new version per run, linked to its steps and artifacts."""
+    notebook: str | None = None
+    """The definitions of the notebook cells its steps come from (importable where steps run)."""
+
+    @model_serializer(mode="wrap")
+    def _without_empty_notebook(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("notebook") is None:
+            data.pop("notebook", None)
+        return data
 
     @field_validator("name")
     @classmethod

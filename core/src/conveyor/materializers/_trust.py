@@ -8,7 +8,8 @@ process imports and runs only a materializer it already trusts:
   ``conveyor.materializers``, or in a package that provides conveyor entry
   points), or already defined in this process;
 - one defined in the project's own code (a module whose file is under one of
-  the given source roots: the code the pipeline runs anyway);
+  the given source roots: the code the pipeline runs anyway), or in the
+  cells of the notebook this process runs;
 - one the pipeline itself declared for that output (``output_materializers=``).
 
 Materializers marked ``UNSAFE`` (pickle: loading runs code the file carries)
@@ -101,6 +102,7 @@ def trusted_materializer(
     Raises:
         MaterializerError: the record names something this process does not trust, or not a materializer.
     """
+    from conveyor._notebook import NOTEBOOK_MODULE
     from conveyor._source import load_source
 
     declared = set(declared)
@@ -110,6 +112,8 @@ def trusted_materializer(
         or source in _installed_sources()
         or module.split(".", 1)[0] in _plugin_packages()  # an installed conveyor plugin's own code
         or _under(_module_file(module), roots)
+        # The cells of the notebook this process runs (or of the deployment it runs steps of).
+        or (module == NOTEBOOK_MODULE and module in sys.modules)
     )
     if not known:
         raise _refuse(

@@ -7,6 +7,7 @@ see ``docs/extending.md`` for the whole contract.
 from conveyor.orchestrators._base import (
     BaseOrchestrator,
     BaseStepOperator,
+    DeployedPipeline,
     LaunchContext,
     needs_images,
     step_process_env,
@@ -22,6 +23,7 @@ from conveyor.orchestrators._local import (
 __all__ = [
     "BaseOrchestrator",
     "BaseStepOperator",
+    "DeployedPipeline",
     "LaunchContext",
     "LocalOrchestrator",
     "LocalOrchestratorConfig",

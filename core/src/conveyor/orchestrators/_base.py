@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.stack import StackComponent
 
 if TYPE_CHECKING:
-    from conveyor.ir import Deployment
+    from conveyor.ir import Deployment, Schedule
     from conveyor.runtime import RunEnvironment
     from conveyor.stack import Stack
     from conveyor.stores import MetadataStore, RunRecord
@@ -33,6 +33,43 @@ class LaunchContext:
     stack: Stack
     source_root: Path | None = None
     home: Path | None = None
+
+
+@dataclass(frozen=True)
+class DeployedPipeline:
+    """What calling a pipeline gives on a stack whose engine runs it later, not now.
+
+    An orchestrator that writes what its engine reads (a DAG file, a spec) or
+    deploys a pipeline on a schedule returns one instead of a run id, so that
+    ``run = my_pipeline()`` is never None. ``status`` is ``"deployed"`` for
+    scripts that check a run's status.
+
+    Attributes:
+        pipeline: the pipeline's name.
+        deployment_id: the stored deployment; steps load it by this id.
+        engine: the orchestrator's flavor (``airflow``, ``kubeflow``, ...).
+        where: the file written or the engine's address and object, when known.
+        trigger: how to start a run of it, when it does not start on its own.
+        schedule: the schedule it runs on, if any.
+    """
+
+    pipeline: str
+    deployment_id: str
+    engine: str
+    where: str | None = None
+    trigger: str | None = None
+    schedule: Schedule | None = None
+    status: str = "deployed"
+
+    def __str__(self) -> str:
+        text = f"pipeline {self.pipeline!r} deployed to {self.engine}"
+        if self.where:
+            text += f" ({self.where})"
+        if self.schedule is not None:
+            text += " on its schedule"
+        if self.trigger:
+            text += f"; start a run: {self.trigger}"
+        return text
 
 
 def write_file_atomically(path: Path, data: bytes, *, hint: str, parents: bool = False) -> Path:
@@ -95,11 +132,12 @@ class BaseOrchestrator(StackComponent):
                     f"_images, _run or _export hooks instead"
                 )
 
-    def run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
+    def run(self, deployment: Deployment, ctx: LaunchContext) -> str | DeployedPipeline:
         """Run (or submit) a deployment; returns the id of the conveyor run.
 
         Orchestrators that deploy a scheduled pipeline instead of running it,
-        or only write what their engine reads, return None.
+        or only write what their engine reads, return a :class:`DeployedPipeline`
+        (their :meth:`_run` returns one, or None for a bare one).
 
         Raises:
             StackError, CapabilityError, ConfigError: the stack cannot run the pipeline as asked.
@@ -111,6 +149,10 @@ class BaseOrchestrator(StackComponent):
         started = time.perf_counter()
         run_id = self._run(deployment, ctx)
         self.submit_seconds = time.perf_counter() - started
+        if run_id is None:
+            return DeployedPipeline(
+                deployment.pipeline.name, deployment.id, self.flavor.name, schedule=deployment.schedule
+            )
         return run_id
 
     def export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
@@ -173,7 +215,8 @@ class BaseOrchestrator(StackComponent):
         images: dict[str, str] = builder.build_images(deployment, ctx)
         return images
 
-    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
+    def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | DeployedPipeline | None:
+        """Run the deployment and return its run id, or deploy it and say where (see :meth:`run`)."""
         raise NotImplementedError
 
     def _export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:

@@ -40,6 +40,7 @@ def _command(
     run_key: str | None = None,
     image: str | None = None,
     params: Mapping[str, str] | None = None,
+    params_json: str | None = None,
     orchestrator_run_id: str | None = None,
     store_url: str | None = None,
 ) -> list[str]:
@@ -54,6 +55,8 @@ def _command(
         cmd += ["--image", image]
     for name in sorted(params or {}):
         cmd += ["--param", f"{name}={(params or {})[name]}"]
+    if params_json is not None:
+        cmd += ["--params", params_json]
     if orchestrator_run_id is not None:
         cmd += ["--orchestrator-run-id", orchestrator_run_id]
     if store_url is not None:
@@ -69,6 +72,7 @@ def step_command(
     run_key: str | None = None,
     image: str | None = None,
     params: Mapping[str, str] | None = None,
+    params_json: str | None = None,
     orchestrator_run_id: str | None = None,
     store_url: str | None = None,
     python: str = "python",
@@ -88,6 +92,10 @@ def step_command(
         image: the image (with digest) the step runs in; part of its cache key.
         params: pipeline parameter overrides, ``{name: JSON text}`` (a bare
             string, or an engine placeholder, is taken as a string).
+        params_json: pipeline parameter overrides as one JSON object (or
+            ``null``): an engine placeholder for the parameters a run was
+            started with (Airflow's ``dag_run.conf``); names it does not
+            know are refused by the step command.
         orchestrator_run_id: the engine's id of the run, recorded with it.
         store_url: the metadata store, when the process does not get it from
             ``CONVEYOR_STORE_URL`` (never with a password in it).
@@ -107,6 +115,7 @@ def step_command(
         run_key=run_key,
         image=image,
         params=params,
+        params_json=params_json,
         orchestrator_run_id=orchestrator_run_id,
         store_url=store_url,
     )
@@ -117,6 +126,7 @@ def finish_command(
     *,
     run_key: str,
     params: Mapping[str, str] | None = None,
+    params_json: str | None = None,
     orchestrator_run_id: str | None = None,
     store_url: str | None = None,
     python: str = "python",
@@ -133,9 +143,13 @@ def finish_command(
         python,
         run_key=run_key,
         params=params,
+        params_json=params_json,
         orchestrator_run_id=orchestrator_run_id,
         store_url=store_url,
     )
+
+
+_PARAMS_HELP = "pipeline parameter overrides as one JSON object (null: none)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -150,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--param", action="append", default=[], metavar="NAME=JSON", help="override a pipeline parameter (JSON value)"
     )
+    run.add_argument("--params", metavar="JSON", help=_PARAMS_HELP)
     run.add_argument("--orchestrator-run-id", help="the engine's id of this run, recorded with the conveyor run")
     run.add_argument("--store-url", help=f"metadata store URL (default: ${ENV_STORE_URL} or the repository's)")
     run.add_argument("--image", help="image (with digest) the step runs in, part of the cache key")
@@ -163,17 +178,37 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=JSON",
         help="a pipeline parameter the run had (JSON value)",
     )
+    finish.add_argument("--params", metavar="JSON", help=_PARAMS_HELP)
     finish.add_argument("--orchestrator-run-id", help="the engine's id of this run")
     finish.add_argument("--store-url", help=f"metadata store URL (default: ${ENV_STORE_URL} or the repository's)")
     return parser
 
 
-def _overrides(items: Sequence[str], recorded: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
+def _param_items(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``(name, JSON text)`` of each ``--param NAME=JSON``, then of each entry of ``--params`` (a JSON object)."""
+    items: list[tuple[str, str]] = []
+    for item in args.param:
         name, sep, raw = item.partition("=")
         if not sep:
             raise ConveyorError(f"--param {item!r} is not NAME=JSON")
+        items.append((name, raw))
+    if args.params is None:
+        return items
+    try:
+        data = json.loads(args.params)
+    except json.JSONDecodeError:
+        raise ConveyorError(f"--params is not JSON: {args.params[:200]!r}") from None
+    if data is None:
+        return items
+    if not isinstance(data, dict):
+        raise ConveyorError(f"--params must be a JSON object of pipeline parameters, not {type(data).__name__}")
+    items += [(name, json.dumps(value)) for name, value in data.items()]
+    return items
+
+
+def _overrides(items: Sequence[tuple[str, str]], recorded: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in items:
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
@@ -216,9 +251,27 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
 
         store = Repository.current().store()
     try:
-        return store, load_deployment(store.get_deployment_json(args.deployment))
+        deployment = load_deployment(store.get_deployment_json(args.deployment))
     except ValueError as exc:
         raise ConveyorError(f"deployment {args.deployment!r} cannot be read: {str(exc).splitlines()[0]}") from None
+    if deployment.pipeline.notebook is not None:
+        # Notebook cells are code this process runs: only those of the deployment the engine named.
+        if deployment.id != args.deployment:
+            raise ConveyorError(
+                f"deployment {args.deployment!r} in the store does not match its id",
+                "deploy the pipeline again; the stored record was changed",
+            )
+        from conveyor._notebook import install_notebook_code
+
+        try:
+            install_notebook_code(deployment.pipeline.notebook)
+        except Exception as exc:  # noqa: BLE001 - the user's cells, run in a fresh process
+            raise ConveyorError(
+                f"the notebook cells of pipeline {deployment.pipeline.name!r} fail outside the notebook: "
+                f"{type(exc).__name__}: {exc}",
+                "keep what steps need in imports, definitions and constants; data loading belongs in a step",
+            ) from None
+    return store, deployment
 
 
 def _join_run(
@@ -237,16 +290,19 @@ def run_step_command(args: argparse.Namespace) -> int:
     for folder in (os.getcwd(), root):
         if folder and folder not in sys.path:
             sys.path.insert(0, folder)
+    from conveyor.ir import shown
     from conveyor.runtime._executor import RunEnvironment, execute_step, finalize_run
     from conveyor.runtime._logs import capture_file_descriptors
     from conveyor.stack import Stack
 
     store, deployment = _open(args)
-    overrides = _overrides(args.param, deployment.pipeline.parameters)
+    overrides = _overrides(_param_items(args), deployment.pipeline.parameters)
     unknown = set(overrides) - set(deployment.pipeline.parameters)
     if unknown:
+        known = ", ".join(sorted(deployment.pipeline.parameters)) or "(none)"
         raise ConveyorError(
-            f"--param {sorted(unknown)[0]!r} is not a parameter of pipeline {deployment.pipeline.name!r}"
+            f"{shown(sorted(unknown)[0])} is not a parameter of pipeline {deployment.pipeline.name!r} "
+            f"(its parameters: {known})"
         )
     try:
         deployment.pipeline.step(args.step)
@@ -303,7 +359,8 @@ def finish_run_command(args: argparse.Namespace) -> int:
 
     store, deployment = _open(args)
     # No step may have started (an image that cannot be pulled): the run is made here then.
-    overrides = _overrides(args.param, deployment.pipeline.parameters)
+    overrides = _overrides(_param_items(args), deployment.pipeline.parameters)
+    overrides = {k: v for k, v in overrides.items() if k in deployment.pipeline.parameters}
     run = _join_run(store, deployment, args.run_key, overrides, args.orchestrator_run_id)
     settle_after_engine(store, deployment, run)
     return 0

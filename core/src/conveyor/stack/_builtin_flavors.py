@@ -8,8 +8,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from conveyor.secrets import SecretReference
-from conveyor.stack._flavor import ComponentType, Flavor
+from conveyor.stack._flavor import IN_A_CLONE, ComponentType, Flavor
 from conveyor.stores import ArtifactStore, LocalArtifactStore
+
+S3_INSTALL = 'pip install "./core[s3]"'
+"""How the s3 artifact store's s3fs is installed (in the root folder of a conveyor clone)."""
 
 
 class LocalArtifactStoreConfig(BaseModel):
@@ -96,7 +99,7 @@ class S3ArtifactStoreFlavor(Flavor):
 
     type = ComponentType.ARTIFACT_STORE
     name = "s3"
-    description = 'S3 or an S3-compatible server (needs s3fs: pip install "conveyor[s3]")'
+    description = f"S3 or an S3-compatible server (needs s3fs: {S3_INSTALL})"
 
     @property
     def config_class(self) -> builtins.type[BaseModel]:
@@ -119,7 +122,7 @@ class S3ArtifactStoreFlavor(Flavor):
             from conveyor.exceptions import FlavorNotFoundError
 
             raise FlavorNotFoundError(
-                "the s3 artifact store needs s3fs, which is not installed", 'run: pip install "conveyor[s3]"'
+                "the s3 artifact store needs s3fs, which is not installed", f"run {IN_A_CLONE}: {S3_INSTALL}"
             )
         options: dict[str, Any] = {
             k: v for k, v in (("key", config.key), ("secret", config.secret), ("token", config.token)) if v

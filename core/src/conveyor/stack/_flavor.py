@@ -61,8 +61,11 @@ class Capability:
     CONTAINER_IMAGE = "container_image"
 
 
+IN_A_CLONE = "in the root folder of a conveyor clone"
+"""Where every install command conveyor prints is run: distributions install by path, core first."""
+
 GENERIC_INSTALL_HINT = (
-    "install the distribution that provides it (from a clone of conveyor: "
+    "install the distribution that provides it (in the root folder of a conveyor clone: "
     "pip install ./core ./adapters/NAME, ./integrations/NAME or ./plugins/NAME)"
 )
 """What to do about a flavor that is not installed, when no registered component says more."""
@@ -81,8 +84,9 @@ class Flavor:
     requires: ClassVar[tuple[str, ...]] = ()
     """Other component types a stack needs when it has a component of this flavor."""
     install: ClassVar[str | None] = None
-    """How to install the distribution that provides this flavor, from an index and from a clone
-    (``"pip install conveyor-airflow (from a clone: pip install ./core ./adapters/airflow)"``).
+    """The command that installs the distribution providing this flavor, run from the root of a
+    conveyor clone (``"pip install ./core ./adapters/airflow"``): core first, so that pip finds
+    ``conveyor`` without a package index that has it.
     Recorded with every component of the flavor, so a machine that lacks it is told what to run."""
 
     @property
@@ -224,7 +228,9 @@ class FlavorRegistry:
         kind = ComponentType.cli_name(component_type)
         if ep is None:
             if install:
-                raise FlavorNotFoundError(f"the {kind} flavor {flavor!r} is not installed here", f"run: {install}")
+                raise FlavorNotFoundError(
+                    f"the {kind} flavor {flavor!r} is not installed here", f"run {IN_A_CLONE}: {install}"
+                )
             known = ", ".join(k.split(".", 1)[1] for k in self.names(component_type)) or "(none)"
             raise FlavorNotFoundError(
                 f"no {kind} flavor named {flavor!r} is installed (installed {kind} flavors: {known})",

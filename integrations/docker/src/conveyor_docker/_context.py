@@ -107,7 +107,8 @@ class ImagePlan:
         lines.append("ENV " + " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(env.items())))
         for i, (dest, _) in enumerate(self.extra_files):
             lines.append(f"COPY extra/{i} {json.dumps(dest)}")
-        if s.copy_source and self.code_root is not None:
+        # A folder with no code of its own (a notebook's, whose cells travel with the deployment) has nothing to copy.
+        if s.copy_source and self.code_root is not None and self.code_files:
             lines.append(f"COPY app {APP_DIR}")
         lines.append(f"WORKDIR {APP_DIR}")
         return "\n".join(lines) + "\n"

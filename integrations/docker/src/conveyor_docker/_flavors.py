@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from conveyor.secrets import SecretReference
 from conveyor.stack import Capability, ComponentType, Flavor
 
-INSTALL = "pip install conveyor-docker (from a clone: pip install ./core ./integrations/docker)"
+INSTALL = "pip install ./core ./integrations/docker"
 """How the flavors of conveyor-docker are installed."""
 
 

@@ -168,7 +168,7 @@ def store_requirements(store_url: Any, artifact_path: str) -> list[str]:
         except ImportError as exc:
             raise ConfigError(
                 f"the metadata store's driver is not installed here: {exc}",
-                'install it (pip install "conveyor[mysql]" or "conveyor[postgres]")',
+                'install it (in the root folder of a conveyor clone: pip install "./core[mysql]", or "./core[postgres]")',
             ) from None
     if "://" in artifact_path:
         protocol = artifact_path.split("://", 1)[0]

@@ -5,8 +5,9 @@ conveyor finds these materializers through the entry point group
 of that library's type is saved or loaded; ``import conveyor_data`` itself
 imports none of the libraries.
 
-Install a library's part with ``pip install "conveyor[numpy]"`` (likewise
-``pandas``, ``pyarrow``, ``sklearn``).
+Install a library's part from the root folder of a conveyor clone with
+``pip install ./core "./plugins/data[numpy]"`` (likewise ``pandas``, ``pyarrow``,
+``sklearn``).
 """
 
 from __future__ import annotations

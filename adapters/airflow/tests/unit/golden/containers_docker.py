@@ -25,13 +25,14 @@ with DAG(
     doc_md='conveyor pipeline, deployment `1d55bdea11bd529d173f1e8fd4147051`',
     schedule=None,
     catchup=False,
+    params={'n': 5},
     tags=['conveyor'],
 ) as dag:
     tasks = {}
     tasks['load'] = DockerOperator(
         task_id='load',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d55bdea11bd529d173f1e8fd4147051'), literal('--step'), literal('load'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
+        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d55bdea11bd529d173f1e8fd4147051'), literal('--step'), literal('load'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
         environment=literal({**CONTAINER_ENV}),
         docker_url='unix://var/run/docker.sock',
         network_mode='host',
@@ -45,7 +46,7 @@ with DAG(
     tasks['train'] = DockerOperator(
         task_id='train',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d55bdea11bd529d173f1e8fd4147051'), literal('--step'), literal('train'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
+        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d55bdea11bd529d173f1e8fd4147051'), literal('--step'), literal('train'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
         environment=literal({**CONTAINER_ENV}),
         docker_url='unix://var/run/docker.sock',
         network_mode='host',
@@ -61,7 +62,7 @@ with DAG(
     tasks['total'] = DockerOperator(
         task_id='total',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d55bdea11bd529d173f1e8fd4147051'), literal('--step'), literal('total'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
+        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d55bdea11bd529d173f1e8fd4147051'), literal('--step'), literal('total'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
         environment=literal({**CONTAINER_ENV}),
         docker_url='unix://var/run/docker.sock',
         network_mode='host',
@@ -78,7 +79,7 @@ with DAG(
     tasks['tune'] = DockerOperator(
         task_id='tune',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d55bdea11bd529d173f1e8fd4147051'), literal('--step'), literal('tune'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
+        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d55bdea11bd529d173f1e8fd4147051'), literal('--step'), literal('tune'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
         environment=literal({**CONTAINER_ENV}),
         docker_url='unix://var/run/docker.sock',
         network_mode='host',

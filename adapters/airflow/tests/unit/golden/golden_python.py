@@ -15,7 +15,7 @@ CONVEYOR_PIPELINE = 'golden'
 CONVEYOR_DEPLOYMENT = '8f0ff97c75bcdbc8e0ddc65b785e09da'
 
 # python mode: the task's shell only expands variables; every conveyor value is in `env`.
-RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
+RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --params \'{{ dag_run.conf | tojson }}\' --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
 PYTHON_ENV = {'CONVEYOR_PYTHON': '/opt/conveyor/bin/python', 'CONVEYOR_DEPLOYMENT': CONVEYOR_DEPLOYMENT, 'CONVEYOR_STORE_URL': 'sqlite:////srv/conveyor.db', 'CONVEYOR_SOURCE_ROOT': '/srv/code'}
 
 with DAG(
@@ -23,6 +23,7 @@ with DAG(
     doc_md='conveyor pipeline, deployment `8f0ff97c75bcdbc8e0ddc65b785e09da`',
     schedule=None,
     catchup=False,
+    params={'n': 5},
     tags=['conveyor'],
 ) as dag:
     tasks = {}

@@ -16,7 +16,7 @@ CONVEYOR_PIPELINE = 'golden'
 CONVEYOR_DEPLOYMENT = 'b57c6365597233aae364a2e9f3752fc1'
 
 # python mode: the task's shell only expands variables; every conveyor value is in `env`.
-RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
+RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --params \'{{ dag_run.conf | tojson }}\' --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
 PYTHON_ENV = {'CONVEYOR_PYTHON': '/opt/conveyor/bin/python', 'CONVEYOR_DEPLOYMENT': CONVEYOR_DEPLOYMENT, 'CONVEYOR_STORE_URL': 'sqlite:////srv/conveyor.db', 'CONVEYOR_SOURCE_ROOT': '/srv/code'}
 
 # Container modes: all tasks of one DAG run share one conveyor run, keyed by Airflow's run id.
@@ -31,6 +31,7 @@ with DAG(
     start_date=datetime.datetime.fromisoformat('2026-01-05T05:00:00+00:00'),
     end_date=datetime.datetime.fromisoformat('2027-01-01T00:00:00+00:00'),
     catchup=True,
+    params={'n': 5},
     tags=['conveyor', 'team-a'],
     max_active_runs=1,
     is_paused_upon_creation=False,
@@ -78,7 +79,7 @@ with DAG(
     tasks['total_2'] = DockerOperator(
         task_id='total_2',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('b57c6365597233aae364a2e9f3752fc1'), literal('--step'), literal('total_2'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
+        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('b57c6365597233aae364a2e9f3752fc1'), literal('--step'), literal('total_2'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
         environment=literal({**CONTAINER_ENV}),
         docker_url='unix://var/run/docker.sock',
         network_mode='host',

@@ -83,7 +83,7 @@ class SqlDatabase:
             raise StoreError(
                 f"cannot use the metadata store URL {shown!r}: {short_error(exc)}",
                 "give a SQLAlchemy URL such as sqlite:///path.db, mysql+pymysql://... or postgresql+psycopg://... "
-                '(drivers: pip install "./core[mysql]" or "./core[postgres]")',
+                '(drivers, in the root folder of a conveyor clone: pip install "./core[mysql]", or "./core[postgres]")',
             ) from None
         self.url = self.sa_url.render_as_string(hide_password=False)
         self.read_only = False
@@ -239,7 +239,7 @@ class SqlDatabase:
         if revision is not None and revision not in SCHEMA_REVISIONS:
             raise SchemaVersionError(
                 f"the metadata store {self.display_url} has schema {revision}, newer than this conveyor's {head}",
-                "upgrade conveyor (pip install -U conveyor) to use it",
+                "upgrade conveyor to use it (in an updated conveyor clone: pip install ./core)",
             )
         if not migrate:
             raise SchemaVersionError(f"the metadata store {self.display_url} needs migrating to {head}")
