@@ -224,6 +224,8 @@ def _step_ir(inv: Any, config: Any) -> Any:
             "timeout",
             "resources",
             "step_operator",
+            "experiment_tracker",
+            "data_validator",
             "secrets",
             "environment",
         ):
@@ -262,6 +264,8 @@ def _step_ir(inv: Any, config: Any) -> Any:
             timeout=options.get("timeout"),
             resources=resources or ResourceSettings(),
             step_operator=options.get("step_operator"),
+            experiment_tracker=options.get("experiment_tracker"),
+            data_validator=options.get("data_validator"),
             secrets=tuple(options.get("secrets", ())),
             environment=dict(options.get("environment") or {}),
             extra=extra,

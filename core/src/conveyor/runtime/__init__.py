@@ -6,7 +6,14 @@ runs their engine ended with :func:`settle_after_engine`.
 """
 
 from conveyor.runtime._context import StepContext, get_step_context
-from conveyor.runtime._executor import RunEnvironment, cache_key, execute_step, finalize_run, set_secret_loader
+from conveyor.runtime._executor import (
+    RunEnvironment,
+    add_run_link,
+    cache_key,
+    execute_step,
+    finalize_run,
+    set_secret_loader,
+)
 from conveyor.runtime._logs import mask_file_descriptors
 from conveyor.runtime._main import finish_command, main, step_command
 from conveyor.runtime._runs import (
@@ -20,6 +27,7 @@ from conveyor.runtime._runs import (
 __all__ = [
     "RunEnvironment",
     "StepContext",
+    "add_run_link",
     "cache_key",
     "check_run_name_template",
     "code_version",

@@ -1,0 +1,123 @@
+"""A real MLflow tracking server for the test suites.
+
+``mlflow_server`` starts ``mlflow server`` once per session on a free port of
+127.0.0.1, with a SQLite backend store and an artifact folder in a temporary
+directory, and stops it by its PID at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor_testing.sql_servers import (
+    HOST,
+    ServerStartError,
+    free_port,
+    make_tmpdir,
+    missing,
+    remove_tmpdir,
+    spawn_server,
+    stop_server,
+    wait_until,
+)
+
+__all__ = ["MLflowServer", "mlflow_server", "mlflow_tracking_uri", "start_mlflow"]
+
+# The server answers /health after ~11 s on a 2-core machine; leave room for a busy one.
+START_TIMEOUT = 120.0
+
+
+@dataclasses.dataclass
+class MLflowServer:
+    """A running ``mlflow server`` started by :func:`start_mlflow`."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    tmpdir: Path
+    log_path: Path
+    startup_seconds: float = 0.0
+
+    def stop(self) -> None:
+        """Stop the server by its PID (its workers go with it) and remove its directory."""
+        stop_server(self.proc, stop_signal=signal.SIGTERM, timeout=10.0)
+        remove_tmpdir(self.tmpdir)
+
+
+def _mlflow_command() -> list[str]:
+    exe = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or shutil.which("mlflow")
+    if exe is None:
+        missing("MLflow (Python package mlflow)")
+    return [exe]
+
+
+def _health(url: str) -> None:
+    with urllib.request.urlopen(f"{url}/health", timeout=5) as response:  # noqa: S310 - 127.0.0.1 only
+        if response.status != 200:
+            raise RuntimeError(f"/health answered {response.status}")
+
+
+def start_mlflow() -> MLflowServer:
+    """Start ``mlflow server`` on 127.0.0.1 and wait until it answers ``/health``."""
+    command = _mlflow_command()
+    for attempt in range(3):
+        tmp = make_tmpdir("mlflow")
+        port = free_port()
+        url = f"http://{HOST}:{port}"
+        log_path = tmp / "server.log"
+        argv = [
+            *command,
+            "server",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(tmp / "artifacts"),
+        ]
+        env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1")
+        proc = spawn_server(argv, log_path=log_path, cwd=tmp, env=env)
+        server = MLflowServer(url=url, proc=proc, tmpdir=tmp, log_path=log_path)
+        try:
+            server.startup_seconds = wait_until(
+                lambda: _health(url), proc=proc, what="mlflow server", log_path=log_path, timeout=START_TIMEOUT
+            )
+            return server
+        except ServerStartError as exc:
+            server.stop()
+            if exc.port_clash and attempt < 2:  # a port picked free was taken before the server bound it
+                continue
+            pytest.fail(f"mlflow server did not start: {exc}", pytrace=False)
+        except BaseException:
+            server.stop()
+            raise
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server() -> Iterator[MLflowServer]:
+    """An MLflow tracking server on 127.0.0.1 for the whole session."""
+    server = start_mlflow()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking_uri(mlflow_server: MLflowServer) -> str:
+    """The tracking URI of the session's MLflow server."""
+    return mlflow_server.url
