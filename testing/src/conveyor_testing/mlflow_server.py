@@ -88,12 +88,15 @@ def start_mlflow() -> MLflowServer:
             "--default-artifact-root",
             str(tmp / "artifacts"),
         ]
-        env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1")
+        # No background job runners: the tests need the tracking API only.
+        env = dict(
+            os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"
+        )
         proc = spawn_server(argv, log_path=log_path, cwd=tmp, env=env)
         server = MLflowServer(url=url, proc=proc, tmpdir=tmp, log_path=log_path)
         try:
             server.startup_seconds = wait_until(
-                lambda: _health(url), proc=proc, what="mlflow server", log_path=log_path, timeout=START_TIMEOUT
+                lambda url=url: _health(url), proc=proc, what="mlflow server", log_path=log_path, timeout=START_TIMEOUT
             )
             return server
         except ServerStartError as exc:
