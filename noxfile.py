@@ -203,7 +203,8 @@ def mlflow(session: nox.Session) -> None:
     _install(
         session,
         *PYTEST,
-        "mlflow>=3.17",
+        # [auth]: the tests start a server that asks for a user name and password.
+        "mlflow[auth]>=3.17",
         "-e",
         "./core",
         "-e",

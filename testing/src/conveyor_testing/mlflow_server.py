@@ -2,7 +2,9 @@
 
 ``mlflow_server`` starts ``mlflow server`` once per session on a free port of
 127.0.0.1, with a SQLite backend store and an artifact folder in a temporary
-directory, and stops it by its PID at the end.
+directory, and stops it by its PID at the end. ``mlflow_auth_server`` is
+another one that asks for a user name and password (MLflow's ``basic-auth``
+app, which needs ``mlflow[auth]``); its admin's credentials are on the handle.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from conveyor_testing.sql_servers import (
     wait_until,
 )
 
-__all__ = ["MLflowServer", "mlflow_server", "mlflow_tracking_uri", "start_mlflow"]
+__all__ = ["MLflowServer", "mlflow_auth_server", "mlflow_server", "mlflow_tracking_uri", "start_mlflow"]
 
 # The server answers /health after ~11 s on a 2-core machine; leave room for a busy one.
 START_TIMEOUT = 120.0
@@ -46,6 +48,9 @@ class MLflowServer:
     tmpdir: Path
     log_path: Path
     startup_seconds: float = 0.0
+    username: str | None = None
+    """The admin user of a server started with ``auth=True``."""
+    password: str | None = None
 
     def stop(self) -> None:
         """Stop the server by its PID (its workers go with it) and remove its directory."""
@@ -66,8 +71,12 @@ def _health(url: str) -> None:
             raise RuntimeError(f"/health answered {response.status}")
 
 
-def start_mlflow() -> MLflowServer:
-    """Start ``mlflow server`` on 127.0.0.1 and wait until it answers ``/health``."""
+def start_mlflow(*, auth: bool = False) -> MLflowServer:
+    """Start ``mlflow server`` on 127.0.0.1 and wait until it answers ``/health``.
+
+    Args:
+        auth: ask for a user name and password (MLflow's ``basic-auth`` app); the admin's are on the handle.
+    """
     command = _mlflow_command()
     for attempt in range(3):
         tmp = make_tmpdir("mlflow")
@@ -124,3 +133,13 @@ def mlflow_server() -> Iterator[MLflowServer]:
 def mlflow_tracking_uri(mlflow_server: MLflowServer) -> str:
     """The tracking URI of the session's MLflow server."""
     return mlflow_server.url
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server() -> Iterator[MLflowServer]:
+    """An MLflow tracking server on 127.0.0.1 that asks for a user name and password (``.username``, ``.password``)."""
+    server = start_mlflow(auth=True)
+    try:
+        yield server
+    finally:
+        server.stop()

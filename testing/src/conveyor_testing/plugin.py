@@ -6,7 +6,7 @@ Fixtures:
   ``postgres_server``, ``postgres_url``, ``fresh_postgres_url``.
 * S3: ``s3_server``, ``s3_endpoint``, ``s3_bucket``.
 * Docker: whatever :mod:`conveyor_testing.docker_env` provides.
-* MLflow: ``mlflow_server``, ``mlflow_tracking_uri`` (a real ``mlflow server``).
+* MLflow: ``mlflow_server``, ``mlflow_tracking_uri``, ``mlflow_auth_server`` (real ``mlflow server``s).
 
 Missing servers fail the tests that need them with the hint
 ``run: bash scripts/bootstrap.sh``; nothing is skipped.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor_testing.mlflow_server import mlflow_server, mlflow_tracking_uri
+from conveyor_testing.mlflow_server import mlflow_auth_server, mlflow_server, mlflow_tracking_uri
 from conveyor_testing.s3_server import s3_bucket, s3_endpoint, s3_server
 from conveyor_testing.sql_servers import (
     fresh_mariadb_url,
@@ -37,6 +37,7 @@ __all__ = [
     "fresh_postgres_url",
     "mariadb_server",
     "mariadb_url",
+    "mlflow_auth_server",
     "mlflow_server",
     "mlflow_tracking_uri",
     "postgres_server",

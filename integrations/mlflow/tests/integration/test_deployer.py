@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,9 @@ def _log_model(tracking_uri: str) -> str:
     mlflow.set_tracking_uri(tracking_uri)
     x, y = load_iris(return_X_y=True, as_frame=True)
     x.columns = FEATURES
-    with mlflow.start_run():
+    with mlflow.start_run(), warnings.catch_warnings():
+        # MLflow's pyfunc warns about its own type hints when first imported.
+        warnings.filterwarnings("default", category=UserWarning, module="mlflow")
         info = mlflow.sklearn.log_model(LogisticRegression(max_iter=500).fit(x, y), name="model")
     return str(info.model_uri)
 

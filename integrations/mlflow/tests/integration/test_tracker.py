@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow_test_support import cli, cli_fails, write_module
@@ -152,3 +153,47 @@ def test_a_credential_in_the_tracking_uri_is_refused(repo: Path) -> None:
     )
     assert "holds a credential" in out
     assert "hunter2" not in cli("experiment-tracker", "list")
+
+
+def test_credentials_come_from_secrets_and_a_wrong_one_is_one_line(repo: Path, mlflow_auth_server: Any) -> None:
+    server = mlflow_auth_server
+    assert server.username and server.password
+    cli("secret", "create", "mlflow", f"--user={server.username}", f"--password={server.password}")
+    cli(
+        "experiment-tracker",
+        "register",
+        "tracker",
+        "--flavor",
+        "mlflow",
+        "--tracking-uri",
+        server.url,
+        "--username",
+        "{{mlflow.user}}",
+        "--password",
+        "{{mlflow.password}}",
+    )
+    cli("stack", "register", "ml", "-o", "default", "-a", "default", "-e", "tracker", "--set")
+    write_module(repo, "churn_pipe", PIPE)
+    import churn_pipe
+
+    run = churn_pipe.churn(c=3.0)
+    assert run.status == "completed"
+    import os
+
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = server.username, server.password
+    try:
+        train = next(r for r in _runs(server.url, "churn", run.id) if r.data.tags.get("conveyor.step_id") == "train")
+    finally:
+        del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+    assert train.data.params == {"C": "3.0"}
+    described = cli("run", "describe", run.name) + cli("experiment-tracker", "describe", "tracker")
+    assert server.password not in described
+    assert server.password not in run.steps["train"].logs()
+
+    cli("secret", "update", "mlflow", "--password=wrong-password")
+    with pytest.raises(StepFailedError) as err:
+        churn_pipe.guarded_pipe()
+    message = str(err.value)
+    assert f"experiment-tracker 'tracker': MLflow server {server.url} refused the credential (HTTP 401)" in message
+    assert "\n" not in message and "wrong-password" not in message
+    assert not (repo / "body-ran").exists()
