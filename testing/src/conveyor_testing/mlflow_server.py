@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -101,8 +102,20 @@ def start_mlflow(*, auth: bool = False) -> MLflowServer:
         env = dict(
             os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"
         )
+        username = password = None
+        if auth:
+            username, password = "admin", secrets.token_urlsafe(12)
+            ini = tmp / "basic_auth.ini"
+            ini.write_text(
+                "[mlflow]\ndefault_permission = READ\n"
+                f"database_uri = sqlite:///{tmp / 'auth.db'}\n"
+                f"admin_username = {username}\n"
+                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            )
+            argv += ["--app-name", "basic-auth"]
+            env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_AUTH_ADMIN_PASSWORD=password)
         proc = spawn_server(argv, log_path=log_path, cwd=tmp, env=env)
-        server = MLflowServer(url=url, proc=proc, tmpdir=tmp, log_path=log_path)
+        server = MLflowServer(url=url, proc=proc, tmpdir=tmp, log_path=log_path, username=username, password=password)
         try:
             server.startup_seconds = wait_until(
                 lambda url=url: _health(url), proc=proc, what="mlflow server", log_path=log_path, timeout=START_TIMEOUT

@@ -32,6 +32,10 @@ from pydantic import BaseModel, ConfigDict
 from conveyor.exceptions import ConfigError, ConveyorError, NotFoundError
 from conveyor.stack import ModelDeployer, ServiceInfo, ServiceStatus
 
+# Services this process started, kept so that they are reaped when stopped (and never
+# reported as "still running" when this process lets go of them: they outlive it on purpose).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _RECORD = "service.json"
 _LOG = "service.log"
@@ -63,6 +67,8 @@ def _now() -> str:
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the server binds: connections of a stopped service that linger in TIME_WAIT do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -139,7 +145,12 @@ class MLflowModelDeployer(ModelDeployer):
             return None
         try:
             proc = psutil.Process(pid)
-            if abs(proc.create_time() - started) > 0.01 or proc.status() == psutil.STATUS_ZOMBIE:
+            if abs(proc.create_time() - started) > 0.01:
+                return None  # the PID belongs to another process now
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                child = _CHILDREN.pop(pid, None)
+                if child is not None:
+                    child.wait(timeout=1)  # it died while this process still held it: reap it
                 return None
             return proc
         except psutil.Error:
@@ -199,6 +210,7 @@ class MLflowModelDeployer(ModelDeployer):
                 # stops every process it started.
                 start_new_session=True,
             )
+        _CHILDREN[proc.pid] = proc
         record["pid"] = proc.pid
         record["pid_create_time"] = psutil.Process(proc.pid).create_time()
         record["started"] = _now()
@@ -242,6 +254,10 @@ class MLflowModelDeployer(ModelDeployer):
                 proc.wait(timeout=5)
         except psutil.Error:
             pass
+        child = _CHILDREN.pop(proc.pid, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)
 
     # -- the model ------------------------------------------------------------------
     def _copy_model(self, model_uri: str, target: Path) -> None:
