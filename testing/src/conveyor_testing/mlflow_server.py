@@ -113,7 +113,11 @@ def start_mlflow(*, auth: bool = False) -> MLflowServer:
                 "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
             )
             argv += ["--app-name", "basic-auth"]
-            env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_AUTH_ADMIN_PASSWORD=password)
+            env.update(
+                MLFLOW_AUTH_CONFIG_PATH=str(ini),
+                MLFLOW_AUTH_ADMIN_PASSWORD=password,
+                MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
+            )
         proc = spawn_server(argv, log_path=log_path, cwd=tmp, env=env)
         server = MLflowServer(url=url, proc=proc, tmpdir=tmp, log_path=log_path, username=username, password=password)
         try:

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from datetime import datetime, timezone
@@ -87,6 +88,9 @@ def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - the service's own address
             return bool(response.status == 200)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # the error holds the response's socket
+        return False
     except (OSError, ValueError):
         return False
 

@@ -97,6 +97,7 @@ class MLflowExperimentTracker(ExperimentTracker):
             with urllib.request.urlopen(request, timeout=self.config.timeout) as response:  # noqa: S310 - http(s) only
                 response.read()
         except urllib.error.HTTPError as exc:
+            exc.close()  # the error holds the response's socket
             if exc.code in (401, 403):
                 raise MLflowTrackerError(
                     f"{where} refused the credential (HTTP {exc.code})",

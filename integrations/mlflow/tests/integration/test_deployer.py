@@ -157,7 +157,7 @@ def test_services_are_managed_processes(mlops_stack: Any, mlflow_tracking_uri: s
     cli("service", "stop", "churn")
     assert _service("churn")["status"] == "stopped"
     with socket.socket() as blocker:
-        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener holds it all the same
         blocker.bind(("127.0.0.1", second.port))
         blocker.listen()
         out = cli_fails("service", "start", "churn")
