@@ -202,3 +202,44 @@ def data(session: nox.Session) -> None:
     """Data plugins: numpy, pandas, pyarrow and scikit-learn materializers, round trips with hypothesis."""
     _install(session, *PYTEST, "-e", "./core", "-e", "./testing", "-e", "./plugins/data[all,test]")
     _pytest(session, "plugins/data/tests")
+
+
+@nox.session(python=PYTHON)
+def mlflow(session: nox.Session) -> None:
+    """conveyor-mlflow: the experiment tracker and model deployer against a real `mlflow server` (started by the tests)."""
+    # conveyor-data[sklearn]: the continuous deployment example trains a scikit-learn model.
+    _install(
+        session,
+        *PYTEST,
+        # [auth]: the tests start a server that asks for a user name and password.
+        "mlflow[auth]>=3.17",
+        "-e",
+        "./core",
+        "-e",
+        "./testing[mlflow]",
+        "-e",
+        "./plugins/data[pandas,sklearn]",
+        "-e",
+        "./integrations/pandera",
+        "-e",
+        "./integrations/mlflow",
+    )
+    _pytest(session, "integrations/mlflow/tests")
+
+
+@nox.session(python=PYTHON)
+def pandera(session: nox.Session) -> None:
+    """conveyor-pandera: the data validator and the validation step on pandas DataFrames."""
+    _install(
+        session,
+        *PYTEST,
+        "-e",
+        "./core",
+        "-e",
+        "./testing",
+        "-e",
+        "./plugins/data[pandas]",
+        "-e",
+        "./integrations/pandera",
+    )
+    _pytest(session, "integrations/pandera/tests")

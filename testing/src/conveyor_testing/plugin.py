@@ -6,6 +6,7 @@ Fixtures:
   ``postgres_server``, ``postgres_url``, ``fresh_postgres_url``.
 * S3: ``s3_server``, ``s3_endpoint``, ``s3_bucket``.
 * Docker: whatever :mod:`conveyor_testing.docker_env` provides.
+* MLflow: ``mlflow_server``, ``mlflow_tracking_uri``, ``mlflow_auth_server`` (real ``mlflow server``s).
 
 Missing servers fail the tests that need them with the hint
 ``run: bash scripts/bootstrap.sh``; nothing is skipped.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import pytest
 
+from conveyor_testing.mlflow_server import mlflow_auth_server, mlflow_server, mlflow_tracking_uri
 from conveyor_testing.s3_server import s3_bucket, s3_endpoint, s3_server
 from conveyor_testing.sql_servers import (
     fresh_mariadb_url,
@@ -35,6 +37,9 @@ __all__ = [
     "fresh_postgres_url",
     "mariadb_server",
     "mariadb_url",
+    "mlflow_auth_server",
+    "mlflow_server",
+    "mlflow_tracking_uri",
     "postgres_server",
     "postgres_url",
     "s3_bucket",
@@ -47,6 +52,7 @@ MARKERS = {
     "postgres": "needs a real PostgreSQL server (fixtures postgres_url, fresh_postgres_url)",
     "s3": "needs a real S3 server (fixtures s3_endpoint, s3_bucket)",
     "docker": "needs a Docker daemon, registry and base image",
+    "mlflow": "needs a real MLflow tracking server (fixtures mlflow_server, mlflow_tracking_uri)",
 }
 
 

@@ -26,6 +26,9 @@ _GROUP_HELP = {
     "container_registry": "stores the images that steps run in",
     "image_builder": "builds the images that steps run in",
     "step_operator": "runs single steps somewhere else (a container, a remote machine)",
+    "experiment_tracker": "records the parameters, metrics and models of the steps that name it",
+    "data_validator": "checks data against a schema in the steps that name it",
+    "model_deployer": "serves models as long-lived services (see `conveyor service`)",
 }
 
 
@@ -200,3 +203,6 @@ artifact_store = component_group("artifact_store")
 container_registry = component_group("container_registry")
 image_builder = component_group("image_builder")
 step_operator = component_group("step_operator")
+experiment_tracker = component_group("experiment_tracker")
+data_validator = component_group("data_validator")
+model_deployer = component_group("model_deployer")

@@ -398,6 +398,7 @@ def describe_run(run_ref: str, logs_step: str | None, as_json: bool) -> None:
         click.echo(step.logs(), nl=False)
         return
     data = run_summary(view, view.pipeline_name)
+    data["links"] = dict((view.record.extra or {}).get("links") or {})
     data["steps"] = [step_json(s) for s in view.steps.values()] + _unrecorded_steps(client, view)
     data["models"] = run_models_json(client, view)
     if as_json:
@@ -426,6 +427,9 @@ def describe_run(run_ref: str, logs_step: str | None, as_json: bool) -> None:
     if data["error"]:
         pairs.append(("Error", data["error"]))
     fields(pairs)
+    if data["links"]:
+        heading("Links")
+        table(["STEP", "URL"], [[label, url] for label, url in sorted(data["links"].items())])
     heading("Steps")
     rows = []
     for s in data["steps"]:

@@ -20,8 +20,18 @@ _TYPES = (
     ("container_registry", "--container-registry", "-c"),
     ("image_builder", "--image-builder", "-i"),
     ("step_operator", "--step-operator", "-s"),
+    ("experiment_tracker", "--experiment-tracker", "-e"),
+    ("data_validator", "--data-validator", "-d"),
+    ("model_deployer", "--model-deployer", "-m"),
 )
-_OPTIONAL = ("container_registry", "image_builder", "step_operator")
+_OPTIONAL = (
+    "container_registry",
+    "image_builder",
+    "step_operator",
+    "experiment_tracker",
+    "data_validator",
+    "model_deployer",
+)
 
 
 def _client() -> Client:
@@ -61,8 +71,9 @@ def stack() -> None:
     """Register, inspect and switch stacks.
 
     A stack is the set of components a pipeline runs on: an orchestrator and
-    an artifact store, and optionally a container registry, an image builder
-    and a step operator.
+    an artifact store, and optionally a container registry, an image builder,
+    a step operator, an experiment tracker, a data validator and a model
+    deployer.
     """
 
 
@@ -144,6 +155,9 @@ def set_stack(name: str) -> None:
 @click.option("--remove-container-registry", is_flag=True, help="Take the container registry out.")
 @click.option("--remove-image-builder", is_flag=True, help="Take the image builder out.")
 @click.option("--remove-step-operator", is_flag=True, help="Take the step operator out.")
+@click.option("--remove-experiment-tracker", is_flag=True, help="Take the experiment tracker out.")
+@click.option("--remove-data-validator", is_flag=True, help="Take the data validator out.")
+@click.option("--remove-model-deployer", is_flag=True, help="Take the model deployer out.")
 def update(name: str, **options: Any) -> None:
     """Change the components of stack NAME."""
     changes: dict[str, str | None] = {}

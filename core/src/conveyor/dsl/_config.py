@@ -22,6 +22,8 @@ class StepRunConfig(BaseModel):
     timeout: float | None = Field(default=None, gt=0)
     resources: ResourceSettings | None = None
     step_operator: str | None = None
+    experiment_tracker: str | None = None
+    data_validator: str | None = None
     secrets: list[str] | None = None
     environment: dict[str, str] | None = None
     model: ModelIR | None = None

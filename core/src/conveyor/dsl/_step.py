@@ -31,6 +31,8 @@ _SETTING_KEYS = (
     "timeout",
     "resources",
     "step_operator",
+    "experiment_tracker",
+    "data_validator",
     "secrets",
     "environment",
     "model",
@@ -102,7 +104,8 @@ class Step:
             settings: namespaced settings merged over the step's (``{"docker": ...}``).
             output_materializers: materializer class, or ``{output: class}``.
             **options: ``enable_cache``, ``retries``, ``retry_delay``, ``timeout``,
-                ``resources``, ``step_operator``, ``secrets``, ``environment``, ``model``.
+                ``resources``, ``step_operator``, ``experiment_tracker``, ``data_validator``,
+                ``secrets``, ``environment``, ``model``.
         """
         unknown = set(options) - set(_SETTING_KEYS)
         if unknown:
@@ -247,6 +250,8 @@ def step(
     timeout: float | None = None,
     resources: Any = None,
     step_operator: str | None = None,
+    experiment_tracker: str | None = None,
+    data_validator: str | None = None,
     secrets: list[str] | tuple[str, ...] = (),
     environment: Mapping[str, str] | None = None,
     settings: Mapping[str, Any] | None = None,
@@ -277,6 +282,8 @@ def step(
         timeout: seconds after which the step fails.
         resources: ``ResourceSettings`` or a dict (cpu, memory, gpu_count, gpu_type).
         step_operator: name of the step operator to run this step with.
+        experiment_tracker: the experiment tracker (name or flavor) active while the step runs.
+        data_validator: the data validator (name or flavor) the step uses.
         secrets: names of secrets the step reads from its context.
         environment: environment variables set while the step runs.
         settings: namespaced settings for stack components (``{"docker": ...}``).

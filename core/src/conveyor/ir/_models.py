@@ -234,6 +234,10 @@ class StepSettings(_Model):
     timeout: float | None = Field(default=None, gt=0)
     resources: ResourceSettings = ResourceSettings()
     step_operator: str | None = None
+    experiment_tracker: str | None = None
+    """The experiment tracker (name or flavor) that is active while the step runs."""
+    data_validator: str | None = None
+    """The data validator (name or flavor) the step uses."""
     secrets: tuple[str, ...] = ()
     environment: dict[str, str] = {}
     extra: dict[str, dict[str, JsonValue]] = {}

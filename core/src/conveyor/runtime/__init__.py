@@ -6,7 +6,14 @@ runs their engine ended with :func:`settle_after_engine`.
 """
 
 from conveyor.runtime._context import MAX_METADATA_BYTES, StepContext, get_step_context, log_metadata
-from conveyor.runtime._executor import RunEnvironment, cache_key, execute_step, finalize_run, set_secret_loader
+from conveyor.runtime._executor import (
+    RunEnvironment,
+    add_run_link,
+    cache_key,
+    execute_step,
+    finalize_run,
+    set_secret_loader,
+)
 from conveyor.runtime._logs import mask_file_descriptors
 from conveyor.runtime._main import finish_command, main, step_command
 from conveyor.runtime._models import check_models, model_version_for, resolve_model_input
@@ -22,6 +29,7 @@ __all__ = [
     "MAX_METADATA_BYTES",
     "RunEnvironment",
     "StepContext",
+    "add_run_link",
     "cache_key",
     "check_models",
     "check_run_name_template",

@@ -38,6 +38,9 @@ class StepContext:
         secrets: ``{secret name: {key: value}}`` of the secrets the step asked for.
         model_version: the model version the step's run works in (``.model_name``,
             ``.number``), or None when its pipeline and the step have no model.
+        code_hash: the hash of the step's code.
+        code_commit: the commit of the code the run was started from, when known.
+        stack: the run's :class:`~conveyor.stack.Stack`.
     """
 
     pipeline_name: str
@@ -51,6 +54,54 @@ class StepContext:
     model_version: ModelVersionRecord | None = None
     logged: dict[str, Any] = field(default_factory=dict, repr=False)
     """What the step logged so far; recorded with the step when it ends."""
+    code_hash: str = ""
+    code_commit: str | None = None
+    stack: Any = field(default=None, repr=False)
+    link_recorder: Any = field(default=None, repr=False)
+
+    def _component(self, component_type: str) -> Any:
+        from conveyor.exceptions import StackError
+
+        if self.stack is None:
+            raise StackError(f"step {self.step_id!r} runs without a stack")
+        return self.stack.component(component_type)
+
+    @property
+    def experiment_tracker(self) -> Any:
+        """The stack's experiment tracker.
+
+        Raises:
+            StackError: the stack has none.
+        """
+        return self._component("experiment_tracker")
+
+    @property
+    def data_validator(self) -> Any:
+        """The stack's data validator.
+
+        Raises:
+            StackError: the stack has none.
+        """
+        return self._component("data_validator")
+
+    @property
+    def model_deployer(self) -> Any:
+        """The stack's model deployer.
+
+        Raises:
+            StackError: the stack has none.
+        """
+        return self._component("model_deployer")
+
+    def add_link(self, label: str, url: str) -> None:
+        """Record a link of this step's run to another system (``conveyor run describe`` shows it).
+
+        Args:
+            label: what the link is (``"mlflow"``); shown with the step's id.
+            url: where it points.
+        """
+        if self.link_recorder is not None:
+            self.link_recorder(f"{self.step_id}: {label}", url)
 
     def get_secret(self, name: str) -> dict[str, str]:
         """The values of a secret the step declared with ``@step(secrets=[...])``."""

@@ -9,10 +9,13 @@ Prefect tasks run that same command.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import sys
+import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -305,6 +308,27 @@ def _load_secrets(env: RunEnvironment, step: StepIR) -> dict[str, dict[str, str]
     return load_step_secrets(env.store, step.settings.secrets, environment)
 
 
+_LINKS_LOCK = threading.Lock()
+
+
+def add_run_link(store: MetadataStore, run_id: str, label: str, url: str) -> None:
+    """Record a link of a run to another system (an experiment tracker's run page) in the run's ``extra``.
+
+    Steps of one run may record links side by side: the write is checked and
+    repeated until the link is there.
+    """
+    for _ in range(20):
+        with _LINKS_LOCK:
+            extra = dict(store.get_run(run_id).extra or {})
+            links = dict(extra.get("links") or {})
+            if links.get(label) == url:
+                return
+            links[label] = url
+            extra["links"] = links
+            store.update_run(run_id, extra=extra)
+        time.sleep(0.05)
+
+
 def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
     """Run one step of ``env.deployment`` in ``env.run``; record everything.
 
@@ -394,9 +418,19 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
                 artifact_store=store,
                 secrets=_load_secrets(env, step),
                 model_version=model_version,
+                code_hash=step.code_hash,
+                code_commit=env.run.code_commit,
+                stack=env.stack,
+                link_recorder=lambda label, url: add_run_link(env.store, env.run.id, label, url),
             )
             token = set_step_context(ctx)
-            result = step_obj.entrypoint(**kwargs)
+            with contextlib.ExitStack() as scopes:
+                # Trackers and validators the step names wrap its body; a server they cannot
+                # reach fails the step here, before the body runs.
+                for component in env.stack.step_components(step):
+                    if hasattr(component, "step_scope"):
+                        scopes.enter_context(component.step_scope(ctx))
+                result = step_obj.entrypoint(**kwargs)
             reset_step_context(token)
             token = None
             values = _split_outputs(step, step_obj, result)

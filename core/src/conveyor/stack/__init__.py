@@ -1,5 +1,13 @@
 """Stacks, stack components and flavors (discovered through entry points)."""
 
+from conveyor.stack._components import (
+    DataValidator,
+    ExperimentTracker,
+    ModelDeployer,
+    ServiceInfo,
+    ServiceStatus,
+    StepComponent,
+)
 from conveyor.stack._flavor import (
     GENERIC_INSTALL_HINT,
     Capability,
@@ -18,10 +26,16 @@ __all__ = [
     "GENERIC_INSTALL_HINT",
     "Capability",
     "ComponentType",
+    "DataValidator",
+    "ExperimentTracker",
     "Flavor",
     "FlavorRegistry",
+    "ModelDeployer",
+    "ServiceInfo",
+    "ServiceStatus",
     "Stack",
     "StackComponent",
+    "StepComponent",
     "add_config_resolver",
     "engine_flavors",
     "flavors",

@@ -30,8 +30,20 @@ class ComponentType:
     CONTAINER_REGISTRY = "container_registry"
     IMAGE_BUILDER = "image_builder"
     STEP_OPERATOR = "step_operator"
+    EXPERIMENT_TRACKER = "experiment_tracker"
+    DATA_VALIDATOR = "data_validator"
+    MODEL_DEPLOYER = "model_deployer"
 
-    ALL = (ORCHESTRATOR, ARTIFACT_STORE, CONTAINER_REGISTRY, IMAGE_BUILDER, STEP_OPERATOR)
+    ALL = (
+        ORCHESTRATOR,
+        ARTIFACT_STORE,
+        CONTAINER_REGISTRY,
+        IMAGE_BUILDER,
+        STEP_OPERATOR,
+        EXPERIMENT_TRACKER,
+        DATA_VALIDATOR,
+        MODEL_DEPLOYER,
+    )
     REQUIRED = (ORCHESTRATOR, ARTIFACT_STORE)
 
     @staticmethod

@@ -142,6 +142,12 @@ class Stack:
         operator_spec = self.ir.get(ComponentType.STEP_OPERATOR)
         for step in pipeline.steps:
             s = step.settings
+            for ctype, wanted in (
+                (ComponentType.EXPERIMENT_TRACKER, s.experiment_tracker),
+                (ComponentType.DATA_VALIDATOR, s.data_validator),
+            ):
+                if wanted is not None:
+                    self._check_named(step.id, ctype, wanted)
             if s.step_operator is not None:
                 if operator_spec is None or s.step_operator not in (operator_spec.name, operator_spec.flavor):
                     raise StackError(
@@ -152,6 +158,27 @@ class Stack:
             else:
                 step_caps = caps
             _check_step(step, step_caps, where)
+
+    def _check_named(self, step_id: str, component_type: str, wanted: str) -> None:
+        """A step that names a component (by name or flavor) needs the stack to have it."""
+        kind = ComponentType.cli_name(component_type)
+        spec = self.ir.get(component_type)
+        if spec is None or wanted not in (spec.name, spec.flavor):
+            has = f" (it has {spec.name!r}, flavor {spec.flavor})" if spec is not None else ""
+            raise StackError(
+                f"step {step_id!r} asks for {kind} {wanted!r}, which stack {self.name!r} lacks{has}",
+                f"add it: conveyor stack update {self.name} --{kind} NAME",
+            )
+        self.flavor_of(component_type)  # a flavor that is not installed here is named now, not at run time
+
+    def step_components(self, step: Any) -> list[Any]:
+        """The components a step names in its settings (experiment tracker, data validator), created."""
+        s = step.settings
+        wanted = (
+            (ComponentType.EXPERIMENT_TRACKER, s.experiment_tracker),
+            (ComponentType.DATA_VALIDATOR, s.data_validator),
+        )
+        return [self.component(ctype) for ctype, name in wanted if name is not None]
 
 
 def _check_step(step: Any, caps: frozenset[str], where: str) -> None:
