@@ -1,34 +1,16 @@
-"""Fixtures of conveyor-kubeflow's tests: a repository per test, and stacks with a kubeflow orchestrator."""
+"""Helpers of conveyor-kubeflow's tests: stacks with a kubeflow orchestrator (``repo`` comes from conveyor_testing)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 FAKE_IMAGE = "127.0.0.1:5000/ml/conveyor-demo@sha256:" + "ab" * 32
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh conveyor repository in a temp dir, the current folder while the test runs."""
-    import conveyor._repository as repository
-
-    monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
-    monkeypatch.delenv("CONVEYOR_STORE_URL", raising=False)
-    monkeypatch.delenv("CONVEYOR_STACK", raising=False)
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
-    for store in repository._stores.values():
-        store.close()
-    repository._stores.clear()
 
 
 def register_kfp_stack(
@@ -64,15 +46,14 @@ def register_kfp_stack(
 
 def launch_quickstart(action: str, output: Path | None = None, schedule: Any = None) -> Any:
     """Run or export quickstart on the active stack, with its image already pushed (no Docker here)."""
-    from conveyor import deployment_for
-    from conveyor._repository import Repository
+    from conveyor import Client, deployment_for
     from conveyor.orchestrators import LaunchContext
     from conveyor_testing.conformance import case, load_pipeline
 
     pipe = load_pipeline(case("quickstart")).with_options(enable_cache=False)
     deployment, stack, root = deployment_for(pipe, parameters={"n": 20}, schedule=schedule)
     deployment = deployment.model_copy(update={"images": {"": FAKE_IMAGE}})
-    ctx = LaunchContext(store=Repository.current().store(), stack=stack, source_root=root)
+    ctx = LaunchContext(store=Client().store, stack=stack, source_root=root)
     if action == "export":
         assert output is not None
         return stack.orchestrator.export(deployment, ctx, output)

@@ -39,12 +39,11 @@ def _export(output: Path) -> list[Path]:
     from conftest import FAKE_IMAGE
 
     from conveyor import deployment_for
-    from conveyor._repository import Repository
     from conveyor.orchestrators import LaunchContext
 
     deployment, stack, root = deployment_for(uses_app_secret)
     deployment = deployment.model_copy(update={"images": {"": FAKE_IMAGE}})
-    ctx = LaunchContext(store=Repository.current().store(), stack=stack, source_root=root)
+    ctx = LaunchContext(store=Client().store, stack=stack, source_root=root)
     return stack.orchestrator.export(deployment, ctx, output)
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures of conveyor-data's tests: a repository per test, artifact folders, hypothesis settings."""
+"""Shared fixtures of conveyor-data's tests: artifact folders, hypothesis settings (``repo`` comes from conveyor_testing)."""
 
 from __future__ import annotations
 
@@ -24,27 +24,6 @@ settings.register_profile(
 )
 settings.register_profile("thorough", parent=settings.get_profile("conveyor-data"), max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "conveyor-data"))
-
-
-def _forget_stores() -> None:
-    from conveyor import _repository
-
-    for store in _repository._stores.values():
-        store.close()
-    _repository._stores.clear()
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh conveyor repository in a temporary folder, which is also the working folder and on sys.path."""
-    monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
-    for name in ("CONVEYOR_STORE_URL", "CONVEYOR_STACK"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    _forget_stores()
-    yield tmp_path
-    _forget_stores()
 
 
 def write_module(folder: Path, name: str, source: str) -> None:
