@@ -6,34 +6,34 @@ conveyor_testing's process helpers: it dies with the test process and is
 stopped by PID when the session ends. ``repo`` comes from conveyor_testing.
 
 Container tests use conveyor-testing's real Docker daemon, registry and base
-image (``docker_daemon``, ``registry``, ``base_image``).
+image (``docker_daemon``, ``registry``, ``base_image``). Helpers that tests
+import are in ``prefect_test_support``.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from conveyor_testing.processes import (
-    free_port,
-    log_tail,
-    spawn_server,
-    start_with_retries,
-    stop_server,
-    wait_for_http,
+from prefect_test_support import (
+    PrefectServer,
+    prefect_command,
+    prefect_env,
+    register_container_stack,
+    register_prefect_stack,
+    spawn,
+    stop,
 )
 
+from conveyor_testing.processes import free_port, start_with_retries, wait_for_http
+
 SERVER_START_TIMEOUT = 120.0
-SERVER_STOP_TIMEOUT = 20.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,53 +43,6 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     # Tests name their server explicitly; a stray profile setting must not leak in.
     os.environ.pop("PREFECT_API_URL", None)
-
-
-@dataclass(frozen=True)
-class PrefectServer:
-    """A running Prefect server."""
-
-    url: str
-    """API URL (``http://127.0.0.1:PORT/api``)."""
-    home: Path
-    pid: int
-
-
-def spawn(argv: list[str], log_path: Path, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a child (a server, a worker) that gets SIGTERM if this process dies first."""
-    return spawn_server(argv, log_path=log_path, env=env, cwd=cwd)
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = SERVER_STOP_TIMEOUT) -> None:
-    """Stop one process we started, by PID (SIGTERM, then SIGKILL), and whatever it started in its session."""
-    stop_server(proc, timeout=timeout, group=True)
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    """The last lines of a log file."""
-    return log_tail(path, lines)
-
-
-def prefect_env(home: Path, **extra: str) -> dict[str, str]:
-    """Environment of a Prefect process we start: own home, no analytics."""
-    env = dict(os.environ)
-    env.update(
-        PREFECT_HOME=str(home),
-        DO_NOT_TRACK="1",
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
-    )
-    env.update(extra)
-    return env
-
-
-def prefect_command() -> list[str]:
-    """The ``prefect`` CLI of the Python running the tests."""
-    found = Path(sys.executable).with_name("prefect")
-    if found.exists():
-        return [str(found)]
-    which = shutil.which("prefect")
-    return [which] if which else [sys.executable, "-m", "prefect"]
 
 
 @pytest.fixture(scope="session")
@@ -126,18 +79,6 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 
             APILogWorker.drain_all(timeout=5)
         stop(proc)
-
-
-def register_prefect_stack(name: str = "on_prefect", *, activate: bool = True, **config: Any) -> str:
-    """Register a ``prefect`` orchestrator with ``config`` and a stack with the default artifact store."""
-    from conveyor import Client
-
-    client = Client()
-    client.register_component("orchestrator", name, "prefect", config)
-    client.register_stack(name, {"orchestrator": name, "artifact_store": "default"})
-    if activate:
-        client.activate_stack(name)
-    return name
 
 
 @pytest.fixture
@@ -183,36 +124,6 @@ def no_leftover_containers(docker_daemon: Any) -> Iterator[None]:
     for container in left:
         container.remove(force=True)
     assert not left, f"step containers left behind: {[c.name for c in left]}"
-
-
-def register_container_stack(
-    registry_host: str,
-    base_image: str,
-    cache: Path,
-    *,
-    name: str = "boxed",
-    artifact_store: str = "default",
-    **config: Any,
-) -> str:
-    """Register a ``prefect`` orchestrator with ``config``, the docker image builder and a registry, as a stack."""
-    from conveyor import Client
-
-    client = Client()
-    client.register_component("orchestrator", name, "prefect", config)
-    client.register_component(
-        "image_builder", f"{name}_builder", "docker", {"parent_image": base_image, "cache_dir": str(cache)}
-    )
-    client.register_component("container_registry", f"{name}_registry", "default", {"uri": f"{registry_host}/ml"})
-    client.register_stack(
-        name,
-        {
-            "orchestrator": name,
-            "artifact_store": artifact_store,
-            "image_builder": f"{name}_builder",
-            "container_registry": f"{name}_registry",
-        },
-    )
-    return name
 
 
 @pytest.fixture

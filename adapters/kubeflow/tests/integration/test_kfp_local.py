@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import register_kfp_stack
+from kfp_test_support import register_kfp_stack
 
 from conveyor_testing.conformance import Case, OrchestratorContract, load_pipeline
 

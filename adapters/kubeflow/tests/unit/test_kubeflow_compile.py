@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FAKE_IMAGE
+from kfp_test_support import FAKE_IMAGE
 
 from conveyor.exceptions import CapabilityError, ConfigError, StackError
 from conveyor.ir import ComponentIR, Deployment, Schedule, StackIR

@@ -36,7 +36,7 @@ def _no_secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _export(output: Path) -> list[Path]:
     """Export on the active stack with the image already pushed (no Docker in unit tests)."""
-    from conftest import FAKE_IMAGE
+    from kfp_test_support import FAKE_IMAGE
 
     from conveyor import deployment_for
     from conveyor.orchestrators import LaunchContext
@@ -49,7 +49,7 @@ def _export(output: Path) -> list[Path]:
 
 def test_spec_and_repository_hold_no_secret_value(repo: Path) -> None:
     # Imported here: the step processes import this module without the tests folder on their path.
-    from conftest import register_pushed_stack
+    from kfp_test_support import register_pushed_stack
 
     client = Client()
     client.create_secret("app", {"token": TOKEN})

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PrefectServer, register_container_stack
+from prefect_test_support import PrefectServer, register_container_stack
 
 from conveyor import Client
 from conveyor.exceptions import RunStoppedError, StepFailedError
@@ -283,8 +283,8 @@ def test_deployment_runs_in_a_docker_work_pool(
 ) -> None:
     # prefect-docker comes with conveyor-prefect[docker]; without it this test must fail, not skip.
     import prefect_docker  # noqa: F401
-    from conftest import prefect_command, prefect_env, spawn, stop, tail
     from prefect.client.orchestration import get_client
+    from prefect_test_support import prefect_command, prefect_env, spawn, stop, tail
 
     from conveyor import Schedule, deploy_pipeline
     from conveyor_prefect._orchestrator import prefect_api

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PrefectServer, register_prefect_stack
+from prefect_test_support import PrefectServer, register_prefect_stack
 
 from conveyor import Client
 from conveyor.exceptions import RunStoppedError, StepFailedError
