@@ -9,6 +9,8 @@ the tests' fixtures; ``scripts/bootstrap.sh`` installs them.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import nox
@@ -116,21 +118,24 @@ def unit(session: nox.Session) -> None:
         "-e",
         "./plugins/data[all,test]",
     )
-    reports = Path(session.create_tmp()) / "unit-reports"
-    reports.mkdir(exist_ok=True)
+    # Not session.create_tmp(): it points TMPDIR into the environment, and code under
+    # the environment's prefix counts as installed, not as the user's (the caching tests).
+    reports = Path(tempfile.mkdtemp(prefix="conveyor-unit-reports-"))
     ran = 0
-    for name, paths in UNIT_SUITES.items():
-        report = reports / f"{name}.xml"
-        report.unlink(missing_ok=True)
-        # Exit code 5: arguments (say -k) selected none of this suite's tests; the other suites still count.
-        if not _pytest(
-            session,
-            *paths,
-            args=("-m", "not integration", f"--junitxml={report}"),
-            success_codes=(0, NO_TESTS_COLLECTED),
-        ):
-            return  # --install-only
-        ran += _tests_run(report)
+    try:
+        for name, paths in UNIT_SUITES.items():
+            report = reports / f"{name}.xml"
+            # Exit code 5: arguments (say -k) selected none of this suite's tests; the other suites still count.
+            if not _pytest(
+                session,
+                *paths,
+                args=("-m", "not integration", f"--junitxml={report}"),
+                success_codes=(0, NO_TESTS_COLLECTED),
+            ):
+                return  # --install-only
+            ran += _tests_run(report)
+    finally:
+        shutil.rmtree(reports, ignore_errors=True)
     if ran == 0:
         session.error("no unit test was selected in any distribution")
 
