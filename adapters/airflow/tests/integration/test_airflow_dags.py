@@ -230,7 +230,7 @@ def test_kubernetes_pods_carry_image_command_resources_and_selectors(repo: Path,
         orchestrator_run_id="manual__2026-01-01",
     )
     assert {e.name: e.value for e in train.env} == {"CONVEYOR_STORE_URL": f"sqlite:///{repo}/.conveyor/conveyor.db"}
-    assert train.resources.requests == {"cpu": "500m", "memory": "1.5Gi"}
+    assert train.resources.requests == {"cpu": "500m", "memory": "1536Mi"}  # 1.5Gi, exactly
     assert pods["train"].spec.node_selector == {"pool": "highmem"}
     assert pods["train"].metadata.annotations == {"note": "{{ ds }}"}  # a value, not a template
     tune = pods["tune"].spec.containers[0]

@@ -6,8 +6,11 @@ from conveyor.stack._flavor import (
     ComponentType,
     Flavor,
     FlavorRegistry,
+    engine_flavors,
     flavors,
+    merge_settings,
     parse_settings,
+    step_settings,
 )
 from conveyor.stack._stack import Stack, StackComponent, add_config_resolver, resolve_config
 
@@ -17,10 +20,13 @@ __all__ = [
     "ComponentType",
     "Flavor",
     "FlavorRegistry",
+    "engine_flavors",
     "Stack",
     "StackComponent",
     "add_config_resolver",
     "flavors",
+    "merge_settings",
     "parse_settings",
     "resolve_config",
+    "step_settings",
 ]
