@@ -61,6 +61,7 @@ UNIT_SUITES = {
     "airflow": ("adapters/airflow/tests",),
     "kubeflow": ("adapters/kubeflow/tests",),
     "prefect": ("adapters/prefect/tests",),
+    "dagster": ("adapters/dagster/tests",),
     "docker": ("integrations/docker/tests",),
     "data": ("plugins/data/tests",),
 }
@@ -98,8 +99,8 @@ def unit(session: nox.Session) -> None:
     """Every distribution's unit tests in one environment, with no server and no engine (``-m "not integration"``)."""
     # The engines' SDKs that unit tests import come with their adapters: kfp and
     # kfp-kubernetes (conveyor-kubeflow[test]: the spec is compared with kfp's own),
-    # Prefect (a dependency of conveyor-prefect). Airflow is not installed: its
-    # DAG files are rendered without it.
+    # Prefect (a dependency of conveyor-prefect). Neither Airflow nor Dagster is
+    # installed: their files are rendered from templates without them.
     _install(
         session,
         *PYTEST,
@@ -115,6 +116,8 @@ def unit(session: nox.Session) -> None:
         "./adapters/kubeflow[test]",
         "-e",
         "./adapters/prefect",
+        "-e",
+        "./adapters/dagster",
         "-e",
         "./plugins/data[all,test]",
     )
