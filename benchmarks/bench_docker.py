@@ -52,23 +52,9 @@ def bench(steps: int = {steps}) -> None:
 
 
 def _start_registry(work: Path):
-    from conveyor_testing.docker_env import _REGISTRY_CONFIG, Registry, _free_port, _spawn
+    from conveyor_testing.docker_env import start_registry
 
-    port = _free_port()
-    (work / "registry").mkdir()
-    config = work / "registry.yml"
-    config.write_text(_REGISTRY_CONFIG.format(root=work / "registry", port=port))
-    proc = _spawn([shutil.which("docker-registry") or "docker-registry", "serve", str(config)], work / "registry.log")
-    reg = Registry(host=f"127.0.0.1:{port}", url=f"http://127.0.0.1:{port}", root=work / "registry")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if reg.get("/v2/")[0] == 200:
-                return proc, reg
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("docker-registry did not start")
+    return start_registry(work / "registry")
 
 
 def _write(work: Path, version: int, steps: int):
@@ -110,7 +96,8 @@ def main() -> None:
     client = docker_client()
     client.images.get(BASE_IMAGE)
     work = Path(tempfile.mkdtemp(prefix="bench-docker-"))
-    registry_proc, registry = _start_registry(work)
+    registry_server = _start_registry(work)
+    registry = registry_server.registry
     code = work / "project"  # the source root: only the pipeline's code
     code.mkdir()
     os.environ["CONVEYOR_REPOSITORY"] = str(code)
@@ -184,9 +171,7 @@ def main() -> None:
                 client.images.remove(name)
             except Exception:
                 pass
-        from conveyor_testing.docker_env import _stop
-
-        _stop(registry_proc)
+        registry_server.stop()
         os.chdir("/")
         shutil.rmtree(work, ignore_errors=True)
 

@@ -183,37 +183,10 @@ def compile_and_size(args: argparse.Namespace) -> None:
 
 
 # -- 3 --------------------------------------------------------------------------------------
-def _start_registry(work: Path) -> tuple[Any, str]:
-    import shutil
-    import socket
-    import subprocess
-    import urllib.request
+def _start_registry(work: Path) -> Any:
+    from conveyor_testing.docker_env import start_registry
 
-    from conveyor_testing.docker_env import _REGISTRY_CONFIG, _die_with_parent
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    (work / "registry").mkdir()
-    config = work / "registry.yml"
-    config.write_text(_REGISTRY_CONFIG.format(root=work / "registry", port=port))
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        raise SystemExit("docker-registry is not installed (bash scripts/bootstrap.sh)")
-    proc = subprocess.Popen(
-        [binary, "serve", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent(os.getpid()),
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    for _ in range(100):
-        try:
-            opener.open(f"http://127.0.0.1:{port}/v2/", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.1)
-    return proc, f"127.0.0.1:{port}"
+    return start_registry(work / "registry")
 
 
 def _timed_local_run(spec_or_component: Any, **arguments: Any) -> float:
@@ -254,7 +227,8 @@ def local_overhead(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="conveyor-bench-kfp-"))
     postgres = start_postgres()
     s3 = start_s3()
-    registry, registry_host = _start_registry(work)
+    registry = _start_registry(work)
+    registry_host = registry.registry.host
     try:
         store_url = postgres.url(postgres.create_database())
         bucket = create_bucket(s3.endpoint)
@@ -333,8 +307,7 @@ def local_overhead(args: argparse.Namespace) -> None:
             f"({'OK' if ratio <= 2 else 'OVER'} against the 2x target)"
         )
     finally:
-        registry.terminate()
-        registry.wait(10)
+        registry.stop()
         s3.stop()
         postgres.stop()
         client.close()

@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -121,40 +118,26 @@ def _conveyor(pipe: Any) -> float:
 
 
 def _start_server(home: Path) -> tuple[str, subprocess.Popen[bytes] | None]:
+    from conveyor_testing.processes import ServerStartError, free_port, spawn_server, stop_server, wait_for_http
+
     url = os.environ.get("PREFECT_API_URL")
     if url:
         return url.rstrip("/"), None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/api"
+    url = f"http://127.0.0.1:{free_port()}/api"
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PREFECT_HOME=str(home), DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
     prefect = Path(sys.executable).with_name("prefect")
-
-    def die_with_parent() -> None:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-    proc = subprocess.Popen(
-        [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        preexec_fn=die_with_parent,
+    log = home / "server.log"
+    proc = spawn_server(
+        [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", port, "--no-ui"], log_path=log, env=env
     )
-    deadline = time.monotonic() + 120
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    while time.monotonic() < deadline:
-        try:
-            with opener.open(f"{url}/health", timeout=2):
-                return url, proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.25)
-    proc.terminate()
-    raise SystemExit("the Prefect server did not start")
+    try:
+        wait_for_http(f"{url}/health", proc=proc, what="prefect server", log_path=log, timeout=120)
+    except ServerStartError as exc:
+        stop_server(proc)
+        raise SystemExit(f"the Prefect server did not start: {exc}") from None
+    return url, proc
 
 
 def main() -> None:
@@ -222,11 +205,9 @@ def main() -> None:
                 from prefect.logging.handlers import APILogWorker
 
                 APILogWorker.drain_all(timeout=5)
-            server.terminate()
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            from conveyor_testing.processes import stop_server
+
+            stop_server(server, timeout=20, group=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 
 from conveyor_testing.docker_env import MANIFEST_ACCEPT
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 
 def test_daemon_answers(docker_daemon):

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from conveyor_testing.sql_servers import BOOTSTRAP_HINT, missing
+from conveyor_testing.processes import BOOTSTRAP_HINT, missing
 
 
 def _roundtrip(url: str) -> None:
@@ -45,6 +39,7 @@ def _table_names(url: str) -> list[str]:
         engine.dispose()
 
 
+@pytest.mark.integration
 @pytest.mark.mysql
 def test_mariadb_roundtrip(mariadb_url):
     assert mariadb_url.startswith("mysql+pymysql://")
@@ -52,6 +47,7 @@ def test_mariadb_roundtrip(mariadb_url):
     _roundtrip(mariadb_url)
 
 
+@pytest.mark.integration
 @pytest.mark.mysql
 def test_mariadb_listens_on_loopback_only(mariadb_url):
     engine = sa.create_engine(mariadb_url)
@@ -63,6 +59,7 @@ def test_mariadb_listens_on_loopback_only(mariadb_url):
         engine.dispose()
 
 
+@pytest.mark.integration
 @pytest.mark.mysql
 def test_fresh_mariadb_databases_are_new_and_empty(fresh_mariadb_url, mariadb_server):
     assert fresh_mariadb_url != mariadb_server.url()
@@ -70,6 +67,7 @@ def test_fresh_mariadb_databases_are_new_and_empty(fresh_mariadb_url, mariadb_se
     _roundtrip(fresh_mariadb_url)
 
 
+@pytest.mark.integration
 @pytest.mark.postgres
 def test_postgres_roundtrip(postgres_url):
     assert postgres_url.startswith("postgresql+psycopg://")
@@ -77,6 +75,7 @@ def test_postgres_roundtrip(postgres_url):
     _roundtrip(postgres_url)
 
 
+@pytest.mark.integration
 @pytest.mark.postgres
 def test_postgres_listens_on_loopback_only(postgres_url):
     engine = sa.create_engine(postgres_url)
@@ -88,6 +87,7 @@ def test_postgres_listens_on_loopback_only(postgres_url):
         engine.dispose()
 
 
+@pytest.mark.integration
 @pytest.mark.postgres
 def test_fresh_postgres_databases_are_new_and_empty(fresh_postgres_url, postgres_server):
     assert fresh_postgres_url != postgres_server.url()
@@ -95,6 +95,7 @@ def test_fresh_postgres_databases_are_new_and_empty(fresh_postgres_url, postgres
     _roundtrip(fresh_postgres_url)
 
 
+@pytest.mark.integration
 @pytest.mark.postgres
 def test_postgres_drop_database_despite_open_connection(postgres_server):
     name = postgres_server.create_database()
@@ -116,6 +117,7 @@ def test_postgres_drop_database_despite_open_connection(postgres_server):
         engine.dispose()
 
 
+@pytest.mark.integration
 @pytest.mark.s3
 def test_s3_write_and_read_back(s3_endpoint, s3_bucket):
     import s3fs
@@ -135,6 +137,7 @@ def test_s3_write_and_read_back(s3_endpoint, s3_bucket):
     ]
 
 
+@pytest.mark.integration
 @pytest.mark.s3
 def test_s3_buckets_are_new_and_rejects_wrong_secret(s3_endpoint, s3_bucket):
     import s3fs
@@ -151,39 +154,3 @@ def test_missing_server_fails_with_bootstrap_hint():
     with pytest.raises(pytest.fail.Exception) as info:
         missing("MariaDB server (mariadbd)")
     assert str(info.value) == f"MariaDB server (mariadbd) not found; {BOOTSTRAP_HINT}"
-
-
-def _dead(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    # A zombie is dead; it only waits for whoever adopted it to reap it.
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
-def test_spawned_servers_die_with_their_parent(tmp_path):
-    # A stand-in parent starts a long "server", then is killed without any
-    # chance to clean up, as a killed pytest would be.
-    script = textwrap.dedent(
-        f"""
-        import sys, time
-        from pathlib import Path
-        from conveyor_testing.sql_servers import spawn_server
-        proc = spawn_server(["sleep", "300"], log_path=Path({str(tmp_path / "log")!r}))
-        print(proc.pid, flush=True)
-        time.sleep(300)
-        """
-    )
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        child = int(parent.stdout.readline())
-        assert not _dead(child)
-    finally:
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=10)
-        parent.stdout.close()
-    deadline = time.monotonic() + 10
-    while not _dead(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _dead(child)

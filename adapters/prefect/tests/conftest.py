@@ -1,36 +1,39 @@
-"""Fixtures of conveyor-prefect's tests: one real Prefect server per session, a repository per test.
+"""Fixtures of conveyor-prefect's tests: one real Prefect server per session, stacks on it.
 
 The server is ``prefect server start --host 127.0.0.1 --port <free> --no-ui``
-with its own ``PREFECT_HOME`` in a temp dir and analytics off. It dies with
-the test process (PR_SET_PDEATHSIG) and is stopped by PID when the session ends.
+with its own ``PREFECT_HOME`` in a temp dir and analytics off, started with
+conveyor_testing's process helpers: it dies with the test process and is
+stopped by PID when the session ends. ``repo`` comes from conveyor_testing.
 
 Container tests use conveyor-testing's real Docker daemon, registry and base
-image (``docker_daemon``, ``registry``, ``base_image``).
+image (``docker_daemon``, ``registry``, ``base_image``). Helpers that tests
+import are in ``prefect_test_support``.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect_test_support import (
+    PrefectServer,
+    prefect_command,
+    prefect_env,
+    register_container_stack,
+    register_prefect_stack,
+    spawn,
+    stop,
+)
+
+from conveyor_testing.processes import free_port, start_with_retries, wait_for_http
 
 SERVER_START_TIMEOUT = 120.0
-SERVER_STOP_TIMEOUT = 20.0
-_LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,123 +45,31 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("PREFECT_API_URL", None)
 
 
-@dataclass(frozen=True)
-class PrefectServer:
-    """A running Prefect server."""
-
-    url: str
-    """API URL (``http://127.0.0.1:PORT/api``)."""
-    home: Path
-    pid: int
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent(parent_pid: int) -> Any:
-    def preexec() -> None:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent_pid:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
-
-
-def spawn(argv: list[str], log_path: Path, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a child that gets SIGTERM when this process dies."""
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            preexec_fn=_die_with_parent(os.getpid()),
-            start_new_session=True,
-        )
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = SERVER_STOP_TIMEOUT) -> None:
-    """SIGTERM one process we started, by PID; SIGKILL if it lingers."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    """The last lines of a log file."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def prefect_env(home: Path, **extra: str) -> dict[str, str]:
-    """Environment of a Prefect process we start: own home, no analytics."""
-    env = dict(os.environ)
-    env.update(
-        PREFECT_HOME=str(home),
-        DO_NOT_TRACK="1",
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
-    )
-    env.update(extra)
-    return env
-
-
-def prefect_command() -> list[str]:
-    """The ``prefect`` CLI of the Python running the tests."""
-    found = Path(sys.executable).with_name("prefect")
-    if found.exists():
-        return [str(found)]
-    which = shutil.which("prefect")
-    return [which] if which else [sys.executable, "-m", "prefect"]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with _LOCAL_HTTP.open(f"{url}/health", timeout=2) as resp:
-            return resp.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
-
-
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """One real Prefect server on 127.0.0.1 for the whole session."""
     work = tmp_path_factory.mktemp("prefect-server")
     log_path = work / "server.log"
-    for _attempt in range(3):  # the free port may be taken between probing and binding
-        port = _free_port()
+
+    def start() -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
         url = f"http://127.0.0.1:{port}/api"
-        env = prefect_env(work / "home")
         proc = spawn(
             [*prefect_command(), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
             log_path,
-            env,
+            prefect_env(work / "home"),
         )
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while proc.poll() is None and time.monotonic() < deadline and not _healthy(url):
-            time.sleep(0.25)
-        if proc.poll() is None and _healthy(url):
-            break
-        stop(proc)
-        if "address already in use" not in tail(log_path, 50).lower():
-            pytest.fail(
-                f"prefect server did not come up within {SERVER_START_TIMEOUT:.0f} s:\n{tail(log_path)}", pytrace=False
+        try:
+            wait_for_http(
+                f"{url}/health", proc=proc, what="prefect server", log_path=log_path, timeout=SERVER_START_TIMEOUT
             )
-    else:
-        pytest.fail(f"prefect server found no free port:\n{tail(log_path)}", pytrace=False)
+        except BaseException:
+            stop(proc)
+            raise
+        return proc, url
+
+    # The free port may be taken between probing and binding: start_with_retries tries another.
+    proc, url = start_with_retries(start, "prefect server")
     try:
         yield PrefectServer(url=url, home=work / "home", pid=proc.pid)
     finally:
@@ -168,37 +79,6 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 
             APILogWorker.drain_all(timeout=5)
         stop(proc)
-
-
-def _forget_stores() -> None:
-    from conveyor import _repository
-
-    for store in _repository._stores.values():
-        store.close()
-    _repository._stores.clear()
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh conveyor repository as the working folder; stores opened by the test are closed after it."""
-    monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
-    monkeypatch.delenv("CONVEYOR_STORE_URL", raising=False)
-    monkeypatch.delenv("CONVEYOR_STACK", raising=False)
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
-    _forget_stores()
-
-
-def register_prefect_stack(name: str = "on_prefect", *, activate: bool = True, **config: Any) -> str:
-    """Register a ``prefect`` orchestrator with ``config`` and a stack with the default artifact store."""
-    from conveyor import Client
-
-    client = Client()
-    client.register_component("orchestrator", name, "prefect", config)
-    client.register_stack(name, {"orchestrator": name, "artifact_store": "default"})
-    if activate:
-        client.activate_stack(name)
-    return name
 
 
 @pytest.fixture
@@ -244,36 +124,6 @@ def no_leftover_containers(docker_daemon: Any) -> Iterator[None]:
     for container in left:
         container.remove(force=True)
     assert not left, f"step containers left behind: {[c.name for c in left]}"
-
-
-def register_container_stack(
-    registry_host: str,
-    base_image: str,
-    cache: Path,
-    *,
-    name: str = "boxed",
-    artifact_store: str = "default",
-    **config: Any,
-) -> str:
-    """Register a ``prefect`` orchestrator with ``config``, the docker image builder and a registry, as a stack."""
-    from conveyor import Client
-
-    client = Client()
-    client.register_component("orchestrator", name, "prefect", config)
-    client.register_component(
-        "image_builder", f"{name}_builder", "docker", {"parent_image": base_image, "cache_dir": str(cache)}
-    )
-    client.register_component("container_registry", f"{name}_registry", "default", {"uri": f"{registry_host}/ml"})
-    client.register_stack(
-        name,
-        {
-            "orchestrator": name,
-            "artifact_store": artifact_store,
-            "image_builder": f"{name}_builder",
-            "container_registry": f"{name}_registry",
-        },
-    )
-    return name
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from conveyor.stores import ArtifactStore
 from conveyor_testing.conformance import CASES, artifact_hashes, check_run, run_case
 from conveyor_testing.s3_server import S3Endpoint
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.integration, pytest.mark.s3]
 
 
 def _s3fs(endpoint: S3Endpoint) -> Any:

@@ -12,7 +12,7 @@ import pytest
 
 from conveyor_testing.leaks import DockerImage, find_value
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 VALUE = "img-3b9f-uNiQuE-layer-value"
 

@@ -21,7 +21,7 @@ from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_
 from conveyor_testing.leaks import find_value
 from conveyor_testing.s3_server import S3Endpoint
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.integration, pytest.mark.s3]
 
 TAG = "s3-tag-8e2f-uNiQuE-c0ffee"
 

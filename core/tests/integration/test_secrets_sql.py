@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_OWNER, SecretStore, generate_key
 from conveyor.stores.sql import SqlStore
 
+pytestmark = pytest.mark.integration
+
 VALUE = "sql-77aa-uNiQuE-secret-value"
 
 

@@ -12,6 +12,8 @@ from conveyor.exceptions import SchemaVersionError
 from conveyor.stores.sql import SCHEMA_REVISIONS, SqlStore
 from conveyor_testing.conformance import CASES, artifact_hashes, check_run, run_case
 
+pytestmark = pytest.mark.integration
+
 
 def _use_store(url: str, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVEYOR_STORE_URL", url)

@@ -26,6 +26,7 @@ from conveyor.secrets import (
     redact,
     resolve_references,
 )
+from conveyor_testing import assert_facade_complete
 from conveyor_testing.leaks import find_value
 
 UNIQUE = "uNiQ-7f3a9c-s3cr3t-VALUE-e41b"
@@ -42,6 +43,7 @@ def _db(repo: Path) -> Path:
 
 
 def test_all_is_sorted_and_complete() -> None:
+    assert_facade_complete(secrets_pkg)
     assert secrets_pkg.__all__ == sorted(secrets_pkg.__all__)
     for name in secrets_pkg.__all__:
         assert getattr(secrets_pkg, name) is not None

@@ -1,4 +1,4 @@
-"""Fixtures of conveyor-docker's tests: a repository per test, stacks that run in containers."""
+"""Fixtures of conveyor-docker's tests: stacks that run in containers (``repo`` comes from conveyor_testing)."""
 
 from __future__ import annotations
 
@@ -9,39 +9,6 @@ from typing import Any
 
 import pytest
 from docker_test_support import register_docker_stack
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-EXAMPLES = REPO_ROOT / "examples" / "conformance"
-
-
-def _forget_stores() -> None:
-    from conveyor import _repository
-
-    for store in _repository._stores.values():
-        store.close()
-    _repository._stores.clear()
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh conveyor repository in a temporary folder, which is also the working folder."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    monkeypatch.setenv("CONVEYOR_REPOSITORY", str(root))
-    for name in ("CONVEYOR_STORE_URL", "CONVEYOR_STACK"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(root)
-    monkeypatch.syspath_prepend(str(root))  # user code written into the repository imports
-    _forget_stores()
-    yield root
-    _forget_stores()
-
-
-@pytest.fixture
-def examples_path(monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``examples/conformance`` on sys.path, for importing the conformance pipelines."""
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    return EXAMPLES
 
 
 # -- Docker ------------------------------------------------------------------------------

@@ -10,14 +10,11 @@ must use ``network_mode="host"`` (or none) because the daemon has no bridge.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,8 +24,31 @@ from typing import Any
 
 import pytest
 
+from conveyor_testing.processes import (
+    BOOTSTRAP_HINT,
+    HOST,
+    ServerStartError,
+    free_port,
+    spawn_server,
+    start_with_retries,
+    stop_server,
+    wait_until,
+)
+
+__all__ = [
+    "BASE_IMAGE",
+    "MANIFEST_ACCEPT",
+    "Registry",
+    "RegistryServer",
+    "base_image",
+    "docker_daemon",
+    "registry",
+    "repo_root",
+    "start_registry",
+]
+
 BASE_IMAGE = "conveyor-python:bookworm"
-FIX_HINT = "run: bash scripts/bootstrap.sh"
+FIX_HINT = BOOTSTRAP_HINT
 DOCKERD_ARGS = ["--bridge=none", "--iptables=false", "--ip-masq=false"]
 DAEMON_START_TIMEOUT = 60.0
 REGISTRY_START_TIMEOUT = 30.0
@@ -45,62 +65,6 @@ MANIFEST_ACCEPT = (
 
 # No proxy handler: a proxy from the environment must never see local traffic.
 _LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker when this module is loaded as a plugin itself."""
-    config.addinivalue_line("markers", "docker: needs a Docker daemon, registry and base image")
-
-
-# --------------------------------------------------------------------------
-# child processes
-
-
-def _die_with_parent(parent_pid: int):
-    """preexec_fn: SIGTERM the child when the test process goes away."""
-
-    def preexec() -> None:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        # The parent may have died between fork and prctl.
-        if os.getppid() != parent_pid:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
-
-
-def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen:
-    # The child keeps its own copy of the log descriptor.
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - prctl must run in the child
-            # Own session: a Ctrl-C in the terminal reaches pytest, which then
-            # tears servers down in order, instead of killing them mid-test.
-            start_new_session=True,
-        )
-
-
-def _stop(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM one process we started, by PID; SIGKILL if it lingers."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 # --------------------------------------------------------------------------
@@ -177,28 +141,25 @@ def docker_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     log_path = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
     # Default data root on purpose: the base image then survives sessions.
-    proc = _spawn([dockerd, *DOCKERD_ARGS], log_path)
+    proc = spawn_server([dockerd, *DOCKERD_ARGS], log_path=log_path)
     try:
-        deadline = time.monotonic() + DAEMON_START_TIMEOUT
-        while True:
+        found: list[Any] = []
+
+        def answers() -> bool:
             client = _answering_client(docker_mod, "unix:///var/run/docker.sock")
             if client is not None:
-                break
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"dockerd exited with {proc.returncode}:\n{_tail(log_path)}",
-                    pytrace=False,
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"dockerd did not answer within {DAEMON_START_TIMEOUT:.0f} s:\n{_tail(log_path)}",
-                    pytrace=False,
-                )
-            time.sleep(0.25)
+                found.append(client)
+            return client is not None
+
+        try:
+            wait_until(answers, proc=proc, what="dockerd", log_path=log_path, timeout=DAEMON_START_TIMEOUT)
+        except ServerStartError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        client = found[0]
         yield client
         client.close()
     finally:
-        _stop(proc)
+        stop_server(proc, timeout=STOP_TIMEOUT)
 
 
 # --------------------------------------------------------------------------
@@ -232,16 +193,11 @@ class Registry:
         return headers.get("Docker-Content-Digest", ""), json.loads(body)
 
     def tags(self, repo: str) -> list[str]:
+        """Tags of ``repo`` in this registry (none if the repository is unknown)."""
         status, _, body = self.get(f"/v2/{repo}/tags/list")
         if status == 404:
             return []
         return json.loads(body).get("tags") or []
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 _REGISTRY_CONFIG = """\
@@ -255,51 +211,74 @@ storage:
     rootdirectory: {root}
   delete:
     enabled: true
-http:
+{maintenance}http:
   addr: 127.0.0.1:{port}
 """
+
+
+_READONLY = """\
+  maintenance:
+    readonly:
+      enabled: true
+"""
+
+
+@dataclass
+class RegistryServer:
+    """A ``docker-registry`` process started by :func:`start_registry`."""
+
+    registry: Registry
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self) -> None:
+        """Stop the registry by its PID (its storage stays for the caller to remove)."""
+        stop_server(self.proc, timeout=STOP_TIMEOUT)
+
+
+def start_registry(work: Path, *, readonly: bool = False) -> RegistryServer:
+    """Start a v2 registry on a free port of 127.0.0.1, storing into ``work/data``; wait until it answers.
+
+    With ``readonly``, the registry serves pulls and refuses pushes (its
+    maintenance mode). Fails the test with the log's tail if it cannot start.
+    """
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail(f"docker-registry is not installed; {FIX_HINT}", pytrace=False)
+    root = work / "data"
+    root.mkdir(parents=True, exist_ok=True)
+
+    def start() -> RegistryServer:
+        port = free_port()
+        config = work / "config.yml"
+        config.write_text(_REGISTRY_CONFIG.format(root=root, port=port, maintenance=_READONLY if readonly else ""))
+        log_path = work / "registry.log"
+        proc = spawn_server([binary, "serve", str(config)], log_path=log_path)
+        reg = Registry(host=f"{HOST}:{port}", url=f"http://{HOST}:{port}", root=root)
+        try:
+            wait_until(
+                lambda: reg.get("/v2/")[0] == 200,
+                proc=proc,
+                what="docker-registry",
+                log_path=log_path,
+                timeout=REGISTRY_START_TIMEOUT,
+            )
+        except BaseException:
+            stop_server(proc)
+            raise
+        return RegistryServer(registry=reg, proc=proc, log_path=log_path)
+
+    return start_with_retries(start, "docker-registry")
 
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A fresh v2 registry on 127.0.0.1 with storage in a temp dir."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        pytest.fail(f"docker-registry is not installed; {FIX_HINT}", pytrace=False)
-    work = tmp_path_factory.mktemp("registry")
-    root = work / "data"
-    root.mkdir()
-
-    # The free port may be taken between probing and binding: retry a few.
-    for _attempt in range(3):
-        port = _free_port()
-        config = work / "config.yml"
-        config.write_text(_REGISTRY_CONFIG.format(root=root, port=port))
-        log_path = work / "registry.log"
-        proc = _spawn([binary, "serve", str(config)], log_path)
-        reg = Registry(host=f"127.0.0.1:{port}", url=f"http://127.0.0.1:{port}", root=root)
-        deadline = time.monotonic() + REGISTRY_START_TIMEOUT
-        ready = False
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                if reg.get("/v2/")[0] == 200:
-                    ready = True
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        if ready:
-            break
-        _stop(proc)
-        if "address already in use" not in _tail(log_path, 50):
-            pytest.fail(f"docker-registry did not come up:\n{_tail(log_path)}", pytrace=False)
-    else:
-        pytest.fail(f"docker-registry found no free port:\n{_tail(log_path)}", pytrace=False)
-
+    server = start_registry(tmp_path_factory.mktemp("registry"))
     try:
-        yield reg
+        yield server.registry
     finally:
-        _stop(proc)
+        server.stop()
 
 
 # --------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor_testing.sql_servers import (
+from conveyor_testing.processes import (
     HOST,
     ServerStartError,
     free_port,

@@ -1,21 +1,36 @@
-"""Pytest plugin (entry point ``pytest11``) exposing conveyor's real-server fixtures.
+"""Pytest plugin (entry point ``pytest11``): conveyor's test kit in every test session.
 
 Fixtures:
 
+* ``repo``: a fresh conveyor repository per test, in a temporary folder that
+  is also the working folder and first on ``sys.path``
+  (:func:`conveyor_testing.fresh_repository`); ``examples_path``: the
+  conformance pipelines' folder on ``sys.path``.
 * SQL: ``mariadb_server``, ``mariadb_url``, ``fresh_mariadb_url``,
   ``postgres_server``, ``postgres_url``, ``fresh_postgres_url``.
 * S3: ``s3_server``, ``s3_endpoint``, ``s3_bucket``.
-* Docker: whatever :mod:`conveyor_testing.docker_env` provides.
+* Docker: ``docker_daemon``, ``registry``, ``base_image``.
 * MLflow: ``mlflow_server``, ``mlflow_tracking_uri``, ``mlflow_auth_server`` (real ``mlflow server``s).
 
 Missing servers fail the tests that need them with the hint
-``run: bash scripts/bootstrap.sh``; nothing is skipped.
+``run: bash scripts/bootstrap.sh``; nothing is skipped. A test that needs a
+server or an engine (one of the server fixtures above, or a server or engine
+marker) must carry the ``integration`` marker, so that ``-m "not integration"``
+runs with no server at all; collection stops with a usage error naming the
+tests that do not. The markers themselves are registered in the root
+``pyproject.toml``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
+from conveyor_testing import docker_env
+from conveyor_testing._repository import fresh_repository
+from conveyor_testing.conformance import EXAMPLES
 from conveyor_testing.mlflow_server import mlflow_auth_server, mlflow_server, mlflow_tracking_uri
 from conveyor_testing.s3_server import s3_bucket, s3_endpoint, s3_server
 from conveyor_testing.sql_servers import (
@@ -27,12 +42,10 @@ from conveyor_testing.sql_servers import (
     postgres_url,
 )
 
-try:
-    from conveyor_testing import docker_env
-except ImportError:  # the Docker fixtures are optional until that module lands
-    docker_env = None
-
 __all__ = [
+    "SERVER_FIXTURES",
+    "SERVER_MARKERS",
+    "examples_path",
     "fresh_mariadb_url",
     "fresh_postgres_url",
     "mariadb_server",
@@ -42,25 +55,69 @@ __all__ = [
     "mlflow_tracking_uri",
     "postgres_server",
     "postgres_url",
+    "pytest_collection_modifyitems",
+    "pytest_configure",
+    "repo",
     "s3_bucket",
     "s3_endpoint",
     "s3_server",
 ]
 
-MARKERS = {
-    "mysql": "needs a real MariaDB/MySQL server (fixtures mariadb_url, fresh_mariadb_url)",
-    "postgres": "needs a real PostgreSQL server (fixtures postgres_url, fresh_postgres_url)",
-    "s3": "needs a real S3 server (fixtures s3_endpoint, s3_bucket)",
-    "docker": "needs a Docker daemon, registry and base image",
-    "mlflow": "needs a real MLflow tracking server (fixtures mlflow_server, mlflow_tracking_uri)",
-}
+SERVER_FIXTURES = frozenset(
+    {
+        "mariadb_server",
+        "postgres_server",
+        "s3_server",
+        "docker_daemon",
+        "registry",
+        "base_image",
+        "mlflow_server",
+        "mlflow_auth_server",
+    }
+)
+"""Fixtures that start (or reach) a server: a test using any of them is an integration test."""
+SERVER_MARKERS = frozenset({"mysql", "postgres", "s3", "docker", "airflow", "kubeflow", "prefect", "dagster", "mlflow"})
+"""Markers that say a test needs a server or a real engine: such a test is an integration test."""
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh conveyor repository in a temporary folder, which is also the working folder and on sys.path."""
+    with fresh_repository(tmp_path / "repo", monkeypatch) as root:
+        yield root
+
+
+@pytest.fixture
+def examples_path(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``examples/conformance`` on sys.path, for importing the conformance pipelines."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    return EXAMPLES
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the markers and the Docker fixtures."""
-    for name, help_text in MARKERS.items():
-        config.addinivalue_line("markers", f"{name}: {help_text}")
-    # Registered as a plugin of its own rather than imported name by name, so
-    # its fixtures and hooks are picked up whatever they are called.
-    if docker_env is not None and not config.pluginmanager.is_registered(docker_env):
+    """Register the Docker fixtures (a plugin of their own, so their fixtures are found whatever they are called)."""
+    if not config.pluginmanager.is_registered(docker_env):
         config.pluginmanager.register(docker_env, "conveyor_testing.docker_env")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a test that needs a server or engine without the ``integration`` marker.
+
+    Runs before ``-m`` deselects anything, so a unit-only run cannot start a
+    server by accident.
+    """
+    unmarked = []
+    for item in items:
+        if item.get_closest_marker("integration") is not None:
+            continue
+        markers = {m.name for m in item.iter_markers()} & SERVER_MARKERS
+        fixtures = set(getattr(item, "fixturenames", ())) & SERVER_FIXTURES
+        if markers or fixtures:
+            unmarked.append(f"{item.nodeid} ({', '.join(sorted(markers | fixtures))})")
+    if unmarked:
+        listed = "\n  ".join(unmarked)
+        raise pytest.UsageError(
+            f"these tests need a server or an engine but lack the integration marker "
+            f"(add pytest.mark.integration):\n  {listed}"
+        )

@@ -24,15 +24,15 @@ from typing import Any
 
 import pytest
 
-from conveyor_testing.sql_servers import (
+from conveyor_testing.processes import (
     HOST,
-    ServerStartError,
     free_ports,
     make_tmpdir,
     missing,
     note_outside_path,
     remove_tmpdir,
     spawn_server,
+    start_with_retries,
     stop_server,
     wait_until,
 )
@@ -43,6 +43,7 @@ __all__ = [
     "create_bucket",
     "s3_bucket",
     "s3_endpoint",
+    "s3_server",
     "start_s3",
 ]
 
@@ -177,15 +178,7 @@ def start_s3() -> S3Server:
         except ImportError:
             missing("Python package s3fs")
 
-    for attempt in range(3):
-        try:
-            return _start_weed(weed)
-        except ServerStartError as exc:
-            # A port picked free can be taken before weed binds it.
-            if exc.port_clash and attempt < 2:
-                continue
-            pytest.fail(f"SeaweedFS did not start: {exc}", pytrace=False)
-    raise AssertionError("unreachable")
+    return start_with_retries(lambda: _start_weed(weed), "SeaweedFS")
 
 
 def _start_weed(weed: str) -> S3Server:

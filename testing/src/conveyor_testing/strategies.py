@@ -20,6 +20,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
+__all__ = [
+    "FRAGMENTS",
+    "LINE_BREAKS",
+    "MAX_NAME_BYTES",
+    "MAX_NAME_CHARS",
+    "NAME_PUNCTUATION",
+    "hostile_text",
+    "is_name",
+    "names",
+]
+
 MAX_NAME_CHARS = 255
 """Most characters a name may have."""
 MAX_NAME_BYTES = 255

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,29 @@ def run_dag(dag_file: Path, dag_id: str) -> tuple[str, dict[str, str]]:
     dag_run = bag.get_dag(dag_id).test()
     tasks = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
     return str(getattr(dag_run.state, "value", dag_run.state)), tasks
+
+
+def run_case_on_airflow(case: Any, stack: str, dags: Path) -> tuple[Any, Path]:
+    """Export a conformance case's DAG on ``stack`` into ``dags``, run it with ``dag.test()``: its conveyor run, its file.
+
+    Checks what Airflow says of the DAG run and each task: success, or for
+    the failing case failed where conveyor's step failed and upstream_failed
+    where conveyor skipped a step.
+    """
+    from conveyor import Client, export_pipeline
+    from conveyor_testing.conformance import load_pipeline
+
+    pipe = load_pipeline(case).with_options(enable_cache=False)
+    [dag_file] = export_pipeline(pipe, dags, stack=stack, parameters=case.params)
+    state, tasks = run_dag(dag_file, case.pipeline)
+    expected = {sid: "success" for sid in case.statuses}
+    if case.fails:
+        # Airflow marks what waits for the failed task upstream_failed; conveyor records those steps skipped.
+        expected.update(
+            {
+                sid: {"failed": "failed", "skipped": "upstream_failed"}.get(s, "success")
+                for sid, s in case.statuses.items()
+            }
+        )
+    assert (state, tasks) == ("failed" if case.fails else "success", expected)
+    return Client().get_pipeline(case.pipeline).last_run, dag_file

@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import pytest
 from airflow_harness import AirflowHome, AirflowServers
 
-from conveyor_testing.sql_servers import free_port, spawn_server, stop_server
+from conveyor_testing.processes import free_port, spawn_server, stop_server
 
 AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
 MIGRATE_TIMEOUT = 300.0
@@ -152,14 +151,6 @@ def _wait_for(url: str, procs: list[subprocess.Popen[bytes]], logs: Path) -> Non
     pytest.fail(f"Airflow's api-server did not answer within {SERVER_START_TIMEOUT:g} s; see {logs}", pytrace=False)
 
 
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    stop_server(proc, timeout=30)
-    try:  # workers the server started itself, in the session it leads
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 @pytest.fixture(scope="module")
 def airflow_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowServers]:
     """A running Airflow with the simple auth manager; user ``conveyor`` gets a generated password."""
@@ -204,7 +195,8 @@ def airflow_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflo
         )
     finally:
         for proc in reversed(procs):
-            _stop_group(proc)
+            # group: also the workers a server started itself, in the session it leads.
+            stop_server(proc, timeout=30, group=True)
 
 
 # -- Docker mode ---------------------------------------------------------------------------------

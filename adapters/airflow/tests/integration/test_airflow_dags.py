@@ -14,11 +14,18 @@ from typing import Any
 
 import airflow_test_pipelines as tp
 import pytest
-from airflow_harness import AirflowHome, run_dag
+from airflow_harness import AirflowHome, run_case_on_airflow, run_dag
 
 from conveyor import Client, Schedule, export_pipeline
 from conveyor.runtime import step_command
-from conveyor_testing.conformance import CASES, artifact_hashes, check_run, load_pipeline, run_case
+from conveyor_testing.conformance import (
+    CASES,
+    OrchestratorContract,
+    artifact_hashes,
+    check_run,
+    load_pipeline,
+    run_case,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -29,32 +36,20 @@ def register(**config: Any) -> None:
     client.register_stack("on_airflow", {"orchestrator": "af", "artifact_store": "default"})
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_conformance_in_python_mode_with_an_interpreter_without_airflow(
-    case: Any, repo: Path, airflow_home: AirflowHome, step_python: str
-) -> None:
-    register(python=step_python)
-    local = run_case(case, stack="default")
-    pipe = load_pipeline(case).with_options(enable_cache=False)
-    [dag_file] = export_pipeline(pipe, airflow_home.dags, stack="on_airflow", parameters=case.params)
+class TestAirflowPythonModeConformance(OrchestratorContract):
+    """Every conformance case as a DAG run by ``dag.test()``, its steps in an interpreter without Airflow."""
 
-    state, tasks = run_dag(dag_file, case.pipeline)
+    @pytest.fixture
+    def conformance_stack(self, repo: Path, airflow_home: AirflowHome, step_python: str) -> str:
+        register(python=step_python)
+        return "on_airflow"
 
-    run = Client().get_pipeline(case.pipeline).last_run
-    assert run.id != local.id and run.orchestrator == "airflow"
-    check_run(case, run)
-    assert artifact_hashes(run) == artifact_hashes(local)
-    assert run.orchestrator_run_id is not None and run.orchestrator_run_id.startswith("manual__")
-    expected = {sid: "success" for sid in case.statuses}
-    if case.fails:
-        # Airflow marks what waits for the failed task upstream_failed; conveyor records those steps skipped.
-        expected.update(
-            {
-                sid: {"failed": "failed", "skipped": "upstream_failed"}.get(s, "success")
-                for sid, s in case.statuses.items()
-            }
-        )
-    assert (state, tasks) == ("failed" if case.fails else "success", expected)
+    def run_on_engine(self, case: Any, stack: str, request: pytest.FixtureRequest) -> Any:
+        return run_case_on_airflow(case, stack, request.getfixturevalue("airflow_home").dags)[0]
+
+    def check_engine_run(self, case: Any, run: Any, reference: Any, request: pytest.FixtureRequest) -> None:
+        assert run.orchestrator == "airflow"
+        assert run.orchestrator_run_id is not None and run.orchestrator_run_id.startswith("manual__")
 
 
 def test_python_mode_with_airflows_own_interpreter(repo: Path, airflow_home: AirflowHome) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow_harness import AirflowHome, run_dag
+from airflow_harness import AirflowHome, run_case_on_airflow
 
-from conveyor import Client, export_pipeline
-from conveyor_testing.conformance import CASES, artifact_hashes, check_run, load_pipeline, run_case
+from conveyor import Client
+from conveyor_testing.conformance import OrchestratorContract
 
 pytestmark = [
     pytest.mark.integration,
@@ -42,23 +42,22 @@ def docker_stack(repo: Path, registry: Any, base_image: str, wheel_cache: Path, 
     return "on_airflow_docker"
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_conformance_in_docker_mode(
-    case: Any, docker_stack: str, airflow_home: AirflowHome, docker_daemon: Any
-) -> None:
-    local = run_case(case, stack="default")
-    pipe = load_pipeline(case).with_options(enable_cache=False)
-    [dag_file] = export_pipeline(pipe, airflow_home.dags, stack=docker_stack, parameters=case.params)
-    source = dag_file.read_text()
-    assert "DockerOperator(" in source and "network_mode='host'" in source
+class TestAirflowDockerModeConformance(OrchestratorContract):
+    """Every conformance case as a DAG whose DockerOperator tasks run the steps in the pipeline's image."""
 
-    state, tasks = run_dag(dag_file, case.pipeline)
+    @pytest.fixture
+    def conformance_stack(self, docker_stack: str, airflow_home: AirflowHome, docker_daemon: Any) -> str:
+        return docker_stack
 
-    run = Client().get_pipeline(case.pipeline).last_run
-    check_run(case, run)
-    assert artifact_hashes(run) == artifact_hashes(local)
-    assert state == ("failed" if case.fails else "success"), tasks
-    ran = [s for s in run.steps.values() if s.status in ("completed", "failed")]
-    images = {s.record.image for s in ran}
-    assert len(images) == 1 and "@sha256:" in next(iter(images))
-    assert not docker_daemon.containers.list(all=True, filters={"ancestor": next(iter(images))})
+    def run_on_engine(self, case: Any, stack: str, request: pytest.FixtureRequest) -> Any:
+        run, dag_file = run_case_on_airflow(case, stack, request.getfixturevalue("airflow_home").dags)
+        source = dag_file.read_text()
+        assert "DockerOperator(" in source and "network_mode='host'" in source
+        return run
+
+    def check_engine_run(self, case: Any, run: Any, reference: Any, request: pytest.FixtureRequest) -> None:
+        ran = [s for s in run.steps.values() if s.status in ("completed", "failed")]
+        images = {s.record.image for s in ran}
+        assert len(images) == 1 and "@sha256:" in next(iter(images))
+        docker_daemon = request.getfixturevalue("docker_daemon")
+        assert not docker_daemon.containers.list(all=True, filters={"ancestor": next(iter(images))})

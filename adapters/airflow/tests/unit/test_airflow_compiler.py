@@ -16,6 +16,7 @@ import pytest
 from conveyor.exceptions import CapabilityError, ConfigError
 from conveyor.ir import ComponentIR, Deployment, PipelineIR, Schedule, StackIR, StepIR
 from conveyor_airflow import AirflowOrchestratorConfig, compile_dag
+from conveyor_testing import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden"
 IMAGE = "127.0.0.1:5000/conveyor/pipelines@sha256:" + "ab" * 32
@@ -111,9 +112,7 @@ GOLDEN_CASES: dict[str, Any] = {
 def test_dag_files_match_their_golden_files(name: str) -> None:
     source = GOLDEN_CASES[name]()
     path = GOLDEN / f"{name}.py"
-    if os.environ.get("CONVEYOR_UPDATE_GOLDEN"):
-        path.write_text(source)
-    assert path.read_text() == source, f"{path.name} changed: rerun with CONVEYOR_UPDATE_GOLDEN=1 if that is intended"
+    assert_golden(path, source)
     compile(source, str(path), "exec")
 
 

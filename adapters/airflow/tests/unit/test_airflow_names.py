@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import conveyor_airflow
 from conveyor_airflow import airflow_key, dag_id_for, task_id_for
+from conveyor_testing import assert_facade_complete
 
 KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -39,6 +40,7 @@ def test_long_names_end_in_a_hash_of_the_whole_name() -> None:
 
 
 def test_all_is_complete() -> None:
+    assert_facade_complete(conveyor_airflow)
     public = {n for n in dir(conveyor_airflow) if not n.startswith("_")}
     assert public == set(conveyor_airflow.__all__)
     assert conveyor_airflow.__all__ == sorted(conveyor_airflow.__all__)

@@ -9,7 +9,6 @@ exported file, evaluated by ``dagster-daemon``, runs ``finish-run``.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import dagster_test_pipelines as tp
 import pytest
 
 from conveyor import Client, export_pipeline
-from conveyor_testing.sql_servers import spawn_server, stop_server
+from conveyor_testing.processes import ServerStartError, spawn_server, stop_server, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.dagster]
 
@@ -53,19 +52,22 @@ def daemon(exported: Path, home: Path, tmp_path: Path) -> Iterator[Path]:
     log = tmp_path / "daemon.log"
     proc = spawn_server([str(BIN / "dagster-daemon"), "run", "-f", str(exported)], log_path=log, env=dict(os.environ))
     try:
-        deadline = time.monotonic() + START_TIMEOUT
         # A run status sensor sees only runs that end after its first tick.
-        while "Sensor killed_conveyor_failure skipped: Initiating" not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"dagster-daemon did not start its sensors; see {log}", pytrace=False)
-            time.sleep(0.5)
+        try:
+            wait_until(
+                lambda: "Sensor killed_conveyor_failure skipped: Initiating" in log.read_text(errors="replace"),
+                proc=proc,
+                what="dagster-daemon's sensors",
+                log_path=log,
+                timeout=START_TIMEOUT,
+                interval=0.5,
+            )
+        except ServerStartError as exc:
+            pytest.fail(str(exc), pytrace=False)
         yield log
     finally:
-        stop_server(proc, timeout=30)
-        try:  # the code servers and run workers it started, in the session it leads
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        # group: the code servers and run workers it started, in the session it leads.
+        stop_server(proc, timeout=30, group=True)
 
 
 def test_the_finish_sensor_settles_a_run_whose_op_was_killed(exported: Path, daemon: Path) -> None:

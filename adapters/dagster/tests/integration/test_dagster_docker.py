@@ -13,7 +13,7 @@ import pytest
 from dagster_test_pipelines import uses_app_secret
 
 from conveyor import Client
-from conveyor_testing.conformance import artifact_hashes, case, check_run, run_case
+from conveyor_testing.conformance import OrchestratorContract
 
 pytestmark = [pytest.mark.integration, pytest.mark.dagster, pytest.mark.docker]
 
@@ -37,20 +37,22 @@ def docker_stack(
     return "on_dagster_docker"
 
 
-@pytest.mark.parametrize("name", ["quickstart", "failing_step"])
-def test_conformance_in_docker_mode(name: str, docker_stack: str, docker_daemon: Any) -> None:
-    c = case(name)
-    local = run_case(c, stack="default")
-    run = run_case(c, stack=docker_stack)
-    check_run(c, run)
-    assert artifact_hashes(run) == artifact_hashes(local)
-    ran = [s for s in run.steps.values() if s.status in ("completed", "failed")]
-    images = {s.record.image for s in ran}
-    assert len(images) == 1 and "@sha256:" in next(iter(images))
-    leftovers = docker_daemon.containers.list(
-        all=True, filters={"label": f"dagster.run={run.record.orchestrator_run_id}"}
-    )
-    assert leftovers == []
+class TestDagsterDockerModeConformance(OrchestratorContract):
+    """Every conformance case with ``mode: docker``: each op runs its step in the pipeline's image."""
+
+    @pytest.fixture
+    def conformance_stack(self, docker_stack: str, docker_daemon: Any) -> str:
+        return docker_stack
+
+    def check_engine_run(self, case: Any, run: Any, reference: Any, request: pytest.FixtureRequest) -> None:
+        assert run.orchestrator == "dagster"
+        ran = [s for s in run.steps.values() if s.status in ("completed", "failed")]
+        images = {s.record.image for s in ran}
+        assert len(images) == 1 and "@sha256:" in next(iter(images))
+        leftovers = request.getfixturevalue("docker_daemon").containers.list(
+            all=True, filters={"label": f"dagster.run={run.orchestrator_run_id}"}
+        )
+        assert leftovers == []
 
 
 def test_a_step_container_gets_the_secrets_key_from_the_op_at_run_time(

@@ -17,23 +17,25 @@ import pytest
 
 from conveyor import Client, export_pipeline
 from conveyor.exceptions import StepFailedError
-from conveyor_testing.conformance import CASES, artifact_hashes, case, check_run, load_pipeline, run_case
+from conveyor_testing.conformance import OrchestratorContract, case, load_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.dagster]
 
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 
 
-@pytest.mark.parametrize("c", CASES, ids=[c.name for c in CASES])
-def test_conformance(c: Any, dagster_stack: str, instance: Any) -> None:
-    local = run_case(c, stack="default")
-    run = run_case(c, stack=dagster_stack)
-    check_run(c, run)
-    assert artifact_hashes(run) == artifact_hashes(local)
-    assert run.record.orchestrator == "dagster"
-    dagster_run = instance.get_run_by_id(run.record.orchestrator_run_id)
-    assert dagster_run is not None and dagster_run.is_success != c.fails
-    assert dagster_run.job_name == c.pipeline
+class TestDagsterConformance(OrchestratorContract):
+    """Every conformance case run by Dagster's multiprocess executor (python mode): the local stack's artifacts."""
+
+    @pytest.fixture
+    def conformance_stack(self, dagster_stack: str) -> str:
+        return dagster_stack
+
+    def check_engine_run(self, case: Any, run: Any, reference: Any, request: pytest.FixtureRequest) -> None:
+        assert run.orchestrator == "dagster"
+        dagster_run = request.getfixturevalue("instance").get_run_by_id(run.orchestrator_run_id)
+        assert dagster_run is not None and dagster_run.is_success != case.fails
+        assert dagster_run.job_name == case.pipeline
 
 
 def test_independent_steps_run_at_the_same_time(dagster_stack: str) -> None:

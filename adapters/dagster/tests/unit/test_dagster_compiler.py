@@ -17,6 +17,7 @@ from conveyor.exceptions import CapabilityError, ConfigError
 from conveyor.ir import ComponentIR, Deployment, PipelineSettings, Schedule, StackIR
 from conveyor.runtime import finish_command, step_command
 from conveyor_dagster import DagsterOrchestratorConfig, compile_definitions, schedule_cron
+from conveyor_testing import assert_golden
 from conveyor_testing.conformance import CASES, load_pipeline
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -94,9 +95,7 @@ GOLDEN_CASES: dict[str, Any] = {
 def test_definitions_files_match_their_golden_files(name: str) -> None:
     source = GOLDEN_CASES[name]()
     path = GOLDEN / f"{name}.py"
-    if os.environ.get("CONVEYOR_UPDATE_GOLDEN"):
-        path.write_text(source)
-    assert path.read_text() == source, f"{path.name} changed: rerun with CONVEYOR_UPDATE_GOLDEN=1 if that is intended"
+    assert_golden(path, source)
     compile(source, str(path), "exec")
 
 

@@ -13,6 +13,7 @@ from conveyor import Client, Schedule, deploy_pipeline, export_pipeline
 from conveyor.exceptions import ConfigError, StackError
 from conveyor.stack import flavors
 from conveyor_dagster import DagsterOrchestratorFlavor, prepare_home
+from conveyor_testing import assert_facade_complete
 
 
 def register(options: dict[str, object] | None = None, **components: str) -> str:
@@ -144,15 +145,7 @@ def test_a_new_dagster_home_gets_telemetry_off_and_an_existing_config_is_kept(tm
     assert (mine / "dagster.yaml").read_text() == "run_monitoring:\n  enabled: true\n"
 
 
-def test_the_public_names_are_all_in_all() -> None:
-    import types
-
+def test_the_package_face_is_complete() -> None:
     import conveyor_dagster
 
-    public = {
-        name
-        for name, value in vars(conveyor_dagster).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType) and name != "annotations"
-    }
-    assert sorted(conveyor_dagster.__all__) == conveyor_dagster.__all__
-    assert set(conveyor_dagster.__all__) == public
+    assert_facade_complete(conveyor_dagster)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import register_kfp_stack
+from kfp_test_support import register_kfp_stack
 
-from conveyor_testing.conformance import CASES, Case, artifact_hashes, check_run, load_pipeline, run_case
+from conveyor_testing.conformance import Case, OrchestratorContract, load_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.kubeflow, pytest.mark.docker, pytest.mark.postgres, pytest.mark.s3]
 
@@ -88,27 +88,35 @@ def _drop_local_image(image: str) -> None:
 
 # kfp.local shows task display names nowhere and says so; a cluster's UI shows them.
 @pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner")
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_conformance_pipeline_runs_in_kfp_local(case: Case, kfp_stack: dict[str, Any]) -> None:
-    from conveyor import Client, export_pipeline
+class TestKfpLocalConformance(OrchestratorContract):
+    """Every conformance case compiled to KFP YAML and run by kfp.local's DockerRunner, its image pulled back."""
 
-    repo: Path = kfp_stack["repo"]
-    pipe = load_pipeline(case).with_options(enable_cache=False)
-    [spec] = export_pipeline(pipe, repo / "specs", stack="on_kfp", parameters=case.params)
-    docs = list(yaml.safe_load_all(spec.read_text()))
-    image = docs[0]["deploymentSpec"]["executors"]["exec-conveyor-step"]["container"]["image"]
-    assert image.startswith(kfp_stack["registry"].host + "/ml/") and "@sha256:" in image
-    _drop_local_image(image)
+    @pytest.fixture
+    def conformance_stack(self, kfp_stack: dict[str, Any]) -> str:
+        return "on_kfp"
 
-    _run_in_kfp_local(spec, kfp_stack["store_url"], repo)
+    @pytest.fixture
+    def reference_stack(self, kfp_stack: dict[str, Any]) -> str:
+        # The local orchestrator on the same PostgreSQL store and S3 server.
+        return "local_s3"
 
-    on_kfp = Client().get_pipeline(pipe.name).last_run
-    assert on_kfp.orchestrator == "kubeflow"
-    check_run(case, on_kfp)
+    def run_on_engine(self, case: Case, stack: str, request: pytest.FixtureRequest) -> Any:
+        from conveyor import Client, export_pipeline
 
-    local = run_case(case, stack="local_s3")
-    check_run(case, local)
-    assert artifact_hashes(on_kfp) == artifact_hashes(local)
+        kfp_stack = request.getfixturevalue("kfp_stack")
+        repo: Path = kfp_stack["repo"]
+        pipe = load_pipeline(case).with_options(enable_cache=False)
+        [spec] = export_pipeline(pipe, repo / "specs", stack=stack, parameters=case.params)
+        docs = list(yaml.safe_load_all(spec.read_text()))
+        image = docs[0]["deploymentSpec"]["executors"]["exec-conveyor-step"]["container"]["image"]
+        assert image.startswith(kfp_stack["registry"].host + "/ml/") and "@sha256:" in image
+        _drop_local_image(image)
+
+        _run_in_kfp_local(spec, kfp_stack["store_url"], repo)
+        return Client().get_pipeline(pipe.name).last_run
+
+    def check_engine_run(self, case: Case, run: Any, reference: Any, request: pytest.FixtureRequest) -> None:
+        assert run.orchestrator == "kubeflow"
 
 
 @pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner")

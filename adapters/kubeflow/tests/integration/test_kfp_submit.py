@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import launch_quickstart as _launch
-from conftest import register_pushed_stack as _stack
 from kfp_api_server import KfpApiServer, serve
+from kfp_test_support import launch_quickstart as _launch
+from kfp_test_support import register_pushed_stack as _stack
 
 from conveyor.exceptions import RunStoppedError, StackError, StepFailedError
 from conveyor.ir import Schedule

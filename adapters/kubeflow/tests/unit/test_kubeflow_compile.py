@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FAKE_IMAGE
+from kfp_test_support import FAKE_IMAGE
 
 from conveyor.exceptions import CapabilityError, ConfigError, StackError
 from conveyor.ir import ComponentIR, Deployment, Schedule, StackIR
 from conveyor_kubeflow import MAX_SPEC_BYTES, KubeflowOrchestratorConfig, compile_pipeline
 from conveyor_kubeflow._compiler import StepComponents, check_size
+from conveyor_testing import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden"
-UPDATE = os.environ.get("CONVEYOR_UPDATE_GOLDEN") == "1"
 STORE = "postgresql+psycopg://conveyor@db.example:5432/conveyor"
 STACK = StackIR(
     name="on_kfp",
@@ -66,10 +66,7 @@ def step_tasks(spec: dict[str, Any]) -> dict[str, Any]:
 def test_spec_matches_golden_file(name: str) -> None:
     pipe = {"quickstart": quickstart, "settings_demo": settings_demo}[name]()
     compiled = compile_(pipe, **({"n": 20} if name == "quickstart" else {}))
-    golden = GOLDEN / f"{name}.yaml"
-    if UPDATE:
-        golden.write_text(compiled.text)
-    assert compiled.text == golden.read_text(), f"{golden.name} differs; set CONVEYOR_UPDATE_GOLDEN=1 to rewrite it"
+    assert_golden(GOLDEN / f"{name}.yaml", compiled.text)
 
 
 def test_same_pipeline_gives_same_bytes_in_another_process() -> None:

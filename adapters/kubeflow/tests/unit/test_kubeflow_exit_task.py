@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import launch_quickstart, register_pushed_stack
+from kfp_test_support import launch_quickstart, register_pushed_stack
 
 
 def _exit_task_argv(repo: Path) -> list[str]:

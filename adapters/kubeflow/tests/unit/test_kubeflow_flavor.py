@@ -11,6 +11,7 @@ import pytest
 import conveyor_kubeflow
 from conveyor.exceptions import ConfigError
 from conveyor.stack import Capability, ComponentType, flavors
+from conveyor_testing import assert_facade_complete
 
 
 def test_flavor_is_an_entry_point_that_needs_images() -> None:
@@ -31,6 +32,7 @@ def test_flavor_module_imports_no_kfp() -> None:
 
 
 def test_package_exports_are_complete_and_sorted() -> None:
+    assert_facade_complete(conveyor_kubeflow)
     public = {n for n in dir(conveyor_kubeflow) if not n.startswith("_")}
     modules = {n for n in public if type(getattr(conveyor_kubeflow, n)).__name__ == "module"}
     assert set(conveyor_kubeflow.__all__) == public - modules

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FAKE_IMAGE
 from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
+from kfp_test_support import FAKE_IMAGE
 
 from conveyor.exceptions import ConfigError
 from conveyor.ir import (

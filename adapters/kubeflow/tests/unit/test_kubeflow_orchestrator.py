@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import launch_quickstart, register_pushed_stack
+from kfp_test_support import launch_quickstart, register_pushed_stack
 
 from conveyor.exceptions import CapabilityError, ConfigError
 

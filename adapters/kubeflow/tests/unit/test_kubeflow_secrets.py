@@ -36,21 +36,20 @@ def _no_secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _export(output: Path) -> list[Path]:
     """Export on the active stack with the image already pushed (no Docker in unit tests)."""
-    from conftest import FAKE_IMAGE
+    from kfp_test_support import FAKE_IMAGE
 
     from conveyor import deployment_for
-    from conveyor._repository import Repository
     from conveyor.orchestrators import LaunchContext
 
     deployment, stack, root = deployment_for(uses_app_secret)
     deployment = deployment.model_copy(update={"images": {"": FAKE_IMAGE}})
-    ctx = LaunchContext(store=Repository.current().store(), stack=stack, source_root=root)
+    ctx = LaunchContext(store=Client().store, stack=stack, source_root=root)
     return stack.orchestrator.export(deployment, ctx, output)
 
 
 def test_spec_and_repository_hold_no_secret_value(repo: Path) -> None:
     # Imported here: the step processes import this module without the tests folder on their path.
-    from conftest import register_pushed_stack
+    from kfp_test_support import register_pushed_stack
 
     client = Client()
     client.create_secret("app", {"token": TOKEN})

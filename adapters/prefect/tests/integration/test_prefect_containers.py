@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PrefectServer, register_container_stack
+from prefect_test_support import PrefectServer, register_container_stack
 
 from conveyor import Client
 from conveyor.exceptions import RunStoppedError, StepFailedError
-from conveyor_testing.conformance import CASES, artifact_hashes, case, check_run, run_case
+from conveyor_testing.conformance import OrchestratorContract, artifact_hashes, case, check_run, run_case
 
 pytestmark = [pytest.mark.integration, pytest.mark.prefect, pytest.mark.docker]
 
@@ -94,28 +94,30 @@ def images_of(run: Any) -> set[str | None]:
     return {s.record.image for s in run.steps.values() if s.status in ("completed", "failed")}
 
 
-@pytest.mark.parametrize("c", CASES, ids=[c.name for c in CASES])
-def test_conformance_case_in_containers_gives_the_local_artifacts(
-    c: Any, container_stack: str, registry: Any, prefect_server: PrefectServer, docker_daemon: Any
-) -> None:
-    local = run_case(c, stack="default")
-    with ContainerWatcher(docker_daemon) as watcher:
-        run = run_case(c, stack=container_stack)
+class TestPrefectContainerConformance(OrchestratorContract):
+    """Every conformance case with ``step_mode: container``: one container per step, in the pushed image."""
 
-    check_run(c, run)
-    assert artifact_hashes(run) == artifact_hashes(local)
-    assert run.orchestrator == "prefect"
-    # Every step ran in the pipeline's image, by the digest the stack's registry holds.
-    (image,) = images_of(run)
-    repository, digest = image.split("@")
-    assert repository == f"{registry.host}/ml/conveyor-{c.pipeline}"
-    assert registry.manifest(repository.split("/", 1)[1], digest)[0] == digest
-    ran = sorted(sid for sid, s in run.steps.items() if s.status in ("completed", "failed"))
-    assert watcher.steps_of(run.id) == ran  # one container per step that ran
-    assert all(info["HostConfig"]["NetworkMode"] == "host" for info in watcher.inspected_of(run.id))
-    assert read_flow_run(prefect_server.url, run.orchestrator_run_id).state.name == (
-        "Failed" if c.fails else "Completed"
-    )
+    @pytest.fixture
+    def conformance_stack(self, container_stack: str, prefect_server: PrefectServer, docker_daemon: Any) -> str:
+        return container_stack
+
+    def run_on_engine(self, case: Any, stack: str, request: pytest.FixtureRequest) -> Any:
+        with ContainerWatcher(request.getfixturevalue("docker_daemon")) as self.watcher:
+            return run_case(case, stack=stack)
+
+    def check_engine_run(self, case: Any, run: Any, reference: Any, request: pytest.FixtureRequest) -> None:
+        registry = request.getfixturevalue("registry")
+        assert run.orchestrator == "prefect"
+        # Every step ran in the pipeline's image, by the digest the stack's registry holds.
+        (image,) = images_of(run)
+        repository, digest = image.split("@")
+        assert repository == f"{registry.host}/ml/conveyor-{case.pipeline}"
+        assert registry.manifest(repository.split("/", 1)[1], digest)[0] == digest
+        ran = sorted(sid for sid, s in run.steps.items() if s.status in ("completed", "failed"))
+        assert self.watcher.steps_of(run.id) == ran  # one container per step that ran
+        assert all(info["HostConfig"]["NetworkMode"] == "host" for info in self.watcher.inspected_of(run.id))
+        url = request.getfixturevalue("prefect_server").url
+        assert read_flow_run(url, run.orchestrator_run_id).state.name == ("Failed" if case.fails else "Completed")
 
 
 def run_in_thread(pipe: Any, **params: Any) -> tuple[threading.Thread, list[BaseException | None]]:
@@ -281,8 +283,8 @@ def test_deployment_runs_in_a_docker_work_pool(
 ) -> None:
     # prefect-docker comes with conveyor-prefect[docker]; without it this test must fail, not skip.
     import prefect_docker  # noqa: F401
-    from conftest import prefect_command, prefect_env, spawn, stop, tail
     from prefect.client.orchestration import get_client
+    from prefect_test_support import prefect_command, prefect_env, spawn, stop, tail
 
     from conveyor import Schedule, deploy_pipeline
     from conveyor_prefect._orchestrator import prefect_api

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import PrefectServer, prefect_command, prefect_env, register_prefect_stack, spawn, stop, tail
+from prefect_test_support import PrefectServer, prefect_command, prefect_env, register_prefect_stack, spawn, stop, tail
 
 from conveyor import Client, Schedule, deploy_pipeline
 from conveyor_testing.conformance import artifact_hashes, case, check_run, load_pipeline, run_case

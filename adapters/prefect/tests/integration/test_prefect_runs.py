@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PrefectServer, register_prefect_stack
+from prefect_test_support import PrefectServer, register_prefect_stack
 
 from conveyor import Client
 from conveyor.exceptions import RunStoppedError, StepFailedError
-from conveyor_testing.conformance import CASES, artifact_hashes, check_run, run_case
+from conveyor_testing.conformance import OrchestratorContract
 
 pytestmark = [pytest.mark.integration, pytest.mark.prefect]
 
@@ -37,25 +37,24 @@ def task_run_names(url: str, flow_run_id: str) -> list[str]:
     return sorted(r.name for r in runs)
 
 
-@pytest.mark.parametrize("step_mode", ["in_process", "subprocess"])
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_conformance_case_gives_the_local_artifacts(
-    case: Any, step_mode: str, repo: Path, prefect_server: PrefectServer
-) -> None:
-    local = run_case(case, stack="default")
-    stack = register_prefect_stack(api_url=prefect_server.url, step_mode=step_mode)
-    run = run_case(case, stack=stack)
-    check_run(case, run)
-    assert artifact_hashes(run) == artifact_hashes(local)
-    assert run.orchestrator == "prefect" and run.stack_name == stack
-    flow_run = read_flow_run(prefect_server.url, run.orchestrator_run_id)
-    assert str(flow_run.id) == run.orchestrator_run_id
-    assert f"conveyor-run:{run.id}" in flow_run.tags
-    assert flow_run.parameters["conveyor_run_id"] == run.id
-    assert flow_run.name == run.name
-    assert flow_run.state.name == ("Failed" if case.fails else "Completed")
-    ran = [sid for sid, s in run.steps.items() if s.status != "skipped"]
-    assert [n for n in task_run_names(prefect_server.url, run.orchestrator_run_id) if n in ran] == sorted(ran)
+class TestPrefectConformance(OrchestratorContract):
+    """Every conformance case as a real Prefect flow run, its steps in the flow's process or one process each."""
+
+    @pytest.fixture(params=["in_process", "subprocess"])
+    def conformance_stack(self, request: pytest.FixtureRequest, repo: Path, prefect_server: PrefectServer) -> str:
+        return register_prefect_stack(api_url=prefect_server.url, step_mode=request.param)
+
+    def check_engine_run(self, case: Any, run: Any, reference: Any, request: pytest.FixtureRequest) -> None:
+        url = request.getfixturevalue("prefect_server").url
+        assert run.orchestrator == "prefect"  # the stack it recorded is checked by the contract
+        flow_run = read_flow_run(url, run.orchestrator_run_id)
+        assert str(flow_run.id) == run.orchestrator_run_id
+        assert f"conveyor-run:{run.id}" in flow_run.tags
+        assert flow_run.parameters["conveyor_run_id"] == run.id
+        assert flow_run.name == run.name
+        assert flow_run.state.name == ("Failed" if case.fails else "Completed")
+        ran = [sid for sid, s in run.steps.items() if s.status != "skipped"]
+        assert [n for n in task_run_names(url, run.orchestrator_run_id) if n in ran] == sorted(ran)
 
 
 def test_independent_steps_run_at_the_same_time(prefect_stack: str, prefect_server: PrefectServer) -> None:

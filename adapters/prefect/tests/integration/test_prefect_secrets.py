@@ -51,7 +51,7 @@ def _deployment_json(url: str, name: str) -> str:
 
 def test_runs_export_and_deployment_hold_no_secret_value(repo: Path, prefect_server: Any, tmp_path: Path) -> None:
     # Imported here: step processes import this module without the tests folder on their path.
-    from conftest import register_prefect_stack
+    from prefect_test_support import register_prefect_stack
 
     Client().create_secret("app", {"token": TOKEN})
     for mode in ("in_process", "subprocess"):

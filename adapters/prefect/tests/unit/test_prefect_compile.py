@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from conveyor.ir import (
     StepSettings,
 )
 from conveyor_prefect import PrefectOrchestratorConfig, compile_flow
+from conveyor_testing import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -77,10 +77,7 @@ def test_spec_matches_golden_file() -> None:
         PrefectOrchestratorConfig(tags=["team-a"]),
     )
     text = json.dumps(spec.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-    golden = GOLDEN / "demo.prefect.json"
-    if os.environ.get("CONVEYOR_UPDATE_GOLDEN"):
-        golden.write_text(text)
-    assert text == golden.read_text()
+    assert_golden(GOLDEN / "demo.prefect.json", text)
 
 
 def test_one_task_per_step_with_its_upstream_retries_and_timeout() -> None:

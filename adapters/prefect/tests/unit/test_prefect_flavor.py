@@ -12,6 +12,7 @@ import pytest
 import conveyor_prefect
 from conveyor.exceptions import CapabilityError, ConfigError, StackError
 from conveyor.stack import Capability, flavors
+from conveyor_testing import assert_facade_complete
 
 
 def test_entry_point_names_the_flavor() -> None:
@@ -39,6 +40,7 @@ def test_unknown_option_is_a_config_error() -> None:
 
 
 def test_all_is_complete_and_sorted() -> None:
+    assert_facade_complete(conveyor_prefect)
     public = {n for n in conveyor_prefect._EXPORTS} | {"__version__"}
     assert set(conveyor_prefect.__all__) == public
     assert conveyor_prefect.__all__ == sorted(conveyor_prefect.__all__)

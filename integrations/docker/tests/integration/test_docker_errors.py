@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 from docker_test_support import register_docker_stack, write_module
 
 from conveyor.exceptions import ConfigError, StackError
+from conveyor_testing.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -32,12 +32,6 @@ def errs() -> None:
 def _pipeline(repo: Path, settings: str = "{}", stack: str = "boxed") -> Any:
     write_module(repo, "errs_pipeline", PIPELINE.format(settings=settings))
     return importlib.import_module("errs_pipeline").errs.with_options(stack=stack)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_parent_image_missing(docker_stack, repo):
@@ -81,7 +75,7 @@ def test_build_error_shows_the_tail_of_the_build_log_and_leaves_no_layers(
 
 
 def test_registry_unreachable(repo, base_image, wheel_cache, session_images, no_leftovers):
-    stack = register_docker_stack(f"127.0.0.1:{_free_port()}/ml", base_image, wheel_cache)
+    stack = register_docker_stack(f"127.0.0.1:{free_port()}/ml", base_image, wheel_cache)
     pipe = _pipeline(repo, stack=stack)
     with pytest.raises(StackError) as err:
         pipe()
@@ -93,33 +87,13 @@ def test_registry_unreachable(repo, base_image, wheel_cache, session_images, no_
 @pytest.fixture
 def readonly_registry(tmp_path: Path) -> Any:
     """A v2 registry in read-only maintenance mode: it serves pulls and refuses pushes."""
-    from conveyor_testing.docker_env import Registry, _spawn, _stop
+    from conveyor_testing.docker_env import start_registry
 
-    root = tmp_path / "ro-registry"
-    root.mkdir()
-    port = _free_port()
-    config = tmp_path / "ro.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {root}\n  maintenance:\n    readonly:\n      enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    import shutil
-    import time
-
-    proc = _spawn([shutil.which("docker-registry") or "docker-registry", "serve", str(config)], tmp_path / "ro.log")
-    reg = Registry(host=f"127.0.0.1:{port}", url=f"http://127.0.0.1:{port}", root=root)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if reg.get("/v2/")[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.1)
+    server = start_registry(tmp_path / "ro-registry", readonly=True)
     try:
-        yield reg
+        yield server.registry
     finally:
-        _stop(proc)
+        server.stop()
 
 
 def test_registry_refusing_the_push(repo, base_image, wheel_cache, session_images, no_leftovers, readonly_registry):

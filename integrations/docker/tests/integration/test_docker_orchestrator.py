@@ -10,31 +10,33 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from docker_test_support import register_docker_stack, step_logs, write_module
 
-from conveyor_testing.conformance import CASES, artifact_hashes, check_run, run_case
+from conveyor_testing.conformance import CASES, OrchestratorContract, run_case
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_conformance_case_gives_the_local_stacks_artifacts(case, docker_stack, examples_path, docker_daemon):
-    local = run_case(case, stack="default")
-    boxed = run_case(case, stack=docker_stack)
+class TestLocalDockerConformance(OrchestratorContract):
+    """Every conformance case on ``local_docker``: the local stack's artifacts, each step in the pipeline's image."""
 
-    check_run(case, boxed)
-    assert artifact_hashes(boxed) == artifact_hashes(local)
-    assert boxed.record.orchestrator == "local_docker"
-    ran = [s for s in boxed.steps.values() if s.status in ("completed", "failed")]
-    images = {s.record.image for s in ran}
-    assert len(images) == 1 and next(iter(images)).split("@")[1].startswith("sha256:")
-    assert all(s.record.image is None for s in local.steps.values())
-    if case.fails:
-        explode = boxed.steps["explode"]
-        assert explode.status == "failed"
-        assert "Traceback" in step_logs(explode)  # the step's own log, written inside the container
+    @pytest.fixture
+    def conformance_stack(self, docker_stack: str, examples_path: Path, docker_daemon: Any) -> str:
+        return docker_stack
+
+    def check_engine_run(self, case: Any, run: Any, reference: Any, request: pytest.FixtureRequest) -> None:
+        assert run.record.orchestrator == "local_docker"
+        ran = [s for s in run.steps.values() if s.status in ("completed", "failed")]
+        images = {s.record.image for s in ran}
+        assert len(images) == 1 and next(iter(images)).split("@")[1].startswith("sha256:")
+        assert all(s.record.image is None for s in reference.steps.values())
+        if case.fails:
+            explode = run.steps["explode"]
+            assert explode.status == "failed"
+            assert "Traceback" in step_logs(explode)  # the step's own log, written inside the container
 
 
 def test_image_digest_is_part_of_the_cache_key(docker_stack, examples_path):

@@ -21,9 +21,11 @@ from conveyor_docker._context import ImagePlan
 from conveyor_docker._requirements import Resolver, store_requirements
 from conveyor_docker._settings import settings_for
 from conveyor_docker._wheels import WheelCache
+from conveyor_testing import assert_facade_complete
 
 
 def test_public_names_are_exported_and_sorted():
+    assert_facade_complete(conveyor_docker)
     names = [n for n in dir(conveyor_docker) if not n.startswith("_") and n[0].isupper()]
     assert set(names) <= set(conveyor_docker.__all__)
     assert conveyor_docker.__all__ == sorted(conveyor_docker.__all__)

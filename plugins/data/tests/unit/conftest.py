@@ -1,13 +1,12 @@
-"""Shared fixtures of conveyor-data's tests: a repository per test, artifact folders, hypothesis settings."""
+"""Shared fixtures of conveyor-data's tests: artifact folders, hypothesis settings (``repo`` comes from conveyor_testing)."""
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from data_test_support import Folders
 from hypothesis import HealthCheck, settings
 
 from conveyor.stores import ArtifactStore, LocalArtifactStore
@@ -24,54 +23,6 @@ settings.register_profile(
 )
 settings.register_profile("thorough", parent=settings.get_profile("conveyor-data"), max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "conveyor-data"))
-
-
-def _forget_stores() -> None:
-    from conveyor import _repository
-
-    for store in _repository._stores.values():
-        store.close()
-    _repository._stores.clear()
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh conveyor repository in a temporary folder, which is also the working folder and on sys.path."""
-    monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
-    for name in ("CONVEYOR_STORE_URL", "CONVEYOR_STACK"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    _forget_stores()
-    yield tmp_path
-    _forget_stores()
-
-
-def write_module(folder: Path, name: str, source: str) -> None:
-    """Write a module of user code and make sure a fresh import sees it."""
-    path = folder / f"{name}.py"
-    path.write_text(source)
-    sys.modules.pop(name, None)
-
-
-class Folders:
-    """Fresh artifact folders in one store (a local folder, or fsspec's in-memory filesystem)."""
-
-    def __init__(self, store: ArtifactStore) -> None:
-        self.store = store
-        self._n = 0
-
-    def new(self) -> str:
-        self._n += 1
-        uri = self.store.join(f"artifact-{self._n}")
-        self.store.makedirs(uri)
-        return uri
-
-    def roundtrip(self, materializer: type, value: object, data_type: type | None = None) -> object:
-        """Save ``value`` into a fresh folder and load it back with a new materializer."""
-        uri = self.new()
-        materializer(uri, self.store).save(value)
-        return materializer(uri, self.store).load(data_type or type(value))
 
 
 @pytest.fixture

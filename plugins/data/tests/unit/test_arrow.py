@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import Folders
+from data_test_support import Folders
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Folders
+from data_test_support import Folders
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import Folders
+from data_test_support import Folders
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp

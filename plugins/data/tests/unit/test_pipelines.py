@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import write_module
+from data_test_support import write_module
 
 from conveyor import Client
 from conveyor.exceptions import MaterializerError, StepFailedError

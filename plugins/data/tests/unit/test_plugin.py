@@ -15,6 +15,7 @@ from sklearn.ensemble import RandomForestRegressor
 
 import conveyor_data
 from conveyor.materializers import registry
+from conveyor_testing import assert_facade_complete
 
 GROUP = "conveyor.materializers"
 
@@ -102,6 +103,7 @@ def test_a_value_loads_only_its_own_library() -> None:
 
 
 def test_all_is_sorted_and_complete() -> None:
+    assert_facade_complete(conveyor_data)
     assert conveyor_data.__all__ == sorted(conveyor_data.__all__)
     for name in conveyor_data.__all__:
         assert getattr(conveyor_data, name).__doc__, name

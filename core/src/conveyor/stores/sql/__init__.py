@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING
 
 from conveyor.stores._interface import MetadataStore
 from conveyor.stores.sql._engine import SCHEMA_REVISIONS, SqlDatabase
-from conveyor.stores.sql._models import ModelTables
-from conveyor.stores.sql._pipelines import PipelineTables
-from conveyor.stores.sql._runs import RunTables
-from conveyor.stores.sql._stacks import StackTables
-from conveyor.stores.sql._steps import StepRunTables
+
+# The table mixins SqlStore is made of stay private: only the store is this package's face.
+from conveyor.stores.sql._models import ModelTables as _ModelTables
+from conveyor.stores.sql._pipelines import PipelineTables as _PipelineTables
+from conveyor.stores.sql._runs import RunTables as _RunTables
+from conveyor.stores.sql._stacks import StackTables as _StackTables
+from conveyor.stores.sql._steps import StepRunTables as _StepRunTables
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_REVISIONS", "SqlDatabase", "SqlStore"]
 
 
-class SqlStore(PipelineTables, RunTables, StepRunTables, ModelTables, StackTables, MetadataStore):
+class SqlStore(_PipelineTables, _RunTables, _StepRunTables, _ModelTables, _StackTables, MetadataStore):
     """The metadata store in a SQL database: SQLite (default), MariaDB/MySQL or PostgreSQL.
 
     Args:
