@@ -62,6 +62,7 @@ def test_build_error_shows_the_tail_of_the_build_log_and_leaves_no_layers(
     )
     pipe = _pipeline(repo, '{"docker": {"dockerfile": "Dockerfile"}}')
     images_before = {i.id for i in docker_daemon.images.list(all=True)}
+    containers_before = {c.id for c in docker_daemon.containers.list(all=True)}
     with pytest.raises(BuildFailedError) as err:
         pipe()
     text = str(err.value)
@@ -71,7 +72,8 @@ def test_build_error_shows_the_tail_of_the_build_log_and_leaves_no_layers(
     assert len(text.splitlines()) < 40
     made = {i.id for i in docker_daemon.images.list(all=True)} - images_before
     assert not made, "a failed build must not leave layers behind"
-    assert not docker_daemon.containers.list(all=True, filters={"ancestor": base_image, "status": "exited"})
+    left = {c.id for c in docker_daemon.containers.list(all=True, filters={"status": "exited"})} - containers_before
+    assert not left, "a failed build must not leave its intermediate containers behind"
 
 
 def test_registry_unreachable(repo, base_image, wheel_cache, session_images, no_leftovers):
