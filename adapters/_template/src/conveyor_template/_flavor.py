@@ -12,7 +12,7 @@ from conveyor.stack import Capability, ComponentType, Flavor
 if TYPE_CHECKING:
     from conveyor_template._orchestrator import TemplateOrchestrator
 
-INSTALL = "pip install conveyor-template (from a clone: pip install ./core ./adapters/_template)"
+INSTALL = "pip install ./core ./adapters/_template"
 
 
 class TemplateOrchestratorConfig(BaseModel):

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from conveyor.stack import ComponentType, Flavor, StackComponent
 
-_INSTALL = "pip install conveyor-mlflow (from a clone: pip install ./core ./integrations/mlflow)"
+_INSTALL = "pip install ./core ./integrations/mlflow"
 
 
 class MLflowExperimentTrackerFlavor(Flavor):

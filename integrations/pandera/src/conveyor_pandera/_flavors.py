@@ -41,7 +41,7 @@ class PanderaDataValidatorFlavor(Flavor):
     type = ComponentType.DATA_VALIDATOR
     name = "pandera"
     description = "pandera schemas for pandas DataFrames"
-    install = "pip install conveyor-pandera (from a clone: pip install ./core ./integrations/pandera)"
+    install = "pip install ./core ./integrations/pandera"
 
     @property
     def config_class(self) -> builtins.type[BaseModel]:
