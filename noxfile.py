@@ -105,7 +105,9 @@ def quickstart(session: nox.Session) -> None:
     session.run("python", str(ROOT / "scripts" / "install_commands.py"), "--check", f"{fresh}/bin/python")
 
 
-@nox.session(python=PYTHON)
+# Not in the default run: CI runs every distribution's session, which holds these same
+# tests next to the ones with servers; `nox -s unit` is for a machine with no servers.
+@nox.session(python=PYTHON, default=False)
 def unit(session: nox.Session) -> None:
     """Every distribution's unit tests in one environment, with no server and no engine (``-m "not integration"``)."""
     # The engines' SDKs that unit tests import come with their adapters: kfp and
