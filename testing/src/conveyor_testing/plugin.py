@@ -6,6 +6,8 @@ Fixtures:
   ``postgres_server``, ``postgres_url``, ``fresh_postgres_url``.
 * S3: ``s3_server``, ``s3_endpoint``, ``s3_bucket``.
 * Docker: whatever :mod:`conveyor_testing.docker_env` provides.
+* HTTP: ``http_sink`` (a recording server), ``fake_slack`` (the Slack Web API
+  endpoints the slack alerter uses), both on 127.0.0.1 in the test process.
 
 Missing servers fail the tests that need them with the hint
 ``run: bash scripts/bootstrap.sh``; nothing is skipped.
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import pytest
 
+from conveyor_testing.http_sink import http_sink
 from conveyor_testing.s3_server import s3_bucket, s3_endpoint, s3_server
+from conveyor_testing.slack_api import fake_slack
 from conveyor_testing.sql_servers import (
     fresh_mariadb_url,
     fresh_postgres_url,
@@ -31,8 +35,10 @@ except ImportError:  # the Docker fixtures are optional until that module lands
     docker_env = None
 
 __all__ = [
+    "fake_slack",
     "fresh_mariadb_url",
     "fresh_postgres_url",
+    "http_sink",
     "mariadb_server",
     "mariadb_url",
     "postgres_server",

@@ -26,6 +26,7 @@ _GROUP_HELP = {
     "container_registry": "stores the images that steps run in",
     "image_builder": "builds the images that steps run in",
     "step_operator": "runs single steps somewhere else (a container, a remote machine)",
+    "alerter": "tells people what happened (hooks, a step's messages) and asks them questions",
 }
 
 
@@ -200,3 +201,4 @@ artifact_store = component_group("artifact_store")
 container_registry = component_group("container_registry")
 image_builder = component_group("image_builder")
 step_operator = component_group("step_operator")
+alerter = component_group("alerter")

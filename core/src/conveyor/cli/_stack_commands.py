@@ -20,8 +20,9 @@ _TYPES = (
     ("container_registry", "--container-registry", "-c"),
     ("image_builder", "--image-builder", "-i"),
     ("step_operator", "--step-operator", "-s"),
+    ("alerter", "--alerter", "-l"),
 )
-_OPTIONAL = ("container_registry", "image_builder", "step_operator")
+_OPTIONAL = ("container_registry", "image_builder", "step_operator", "alerter")
 
 
 def _client() -> Client:
@@ -61,8 +62,8 @@ def stack() -> None:
     """Register, inspect and switch stacks.
 
     A stack is the set of components a pipeline runs on: an orchestrator and
-    an artifact store, and optionally a container registry, an image builder
-    and a step operator.
+    an artifact store, and optionally a container registry, an image builder,
+    a step operator and an alerter.
     """
 
 
@@ -144,6 +145,7 @@ def set_stack(name: str) -> None:
 @click.option("--remove-container-registry", is_flag=True, help="Take the container registry out.")
 @click.option("--remove-image-builder", is_flag=True, help="Take the image builder out.")
 @click.option("--remove-step-operator", is_flag=True, help="Take the step operator out.")
+@click.option("--remove-alerter", is_flag=True, help="Take the alerter out.")
 def update(name: str, **options: Any) -> None:
     """Change the components of stack NAME."""
     changes: dict[str, str | None] = {}

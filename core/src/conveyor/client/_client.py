@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         ArtifactRecord,
         ArtifactStore,
         ComponentRecord,
+        HookInvocationRecord,
         MetadataStore,
         PipelineRecord,
         RunRecord,
@@ -228,6 +229,11 @@ class PipelineRunView:
         order = [s.id for s in self._client.deployment(self.deployment_id).pipeline.steps]
         ordered = [sid for sid in order if sid in records] + [sid for sid in records if sid not in order]
         return {sid: StepRunView(self._client, records[sid]) for sid in ordered}
+
+    @property
+    def hooks(self) -> list[HookInvocationRecord]:
+        """Every hook that ran for the run or its steps, in the order they started, with how each ended."""
+        return self._client.store.list_hook_invocations(self.id)
 
     def refresh(self) -> PipelineRunView:
         """The same run, read again from the store."""

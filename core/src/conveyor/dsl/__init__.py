@@ -1,5 +1,6 @@
 """Writing pipelines: ``@step`` and ``@pipeline``, traced into the IR."""
 
+from conveyor.dsl._hooks import EVENTS, call_hook, check_hook, check_hook_sources, hook_sources, load_hook
 from conveyor.dsl._pipeline import ENTRYPOINT_ENV, Pipeline, pipeline
 from conveyor.dsl._step import Step, step
 from conveyor.dsl._tracing import StepOutput, StepOutputs
@@ -16,14 +17,20 @@ from conveyor.dsl._types import (
 
 __all__ = [
     "ENTRYPOINT_ENV",
+    "EVENTS",
     "SINGLE_OUTPUT",
     "Pipeline",
     "Step",
     "StepOutput",
     "StepOutputs",
+    "call_hook",
+    "check_hook",
+    "check_hook_sources",
+    "hook_sources",
     "is_compatible",
     "parameter_adapter",
     "parameter_problem",
+    "load_hook",
     "parse_outputs",
     "pipeline",
     "runtime_type",

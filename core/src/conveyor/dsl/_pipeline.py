@@ -37,15 +37,31 @@ class Pipeline:
         name: str | None = None,
         enable_cache: bool = True,
         settings: Mapping[str, Any] | None = None,
+        on_success: Any = None,
+        on_failure: Any = None,
     ) -> None:
+        from conveyor.dsl._hooks import hook_sources
+
         self.func = func
         self.name = check_definition_name(name or func.__name__, "pipeline name")
         self.enable_cache = enable_cache
         self.settings: dict[str, Any] = dict(settings or {})
+        self.on_success = hook_sources(on_success, f"pipeline {self.name!r} on_success")
+        self.on_failure = hook_sources(on_failure, f"pipeline {self.name!r} on_failure")
         self.signature = inspect.signature(func)
         self.run_config: RunConfig | None = None
+        # A run config file that could not be read: raised when the pipeline is traced, so that
+        # a run whose config is wrong still fires the pipeline's failure hooks.
+        self.config_error: ConfigError | None = None
         self.stack: str | None = None
         functools.update_wrapper(self, func)
+
+    def hook_sources(self, event: str) -> tuple[str, ...]:
+        """The sources of the pipeline's hooks for ``"success"`` or ``"failure"`` (the run config's, if it sets them)."""
+        config_value = getattr(self.run_config, f"on_{event}", None) if self.run_config is not None else None
+        if config_value is not None:
+            return tuple(config_value)
+        return tuple(getattr(self, f"on_{event}"))
 
     def with_options(
         self,
@@ -57,25 +73,40 @@ class Pipeline:
         settings: Mapping[str, Any] | None = None,
         steps: Mapping[str, Mapping[str, Any]] | None = None,
         stack: str | None = None,
+        on_success: Any = None,
+        on_failure: Any = None,
     ) -> Pipeline:
         """A copy of this pipeline with a run config applied.
 
+        A config file that cannot be read or is not valid is reported when the
+        pipeline is called (or traced), as a failed run.
+
         Args:
-            config_path: a YAML run config (parameters, per-step params/settings, enable_cache).
+            config_path: a YAML run config (parameters, per-step params/settings, enable_cache, hooks).
             enable_cache: turn caching on or off for every step that does not say.
             run_name: name of the run (``{date}`` and ``{time}`` are filled in).
             schedule: run on a schedule where the orchestrator supports it.
             settings: namespaced pipeline settings (``{"docker": ...}``).
             steps: per-step config, as under ``steps:`` in the YAML file.
             stack: run on this stack instead of the active one.
+            on_success: hook(s) run once when a run completes (replace the pipeline's).
+            on_failure: hook(s) run once when a run fails, also before any step
+                started (a bad config, an image that does not build).
         """
         from conveyor.dsl._config import RunConfig, load_run_config, merge_run_configs
+        from conveyor.dsl._hooks import hook_sources
 
         clone = copy.copy(self)
         config = self.run_config
         if config_path is not None:
-            config = merge_run_configs(config, load_run_config(Path(config_path)))
+            try:
+                config = merge_run_configs(config, load_run_config(Path(config_path)))
+            except ConfigError as exc:
+                clone.config_error = clone.config_error or exc
         direct: dict[str, Any] = {}
+        for event, value in (("success", on_success), ("failure", on_failure)):
+            if value is not None:
+                direct[f"on_{event}"] = list(hook_sources(value, f"pipeline {self.name!r} on_{event}"))
         if enable_cache is not None:
             direct["enable_cache"] = enable_cache
         if run_name is not None:
@@ -104,8 +135,11 @@ class Pipeline:
             PipelineGraphError: the graph has a cycle or mismatched types.
             ConfigError: the run config names an unknown step or parameter.
         """
+        from conveyor.dsl._hooks import check_hook_sources
         from conveyor.ir import PipelineIR, PipelineSettings
 
+        if self.config_error is not None:
+            raise self.config_error
         config = self.run_config
         try:
             bound = self.signature.bind(*args, **kwargs)
@@ -159,13 +193,19 @@ class Pipeline:
             source = source_of(self.func)
         except DefinitionError:
             source = None
+        on_success, on_failure = self.hook_sources("success"), self.hook_sources("failure")
+        check_hook_sources((*on_success, *on_failure), f"pipeline {self.name!r}")
+        for s in steps:
+            check_hook_sources((*s.settings.on_success, *s.settings.on_failure), f"step {s.id!r}")
         try:
             return PipelineIR(
                 name=self.name,
                 source=source,
                 parameters=json_params,
                 steps=steps,
-                settings=PipelineSettings(enable_cache=enable_cache, extra=extra),
+                settings=PipelineSettings(
+                    enable_cache=enable_cache, extra=extra, on_success=on_success, on_failure=on_failure
+                ),
             )
         except ValueError as exc:  # pydantic's ValidationError: a name the IR refuses
             raise config_error(exc, f"pipeline {self.name!r}", error=DefinitionError) from None
@@ -226,6 +266,8 @@ def _step_ir(inv: Any, config: Any) -> Any:
             "step_operator",
             "secrets",
             "environment",
+            "on_success",
+            "on_failure",
         ):
             value = getattr(config, key)
             if value is not None:
@@ -265,6 +307,8 @@ def _step_ir(inv: Any, config: Any) -> Any:
             secrets=tuple(options.get("secrets", ())),
             environment=dict(options.get("environment") or {}),
             extra=extra,
+            on_success=tuple(options.get("on_success", ())),
+            on_failure=tuple(options.get("on_failure", ())),
         )
     except Exception as exc:  # pydantic ValidationError, kept to one line
         lines = str(exc).splitlines()
@@ -297,6 +341,8 @@ def pipeline(
     name: str | None = None,
     enable_cache: bool = True,
     settings: Mapping[str, Any] | None = None,
+    on_success: Any = None,
+    on_failure: Any = None,
 ) -> Any:
     """Turn a function that calls steps into a pipeline.
 
@@ -304,9 +350,18 @@ def pipeline(
         name: the pipeline's name (default: the function name).
         enable_cache: default caching for its steps.
         settings: namespaced settings for stack components (``{"docker": ...}``).
+        on_success: hook(s) run once when a run completes: functions taking a
+            :class:`~conveyor.runtime.HookContext`, or ``"module:function"``.
+        on_failure: hook(s) run once when a run fails, also when it fails
+            before any step started (a bad config, an image that does not build).
+
+    Raises:
+        DefinitionError: a hook is not a module-level function.
     """
 
     def wrap(f: Callable[..., Any]) -> Pipeline:
-        return Pipeline(f, name=name, enable_cache=enable_cache, settings=settings)
+        return Pipeline(
+            f, name=name, enable_cache=enable_cache, settings=settings, on_success=on_success, on_failure=on_failure
+        )
 
     return wrap(func) if func is not None else wrap

@@ -32,7 +32,20 @@ _SETTING_KEYS = (
     "step_operator",
     "secrets",
     "environment",
+    "on_success",
+    "on_failure",
 )
+_HOOK_KEYS = ("on_success", "on_failure")
+
+
+def _with_hook_sources(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with its hooks turned into their sources (functions are checked now)."""
+    from conveyor.dsl._hooks import hook_sources
+
+    for key in _HOOK_KEYS:
+        if key in options:
+            options[key] = hook_sources(options[key], f"step {name!r} {key}")
+    return options
 
 
 class Step:
@@ -100,7 +113,8 @@ class Step:
             settings: namespaced settings merged over the step's (``{"docker": ...}``).
             output_materializers: materializer class, or ``{output: class}``.
             **options: ``enable_cache``, ``retries``, ``retry_delay``, ``timeout``,
-                ``resources``, ``step_operator``, ``secrets``, ``environment``.
+                ``resources``, ``step_operator``, ``secrets``, ``environment``,
+                ``on_success``, ``on_failure``.
         """
         unknown = set(options) - set(_SETTING_KEYS)
         if unknown:
@@ -109,7 +123,7 @@ class Step:
                 f"options are: {', '.join(_SETTING_KEYS)}",
             )
         clone = copy.copy(self)
-        clone.options = {**self.options, **options}
+        clone.options = {**self.options, **_with_hook_sources(self.name, dict(options))}
         clone.settings = {**self.settings, **dict(settings or {})}
         if output_materializers is not None:
             clone.output_materializers = _normalize_materializers(self.name, self.output_types, output_materializers)
@@ -243,6 +257,8 @@ def step(
     environment: Mapping[str, str] | None = None,
     settings: Mapping[str, Any] | None = None,
     output_materializers: Mapping[str, Any] | type | None = None,
+    on_success: Any = None,
+    on_failure: Any = None,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -272,9 +288,13 @@ def step(
         environment: environment variables set while the step runs.
         settings: namespaced settings for stack components (``{"docker": ...}``).
         output_materializers: materializer class, or ``{output name: class}``.
+        on_success: hook(s) run after the step completed: functions taking a
+            :class:`~conveyor.runtime.HookContext`, or ``"module:function"``.
+        on_failure: hook(s) run once when the step failed for good (after its
+            last retry), also when its process was killed or timed out.
 
     Raises:
-        DefinitionError: an annotation is missing or an option is unknown.
+        DefinitionError: an annotation is missing, an option is unknown, or a hook is not a function.
     """
     unknown = set(options) - set(_SETTING_KEYS)
     if unknown:
@@ -284,6 +304,8 @@ def step(
     clean = {k: v for k, v in options.items() if v is not None}
 
     def wrap(f: Callable[..., Any]) -> Step:
-        return Step(f, name=name, settings=settings, output_materializers=output_materializers, options=clean)
+        step_name = name or getattr(f, "__name__", "step")
+        hooked = _with_hook_sources(step_name, dict(clean))
+        return Step(f, name=name, settings=settings, output_materializers=output_materializers, options=hooked)
 
     return wrap(func) if func is not None else wrap

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.ir._names import (
     MAX_NAME_BYTES,
+    MAX_SOURCE_LENGTH,
     NAME_RULE,
     RESERVED_OUTPUT_NAMES,
     RUN_NAME_FIELDS,
     check_name,
     fill_run_name,
+    hook_source_problem,
     name_problem,
     output_name_problem,
     run_name_template_problem,
@@ -45,6 +47,7 @@ _MODELS = (
 __all__ = [
     "IR_VERSION",
     "MAX_NAME_BYTES",
+    "MAX_SOURCE_LENGTH",
     "NAME_RULE",
     "RESERVED_OUTPUT_NAMES",
     "RUN_NAME_FIELDS",
@@ -64,6 +67,7 @@ __all__ = [
     "canonical_json",
     "check_name",
     "fill_run_name",
+    "hook_source_problem",
     "load_deployment",
     "name_problem",
     "output_name_problem",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +19,17 @@ if TYPE_CHECKING:
 
 @dataclass
 class LaunchContext:
-    """What an orchestrator gets besides the deployment."""
+    """What an orchestrator gets besides the deployment.
+
+    ``run_ids`` lists the runs :meth:`BaseOrchestrator.create_run` recorded
+    for this launch, so that a launch that fails midway knows whether a run
+    exists to settle.
+    """
 
     store: MetadataStore
     stack: Stack
     source_root: Path | None = None
+    run_ids: list[str] = field(default_factory=list)
 
 
 def write_file_atomically(path: Path, data: bytes, *, hint: str, parents: bool = False) -> Path:
@@ -189,7 +195,9 @@ class BaseOrchestrator(StackComponent):
         """
         from conveyor.runtime import start_run
 
-        return start_run(ctx.store, deployment, run_key=run_key, owned=owned, source_root=ctx.source_root, **values)
+        run = start_run(ctx.store, deployment, run_key=run_key, owned=owned, source_root=ctx.source_root, **values)
+        ctx.run_ids.append(run.id)
+        return run
 
 
 def needs_images(deployment: Deployment, stack: Stack, orchestrator: BaseOrchestrator | None = None) -> bool:

@@ -24,6 +24,7 @@ class StepContext:
         attempt: 1 for the first attempt, 2 for the first retry, ...
         artifact_store: the run's artifact store.
         secrets: ``{secret name: {key: value}}`` of the secrets the step asked for.
+        stack: the stack the step runs on.
     """
 
     pipeline_name: str
@@ -34,6 +35,22 @@ class StepContext:
     attempt: int
     artifact_store: Any = None
     secrets: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+    stack: Any = field(default=None, repr=False)
+
+    @property
+    def alerter(self) -> Any:
+        """The alerter of the stack the step runs on (``post(message)``, ``ask(question)``).
+
+        Raises:
+            StackError: the stack has no alerter.
+        """
+        from conveyor.stack import ComponentType
+
+        if self.stack is None:
+            from conveyor.exceptions import StackError
+
+            raise StackError(f"step {self.step_id!r} runs without a stack, so it has no alerter")
+        return self.stack.component(ComponentType.ALERTER)
 
     def get_secret(self, name: str) -> dict[str, str]:
         """The values of a secret the step declared with ``@step(secrets=[...])``."""

@@ -24,6 +24,7 @@ from conveyor.exceptions import ConfigError, ConveyorError, RunSettledError, Ste
 from conveyor.ir import ArtifactInput, Deployment, ParameterInput, StepIR, canonical_json, shown
 from conveyor.materializers import registry
 from conveyor.runtime._context import StepContext, reset_step_context, set_step_context
+from conveyor.runtime._hooks import FAILURE, SUCCESS, run_step_hooks, settle_run
 from conveyor.runtime._logs import capture_logs
 from conveyor.stores import ArtifactRecord, RunRecord, RunStatus, StepRunRecord, now
 
@@ -373,6 +374,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
                 attempt=step_run.attempts,
                 artifact_store=store,
                 secrets=_load_secrets(env, step),
+                stack=env.stack,
             )
             token = set_step_context(ctx)
             result = step_obj.entrypoint(**kwargs)
@@ -396,6 +398,9 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
         status = RunStatus.STOPPED if isinstance(failure, KeyboardInterrupt) else RunStatus.FAILED
         message = _error_line(failure)
         env.store.finish_step_run(step_run.id, status, inputs=input_ids, error=message)
+        if status == RunStatus.FAILED and is_last_attempt(step, step_run.attempts):
+            # The step failed for good and this process knows why: its failure hooks run here.
+            run_step_hooks(env.store, deployment, env.run, step.id, FAILURE, error=message, stack=env.stack)
         if isinstance(failure, (KeyboardInterrupt, SystemExit)):
             raise failure
         if isinstance(failure, ConveyorError):
@@ -409,7 +414,13 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
         for uri in written:
             store.rmtree(uri)  # registered nowhere: nothing may refer to them
         raise StepFailedError(f"step {step.id!r} finished after its run ended: {exc.message}", exc.hint) from None
+    run_step_hooks(env.store, deployment, env.run, step.id, SUCCESS, stack=env.stack)
     return dataclasses.replace(step_run, status=RunStatus.COMPLETED)
+
+
+def is_last_attempt(step: StepIR, attempts: int) -> bool:
+    """Whether a step that has made ``attempts`` attempts gets no other (its retries are used up)."""
+    return attempts > step.settings.retries
 
 
 def _error_line(exc: BaseException) -> str:
@@ -428,7 +439,8 @@ def finalize_run(env: RunEnvironment, failed_step: str | None = None) -> str | N
     """Set the run's status from its step runs, as engines that run steps apart need.
 
     After a step's final failed attempt, the steps downstream of it are
-    recorded as skipped and the run as failed. Returns the new status, if any.
+    recorded as skipped and the run as failed. A run settled here runs the
+    hooks then due (the pipeline's). Returns the new status, if any.
     """
     pipeline = env.deployment.pipeline
     records = {r.step_id: r for r in env.store.list_step_runs(env.run.id)}
@@ -456,13 +468,16 @@ def finalize_run(env: RunEnvironment, failed_step: str | None = None) -> str | N
                 except Exception:  # noqa: BLE001 - a concurrent recorder won the race
                     pass
         error = records[failed_step].error if failed_step in records else None
-        env.store.settle_run(
+        settle_run(
+            env.store,
+            env.deployment,
             env.run.id,
             RunStatus.FAILED,
             error=f"step {failed_step!r} failed: {error}" if error else f"step {failed_step!r} failed",
+            stack=env.stack,
         )
         return RunStatus.FAILED
     if len(records) == len(pipeline.steps) and all(r.status in RunStatus.SUCCEEDED for r in records.values()):
-        env.store.settle_run(env.run.id, RunStatus.COMPLETED)
+        settle_run(env.store, env.deployment, env.run.id, RunStatus.COMPLETED, stack=env.stack)
         return RunStatus.COMPLETED
     return None

@@ -237,7 +237,7 @@ def run_step_command(args: argparse.Namespace) -> int:
     for folder in (os.getcwd(), root):
         if folder and folder not in sys.path:
             sys.path.insert(0, folder)
-    from conveyor.runtime._executor import RunEnvironment, execute_step, finalize_run
+    from conveyor.runtime._executor import RunEnvironment, execute_step, finalize_run, is_last_attempt
     from conveyor.runtime._logs import capture_file_descriptors
     from conveyor.stack import Stack
     from conveyor.stores import RunStatus
@@ -278,14 +278,18 @@ def run_step_command(args: argparse.Namespace) -> int:
         # recorded as stopped; a run no orchestrator process owns would
         # otherwise stay "running" forever.
         if remote:
-            store.settle_run(run.id, RunStatus.FAILED, error=f"step {args.step!r} was stopped by its engine")
+            from conveyor.runtime._hooks import settle_run
+
+            settle_run(
+                store, deployment, run.id, RunStatus.FAILED, error=f"step {args.step!r} was stopped by its engine"
+            )
         print(f"conveyor: step {args.step!r} was stopped", file=sys.stderr)
         return 130
     except StepFailedError as exc:
         print(f"conveyor: {exc}", file=sys.stderr)
         if remote:
             record = next(r for r in store.list_step_runs(run.id) if r.step_id == args.step)
-            if record.attempts > deployment.pipeline.step(args.step).settings.retries:
+            if is_last_attempt(deployment.pipeline.step(args.step), record.attempts):
                 finalize_run(env, failed_step=args.step)
         return 1
     if remote:

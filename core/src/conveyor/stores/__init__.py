@@ -12,6 +12,7 @@ from conveyor.stores._open import open_store
 from conveyor.stores._records import (
     ArtifactRecord,
     ComponentRecord,
+    HookInvocationRecord,
     PipelineRecord,
     RunRecord,
     RunStatus,
@@ -26,6 +27,7 @@ __all__ = [
     "ArtifactRecord",
     "ArtifactStore",
     "ComponentRecord",
+    "HookInvocationRecord",
     "LocalArtifactStore",
     "MetadataStore",
     "PipelineRecord",

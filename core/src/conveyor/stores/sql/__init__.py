@@ -2,7 +2,8 @@
 
 One module per concern: :mod:`._engine` (connections, transactions, schema
 version), :mod:`._pipelines`, :mod:`._runs`, :mod:`._steps` (step runs and
-the cache), :mod:`._artifacts`, :mod:`._stacks`; the secrets table is read
+the cache), :mod:`._artifacts`, :mod:`._stacks`, :mod:`._hooks` (hook
+invocations); the secrets table is read
 and written by :class:`conveyor.secrets.SecretStore`.
 """
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.stores._interface import MetadataStore
 from conveyor.stores.sql._engine import SCHEMA_REVISIONS, SqlDatabase
+from conveyor.stores.sql._hooks import HookTables
 from conveyor.stores.sql._pipelines import PipelineTables
 from conveyor.stores.sql._runs import RunTables
 from conveyor.stores.sql._stacks import StackTables
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_REVISIONS", "SqlDatabase", "SqlStore"]
 
 
-class SqlStore(PipelineTables, RunTables, StepRunTables, StackTables, MetadataStore):
+class SqlStore(PipelineTables, RunTables, StepRunTables, StackTables, HookTables, MetadataStore):
     """The metadata store in a SQL database: SQLite (default), MariaDB/MySQL or PostgreSQL.
 
     Args:
