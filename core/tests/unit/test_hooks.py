@@ -18,10 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conveyor import Client
 from conveyor.exceptions import ConfigError, ConveyorError, DefinitionError, StepFailedError
 from conveyor_testing.http_sink import HttpSink
+from conveyor_testing.strategies import hostile_text
 from tests_support import as_json, fails, ok, write_module
 
 PIPE = """
@@ -520,3 +523,92 @@ def test_a_database_from_before_hooks_is_upgraded(tmp_path: Path) -> None:
     store = SqlStore(url)
     assert store.list_hook_invocations(None, pipeline_name="x") == []
     assert os.path.exists(tmp_path / "old.db")
+
+
+# -- hostile values ---------------------------------------------------------------------
+
+_SOURCES = st.one_of(
+    hostile_text(),
+    st.sampled_from(
+        ["os:system", "builtins:exec", "subprocess:run", "shutil:rmtree", "pickle:loads", "defs_pipe:work"]
+    ),
+    st.builds(lambda a, b: f"{a}:{b}", hostile_text(max_size=8), hostile_text(max_size=8)),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(source=_SOURCES)
+def test_a_run_config_can_name_only_functions_of_user_code_as_hooks(repo: Path, source: str) -> None:
+    """Whatever text a run config gives as a hook, it is refused in one line or is a function of the project."""
+    import yaml
+
+    from conveyor.dsl import load_hook
+    from conveyor.ir import hook_source_problem
+
+    write_module(repo, "defs_pipe", DEFS)
+    (repo / "run.yaml").write_text(yaml.safe_dump({"on_failure": [source]}))
+    try:
+        ir = importlib.import_module("defs_pipe").defs.with_options(config_path=repo / "run.yaml").trace()
+    except ConveyorError as exc:
+        assert "\n" not in exc.message
+        return
+    assert ir.settings.on_failure == (source,)
+    assert hook_source_problem(source) is None
+    assert load_hook(source).__module__ == "defs_pipe"
+
+
+@settings(max_examples=150, deadline=None)
+@given(source=hostile_text())
+def test_the_ir_holds_only_well_formed_hook_sources(source: str) -> None:
+    from conveyor.ir import PipelineSettings, StepSettings, hook_source_problem
+
+    for model in (StepSettings, PipelineSettings):
+        try:
+            settings_ = model(on_failure=(source,))
+        except ValueError:
+            assert hook_source_problem(source) is not None
+            continue
+        module, _, qualname = source.partition(":")
+        assert all(p.isidentifier() for p in (*module.split("."), *qualname.split(".")))
+        assert settings_.on_failure == (source,)
+
+
+@settings(max_examples=150, deadline=None)
+@given(url=st.one_of(hostile_text(), st.builds(lambda t: f"http://h/{t}", hostile_text())))
+def test_a_webhook_url_is_an_http_url_or_refused(url: str) -> None:
+    import urllib.parse
+
+    from conveyor.stack import flavors
+
+    flavor = flavors.get("alerter", "webhook")
+    try:
+        clean = flavor.validate_config({"url": url}, component="w")
+    except ConfigError as exc:
+        assert "\n" not in exc.message
+        return
+    from conveyor.secrets import is_reference
+
+    if is_reference(clean["url"]):
+        return
+    parts = urllib.parse.urlsplit(clean["url"])
+    assert parts.scheme in ("http", "https") and parts.hostname
+    assert not any(ord(c) < 33 or ord(c) == 127 for c in clean["url"])
+
+
+def test_hostile_text_reaches_a_webhook_exactly_as_written() -> None:
+    from conveyor.secrets import redact
+    from conveyor.stack import flavors
+
+    with HttpSink() as sink:
+        alerter = flavors.get("alerter", "webhook").build("w", {"url": f"{sink.url}/in"})
+
+        @settings(max_examples=60, deadline=None)
+        @given(text=hostile_text(), detail=hostile_text())
+        def check(text: str, detail: str) -> None:
+            before = len(sink.requests)
+            alerter.post(text, details={"error": detail})
+            body = sink.wait_for(before + 1)[before].json()
+            # Exactly as written, but for values this process masks (secrets other tests resolved).
+            assert body == {"text": redact(text), "error": redact(detail)}
+
+        check()
