@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["BOT_USER", "FakeSlack", "PostedMessage", "fake_slack"]
+__all__ = ["BOT_USER", "PERSON", "FakeSlack", "PostedMessage", "fake_slack"]
 
 HOST = "127.0.0.1"
 BOT_USER = "UBOT0001"
@@ -52,7 +52,7 @@ class FakeSlack:
         self.token = token
         self.messages: list[PostedMessage] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self._answers: list[tuple[str, float, bool]] = []
+        self._answers: list[tuple[str, float, bool, str]] = []
         self._lock = threading.Lock()
         self._clock = 1_700_000_000
         fake = self
@@ -91,14 +91,15 @@ class FakeSlack:
         """What to give slack-sdk as ``base_url`` (ends with ``/api/``, as Slack's own)."""
         return f"http://{HOST}:{self._server.server_address[1]}/api/"
 
-    def answer_next(self, text: str, *, after: float = 0.2, in_thread: bool = True) -> None:
+    def answer_next(self, text: str, *, after: float = 0.2, in_thread: bool = True, user: str = PERSON) -> None:
         """Make a person answer the next message posted with ``text``, ``after`` seconds later.
 
         Args:
             in_thread: answer in the message's thread (else in the channel, after it).
+            user: who answers (:data:`BOT_USER` for the bot itself).
         """
         with self._lock:
-            self._answers.append((text, after, in_thread))
+            self._answers.append((text, after, in_thread, user))
 
     def start(self) -> FakeSlack:
         """Start answering; returns the fake."""
@@ -140,10 +141,10 @@ class FakeSlack:
         message.thread_ts = params.get("thread_ts")
         self.messages.append(message)
         if self._answers and message.thread_ts is None:
-            text, after, in_thread = self._answers.pop(0)
+            text, after, in_thread, user = self._answers.pop(0)
             reply = {
                 "type": "message",
-                "user": PERSON,
+                "user": user,
                 "text": text,
                 "ts": self._ts(),
                 "visible_after": time.monotonic() + after,
