@@ -56,15 +56,16 @@ json_values = st.recursive(
 @st.composite
 def deployments(draw: Any) -> tuple[Deployment, PrefectOrchestratorConfig]:
     """A deployment and a Prefect config with hostile text wherever they take text."""
-    parameters = draw(st.dictionaries(any_name, json_values, max_size=3))
-    step_ids = draw(st.lists(any_name, min_size=1, max_size=4, unique=True))
+    # The IR holds only names its naming rule allows; hostile text goes wherever text is free.
+    parameters = draw(st.dictionaries(names(), json_values, max_size=3))
+    step_ids = draw(st.lists(names(), min_size=1, max_size=4, unique=True))
     steps = []
     for i, sid in enumerate(step_ids):
         param = draw(st.sampled_from([None, *parameters]))
         steps.append(
             StepIR(
                 id=sid,
-                name=draw(any_name),
+                name=draw(names()),
                 source=f"pipe:{draw(text)}",
                 code_hash="0" * 16,
                 inputs={}
@@ -77,7 +78,7 @@ def deployments(draw: Any) -> tuple[Deployment, PrefectOrchestratorConfig]:
                 ),
             )
         )
-    pipeline = PipelineIR(name=draw(any_name), parameters=parameters, steps=tuple(steps))
+    pipeline = PipelineIR(name=draw(names()), parameters=parameters, steps=tuple(steps))
     stack = StackIR(
         name=draw(text),
         components={"orchestrator": ComponentIR(type="orchestrator", flavor="prefect", name=draw(text))},
