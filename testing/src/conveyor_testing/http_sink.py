@@ -115,6 +115,20 @@ class HttpSink:
                 self._arrived.wait(left)
             return list(self.requests)
 
+    def only_request(self, timeout: float = 5.0, grace: float = 0.5) -> RecordedRequest:
+        """The one request that arrives within ``timeout``, after waiting ``grace`` more for a second one.
+
+        Raises:
+            AssertionError: none, or more than one, arrived.
+        """
+        first = self.wait_for(1, timeout)
+        assert first, f"no request reached the sink within {timeout:g} s"
+        time.sleep(grace)
+        with self._arrived:
+            found = list(self.requests)
+        assert len(found) == 1, f"{len(found)} requests reached the sink: {[r.text for r in found]}"
+        return found[0]
+
     def __enter__(self) -> HttpSink:
         return self.start()
 
