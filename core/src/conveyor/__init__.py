@@ -15,6 +15,7 @@ _EXPORTS = {
     "BaseMaterializer": "conveyor.materializers",
     "Client": "conveyor.client",
     "ConveyorError": "conveyor.exceptions",
+    "HookContext": "conveyor.runtime",
     "Pipeline": "conveyor.dsl",
     "ResourceSettings": "conveyor.ir",
     "Schedule": "conveyor.ir",
@@ -32,6 +33,7 @@ __all__ = [
     "BaseMaterializer",
     "Client",
     "ConveyorError",
+    "HookContext",
     "Pipeline",
     "ResourceSettings",
     "Schedule",
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
     from conveyor.exceptions import ConveyorError
     from conveyor.ir import ResourceSettings, Schedule
     from conveyor.materializers import BaseMaterializer
-    from conveyor.runtime import StepContext, get_step_context
+    from conveyor.runtime import HookContext, StepContext, get_step_context
 
 
 def _one_line_errors() -> None:
