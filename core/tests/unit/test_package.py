@@ -20,6 +20,7 @@ PACKAGES = [
     "conveyor.materializers",
     "conveyor.stores",
     "conveyor.stack",
+    "conveyor.alerters",
     "conveyor.runtime",
     "conveyor.orchestrators",
     "conveyor.client",
@@ -49,7 +50,7 @@ def test_import_conveyor_loads_neither_pydantic_nor_sqlalchemy() -> None:
 LAYERS = [
     ("conveyor.cli", "conveyor.client", "conveyor._launch"),
     ("conveyor.orchestrators", "conveyor.runtime", "conveyor._repository"),
-    ("conveyor.stack",),
+    ("conveyor.stack", "conveyor.alerters"),
     ("conveyor.secrets",),
     ("conveyor.dsl", "conveyor.materializers", "conveyor.stores", "conveyor._source"),
     ("conveyor.ir", "conveyor.exceptions", "conveyor.constants"),
