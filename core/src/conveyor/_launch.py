@@ -77,7 +77,7 @@ def launch(pipeline: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
         check_materializers(pipeline, ir)
         deployment = build_deployment(pipeline, ir, stack)
         source_root = pipeline.source_root() or Path.cwd()
-        ctx = LaunchContext(store=store, stack=stack, source_root=source_root)
+        ctx = LaunchContext(store=store, stack=stack, source_root=source_root, home=repo.dir)
         run_id = stack.orchestrator.run(deployment, ctx)
     except KeyboardInterrupt:
         _stopped(pipeline.name)
@@ -243,7 +243,8 @@ def export_pipeline(
     from conveyor.orchestrators import LaunchContext
 
     deployment, stack_obj, source_root = deployment_for(ref, stack=stack, parameters=parameters, schedule=schedule)
-    ctx = LaunchContext(store=Repository.current().store(), stack=stack_obj, source_root=source_root or Path.cwd())
+    repo = Repository.current()
+    ctx = LaunchContext(store=repo.store(), stack=stack_obj, source_root=source_root or Path.cwd(), home=repo.dir)
     return stack_obj.orchestrator.export(deployment, ctx, Path(output))
 
 
@@ -255,5 +256,6 @@ def deploy_pipeline(
     from conveyor.orchestrators import LaunchContext
 
     deployment, stack_obj, source_root = deployment_for(ref, stack=stack, parameters=parameters, schedule=schedule)
-    ctx = LaunchContext(store=Repository.current().store(), stack=stack_obj, source_root=source_root or Path.cwd())
+    repo = Repository.current()
+    ctx = LaunchContext(store=repo.store(), stack=stack_obj, source_root=source_root or Path.cwd(), home=repo.dir)
     return stack_obj.orchestrator.run(deployment, ctx)

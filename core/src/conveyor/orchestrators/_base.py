@@ -21,14 +21,21 @@ if TYPE_CHECKING:
 class LaunchContext:
     """What an orchestrator gets besides the deployment.
 
-    ``run_ids`` lists the runs :meth:`BaseOrchestrator.create_run` recorded
-    for this launch, so that a launch that fails midway knows whether a run
-    exists to settle.
+    Attributes:
+        store: the metadata store.
+        stack: the stack the deployment runs on.
+        source_root: the folder of the user's code.
+        home: a folder of this repository (its ``.conveyor/``) where an
+            orchestrator may keep its engine's state on this machine.
+        run_ids: the runs :meth:`BaseOrchestrator.create_run` recorded for
+            this launch, so that a launch that fails midway knows whether a
+            run exists to settle.
     """
 
     store: MetadataStore
     stack: Stack
     source_root: Path | None = None
+    home: Path | None = None
     run_ids: list[str] = field(default_factory=list)
 
 
@@ -175,10 +182,11 @@ class BaseOrchestrator(StackComponent):
 
     def _export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
         from conveyor.exceptions import StackError
+        from conveyor.stack import engine_flavors
 
         raise StackError(
             f"the {self.flavor.name!r} orchestrator runs pipelines directly and has nothing to export",
-            "export with a stack whose orchestrator is airflow, kubeflow or prefect",
+            f"export with a stack whose orchestrator compiles for an engine ({engine_flavors()})",
         )
 
     # -- runs ------------------------------------------------------------------------

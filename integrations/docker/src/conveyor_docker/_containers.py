@@ -78,25 +78,18 @@ def store_mounts(store_url: Any, artifact_path: str) -> list[str]:
     """
     import sqlalchemy as sa
 
-    store_url = sa.make_url(store_url)
-    folders: list[Path] = []
-    if store_url.get_backend_name() == "sqlite":
-        database = store_url.database
-        if not database or database == ":memory:":
-            raise StackError(
-                "step containers cannot share an in-memory SQLite metadata store",
-                "use a SQLite file, or a MySQL/PostgreSQL server (CONVEYOR_STORE_URL)",
-            )
-        folders.append(Path(database).resolve().parent)
-    if "://" not in artifact_path or artifact_path.startswith("file://"):
-        local = Path(artifact_path.removeprefix("file://")).resolve()
-        local.mkdir(parents=True, exist_ok=True)
-        folders.append(local)
-    kept: list[str] = []
-    for folder in sorted(set(folders), key=lambda p: len(p.parts)):
-        if not any(folder == Path(k) or Path(k) in folder.parents for k in kept):
-            kept.append(str(folder))
-    return kept
+    from conveyor.stores import local_store_folders
+
+    url = sa.make_url(store_url)
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise StackError(
+            "step containers cannot share an in-memory SQLite metadata store",
+            "use a SQLite file, or a MySQL/PostgreSQL server (CONVEYOR_STORE_URL)",
+        )
+    local = artifact_path.removeprefix("file://")
+    if local and "://" not in local:
+        Path(local).mkdir(parents=True, exist_ok=True)
+    return local_store_folders(url.render_as_string(hide_password=False), artifact_path)
 
 
 def secrets_environment(env: RunEnvironment, step: StepIR) -> dict[str, str]:
@@ -206,7 +199,7 @@ class StepContainer:
         if resources.cpu is not None:
             options["nano_cpus"] = int(resources.cpu * 1e9)
         if resources.memory is not None:
-            options["mem_limit"] = _memory(resources.memory)
+            options["mem_limit"] = resources.memory  # bytes: the IR parsed the size once
         options.update(self.run_args)
         return options
 
@@ -359,22 +352,3 @@ class StepContainer:
 
 def _exit_note(code: int) -> str:
     return {137: " (killed: out of memory or stopped)", 139: " (segmentation fault)"}.get(code, "")
-
-
-def _memory(value: str) -> int | str:
-    """``"2Gi"``/``"512M"``/``"1g"`` as docker wants it."""
-    units = {
-        "ki": 1024,
-        "mi": 1024**2,
-        "gi": 1024**3,
-        "ti": 1024**4,
-        "k": 1000,
-        "m": 1000**2,
-        "g": 1000**3,
-        "t": 1000**4,
-    }
-    text = value.strip().lower().removesuffix("b")
-    for suffix in sorted(units, key=len, reverse=True):
-        if text.endswith(suffix):
-            return int(float(text[: -len(suffix)]) * units[suffix])
-    return int(float(text))
