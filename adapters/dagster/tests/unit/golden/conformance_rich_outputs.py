@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'rich_outputs'
-CONVEYOR_DEPLOYMENT = '4355f445dbc074c978c7bd459a524274'
+CONVEYOR_DEPLOYMENT = 'f661e18ef6efab10a8281ffa7ed12a8c'
 JOB_NAME = 'rich_outputs'
 JOB = {
-    'description': "conveyor pipeline 'rich_outputs', deployment 4355f445dbc074c978c7bd459a524274",
-    'tags': {'conveyor/deployment': '4355f445dbc074c978c7bd459a524274'},
+    'description': "conveyor pipeline 'rich_outputs', deployment f661e18ef6efab10a8281ffa7ed12a8c",
+    'tags': {'conveyor/deployment': 'f661e18ef6efab10a8281ffa7ed12a8c'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '4355f445dbc074c978c7bd459a524274',
+        'f661e18ef6efab10a8281ffa7ed12a8c',
         '--step',
         STEP,
         '--run-key',
@@ -110,7 +110,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '4355f445dbc074c978c7bd459a524274',
+        'f661e18ef6efab10a8281ffa7ed12a8c',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

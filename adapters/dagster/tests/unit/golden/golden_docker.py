@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = 'c318c69d38eb754b0f3c675066eda10d'
+CONVEYOR_DEPLOYMENT = 'e49f087720f4878e48dc1d1a37f76c42'
 JOB_NAME = 'golden'
 JOB = {
-    'description': "conveyor pipeline 'golden', deployment c318c69d38eb754b0f3c675066eda10d",
-    'tags': {'owner': 'data-team', 'conveyor/deployment': 'c318c69d38eb754b0f3c675066eda10d'},
+    'description': "conveyor pipeline 'golden', deployment e49f087720f4878e48dc1d1a37f76c42",
+    'tags': {'owner': 'data-team', 'conveyor/deployment': 'e49f087720f4878e48dc1d1a37f76c42'},
     'executor': {'max_concurrent': 4, 'start_method': {'forkserver': {}}},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'c318c69d38eb754b0f3c675066eda10d',
+        'e49f087720f4878e48dc1d1a37f76c42',
         '--step',
         STEP,
         '--run-key',
@@ -140,7 +140,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'c318c69d38eb754b0f3c675066eda10d',
+        'e49f087720f4878e48dc1d1a37f76c42',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = '90acf188ed8becc2773c64db0aec317d'
+CONVEYOR_DEPLOYMENT = '7eb28a50d78fec396a9cab7165c98ada'
 JOB_NAME = 'nightly_golden'
 JOB = {
     'description': 'the nightly run',
-    'tags': {'team': 'ml', 'dagster/max_runtime': '3600', 'conveyor/deployment': '90acf188ed8becc2773c64db0aec317d'},
+    'tags': {'team': 'ml', 'dagster/max_runtime': '3600', 'conveyor/deployment': '7eb28a50d78fec396a9cab7165c98ada'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '90acf188ed8becc2773c64db0aec317d',
+        '7eb28a50d78fec396a9cab7165c98ada',
         '--step',
         STEP,
         '--run-key',
@@ -80,7 +80,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '90acf188ed8becc2773c64db0aec317d',
+        '7eb28a50d78fec396a9cab7165c98ada',
         '--step',
         STEP,
         '--run-key',
@@ -158,7 +158,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '90acf188ed8becc2773c64db0aec317d',
+        '7eb28a50d78fec396a9cab7165c98ada',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',
