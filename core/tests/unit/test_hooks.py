@@ -12,6 +12,9 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -95,6 +98,23 @@ def configured(n: int = 1) -> None:
 @step(enable_cache=False)
 def boom_free(n: int) -> int:
     return n
+
+@step(on_failure=alert_on_failure, enable_cache=False)
+def stalls() -> int:
+    Path(os.environ["STALL_MARKER"]).write_text("started")
+    time.sleep(60)
+    return 1
+
+
+@step(enable_cache=False)
+def after_stalls(x: int) -> int:
+    return x
+
+
+@pipeline(on_failure=alert_on_failure)
+def stalled() -> None:
+    after_stalls(stalls())
+
 
 @step(enable_cache=False)
 def speaks() -> int:
@@ -347,6 +367,44 @@ def test_finish_run_runs_the_hooks_a_killed_step_could_not(repo: Path, http_sink
         ("boom", "its engine ended the run while it ran (its process was killed)"),
     ]
     assert Client().get_run(run.id).status == "failed"
+
+
+def test_a_step_its_engine_stops_runs_its_failure_hooks_once(
+    repo: Path, http_sink: HttpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine stops a task with SIGTERM (Airflow's execution_timeout, a cancelled task): the step command,
+    which supervises the step, runs the step's failure hooks; the run's settle runs the pipeline's."""
+    write_module(repo, "hook_pipes", PIPE)
+    ok("alerter", "register", "sink", "--flavor", "webhook", "--url", f"{http_sink.url}/hook")
+    ok("stack", "update", "default", "--alerter", "sink")
+    marker = repo / "started"
+    monkeypatch.setenv("STALL_MARKER", str(marker))
+    from conveyor import deployment_for
+    from conveyor.orchestrators import LaunchContext
+
+    deployment, stack, _ = deployment_for(_pipes().stalled)
+    stack.orchestrator.prepare(deployment, LaunchContext(store=Client().store, stack=stack, source_root=repo))
+    command = [sys.executable, "-m", "conveyor.runtime", "run-step", "--deployment", deployment.id]
+    proc = subprocess.Popen([*command, "--step", "stalls", "--run-key", "engine:7"], cwd=repo, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the step did not start"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    posts = http_sink.wait_for(2)
+    time.sleep(0.3)
+    assert len(http_sink.requests) == 2
+    bodies = sorted((p.json()["step"] or "", p.json()["error"]) for p in posts)
+    assert bodies == [("", "step 'stalls' was stopped by its engine"), ("stalls", "stopped by its engine")]
+    run = Client().get_pipeline("stalled").last_run
+    assert (run.status, run.steps["stalls"].status, run.steps["after_stalls"].status) == (
+        "failed",
+        "stopped",
+        "skipped",
+    )
+    assert sorted((h.step_id or "", h.status) for h in run.hooks) == [("", "completed"), ("stalls", "completed")]
 
 
 def test_a_hook_is_claimed_once_among_racing_supervisors(tmp_path: Path) -> None:

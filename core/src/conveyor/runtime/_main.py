@@ -277,6 +277,11 @@ def run_step_command(args: argparse.Namespace) -> int:
         # recorded as stopped, the steps after it skipped; a run no
         # orchestrator process owns would otherwise stay "running" forever.
         if remote:
+            from conveyor.runtime._hooks import FAILURE, run_step_hooks
+
+            # Engines stop a step at its timeout this way too: the step failed, and this
+            # process, which supervises it, runs its failure hooks before the run settles.
+            run_step_hooks(store, deployment, run, args.step, FAILURE, error="stopped by its engine", stack=stack)
             finalize_run(env, failed_step=args.step, error=f"step {args.step!r} was stopped by its engine")
         print(f"conveyor: step {args.step!r} was stopped", file=sys.stderr)
         return 130
