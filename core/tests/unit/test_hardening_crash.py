@@ -54,7 +54,7 @@ def halfsave():
 
 @pipeline(name="timed")
 def timed():
-    sleeper.with_options(timeout=1.5)(seconds=30.0)
+    sleeper.with_options(timeout=6)(seconds=60.0)
 
 if __name__ == "__main__":
     import json
