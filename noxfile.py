@@ -306,6 +306,13 @@ def template(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def alerters(session: nox.Session) -> None:
+    """Alerter flavors: slack against a local stand-in of the Slack Web API, apprise against a recording server."""
+    _install(session, *PYTEST, "-e", "./core", "-e", "./testing", "-e", "./integrations/alerters[slack,apprise]")
+    _pytest(session, "integrations/alerters/tests")
+
+
+@nox.session(python=PYTHON)
 def data(session: nox.Session) -> None:
     """Data plugins: numpy, pandas, pyarrow and scikit-learn materializers, round trips with hypothesis."""
     _install(session, *PYTEST, "-e", "./core", "-e", "./testing", "-e", "./plugins/data[all,test]")
