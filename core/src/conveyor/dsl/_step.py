@@ -323,7 +323,7 @@ def step(
         model_ir_of(clean["model"], f"@step(model=...) of {name or getattr(func, '__name__', 'a step')!r}")
 
     def wrap(f: Callable[..., Any]) -> Step:
-        step_name = name or getattr(f, "__name__", "step")
+        step_name = str(name or getattr(f, "__name__", "step"))
         hooked = _with_hook_sources(step_name, dict(clean))
         return Step(f, name=name, settings=settings, output_materializers=output_materializers, options=hooked)
 

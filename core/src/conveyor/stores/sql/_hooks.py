@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -12,7 +14,7 @@ from conveyor.stores.sql._engine import SqlDatabase, aware
 _HOOKS = t.hook_invocations
 
 
-def _record(row: sa.Row) -> HookInvocationRecord:
+def _record(row: sa.Row[Any]) -> HookInvocationRecord:
     data = row._mapping
     return HookInvocationRecord(
         id=data["id"],
