@@ -12,6 +12,8 @@ from conveyor import Client
 from conveyor.stores.sql import SCHEMA_REVISIONS, SqlStore
 from tests_support import MODEL_PIPELINES, race_for_versions, write_module
 
+pytestmark = pytest.mark.integration
+
 SERVERS = [pytest.param("mariadb", marks=pytest.mark.mysql), pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
