@@ -17,9 +17,7 @@ from conveyor.exceptions import AlerterError, FlavorNotFoundError
 from conveyor.secrets import SecretReference
 from conveyor.stack import ComponentType, Flavor
 
-INSTALL = (
-    "pip install 'conveyor-alerters[apprise]' (from a clone: pip install ./core './integrations/alerters[apprise]')"
-)
+INSTALL = 'pip install ./core "./integrations/alerters[apprise]"'
 
 
 class AppriseAlerterConfig(BaseModel):

@@ -22,7 +22,7 @@ from conveyor.exceptions import AlerterError, FlavorNotFoundError
 from conveyor.secrets import SecretReference
 from conveyor.stack import ComponentType, Flavor
 
-INSTALL = "pip install 'conveyor-alerters[slack]' (from a clone: pip install ./core './integrations/alerters[slack]')"
+INSTALL = 'pip install ./core "./integrations/alerters[slack]"'
 SLACK_API = "https://slack.com/api/"
 _DECORATION = " \t\r\n*_~`.!,;:"
 
