@@ -20,6 +20,7 @@ def _register(url: str) -> None:
     Client().register_component("alerter", "many", "apprise", {"urls": ["{{alerts.sink}}"], "title": "ml"})
 
 
+@pytest.mark.integration
 def test_a_hook_notifies_through_apprise(repo: Path, http_sink: HttpSink) -> None:
     _register(http_sink.url.replace("http://", "json://") + "/notify")
     Client().update_stack("default", {"alerter": "many"})
@@ -49,6 +50,7 @@ def test_a_hook_notifies_through_apprise(repo: Path, http_sink: HttpSink) -> Non
     assert [(h.step_id, h.status) for h in run.hooks] == [(None, "completed")]
 
 
+@pytest.mark.integration
 def test_a_service_that_refuses_is_one_line_without_its_url(repo: Path, http_sink: HttpSink) -> None:
     _register(http_sink.url.replace("http://", "json://") + "/notify?token=hush-hush")
     http_sink.status = 500
@@ -73,6 +75,7 @@ def test_an_unknown_apprise_url_is_refused_without_showing_it(repo: Path) -> Non
     assert "secret-part" not in str(info.value)
 
 
+@pytest.mark.integration
 def test_apprise_cannot_ask(repo: Path, http_sink: HttpSink) -> None:
     _register(http_sink.url.replace("http://", "json://"))
     alerter = flavors.get("alerter", "apprise").build("many", Client().store.get_component("alerter", "many").config)

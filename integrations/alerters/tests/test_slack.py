@@ -33,6 +33,7 @@ def _alerter(repo: Path, fake: FakeSlack, token: str | None = None, **options: o
     return flavors.get("alerter", "slack").build("team", Client().store.get_component("alerter", "team").config)
 
 
+@pytest.mark.integration
 def test_post_sends_the_message_to_the_channel(repo: Path, fake_slack: FakeSlack) -> None:
     alerter = _alerter(repo, fake_slack)
     alerter.post("training done: <!channel> & 3 > 2")
@@ -46,6 +47,7 @@ def test_post_sends_the_message_to_the_channel(repo: Path, fake_slack: FakeSlack
     ("answer", "in_thread", "expected"),
     [("approve", True, True), ("Reject!", True, False), ("*LGTM*", False, True), ("no", False, False)],
 )
+@pytest.mark.integration
 def test_ask_waits_for_a_persons_answer(
     repo: Path, fake_slack: FakeSlack, answer: str, in_thread: bool, expected: bool
 ) -> None:
@@ -58,6 +60,7 @@ def test_ask_waits_for_a_persons_answer(
     assert question.text.startswith("Deploy churn v7?\nReply in this thread with *approve* or *reject*")
 
 
+@pytest.mark.integration
 def test_ask_without_an_answer_is_a_no_after_the_timeout(repo: Path, fake_slack: FakeSlack) -> None:
     alerter = _alerter(repo, fake_slack)
     fake_slack.answer_next("maybe later", after=0.0)  # not an answer
@@ -66,6 +69,7 @@ def test_ask_without_an_answer_is_a_no_after_the_timeout(repo: Path, fake_slack:
     assert 0.5 <= time.monotonic() - started < 3
 
 
+@pytest.mark.integration
 def test_a_token_slack_refuses_is_one_line_without_the_token(repo: Path, fake_slack: FakeSlack) -> None:
     alerter = _alerter(repo, fake_slack, token="xoxb-wrong-token-123")
     with pytest.raises(AlerterError, match="Slack refused the message: invalid_auth") as info:
@@ -74,6 +78,7 @@ def test_a_token_slack_refuses_is_one_line_without_the_token(repo: Path, fake_sl
     assert fake_slack.messages == []
 
 
+@pytest.mark.integration
 def test_slack_that_cannot_be_reached_is_one_line(repo: Path, fake_slack: FakeSlack) -> None:
     alerter = _alerter(repo, fake_slack, base_url="http://127.0.0.1:9/api/")
     with pytest.raises(AlerterError, match="cannot reach Slack for the message"):
@@ -107,6 +112,7 @@ def release(model_card: str) -> None:
 """
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("answer", ["approve", "reject"])
 def test_a_pipeline_asks_in_a_step_and_alerts_on_failure(repo: Path, fake_slack: FakeSlack, answer: str) -> None:
     _alerter(repo, fake_slack)
@@ -128,6 +134,7 @@ def test_a_pipeline_asks_in_a_step_and_alerts_on_failure(repo: Path, fake_slack:
     assert [(h.step_id, h.status) for h in run.hooks] == [("deploy", "completed")]
 
 
+@pytest.mark.integration
 def test_the_bots_own_messages_answer_nothing(repo: Path, fake_slack: FakeSlack) -> None:
     alerter = _alerter(repo, fake_slack)
     fake_slack.answer_next("approve", after=0.0, user=BOT_USER)
@@ -142,6 +149,7 @@ def test_only_an_exact_word_answers(text: str) -> None:
     assert verdict is (True if word in ("approve", "yes") else False if word in ("reject", "no") else None)
 
 
+@pytest.mark.integration
 def test_hostile_text_cannot_mention_or_link(repo: Path) -> None:
     with FakeSlack() as fake:
         Client().create_secret("slack", {"token": fake.token})
