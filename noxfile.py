@@ -69,6 +69,7 @@ UNIT_SUITES = {
     "prefect": ("adapters/prefect/tests",),
     "dagster": ("adapters/dagster/tests",),
     "docker": ("integrations/docker/tests",),
+    "alerters": ("integrations/alerters/tests",),
     "data": ("plugins/data/tests",),
 }
 NO_TESTS_COLLECTED = 5  # pytest's exit code when nothing was selected
@@ -121,6 +122,8 @@ def unit(session: nox.Session) -> None:
         "./testing[sql,docker]",
         "-e",
         "./integrations/docker",
+        "-e",
+        "./integrations/alerters[slack,apprise]",
         "-e",
         "./adapters/airflow",
         "-e",
