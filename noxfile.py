@@ -116,6 +116,7 @@ def unit(session: nox.Session) -> None:
     _install(
         session,
         *PYTEST,
+        *NOTEBOOK,
         "-e",
         "./core[mysql,postgres,s3]",
         "-e",
