@@ -69,6 +69,7 @@ UNIT_SUITES = {
     "prefect": ("adapters/prefect/tests",),
     "dagster": ("adapters/dagster/tests",),
     "docker": ("integrations/docker/tests",),
+    "alerters": ("integrations/alerters/tests",),
     "data": ("plugins/data/tests",),
 }
 NO_TESTS_COLLECTED = 5  # pytest's exit code when nothing was selected
@@ -124,6 +125,8 @@ def unit(session: nox.Session) -> None:
         "./testing[sql,docker]",
         "-e",
         "./integrations/docker",
+        "-e",
+        "./integrations/alerters[slack,apprise]",
         "-e",
         "./adapters/airflow",
         "-e",
@@ -306,6 +309,13 @@ def template(session: nox.Session) -> None:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@nox.session(python=PYTHON)
+def alerters(session: nox.Session) -> None:
+    """Alerter flavors: slack against a local stand-in of the Slack Web API, apprise against a recording server."""
+    _install(session, *PYTEST, "-e", "./core", "-e", "./testing", "-e", "./integrations/alerters[slack,apprise]")
+    _pytest(session, "integrations/alerters/tests")
 
 
 @nox.session(python=PYTHON)

@@ -16,6 +16,7 @@ _EXPORTS = {
     "Client": "conveyor.client",
     "ConveyorError": "conveyor.exceptions",
     "DeployedPipeline": "conveyor.orchestrators",
+    "HookContext": "conveyor.runtime",
     "Model": "conveyor.dsl",
     "Pipeline": "conveyor.dsl",
     "ResourceSettings": "conveyor.ir",
@@ -36,6 +37,7 @@ __all__ = [
     "Client",
     "ConveyorError",
     "DeployedPipeline",
+    "HookContext",
     "Model",
     "Pipeline",
     "ResourceSettings",
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
     from conveyor.ir import ResourceSettings, Schedule
     from conveyor.materializers import BaseMaterializer
     from conveyor.orchestrators import DeployedPipeline
-    from conveyor.runtime import StepContext, get_step_context, log_metadata
+    from conveyor.runtime import HookContext, StepContext, get_step_context, log_metadata
 
 
 def _one_line_errors() -> None:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from conveyor.client import PipelineRunView
     from conveyor.dsl import Pipeline
     from conveyor.ir import Deployment, PipelineIR
-    from conveyor.orchestrators import DeployedPipeline
+    from conveyor.orchestrators import DeployedPipeline, LaunchContext
     from conveyor.stack import Stack
     from conveyor.stores import MetadataStore
 
@@ -94,21 +94,81 @@ def launch(pipeline: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
 
     repo = Repository.current()
     store = repo.store()
-    stack = repo.stack(pipeline.stack)
-    ir = pipeline.trace(*args, **kwargs)
-    check_materializers(pipeline, ir)
-    deployment = build_deployment(pipeline, ir, stack)
-    if deployment.schedule is None:
-        check_model_references(store, ir)
-    source_root = pipeline.source_root() or Path.cwd()
+    stack: Stack | None = None
+    deployment: Deployment | None = None
+    ctx: LaunchContext | None = None
     try:
-        run_id = stack.orchestrator.run(
-            deployment, LaunchContext(store=store, stack=stack, source_root=source_root, home=repo.dir)
-        )
+        stack = repo.stack(pipeline.stack)
+        ir = pipeline.trace(*args, **kwargs)
+        check_materializers(pipeline, ir)
+        deployment = build_deployment(pipeline, ir, stack)
+        if deployment.schedule is None:
+            check_model_references(store, ir)
+        source_root = pipeline.source_root() or Path.cwd()
+        ctx = LaunchContext(store=store, stack=stack, source_root=source_root, home=repo.dir)
+        run_id = stack.orchestrator.run(deployment, ctx)
     except KeyboardInterrupt:
         _stopped(pipeline.name)
         raise
+    except Exception as exc:
+        _failed_launch(pipeline, store, stack, deployment, ctx, exc)
+        raise
     return Client(repo).get_run(run_id) if isinstance(run_id, str) else run_id
+
+
+def _failed_launch(
+    pipeline: Pipeline,
+    store: MetadataStore,
+    stack: Stack | None,
+    deployment: Deployment | None,
+    ctx: LaunchContext | None,
+    exc: BaseException,
+) -> None:
+    """The pipeline's failure hooks, for a launch that raised.
+
+    When no run was created (a run config that is not valid, an image that
+    does not build, a run name that is taken) they run here, with a context
+    that has no run. A run this process drives and left running is settled
+    failed; hooks that the run's settling ran already are not run again.
+    """
+    import os
+    import socket
+
+    from conveyor.exceptions import ConveyorError
+    from conveyor.runtime import run_due_hooks, run_launch_failure_hooks, settle_run
+    from conveyor.secrets import redact
+    from conveyor.stores import RunStatus
+
+    lines = redact(exc.message if isinstance(exc, ConveyorError) else str(exc)).strip().splitlines()
+    error = lines[0] if lines else type(exc).__name__
+    if not isinstance(exc, ConveyorError):
+        error = f"{type(exc).__name__}: {error}"
+    try:
+        if ctx is not None and ctx.run_ids and deployment is not None:
+            for run_id in ctx.run_ids:
+                run = store.get_run(run_id)
+                mine = run.pid == os.getpid() and run.host == socket.gethostname()
+                if run.status == RunStatus.RUNNING and mine:
+                    settle_run(
+                        store,
+                        deployment,
+                        run_id,
+                        RunStatus.FAILED,
+                        error=error,
+                        running_steps=RunStatus.FAILED,
+                        stack=stack,
+                    )
+                else:
+                    run_due_hooks(store, deployment, run_id, stack=stack)
+            return
+        sources = (
+            deployment.pipeline.settings.on_failure if deployment is not None else pipeline.hook_sources("failure")
+        )
+        run_launch_failure_hooks(store, pipeline.name, sources, error, stack=stack)
+    except Exception as hook_error:  # noqa: BLE001 - the launch's own error is the one to report
+        import sys
+
+        print(f"conveyor: the failure hooks of pipeline {pipeline.name!r} did not run: {hook_error}", file=sys.stderr)
 
 
 def _stopped(pipeline: str) -> None:

@@ -20,7 +20,8 @@ to fix it; the CLI prints it without a traceback.
     │   └── RunSettledError      the run ended (its driver died, it was stopped) before a step could record
     ├── StepFailedError          a step raised; the run is marked failed
     ├── RunStoppedError          the run was stopped (Ctrl-C, a signal)
-    └── SecretError              a missing secret or key, or a bad key file
+    ├── SecretError              a missing secret or key, or a bad key file
+    └── AlerterError             an alerter could not deliver a message or get an answer
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AlerterError",
     "CapabilityError",
     "ConfigError",
     "ConveyorError",
@@ -115,6 +117,10 @@ class RunStoppedError(ConveyorError):
 
 class SecretError(ConveyorError):
     """A secret or one of its keys is missing, or the encryption key is unusable."""
+
+
+class AlerterError(ConveyorError):
+    """An alerter could not deliver a message, or cannot ask a question."""
 
 
 def config_error(

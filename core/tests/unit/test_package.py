@@ -22,6 +22,7 @@ PACKAGES = [
     "conveyor.stores",
     "conveyor.stores.sql",
     "conveyor.stack",
+    "conveyor.alerters",
     "conveyor.runtime",
     "conveyor.orchestrators",
     "conveyor.client",
@@ -46,7 +47,7 @@ def test_import_conveyor_loads_neither_pydantic_nor_sqlalchemy() -> None:
 LAYERS = [
     ("conveyor.cli", "conveyor.client", "conveyor._launch"),
     ("conveyor.orchestrators", "conveyor.runtime", "conveyor._repository"),
-    ("conveyor.stack",),
+    ("conveyor.stack", "conveyor.alerters"),
     ("conveyor.secrets",),
     ("conveyor.dsl", "conveyor.materializers", "conveyor.stores", "conveyor._source", "conveyor._notebook"),
     ("conveyor.ir", "conveyor.exceptions", "conveyor.constants"),

@@ -11,6 +11,8 @@ Fixtures:
 * S3: ``s3_server``, ``s3_endpoint``, ``s3_bucket``.
 * Docker: ``docker_daemon``, ``registry``, ``base_image``.
 * MLflow: ``mlflow_server``, ``mlflow_tracking_uri``, ``mlflow_auth_server`` (real ``mlflow server``s).
+* HTTP: ``http_sink`` (a recording server), ``fake_slack`` (the Slack Web API
+  endpoints the slack alerter uses), both on 127.0.0.1 in the test process.
 
 Missing servers fail the tests that need them with the hint
 ``run: bash scripts/bootstrap.sh``; nothing is skipped. A test that needs a
@@ -31,8 +33,10 @@ import pytest
 from conveyor_testing import docker_env
 from conveyor_testing._repository import fresh_repository
 from conveyor_testing.conformance import EXAMPLES
+from conveyor_testing.http_sink import http_sink
 from conveyor_testing.mlflow_server import mlflow_auth_server, mlflow_server, mlflow_tracking_uri
 from conveyor_testing.s3_server import s3_bucket, s3_endpoint, s3_server
+from conveyor_testing.slack_api import fake_slack
 from conveyor_testing.sql_servers import (
     fresh_mariadb_url,
     fresh_postgres_url,
@@ -46,8 +50,10 @@ __all__ = [
     "SERVER_FIXTURES",
     "SERVER_MARKERS",
     "examples_path",
+    "fake_slack",
     "fresh_mariadb_url",
     "fresh_postgres_url",
+    "http_sink",
     "mariadb_server",
     "mariadb_url",
     "mlflow_auth_server",

@@ -193,6 +193,7 @@ class AirflowOrchestrator(BaseOrchestrator):
     def _submit(
         self, api: AirflowAPI, compiled: CompiledDag, path: Path, deployment: Deployment, ctx: LaunchContext
     ) -> str | DeployedPipeline:
+        from conveyor.runtime import settle_run
         from conveyor.stores import RunStatus
 
         config = self.config
@@ -219,7 +220,7 @@ class AirflowOrchestrator(BaseOrchestrator):
         try:
             api.trigger(compiled.dag_id, dag_run_id)
         except StackError as exc:
-            ctx.store.settle_run(run.id, RunStatus.FAILED, error=exc.message)
+            settle_run(ctx.store, deployment, run.id, RunStatus.FAILED, error=exc.message, stack=ctx.stack)
             raise
         print(
             f"conveyor: triggered DAG {compiled.dag_id!r} as run {dag_run_id} (conveyor run {run.name})",
@@ -228,10 +229,13 @@ class AirflowOrchestrator(BaseOrchestrator):
         if not config.wait:
             return run.id
         state = api.wait_for_run(compiled.dag_id, dag_run_id, timeout=config.wait_timeout, poll=config.poll_interval)
+        # The tasks settle the run themselves and run its hooks; what they could not (a task killed
+        # before it could record anything) is settled here, and its hooks run once.
         if state == "success":
-            ctx.store.settle_run(run.id, RunStatus.COMPLETED)
+            settle_run(ctx.store, deployment, run.id, RunStatus.COMPLETED, stack=ctx.stack)
         elif state == "failed":
-            ctx.store.settle_run(run.id, RunStatus.FAILED, error=f"Airflow DAG run {dag_run_id} failed")
+            error = f"Airflow DAG run {dag_run_id} failed"
+            settle_run(ctx.store, deployment, run.id, RunStatus.FAILED, error=error, stack=ctx.stack)
             error = ctx.store.get_run(run.id).error
             raise StepFailedError(
                 f"run {run.name!r} failed on Airflow: {error}", f"logs: conveyor run describe {run.name}"

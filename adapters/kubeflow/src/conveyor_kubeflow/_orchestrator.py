@@ -155,7 +155,7 @@ class KubeflowOrchestrator(BaseOrchestrator):
         run = self._record_run(deployment, ctx, run_name, kfp_run_id)
         print(f"conveyor: submitted KFP run {kfp_run_id} (conveyor run {run.name})", file=sys.stderr)
         if self.config.wait:
-            self._follow(connection, kfp_run_id, run.id, run.name, ctx)
+            self._follow(connection, kfp_run_id, run.id, run.name, ctx, deployment)
         return run.id
 
     def _record_run(self, deployment: Deployment, ctx: LaunchContext, run_name: str, kfp_run_id: str) -> Any:
@@ -170,7 +170,13 @@ class KubeflowOrchestrator(BaseOrchestrator):
         )
 
     def _follow(
-        self, connection: KfpConnection, kfp_run_id: str, run_id: str, run_name: str, ctx: LaunchContext
+        self,
+        connection: KfpConnection,
+        kfp_run_id: str,
+        run_id: str,
+        run_name: str,
+        ctx: LaunchContext,
+        deployment: Deployment,
     ) -> None:
         """Wait for the KFP run and mirror its end into the conveyor run."""
         from conveyor.stores import RunStatus
@@ -189,15 +195,24 @@ class KubeflowOrchestrator(BaseOrchestrator):
                 )
                 return
             time.sleep(self.config.poll_interval)
+        from conveyor.runtime import settle_run
+
+        # The exit task settled the run and ran its hooks already; whatever it could not is done
+        # here, and no hook runs twice.
         store = ctx.store
         if state in ("SUCCEEDED", "SKIPPED"):
-            store.settle_run(run_id, RunStatus.COMPLETED)
+            settle_run(store, deployment, run_id, RunStatus.COMPLETED, stack=ctx.stack)
             return
         if state == "CANCELED":
             store.settle_run(run_id, RunStatus.STOPPED, error=f"KFP run {kfp_run_id} was cancelled")
             raise RunStoppedError(f"run {run_name!r} was cancelled in KFP")
-        store.settle_run(
-            run_id, RunStatus.FAILED, error=f"KFP run {kfp_run_id} failed" + (f": {message}" if message else "")
+        settle_run(
+            store,
+            deployment,
+            run_id,
+            RunStatus.FAILED,
+            error=f"KFP run {kfp_run_id} failed" + (f": {message}" if message else ""),
+            stack=ctx.stack,
         )
         error = store.get_run(run_id).error
         raise StepFailedError(f"run {run_name!r} failed on KFP: {error}", f"logs: conveyor run describe {run_name}")

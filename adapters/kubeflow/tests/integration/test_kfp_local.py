@@ -18,6 +18,9 @@ import yaml
 from kfp_test_support import register_kfp_stack
 
 from conveyor_testing.conformance import Case, OrchestratorContract, load_pipeline
+from conveyor_testing.http_sink import HttpSink
+
+_HOOK = "conveyor.alerters:alert_on_failure"
 
 pytestmark = [pytest.mark.integration, pytest.mark.kubeflow, pytest.mark.docker, pytest.mark.postgres, pytest.mark.s3]
 
@@ -136,9 +139,40 @@ def test_a_parameter_changed_in_kfp_reaches_the_steps(kfp_stack: dict[str, Any])
     assert run.steps["total"].outputs["output"].load() == 0 + 2 + 4 + 6
 
 
+def _alert_to(sink: HttpSink) -> None:
+    from conveyor import Client
+
+    Client().register_component("alerter", "sink", "webhook", {"url": f"{sink.url}/hook"})
+    Client().update_stack("on_kfp", {"alerter": "sink"})
+
+
 @pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner")
-def test_a_killed_step_pod_still_settles_the_run(kfp_stack: dict[str, Any]) -> None:
-    """A step whose container dies without a word (OOM, eviction) is failed by the exit task, not left running."""
+def test_a_failing_step_runs_the_pipeline_failure_hook_once(kfp_stack: dict[str, Any], http_sink: HttpSink) -> None:
+    """The failing step's own container runs the pipeline's failure hook; the exit task finds it done."""
+    from conveyor import Client, export_pipeline
+    from conveyor.alerters import alert_on_failure
+    from conveyor_testing.conformance import case
+
+    _alert_to(http_sink)
+    repo: Path = kfp_stack["repo"]
+    pipe = load_pipeline(case("failing_step")).with_options(enable_cache=False, on_failure=alert_on_failure)
+    [spec] = export_pipeline(pipe, repo / "specs", stack="on_kfp")
+    _run_in_kfp_local(spec, kfp_stack["store_url"], repo)
+
+    body = http_sink.only_request().json()
+    run = Client().get_pipeline("failing_step").last_run
+    assert run.status == "failed" and run.orchestrator == "kubeflow"
+    assert (body["run"], body["step"], body["event"]) == (run.name, None, "failure")
+    assert body["error"] == "step 'explode' failed: ValueError: bad input 3"
+    assert [(h.step_id, h.event, h.status) for h in run.hooks] == [(None, "failure", "completed")]
+
+
+@pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner")
+def test_a_killed_step_pod_still_settles_the_run(kfp_stack: dict[str, Any], http_sink: HttpSink) -> None:
+    """A step whose container dies without a word (OOM, eviction) is failed by the exit task, not left running.
+
+    The exit task runs the failure hooks that the dead container could not: the step's and the pipeline's.
+    """
     import threading
     import time
 
@@ -146,9 +180,12 @@ def test_a_killed_step_pod_still_settles_the_run(kfp_stack: dict[str, Any]) -> N
     from kfp_test_pipelines import napping
 
     from conveyor import Client, export_pipeline
+    from conveyor.alerters import alert_on_failure
 
+    _alert_to(http_sink)
     repo: Path = kfp_stack["repo"]
-    [spec] = export_pipeline(napping.with_options(enable_cache=False), repo / "specs", stack="on_kfp")
+    pipe = napping.with_options(enable_cache=False, on_failure=alert_on_failure, steps={"nap": {"on_failure": [_HOOK]}})
+    [spec] = export_pipeline(pipe, repo / "specs", stack="on_kfp")
     runner = threading.Thread(target=_run_in_kfp_local, args=(spec, kfp_stack["store_url"], repo), daemon=True)
     runner.start()
     client = docker.from_env()
@@ -182,6 +219,10 @@ def test_a_killed_step_pod_still_settles_the_run(kfp_stack: dict[str, Any]) -> N
     assert "before step 'nap' finished" in run.record.error
     assert {sid: s.status for sid, s in run.steps.items()} == {"first": "completed", "nap": "failed", "one": "skipped"}
     assert "was killed" in run.steps["nap"].record.error
+    posts = sorted((r.json()["step"] or "", r.json()["error"]) for r in http_sink.wait_for(2))
+    time.sleep(0.5)
+    assert len(http_sink.requests) == 2
+    assert posts == [("", run.record.error), ("nap", run.steps["nap"].record.error)]
 
 
 def test_cli_export_writes_the_same_spec_as_the_api(kfp_stack: dict[str, Any]) -> None:

@@ -331,12 +331,17 @@ class FlowDriver:
                     error=message,
                 )
                 failures[step.id] = message
+        # Settling runs the hooks then due: failure hooks of steps whose own process could not run
+        # them (killed, timed out), and the pipeline's.
+        from conveyor.runtime import settle_run
+
+        deployment, stack = self.env.deployment, self.env.stack
         if failures:
             first = next(iter(failures))
             message = f"step {first!r} failed: {failures[first]}"
-            store.settle_run(run.id, RunStatus.FAILED, error=message)
+            settle_run(store, deployment, run.id, RunStatus.FAILED, error=message, stack=stack)
             return Failed(message=message)
-        store.settle_run(run.id, RunStatus.COMPLETED)
+        settle_run(store, deployment, run.id, RunStatus.COMPLETED, stack=stack)
         return None
 
     # -- one step --------------------------------------------------------------------

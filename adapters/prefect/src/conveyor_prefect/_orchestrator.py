@@ -153,7 +153,7 @@ class PrefectOrchestrator(BaseOrchestrator):
         url = self._server()
         from prefect import tags
 
-        from conveyor.runtime import RunEnvironment
+        from conveyor.runtime import RunEnvironment, settle_run
         from conveyor_prefect._flow import LocalLaunch, pipeline_flow, register_launch, unregister_launch
 
         run = self.create_run(deployment, ctx, owned=True)
@@ -177,7 +177,7 @@ class PrefectOrchestrator(BaseOrchestrator):
                 if state is not None
                 else "Prefect flow run crashed"
             )
-            ctx.store.settle_run(run.id, RunStatus.FAILED, error=message)
+            settle_run(ctx.store, deployment, run.id, RunStatus.FAILED, error=message, stack=ctx.stack)
             record = ctx.store.get_run(run.id)
         where = f"run {record.name!r}; Prefect flow run {record.orchestrator_run_id}"
         if record.status == RunStatus.FAILED:

@@ -29,6 +29,7 @@ _GROUP_HELP = {
     "experiment_tracker": "records the parameters, metrics and models of the steps that name it",
     "data_validator": "checks data against a schema in the steps that name it",
     "model_deployer": "serves models as long-lived services (see `conveyor service`)",
+    "alerter": "tells people what happened (hooks, a step's messages) and asks them questions",
 }
 
 
@@ -206,3 +207,4 @@ step_operator = component_group("step_operator")
 experiment_tracker = component_group("experiment_tracker")
 data_validator = component_group("data_validator")
 model_deployer = component_group("model_deployer")
+alerter = component_group("alerter")

@@ -11,6 +11,7 @@ from conveyor.cli._output import compact, duration, emit_json, fields, heading, 
 
 if TYPE_CHECKING:
     from conveyor.client import ArtifactView, Client, PipelineRunView, StepRunView
+    from conveyor.stores import HookInvocationRecord
 
 _param_option = click.option(
     "--param",
@@ -340,6 +341,22 @@ def run_models_json(client: Client, view: PipelineRunView) -> list[dict[str, Any
     return list(out.values())
 
 
+def hook_json(record: HookInvocationRecord) -> dict[str, Any]:
+    """A hook invocation as plain data."""
+    return {
+        "id": record.id,
+        "step": record.step_id,
+        "event": record.event,
+        "position": record.position,
+        "hook": record.hook,
+        "status": record.status,
+        "started": iso(record.started),
+        "ended": iso(record.ended),
+        "duration": record.duration,
+        "error": record.error,
+    }
+
+
 def _unrecorded_steps(client: Client, view: PipelineRunView) -> list[dict[str, Any]]:
     """Steps of the run's pipeline that have no step run yet (engines record a step when it starts)."""
     from conveyor.ir import load_deployment
@@ -401,6 +418,7 @@ def describe_run(run_ref: str, logs_step: str | None, as_json: bool) -> None:
     data["links"] = dict((view.record.extra or {}).get("links") or {})
     data["steps"] = [step_json(s) for s in view.steps.values()] + _unrecorded_steps(client, view)
     data["models"] = run_models_json(client, view)
+    data["hooks"] = [hook_json(h) for h in view.hooks]
     if as_json:
         emit_json(data)
         return
@@ -455,3 +473,17 @@ def describe_run(run_ref: str, logs_step: str | None, as_json: bool) -> None:
         click.echo(f"{s['step']}: {s['error']}".splitlines()[0])
     if failed:
         click.echo(f"Logs: conveyor run describe {data['name']} --logs STEP")
+    if data["hooks"]:
+        heading("Hooks")
+        hook_rows = [
+            [
+                h["step"] or "(pipeline)",
+                f"on_{h['event']}",
+                h["hook"],
+                h["status"],
+                duration(h["duration"]),
+                h["error"] or "",
+            ]
+            for h in data["hooks"]
+        ]
+        table(["FOR", "EVENT", "HOOK", "STATUS", "DURATION", "ERROR"], hook_rows)

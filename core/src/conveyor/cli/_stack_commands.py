@@ -23,6 +23,7 @@ _TYPES = (
     ("experiment_tracker", "--experiment-tracker", "-e"),
     ("data_validator", "--data-validator", "-d"),
     ("model_deployer", "--model-deployer", "-m"),
+    ("alerter", "--alerter", "-l"),
 )
 _OPTIONAL = (
     "container_registry",
@@ -31,6 +32,7 @@ _OPTIONAL = (
     "experiment_tracker",
     "data_validator",
     "model_deployer",
+    "alerter",
 )
 
 
@@ -72,8 +74,8 @@ def stack() -> None:
 
     A stack is the set of components a pipeline runs on: an orchestrator and
     an artifact store, and optionally a container registry, an image builder,
-    a step operator, an experiment tracker, a data validator and a model
-    deployer.
+    a step operator, an experiment tracker, a data validator, a model
+    deployer and an alerter.
     """
 
 
@@ -158,6 +160,7 @@ def set_stack(name: str) -> None:
 @click.option("--remove-experiment-tracker", is_flag=True, help="Take the experiment tracker out.")
 @click.option("--remove-data-validator", is_flag=True, help="Take the data validator out.")
 @click.option("--remove-model-deployer", is_flag=True, help="Take the model deployer out.")
+@click.option("--remove-alerter", is_flag=True, help="Take the alerter out.")
 def update(name: str, **options: Any) -> None:
     """Change the components of stack NAME."""
     changes: dict[str, str | None] = {}

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         ArtifactRecord,
         ArtifactStore,
         ComponentRecord,
+        HookInvocationRecord,
         MetadataStore,
         ModelAliasEventRecord,
         ModelRecord,
@@ -258,6 +259,11 @@ class PipelineRunView:
         role = ModelLinkRole.PRODUCED if produced else ModelLinkRole.CONSUMED
         versions = {link.model_version_id: link for link in self._links if link.role == role}
         return [self._client.get_model_version(link.model_name, link.model_version_id) for link in versions.values()]
+
+    @property
+    def hooks(self) -> list[HookInvocationRecord]:
+        """Every hook that ran for the run or its steps, in the order they started, with how each ended."""
+        return self._client.store.list_hook_invocations(self.id)
 
     def refresh(self) -> PipelineRunView:
         """The same run, read again from the store."""

@@ -1,5 +1,6 @@
 """Writing pipelines: ``@step`` and ``@pipeline``, traced into the IR."""
 
+from conveyor.dsl._hooks import EVENTS, call_hook, check_hook, check_hook_sources, hook_sources, load_hook
 from conveyor.dsl._model import Model, ModelArtifact, model_input, model_ir_of, takes_text
 from conveyor.dsl._pipeline import ENTRYPOINT_ENV, Pipeline, pipeline
 from conveyor.dsl._step import Step, step
@@ -17,6 +18,7 @@ from conveyor.dsl._types import (
 
 __all__ = [
     "ENTRYPOINT_ENV",
+    "EVENTS",
     "SINGLE_OUTPUT",
     "Model",
     "ModelArtifact",
@@ -24,7 +26,12 @@ __all__ = [
     "Step",
     "StepOutput",
     "StepOutputs",
+    "call_hook",
+    "check_hook",
+    "check_hook_sources",
+    "hook_sources",
     "is_compatible",
+    "load_hook",
     "model_input",
     "model_ir_of",
     "parameter_adapter",

@@ -8,7 +8,19 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from conveyor.exceptions import ConfigError, config_error
-from conveyor.ir import ModelIR, ResourceSettings, Schedule, run_name_template_problem, shown
+from conveyor.ir import ModelIR, ResourceSettings, Schedule, hook_source_problem, run_name_template_problem, shown
+
+
+def _hook_list(value: object) -> object:
+    # One hook may be written alone; a list keeps its order.
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        for source in value:
+            problem = hook_source_problem(source)
+            if problem is not None:
+                raise ValueError(f"hook {shown(source)} {problem}")
+    return value
 
 
 class StepRunConfig(BaseModel):
@@ -29,6 +41,13 @@ class StepRunConfig(BaseModel):
     model: ModelIR | None = None
     parameters: dict[str, JsonValue] = {}
     settings: dict[str, dict[str, JsonValue]] = {}
+    on_success: list[str] | None = None
+    on_failure: list[str] | None = None
+
+    @field_validator("on_success", "on_failure", mode="before")
+    @classmethod
+    def _hooks(cls, value: object) -> object:
+        return _hook_list(value)
 
 
 class RunConfig(BaseModel):
@@ -43,6 +62,15 @@ class RunConfig(BaseModel):
     settings: dict[str, dict[str, JsonValue]] = {}
     schedule: Schedule | None = None
     steps: dict[str, StepRunConfig] = {}
+    on_success: list[str] | None = None
+    """Sources (``module:function``) of the pipeline's success hooks; replaces the decorator's."""
+    on_failure: list[str] | None = None
+    """Sources of the pipeline's failure hooks; replaces the decorator's."""
+
+    @field_validator("on_success", "on_failure", mode="before")
+    @classmethod
+    def _hooks(cls, value: object) -> object:
+        return _hook_list(value)
 
     @field_validator("run_name")
     @classmethod

@@ -39,16 +39,32 @@ class Pipeline:
         enable_cache: bool = True,
         settings: Mapping[str, Any] | None = None,
         model: Any = None,
+        on_success: Any = None,
+        on_failure: Any = None,
     ) -> None:
+        from conveyor.dsl._hooks import hook_sources
+
         self.func = func
         self.name = check_definition_name(name or func.__name__, "pipeline name")
         self.enable_cache = enable_cache
         self.settings: dict[str, Any] = dict(settings or {})
         self.model: ModelIR | None = model_ir_of(model, f"@pipeline(model=...) of {self.name!r}")
+        self.on_success = hook_sources(on_success, f"pipeline {self.name!r} on_success")
+        self.on_failure = hook_sources(on_failure, f"pipeline {self.name!r} on_failure")
         self.signature = inspect.signature(func)
         self.run_config: RunConfig | None = None
+        # A run config file that could not be read: raised when the pipeline is traced, so that
+        # a run whose config is wrong still fires the pipeline's failure hooks.
+        self.config_error: ConfigError | None = None
         self.stack: str | None = None
         functools.update_wrapper(self, func)
+
+    def hook_sources(self, event: str) -> tuple[str, ...]:
+        """The sources of the pipeline's hooks for ``"success"`` or ``"failure"`` (the run config's, if it sets them)."""
+        config_value = getattr(self.run_config, f"on_{event}", None) if self.run_config is not None else None
+        if config_value is not None:
+            return tuple(config_value)
+        return tuple(getattr(self, f"on_{event}"))
 
     def with_options(
         self,
@@ -61,11 +77,16 @@ class Pipeline:
         steps: Mapping[str, Mapping[str, Any]] | None = None,
         stack: str | None = None,
         model: Any = None,
+        on_success: Any = None,
+        on_failure: Any = None,
     ) -> Pipeline:
         """A copy of this pipeline with a run config applied.
 
+        A config file that cannot be read or is not valid is reported when the
+        pipeline is called (or traced), as a failed run.
+
         Args:
-            config_path: a YAML run config (parameters, per-step params/settings, enable_cache).
+            config_path: a YAML run config (parameters, per-step params/settings, enable_cache, hooks).
             enable_cache: turn caching on or off for every step that does not say.
             run_name: name of the run (``{date}`` and ``{time}`` are filled in).
             schedule: run on a schedule where the orchestrator supports it.
@@ -73,14 +94,24 @@ class Pipeline:
             steps: per-step config, as under ``steps:`` in the YAML file.
             stack: run on this stack instead of the active one.
             model: the :class:`conveyor.Model` each run creates a version of.
+            on_success: hook(s) run once when a run completes (replace the pipeline's).
+            on_failure: hook(s) run once when a run fails, also before any step
+                started (a bad config, an image that does not build).
         """
         from conveyor.dsl._config import RunConfig, load_run_config, merge_run_configs
+        from conveyor.dsl._hooks import hook_sources
 
         clone = copy.copy(self)
         config = self.run_config
         if config_path is not None:
-            config = merge_run_configs(config, load_run_config(Path(config_path)))
+            try:
+                config = merge_run_configs(config, load_run_config(Path(config_path)))
+            except ConfigError as exc:
+                clone.config_error = clone.config_error or exc
         direct: dict[str, Any] = {}
+        for event, value in (("success", on_success), ("failure", on_failure)):
+            if value is not None:
+                direct[f"on_{event}"] = list(hook_sources(value, f"pipeline {self.name!r} on_{event}"))
         if enable_cache is not None:
             direct["enable_cache"] = enable_cache
         if run_name is not None:
@@ -111,8 +142,11 @@ class Pipeline:
             PipelineGraphError: the graph has a cycle or mismatched types.
             ConfigError: the run config names an unknown step or parameter.
         """
+        from conveyor.dsl._hooks import check_hook_sources
         from conveyor.ir import PipelineIR, PipelineSettings
 
+        if self.config_error is not None:
+            raise self.config_error
         config = self.run_config
         try:
             bound = self.signature.bind(*args, **kwargs)
@@ -169,13 +203,19 @@ class Pipeline:
             source = source_of(self.func)
         except DefinitionError:
             source = None
+        on_success, on_failure = self.hook_sources("success"), self.hook_sources("failure")
+        check_hook_sources((*on_success, *on_failure), f"pipeline {self.name!r}")
+        for s in steps:
+            check_hook_sources((*s.settings.on_success, *s.settings.on_failure), f"step {s.id!r}")
         try:
             return PipelineIR(
                 name=self.name,
                 source=source,
                 parameters=json_params,
                 steps=steps,
-                settings=PipelineSettings(enable_cache=enable_cache, extra=extra),
+                settings=PipelineSettings(
+                    enable_cache=enable_cache, extra=extra, on_success=on_success, on_failure=on_failure
+                ),
                 model=model,
                 notebook=_notebook_text(steps),
             )
@@ -241,6 +281,8 @@ def _step_ir(inv: Any, config: Any) -> Any:
             "secrets",
             "environment",
             "model",
+            "on_success",
+            "on_failure",
         ):
             value = getattr(config, key)
             if value is not None:
@@ -288,6 +330,8 @@ def _step_ir(inv: Any, config: Any) -> Any:
             environment=dict(options.get("environment") or {}),
             extra=extra,
             model=model,
+            on_success=tuple(options.get("on_success", ())),
+            on_failure=tuple(options.get("on_failure", ())),
         )
     except Exception as exc:  # pydantic ValidationError, kept to one line
         lines = str(exc).splitlines()
@@ -321,6 +365,8 @@ def pipeline(
     enable_cache: bool = True,
     settings: Mapping[str, Any] | None = None,
     model: Any = None,
+    on_success: Any = None,
+    on_failure: Any = None,
 ) -> Any:
     """Turn a function that calls steps into a pipeline.
 
@@ -330,10 +376,25 @@ def pipeline(
         settings: namespaced settings for stack components (``{"docker": ...}``).
         model: a :class:`conveyor.Model`: each run creates a new version of it (or
             attaches to the version it names) and links its steps and artifacts to it.
+        on_success: hook(s) run once when a run completes: functions taking a
+            :class:`~conveyor.runtime.HookContext`, or ``"module:function"``.
+        on_failure: hook(s) run once when a run fails, also when it fails
+            before any step started (a bad config, an image that does not build).
+
+    Raises:
+        DefinitionError: a hook is not a module-level function.
     """
 
     def wrap(f: Callable[..., Any]) -> Pipeline:
-        return Pipeline(f, name=name, enable_cache=enable_cache, settings=settings, model=model)
+        return Pipeline(
+            f,
+            name=name,
+            enable_cache=enable_cache,
+            settings=settings,
+            model=model,
+            on_success=on_success,
+            on_failure=on_failure,
+        )
 
     return wrap(func) if func is not None else wrap
 

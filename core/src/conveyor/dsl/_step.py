@@ -36,7 +36,20 @@ _SETTING_KEYS = (
     "secrets",
     "environment",
     "model",
+    "on_success",
+    "on_failure",
 )
+_HOOK_KEYS = ("on_success", "on_failure")
+
+
+def _with_hook_sources(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with its hooks turned into their sources (functions are checked now)."""
+    from conveyor.dsl._hooks import hook_sources
+
+    for key in _HOOK_KEYS:
+        if key in options:
+            options[key] = hook_sources(options[key], f"step {name!r} {key}")
+    return options
 
 
 class Step:
@@ -105,7 +118,7 @@ class Step:
             output_materializers: materializer class, or ``{output: class}``.
             **options: ``enable_cache``, ``retries``, ``retry_delay``, ``timeout``,
                 ``resources``, ``step_operator``, ``experiment_tracker``, ``data_validator``,
-                ``secrets``, ``environment``, ``model``.
+                ``secrets``, ``environment``, ``model``, ``on_success``, ``on_failure``.
         """
         unknown = set(options) - set(_SETTING_KEYS)
         if unknown:
@@ -116,7 +129,7 @@ class Step:
         if options.get("model") is not None:
             model_ir_of(options["model"], f"step {self.name!r} option model")
         clone = copy.copy(self)
-        clone.options = {**self.options, **options}
+        clone.options = {**self.options, **_with_hook_sources(self.name, dict(options))}
         clone.settings = {**self.settings, **dict(settings or {})}
         if output_materializers is not None:
             clone.output_materializers = _normalize_materializers(self.name, self.output_types, output_materializers)
@@ -257,6 +270,8 @@ def step(
     settings: Mapping[str, Any] | None = None,
     output_materializers: Mapping[str, Any] | type | None = None,
     model: Any = None,
+    on_success: Any = None,
+    on_failure: Any = None,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -290,9 +305,13 @@ def step(
         output_materializers: materializer class, or ``{output name: class}``.
         model: a :class:`conveyor.Model`: each run of the step creates a version of it
             (default: the pipeline's model, whose version the whole run shares).
+        on_success: hook(s) run after the step completed: functions taking a
+            :class:`~conveyor.runtime.HookContext`, or ``"module:function"``.
+        on_failure: hook(s) run once when the step failed for good (after its
+            last retry), also when its process was killed or timed out.
 
     Raises:
-        DefinitionError: an annotation is missing or an option is unknown.
+        DefinitionError: an annotation is missing, an option is unknown, or a hook is not a function.
     """
     unknown = set(options) - set(_SETTING_KEYS)
     if unknown:
@@ -304,6 +323,8 @@ def step(
         model_ir_of(clean["model"], f"@step(model=...) of {name or getattr(func, '__name__', 'a step')!r}")
 
     def wrap(f: Callable[..., Any]) -> Step:
-        return Step(f, name=name, settings=settings, output_materializers=output_materializers, options=clean)
+        step_name = str(name or getattr(f, "__name__", "step"))
+        hooked = _with_hook_sources(step_name, dict(clean))
+        return Step(f, name=name, settings=settings, output_materializers=output_materializers, options=hooked)
 
     return wrap(func) if func is not None else wrap

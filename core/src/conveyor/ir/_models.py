@@ -29,6 +29,7 @@ from conveyor.ir._names import (
     LATEST,
     artifact_name_ok,
     check_name,
+    hook_source_problem,
     normalize_version,
     output_name_problem,
     run_name_template_problem,
@@ -220,12 +221,22 @@ class ResourceSettings(_Model):
         return all(v is None for v in (self.cpu, self.memory, self.gpu_count, self.gpu_type))
 
 
+def _check_hooks(value: tuple[str, ...]) -> tuple[str, ...]:
+    for source in value:
+        problem = hook_source_problem(source)
+        if problem is not None:
+            raise ValueError(f"hook {shown(source)} {problem}")
+    return value
+
+
 class StepSettings(_Model):
     """Per-invocation settings of a step.
 
     ``extra`` holds namespaced settings that only some components read
     (``{"docker": {...}, "airflow": {...}}``); the flavor that owns a
-    namespace validates it at compile time.
+    namespace validates it at compile time. ``on_success`` and
+    ``on_failure`` are the sources (``module:function``) of the step's hooks,
+    run in that order.
     """
 
     enable_cache: bool | None = None
@@ -243,6 +254,13 @@ class StepSettings(_Model):
     extra: dict[str, dict[str, JsonValue]] = {}
     model: ModelIR | None = None
     """The step's own model (its runs create a version of it per step run); None: the pipeline's."""
+    on_success: tuple[str, ...] = ()
+    on_failure: tuple[str, ...] = ()
+
+    @field_validator("on_success", "on_failure")
+    @classmethod
+    def _hooks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_hooks(value)
 
 
 class StepIR(_Model):
@@ -292,10 +310,21 @@ class StepIR(_Model):
 
 
 class PipelineSettings(_Model):
-    """Pipeline-wide settings; steps inherit what they do not set."""
+    """Pipeline-wide settings; steps inherit what they do not set.
+
+    ``on_success`` and ``on_failure`` are the sources of the pipeline's hooks,
+    run once when a run settles (they are not inherited by steps).
+    """
 
     enable_cache: bool = True
     extra: dict[str, dict[str, JsonValue]] = {}
+    on_success: tuple[str, ...] = ()
+    on_failure: tuple[str, ...] = ()
+
+    @field_validator("on_success", "on_failure")
+    @classmethod
+    def _hooks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_hooks(value)
 
 
 class PipelineIR(_Model):

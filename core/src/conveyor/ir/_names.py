@@ -113,6 +113,28 @@ def run_name_template_problem(template: object) -> str | None:
     return None
 
 
+MAX_SOURCE_LENGTH = 1024
+"""The longest ``module:qualname`` source a step, materializer or hook may have (a column's width)."""
+
+
+def hook_source_problem(value: object) -> str | None:
+    """What is wrong with a hook's source (``package.module:function``), or None when it is well formed.
+
+    Only the shape is checked here; whether it names a function is checked where it is loaded.
+    """
+    if not isinstance(value, str):
+        return f"is a {type(value).__name__}, not a string"
+    if len(value) > MAX_SOURCE_LENGTH:
+        return f"is {len(value)} characters long; the limit is {MAX_SOURCE_LENGTH}"
+    module, sep, qualname = value.partition(":")
+    if not sep:
+        return "is not of the form module:function"
+    for part in (*module.split("."), *qualname.split(".")):
+        if not part.isidentifier():
+            return "is not of the form module:function (dotted Python identifiers)"
+    return None
+
+
 LATEST = "latest"
 """The version reference that always means a model's newest version."""
 

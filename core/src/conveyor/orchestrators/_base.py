@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +27,16 @@ class LaunchContext:
         source_root: the folder of the user's code.
         home: a folder of this repository (its ``.conveyor/``) where an
             orchestrator may keep its engine's state on this machine.
+        run_ids: the runs :meth:`BaseOrchestrator.create_run` recorded for
+            this launch, so that a launch that fails midway knows whether a
+            run exists to settle.
     """
 
     store: MetadataStore
     stack: Stack
     source_root: Path | None = None
     home: Path | None = None
+    run_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -242,7 +246,9 @@ class BaseOrchestrator(StackComponent):
         """
         from conveyor.runtime import start_run
 
-        return start_run(ctx.store, deployment, run_key=run_key, owned=owned, source_root=ctx.source_root, **values)
+        run = start_run(ctx.store, deployment, run_key=run_key, owned=owned, source_root=ctx.source_root, **values)
+        ctx.run_ids.append(run.id)
+        return run
 
 
 def needs_images(deployment: Deployment, stack: Stack, orchestrator: BaseOrchestrator | None = None) -> bool:

@@ -156,7 +156,8 @@ class LocalScheduler:
             raise KeyboardInterrupt
         if code != 0:
             record = self._step_record(step.id)
-            reason = record.error if record is not None and record.error else f"its process exited with code {code}"
+            how = f"was killed ({_signal_name(-code)})" if code < 0 else f"exited with code {code}"
+            reason = record.error if record is not None and record.error else f"its process {how}"
             if record is None or record.status == RunStatus.RUNNING:
                 self._record_killed(step, reason)
             raise StepFailedError(f"step {step.id!r} failed: {reason}")
@@ -212,6 +213,8 @@ class LocalScheduler:
                 if isinstance(exc, KeyboardInterrupt) or self.stopping.is_set() or attempt == attempts:
                     break
                 time.sleep(step.settings.retry_delay)
+        if error is not None and not isinstance(error, KeyboardInterrupt) and not self.stopping.is_set():
+            self._failed_for_good(step, error)
         if self.progress is not None and not isinstance(error, KeyboardInterrupt):
             if error is None:
                 record = None if status is not None else self._step_record(step.id)
@@ -220,6 +223,28 @@ class LocalScheduler:
                 message = error.message if isinstance(error, StepFailedError) else str(error)
                 self.progress.step_ended(step.id, RunStatus.FAILED, message.removeprefix(f"step {step.id!r} failed: "))
         return error
+
+    def _failed_for_good(self, step: StepIR, error: BaseException) -> None:
+        """After a step's last attempt failed: its failure hooks, unless its own process ran them.
+
+        A step process that was killed (SIGKILL, out of memory, its timeout)
+        could not run them; this process supervised it, so they run here.
+        """
+        if not step.settings.on_failure:
+            return
+        from conveyor.runtime import run_step_hooks
+
+        record = self._step_record(step.id)
+        reason = record.error if record is not None and record.error else None
+        if reason is None:
+            reason = (
+                error.message.removeprefix(f"step {step.id!r} failed: ")
+                if isinstance(error, StepFailedError)
+                else str(error)
+            )
+        run_step_hooks(
+            self.env.store, self.env.deployment, self.env.run, step.id, "failure", error=reason, stack=self.env.stack
+        )
 
     # -- the whole run -----------------------------------------------------------------
     def run(self) -> None:
@@ -281,11 +306,14 @@ class LocalScheduler:
                 code_hash=step.code_hash,
                 error=f"upstream step {cause!r} failed",
             )
+        from conveyor.runtime import run_due_hooks
+
         if failures:
             first = next(iter(failures))
             message = str(failures[first])
             store.settle_run(run.id, RunStatus.FAILED, error=message)
             self.progress.run_ended(RunStatus.FAILED)
+            run_due_hooks(store, self.env.deployment, run.id, stack=self.env.stack)
             exc = failures[first]
             if isinstance(exc, StepFailedError):
                 raise StepFailedError(
@@ -294,6 +322,7 @@ class LocalScheduler:
             raise StepFailedError(f"step {first!r} failed: {exc} (run {run.name!r})") from exc
         store.settle_run(run.id, RunStatus.COMPLETED)
         self.progress.run_ended(RunStatus.COMPLETED)
+        run_due_hooks(store, self.env.deployment, run.id, stack=self.env.stack)
 
     def _masking(self) -> contextlib.AbstractContextManager[None]:
         # Steps that resolve secrets in this process: whatever they write to the raw file
@@ -326,6 +355,13 @@ class LocalScheduler:
         # Saves cut short in this process's threads leave their temporary folders behind.
         with contextlib.suppress(Exception):
             remove_temporary_folders(self.env.store, self.env.run, self.env.deployment)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

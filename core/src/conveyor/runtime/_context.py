@@ -40,7 +40,7 @@ class StepContext:
             ``.number``), or None when its pipeline and the step have no model.
         code_hash: the hash of the step's code.
         code_commit: the commit of the code the run was started from, when known.
-        stack: the run's :class:`~conveyor.stack.Stack`.
+        stack: the run's :class:`~conveyor.stack.Stack` (the stack the step runs on).
     """
 
     pipeline_name: str
@@ -92,6 +92,21 @@ class StepContext:
             StackError: the stack has none.
         """
         return self._component("model_deployer")
+
+    @property
+    def alerter(self) -> Any:
+        """The alerter of the stack the step runs on (``post(message)``, ``ask(question)``).
+
+        Raises:
+            StackError: the stack has no alerter.
+        """
+        from conveyor.stack import ComponentType
+
+        if self.stack is None:
+            from conveyor.exceptions import StackError
+
+            raise StackError(f"step {self.step_id!r} runs without a stack, so it has no alerter")
+        return self.stack.component(ComponentType.ALERTER)
 
     def add_link(self, label: str, url: str) -> None:
         """Record a link of this step's run to another system (``conveyor run describe`` shows it).

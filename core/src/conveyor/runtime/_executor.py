@@ -27,6 +27,7 @@ from conveyor.exceptions import ConfigError, ConveyorError, RunSettledError, Ste
 from conveyor.ir import ArtifactInput, Deployment, ModelInput, ParameterInput, StepIR, canonical_json, shown
 from conveyor.materializers import registry
 from conveyor.runtime._context import StepContext, reset_step_context, set_step_context
+from conveyor.runtime._hooks import FAILURE, SUCCESS, run_step_hooks, settle_run
 from conveyor.runtime._logs import capture_logs
 from conveyor.runtime._models import model_version_for, resolve_model_input
 from conveyor.stores import ArtifactRecord, ModelLinkRole, RunRecord, RunStatus, StepRunRecord, now
@@ -455,6 +456,9 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
         message = _error_line(failure)
         env.store.finish_step_run(step_run.id, status, inputs=input_ids, error=message, **extra)
         _link_models(env, step_run.id, model_version, {}, logged, used_models, input_ids)
+        if status == RunStatus.FAILED and is_last_attempt(step, step_run.attempts):
+            # The step failed for good and this process knows why: its failure hooks run here.
+            run_step_hooks(env.store, deployment, env.run, step.id, FAILURE, error=message, stack=env.stack)
         if isinstance(failure, (KeyboardInterrupt, SystemExit)):
             raise failure
         if isinstance(failure, ConveyorError):
@@ -473,6 +477,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
         raise StepFailedError(f"step {step.id!r} finished after its run ended: {exc.message}", exc.hint) from None
     produced = {new_artifacts[output]["name"]: artifact_id for output, artifact_id in output_ids.items()}
     _link_models(env, step_run.id, model_version, produced, logged, used_models, input_ids)
+    run_step_hooks(env.store, deployment, env.run, step.id, SUCCESS, stack=env.stack)
     return dataclasses.replace(step_run, status=RunStatus.COMPLETED, metadata=logged or None)
 
 
@@ -512,6 +517,11 @@ def _link_models(
         )
 
 
+def is_last_attempt(step: StepIR, attempts: int) -> bool:
+    """Whether a step that has made ``attempts`` attempts gets no other (its retries are used up)."""
+    return attempts > step.settings.retries
+
+
 def _error_line(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "stopped"
@@ -529,7 +539,8 @@ def finalize_run(env: RunEnvironment, failed_step: str | None = None, *, error: 
 
     After a step's final failed attempt (or its engine stopped it), the steps
     downstream of it are recorded as skipped and the run as failed, with
-    ``error`` when given. Returns the new status, if any.
+    ``error`` when given. A run settled here runs the hooks then due (the
+    pipeline's). Returns the new status, if any.
     """
     pipeline = env.deployment.pipeline
     records = {r.step_id: r for r in env.store.list_step_runs(env.run.id)}
@@ -559,9 +570,9 @@ def finalize_run(env: RunEnvironment, failed_step: str | None = None, *, error: 
         if error is None:
             cause = records[failed_step].error if failed_step in records else None
             error = f"step {failed_step!r} failed: {cause}" if cause else f"step {failed_step!r} failed"
-        env.store.settle_run(env.run.id, RunStatus.FAILED, error=error)
+        settle_run(env.store, env.deployment, env.run.id, RunStatus.FAILED, error=error, stack=env.stack)
         return RunStatus.FAILED
     if len(records) == len(pipeline.steps) and all(r.status in RunStatus.SUCCEEDED for r in records.values()):
-        env.store.settle_run(env.run.id, RunStatus.COMPLETED)
+        settle_run(env.store, env.deployment, env.run.id, RunStatus.COMPLETED, stack=env.stack)
         return RunStatus.COMPLETED
     return None

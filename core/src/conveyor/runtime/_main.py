@@ -291,7 +291,7 @@ def run_step_command(args: argparse.Namespace) -> int:
         if folder and folder not in sys.path:
             sys.path.insert(0, folder)
     from conveyor.ir import shown
-    from conveyor.runtime._executor import RunEnvironment, execute_step, finalize_run
+    from conveyor.runtime._executor import RunEnvironment, execute_step, finalize_run, is_last_attempt
     from conveyor.runtime._logs import capture_file_descriptors
     from conveyor.stack import Stack
 
@@ -333,6 +333,11 @@ def run_step_command(args: argparse.Namespace) -> int:
         # recorded as stopped, the steps after it skipped; a run no
         # orchestrator process owns would otherwise stay "running" forever.
         if remote:
+            from conveyor.runtime._hooks import FAILURE, run_step_hooks
+
+            # Engines stop a step at its timeout this way too: the step failed, and this
+            # process, which supervises it, runs its failure hooks before the run settles.
+            run_step_hooks(store, deployment, run, args.step, FAILURE, error="stopped by its engine", stack=stack)
             finalize_run(env, failed_step=args.step, error=f"step {args.step!r} was stopped by its engine")
         print(f"conveyor: step {args.step!r} was stopped", file=sys.stderr)
         return 130
@@ -340,7 +345,7 @@ def run_step_command(args: argparse.Namespace) -> int:
         print(f"conveyor: {exc}", file=sys.stderr)
         if remote:
             record = next(r for r in store.list_step_runs(run.id) if r.step_id == args.step)
-            if record.attempts > deployment.pipeline.step(args.step).settings.retries:
+            if is_last_attempt(deployment.pipeline.step(args.step), record.attempts):
                 finalize_run(env, failed_step=args.step)
         return 1
     if remote:

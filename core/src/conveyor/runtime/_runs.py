@@ -142,10 +142,15 @@ def settle_after_engine(store: MetadataStore, deployment: Deployment, run: RunRe
 
     Steps the engine never started are recorded skipped, steps still
     ``running`` (their process was killed) failed, and the run completed only
-    when every step succeeded. A run already settled keeps its status.
+    when every step succeeded. A run already settled keeps its status. Then
+    the hooks still due run: failure hooks of failed steps whose own process
+    could not run them, and the pipeline's (each once, whoever ran it).
     """
+    from conveyor.runtime._hooks import run_due_hooks, settle_run
+
     current = store.get_run(run.id)
     if current.status != RunStatus.RUNNING:
+        run_due_hooks(store, deployment, run.id)
         return current.status
     records = {r.step_id: r for r in store.list_step_runs(run.id)}
     unfinished = []
@@ -170,9 +175,13 @@ def settle_after_engine(store: MetadataStore, deployment: Deployment, run: RunRe
         elif record.status not in RunStatus.SUCCEEDED:
             unfinished.append(step.id)
     if unfinished:
-        store.settle_run(
-            run.id, RunStatus.FAILED, error=f"the engine ended the run before step {unfinished[0]!r} finished"
+        settle_run(
+            store,
+            deployment,
+            run.id,
+            RunStatus.FAILED,
+            error=f"the engine ended the run before step {unfinished[0]!r} finished",
         )
     else:
-        store.settle_run(run.id, RunStatus.COMPLETED)
+        settle_run(store, deployment, run.id, RunStatus.COMPLETED)
     return store.get_run(run.id).status

@@ -23,6 +23,7 @@ _EXPORTS = {
     "OWNER_FILE": "conveyor.secrets._store",
     "CREDENTIAL_OPTION_NAMES": "conveyor.secrets._fields",
     "REFERENCE": "conveyor.secrets._references",
+    "SECRETS_RESOLVED": "conveyor.secrets._fields",
     "SecretReference": "conveyor.secrets._fields",
     "StoreURL": "conveyor.secrets._fields",
     "check_credential_options": "conveyor.secrets._fields",
@@ -64,6 +65,7 @@ __all__ = [
     "REFERENCE",
     "RotationResult",
     "SCHEMAS",
+    "SECRETS_RESOLVED",
     "Secret",
     "SecretInfo",
     "SecretReference",
@@ -93,6 +95,7 @@ __all__ = [
 if TYPE_CHECKING:
     from conveyor.secrets._fields import (
         CREDENTIAL_OPTION_NAMES,
+        SECRETS_RESOLVED,
         SecretReference,
         StoreURL,
         check_credential_options,

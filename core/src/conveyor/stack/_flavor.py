@@ -33,6 +33,7 @@ class ComponentType:
     EXPERIMENT_TRACKER = "experiment_tracker"
     DATA_VALIDATOR = "data_validator"
     MODEL_DEPLOYER = "model_deployer"
+    ALERTER = "alerter"
 
     ALL = (
         ORCHESTRATOR,
@@ -43,6 +44,7 @@ class ComponentType:
         EXPERIMENT_TRACKER,
         DATA_VALIDATOR,
         MODEL_DEPLOYER,
+        ALERTER,
     )
     REQUIRED = (ORCHESTRATOR, ARTIFACT_STORE)
 

@@ -12,6 +12,7 @@ from conveyor.stores._open import local_store_folders, open_store, url_without_p
 from conveyor.stores._records import (
     ArtifactRecord,
     ComponentRecord,
+    HookInvocationRecord,
     ModelAliasEventRecord,
     ModelLinkRole,
     ModelRecord,
@@ -31,6 +32,7 @@ __all__ = [
     "ArtifactRecord",
     "ArtifactStore",
     "ComponentRecord",
+    "HookInvocationRecord",
     "LocalArtifactStore",
     "MetadataStore",
     "ModelAliasEventRecord",

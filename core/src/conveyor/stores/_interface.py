@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.stores._records import (
     ArtifactRecord,
     ComponentRecord,
+    HookInvocationRecord,
     ModelAliasEventRecord,
     ModelRecord,
     ModelVersionLinkRecord,
@@ -234,6 +235,46 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def find_cached(self, cache_key: str, limit: int = 5) -> list[tuple[StepRunRecord, dict[str, ArtifactRecord]]]:
         """Completed step runs with this cache key, newest first, with their outputs."""
+
+    # -- hook invocations ------------------------------------------------------------
+    @abc.abstractmethod
+    def claim_hook_invocation(
+        self, pipeline_name: str, run_id: str | None, step_id: str | None, event: str, position: int, hook: str
+    ) -> str | None:
+        """Record that a hook is about to run; returns the invocation's id, or None when it was claimed already.
+
+        A run's hook (one ``event`` of one step, or of the pipeline when
+        ``step_id`` is None, at one ``position`` of its list) is claimed at
+        most once, so whichever process supervises the step or the run, the
+        hook runs once. Invocations without a run (the run failed before it
+        was created) are always recorded.
+
+        Args:
+            pipeline_name: the pipeline's name.
+            run_id: the run, or None when no run was created.
+            step_id: the step the hook belongs to, or None for the pipeline's hooks.
+            event: ``success`` or ``failure``.
+            position: the hook's index in its list.
+            hook: its source, ``module:function``.
+        """
+
+    @abc.abstractmethod
+    def finish_hook_invocation(self, invocation_id: str, status: str, error: str | None = None) -> None:
+        """Record how a claimed hook ended: ``completed``, or ``failed`` with its error line."""
+
+    @abc.abstractmethod
+    def list_hook_invocations(
+        self, run_id: str | None, *, pipeline_name: str | None = None
+    ) -> list[HookInvocationRecord]:
+        """The hook invocations of a run, in the order they started.
+
+        With ``run_id`` None: the invocations of ``pipeline_name`` that had no
+        run (runs that failed before they were created), newest last.
+        """
+
+    def run_url(self, run_id: str) -> str | None:
+        """Where a person can look at a run (a server's page), if this store has one."""
+        return None
 
     # -- artifacts -------------------------------------------------------------------
     @abc.abstractmethod

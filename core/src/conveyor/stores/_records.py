@@ -196,6 +196,32 @@ class ModelLinkRole:
     CONSUMED = "consumed"
 
 
+@dataclass(frozen=True)
+class HookInvocationRecord:
+    """One run of a hook: what it was for, how it ended, how long it took.
+
+    ``run_id`` is None for a run that failed before it was created (a bad
+    config); ``step_id`` is None for the pipeline's own hooks.
+    """
+
+    id: str
+    run_id: str | None
+    pipeline_name: str
+    step_id: str | None
+    event: str
+    position: int
+    hook: str
+    status: str
+    started: datetime
+    ended: datetime | None
+    error: str | None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the hook ran, once it ended."""
+        return None if self.ended is None else (self.ended - self.started).total_seconds()
+
+
 class RunStatus:
     """Statuses of runs and step runs."""
 

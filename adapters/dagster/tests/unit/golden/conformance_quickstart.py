@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'quickstart'
-CONVEYOR_DEPLOYMENT = '15f90a0485a60a703e049adf32e33bb6'
+CONVEYOR_DEPLOYMENT = 'f8c34f6bc83783b82103838a1c057536'
 JOB_NAME = 'quickstart'
 JOB = {
-    'description': "conveyor pipeline 'quickstart', deployment 15f90a0485a60a703e049adf32e33bb6",
-    'tags': {'conveyor/deployment': '15f90a0485a60a703e049adf32e33bb6'},
+    'description': "conveyor pipeline 'quickstart', deployment f8c34f6bc83783b82103838a1c057536",
+    'tags': {'conveyor/deployment': 'f8c34f6bc83783b82103838a1c057536'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '15f90a0485a60a703e049adf32e33bb6',
+        'f8c34f6bc83783b82103838a1c057536',
         '--step',
         STEP,
         '--run-key',
@@ -136,7 +136,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '15f90a0485a60a703e049adf32e33bb6',
+        'f8c34f6bc83783b82103838a1c057536',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

@@ -3,8 +3,8 @@
 One module per concern: :mod:`._engine` (connections, transactions, schema
 version), :mod:`._pipelines`, :mod:`._runs`, :mod:`._steps` (step runs and
 the cache), :mod:`._artifacts`, :mod:`._models` (models, versions, aliases),
-:mod:`._stacks`; the secrets table is read and written by
-:class:`conveyor.secrets.SecretStore`.
+:mod:`._stacks`, :mod:`._hooks` (hook invocations); the secrets table is read
+and written by :class:`conveyor.secrets.SecretStore`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from conveyor.stores._interface import MetadataStore
 from conveyor.stores.sql._engine import SCHEMA_REVISIONS, SqlDatabase
 
 # The table mixins SqlStore is made of stay private: only the store is this package's face.
+from conveyor.stores.sql._hooks import HookTables as _HookTables
 from conveyor.stores.sql._models import ModelTables as _ModelTables
 from conveyor.stores.sql._pipelines import PipelineTables as _PipelineTables
 from conveyor.stores.sql._runs import RunTables as _RunTables
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_REVISIONS", "SqlDatabase", "SqlStore"]
 
 
-class SqlStore(_PipelineTables, _RunTables, _StepRunTables, _ModelTables, _StackTables, MetadataStore):
+class SqlStore(_PipelineTables, _RunTables, _StepRunTables, _ModelTables, _StackTables, _HookTables, MetadataStore):
     """The metadata store in a SQL database: SQLite (default), MariaDB/MySQL or PostgreSQL.
 
     Args:

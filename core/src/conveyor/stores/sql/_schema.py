@@ -234,3 +234,22 @@ model_version_links = sa.Table(
     sa.Column("metadata", sa.JSON(), nullable=False),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
 )
+
+hook_invocations = sa.Table(
+    "hook_invocations",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("run_id", sa.String(_ID), sa.ForeignKey("pipeline_runs.id"), nullable=True),
+    sa.Column("pipeline_name", sa.String(_NAME), nullable=False),
+    # "" for the pipeline's own hooks: a NULL would not be unique, and each hook is claimed once.
+    sa.Column("step_id", sa.String(_NAME), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("position", sa.Integer(), nullable=False),
+    sa.Column("hook", sa.String(1024), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.UniqueConstraint("run_id", "step_id", "event", "position", name="uq_hook_invocations_claim"),
+    sa.Index("ix_hook_invocations_pipeline_name", "pipeline_name"),
+)
