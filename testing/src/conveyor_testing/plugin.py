@@ -13,6 +13,8 @@ Missing servers fail the tests that need them with the hint
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from conveyor_testing.s3_server import s3_bucket, s3_endpoint, s3_server
@@ -52,6 +54,10 @@ MARKERS = {
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the markers and the Docker fixtures."""
+    # A shell starts background jobs with SIGINT ignored, and children inherit that:
+    # the tests that press Ctrl-C on a pipeline they started would see it ignored.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
     # Registered as a plugin of its own rather than imported name by name, so
