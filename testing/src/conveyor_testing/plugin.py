@@ -25,6 +25,7 @@ tests that do not. The markers themselves are registered in the root
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,10 @@ def examples_path(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the Docker fixtures (a plugin of their own, so their fixtures are found whatever they are called)."""
+    # A shell starts background jobs with SIGINT ignored, and children inherit that:
+    # the tests that press Ctrl-C on a pipeline they started would see it ignored.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if not config.pluginmanager.is_registered(docker_env):
         config.pluginmanager.register(docker_env, "conveyor_testing.docker_env")
 
