@@ -69,7 +69,7 @@ def quickstart(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def core(session: nox.Session) -> None:
     """Core: unit tests, and the metadata store on real MariaDB and PostgreSQL, S3 on SeaweedFS."""
-    _install(session, *PYTEST, "-e", "./core[mysql,postgres,s3]", "-e", "./testing[sql,s3,docker]")
+    _install(session, *PYTEST, "-e", "./core[mysql,postgres,s3,server]", "-e", "./testing[sql,s3,docker]")
     _pytest(session, "core/tests", "testing/tests")
 
 

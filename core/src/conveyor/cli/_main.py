@@ -28,6 +28,12 @@ _COMMANDS = {
     "run": "conveyor.cli._pipeline_commands:run",
     "artifact": "conveyor.cli._artifact_commands:artifact",
     "secret": "conveyor.cli._secret_commands:secret",
+    "server": "conveyor.cli._server_commands:server",
+    "login": "conveyor.cli._server_commands:login",
+    "logout": "conveyor.cli._server_commands:logout",
+    "profile": "conveyor.cli._server_commands:profile",
+    "user": "conveyor.cli._server_commands:user",
+    "service-account": "conveyor.cli._server_commands:service_account",
 }
 
 _HELP = {
@@ -42,6 +48,12 @@ _HELP = {
     "run": "Inspect pipeline runs.",
     "artifact": "Inspect and show artifacts.",
     "secret": "Manage encrypted secrets (referred to as {{name.key}}).",
+    "server": "Run a conveyor server (the team store).",
+    "login": "Log in to a conveyor server (makes it the active profile).",
+    "logout": "End the session of the active profile.",
+    "profile": "List, switch and delete profiles (named connections).",
+    "user": "Manage a server's users (admins).",
+    "service-account": "Manage a server's service accounts and API keys (admins).",
 }
 
 
