@@ -1,7 +1,16 @@
-"""Shared fixtures of core's tests: every test gets its own repository."""
+"""Shared fixtures of core's tests: every test gets its own repository.
+
+``CONVEYOR_TEST_STORE`` picks the metadata store the ``repo`` fixture uses:
+``sql`` (default: the repository's SQLite file), ``rest`` (a conveyor server
+on 127.0.0.1 over SQLite) or ``rest-postgres`` (a server over PostgreSQL).
+With a server, every test starts from an empty store, with an admin's API
+key in ``CONVEYOR_API_KEY``. Tests that read the SQL store's own files or
+tables are marked ``sql_store`` and say so when the suite runs over REST.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,22 +22,59 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples" / "conformance"
+STORE = os.environ.get("CONVEYOR_TEST_STORE", "sql")
+_SERVERS = {"rest": "conveyor_server", "rest-postgres": "conveyor_server_postgres"}
+if STORE not in ("sql", *_SERVERS):
+    raise pytest.UsageError(f"CONVEYOR_TEST_STORE={STORE!r}: use sql, rest or rest-postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sql_store(reason): reads the SQL store's own files, tables or keys; runs only with CONVEYOR_TEST_STORE=sql",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if STORE == "sql":
+        return
+    for item in items:
+        marker = item.get_closest_marker("sql_store")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else "it reads the SQL store directly"
+            item.add_marker(pytest.mark.skip(reason=f"SQL store only ({STORE} run): {reason}"))
 
 
 def _forget_stores() -> None:
     from conveyor import _repository
+    from conveyor.secrets import _references
 
     for store in _repository._stores.values():
         store.close()
     _repository._stores.clear()
+    for store in _references._stores.values():
+        store.close()
+    _references._stores.clear()
 
 
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def repo(
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> Iterator[Path]:
     """A fresh conveyor repository in a temporary folder, which is also the working folder."""
     monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
-    for name in ("CONVEYOR_STORE_URL", "CONVEYOR_STACK"):
+    # Never the developer's own profiles.
+    monkeypatch.setenv("CONVEYOR_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+    for name in ("CONVEYOR_STORE_URL", "CONVEYOR_STACK", "CONVEYOR_SERVER", "CONVEYOR_API_KEY", "CONVEYOR_PROFILE"):
         monkeypatch.delenv(name, raising=False)
+    if STORE in _SERVERS:
+        server = request.getfixturevalue(_SERVERS[STORE])
+        server.reset()
+        monkeypatch.setenv("CONVEYOR_SERVER", server.url)
+        monkeypatch.setenv("CONVEYOR_API_KEY", server.admin_key)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))  # modules a test writes there import
     _forget_stores()

@@ -6,6 +6,8 @@ Fixtures:
   ``postgres_server``, ``postgres_url``, ``fresh_postgres_url``.
 * S3: ``s3_server``, ``s3_endpoint``, ``s3_bucket``.
 * Docker: whatever :mod:`conveyor_testing.docker_env` provides.
+* conveyor server: ``conveyor_server``, ``conveyor_server_postgres``,
+  ``conveyor_server_factory`` (:mod:`conveyor_testing.server`).
 
 Missing servers fail the tests that need them with the hint
 ``run: bash scripts/bootstrap.sh``; nothing is skipped.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import pytest
 
 from conveyor_testing.s3_server import s3_bucket, s3_endpoint, s3_server
+from conveyor_testing.server import conveyor_server, conveyor_server_factory, conveyor_server_postgres
 from conveyor_testing.sql_servers import (
     fresh_mariadb_url,
     fresh_postgres_url,
@@ -31,6 +34,9 @@ except ImportError:  # the Docker fixtures are optional until that module lands
     docker_env = None
 
 __all__ = [
+    "conveyor_server",
+    "conveyor_server_factory",
+    "conveyor_server_postgres",
     "fresh_mariadb_url",
     "fresh_postgres_url",
     "mariadb_server",
@@ -47,6 +53,7 @@ MARKERS = {
     "postgres": "needs a real PostgreSQL server (fixtures postgres_url, fresh_postgres_url)",
     "s3": "needs a real S3 server (fixtures s3_endpoint, s3_bucket)",
     "docker": "needs a Docker daemon, registry and base image",
+    "server": "starts a real conveyor server (fixtures conveyor_server, conveyor_server_factory)",
 }
 
 

@@ -166,7 +166,7 @@ def stop_server(
         proc.wait(timeout=timeout)
 
 
-_TMP_KINDS = ("mariadb", "postgres", "s3")
+_TMP_KINDS = ("mariadb", "postgres", "s3", "server")
 _OWNER_FILE = "owner.pid"
 _EXTRA_FILE = "outside-paths.txt"
 

@@ -460,11 +460,12 @@ class EnsureStackIn(Model):
 SecretName = Annotated[str, Field(min_length=1, max_length=255)]
 
 
+# Names, keys and values are checked by the secrets store itself, so the errors are the ones a SQL store gives.
 class SecretIn(Model):
     """A new secret."""
 
-    name: SecretName
-    values: dict[Annotated[str, Field(min_length=1, max_length=255)], Annotated[str, Field(max_length=1_000_000)]]
+    name: Annotated[str, Field(max_length=10_000)]
+    values: dict[Annotated[str, Field(max_length=10_000)], Any]
     schema_: str = Field(default="plain", alias="schema", max_length=64)
     shared: bool = False
 
@@ -474,7 +475,7 @@ class SecretIn(Model):
 class SecretUpdateIn(Model):
     """Changes to a secret."""
 
-    values: dict[Annotated[str, Field(min_length=1, max_length=255)], Annotated[str, Field(max_length=1_000_000)]] = {}
+    values: dict[Annotated[str, Field(max_length=10_000)], Any] = {}
     remove_keys: list[Annotated[str, Field(max_length=255)]] = []
     replace: bool = False
     shared: Optional[bool] = None

@@ -110,6 +110,13 @@ class ServerConnection:
         for conn, _ in idle:
             conn.close()
 
+    def __del__(self) -> None:
+        # Kept-alive sockets of a store nobody closed go with it, quietly.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
     def _unreachable(self, exc: BaseException) -> StoreError:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         if isinstance(exc, (socket.timeout, TimeoutError)):
