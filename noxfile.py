@@ -3,7 +3,7 @@
 ``nox`` runs them all (what CI runs); ``nox -s core`` runs one. Engines that
 cannot share an environment (Airflow and Prefect pin different FastAPI
 versions; kfp pins protobuf) each get their own. Servers (MariaDB,
-PostgreSQL, SeaweedFS, Docker, a registry, Prefect, Airflow) are started by
+PostgreSQL, SeaweedFS, Docker, a registry, Prefect, Airflow, conveyor servers) are started by
 the tests' fixtures; ``scripts/bootstrap.sh`` installs them.
 """
 
@@ -31,7 +31,7 @@ def _install(session: nox.Session, *args: str) -> None:
     session.install("--compile-bytecode", "--override", OVERRIDES, *args)
 
 
-def _pytest(session: nox.Session, *paths: str) -> None:
+def _pytest(session: nox.Session, *paths: str, env: dict[str, str] | None = None) -> None:
     # Editable checkouts are not byte-compiled at install time: let the first
     # process write .pyc files so that the step processes the tests start
     # do not all compile conveyor from source again.
@@ -43,7 +43,7 @@ def _pytest(session: nox.Session, *paths: str) -> None:
         str(ROOT),
         *paths,
         *session.posargs,
-        env={"PYTHONDONTWRITEBYTECODE": ""},
+        env={"PYTHONDONTWRITEBYTECODE": "", **(env or {})},
     )
 
 
@@ -69,8 +69,19 @@ def quickstart(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def core(session: nox.Session) -> None:
     """Core: unit tests, and the metadata store on real MariaDB and PostgreSQL, S3 on SeaweedFS."""
-    _install(session, *PYTEST, "-e", "./core[mysql,postgres,s3,server]", "-e", "./testing[sql,s3,docker]")
+    _install(
+        session, *PYTEST, "schemathesis>=4", "-e", "./core[mysql,postgres,s3,server]", "-e", "./testing[sql,s3,docker]"
+    )
     _pytest(session, "core/tests", "testing/tests")
+
+
+@nox.session(python=PYTHON)
+def rest(session: nox.Session) -> None:
+    """Core's suite again with every repository on a conveyor server: over SQLite, then over PostgreSQL."""
+    _install(session, *PYTEST, "-e", "./core[mysql,postgres,s3,server]", "-e", "./testing[sql,s3,docker]")
+    # The server's own tests (marker `server`) run in the core session already.
+    for store in ("rest", "rest-postgres"):
+        _pytest(session, "core/tests", "-m", "not server", env={"CONVEYOR_TEST_STORE": store})
 
 
 @nox.session(python=PYTHON)

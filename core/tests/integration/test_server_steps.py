@@ -1,0 +1,111 @@
+"""What a step process holds when its run goes through a server: the URL and its run's token, nothing else."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conveyor import Client
+from conveyor_testing.server import ConveyorServer
+from tests_support import write_module
+
+pytestmark = [pytest.mark.server, pytest.mark.integration]
+
+PIPE = """
+import os, sys
+
+from conveyor import get_step_context, pipeline, step
+
+HEAVY = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "cryptography", "httpx")
+
+
+@step(secrets=["api"], environment={"API_TOKEN": "{{api.token}}"})
+def inspect_me() -> str:
+    token = get_step_context().get_secret("api")["token"]
+    return json.dumps({
+        "env": sorted(k for k in os.environ if k.startswith("CONVEYOR_")),
+        "key": os.environ.get("CONVEYOR_API_KEY", ""),
+        "heavy": [m for m in HEAVY if m in sys.modules],
+        "secret_ok": token == "tok-123" and os.environ["API_TOKEN"] == "tok-123",
+    })
+
+
+@pipeline(name="inspect")
+def inspect():
+    inspect_me()
+"""
+
+
+@pytest.fixture
+def on_server(repo: Path, conveyor_server: ConveyorServer, monkeypatch: pytest.MonkeyPatch) -> ConveyorServer:
+    conveyor_server.reset()
+    monkeypatch.setenv("CONVEYOR_SERVER", conveyor_server.url)
+    monkeypatch.setenv("CONVEYOR_API_KEY", conveyor_server.admin_key)
+    # Set in the driver's environment on purpose: none of it may reach a step.
+    monkeypatch.setenv("CONVEYOR_SECRETS_KEY_FILE", str(repo / "not-for-steps.key"))
+    return conveyor_server
+
+
+def test_a_step_process_holds_only_the_server_url_and_its_run_token(on_server: ConveyorServer, repo: Path) -> None:
+    write_module(repo, "inspect_pipe", "import json\n" + PIPE)
+    client = Client()
+    client.create_secret("api", {"token": "tok-123"})
+    client.register_component("orchestrator", "procs", "local", {"mode": "process"})
+    client.register_stack("procs", {"orchestrator": "procs", "artifact_store": "default"})
+    import inspect_pipe
+
+    run = inspect_pipe.inspect.with_options(stack="procs")()
+    assert run.status == "completed"
+    seen = json.loads(run.steps["inspect_me"].output.load())
+    assert seen["secret_ok"] is True
+    assert "CONVEYOR_SERVER" in seen["env"] and "CONVEYOR_API_KEY" in seen["env"]
+    for leaked in ("CONVEYOR_STORE_URL", "CONVEYOR_SECRETS_KEY", "CONVEYOR_SECRETS_KEY_FILE", "CONVEYOR_PROFILE"):
+        assert leaked not in seen["env"]
+    assert seen["key"].startswith("cvr_") and seen["key"] != on_server.admin_key
+    # The step process imported no database or server code.
+    assert seen["heavy"] == []
+    # Its token outlives the run only by the server's leeway (60 s here); test_server_auth checks the end.
+    status, _ = on_server.request("GET", f"/api/runs/{run.id}", token=seen["key"])
+    assert status == 200
+
+
+def test_the_same_pipeline_gives_the_same_artifacts_on_sql_and_on_the_server(
+    repo: Path, conveyor_server: ConveyorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor._repository import close_stores
+
+    write_module(repo, "twin_pipe", TWIN)
+    import twin_pipe
+
+    sql_run = twin_pipe.twin()
+    sql_hashes = {s: v.output.content_hash for s, v in sql_run.steps.items()}
+    close_stores()
+    conveyor_server.reset()
+    monkeypatch.setenv("CONVEYOR_SERVER", conveyor_server.url)
+    monkeypatch.setenv("CONVEYOR_API_KEY", conveyor_server.admin_key)
+    rest_run = twin_pipe.twin()
+    assert Client().store.backend == "rest"
+    assert {s: v.output.content_hash for s, v in rest_run.steps.items()} == sql_hashes
+    close_stores()
+
+
+TWIN = """
+from conveyor import pipeline, step
+
+
+@step
+def numbers() -> list[int]:
+    return list(range(10))
+
+
+@step
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+@pipeline(name="twin")
+def twin():
+    total(numbers())
+"""
