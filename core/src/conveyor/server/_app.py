@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from conveyor import __version__
 from conveyor.exceptions import (
     AuthenticationError,
+    ConfigError,
     ConveyorError,
     NotFoundError,
     PermissionDeniedError,
@@ -403,6 +404,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def join_run(body: m.JoinIn, p: Principal = who) -> Response:
         """The run of an engine's run key, created by whichever caller asks first."""
         values = body.values.model_dump(exclude_unset=True)
+        values.pop("run_key", None)  # the key is the one joined
         if p.is_run:
             own = st.get_run(p.run_id or "")
             if own.run_key != body.run_key:
@@ -420,6 +422,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         writer(p, "change runs")
         run_only(p, run_id, "change other runs")
         values = body.values.model_dump(exclude_unset=True)
+        if "id" in values:
+            raise ConfigError("values.id: a run's id cannot change")
         changed = st.update_run(run_id, only_if_status=body.only_if_status, **values) if values else False
         return _json({"changed": changed})
 

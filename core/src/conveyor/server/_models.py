@@ -337,7 +337,6 @@ class SettleIn(Model):
 class StepRunValues(Model):
     """Fields of a step run."""
 
-    id: Optional[Id] = None
     step_name: Optional[Name] = None
     status: Optional[Status] = None
     cached: Optional[bool] = None
