@@ -163,6 +163,7 @@ def start_conveyor_server(
     leeway: float = 60.0,
     python: str | None = None,
     extra_env: dict[str, str] | None = None,
+    access_log: bool = False,
 ) -> ConveyorServer:
     """Start ``conveyor server start`` on a free port of 127.0.0.1 and wait until it is ready.
 
@@ -171,6 +172,7 @@ def start_conveyor_server(
         workers: worker processes.
         leeway: seconds a run token outlives its run.
         python: the interpreter (default: this one).
+        access_log: log every request in its log file (benchmarks count them).
     """
     tmp = make_tmpdir("server")
     data_dir = tmp / "data"
@@ -205,6 +207,7 @@ def start_conveyor_server(
             str(workers),
             "--run-token-leeway",
             str(leeway),
+            *(["--access-log"] if access_log else []),
         ]
         proc = spawn_server(argv, log_path=log_path, env=env)
         url = f"http://{HOST}:{port}"
