@@ -114,7 +114,7 @@ def docker(session: nox.Session) -> None:
         session,
         *PYTEST,
         "-e",
-        "./core[mysql,postgres,s3]",
+        "./core[mysql,postgres,s3,server]",
         "-e",
         "./testing[sql,s3,docker]",
         "-e",

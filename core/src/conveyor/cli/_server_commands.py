@@ -52,7 +52,9 @@ def server() -> None:
 @click.option(
     "--store-url",
     metavar="URL",
-    help="The SQL database (default: a SQLite file in the server's folder). Only the server holds it.",
+    envvar="CONVEYOR_SERVER_STORE_URL",
+    help="The SQL database (default: a SQLite file in the server's folder; or CONVEYOR_SERVER_STORE_URL, "
+    "which keeps a password out of the process list). Only the server holds it.",
 )
 @click.option(
     "--data-dir",

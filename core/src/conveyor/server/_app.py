@@ -520,7 +520,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         """Register a step's new artifacts and mark it completed, in one transaction."""
         writer(p, "record steps")
         step_run_scope(p, step_run_id, "record steps of other runs")
-        st.get_step_run(step_run_id)
         values = body.values.model_dump(exclude_unset=True)
         values.pop("status", None)
         new = {k: v.model_dump(exclude_unset=True) for k, v in body.new_artifacts.items()}

@@ -70,17 +70,24 @@ def _stop_and_remove(container: Any, timeout: float) -> None:
         _live.pop(container.id, None)
 
 
+def _sa_url(url: Any) -> Any:
+    import sqlalchemy as sa
+
+    return sa.make_url(url)
+
+
 def store_mounts(store_url: Any, artifact_path: str) -> list[str]:
     """Folders of this machine the step containers need: a SQLite file's folder, a local artifact store.
+
+    ``store_url`` is None for a conveyor server (its steps reach it over HTTP).
 
     Raises:
         StackError: the metadata store is an in-memory SQLite database.
     """
-    import sqlalchemy as sa
-
-    store_url = sa.make_url(store_url)
     folders: list[Path] = []
-    if store_url.get_backend_name() == "sqlite":
+    if store_url is None:  # a conveyor server: nothing of this machine's database is needed
+        pass
+    elif (store_url := _sa_url(store_url)).get_backend_name() == "sqlite":
         database = store_url.database
         if not database or database == ":memory:":
             raise StackError(
@@ -179,10 +186,12 @@ class StepContainer:
         from docker.types import Mount
 
         store = self.env.store
-        mounts = store_mounts(store.url, self.env.artifact_store.path)
+        on_server = store.backend == "rest"
+        # A server's steps get its URL and a token of their run; the server resolves their secrets.
+        mounts = store_mounts(None if on_server else store.url, self.env.artifact_store.path)
         environment = {
-            **store.child_environment(),
-            **secrets_environment(self.env, self.step),
+            **store.child_environment(self.env.run.id),
+            **({} if on_server else secrets_environment(self.env, self.step)),
             **self.step.settings.environment,
         }
         options: dict[str, Any] = {
