@@ -109,3 +109,64 @@ def total(values: list[int]) -> int:
 def twin():
     total(numbers())
 """
+
+
+ENGINE = """
+from conveyor import get_step_context, pipeline, step
+
+
+@step(secrets=["api"])
+def first() -> int:
+    return len(get_step_context().get_secret("api")["token"])
+
+
+@step
+def second(n: int) -> int:
+    return n * 2
+
+
+@pipeline(name="engine_like", enable_cache=False)
+def engine_like():
+    second(first())
+"""
+
+
+def test_an_engine_worker_with_a_runner_key_runs_steps_by_run_key(on_server: ConveyorServer, repo: Path) -> None:
+    """What an Airflow, KFP or Prefect task does: the step command with --run-key, a runner key in its environment."""
+    import os
+    import subprocess
+    import sys
+
+    from conveyor.ir import Deployment
+    from conveyor.stack import Stack
+
+    write_module(repo, "engine_pipe", ENGINE)
+    client = Client()
+    client.create_secret("api", {"token": "tok-123"})
+    import engine_pipe
+
+    deployment = Deployment(pipeline=engine_pipe.engine_like.trace(), stack=Stack.from_record(client.get_stack()).ir)
+    store = client.store
+    store.save_deployment(deployment.id, store.get_or_create_pipeline("engine_like").id, deployment.canonical_json())
+    runner = on_server.create_service_account("worker", "runner")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVEYOR_API", "CONVEYOR_SECRETS"))}
+    env.update(CONVEYOR_SERVER=on_server.url, CONVEYOR_API_KEY=runner, PYTHONPATH=str(repo))
+    base = [sys.executable, "-m", "conveyor.runtime"]
+    for step_id in ("first", "second"):
+        cmd = [*base, "run-step", "--deployment", deployment.id, "--step", step_id, "--run-key", "engine:42"]
+        done = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    done = subprocess.run(
+        [*base, "finish-run", "--deployment", deployment.id, "--run-key", "engine:42"],
+        env=env,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    [run] = client.list_runs("engine_like")
+    assert run.status == "completed"
+    assert run.steps["second"].output.load() == 2 * len("tok-123")
+    # The runner key itself may not read what the steps read.
+    status, _ = on_server.request("POST", "/api/secrets/resolve", {"names": ["api"]}, token=runner)
+    assert status == 403

@@ -234,7 +234,10 @@ class Authenticator:
         if not verify_password(password, stored):
             with self.store.write() as conn:
                 conn.execute(f.insert().values(username=username, address=address, at=now()))
-            raise AuthenticationError("wrong user name or password")
+            raise AuthenticationError(
+                "wrong user name or password",
+                f"check both; after {s.login_attempts} failures in {s.login_window:g} s logins are refused for a while",
+            )
         with self.store.write() as conn:
             conn.execute(f.delete().where(f.c.username == username))
         expires = now() + timedelta(hours=s.session_hours)
