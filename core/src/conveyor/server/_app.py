@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -224,6 +224,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.add_middleware(RequestGuard, api_version=API_VERSION, version=__version__)
     _errors(app)
 
+    # Called inside each endpoint rather than as a dependency: one trip to the thread pool per request.
     def principal(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -231,7 +232,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
             raise AuthenticationError("the Authorization header must be 'Bearer TOKEN'")
         return server.auth.authenticate(token.strip() or None)
 
-    who = Depends(principal)
     st = server.store
 
     def reader(p: Principal, what: str) -> None:
@@ -274,72 +274,82 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- who -----------------------------------------------------------------------------
     @app.post("/api/login", response_model=m.TokenOut, responses={401: {"model": m.Problem}}, tags=["auth"])
-    def login(body: m.LoginIn, request: Request) -> Response:
+    def login(request: Request, body: m.LoginIn) -> Response:
         """A session for a user's name and password (rate-limited: repeated failures get 429)."""
         address = request.client.host if request.client else "unknown"
         token, expires, _ = server.auth.login(body.username, body.password, address[:64])
         return _json({"token": token, "expires": dump(expires)})
 
     @app.post("/api/logout", status_code=204, tags=["auth"])
-    def logout(p: Principal = who) -> Response:
+    def logout(request: Request) -> Response:
         """End the caller's session."""
+        p = principal(request)
         server.auth.logout(p)
         return Response(status_code=204)
 
     @app.get("/api/me", response_model=m.Me, tags=["auth"])
-    def me(p: Principal = who) -> Response:
+    def me(request: Request) -> Response:
         """Who the credential belongs to."""
+        p = principal(request)
         return _json({"name": p.name, "kind": p.kind, "role": p.role, "credential": p.credential, "run_id": p.run_id})
 
     @app.get("/api/users", response_model=list[m.UserOut], tags=["auth"])
-    def list_users(p: Principal = who) -> Response:
+    def list_users(request: Request) -> Response:
         """Users (admins only)."""
+        p = principal(request)
         p.require("admin", "list users")
         return _json(server.auth.list_users("user"))
 
     @app.post("/api/users", response_model=m.UserOut, status_code=201, tags=["auth"])
-    def create_user(body: m.UserIn, p: Principal = who) -> Response:
+    def create_user(request: Request, body: m.UserIn) -> Response:
         """Add a user (admins only)."""
+        p = principal(request)
         p.require("admin", "manage users")
         return _json(server.auth.create_user(body.name, body.role, body.password), 201)
 
     @app.delete("/api/users/{name}", status_code=204, tags=["auth"])
-    def delete_user(name: str, p: Principal = who) -> Response:
+    def delete_user(request: Request, name: str) -> Response:
         """Delete a user and end their sessions (admins only)."""
+        p = principal(request)
         p.require("admin", "manage users")
         server.auth.delete_user(name, kind="user", by=p)
         return Response(status_code=204)
 
     @app.get("/api/service-accounts", response_model=list[m.UserOut], tags=["auth"])
-    def list_service_accounts(p: Principal = who) -> Response:
+    def list_service_accounts(request: Request) -> Response:
         """Service accounts (admins only)."""
+        p = principal(request)
         p.require("admin", "list service accounts")
         return _json(server.auth.list_users("service"))
 
     @app.post("/api/service-accounts", response_model=m.ApiKeyOut, status_code=201, tags=["auth"])
-    def create_service_account(body: m.ServiceAccountIn, p: Principal = who) -> Response:
+    def create_service_account(request: Request, body: m.ServiceAccountIn) -> Response:
         """Add a service account and its first API key, shown only in this answer (admins only)."""
+        p = principal(request)
         p.require("admin", "manage service accounts")
         account = server.auth.create_user(body.name, body.role, None, kind="service")
         return _json({"account": account, "api_key": server.auth.create_api_key(body.name)}, 201)
 
     @app.post("/api/service-accounts/{name}/keys", response_model=m.TokenOut, status_code=201, tags=["auth"])
-    def create_api_key(name: str, p: Principal = who) -> Response:
+    def create_api_key(request: Request, name: str) -> Response:
         """Another API key for a service account (admins only)."""
+        p = principal(request)
         p.require("admin", "manage service accounts")
         return _json({"token": server.auth.create_api_key(name), "expires": None}, 201)
 
     @app.delete("/api/service-accounts/{name}", status_code=204, tags=["auth"])
-    def delete_service_account(name: str, p: Principal = who) -> Response:
+    def delete_service_account(request: Request, name: str) -> Response:
         """Delete a service account and revoke its keys (admins only)."""
+        p = principal(request)
         p.require("admin", "manage service accounts")
         server.auth.delete_user(name, kind="service", by=p)
         return Response(status_code=204)
 
     # -- pipelines and deployments -------------------------------------------------------
     @app.post("/api/pipelines", response_model=m.PipelineOut, tags=["pipelines"])
-    def get_or_create_pipeline(body: m.PipelineIn, p: Principal = who) -> Response:
+    def get_or_create_pipeline(request: Request, body: m.PipelineIn) -> Response:
         """The pipeline of this name, created on first use."""
+        p = principal(request)
         if p.is_run:
             pipeline = st.get_pipeline(st.get_run(p.run_id or "").pipeline_id)
             if pipeline.name != body.name:
@@ -350,14 +360,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.get_or_create_pipeline(body.name)))
 
     @app.get("/api/pipelines", response_model=list[m.PipelineOut], tags=["pipelines"])
-    def list_pipelines(p: Principal = who) -> Response:
+    def list_pipelines(request: Request) -> Response:
         """Every pipeline, by name."""
+        p = principal(request)
         reader(p, "list pipelines")
         return _json(dump(st.list_pipelines()))
 
     @app.get("/api/pipelines/{name_or_id}", response_model=m.PipelineOut, tags=["pipelines"])
-    def get_pipeline(name_or_id: str, p: Principal = who) -> Response:
+    def get_pipeline(request: Request, name_or_id: str) -> Response:
         """A pipeline by name or id."""
+        p = principal(request)
         record = st.get_pipeline(name_or_id)
         if p.is_run and st.get_run(p.run_id or "").pipeline_id != record.id:
             raise _denied(p, "read other pipelines")
@@ -366,14 +378,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(record))
 
     @app.get("/api/pipelines/{pipeline_id}/latest-deployment", response_model=m.IdOut, tags=["pipelines"])
-    def latest_deployment(pipeline_id: str, p: Principal = who) -> Response:
+    def latest_deployment(request: Request, pipeline_id: str) -> Response:
         """The id of the newest deployment of a pipeline."""
+        p = principal(request)
         reader(p, "list deployments")
         return _json({"id": st.latest_deployment_id(pipeline_id)})
 
     @app.put("/api/deployments/{deployment_id}", status_code=204, tags=["pipelines"])
-    def save_deployment(deployment_id: str, body: m.DeploymentIn, p: Principal = who) -> Response:
+    def save_deployment(request: Request, deployment_id: str, body: m.DeploymentIn) -> Response:
         """Store a deployment's canonical JSON under its content id (idempotent)."""
+        p = principal(request)
         p.require("editor", "store deployments")
         if not 1 <= len(deployment_id) <= 32:
             raise StoreError(f"deployment id {deployment_id[:40]!r} is not an id of 1 to 32 characters")
@@ -385,8 +399,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         tags=["pipelines"],
         responses={200: {"description": "the deployment's canonical JSON", "content": {"application/json": {}}}},
     )
-    def get_deployment(deployment_id: str, p: Principal = who) -> Response:
+    def get_deployment(request: Request, deployment_id: str) -> Response:
         """A stored deployment's JSON."""
+        p = principal(request)
         if p.is_run and st.get_run(p.run_id or "").deployment_id != deployment_id:
             raise _denied(p, "read other deployments")
         if not p.is_run and p.role != "runner":
@@ -395,14 +410,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- runs --------------------------------------------------------------------------------
     @app.post("/api/runs", response_model=m.RunOut, tags=["runs"])
-    def create_run(body: m.RunIn, p: Principal = who) -> Response:
+    def create_run(request: Request, body: m.RunIn) -> Response:
         """A new run."""
+        p = principal(request)
         p.require("editor", "start runs")
         return _json(dump(st.create_run(**body.values.model_dump(exclude_unset=True))))
 
     @app.post("/api/runs/join", response_model=m.RunOut, tags=["runs"])
-    def join_run(body: m.JoinIn, p: Principal = who) -> Response:
+    def join_run(request: Request, body: m.JoinIn) -> Response:
         """The run of an engine's run key, created by whichever caller asks first."""
+        p = principal(request)
         values = body.values.model_dump(exclude_unset=True)
         values.pop("run_key", None)  # the key is the one joined
         if p.is_run:
@@ -417,8 +434,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.join_run(body.run_key, **values)))
 
     @app.patch("/api/runs/{run_id}", response_model=m.Changed, tags=["runs"])
-    def update_run(run_id: str, body: m.RunUpdateIn, p: Principal = who) -> Response:
+    def update_run(request: Request, run_id: str, body: m.RunUpdateIn) -> Response:
         """Change fields of a run (``only_if_status``: only while it has that status)."""
+        p = principal(request)
         writer(p, "change runs")
         run_only(p, run_id, "change other runs")
         values = body.values.model_dump(exclude_unset=True)
@@ -428,32 +446,36 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json({"changed": changed})
 
     @app.post("/api/runs/{run_id}/settle", response_model=m.Settled, tags=["runs"])
-    def settle_run(run_id: str, body: m.SettleIn, p: Principal = who) -> Response:
+    def settle_run(request: Request, run_id: str, body: m.SettleIn) -> Response:
         """Give a running run its final status."""
+        p = principal(request)
         writer(p, "settle runs")
         run_only(p, run_id, "settle other runs")
         settled = st.settle_run(run_id, body.status, error=body.error, running_steps=body.running_steps)
         return _json({"settled": settled})
 
     @app.post("/api/runs/{run_id}/token", response_model=m.TokenOut, tags=["runs"])
-    def mint_token(run_id: str, p: Principal = who) -> Response:
+    def mint_token(request: Request, run_id: str) -> Response:
         """A token scoped to one run, for its step processes."""
+        p = principal(request)
         return _json({"token": server.auth.mint_run_token(p, run_id), "expires": None})
 
     @app.get("/api/runs", response_model=list[m.RunOut], tags=["runs"])
     def list_runs(
-        p: Principal = who,
+        request: Request,
         pipeline_id: str | None = None,
         limit: int | None = Query(default=None, ge=0, le=1_000_000),
         status: str | None = None,
     ) -> Response:
         """Runs, newest first."""
+        p = principal(request)
         reader(p, "list runs")
         return _json(dump(st.list_runs(pipeline_id, limit, status=status)))
 
     @app.get("/api/runs/{run_id}", response_model=m.RunOut, tags=["runs"])
-    def get_run(run_id: str, p: Principal = who) -> Response:
+    def get_run(request: Request, run_id: str) -> Response:
         """A run by id or name."""
+        p = principal(request)
         if not p.is_run:
             reader(p, "read runs")
         record = st.get_run(run_id)
@@ -463,8 +485,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- step runs -------------------------------------------------------------------------
     @app.post("/api/runs/{run_id}/steps/{step_id}/start", response_model=m.StepRunOut, tags=["steps"])
-    def start_step_run(run_id: str, step_id: str, body: m.StepStartIn, p: Principal = who) -> Response:
+    def start_step_run(request: Request, run_id: str, step_id: str, body: m.StepStartIn) -> Response:
         """A step (or another attempt) starts."""
+        p = principal(request)
         writer(p, "record steps")
         run_only(p, run_id, "record steps of other runs")
         values = body.values.model_dump(exclude_unset=True)
@@ -472,8 +495,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.start_step_run(run_id, step_id, require_running=body.require_running, **values)))
 
     @app.post("/api/runs/{run_id}/steps/{step_id}/record", response_model=m.IdOut, tags=["steps"])
-    def record_step_run(run_id: str, step_id: str, body: m.StepRecordIn, p: Principal = who) -> Response:
+    def record_step_run(request: Request, run_id: str, step_id: str, body: m.StepRecordIn) -> Response:
         """A finished step run in one go (cached or skipped)."""
+        p = principal(request)
         writer(p, "record steps")
         run_only(p, run_id, "record steps of other runs")
         _check_step_id(step_id)
@@ -489,39 +513,45 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json({"id": sid})
 
     @app.get("/api/runs/{run_id}/steps", response_model=list[m.StepRunOut], tags=["steps"])
-    def list_step_runs(run_id: str, p: Principal = who) -> Response:
+    def list_step_runs(request: Request, run_id: str) -> Response:
         """The step runs of a run."""
+        p = principal(request)
         if not p.is_run:
             reader(p, "read step runs")
         run_only(p, run_id, "read other runs")
         return _json(dump(st.list_step_runs(run_id)))
 
     @app.get("/api/runs/{run_id}/steps/{step_id}/outputs", response_model=dict[str, m.ArtifactOut], tags=["steps"])
-    def outputs_of_step(run_id: str, step_id: str, p: Principal = who) -> Response:
+    def outputs_of_step(request: Request, run_id: str, step_id: str) -> Response:
         """Outputs of a step that succeeded in a run."""
+        p = principal(request)
         if not p.is_run:
             reader(p, "read step outputs")
         run_only(p, run_id, "read other runs")
         return _json(dump(st.outputs_of_step(run_id, step_id)))
 
     @app.post("/api/step-runs/{step_run_id}/finish", status_code=204, tags=["steps"])
-    def finish_step_run(step_run_id: str, body: m.StepFinishIn, p: Principal = who) -> Response:
+    def finish_step_run(request: Request, step_run_id: str, body: m.StepFinishIn) -> Response:
         """A step run's final status and links."""
+        p = principal(request)
         writer(p, "record steps")
         step_run_scope(p, step_run_id, "record steps of other runs")
         st.get_step_run(step_run_id)
         values = body.values.model_dump(exclude_unset=True)
         values.pop("status", None)
+        values.pop("ended", None)  # the server stamps the end
         st.finish_step_run(step_run_id, body.status, inputs=body.inputs, outputs=body.outputs, **values)
         return Response(status_code=204)
 
     @app.post("/api/step-runs/{step_run_id}/complete", response_model=m.OutputsOut, tags=["steps"])
-    def complete_step_run(step_run_id: str, body: m.StepCompleteIn, p: Principal = who) -> Response:
+    def complete_step_run(request: Request, step_run_id: str, body: m.StepCompleteIn) -> Response:
         """Register a step's new artifacts and mark it completed, in one transaction."""
+        p = principal(request)
         writer(p, "record steps")
         step_run_scope(p, step_run_id, "record steps of other runs")
         values = body.values.model_dump(exclude_unset=True)
         values.pop("status", None)
+        values.pop("ended", None)  # the server stamps the end
         new = {k: v.model_dump(exclude_unset=True) for k, v in body.new_artifacts.items()}
         for art in new.values():
             art.pop("producer_step_run_id", None)
@@ -532,8 +562,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json({"outputs": outputs})
 
     @app.get("/api/step-runs/{step_run_id}", response_model=m.StepRunOut, tags=["steps"])
-    def get_step_run(step_run_id: str, p: Principal = who) -> Response:
+    def get_step_run(request: Request, step_run_id: str) -> Response:
         """A step run by id."""
+        p = principal(request)
         if not p.is_run:
             reader(p, "read step runs")
         record = st.get_step_run(step_run_id)
@@ -542,16 +573,18 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(record))
 
     @app.get("/api/step-runs/{step_run_id}/artifacts", response_model=dict[str, m.ArtifactOut], tags=["steps"])
-    def step_run_artifacts(step_run_id: str, inputs: bool = False, p: Principal = who) -> Response:
+    def step_run_artifacts(request: Request, step_run_id: str, inputs: bool = False) -> Response:
         """A step run's input or output artifacts."""
+        p = principal(request)
         if not p.is_run:
             reader(p, "read step runs")
         step_run_scope(p, step_run_id, "read other runs")
         return _json(dump(st.step_run_artifacts(step_run_id, inputs=inputs)))
 
     @app.get("/api/cache/{cache_key}", response_model=list[m.CacheHit], tags=["steps"])
-    def find_cached(cache_key: str, limit: int = Query(default=5, ge=1, le=100), p: Principal = who) -> Response:
+    def find_cached(request: Request, cache_key: str, limit: int = Query(default=5, ge=1, le=100)) -> Response:
         """Completed step runs with this cache key, with their outputs (what a step reuses)."""
+        p = principal(request)
         if not p.is_run:
             reader(p, "look up the cache")
         hits = st.find_cached(cache_key, limit)
@@ -559,20 +592,23 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- artifacts ---------------------------------------------------------------------------
     @app.post("/api/artifacts", response_model=m.ArtifactOut, tags=["artifacts"])
-    def create_artifact(body: m.ArtifactIn, p: Principal = who) -> Response:
+    def create_artifact(request: Request, body: m.ArtifactIn) -> Response:
         """Register an artifact whose bytes are complete."""
+        p = principal(request)
         p.require("editor", "register artifacts")
         return _json(dump(st.create_artifact_version(**body.values.model_dump(exclude_unset=True))))
 
     @app.get("/api/artifacts", response_model=list[m.ArtifactOut], tags=["artifacts"])
-    def list_artifacts(name: str | None = None, p: Principal = who) -> Response:
+    def list_artifacts(request: Request, name: str | None = None) -> Response:
         """Artifact versions, newest first."""
+        p = principal(request)
         reader(p, "list artifacts")
         return _json(dump(st.list_artifacts(name)))
 
     @app.get("/api/artifacts/{artifact_id}", response_model=m.ArtifactOut, tags=["artifacts"])
-    def get_artifact(artifact_id: str, p: Principal = who) -> Response:
+    def get_artifact(request: Request, artifact_id: str) -> Response:
         """An artifact version."""
+        p = principal(request)
         if not p.is_run:
             reader(p, "read artifacts")
         record = st.get_artifact(artifact_id)
@@ -581,52 +617,60 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(record))
 
     @app.get("/api/artifacts/{artifact_id}/consumers", response_model=list[m.StepRunOut], tags=["artifacts"])
-    def artifact_consumers(artifact_id: str, p: Principal = who) -> Response:
+    def artifact_consumers(request: Request, artifact_id: str) -> Response:
         """Step runs that read an artifact."""
+        p = principal(request)
         reader(p, "read artifacts")
         return _json(dump(st.artifact_consumers(artifact_id)))
 
     # -- components and stacks ------------------------------------------------------------
     @app.post("/api/components", response_model=m.ComponentOut, tags=["stacks"])
-    def create_component(body: m.ComponentIn, p: Principal = who) -> Response:
+    def create_component(request: Request, body: m.ComponentIn) -> Response:
         """Register a stack component."""
+        p = principal(request)
         p.require("editor", "register components")
         return _json(dump(st.create_component(body.type, body.flavor, body.name, body.config)))
 
     @app.get("/api/components", response_model=list[m.ComponentOut], tags=["stacks"])
-    def list_components(type: str | None = None, p: Principal = who) -> Response:
+    def list_components(request: Request, type: str | None = None) -> Response:
         """Registered components."""
+        p = principal(request)
         reader(p, "list components")
         return _json(dump(st.list_components(type)))
 
     @app.get("/api/components/{type_}/{name}", response_model=m.ComponentOut, tags=["stacks"])
-    def get_component(type_: str, name: str, p: Principal = who) -> Response:
+    def get_component(request: Request, type_: str, name: str) -> Response:
         """A component by type and name."""
+        p = principal(request)
         reader(p, "read components")
         return _json(dump(st.get_component(type_, name)))
 
     @app.put("/api/components/{type_}/{name}", response_model=m.ComponentOut, tags=["stacks"])
-    def update_component(type_: str, name: str, body: m.ComponentUpdateIn, p: Principal = who) -> Response:
+    def update_component(request: Request, type_: str, name: str, body: m.ComponentUpdateIn) -> Response:
         """Replace a component's config."""
+        p = principal(request)
         p.require("editor", "change components")
         return _json(dump(st.update_component(type_, name, body.config)))
 
     @app.delete("/api/components/{type_}/{name}", status_code=204, tags=["stacks"])
-    def delete_component(type_: str, name: str, p: Principal = who) -> Response:
+    def delete_component(request: Request, type_: str, name: str) -> Response:
         """Delete a component no stack uses."""
+        p = principal(request)
         p.require("editor", "delete components")
         st.delete_component(type_, name)
         return Response(status_code=204)
 
     @app.post("/api/stacks", response_model=m.StackOut, tags=["stacks"])
-    def save_stack(body: m.StackIn, p: Principal = who) -> Response:
+    def save_stack(request: Request, body: m.StackIn) -> Response:
         """Create a stack, or replace its members (admins only)."""
+        p = principal(request)
         p.require("admin", "change stacks")
         return _json(dump(st.save_stack(body.name, body.component_ids, create=body.create)))
 
     @app.post("/api/stacks/ensure", status_code=204, tags=["stacks"])
-    def ensure_stack(body: m.EnsureStackIn, p: Principal = who) -> Response:
+    def ensure_stack(request: Request, body: m.EnsureStackIn) -> Response:
         """Create a stack with its missing components unless it exists (creating one: admins only)."""
+        p = principal(request)
         reader(p, "touch stacks")
         try:
             st.get_stack(body.name)
@@ -639,20 +683,23 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return Response(status_code=204)
 
     @app.get("/api/stacks", response_model=list[m.StackOut], tags=["stacks"])
-    def list_stacks(p: Principal = who) -> Response:
+    def list_stacks(request: Request) -> Response:
         """Every stack."""
+        p = principal(request)
         reader(p, "list stacks")
         return _json(dump(st.list_stacks()))
 
     @app.get("/api/stacks/{name}", response_model=m.StackOut, tags=["stacks"])
-    def get_stack(name: str, p: Principal = who) -> Response:
+    def get_stack(request: Request, name: str) -> Response:
         """A stack with its components."""
+        p = principal(request)
         reader(p, "read stacks")
         return _json(dump(st.get_stack(name)))
 
     @app.delete("/api/stacks/{name}", status_code=204, tags=["stacks"])
-    def delete_stack(name: str, p: Principal = who) -> Response:
+    def delete_stack(request: Request, name: str) -> Response:
         """Delete a stack (admins only)."""
+        p = principal(request)
         p.require("admin", "delete stacks")
         st.delete_stack(name)
         return Response(status_code=204)
@@ -662,19 +709,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return {**secret.to_dict(), "mine": True}
 
     @app.get("/api/secrets", response_model=list[m.SecretInfoOut], tags=["secrets"])
-    def list_secrets(p: Principal = who) -> Response:
+    def list_secrets(request: Request) -> Response:
         """Secrets' names, schemas and keys (never values)."""
+        p = principal(request)
         reader(p, "list secrets")
         return _json([info(s) for s in server.secrets().list()])
 
     @app.get("/api/secrets/{name}", response_model=m.SecretInfoOut, tags=["secrets"])
-    def get_secret_info(name: str, p: Principal = who) -> Response:
+    def get_secret_info(request: Request, name: str) -> Response:
         """A secret's name, schema and keys (never values)."""
+        p = principal(request)
         reader(p, "read secrets")
         return _json(info(server.secrets().info(name)))
 
     @app.post("/api/secrets/resolve", response_model=m.ResolvedSecrets, tags=["secrets"])
-    def resolve_secrets(body: m.ResolveIn, p: Principal = who) -> Response:
+    def resolve_secrets(request: Request, body: m.ResolveIn) -> Response:
         """Values of secrets, for a caller that may use them.
 
         Admins: any. A run's token: the secrets its deployment refers to (declared by
@@ -682,6 +731,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         else who may read: the secrets registered components refer to (reaching the
         team's artifact store or registry from their machine needs them).
         """
+        p = principal(request)
         if p.is_run:
             allowed = server.run_secrets(p.run_id or "")
         elif p.role == "admin":
@@ -706,15 +756,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json({"secrets": out})
 
     @app.post("/api/secrets", response_model=m.SecretInfoOut, status_code=201, tags=["secrets"])
-    def create_secret(body: m.SecretIn, p: Principal = who) -> Response:
+    def create_secret(request: Request, body: m.SecretIn) -> Response:
         """Store a new secret, encrypted with the server's key (admins only)."""
+        p = principal(request)
         p.require("admin", "create secrets")
         created = server.secrets().create(body.name, body.values, schema=body.schema_, shared=body.shared)
         return _json(info(created), 201)
 
     @app.patch("/api/secrets/{name}", response_model=m.SecretInfoOut, tags=["secrets"])
-    def update_secret(name: str, body: m.SecretUpdateIn, p: Principal = who) -> Response:
+    def update_secret(request: Request, name: str, body: m.SecretUpdateIn) -> Response:
         """Change a secret (admins only)."""
+        p = principal(request)
         p.require("admin", "change secrets")
         changed = server.secrets().update(
             name, body.values, remove_keys=body.remove_keys, replace=body.replace, shared=body.shared
@@ -722,15 +774,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(info(changed))
 
     @app.delete("/api/secrets/{name}", status_code=204, tags=["secrets"])
-    def delete_secret(name: str, p: Principal = who) -> Response:
+    def delete_secret(request: Request, name: str) -> Response:
         """Delete a secret (admins only)."""
+        p = principal(request)
         p.require("admin", "delete secrets")
         server.secrets().delete(name)
         return Response(status_code=204)
 
     @app.post("/api/secrets/rotate-key", response_model=m.RotationOut, tags=["secrets"])
-    def rotate_key(p: Principal = who) -> Response:
+    def rotate_key(request: Request) -> Response:
         """Re-encrypt every secret with a new key (admins only)."""
+        p = principal(request)
         p.require("admin", "rotate the secrets key")
         result = server.secrets().rotate_key()
         return _json({**result.__dict__, "old_key_ids": list(result.old_key_ids)})
