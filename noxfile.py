@@ -56,6 +56,13 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy over core: strict on the IR, the stores, stacks and the adapter API."""
+    _install(session, "mypy==2.4.1", "./core[mysql,postgres,s3]")
+    session.run("mypy", "--config-file", str(ROOT / "pyproject.toml"), env={"MYPYPATH": str(ROOT / "core" / "src")})
+
+
+@nox.session(python=PYTHON)
 def quickstart(session: nox.Session) -> None:
     """The README's first command: a plain (non-editable) install runs the quickstart."""
     _install(session, "./core")

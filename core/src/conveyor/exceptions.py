@@ -28,6 +28,8 @@ to fix it; the CLI prints it without a traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuthenticationError",
     "CapabilityError",
@@ -154,7 +156,8 @@ def config_error(
     first = exc.errors()[0]  # type: ignore[attr-defined]
     loc = ".".join(str(p) for p in first["loc"]) or "value"
     if first["type"] == "extra_forbidden":
-        names = sorted(getattr(known, "model_fields", None) or known or [])
+        fields: Any = getattr(known, "model_fields", None) or known or []
+        names = sorted(str(n) for n in fields)
         hint = f"{kind}s are: {', '.join(names) or '(none)'}"
         close = difflib.get_close_matches(str(first["loc"][-1]), names, n=1)
         if close:

@@ -20,24 +20,72 @@ def test_builtin_flavors_are_entry_points() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("ctype", "name", "extra"),
-    [
-        ("orchestrator", "airflow", "airflow"),
-        ("orchestrator", "kubeflow", "kubeflow"),
-        ("orchestrator", "prefect", "prefect"),
-        ("image_builder", "docker", "docker"),
-    ],
-)
-def test_a_missing_known_flavor_names_its_install_command(ctype: str, name: str, extra: str) -> None:
+def test_a_missing_flavor_without_a_record_says_how_flavors_are_installed() -> None:
     from conveyor.stack import FlavorRegistry
 
     registry = FlavorRegistry()
     registry._entry_points = {}  # nothing installed but the core
-    with pytest.raises(
-        FlavorNotFoundError, match=rf'flavor {name!r} is not installed \(run: pip install "conveyor\[{extra}\]"\)'
-    ):
-        registry.get(ctype, name)
+    with pytest.raises(FlavorNotFoundError, match=r"no orchestrator flavor named 'airflow' is installed") as err:
+        registry.get("orchestrator", "airflow")
+    assert err.value.hint is not None and "pip install ./core ./adapters/NAME" in err.value.hint
+
+
+def test_a_component_records_how_to_install_its_flavor_for_machines_that_lack_it(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugin = repo / "plugin"
+    fake_distribution(
+        plugin,
+        "conveyor-fancy",
+        {"conveyor.flavors": {"orchestrator.fancy": "fancy_flavor:FancyFlavor"}},
+        {"fancy_flavor": FANCY},
+    )
+    monkeypatch.syspath_prepend(str(plugin))
+    from conveyor.stack import FlavorRegistry
+
+    monkeypatch.setattr("conveyor.stack._flavor.flavors", FlavorRegistry())
+    monkeypatch.setattr("conveyor.stack._stack.flavors", __import__("conveyor.stack._flavor").stack._flavor.flavors)
+    monkeypatch.setattr("conveyor.stack.flavors", __import__("conveyor.stack._flavor").stack._flavor.flavors)
+    client = Client()
+    client.register_component("orchestrator", "f", "fancy", {})
+    assert client.store.get_component("orchestrator", "f").install == "pip install conveyor-fancy"
+    client.register_stack("fancy", {"orchestrator": "f", "artifact_store": "default"})
+    # Another machine: the distribution is not installed there.
+    fresh = FlavorRegistry()
+    fresh._entry_points = {}
+    monkeypatch.setattr("conveyor.stack._stack.flavors", fresh)
+    from conveyor._repository import Repository
+
+    stack = Repository.current().stack("fancy")
+    with pytest.raises(FlavorNotFoundError, match=r"the orchestrator flavor 'fancy' is not installed here") as err:
+        stack.orchestrator  # noqa: B018
+    assert err.value.hint == "run: pip install conveyor-fancy"
+
+
+FANCY = """
+from pydantic import BaseModel, ConfigDict
+from conveyor.orchestrators import BaseOrchestrator
+from conveyor.stack import ComponentType, Flavor
+
+class FancyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+class Fancy(BaseOrchestrator):
+    def _run(self, deployment, ctx):
+        return None
+
+class FancyFlavor(Flavor):
+    type = ComponentType.ORCHESTRATOR
+    name = "fancy"
+    install = "pip install conveyor-fancy"
+
+    @property
+    def config_class(self):
+        return FancyConfig
+
+    def implementation(self):
+        return Fancy
+"""
 
 
 def test_an_unknown_flavor_lists_the_installed_ones() -> None:

@@ -91,6 +91,7 @@ class AirflowOrchestratorFlavor(Flavor):
 
     type = ComponentType.ORCHESTRATOR
     name = "airflow"
+    install = "pip install conveyor-airflow (from a clone: pip install ./core ./adapters/airflow)"
     description = "writes an Airflow DAG per pipeline; triggers it when an Airflow API is configured"
     # Resources, GPUs and images depend on the operator mode; the compiler checks them
     # per step, and python-mode pipelines build no image.

@@ -94,6 +94,7 @@ class KubeflowOrchestratorFlavor(Flavor):
 
     type = ComponentType.ORCHESTRATOR
     name = "kubeflow"
+    install = 'pip install "conveyor-kubeflow[kfp]" (from a clone: pip install ./core "./adapters/kubeflow[kfp]")'
     description = "compiles to a Kubeflow Pipelines (v2) spec; submits it when a KFP host is configured"
     capabilities = frozenset(
         {

@@ -44,6 +44,7 @@ class PrefectOrchestratorFlavor(Flavor):
 
     type = ComponentType.ORCHESTRATOR
     name = "prefect"
+    install = "pip install conveyor-prefect (from a clone: pip install ./core ./adapters/prefect)"
     description = "runs pipelines as Prefect flows (one task per step); schedules become Prefect deployments"
     # CONTAINER_IMAGE: it can run steps (step_mode: container) or whole flows (a docker
     # work pool) in the pipeline's image; PrefectOrchestrator.needs_images says when it does.

@@ -63,7 +63,7 @@ class CommandFailed(click.ClickException):
     def __init__(self, message: str, exit_code: int = 1, prefix: str = "conveyor: error: ") -> None:
         # One line even when a message quotes multi-line text (a step's exception, a server's reply).
         super().__init__(" ".join(line.strip() for line in message.splitlines() if line.strip()))
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it on the class
         self.prefix = prefix
 
     def show(self, file: Any = None) -> None:

@@ -342,7 +342,7 @@ class Client:
                     best = (len(path), comp)
         if best is not None:
             comp = best[1]
-            flavor = flavors.get("artifact_store", comp.flavor)
+            flavor = flavors.get("artifact_store", comp.flavor, install=comp.install)
             store = flavor.build(comp.name, dict(comp.config))
             if store.contains(uri):
                 self._stores[comp.name] = store
@@ -376,7 +376,7 @@ class Client:
 
         spec = flavors.get(component_type, flavor)
         clean = spec.validate_config(dict(config), component=name)
-        return self.store.create_component(component_type, flavor, name, clean)
+        return self.store.create_component(component_type, flavor, name, clean, install=spec.install)
 
     def update_component(
         self, component_type: str, name: str, config: Mapping[str, Any], *, replace: bool = False
@@ -385,7 +385,7 @@ class Client:
         from conveyor.stack import flavors
 
         record = self.store.get_component(component_type, name)
-        spec = flavors.get(component_type, record.flavor)
+        spec = flavors.get(component_type, record.flavor, install=record.install)
         merged = dict(config) if replace else {**record.config, **config}
         return self.store.update_component(component_type, name, spec.validate_config(merged, component=name))
 

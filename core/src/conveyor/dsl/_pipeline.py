@@ -74,7 +74,7 @@ class Pipeline:
         clone = copy.copy(self)
         config = self.run_config
         if config_path is not None:
-            config = merge_run_configs(config, load_run_config(config_path))
+            config = merge_run_configs(config, load_run_config(Path(config_path)))
         direct: dict[str, Any] = {}
         if enable_cache is not None:
             direct["enable_cache"] = enable_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -174,7 +174,7 @@ class PipelineBuilder:
         self.invocations: dict[str, Invocation] = {}
         self._by_step: dict[int, list[str]] = {}
         self._counts: dict[str, int] = {}
-        self._token = None
+        self._token: Token[PipelineBuilder | None] | None = None
 
     def __enter__(self) -> PipelineBuilder:
         if _active.get() is not None:
@@ -183,7 +183,8 @@ class PipelineBuilder:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _active.reset(self._token)
+        if self._token is not None:
+            _active.reset(self._token)
 
     def ids_of_step(self, step: Step) -> list[str]:
         return self._by_step.get(id(step.func), [])

@@ -34,7 +34,7 @@ def parse_outputs(step_name: str, annotation: Any) -> dict[str, Any]:
         parsed = [_strip_annotated(i) for i in items]
         if items and Ellipsis not in items and all(n is not None for _, n in parsed):
             names = [n for _, n in parsed]
-            dupes = {n for n in names if names.count(n) > 1}
+            dupes = {str(n) for n in names if names.count(n) > 1}
             if dupes:
                 raise DefinitionError(
                     f"step {step_name!r} names two outputs {sorted(dupes)[0]!r}",

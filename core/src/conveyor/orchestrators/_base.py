@@ -160,7 +160,8 @@ class BaseOrchestrator(StackComponent):
         from conveyor.stack import ComponentType
 
         builder = ctx.stack.component(ComponentType.IMAGE_BUILDER)
-        return builder.build_images(deployment, ctx)
+        images: dict[str, str] = builder.build_images(deployment, ctx)
+        return images
 
     def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
         raise NotImplementedError

@@ -16,6 +16,7 @@ subclasses it, overrides :meth:`LocalScheduler.run_attempt` and
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import queue
@@ -360,10 +361,10 @@ class LocalOrchestratorFlavor(Flavor):
     capabilities = frozenset({Capability.PARALLELISM, Capability.RETRIES, Capability.TIMEOUTS, Capability.RESOURCES})
 
     @property
-    def config_class(self) -> type[BaseModel]:
+    def config_class(self) -> builtins.type[BaseModel]:
         return LocalOrchestratorConfig
 
-    def implementation(self) -> type[LocalOrchestrator]:
+    def implementation(self) -> builtins.type[LocalOrchestrator]:
         return LocalOrchestrator
 
 

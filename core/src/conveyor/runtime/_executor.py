@@ -307,7 +307,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
     materializers = {o: _output_materializer_source(step, step_obj, o) for o in step.outputs}
     key = cache_key(step, params, input_artifacts, materializers, env.image)
     written_params = {n: i.value for n, i in step.inputs.items() if isinstance(i, ParameterInput)}
-    common = {
+    common: dict[str, Any] = {
         "step_name": step.name,
         "source": step.source,
         "code_hash": step.code_hash,

@@ -113,7 +113,7 @@ def _masking_record_factory(factory: Any) -> Any:
                     record.exc_text = masked
         except Exception:  # noqa: BLE001 - a bad format string is the handler's to report
             pass
-        return record
+        return record  # type: ignore[no-any-return]
 
     make._conveyor_masking = True  # type: ignore[attr-defined]
     return make
@@ -135,9 +135,9 @@ def _install() -> None:
         if not getattr(factory, "_conveyor_masking", False):
             logging.setLogRecordFactory(_masking_record_factory(factory))
         if not isinstance(sys.stdout, _RoutingStream):
-            sys.stdout = _RoutingStream(sys.stdout)  # type: ignore[assignment]
+            sys.stdout = _RoutingStream(sys.stdout)
         if not isinstance(sys.stderr, _RoutingStream):
-            sys.stderr = _RoutingStream(sys.stderr)  # type: ignore[assignment]
+            sys.stderr = _RoutingStream(sys.stderr)
         root = logging.getLogger()
         if not any(isinstance(h, _RoutingHandler) for h in root.handlers):
             handler = _RoutingHandler()

@@ -49,7 +49,7 @@ from conveyor.secrets._schemas import check_name, validate_values
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from conveyor.stores import MetadataStore
+    from conveyor.stores.sql import SqlDatabase
 
 ENV_SECRETS_OWNER = "CONVEYOR_SECRETS_OWNER"
 """Whose secrets this process sees; overrides the id in the repository's ``.conveyor/secrets.owner``."""
@@ -206,7 +206,7 @@ class SecretStore:
         owner: the owner id to act as (default: :func:`current_owner`).
     """
 
-    def __init__(self, store: MetadataStore, *, folder: Path | None = None, owner: str | None = None) -> None:
+    def __init__(self, store: SqlDatabase, *, folder: Path | None = None, owner: str | None = None) -> None:
         self.store = store
         self.folder = folder
         self._owner = owner

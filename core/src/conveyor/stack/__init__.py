@@ -1,7 +1,7 @@
 """Stacks, stack components and flavors (discovered through entry points)."""
 
 from conveyor.stack._flavor import (
-    KNOWN_FLAVORS,
+    GENERIC_INSTALL_HINT,
     Capability,
     ComponentType,
     Flavor,
@@ -12,7 +12,7 @@ from conveyor.stack._flavor import (
 from conveyor.stack._stack import Stack, StackComponent, add_config_resolver, resolve_config
 
 __all__ = [
-    "KNOWN_FLAVORS",
+    "GENERIC_INSTALL_HINT",
     "Capability",
     "ComponentType",
     "Flavor",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -28,7 +29,7 @@ class LocalArtifactStoreFlavor(Flavor):
     description = "a folder on this machine"
 
     @property
-    def config_class(self) -> type[BaseModel]:
+    def config_class(self) -> builtins.type[BaseModel]:
         return LocalArtifactStoreConfig
 
     def create(self, name: str, config: Any) -> ArtifactStore:
@@ -54,7 +55,7 @@ class FsspecArtifactStoreFlavor(Flavor):
     description = "any fsspec URL (install the filesystem's package, e.g. s3fs)"
 
     @property
-    def config_class(self) -> type[BaseModel]:
+    def config_class(self) -> builtins.type[BaseModel]:
         return FsspecArtifactStoreConfig
 
     def validate_config(self, config: dict[str, Any], *, component: str) -> dict[str, Any]:
@@ -98,7 +99,7 @@ class S3ArtifactStoreFlavor(Flavor):
     description = 'S3 or an S3-compatible server (needs s3fs: pip install "conveyor[s3]")'
 
     @property
-    def config_class(self) -> type[BaseModel]:
+    def config_class(self) -> builtins.type[BaseModel]:
         return S3ArtifactStoreConfig
 
     def validate_config(self, config: dict[str, Any], *, component: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ with its distribution's name and skipped.
 
 from __future__ import annotations
 
+import builtins
 import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -60,17 +61,11 @@ class Capability:
     CONTAINER_IMAGE = "container_image"
 
 
-# Flavors that live in separately installed distributions: a user who names
-# one of them without it installed is told the exact install command.
-KNOWN_FLAVORS: dict[str, str] = {
-    "orchestrator.airflow": 'pip install "conveyor[airflow]"',
-    "orchestrator.kubeflow": 'pip install "conveyor[kubeflow]"',
-    "orchestrator.prefect": 'pip install "conveyor[prefect]"',
-    "orchestrator.local_docker": 'pip install "conveyor[docker]"',
-    "image_builder.docker": 'pip install "conveyor[docker]"',
-    "container_registry.default": 'pip install "conveyor[docker]"',
-    "step_operator.docker": 'pip install "conveyor[docker]"',
-}
+GENERIC_INSTALL_HINT = (
+    "install the distribution that provides it (from a clone of conveyor: "
+    "pip install ./core ./adapters/NAME, ./integrations/NAME or ./plugins/NAME)"
+)
+"""What to do about a flavor that is not installed, when no registered component says more."""
 
 
 class Flavor:
@@ -85,13 +80,17 @@ class Flavor:
     capabilities: ClassVar[frozenset[str]] = frozenset()
     requires: ClassVar[tuple[str, ...]] = ()
     """Other component types a stack needs when it has a component of this flavor."""
+    install: ClassVar[str | None] = None
+    """How to install the distribution that provides this flavor, from an index and from a clone
+    (``"pip install conveyor-airflow (from a clone: pip install ./core ./adapters/airflow)"``).
+    Recorded with every component of the flavor, so a machine that lacks it is told what to run."""
 
     @property
-    def config_class(self) -> type[BaseModel]:
+    def config_class(self) -> builtins.type[BaseModel]:
         """The pydantic model of this flavor's config (extra keys forbidden)."""
         raise NotImplementedError
 
-    def implementation(self) -> type[StackComponent]:
+    def implementation(self) -> builtins.type[StackComponent]:
         """The component class (imported only when a component is used)."""
         raise NotImplementedError
 
@@ -172,11 +171,14 @@ class FlavorRegistry:
             keys = [k for k in keys if k.split(".", 1)[0] == component_type]
         return keys
 
-    def get(self, component_type: str, flavor: str) -> Flavor:
+    def get(self, component_type: str, flavor: str, *, install: str | None = None) -> Flavor:
         """Load a flavor.
 
+        Args:
+            install: the install command recorded with a component of this flavor, for the error.
+
         Raises:
-            FlavorNotFoundError: not installed; names the install command.
+            FlavorNotFoundError: not installed; names the install command when one is known.
         """
         key = f"{component_type}.{flavor}"
         if key in self._loaded:
@@ -184,11 +186,13 @@ class FlavorRegistry:
         ep = self._discover().get(key)
         kind = ComponentType.cli_name(component_type)
         if ep is None:
-            hint = KNOWN_FLAVORS.get(key)
-            if hint is not None:
-                raise FlavorNotFoundError(f"the {kind} flavor {flavor!r} is not installed", f"run: {hint}")
+            if install:
+                raise FlavorNotFoundError(f"the {kind} flavor {flavor!r} is not installed here", f"run: {install}")
             known = ", ".join(k.split(".", 1)[1] for k in self.names(component_type)) or "(none)"
-            raise FlavorNotFoundError(f"no {kind} flavor named {flavor!r}", f"installed {kind} flavors: {known}")
+            raise FlavorNotFoundError(
+                f"no {kind} flavor named {flavor!r} is installed (installed {kind} flavors: {known})",
+                GENERIC_INSTALL_HINT,
+            )
         try:
             cls = ep.load()
             instance = cls()

@@ -33,9 +33,11 @@ class StackComponent:
 class Stack:
     """A stack ready to use: components are created from the IR on first access."""
 
-    def __init__(self, ir: StackIR) -> None:
+    def __init__(self, ir: StackIR, *, install: dict[str, str] | None = None) -> None:
         self.ir = ir
         self._components: dict[str, Any] = {}
+        #: ``{component type: install command}`` recorded with the components, for a missing flavor's error.
+        self.install = dict(install or {})
 
     @property
     def name(self) -> str:
@@ -54,13 +56,30 @@ class Stack:
                     t: ComponentIR(type=t, flavor=c.flavor, name=c.name, config=c.config)
                     for t, c in record.components.items()
                 },
-            )
+            ),
+            install={t: c.install for t, c in record.components.items() if c.install},
         )
+
+    def flavor_of(self, component_type: str) -> Flavor:
+        """The flavor of a component the stack has (see :meth:`flavor`).
+
+        Raises:
+            StackError: the stack has no component of that type.
+        """
+        found = self.flavor(component_type)
+        if found is None:
+            raise StackError(
+                f"stack {self.name!r} has no {ComponentType.cli_name(component_type)}",
+                f"add one: conveyor stack update {self.name} --{ComponentType.cli_name(component_type)} NAME",
+            )
+        return found
 
     def flavor(self, component_type: str) -> Flavor | None:
         """The flavor of the component of a type, or None."""
         spec = self.ir.get(component_type)
-        return flavors.get(component_type, spec.flavor) if spec is not None else None
+        if spec is None:
+            return None
+        return flavors.get(component_type, spec.flavor, install=self.install.get(component_type))
 
     def component(self, component_type: str) -> Any:
         """The component of a type, created on first use.
@@ -75,7 +94,7 @@ class Stack:
                     f"stack {self.name!r} has no {ComponentType.cli_name(component_type)}",
                     f"add one: conveyor stack update {self.name} --{ComponentType.cli_name(component_type)} NAME",
                 )
-            flavor = flavors.get(component_type, spec.flavor)
+            flavor = flavors.get(component_type, spec.flavor, install=self.install.get(component_type))
             self._components[component_type] = flavor.build(spec.name, dict(spec.config))
         return self._components[component_type]
 
@@ -87,7 +106,8 @@ class Stack:
     @property
     def artifact_store(self) -> ArtifactStore:
         """The artifact store."""
-        return self.component(ComponentType.ARTIFACT_STORE)
+        store: ArtifactStore = self.component(ComponentType.ARTIFACT_STORE)
+        return store
 
     # -- compile-time checks ---------------------------------------------------------
     def validate(self, pipeline: PipelineIR, schedule: Schedule | None = None) -> None:
@@ -104,7 +124,7 @@ class Stack:
                     f"add one: conveyor stack update {self.name} --{ComponentType.cli_name(ctype)} NAME",
                 )
         for ctype in sorted(self.ir.components):
-            flavor = self.flavor(ctype)
+            flavor = self.flavor_of(ctype)
             for needed in flavor.requires:
                 if self.ir.get(needed) is None:
                     raise StackError(
@@ -112,7 +132,7 @@ class Stack:
                         f"{ComponentType.cli_name(ctype)} {flavor.name!r}",
                         f"add one: conveyor stack update {self.name} --{ComponentType.cli_name(needed)} NAME",
                     )
-        orchestrator = self.flavor(ComponentType.ORCHESTRATOR)
+        orchestrator = self.flavor_of(ComponentType.ORCHESTRATOR)
         caps = orchestrator.capabilities
         where = f"orchestrator flavor {orchestrator.name!r} of stack {self.name!r}"
         if schedule is not None and Capability.SCHEDULES not in caps:
@@ -128,7 +148,7 @@ class Stack:
                         f"step {step.id!r} asks for step operator {s.step_operator!r}, which stack {self.name!r} lacks",
                         f"add it: conveyor stack update {self.name} --step-operator NAME",
                     )
-                step_caps = self.flavor(ComponentType.STEP_OPERATOR).capabilities
+                step_caps = self.flavor_of(ComponentType.STEP_OPERATOR).capabilities
             else:
                 step_caps = caps
             _check_step(step, step_caps, where)

@@ -271,8 +271,13 @@ class MetadataStore(abc.ABC):
 
     # -- stack components and stacks -------------------------------------------------
     @abc.abstractmethod
-    def create_component(self, type_: str, flavor: str, name: str, config: Mapping[str, Any]) -> ComponentRecord:
+    def create_component(
+        self, type_: str, flavor: str, name: str, config: Mapping[str, Any], *, install: str | None = None
+    ) -> ComponentRecord:
         """Register a stack component.
+
+        Args:
+            install: how to install the flavor's distribution (:attr:`conveyor.stack.Flavor.install`).
 
         Raises:
             StoreError: a component of this type and name exists.

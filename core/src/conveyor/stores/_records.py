@@ -106,6 +106,8 @@ class ComponentRecord:
     config: dict[str, Any]
     created: datetime
     updated: datetime
+    install: str | None = None
+    """How to install the flavor's distribution, recorded when the component was registered."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from conveyor.secrets import SecretReference
 from conveyor.stack import Capability, ComponentType, Flavor
 
+INSTALL = "pip install conveyor-docker (from a clone: pip install ./core ./integrations/docker)"
+"""How the flavors of conveyor-docker are installed."""
+
 
 class DockerImageBuilderConfig(BaseModel):
     """Config of the ``docker`` image builder."""
@@ -68,6 +71,7 @@ class DockerImageBuilderFlavor(Flavor):
 
     type = ComponentType.IMAGE_BUILDER
     name = "docker"
+    install = INSTALL
     description = "builds images with the local Docker daemon (offline installs from wheels prepared here)"
     requires = (ComponentType.CONTAINER_REGISTRY,)
 
@@ -86,6 +90,7 @@ class DefaultContainerRegistryFlavor(Flavor):
 
     type = ComponentType.CONTAINER_REGISTRY
     name = "default"
+    install = INSTALL
     description = "any registry speaking the v2 API (credentials by secret reference)"
 
     @property
@@ -115,6 +120,7 @@ class LocalDockerOrchestratorFlavor(Flavor):
 
     type = ComponentType.ORCHESTRATOR
     name = "local_docker"
+    install = INSTALL
     description = "runs each step in a container of the pipeline's image on this machine"
     capabilities = frozenset(
         {
@@ -142,6 +148,7 @@ class DockerStepOperatorFlavor(Flavor):
 
     type = ComponentType.STEP_OPERATOR
     name = "docker"
+    install = INSTALL
     description = "runs the steps that ask for it in a container of the pipeline's image"
     capabilities = frozenset(
         {Capability.CONTAINER_IMAGE, Capability.RETRIES, Capability.TIMEOUTS, Capability.RESOURCES}

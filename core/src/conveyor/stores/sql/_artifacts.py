@@ -37,7 +37,7 @@ def insert_artifact(conn: sa.Connection, values: dict[str, Any]) -> str:
     latest = conn.execute(_Q_MAX_VERSION, {"name": values["name"]}).scalar()
     values = {"id": new_id(), "created": now(), "metadata": {}, "visualizations": {}, **values}
     conn.execute(_I_ARTIFACT, {**values, "version": (latest or 0) + 1})
-    return values["id"]
+    return str(values["id"])
 
 
 class ArtifactTables(SqlDatabase):

@@ -38,7 +38,7 @@ def aware(value: Any) -> Any:
 def to_record(cls: type[R], row: Any) -> R:
     """A record dataclass from a result row with (at least) its fields."""
     data = row._mapping
-    return cls(**{f.name: aware(data[f.name]) for f in fields(cls)})  # type: ignore[call-arg, arg-type]
+    return cls(**{f.name: aware(data[f.name]) for f in fields(cls)})  # type: ignore[arg-type]
 
 
 def short_error(exc: BaseException) -> str:
@@ -204,11 +204,15 @@ class SqlDatabase:
         """The schema revision of the database, or None when it is empty."""
         try:
             with self.engine.connect() as conn:
+                found: bool
                 if self.is_sqlite:
                     # One cheap query instead of the inspector: this runs on every start.
-                    found = conn.exec_driver_sql(
-                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
-                    ).first()
+                    found = (
+                        conn.exec_driver_sql(
+                            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+                        ).first()
+                        is not None
+                    )
                 else:
                     found = sa.inspect(conn).has_table("alembic_version")
                 if not found:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def alembic_config(connection: sa.Connection | None = None):
+def alembic_config(connection: sa.Connection | None = None) -> Any:
     """An Alembic config pointing at conveyor's migrations (and a connection, if given)."""
     from alembic.config import Config
 

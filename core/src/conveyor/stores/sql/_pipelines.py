@@ -76,4 +76,4 @@ class PipelineTables(SqlDatabase):
                 f"no deployment {deployment_id!r} in {self.display_url}",
                 "point CONVEYOR_STORE_URL at the store the pipeline was submitted to",
             )
-        return ir
+        return str(ir)

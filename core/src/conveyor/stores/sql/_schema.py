@@ -123,6 +123,8 @@ stack_components = sa.Table(
     sa.Column("config", sa.JSON(), nullable=False),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+    # How to install the flavor's distribution: a machine without it is told what to run.
+    sa.Column("install", sa.String(1024), nullable=True),
     sa.UniqueConstraint("type", "name", name="uq_stack_components_type_name"),
 )
 

@@ -17,7 +17,9 @@ from conveyor.stores.sql._engine import SqlDatabase, aware, to_record
 class StackTables(SqlDatabase):
     """Registered stack components and the stacks made of them."""
 
-    def create_component(self, type_: str, flavor: str, name: str, config: Mapping[str, Any]) -> ComponentRecord:
+    def create_component(
+        self, type_: str, flavor: str, name: str, config: Mapping[str, Any], *, install: str | None = None
+    ) -> ComponentRecord:
         """Register a stack component."""
         stamp = now()
         try:
@@ -25,7 +27,14 @@ class StackTables(SqlDatabase):
                 cid = new_id()
                 conn.execute(
                     t.stack_components.insert().values(
-                        id=cid, type=type_, flavor=flavor, name=name, config=dict(config), created=stamp, updated=stamp
+                        id=cid,
+                        type=type_,
+                        flavor=flavor,
+                        name=name,
+                        config=dict(config),
+                        created=stamp,
+                        updated=stamp,
+                        install=install,
                     )
                 )
         except IntegrityError:

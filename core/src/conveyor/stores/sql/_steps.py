@@ -134,7 +134,7 @@ class StepRunTables(ArtifactTables):
                 _require_running(conn, _Q_RUN_STATUS, {"run": run_id})
             conn.execute(_I_STEP_RUN, data)
             _link(conn, data["id"], inputs, outputs)
-        return data["id"]
+        return str(data["id"])
 
     def finish_step_run(
         self,
