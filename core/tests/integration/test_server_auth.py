@@ -317,3 +317,44 @@ def test_an_unreachable_server_is_one_line_within_seconds(tmp_path: Path) -> Non
     silent = RestStore("http://127.0.0.1:9", token="x")
     with pytest.raises(StoreError, match="cannot reach"):
         silent.list_runs()
+
+
+def test_users_and_service_accounts_from_the_cli(server: ConveyorServer, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from conveyor.cli._main import cli
+
+    server.reset()
+    env = {
+        "CONVEYOR_SERVER": server.url,
+        "CONVEYOR_API_KEY": server.admin_key,
+        "CONVEYOR_REPOSITORY": str(tmp_path),
+        "CONVEYOR_CONFIG_DIR": str(tmp_path / "config"),
+    }
+    runner = CliRunner(env=env)
+    made = runner.invoke(cli, ["user", "create", "bo", "--role", "editor", "--password-stdin"], input="bo-password\n")
+    assert made.exit_code == 0, made.output
+    users = json.loads(runner.invoke(cli, ["user", "list", "--json"]).stdout)
+    assert {(u["name"], u["role"]) for u in users} == {("admin", "admin"), ("bo", "editor")}
+    assert all("password" not in json.dumps(u) for u in users)
+    key = runner.invoke(cli, ["service-account", "create", "ci", "--role", "editor"])
+    assert key.exit_code == 0 and key.stdout.strip().startswith("cvk_")
+    listed = runner.invoke(cli, ["service-account", "list", "--json"]).stdout
+    assert key.stdout.strip() not in listed  # shown once, kept only as a hash
+    assert server.request("GET", "/api/me", token=key.stdout.strip())[1]["name"] == "ci"
+    assert runner.invoke(cli, ["service-account", "delete", "ci"]).exit_code == 0
+    assert server.request("GET", "/api/me", token=key.stdout.strip())[0] == 401  # its key died with it
+    assert runner.invoke(cli, ["user", "delete", "bo"]).exit_code == 0
+    # Nothing of the first admin's password reached the server's log or its database in the clear.
+    assert server.admin_password not in server.log_path.read_text()
+    assert not find_in_database(server, server.admin_password)
+    bad = runner.invoke(cli, ["user", "create", "x", "--role", "owner", "--password-stdin"], input="pw\n")
+    assert bad.exit_code == 2 and "'owner' is not one of" in bad.stderr
+
+
+def find_in_database(server: ConveyorServer, value: str) -> bool:
+    from conveyor_testing.leaks import find_value
+
+    return bool(find_value([server.data_dir], value))

@@ -106,7 +106,8 @@ class LocalScheduler:
     # -- one step in its own process ---------------------------------------------------
     def _uses_process(self, step: StepIR) -> bool:
         s = step.settings
-        return self.config.mode == "process" or s.timeout is not None or bool(s.environment)
+        # Schedulers of the local family whose config has no mode (local_docker) run no step in threads.
+        return getattr(self.config, "mode", "process") == "process" or s.timeout is not None or bool(s.environment)
 
     def _run_process(self, step: StepIR) -> None:
         from conveyor.runtime import step_command

@@ -629,7 +629,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         """Register a stack component."""
         p = principal(request)
         p.require("editor", "register components")
-        return _json(dump(st.create_component(body.type, body.flavor, body.name, body.config)))
+        return _json(dump(st.create_component(body.type, body.flavor, body.name, body.config, install=body.install)))
 
     @app.get("/api/components", response_model=list[m.ComponentOut], tags=["stacks"])
     def list_components(request: Request, type: str | None = None) -> Response:

@@ -231,7 +231,8 @@ class Authenticator:
                 f"too many failed logins for {username!r} in the last {s.login_window:g} s", int(s.login_window)
             )
         stored = user.password_hash if user is not None and user.kind == "user" else None
-        if not verify_password(password, stored):
+        matches = verify_password(password, stored)  # hashes even for an unknown name: the same time either way
+        if user is None or not matches:
             with self.store.write() as conn:
                 conn.execute(f.insert().values(username=username, address=address, at=now()))
             raise AuthenticationError(

@@ -126,6 +126,7 @@ class ComponentOut(Model):
     config: Json
     created: datetime
     updated: datetime
+    install: Optional[str] = None
 
 
 class StackOut(Model):
@@ -425,6 +426,7 @@ class ComponentIn(Model):
     flavor: Name
     name: Name
     config: Json = {}
+    install: Optional[Text1k] = None
 
 
 class ComponentUpdateIn(Model):

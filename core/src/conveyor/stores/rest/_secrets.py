@@ -9,58 +9,69 @@ as they arrive.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from conveyor.exceptions import SecretError
+from conveyor.secrets import KeyRing, RotationResult, Secret, SecretInfo, SecretStore, mask_values
 from conveyor.stores.rest._http import segment
 from conveyor.stores.rest._wire import when
 
 if TYPE_CHECKING:
-    from conveyor.secrets import RotationResult, Secret, SecretInfo
     from conveyor.stores.rest._store import RestStore
 
+SERVER_OWNER = "server"
+"""The owner of every secret on a server: the team's."""
 
-class RestSecretStore:
+
+def _stamp(value: Any) -> datetime:
+    return when(value) or datetime.fromtimestamp(0, timezone.utc)
+
+
+def _info(data: dict[str, Any]) -> SecretInfo:
+    return SecretInfo(
+        name=data["name"],
+        schema=data["schema"],
+        keys=tuple(data["keys"]),
+        owner=data["owner"],
+        shared=bool(data["shared"]),
+        mine=bool(data["mine"]),
+        key_id=data["key_id"],
+        created=_stamp(data["created"]),
+        updated=_stamp(data["updated"]),
+    )
+
+
+class RestSecretStore(SecretStore):
     """The secrets of a conveyor server, as this credential may see them.
+
+    The same calls as :class:`~conveyor.secrets.SecretStore`; the server
+    encrypts, decrypts and checks who may read what.
 
     Args:
         store: the REST store whose server holds them.
     """
 
     def __init__(self, store: RestStore) -> None:
-        self.store = store
-        self.folder = None
+        # The SQL side of SecretStore is never reached: every public call is answered by the server.
+        super().__init__(store, owner=SERVER_OWNER)  # type: ignore[arg-type]
+        self.rest = store
 
-    @property
-    def owner(self) -> str:
-        """Secrets on a server belong to the server's team."""
-        return "server"
-
-    @staticmethod
-    def _info(data: dict[str, Any], cls: Any = None, **extra: Any) -> Any:
-        from conveyor.secrets import SecretInfo
-
-        return (cls or SecretInfo)(
-            name=data["name"],
-            schema=data["schema"],
-            keys=tuple(data["keys"]),
-            owner=data["owner"],
-            shared=bool(data["shared"]),
-            mine=bool(data["mine"]),
-            key_id=data["key_id"],
-            created=when(data["created"]),
-            updated=when(data["updated"]),
-            **extra,
+    def keyring(self, *, create: bool = False) -> KeyRing:
+        """Never here: the server keeps its key."""
+        raise SecretError(
+            f"the secrets key of {self.rest.url} stays on the server", "rotate it there: secret rotate-key"
         )
 
     # -- reading ---------------------------------------------------------------------
     def list(self) -> list[SecretInfo]:
         """Every secret's name, schema and keys (never values)."""
-        return [self._info(s) for s in self.store.http.request("GET", "/api/secrets")]
+        return [_info(s) for s in self.rest.http.request("GET", "/api/secrets")]
 
     def info(self, name: str) -> SecretInfo:
         """A secret's name, schema and keys, without its values."""
-        return self._info(self.store.http.request("GET", f"/api/secrets/{segment(name)}"))
+        return _info(self.rest.http.request("GET", f"/api/secrets/{segment(name)}"))
 
     def get(self, name: str) -> Secret:
         """A secret with its values, if this credential may use it; the values are masked in step logs from now on.
@@ -69,12 +80,11 @@ class RestSecretStore:
             SecretError: no such secret.
             PermissionDeniedError: this credential may not read it.
         """
-        from conveyor.secrets import Secret, mask_values
-
-        data = self.store.http.request("POST", "/api/secrets/resolve", {"names": [name]})["secrets"][name]
-        values = dict(data["values"])
+        data = self.rest.http.request("POST", "/api/secrets/resolve", {"names": [name]})["secrets"][name]
+        values = {str(k): str(v) for k, v in data["values"].items()}
         mask_values(values.values())
-        return self._info(data["info"], Secret, values=MappingProxyType(values))
+        info = _info(data["info"])
+        return Secret(**{**info.__dict__, "values": MappingProxyType(values)})
 
     def resolve(self, name: str, key: str) -> str:
         """The value of one key of a secret."""
@@ -86,7 +96,7 @@ class RestSecretStore:
     ) -> SecretInfo:
         """Store a new secret on the server (encrypted there)."""
         body = {"name": name, "values": dict(values), "schema": schema, "shared": shared}
-        return self._info(self.store.http.request("POST", "/api/secrets", body))
+        return _info(self.rest.http.request("POST", "/api/secrets", body))
 
     def update(
         self,
@@ -99,17 +109,15 @@ class RestSecretStore:
     ) -> SecretInfo:
         """Set or remove keys of a secret, or share or unshare it."""
         body = {"values": dict(values or {}), "remove_keys": list(remove_keys), "replace": replace, "shared": shared}
-        return self._info(self.store.http.request("PATCH", f"/api/secrets/{segment(name)}", body))
+        return _info(self.rest.http.request("PATCH", f"/api/secrets/{segment(name)}", body))
 
     def delete(self, name: str) -> None:
         """Delete a secret."""
-        self.store.http.request("DELETE", f"/api/secrets/{segment(name)}")
+        self.rest.http.request("DELETE", f"/api/secrets/{segment(name)}")
 
     def rotate_key(self) -> RotationResult:
         """Re-encrypt every secret with a new key, on the server."""
-        from conveyor.secrets import RotationResult
-
-        data = self.store.http.request("POST", "/api/secrets/rotate-key", {})
+        data = self.rest.http.request("POST", "/api/secrets/rotate-key", {})
         return RotationResult(
             rotated=data["rotated"],
             skipped=data["skipped"],

@@ -87,7 +87,7 @@ class RestStore(MetadataStore):
         with self._lock:
             token = self._run_tokens.get(run_id)
         if token is None:
-            token = self._post(f"/api/runs/{segment(run_id)}/token")["token"]
+            token = str(self._post(f"/api/runs/{segment(run_id)}/token")["token"])
             with self._lock:
                 self._run_tokens[run_id] = token
         return token
@@ -96,13 +96,13 @@ class RestStore(MetadataStore):
         """Exchange this store's credential (a ``runner`` API key) for a token scoped to the run."""
         if self.token is not None and self.token.startswith(RUN_TOKEN_PREFIX):
             return
-        token = self._post(f"/api/runs/{segment(run_id)}/token")["token"]
+        token = str(self._post(f"/api/runs/{segment(run_id)}/token")["token"])
         self.http.token = token
         os.environ[ENV_API_KEY] = token  # stores opened later in this process (secrets) use it too
 
     def whoami(self) -> dict[str, Any]:
         """``{"name", "role", "kind", "run_id"}`` of the credential this store sends."""
-        return self._get("/api/me")
+        return dict(self._get("/api/me"))
 
     # -- pipelines and deployments -----------------------------------------------------
     def get_or_create_pipeline(self, name: str) -> PipelineRecord:
@@ -125,11 +125,12 @@ class RestStore(MetadataStore):
 
     def latest_deployment_id(self, pipeline_id: str) -> str | None:
         """The id of the newest deployment of a pipeline, if any."""
-        return self._get(f"/api/pipelines/{segment(pipeline_id)}/latest-deployment")["id"]
+        found = self._get(f"/api/pipelines/{segment(pipeline_id)}/latest-deployment")["id"]
+        return str(found) if found is not None else None
 
     def get_deployment_json(self, deployment_id: str) -> str:
         """The JSON of a stored deployment."""
-        return self.http.request("GET", f"/api/deployments/{segment(deployment_id)}", raw=True)
+        return str(self.http.request("GET", f"/api/deployments/{segment(deployment_id)}", raw=True))
 
     # -- runs ----------------------------------------------------------------------------
     def create_run(self, **values: Any) -> RunRecord:
@@ -190,7 +191,7 @@ class RestStore(MetadataStore):
             "outputs": dict(outputs),
             "values": dump_values(values),
         }
-        return self._post(self._step_path(run_id, step_id, "record"), body)["id"]
+        return str(self._post(self._step_path(run_id, step_id, "record"), body)["id"])
 
     def finish_step_run(
         self,
@@ -272,9 +273,11 @@ class RestStore(MetadataStore):
         return [load(StepRunRecord, r) for r in self._get(f"/api/artifacts/{segment(artifact_id)}/consumers")]
 
     # -- stack components and stacks -----------------------------------------------------
-    def create_component(self, type_: str, flavor: str, name: str, config: Mapping[str, Any]) -> ComponentRecord:
+    def create_component(
+        self, type_: str, flavor: str, name: str, config: Mapping[str, Any], *, install: str | None = None
+    ) -> ComponentRecord:
         """Register a stack component."""
-        body = {"type": type_, "flavor": flavor, "name": name, "config": dict(config)}
+        body = {"type": type_, "flavor": flavor, "name": name, "config": dict(config), "install": install}
         return load(ComponentRecord, self._post("/api/components", body))
 
     def get_component(self, type_: str, name: str) -> ComponentRecord:
