@@ -58,7 +58,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy over core: strict on the IR, the stores, stacks and the adapter API."""
-    _install(session, "mypy==2.4.1", "./core[mysql,postgres,s3]")
+    _install(session, "mypy==2.4.1", "./core[mysql,postgres,s3,server]")
     session.run("mypy", "--config-file", str(ROOT / "pyproject.toml"), env={"MYPYPATH": str(ROOT / "core" / "src")})
 
 

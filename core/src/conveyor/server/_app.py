@@ -223,6 +223,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.server = server
     app.add_middleware(RequestGuard, api_version=API_VERSION, version=__version__)
     _errors(app)
+    _document_credentials(app)
 
     # Called inside each endpoint rather than as a dependency: one trip to the thread pool per request.
     def principal(request: Request) -> Principal:
@@ -790,6 +791,30 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json({**result.__dict__, "old_key_ids": list(result.old_key_ids)})
 
     return app
+
+
+def _document_credentials(app: FastAPI) -> None:
+    """Every endpoint but health, version and login takes ``Authorization: Bearer TOKEN``: say so in the OpenAPI document."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a session token (conveyor login), a service account's API key, or a run token",
+                }
+            }
+            open_paths = ("/health", "/ready", "/api/version", "/api/login")
+            for path, operations in schema.get("paths", {}).items():
+                for operation in operations.values():
+                    operation["security"] = [] if path in open_paths else [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _check_step_id(step_id: str) -> None:
