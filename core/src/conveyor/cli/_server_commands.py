@@ -117,6 +117,7 @@ def start(
         click.echo(f"conveyor: created the admin {created!r}", err=True)
     shown = settings.store_url.split("@")[-1] if "@" in settings.store_url else settings.store_url
     click.echo(f"conveyor: serving {shown} on http://{host}:{port} ({workers} worker(s))", err=True)
+    click.echo(f"conveyor: dashboard at http://{host}:{port}/", err=True)
     serve(settings, host=host, port=port, workers=workers, access_log=access_log)
 
 

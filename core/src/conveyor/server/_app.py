@@ -790,6 +790,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         result = server.secrets().rotate_key()
         return _json({**result.__dict__, "old_key_ids": list(result.old_key_ids)})
 
+    # The dashboard's pages come last: its catch-all 404 page must not hide an API route.
+    from conveyor.server.dashboard import DashboardSource, mount_dashboard
+
+    mount_dashboard(app, DashboardSource(store=st, auth=server.auth, secrets=server.secrets, remote=True))
     return app
 
 
