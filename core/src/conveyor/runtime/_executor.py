@@ -24,7 +24,7 @@ from conveyor.exceptions import ConfigError, ConveyorError, RunSettledError, Ste
 from conveyor.ir import ArtifactInput, Deployment, ParameterInput, StepIR, canonical_json, shown
 from conveyor.materializers import registry
 from conveyor.runtime._context import StepContext, reset_step_context, set_step_context
-from conveyor.runtime._logs import capture_logs
+from conveyor.runtime._logs import capture_logs, ship_logs
 from conveyor.stores import ArtifactRecord, RunRecord, RunStatus, StepRunRecord, now
 
 if TYPE_CHECKING:
@@ -356,7 +356,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
     step_run = env.store.start_step_run(env.run.id, step_id, require_running=env.owned, logs_uri=logs_uri, **common)
     written: list[str] = []
     failure: BaseException | None = None
-    with capture_logs() as log:
+    with capture_logs() as log, ship_logs(log, lambda text: _write_logs(store, logs_uri, text)):
         token = None
         try:
             kwargs = _parameters(step, step_obj, params)

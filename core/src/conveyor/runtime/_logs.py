@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -259,3 +259,37 @@ def capture_logs() -> Iterator[io.StringIO]:
             yield buf
     finally:
         _local.buffer = previous
+
+
+SHIP_EVERY = 1.0
+"""Seconds between copies of a running step's log to its log file (what the dashboard shows live)."""
+
+
+@contextmanager
+def ship_logs(buf: io.StringIO, write: Callable[[str], None], every: float = SHIP_EVERY) -> Iterator[None]:
+    """Meanwhile, copy ``buf`` to the step's log file whenever it grew, every ``every`` seconds.
+
+    A step's output is readable while it runs, and what it printed before a
+    kill is kept (up to the last copy). The caller writes the final log after.
+    """
+    stop = threading.Event()
+
+    def loop() -> None:
+        shipped = 0
+        while not stop.wait(every):
+            text = buf.getvalue()
+            if len(text) != shipped:
+                try:
+                    write(text)
+                    shipped = len(text)
+                except Exception:  # noqa: BLE001 - a log copy must never break a step
+                    pass
+
+    shipper = threading.Thread(target=loop, name="conveyor-log-shipper", daemon=True)
+    shipper._conveyor_log = None  # type: ignore[attr-defined]
+    _thread_start(shipper)  # not the step's thread-start hook: its own writes are no part of the log
+    try:
+        yield
+    finally:
+        stop.set()
+        shipper.join(timeout=10)
