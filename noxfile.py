@@ -79,7 +79,7 @@ def core(session: nox.Session) -> None:
     _install(
         session, *PYTEST, "schemathesis>=4", "-e", "./core[mysql,postgres,s3,server]", "-e", "./testing[sql,s3,docker]"
     )
-    _pytest(session, "core/tests", "testing/tests")
+    _pytest(session, "core/tests", "testing/tests", "--ignore=core/tests/browser")
 
 
 @nox.session(python=PYTHON)
@@ -88,7 +88,19 @@ def rest(session: nox.Session) -> None:
     _install(session, *PYTEST, "-e", "./core[mysql,postgres,s3,server]", "-e", "./testing[sql,s3,docker]")
     # The server's own tests (marker `server`) run in the core session already.
     for store in ("rest", "rest-postgres"):
-        _pytest(session, "core/tests", "-m", "not server", env={"CONVEYOR_TEST_STORE": store})
+        _pytest(
+            session, "core/tests", "-m", "not server", "--ignore=core/tests/browser", env={"CONVEYOR_TEST_STORE": store}
+        )
+
+
+@nox.session(python=PYTHON)
+def dashboard(session: nox.Session) -> None:
+    """The dashboard in a real browser: Playwright driving Debian's Chromium, over conveyor ui and a server.
+
+    Screenshots are kept under test-artifacts/dashboard/.
+    """
+    _install(session, *PYTEST, "playwright>=1.45", "-e", "./core[server]", "-e", "./testing[sql]")
+    _pytest(session, "core/tests/browser", env={"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"})
 
 
 @nox.session(python=PYTHON)

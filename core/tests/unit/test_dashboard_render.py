@@ -1,0 +1,112 @@
+"""The dashboard's renderers with hostile text: Markdown views and DAG labels never become markup."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from types import SimpleNamespace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conveyor.server.dashboard._dag import layout, render_svg
+from conveyor.server.dashboard._markdown import render_markdown
+from conveyor.server.dashboard._queries import RunDetail
+
+_ALLOWED = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "ul", "ol", "li", "pre", "code", "strong", "em"}
+_ALLOWED |= {"table", "thead", "tbody", "tr", "th", "td"}
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+
+HOSTILE = st.one_of(
+    st.text(max_size=300),
+    st.lists(
+        st.sampled_from(
+            [
+                "<script>alert(1)</script>",
+                "<img src=x onerror=alert(1)>",
+                "# ",
+                "| a | b |",
+                "|---|---|",
+                "```",
+                "**",
+                "*",
+                "`",
+                "- ",
+                "1. ",
+                "\n",
+                "javascript:",
+                "&lt;",
+                "\"'",
+                "<iframe>",
+            ]
+        ),
+        max_size=30,
+    ).map("".join),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(HOSTILE)
+def test_markdown_views_hold_only_plain_formatting_tags(text: str) -> None:
+    parser = _Tags()
+    parser.feed(render_markdown(text))
+    for tag, attrs in parser.tags:
+        assert tag in _ALLOWED, tag
+        assert attrs == []
+
+
+def test_markdown_renders_what_the_data_plugins_write() -> None:
+    html = render_markdown("# Summary\n\n| column | mean |\n|---|---:|\n| x | 1.5 |\n\n- **rows**: 3\n- `dtype`: float")
+    assert "<h1>Summary</h1>" in html
+    assert "<th>column</th>" in html and "<td>1.5</td>" in html
+    assert "<li><strong>rows</strong>: 3</li>" in html and "<code>dtype</code>" in html
+
+
+def _detail(run_name: str, output: str) -> RunDetail:
+    a = SimpleNamespace(id="a", inputs={}, outputs={output: None}, after=())
+    b = SimpleNamespace(
+        id="b", inputs={"x": SimpleNamespace(kind="artifact", step="a", output=output)}, outputs={}, after=("a",)
+    )
+    deployment = SimpleNamespace(pipeline=SimpleNamespace(steps=(a, b)))
+    return RunDetail(run=SimpleNamespace(name=run_name), pipeline="p", deployment=deployment, steps={})  # type: ignore[arg-type]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.text(min_size=1, max_size=80).filter(lambda s: "\x00" not in s and all(c >= " " for c in s)),
+    st.text(max_size=40).filter(lambda s: all(c >= " " for c in s)),
+)
+def test_dag_svg_is_well_formed_whatever_the_names(run_name: str, output: str) -> None:
+    svg = render_svg(_detail(run_name, output))
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.get("aria-label") == f"DAG of run {run_name}"
+    edges = [e for e in root.iter(f"{ns}path") if "edge" in (e.get("class") or "")]
+    assert [e.get("data-output") for e in edges if e.get("class") == "edge"] == [output]
+    links = [a.get("href") for a in root.iter(f"{ns}a")]
+    assert all(h.startswith("/runs/") and "<" not in h and '"' not in h for h in links)
+
+
+def test_layout_puts_each_step_right_of_its_inputs() -> None:
+    steps = [SimpleNamespace(id=f"s{i}", inputs={}, outputs={"o": None}, after=()) for i in range(3)]
+    steps.append(
+        SimpleNamespace(
+            id="join",
+            inputs={f"i{i}": SimpleNamespace(kind="artifact", step=f"s{i}", output="o") for i in range(3)},
+            outputs={},
+            after=(),
+        )
+    )
+    nodes, width, height = layout(steps)
+    assert all(nodes["join"].x > nodes[f"s{i}"].x for i in range(3))
+    assert len({nodes[f"s{i}"].y for i in range(3)}) == 3  # no two on top of each other
+    assert width > nodes["join"].x and height >= 3 * nodes["s0"].h
