@@ -63,8 +63,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _fill_runs(db: Path, total: int) -> str:
-    """Copy the one real run into ``total - 1`` more (3 step runs each); returns the real run's name."""
+def _fill_runs(db: Path, total: int) -> tuple[str, str]:
+    """Copy the one real run into ``total - 1`` more (3 step runs each); returns the real run's name and a step of it."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(f"sqlite:///{db}")
@@ -74,6 +74,13 @@ def _fill_runs(db: Path, total: int) -> str:
     with engine.begin() as conn:
         real = conn.execute(sa.select(runs)).mappings().one()
         some_steps = conn.execute(sa.select(steps).where(steps.c.run_id == real["id"]).limit(3)).mappings().all()
+        middle = conn.execute(
+            sa.select(steps.c.step_id)
+            .where(steps.c.run_id == real["id"])
+            .order_by(steps.c.started)
+            .offset(150)
+            .limit(1)
+        ).scalar_one()
         new_runs, new_steps = [], []
         for n in range(total - 1):
             run_id = f"{n:032x}"
@@ -95,7 +102,7 @@ def _fill_runs(db: Path, total: int) -> str:
         conn.execute(runs.insert(), new_runs)
         conn.execute(steps.insert(), new_steps)
     engine.dispose()
-    return str(real["name"])
+    return str(real["name"]), str(middle)
 
 
 def _server_ms(url: str) -> float:
@@ -124,7 +131,7 @@ def main() -> None:
         subprocess.run([sys.executable, "wide.py"], cwd=tmp, env=env, check=True, capture_output=True)
         print(f"300-step pipeline ran locally in {time.perf_counter() - t0:.1f} s")
         t0 = time.perf_counter()
-        run_name = _fill_runs(tmp / ".conveyor" / "conveyor.db", args.runs)
+        run_name, middle_step = _fill_runs(tmp / ".conveyor" / "conveyor.db", args.runs)
         print(f"{args.runs} runs in the store (filled in {time.perf_counter() - t0:.1f} s)")
 
         port = _free_port()
@@ -151,7 +158,7 @@ def main() -> None:
             "first runs page (5,000 runs)": base + "/runs",
             "runs page filtered by status and tag": base + "/runs?status=completed&tag=nightly",
             "300-step run page": f"{base}/runs/{run_name}",
-            "300-step run page with a step open": f"{base}/runs/{run_name}?step=combine_150",
+            "300-step run page with a step open": f"{base}/runs/{run_name}?step={middle_step}",
         }
         print(f"\nServer time (Server-Timing), {args.repeat} requests each after one warm-up; target < 300 ms")
         for label, url in pages.items():

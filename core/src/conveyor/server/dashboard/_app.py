@@ -309,7 +309,7 @@ def mount_dashboard(app: FastAPI, source: DashboardSource) -> None:
         )
 
     def run_context(run_ref: str, step: str | None) -> dict[str, Any]:
-        detail = queries.run(run_ref)
+        detail = queries.run(run_ref, artifacts_of=step)
         selected = step if step and any(s.id == step for s in detail.deployment.pipeline.steps) else None
         return {
             "detail": detail,
@@ -367,7 +367,7 @@ def mount_dashboard(app: FastAPI, source: DashboardSource) -> None:
     @router.get("/runs/{run_ref}/steps/{step_id}/logs")
     @guarded
     def step_logs(request: Request, run_ref: str, step_id: str) -> Response:
-        detail = queries.run(run_ref, artifacts=False)
+        detail = queries.run(run_ref)
         if not any(s.id == step_id for s in detail.deployment.pipeline.steps):
             raise NotFoundError(f"run {detail.run.name} has no step {step_id!r}")
         record = detail.steps.get(step_id)

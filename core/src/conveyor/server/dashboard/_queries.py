@@ -187,8 +187,8 @@ class Queries:
                 self._ir.popitem(last=False)
         return found
 
-    def run(self, name_or_id: str, *, artifacts: bool = True) -> RunDetail:
-        """A run by id or name, with its step runs and (optionally) their artifacts.
+    def run(self, name_or_id: str, *, artifacts_of: str | None = None) -> RunDetail:
+        """A run by id or name, with its step runs, and the artifacts of step ``artifacts_of``.
 
         Raises:
             NotFoundError: no such run.
@@ -204,7 +204,7 @@ class Queries:
             run = to_record(RunRecord, row)
             step_rows = conn.execute(sa.select(t.step_runs).where(t.step_runs.c.run_id == run.id)).all()
             links: list[Any] = []
-            if artifacts and step_rows:
+            if artifacts_of and step_rows:
                 sr, av = t.step_runs, t.artifact_versions
                 for kind, link in (("out", t.step_run_outputs), ("in", t.step_run_inputs)):
                     links += [
@@ -213,7 +213,7 @@ class Queries:
                             sa.select(sr.c.step_id, link.c.name.label("link_name"), av)
                             .join(link, link.c.step_run_id == sr.c.id)
                             .join(av, av.c.id == link.c.artifact_id)
-                            .where(sr.c.run_id == run.id)
+                            .where(sr.c.run_id == run.id, sr.c.step_id == artifacts_of)
                         ).all()
                     ]
         steps = {x.step_id: to_record(StepRunRecord, x) for x in step_rows}
