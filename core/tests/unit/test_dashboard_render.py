@@ -1,10 +1,12 @@
-"""The dashboard's renderers with hostile text: Markdown views and DAG labels never become markup."""
+"""The dashboard's renderers and queries with hostile text: views and labels never become markup, filters match exactly."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -110,3 +112,60 @@ def test_layout_puts_each_step_right_of_its_inputs() -> None:
     assert all(nodes["join"].x > nodes[f"s{i}"].x for i in range(3))
     assert len({nodes[f"s{i}"].y for i in range(3)}) == 3  # no two on top of each other
     assert width > nodes["join"].x and height >= 3 * nodes["s0"].h
+
+
+def _store_with_runs(tmp_path: Path, tags: list[list[str]]) -> Any:
+    from conveyor.stores.sql import SqlStore
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'dash.db'}", migrate=True)
+    pipeline = store.get_or_create_pipeline("p")
+    store.save_deployment("d" * 32, pipeline.id, "{}")
+    for i, run_tags in enumerate(tags):
+        store.create_run(
+            name=f"run-{i}",
+            pipeline_id=pipeline.id,
+            deployment_id="d" * 32,
+            status="completed" if i % 2 else "failed",
+            stack_name="default",
+            orchestrator="local",
+            extra={"tags": run_tags},
+        )
+    return store
+
+
+TAG = st.text(min_size=1, max_size=20).filter(lambda s: "\x00" not in s)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(TAG, max_size=3), min_size=1, max_size=6), TAG)
+def test_the_tag_filter_finds_exactly_the_runs_with_that_tag(
+    tmp_path_factory: Any, tags: list[list[str]], wanted: str
+) -> None:
+    from conveyor.server.dashboard._queries import Queries, RunFilter
+
+    store = _store_with_runs(tmp_path_factory.mktemp("tags"), tags)
+    try:
+        found = Queries(store).runs(RunFilter(tag=wanted))
+        assert {r.name for r in found.rows} == {f"run-{i}" for i, t in enumerate(tags) if wanted in t}
+        assert found.total == len(found.rows)
+    finally:
+        store.close()
+
+
+def test_runs_pages_and_filters_count_in_one_query(tmp_path: Path) -> None:
+    from conveyor.server.dashboard._queries import Queries, RunFilter
+
+    store = _store_with_runs(tmp_path, [["nightly"] if i % 3 == 0 else [] for i in range(120)])
+    try:
+        q = Queries(store)
+        first = q.runs(RunFilter(), per_page=50)
+        assert (first.total, first.pages, len(first.rows)) == (120, 3, 50)
+        assert first.rows[0].name == "run-119"  # newest first
+        last = q.runs(RunFilter(page=3), per_page=50)
+        assert len(last.rows) == 20 and last.rows[-1].name == "run-0"
+        beyond = q.runs(RunFilter(page=9), per_page=50)
+        assert beyond.rows == [] and beyond.total == 120
+        failed_nightly = q.runs(RunFilter(status="failed", tag="nightly"), per_page=50)
+        assert {r.name for r in failed_nightly.rows} == {f"run-{i}" for i in range(0, 120, 6)}
+    finally:
+        store.close()

@@ -8,6 +8,7 @@ are content-addressed and never change, so their parsed IR is kept.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -112,7 +113,6 @@ class Queries:
     def runs(self, f: RunFilter, per_page: int = PER_PAGE) -> RunsPage:
         """One page of runs, newest first, matching the filters (one query)."""
         r, p, sr = t.pipeline_runs, t.pipelines, t.step_runs
-        steps = sa.select(sa.func.count()).where(sr.c.run_id == r.c.id).scalar_subquery()
         q = sa.select(
             r.c.id,
             r.c.name,
@@ -124,7 +124,6 @@ class Queries:
             r.c.orchestrator,
             r.c.extra,
             p.c.name.label("pipeline"),
-            steps.label("steps"),
             sa.func.count().over().label("total"),
         ).join(p, p.c.id == r.c.pipeline_id)
         if f.pipeline:
@@ -132,16 +131,20 @@ class Queries:
         if f.status:
             q = q.where(r.c.status == f.status)
         if f.tag:
-            # Tags live in the run's ``extra`` JSON; matching the quoted tag in its text works on every database.
-            needle = '"' + f.tag.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            # Tags live in the run's ``extra`` JSON: match the tag as the store's JSON encoder writes it
+            # (quoted, escaped, ASCII only), which works on every database.
+            needle = json.dumps(f.tag)
             escaped = needle.replace("!", "!!").replace("%", "!%").replace("_", "!_")
             q = q.where(sa.cast(r.c.extra, sa.Text).like(f"%{escaped}%", escape="!"))
         if f.since in _SINCE:
             q = q.where(r.c.created >= now() - _SINCE[f.since])
         page = max(1, f.page)
-        q = q.order_by(r.c.created.desc(), r.c.id.desc()).limit(per_page).offset((page - 1) * per_page)
+        inner = q.order_by(r.c.created.desc(), r.c.id.desc()).limit(per_page).offset((page - 1) * per_page).subquery()
+        # Step counts for the page's rows only (the window count already saw every matching run).
+        steps = sa.select(sa.func.count()).where(sr.c.run_id == inner.c.id).scalar_subquery()
+        outer = sa.select(inner, steps.label("steps")).order_by(inner.c.created.desc(), inner.c.id.desc())
         with self.store.read() as conn:
-            found = conn.execute(q).all()
+            found = conn.execute(outer).all()
         total = found[0].total if found else 0
         if not found and page > 1:
             with self.store.read() as conn:
