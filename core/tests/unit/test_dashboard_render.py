@@ -169,3 +169,20 @@ def test_runs_pages_and_filters_count_in_one_query(tmp_path: Path) -> None:
         assert {r.name for r in failed_nightly.rows} == {f"run-{i}" for i in range(0, 120, 6)}
     finally:
         store.close()
+
+
+def test_focus_on_a_step_of_a_long_chain_draws_only_its_neighbours() -> None:
+    from conveyor.server.dashboard._dag import neighbourhood
+
+    steps = [SimpleNamespace(id="s0", inputs={}, outputs={"o": None}, after=())]
+    for i in range(1, 150):
+        inp = {"x": SimpleNamespace(kind="artifact", step=f"s{i - 1}", output="o")}
+        steps.append(SimpleNamespace(id=f"s{i}", inputs=inp, outputs={"o": None}, after=()))
+    assert neighbourhood(steps, "s70") == {"s68", "s69", "s70", "s71", "s72"}
+    deployment = SimpleNamespace(pipeline=SimpleNamespace(steps=tuple(steps)))
+    detail = RunDetail(run=SimpleNamespace(name="r"), pipeline="p", deployment=deployment, steps={})  # type: ignore[arg-type]
+    root = ET.fromstring(render_svg(detail, "s70", focus=True))
+    drawn = {g.get("data-step") for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("data-step")}
+    assert drawn == {"s68", "s69", "s70", "s71", "s72"}
+    whole = ET.fromstring(render_svg(detail, "s70"))
+    assert len([g for g in whole.iter("{http://www.w3.org/2000/svg}g") if g.get("data-step")]) == 150

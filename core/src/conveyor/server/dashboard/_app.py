@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from conveyor.exceptions import AuthenticationError, ConveyorError, NotFoundError, StoreError
-from conveyor.server.dashboard._dag import render_svg
+from conveyor.server.dashboard._dag import COMPACT_ABOVE, render_svg
 from conveyor.server.dashboard._markdown import render_markdown
 from conveyor.server.dashboard._queries import STATUSES, Queries, RunFilter, duration
 from conveyor.stores import RunStatus
@@ -308,13 +308,17 @@ def mount_dashboard(app: FastAPI, source: DashboardSource) -> None:
             next=link(result.page + 1) if result.page < result.pages else None,
         )
 
-    def run_context(run_ref: str, step: str | None) -> dict[str, Any]:
+    def run_context(run_ref: str, step: str | None, focus: bool = False) -> dict[str, Any]:
         detail = queries.run(run_ref, artifacts_of=step)
         selected = step if step and any(s.id == step for s in detail.deployment.pipeline.steps) else None
+        large = len(detail.deployment.pipeline.steps) > COMPACT_ABOVE
+        focus = bool(focus and large and selected)
         return {
             "detail": detail,
             "run": detail.run,
-            "svg": render_svg(detail, selected),
+            "svg": render_svg(detail, selected, focus=focus),
+            "large": large,
+            "focus": focus,
             "running": detail.run.status == RunStatus.RUNNING,
             "run_duration": duration(detail.run.started, detail.run.ended, detail.run.status),
             "selected": selected,
@@ -323,7 +327,7 @@ def mount_dashboard(app: FastAPI, source: DashboardSource) -> None:
     @router.get("/runs/{run_ref}")
     @guarded
     def run_page(request: Request, run_ref: str) -> Response:
-        ctx = run_context(run_ref, request.query_params.get("step"))
+        ctx = run_context(run_ref, request.query_params.get("step"), bool(request.query_params.get("focus")))
         if ctx["selected"]:
             ctx.update(step_context(ctx["detail"], ctx["selected"]))
             ctx.update(log_context(ctx["record"]))
@@ -333,7 +337,7 @@ def mount_dashboard(app: FastAPI, source: DashboardSource) -> None:
     @router.get("/runs/{run_ref}/dag")
     @guarded
     def run_dag(request: Request, run_ref: str) -> Response:
-        ctx = run_context(run_ref, request.query_params.get("step"))
+        ctx = run_context(run_ref, request.query_params.get("step"), bool(request.query_params.get("focus")))
         return page(request, "_dag.html", **ctx)
 
     def step_context(detail: Any, step_id: str) -> dict[str, Any]:

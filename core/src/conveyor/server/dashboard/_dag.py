@@ -88,9 +88,37 @@ def _fmt_duration(seconds: float | None) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
-def render_svg(detail: RunDetail, selected: str | None = None) -> str:
-    """The run's DAG as an ``<svg>`` element (every name escaped)."""
+def neighbourhood(steps: list[Any], center: str, depth: int = 2) -> set[str]:
+    """``center`` and the steps up to ``depth`` edges upstream or downstream of it (a large graph's focus)."""
+    ups: dict[str, set[str]] = {s.id: set() for s in steps}
+    downs: dict[str, set[str]] = {s.id: set() for s in steps}
+    for s in steps:
+        for inp in s.inputs.values():
+            if getattr(inp, "kind", "") == "artifact" and inp.step in ups:
+                ups[s.id].add(inp.step)
+                downs[inp.step].add(s.id)
+        for after in s.after:
+            if after in ups:
+                ups[s.id].add(after)
+                downs[after].add(s.id)
+    keep = {center}
+    for links in (ups, downs):
+        frontier = {center}
+        for _ in range(depth):
+            frontier = {n for f in frontier for n in links.get(f, ())} - keep
+            keep |= frontier
+    return keep
+
+
+def render_svg(detail: RunDetail, selected: str | None = None, *, focus: bool = False) -> str:
+    """The run's DAG as an ``<svg>`` element (every name escaped).
+
+    With ``focus`` and a selected step, only its neighbourhood is drawn (for graphs too large to read whole).
+    """
     steps = list(detail.deployment.pipeline.steps)
+    if focus and selected:
+        keep = neighbourhood(steps, selected)
+        steps = [s for s in steps if s.id in keep]
     nodes, width, height = layout(steps)
     run_ref = quote(detail.run.name, safe="")
     out = [
@@ -138,7 +166,7 @@ def render_svg(detail: RunDetail, selected: str | None = None) -> str:
         cached = bool(sr is not None and sr.cached)
         took = _fmt_duration(duration(sr.started, sr.ended, sr.status)) if sr is not None else ""
         label = s.id if len(s.id) <= (16 if compact else 24) else s.id[: (15 if compact else 23)] + "…"
-        href = f"/runs/{run_ref}?step={quote(s.id, safe='')}"
+        href = f"/runs/{run_ref}?step={quote(s.id, safe='')}" + ("&focus=1" if focus else "")
         klass = (
             f"node status-{escape(status)}" + (" cached" if cached else "") + (" selected" if s.id == selected else "")
         )
