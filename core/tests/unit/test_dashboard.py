@@ -186,3 +186,16 @@ def test_focus_on_a_step_of_a_long_chain_draws_only_its_neighbours() -> None:
     assert drawn == {"s68", "s69", "s70", "s71", "s72"}
     whole = ET.fromstring(render_svg(detail, "s70"))
     assert len([g for g in whole.iter("{http://www.w3.org/2000/svg}g") if g.get("data-step")]) == 150
+
+
+def test_conveyor_ui_on_a_server_profile_points_at_the_servers_own_pages(repo: Path, monkeypatch: Any) -> None:
+    from click.testing import CliRunner
+
+    from conveyor.cli._main import cli
+
+    monkeypatch.setenv("CONVEYOR_SERVER", "http://127.0.0.1:9")
+    result = CliRunner().invoke(cli, ["ui", "--port", "0", "--no-browser"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("conveyor: error: the active profile is the server http://127.0.0.1:9")
+    assert "open http://127.0.0.1:9/ in a browser" in lines[-1]
