@@ -21,6 +21,7 @@ PACKAGES = [
     "conveyor.stores",
     "conveyor.stores.rest",
     "conveyor.server",
+    "conveyor.server.dashboard",
     "conveyor.stack",
     "conveyor.runtime",
     "conveyor.orchestrators",
