@@ -342,7 +342,7 @@ def mount_dashboard(app: FastAPI, source: DashboardSource) -> None:
 
     def step_context(detail: Any, step_id: str) -> dict[str, Any]:
         spec = next(s for s in detail.deployment.pipeline.steps if s.id == step_id)
-        record = detail.steps.get(step_id)
+        record = detail.record
         image = record.image if record is not None else None
         image = image or detail.deployment.images.get(step_id)
         return {
@@ -371,10 +371,10 @@ def mount_dashboard(app: FastAPI, source: DashboardSource) -> None:
     @router.get("/runs/{run_ref}/steps/{step_id}/logs")
     @guarded
     def step_logs(request: Request, run_ref: str, step_id: str) -> Response:
-        detail = queries.run(run_ref)
+        detail = queries.run(run_ref, artifacts_of=step_id)
         if not any(s.id == step_id for s in detail.deployment.pipeline.steps):
             raise NotFoundError(f"run {detail.run.name} has no step {step_id!r}")
-        record = detail.steps.get(step_id)
+        record = detail.record
         running = record is None or record.status == RunStatus.RUNNING
         if detail.run.status != RunStatus.RUNNING:
             running = False

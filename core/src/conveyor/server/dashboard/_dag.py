@@ -9,12 +9,16 @@ read by the same step are two visible edges.
 
 from __future__ import annotations
 
+import functools
+import html
 from dataclasses import dataclass
-from html import escape
 from typing import Any
 from urllib.parse import quote
 
 from conveyor.server.dashboard._queries import RunDetail, duration
+
+# Step ids, outputs and statuses repeat across nodes and edges: escape each text once.
+escape = functools.lru_cache(maxsize=8192)(html.escape)
 
 NODE_W = 190
 NODE_H = 56

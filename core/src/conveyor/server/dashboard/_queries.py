@@ -76,14 +76,26 @@ class RunsPage:
     pages: int
 
 
+@dataclass(frozen=True)
+class StepState:
+    """What the DAG shows of a step run: its status, whether it came from the cache, when it ran."""
+
+    step_id: str
+    status: str
+    cached: bool
+    started: datetime | None
+    ended: datetime | None
+
+
 @dataclass
 class RunDetail:
-    """A run with its pipeline's name, deployment and step runs (by step id)."""
+    """A run with its pipeline's name, deployment, its step runs' states (by step id) and one step's whole record."""
 
     run: RunRecord
     pipeline: str
     deployment: Any
-    steps: dict[str, StepRunRecord]
+    steps: dict[str, StepState]
+    record: StepRunRecord | None = None
     outputs: dict[str, dict[str, ArtifactRecord]] = field(default_factory=dict)
     inputs: dict[str, dict[str, ArtifactRecord]] = field(default_factory=dict)
 
@@ -205,10 +217,18 @@ class Queries:
             if row is None:
                 raise NotFoundError(f"no run {name_or_id!r}", "see the runs page for the runs this store has")
             run = to_record(RunRecord, row)
-            step_rows = conn.execute(sa.select(t.step_runs).where(t.step_runs.c.run_id == run.id)).all()
+            sr = t.step_runs
+            # Only what the DAG draws: reading every column of hundreds of rows costs more than the rest of the page.
+            step_rows = conn.execute(
+                sa.select(sr.c.step_id, sr.c.status, sr.c.cached, sr.c.started, sr.c.ended).where(sr.c.run_id == run.id)
+            ).all()
+            record = None
+            if artifacts_of:
+                found = conn.execute(sa.select(sr).where(sr.c.run_id == run.id, sr.c.step_id == artifacts_of)).first()
+                record = to_record(StepRunRecord, found) if found is not None else None
             links: list[Any] = []
             if artifacts_of and step_rows:
-                sr, av = t.step_runs, t.artifact_versions
+                av = t.artifact_versions
                 for kind, link in (("out", t.step_run_outputs), ("in", t.step_run_inputs)):
                     links += [
                         (kind, x)
@@ -219,9 +239,16 @@ class Queries:
                             .where(sr.c.run_id == run.id, sr.c.step_id == artifacts_of)
                         ).all()
                     ]
-        steps = {x.step_id: to_record(StepRunRecord, x) for x in step_rows}
+        steps = {
+            x.step_id: StepState(x.step_id, x.status, bool(x.cached), aware(x.started), aware(x.ended))
+            for x in step_rows
+        }
         detail = RunDetail(
-            run=run, pipeline=row.pipeline_name, deployment=self.deployment(run.deployment_id), steps=steps
+            run=run,
+            pipeline=row.pipeline_name,
+            deployment=self.deployment(run.deployment_id),
+            steps=steps,
+            record=record,
         )
         for kind, x in links:
             target = detail.outputs if kind == "out" else detail.inputs
