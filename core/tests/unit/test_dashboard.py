@@ -199,3 +199,62 @@ def test_conveyor_ui_on_a_server_profile_points_at_the_servers_own_pages(repo: P
     lines = result.output.strip().splitlines()
     assert lines[-1].startswith("conveyor: error: the active profile is the server http://127.0.0.1:9")
     assert "open http://127.0.0.1:9/ in a browser" in lines[-1]
+
+
+TICKER = """
+import time
+from conveyor import pipeline, step
+
+@step(enable_cache=False)
+def ticker() -> int:
+    for i in range(600):
+        print(f"tick {i}", flush=True)
+        time.sleep(0.1)
+    return 0
+
+@pipeline(name="ticker", enable_cache=False)
+def run_ticker() -> None:
+    ticker()
+
+if __name__ == "__main__":
+    run_ticker()
+"""
+
+
+def test_a_running_steps_output_reaches_its_log_while_it_runs_and_survives_a_kill(repo: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conveyor import Client
+
+    (repo / "ticker.py").write_text(TICKER)
+    proc = subprocess.Popen([sys.executable, "ticker.py"], cwd=repo, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+    try:
+        deadline = time.monotonic() + 60
+        seen = ""
+        while "tick 5" not in seen:
+            assert proc.poll() is None and time.monotonic() < deadline, "no live log within 60 s"
+            time.sleep(0.3)
+            runs = Client().list_runs("ticker") if _has_pipeline("ticker") else []
+            if runs and "ticker" in runs[0].steps:
+                seen = runs[0].steps["ticker"].logs()
+        assert runs[0].steps["ticker"].status == "running"  # seen before the step ended
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    kept = Client().list_runs("ticker")[0].steps["ticker"].logs()
+    assert kept.startswith("tick 0\ntick 1\n") and "tick 5" in kept  # what it printed before the kill
+
+
+def _has_pipeline(name: str) -> bool:
+    from conveyor import Client
+    from conveyor.exceptions import NotFoundError
+
+    try:
+        Client().get_pipeline(name)
+    except NotFoundError:
+        return False
+    return True
