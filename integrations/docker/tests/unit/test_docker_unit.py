@@ -16,7 +16,7 @@ import conveyor_docker
 from conveyor.exceptions import ConfigError, StackError
 from conveyor_docker import DockerSettings
 from conveyor_docker._client import BuildFailedError, EventLog
-from conveyor_docker._containers import _memory, store_mounts
+from conveyor_docker._containers import store_mounts
 from conveyor_docker._context import ImagePlan
 from conveyor_docker._requirements import Resolver, store_requirements
 from conveyor_docker._settings import settings_for
@@ -95,7 +95,7 @@ def test_yaml_run_config_sets_docker_settings_and_unknown_keys_fail(repo):
     assert settings_for(ir).parent_image == "custom:1"
     (repo / "bad.yaml").write_text("settings:\n  docker:\n    parent_imag: custom:1\n")
     ir = pipe.with_options(config_path=repo / "bad.yaml").trace()
-    with pytest.raises(ConfigError, match="unknown key 'parent_imag'"):
+    with pytest.raises(ConfigError, match="unknown docker setting 'parent_imag'"):
         settings_for(ir)
 
 
@@ -228,12 +228,6 @@ def test_build_errors_end_with_the_log_tail():
     lines = str(err).splitlines()
     assert lines[0] == "building image x failed: returned 3 (fix it)"
     assert "boom happened" in str(err) and log.error.startswith("The command returned")
-
-
-def test_memory_strings():
-    assert _memory("512Mi") == 512 * 1024**2
-    assert _memory("2G") == 2 * 1000**3
-    assert _memory("1gb") == 1000**3
 
 
 def test_no_docker_daemon_says_how_to_start_one(repo, monkeypatch):
