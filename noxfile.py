@@ -129,6 +129,7 @@ def prefect(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def docker(session: nox.Session) -> None:
     """Containers: build, push, local_docker and the step operator, remote-like stores (real Docker, registry)."""
+    # conveyor-airflow (without Airflow: its DAG files are written without it): the tests export into the project.
     _install(
         session,
         *PYTEST,
@@ -138,6 +139,8 @@ def docker(session: nox.Session) -> None:
         "./testing[sql,s3,docker]",
         "-e",
         "./integrations/docker",
+        "-e",
+        "./adapters/airflow",
     )
     _pytest(session, "integrations/docker/tests")
 
@@ -186,6 +189,27 @@ def kubeflow(session: nox.Session) -> None:
         "./adapters/kubeflow[test]",
     )
     _pytest(session, "adapters/kubeflow/tests")
+
+
+@nox.session(python=PYTHON)
+def dagster(session: nox.Session) -> None:
+    """The Dagster adapter: golden files and safety without Dagster, then real Dagster (execute_job, daemon, Docker)."""
+    # pip: conveyor-docker's image builder runs `python -m pip wheel` in this interpreter; uv venvs have no pip.
+    _install(
+        session,
+        *PYTEST,
+        "pip",
+        "dagster",
+        "-e",
+        "./core",
+        "-e",
+        "./testing[docker]",
+        "-e",
+        "./integrations/docker",
+        "-e",
+        "./adapters/dagster[dagster,docker]",
+    )
+    _pytest(session, "adapters/dagster/tests")
 
 
 @nox.session(python=PYTHON)

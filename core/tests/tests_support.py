@@ -74,8 +74,11 @@ def fails(*args: str, code: int = 1) -> str:
     result = invoke(*args)
     assert result.exit_code == code, f"{args}: exit {result.exit_code}: {result.output}"
     assert "Traceback" not in result.output
-    # A command that uses a server (or a named profile) says so first; the error is the line after.
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("conveyor: using ")]
+    # A command that uses a server (or a named profile) says so first, and a run's progress lines
+    # ("conveyor | ...") may come before its error; the error is the one line left.
+    lines = [
+        line for line in result.stderr.strip().splitlines() if not line.startswith(("conveyor: using ", "conveyor | "))
+    ]
     assert len(lines) == 1, lines
     assert lines[0].startswith("conveyor: error: "), lines[0]
     return lines[0]

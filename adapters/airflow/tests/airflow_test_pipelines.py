@@ -19,7 +19,10 @@ PAYLOADS = (
     "build.sh",
 )
 
-HOSTILE_PIPELINE = "evil\"'\n__import__('os').system('touch \"$CONVEYOR_CANARY\"') {{ ds }} $(id)"
+# Names follow core's naming rule (anything else is refused before a DAG is written), so the
+# hostile names are the awkward ones the rule allows; the payloads above travel as data.
+STEP_NAMES = ("import os", "run.id", "0 dag", "__init__", "build.sh", "ünïcödé naïve", "x" * 200)
+HOSTILE_PIPELINE = "evil pipeline.v2 ünï 0"
 
 
 @step
@@ -62,39 +65,39 @@ def containers(n: int = 5) -> None:
 
 
 # -- names that must stay data ----------------------------------------------------------------
-@step(name=PAYLOADS[0])
+@step(name=STEP_NAMES[0])
 def first(n: int) -> Annotated[str, "text"]:
     return PAYLOADS[1] * n
 
 
-@step(name=PAYLOADS[2])
+@step(name=STEP_NAMES[1])
 def second(text: str, note: str) -> str:
     return text + note
 
 
-@step(name=PAYLOADS[3])
+@step(name=STEP_NAMES[2])
 def third(text: str) -> int:
     return len(text)
 
 
-@step(name=PAYLOADS[4])
+@step(name=STEP_NAMES[3])
 def fourth(size: int) -> int:
     return size + 1
 
 
-@step(name=PAYLOADS[5])
+@step(name=STEP_NAMES[4])
 def fifth(size: int) -> int:
     return size * 2
 
 
-@step(name=PAYLOADS[6], environment={"CONVEYOR_NOTE": PAYLOADS[0]})
+@step(name=STEP_NAMES[5], environment={"CONVEYOR_NOTE": PAYLOADS[0]})
 def sixth(size: int) -> str:
     import os
 
     return os.environ["CONVEYOR_NOTE"] + str(size)
 
 
-@step(name=PAYLOADS[7])
+@step(name=STEP_NAMES[6])
 def seventh(text: str) -> str:
     return text.upper()
 

@@ -48,11 +48,11 @@ def settings_demo_in_kfp_dsl(image: str, deployment_id: str, store: str) -> tupl
                     conveyor_step,
                     "--run-key",
                     dsl.ConcatPlaceholder(["kfp:", conveyor_run_id]),
-                    "--orchestrator-run-id",
-                    conveyor_run_id,
                     "--image",
                     image,
                     *params,
+                    "--orchestrator-run-id",
+                    conveyor_run_id,
                 ],
             )
 
@@ -83,9 +83,9 @@ def settings_demo_in_kfp_dsl(image: str, deployment_id: str, store: str) -> tupl
                 deployment_id,
                 "--run-key",
                 dsl.ConcatPlaceholder(["kfp:", conveyor_run_id]),
+                *params,
                 "--orchestrator-run-id",
                 conveyor_run_id,
-                *params,
             ],
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,71 @@ def test_an_engine_worker_with_a_runner_key_runs_steps_by_run_key(on_server: Con
     # The runner key itself may not read what the steps read.
     status, _ = on_server.request("POST", "/api/secrets/resolve", {"names": ["api"]}, token=runner)
     assert status == 403
+
+
+SLOW = """
+import time
+from pathlib import Path
+
+from conveyor import pipeline, step
+
+
+@step
+def slow(marker: str) -> int:
+    Path(marker).write_text("started")
+    time.sleep(3)
+    return 1
+
+
+@pipeline(name="slow_one", enable_cache=False)
+def slow_one(marker: str = ""):
+    slow(marker)
+"""
+
+
+def test_a_step_whose_server_goes_away_fails_with_one_line(
+    repo: Path, conveyor_server_factory: Callable[..., ConveyorServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step command exits non-zero with one line (so the engine's retry applies), and does not hang."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conveyor.ir import Deployment
+    from conveyor.stack import Stack
+
+    server = conveyor_server_factory()
+    monkeypatch.setenv("CONVEYOR_SERVER", server.url)
+    monkeypatch.setenv("CONVEYOR_API_KEY", server.admin_key)
+    write_module(repo, "slow_pipe", SLOW)
+    client = Client()
+    import slow_pipe
+
+    deployment = Deployment(pipeline=slow_pipe.slow_one.trace(), stack=Stack.from_record(client.get_stack()).ir)
+    store = client.store
+    store.save_deployment(deployment.id, store.get_or_create_pipeline("slow_one").id, deployment.canonical_json())
+    runner = server.create_service_account("worker", "runner")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVEYOR_API", "CONVEYOR_SECRETS"))}
+    env.update(CONVEYOR_SERVER=server.url, CONVEYOR_API_KEY=runner, PYTHONPATH=str(repo))
+    marker = repo / "started.txt"
+    cmd = [sys.executable, "-m", "conveyor.runtime", "run-step", "--deployment", deployment.id, "--step", "slow"]
+    cmd += ["--run-key", "engine:7", "--param", f"marker={json.dumps(str(marker))}"]
+    proc = subprocess.Popen(cmd, env=env, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), proc.communicate(timeout=30)
+        server.stop()  # while the step's function runs
+        stopped = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert time.monotonic() - stopped < 20
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("conveyor: error: ")]
+    assert len(errors) == 1, stderr
+    assert f"cannot reach the conveyor server at {server.url}" in errors[0]

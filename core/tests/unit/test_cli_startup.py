@@ -191,7 +191,8 @@ def test_ctrl_c_stops_the_run_and_exits_130(repo: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 130
-    assert err.strip().splitlines() == ["conveyor: stopped pipeline 'slow'; its run is recorded as stopped"]
+    lines = [line for line in err.strip().splitlines() if not line.startswith("conveyor | ")]
+    assert lines == ["conveyor: stopped pipeline 'slow'; its run is recorded as stopped"]
     runs = json.loads(conveyor("pipeline", "runs", "--json").stdout)
     assert [(r["pipeline"], r["status"]) for r in runs] == [("slow", "stopped")]
 

@@ -9,19 +9,22 @@ here, at compile time.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import CapabilityError, ConfigError
+from conveyor.runtime import step_command
+from conveyor.stack import step_settings as merged_step_settings
 from conveyor_airflow._literal import Code, call, py_literal
 from conveyor_airflow._names import dag_id_for, task_id_for
 from conveyor_airflow._settings import (
     KUBERNETES_ONLY,
+    NAMESPACE,
     PipelineAirflowSettings,
     StepAirflowSettings,
     pipeline_settings,
-    step_settings,
 )
 
 if TYPE_CHECKING:
@@ -54,35 +57,6 @@ _CRON_PRESETS = frozenset(
 )
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#-]+$")
 _ENV_NAME = re.compile(r"^[^=\x00]+$")
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]i?[bB]?|[bB])?\s*$")
-_BYTES = {
-    "": 1,
-    "b": 1,
-    "k": 10**3,
-    "m": 10**6,
-    "g": 10**9,
-    "t": 10**12,
-    "p": 10**15,
-    "ki": 2**10,
-    "mi": 2**20,
-    "gi": 2**30,
-    "ti": 2**40,
-    "pi": 2**50,
-}
-_K8S_SUFFIX = {
-    "": "",
-    "b": "",
-    "k": "k",
-    "m": "M",
-    "g": "G",
-    "t": "T",
-    "p": "P",
-    "ki": "Ki",
-    "mi": "Mi",
-    "gi": "Gi",
-    "ti": "Ti",
-    "pi": "Pi",
-}
 
 
 @dataclass(frozen=True)
@@ -138,7 +112,6 @@ def plan_dag(deployment: Deployment, config: AirflowOrchestratorConfig) -> DagPl
     dag_id = dag_settings.dag_id or dag_id_for(pipeline.name)
     if deployment.schedule is not None:
         _check_schedule(deployment.schedule)
-    defaults = {name: getattr(dag_settings, name) for name in StepAirflowSettings.model_fields}
     task_ids: dict[str, str] = {}
     tasks: list[TaskPlan] = []
     for step in pipeline.steps:
@@ -150,25 +123,14 @@ def plan_dag(deployment: Deployment, config: AirflowOrchestratorConfig) -> DagPl
                 "rename one of the steps (@step(name=...))",
             )
         task_ids[task_id] = step.id
-        settings = _merged(defaults, step_settings(step.settings.extra, step.id))
+        settings = merged_step_settings(
+            StepAirflowSettings, NAMESPACE, pipeline.settings.extra, step.settings.extra, where=f"step {step.id!r}"
+        )
         mode = settings.operator or config.operator
         _check_step(step, mode, settings, config)
         upstream = tuple(task_id_for(u) for u in step.upstream())
         tasks.append(TaskPlan(step=step, task_id=task_id, mode=mode, upstream=upstream, settings=settings))
     return DagPlan(dag_id=dag_id, settings=dag_settings, tasks=tuple(tasks))
-
-
-def _merged(defaults: dict[str, Any], step: StepAirflowSettings) -> StepAirflowSettings:
-    """The step's own settings over the pipeline's (dicts are merged key by key)."""
-    values = dict(defaults)
-    for name in step.model_fields_set:
-        mine = getattr(step, name)
-        if mine is None:
-            continue
-        default = values.get(name)
-        values[name] = {**default, **mine} if isinstance(mine, dict) and isinstance(default, dict) else mine
-    # Both sides are validated already; construct skips validating them again (1000-step pipelines).
-    return StepAirflowSettings.model_construct(**values)
 
 
 def _check_schedule(schedule: Schedule) -> None:
@@ -214,8 +176,6 @@ def _check_step(step: StepIR, mode: str, settings: StepAirflowSettings, config: 
             f"{where} asks for GPU type {res.gpu_type!r}, but the orchestrator has no gpu_type_label",
             "set gpu_type_label to the node label of GPU types (e.g. cloud.google.com/gke-accelerator)",
         )
-    if res.memory is not None:
-        _memory(res.memory, where)
     if mode != "kubernetes_pod":
         for name in KUBERNETES_ONLY:
             if getattr(settings, name) is not None:
@@ -230,16 +190,139 @@ def _no_nul(value: str, what: str) -> None:
         raise ConfigError(f"{what} contains a NUL character, which no process can be given")
 
 
-def _memory(text: str, where: str) -> tuple[float, str]:
-    """``(amount, unit)`` of a memory size; the unit is one of ``_BYTES``' keys (``m`` is mega, as in Docker)."""
-    match = _MEMORY.match(text)
-    if match is None:
-        raise ConfigError(f"{where} asks for memory {text!r}, which is not a size", "write e.g. 512Mi, 2Gi or 4GB")
-    unit = (match.group(2) or "").lower()
-    return float(match.group(1)), "" if unit == "b" else unit.removesuffix("b")
-
-
 # -- rendering ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Machine:
+    """Where the tasks run: the interpreter, metadata store, code folder and docker mounts the DAG file names."""
+
+    python: str
+    store_url: str | None
+    source_root: str | None
+    """The code folder of ``python`` mode (containers bring their code; they get only the config's)."""
+    mounts: tuple[str, ...]
+
+
+def machine(
+    config: AirflowOrchestratorConfig,
+    python: str | None,
+    store_url: str | None,
+    source_root: str | None,
+    mounts: list[str] | tuple[str, ...],
+) -> Machine:
+    """The config's values, else the caller's.
+
+    Raises:
+        ConfigError: a value with a NUL character, which no process can be given.
+    """
+    found = Machine(
+        python=config.python or python or "python",
+        store_url=config.store_url or store_url,
+        source_root=config.source_root or source_root,
+        mounts=tuple(dict.fromkeys([*config.docker_mounts, *mounts])),
+    )
+    for value, what in ((found.python, "python"), (found.store_url, "store_url"), (found.source_root, "source_root")):
+        if value is not None:
+            _no_nul(value, f"the orchestrator's {what}")
+    for item in found.mounts:
+        _no_nul(item, "a docker mount")
+    return found
+
+
+def _imports(plan: DagPlan, where: Machine) -> list[str]:
+    """The DAG file's imports: Airflow's, and each operator's that a task uses."""
+    imports = ["from airflow.sdk import DAG, literal"]
+    imports += [_OPERATORS[m][1] for m in ("python", "docker", "kubernetes_pod") if m in plan.modes]
+    if "docker" in plan.modes:
+        if where.mounts:
+            imports.append("from docker.types import Mount")
+        if any(t.mode == "docker" and t.step.settings.resources.gpu_count for t in plan.tasks):
+            imports.append("from docker.types import DeviceRequest")
+    if "kubernetes_pod" in plan.modes:
+        imports.append("from kubernetes.client import models as k8s")
+    return imports
+
+
+def _python_env(where: Machine) -> dict[str, Any]:
+    """``PYTHON_ENV``: what every ``python`` mode task's shell gets besides the step's own environment."""
+    env: dict[str, Any] = {"CONVEYOR_PYTHON": where.python, "CONVEYOR_DEPLOYMENT": Code("CONVEYOR_DEPLOYMENT")}
+    if where.store_url is not None:
+        env["CONVEYOR_STORE_URL"] = where.store_url
+    if where.source_root is not None:
+        env["CONVEYOR_SOURCE_ROOT"] = where.source_root
+    return env
+
+
+RUN_KEY = "airflow:{{ dag.dag_id }}:{{ run_id }}"
+"""The conveyor run key of an Airflow DAG run (Airflow fills in the template): its tasks share one run."""
+RUN_ID = "{{ run_id }}"
+
+
+def run_step_shell() -> str:
+    """``RUN_STEP``: the step command for a python mode task's shell.
+
+    Every value is a variable of the task's environment (``env``): the shell
+    expands them inside double quotes and reads nothing else as code.
+    """
+    argv = step_command(
+        "$CONVEYOR_DEPLOYMENT",
+        "$CONVEYOR_STEP",
+        run_key="airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID",
+        orchestrator_run_id="$AIRFLOW_CTX_DAG_RUN_ID",
+        python="$CONVEYOR_PYTHON",
+    )
+    return "exec " + " ".join(f'"{a}"' if "$" in a else shlex.quote(a) for a in argv)
+
+
+def container_argv(config: AirflowOrchestratorConfig, deployment_id: str, step_id: str, image: str) -> list[str]:
+    """The step command a container task runs (Airflow fills in its run id)."""
+    return step_command(
+        deployment_id,
+        step_id,
+        run_key=RUN_KEY,
+        image=image,
+        orchestrator_run_id=RUN_ID,
+        python=config.container_python,
+    )
+
+
+def _argv_source(argv: list[str]) -> Code:
+    # Airflow renders templated fields with Jinja: only the run id templates above are meant for it.
+    return Code(
+        "[" + ", ".join(py_literal(a) if a in (RUN_KEY, RUN_ID) else str(call("literal", a)) for a in argv) + "]"
+    )
+
+
+def _container_env(config: AirflowOrchestratorConfig, where: Machine) -> dict[str, str]:
+    """``CONTAINER_ENV``: what every container task gets besides the step's own environment."""
+    env: dict[str, str] = {}
+    if where.store_url is not None:
+        env["CONVEYOR_STORE_URL"] = where.store_url
+    if config.source_root is not None:
+        env["CONVEYOR_SOURCE_ROOT"] = config.source_root
+    return env
+
+
+def _docker_mounts(where: Machine) -> Code:
+    """``MOUNTS``: the bind mounts of ``docker`` mode tasks."""
+    sources = []
+    for item in where.mounts:
+        host, target, *rest = item.split(":")
+        sources.append(str(call("Mount", source=host, target=target, type="bind", read_only=rest == ["ro"])))
+    return Code("[" + ", ".join(sources) + "]")
+
+
+def _edges(plan: DagPlan) -> list[tuple[Code, Code]]:
+    """``upstream >> task`` for every task that waits for others."""
+    edges = []
+    for t in plan.tasks:
+        if not t.upstream:
+            continue
+        ups = [f"tasks[{py_literal(u)}]" for u in t.upstream]
+        left = ups[0] if len(ups) == 1 else "[" + ", ".join(ups) + "]"
+        edges.append((Code(left), Code(f"tasks[{py_literal(t.task_id)}]")))
+    return edges
+
+
 def compile_dag(
     deployment: Deployment,
     config: AirflowOrchestratorConfig,
@@ -268,82 +351,21 @@ def compile_dag(
     if plan is None:
         plan = plan_dag(deployment, config)
     deployment_id = deployment.id  # a hash of the whole deployment: computed once
-    python = config.python or python or "python"
-    store_url = config.store_url or store_url
-    python_root = config.source_root or source_root
-    for value, what in ((python, "python"), (store_url, "store_url"), (python_root, "source_root")):
-        if value is not None:
-            _no_nul(value, f"the orchestrator's {what}")
-    all_mounts = list(dict.fromkeys([*config.docker_mounts, *mounts]))
-    for item in all_mounts:
-        _no_nul(item, "a docker mount")
-    imports = ["from airflow.sdk import DAG, literal"]
-    imports += [_OPERATORS[m][1] for m in ("python", "docker", "kubernetes_pod") if m in plan.modes]
-    container = plan.modes & {"docker", "kubernetes_pod"}
-    if "docker" in plan.modes:
-        if all_mounts:
-            imports.append("from docker.types import Mount")
-        if any(t.mode == "docker" and t.step.settings.resources.gpu_count for t in plan.tasks):
-            imports.append("from docker.types import DeviceRequest")
-    if "kubernetes_pod" in plan.modes:
-        imports.append("from kubernetes.client import models as k8s")
-
-    python_env = None
-    if "python" in plan.modes:
-        python_env = {"CONVEYOR_PYTHON": python, "CONVEYOR_DEPLOYMENT": Code("CONVEYOR_DEPLOYMENT")}
-        if store_url is not None:
-            python_env["CONVEYOR_STORE_URL"] = store_url
-        if python_root is not None:
-            python_env["CONVEYOR_SOURCE_ROOT"] = python_root
-    container_command = container_env = docker_mounts = None
-    if container:
-        container_command = Code(
-            "["
-            + ", ".join(
-                [
-                    str(call("literal", config.container_python)),
-                    "'-m'",
-                    "'conveyor.runtime'",
-                    "'run-step'",
-                    py_literal(f"--deployment={deployment_id}"),
-                    "'--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}'",
-                    "'--orchestrator-run-id={{ run_id }}'",
-                ]
-            )
-            + "]"
-        )
-        container_env = {}
-        if "docker" in plan.modes and all_mounts:
-            sources = []
-            for item in all_mounts:
-                host, target, *rest = item.split(":")
-                sources.append(str(call("Mount", source=host, target=target, type="bind", read_only=rest == ["ro"])))
-            docker_mounts = Code("[" + ", ".join(sources) + "]")
-        if store_url is not None:
-            container_env["CONVEYOR_STORE_URL"] = store_url
-        if config.source_root is not None:
-            container_env["CONVEYOR_SOURCE_ROOT"] = config.source_root
-
-    tasks = [_task(t, deployment, config, bool(all_mounts)) for t in plan.tasks]
-    edges = []
-    for t in plan.tasks:
-        if not t.upstream:
-            continue
-        ups = [f"tasks[{py_literal(u)}]" for u in t.upstream]
-        left = ups[0] if len(ups) == 1 else "[" + ", ".join(ups) + "]"
-        edges.append((Code(left), Code(f"tasks[{py_literal(t.task_id)}]")))
-
+    where = machine(config, python, store_url, source_root, mounts)
+    container = bool(plan.modes & {"docker", "kubernetes_pod"})
+    docker_mounts = "docker" in plan.modes and bool(where.mounts)
+    tasks = [_task(t, deployment, deployment_id, config, bool(where.mounts)) for t in plan.tasks]
     source = _template().render(
-        imports=[Code(i) for i in imports],
+        imports=[Code(i) for i in _imports(plan, where)],
         pipeline=deployment.pipeline.name,
         deployment_id=deployment_id,
-        python_env=python_env,
-        container_command=container_command,
-        container_env=container_env,
-        docker_mounts=docker_mounts,
+        python_env=_python_env(where) if "python" in plan.modes else None,
+        run_step=run_step_shell() if "python" in plan.modes else None,
+        container_env=_container_env(config, where) if container else None,
+        docker_mounts=_docker_mounts(where) if docker_mounts else None,
         dag_args=[(Code(k), v) for k, v in _dag_args(plan, deployment, deployment_id, config)],
         tasks=tasks,
-        edges=edges,
+        edges=_edges(plan),
     )
     return CompiledDag(
         dag_id=plan.dag_id, pipeline=deployment.pipeline.name, deployment_id=deployment_id, source=source
@@ -388,7 +410,9 @@ def _dag_args(
     return args
 
 
-def _task(t: TaskPlan, deployment: Deployment, config: AirflowOrchestratorConfig, mounts: bool) -> dict[str, Any]:
+def _task(
+    t: TaskPlan, deployment: Deployment, deployment_id: str, config: AirflowOrchestratorConfig, mounts: bool
+) -> dict[str, Any]:
     step, s = t.step, t.step.settings
     args: list[tuple[str, Any]] = [("task_id", t.task_id)]
     if step.id != t.task_id:
@@ -404,8 +428,7 @@ def _task(t: TaskPlan, deployment: Deployment, config: AirflowOrchestratorConfig
                 "add an image builder to the stack, or set the orchestrator's image option",
             )
         _no_nul(image, f"the image of step {step.id!r}")
-        # The step and image are whole arguments (``--step=ID``): an id that starts with a dash stays a value.
-        command = [call("literal", f"--step={step.id}"), call("literal", f"--image={image}")]
+        command = container_argv(config, deployment_id, step.id, image)
         env_code = Code(f"literal({_dict_source(s.environment, 'CONTAINER_ENV', {})})")
         args.append(("image", call("literal", image)))
         if t.mode == "docker":
@@ -449,16 +472,12 @@ def _dict_source(first: dict[str, str], splat: str, last: dict[str, str]) -> str
     return "{" + ", ".join(items) + "}"
 
 
-def _list_source(splat: str, items: list[Code]) -> Code:
-    return Code("[" + ", ".join([f"*{splat}", *items]) + "]")
-
-
 def _docker_args(
-    t: TaskPlan, config: AirflowOrchestratorConfig, command: list[Code], env: Code, mounts: bool
+    t: TaskPlan, config: AirflowOrchestratorConfig, command: list[str], env: Code, mounts: bool
 ) -> list[tuple[str, Any]]:
     res = t.step.settings.resources
     args: list[tuple[str, Any]] = [
-        ("command", _list_source("STEP_COMMAND", command)),
+        ("command", _argv_source(command)),
         ("environment", env),
         ("docker_url", config.docker_url),
         ("network_mode", config.network_mode),
@@ -473,8 +492,7 @@ def _docker_args(
     if res.cpu is not None:
         args.append(("cpus", float(res.cpu)))
     if res.memory is not None:
-        amount, unit = _memory(res.memory, f"step {t.step.id!r}")
-        args.append(("mem_limit", int(amount * _BYTES[unit])))
+        args.append(("mem_limit", res.memory))
     if res.gpu_count:
         args.append(
             ("device_requests", Code(f"[{call('DeviceRequest', count=res.gpu_count, capabilities=[['gpu']])}]"))
@@ -483,12 +501,12 @@ def _docker_args(
 
 
 def _kubernetes_args(
-    t: TaskPlan, config: AirflowOrchestratorConfig, command: list[Code], env: Code
+    t: TaskPlan, config: AirflowOrchestratorConfig, command: list[str], env: Code
 ) -> list[tuple[str, Any]]:
     res, a = t.step.settings.resources, t.settings
     args: list[tuple[str, Any]] = [
-        ("cmds", Code("STEP_COMMAND[:1]")),
-        ("arguments", _list_source("STEP_COMMAND[1:]", command)),
+        ("cmds", _argv_source(command[:1])),
+        ("arguments", _argv_source(command[1:])),
         ("env_vars", env),
     ]
     for key, value in (("namespace", config.namespace), ("config_file", config.kube_config_file)):
@@ -498,13 +516,11 @@ def _kubernetes_args(
         args.append(("in_cluster", config.in_cluster))
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
-    if res.cpu is not None:
-        millis = round(res.cpu * 1000)
-        requests["cpu"] = str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
-    if res.memory is not None:
-        amount, unit = _memory(res.memory, f"step {t.step.id!r}")
-        requests["memory"] = f"{amount:g}{_K8S_SUFFIX[unit]}"
-        limits["memory"] = requests["memory"]
+    cpu, memory = res.cpu_quantity(), res.memory_quantity()
+    if cpu is not None:
+        requests["cpu"] = cpu
+    if memory is not None:
+        requests["memory"] = limits["memory"] = memory
     if res.gpu_count:
         limits[config.gpu_resource] = str(res.gpu_count)
     if requests or limits:

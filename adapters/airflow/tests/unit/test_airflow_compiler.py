@@ -211,7 +211,7 @@ def test_steps_that_need_sanitizing_keep_their_name_for_display() -> None:
     assert dag["dag_display_name"] == tp.HOSTILE_PIPELINE
     assert set(dag["dag_id"]) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
     names = {c.get("task_display_name", c["task_id"]) for c in calls["BashOperator"]}
-    assert names == set(tp.PAYLOADS) - {tp.PAYLOADS[1]}  # every payload but the one used as data
+    assert names == set(tp.STEP_NAMES)
 
 
 # -- what Airflow cannot do: compile-time errors ------------------------------------------------
@@ -233,7 +233,6 @@ def _one_step(**settings: Any) -> Deployment:
             CapabilityError,
             "gpu_type_label",
         ),
-        ({"resources": {"memory": "lots"}}, {"operator": "docker", "image": IMAGE}, ConfigError, "not a size"),
         ({"extra": {"airflow": {"poool": "x"}}}, {}, ConfigError, "unknown airflow setting 'poool'"),
         ({"extra": {"airflow": {"pool_slots": 0}}}, {}, ConfigError, "pool_slots"),
         ({"extra": {"airflow": {"operator": "ssh"}}}, {}, ConfigError, "operator"),
@@ -294,3 +293,28 @@ def test_memory_sizes_in_docker_and_kubernetes_units() -> None:
     assert docker["mem_limit"] == 512_000_000 and docker["cpus"] == 1.25
     kube = compile_source(dep, operator="kubernetes_pod", image=IMAGE)
     assert "requests={'cpu': '1250m', 'memory': '512M'}" in kube
+
+
+def test_python_mode_tasks_run_exactly_the_runtimes_step_command() -> None:
+    import subprocess
+
+    from conveyor.runtime import step_command
+    from conveyor_airflow._compiler import run_step_shell
+
+    env = {
+        "CONVEYOR_PYTHON": "/opt/venv/bin/python",
+        "CONVEYOR_DEPLOYMENT": "d3adb33f",
+        "CONVEYOR_STEP": "train model 2",
+        "AIRFLOW_CTX_DAG_ID": "my_dag",
+        "AIRFLOW_CTX_DAG_RUN_ID": "manual__2026-01-01T00:00:00+00:00",
+        "PATH": "/usr/bin:/bin",
+    }
+    script = run_step_shell().replace("exec ", "printf '%s\\0' ", 1)
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, check=True).stdout
+    assert out.decode().split("\0")[:-1] == step_command(
+        "d3adb33f",
+        "train model 2",
+        run_key="airflow:my_dag:manual__2026-01-01T00:00:00+00:00",
+        orchestrator_run_id="manual__2026-01-01T00:00:00+00:00",
+        python="/opt/venv/bin/python",
+    )

@@ -165,7 +165,7 @@ def test_an_unreachable_api_is_one_line_and_writes_nothing(repo: Path) -> None:
 
 
 def test_the_api_password_must_be_a_secret_reference(repo: Path) -> None:
-    with pytest.raises(ConfigError, match="api_password must be a secret reference"):
+    with pytest.raises(ConfigError, match="api_password: holds a credential, so it takes only a secret reference"):
         Client().register_component("orchestrator", "af", "airflow", {"api_password": "hunter2"})
     Client().register_component("orchestrator", "af", "airflow", {"api_password": "{{airflow_api.password}}"})
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+import datetime
 from typing import Any
+from urllib.parse import quote
 
 import airflow_test_pipelines as tp
 import pytest
@@ -20,8 +22,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conveyor.exceptions import ConfigError
-from conveyor.ir import ComponentIR, Deployment, PipelineIR, PipelineSettings, StackIR, StepIR, StepSettings
-from conveyor_airflow import AirflowOrchestratorConfig, compile_dag
+from conveyor.ir import (
+    ComponentIR,
+    Deployment,
+    PipelineIR,
+    PipelineSettings,
+    ResourceSettings,
+    Schedule,
+    StackIR,
+    StepIR,
+    StepSettings,
+)
+from conveyor.runtime import step_command
+from conveyor_airflow import AirflowOrchestratorConfig, compile_dag, dag_id_for, task_id_for
+from conveyor_airflow._compiler import run_step_shell
+from conveyor_testing.strategies import hostile_text, names
 
 ALLOWED_CALLS = {
     "DAG",
@@ -51,7 +66,6 @@ ALLOWED_NAMES = {
     "CONVEYOR_DEPLOYMENT",
     "RUN_STEP",
     "PYTHON_ENV",
-    "STEP_COMMAND",
     "CONTAINER_ENV",
     "MOUNTS",
     "annotations",
@@ -67,20 +81,38 @@ ALLOWED_IMPORTS = {
     "kubernetes.client",
 }
 
-RUN_STEP = (
-    'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment="$CONVEYOR_DEPLOYMENT"'
-    ' --step="$CONVEYOR_STEP" --run-key="airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID"'
-    ' --orchestrator-run-id="$AIRFLOW_CTX_DAG_RUN_ID"'
+# The one step command of conveyor.runtime, as the compiler must render it.
+RUN_STEP = run_step_shell()
+
+CRONS = ("@daily", " 0 * * * * ", "*/5 1-3 * * mon#2", "0 0 1 1 ? 2030")
+COMMAND_TAIL = (
+    "-m",
+    "conveyor.runtime",
+    "run-step",
+    "--deployment",
+    "--step",
+    "--run-key",
+    "--image",
+    "--orchestrator-run-id",
 )
 
-# Text of every kind, weighted towards what breaks code generators.
-tricky = st.sampled_from((*tp.PAYLOADS, tp.HOSTILE_PIPELINE, "'", '"', "\\", "\n", "{{", "}}", "${x}", "#", ""))
-text = st.one_of(
-    tricky,
-    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=40),
-    st.lists(tricky, min_size=2, max_size=4).map("".join),
+# Text of every kind, weighted towards what breaks code generators; NUL only where the compiler takes it.
+text = st.one_of(hostile_text(), st.sampled_from((*tp.PAYLOADS, tp.HOSTILE_PIPELINE)))
+no_nul = text.filter(lambda t: "\x00" not in t)
+nonempty = no_nul.filter(bool)
+# Names follow conveyor's naming rule: the IR refuses any other before a DAG is compiled.
+any_name = names()
+# A database URL without a password (the only kind the orchestrator takes) whose every other part is hostile.
+store_urls = st.builds(
+    lambda user, db, query: (
+        f"postgresql+psycopg://{quote(user, safe='')}@db.example/{quote(db, safe='')}?app={quote(query, safe='')}"
+    ),
+    nonempty,
+    nonempty,
+    text,
 )
-nonempty = text.filter(bool)
+env_name = st.one_of(st.from_regex(r"\A[A-Z_]{1,6}\Z"), nonempty.filter(lambda t: "=" not in t))
+path = nonempty.filter(lambda t: ":" not in t)
 
 
 def check_tree(source: str) -> None:
@@ -184,54 +216,66 @@ def _unwrap(value: Any) -> Any:
     return value.value if isinstance(value, _Literal) else value
 
 
+def _task_settings(kubernetes: bool) -> st.SearchStrategy[dict[str, Any]]:
+    optional: dict[str, st.SearchStrategy[Any]] = {
+        "pool": text,
+        "queue": text,
+        "owner": text,
+        "executor": text,
+        "run_as_user": text,
+        "doc_md": text,
+    }
+    if kubernetes:
+        optional |= {
+            "node_selector": st.dictionaries(text, text, max_size=2),
+            "labels": st.dictionaries(text, text, max_size=2),
+            "annotations": st.dictionaries(text, text, max_size=2),
+            "service_account_name": text,
+        }
+    return st.fixed_dictionaries({}, optional=optional)
+
+
 @st.composite
 def pipelines(draw: Any) -> tuple[Deployment, dict[str, Any]]:
-    step_ids = draw(st.lists(nonempty, min_size=1, max_size=4, unique_by=lambda s: s))
-    from conveyor_airflow import task_id_for
-
+    """A deployment and an orchestrator config with hostile text wherever the IR and the config take text."""
+    step_ids = draw(st.lists(any_name, min_size=1, max_size=4, unique=True))
     if len({task_id_for(s) for s in step_ids}) != len(step_ids):
         step_ids = step_ids[:1]
     mode = draw(st.sampled_from(["python", "docker", "kubernetes_pod"]))
+    gpu_label = draw(nonempty) if mode == "kubernetes_pod" else None
     steps = []
     for i, sid in enumerate(step_ids):
-        environment = draw(st.dictionaries(st.text("ABCXYZ_", min_size=1, max_size=5), text, max_size=2))
-        airflow = draw(st.fixed_dictionaries({}, optional={"pool": text, "queue": text, "owner": text, "doc_md": text}))
-        if mode == "kubernetes_pod":
-            airflow.update(
-                draw(
-                    st.fixed_dictionaries(
-                        {},
-                        optional={
-                            "node_selector": st.dictionaries(text, text, max_size=2),
-                            "labels": st.dictionaries(text, text, max_size=2),
-                        },
-                    )
-                )
-            )
+        gpu_type = draw(st.none() | text) if gpu_label is not None else None
         steps.append(
             StepIR(
                 id=sid,
-                name=sid,
+                name=draw(any_name),
                 source=f"m:{draw(text)}",
                 code_hash="0",
                 after=tuple(step_ids[:i][-1:]),
                 settings=StepSettings(
                     retries=draw(st.integers(0, 3)),
-                    environment=environment,
-                    extra={"airflow": airflow, "docker": {draw(text): draw(text)}},
+                    environment=draw(st.dictionaries(env_name, no_nul, max_size=3)),
+                    resources=ResourceSettings(gpu_type=gpu_type),
+                    extra={
+                        "airflow": draw(_task_settings(mode == "kubernetes_pod")),
+                        "docker": {draw(text): draw(text)},
+                    },
                 ),
             )
         )
-    pipeline_settings = {
+    dag_settings = draw(_task_settings(mode == "kubernetes_pod")) | {
         "description": draw(text),
         "tags": draw(st.lists(text.filter(lambda t: 0 < len(t) <= 100), max_size=2)),
     }
+    if draw(st.booleans()):
+        dag_settings["dag_id"] = draw(st.from_regex(r"\A[A-Za-z0-9_.-]{1,20}\Z"))
     pipeline = PipelineIR(
-        name=draw(text),
+        name=draw(any_name),
         source=draw(text),
-        parameters={draw(text): draw(text)},
+        parameters=draw(st.dictionaries(any_name, text, max_size=2)),
         steps=tuple(steps),
-        settings=PipelineSettings(extra={"airflow": pipeline_settings}),
+        settings=PipelineSettings(extra={"airflow": dag_settings}),
     )
     stack = StackIR(
         name=draw(text),
@@ -242,52 +286,181 @@ def pipelines(draw: Any) -> tuple[Deployment, dict[str, Any]]:
             ),
         },
     )
+    schedule = draw(st.none() | st.builds(Schedule, cron=st.sampled_from(CRONS)))
     images = {"": draw(nonempty)} if mode != "python" else {}
     config = {
         "operator": mode,
         "python": draw(nonempty),
-        "store_url": draw(nonempty),
+        "store_url": draw(store_urls),
         "source_root": draw(nonempty),
         "container_python": draw(nonempty),
         "namespace": draw(text),
-        "docker_mounts": [f"/{draw(st.text('ab/', min_size=1))}:/{draw(st.text('cd', min_size=1))}"],
+        "kube_config_file": draw(text),
+        "docker_url": draw(text),
+        "network_mode": draw(text),
+        "tags": draw(st.lists(text.filter(lambda t: 0 < len(t) <= 100), max_size=2)),
+        "gpu_type_label": gpu_label,
+        "docker_mounts": [f"{draw(path)}:{draw(path)}", f"{draw(path)}:{draw(path)}:ro"],
     }
-    return Deployment(pipeline=pipeline, stack=stack, images=images), config
+    return Deployment(pipeline=pipeline, stack=stack, images=images, schedule=schedule), config
 
 
-@settings(max_examples=250, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+def expected_dag(dep: Deployment, config: AirflowOrchestratorConfig) -> dict[str, Any]:
+    """The keyword arguments of ``DAG(...)`` as the IR and the config give them."""
+    s = dep.pipeline.settings.extra["airflow"]
+    name = dep.pipeline.name
+    dag_id = s.get("dag_id") or dag_id_for(name)
+    out: dict[str, Any] = {"dag_id": dag_id}
+    if name != dag_id:
+        out["dag_display_name"] = name
+    out["description"] = s["description"]
+    out["doc_md"] = f"conveyor pipeline, deployment `{dep.id}`"
+    out["schedule"] = dep.schedule.cron.strip() if dep.schedule is not None and dep.schedule.cron else None
+    out["catchup"] = False
+    out["tags"] = list(dict.fromkeys([*config.tags, *s["tags"]]))
+    return out
+
+
+def expected_task(dep: Deployment, config: AirflowOrchestratorConfig, step: StepIR) -> dict[str, Any]:
+    """The keyword arguments of a step's operator that carry text, as the IR and the config give them."""
+    dag_settings = dep.pipeline.settings.extra["airflow"]
+    own = step.settings.extra["airflow"]
+    merged = {k: v for k, v in dag_settings.items() if k not in ("description", "tags", "dag_id")}
+    for key, value in own.items():
+        default = merged.get(key)
+        merged[key] = {**default, **value} if isinstance(value, dict) and isinstance(default, dict) else value
+    env = dict(step.settings.environment)
+    out: dict[str, Any] = {"task_id": task_id_for(step.id)}
+    if step.id != out["task_id"]:
+        out["task_display_name"] = step.id
+    image = dep.images.get("")
+    command = step_command(
+        dep.id,
+        step.id,
+        run_key="airflow:{{ dag.dag_id }}:{{ run_id }}",
+        image=image,
+        orchestrator_run_id="{{ run_id }}",
+        python=config.container_python,
+    )
+    container_env = {**env, "CONVEYOR_STORE_URL": config.store_url, "CONVEYOR_SOURCE_ROOT": config.source_root}
+    if config.operator == "python":
+        out["bash_command"] = RUN_STEP
+        out["env"] = {
+            **env,
+            "CONVEYOR_PYTHON": config.python,
+            "CONVEYOR_DEPLOYMENT": dep.id,
+            "CONVEYOR_STORE_URL": config.store_url,
+            "CONVEYOR_SOURCE_ROOT": config.source_root,
+            "CONVEYOR_STEP": step.id,
+        }
+        out["append_env"] = True
+    elif config.operator == "docker":
+        out |= {"image": image, "command": command, "environment": container_env}
+        out |= {"docker_url": config.docker_url, "network_mode": config.network_mode, "hostname": "conveyor-step"}
+        out |= {"mount_tmp_dir": False, "auto_remove": "force"}
+        out["mounts"] = [
+            {"source": host, "target": target, "type": "bind", "read_only": rest == ["ro"]}
+            for host, target, *rest in (m.split(":") for m in config.docker_mounts)
+        ]
+    else:
+        out |= {"image": image, "command": command, "env_vars": container_env}
+        out |= {"namespace": config.namespace, "config_file": config.kube_config_file}
+        selector = dict(merged.get("node_selector") or {})
+        if step.settings.resources.gpu_type:
+            selector[config.gpu_type_label] = step.settings.resources.gpu_type
+        for key, value in (
+            ("node_selector", selector),
+            ("labels", merged.get("labels")),
+            ("annotations", merged.get("annotations")),
+        ):
+            if value:
+                out[key] = value
+        if "service_account_name" in merged:
+            out["service_account_name"] = merged["service_account_name"]
+    out["do_xcom_push"] = False
+    out["retries"] = step.settings.retries
+    if step.settings.retries:
+        out["retry_delay"] = datetime.timedelta(0)
+    for key in ("pool", "queue", "owner", "executor", "run_as_user", "doc_md"):
+        if key in merged:
+            out[key] = merged[key]
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A recorded argument with the stand-ins for ``literal()`` and Airflow's classes taken off."""
+    if isinstance(value, _Literal):
+        return _plain(value.value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pipelines())
 def test_user_values_never_become_code(case: tuple[Deployment, dict[str, Any]]) -> None:
-    dep, config = case
-    source = compile_dag(dep, AirflowOrchestratorConfig(**config)).source
+    dep, raw_config = case
+    config = AirflowOrchestratorConfig(**raw_config)
+    source = compile_dag(dep, config).source
     check_tree(source)
     made = execute(source)
-    dag = next(kw for kind, kw in made if kind == "DAG")
-    assert dag.get("dag_display_name", dag["dag_id"]) == dep.pipeline.name
-    assert dag["description"] == dep.pipeline.settings.extra["airflow"]["description"]
+    [dag] = [kw for kind, kw in made if kind == "DAG"]
+    assert _plain(dag) == expected_dag(dep, config)
     tasks = [kw for kind, kw in made if kind.endswith("Operator")]
-    assert [t.get("task_display_name", t["task_id"]) for t in tasks] == [s.id for s in dep.pipeline.steps]
+    assert len(tasks) == len(dep.pipeline.steps)
     for step, task in zip(dep.pipeline.steps, tasks, strict=True):
-        for key in ("pool", "queue", "owner", "doc_md"):
-            assert task.get(key) == step.settings.extra["airflow"].get(key)
-        if config["operator"] == "python":
-            env = _unwrap(task["env"])
-            assert env["CONVEYOR_STEP"] == step.id
-            assert env["CONVEYOR_PYTHON"] == config["python"]
-            assert env["CONVEYOR_STORE_URL"] == config["store_url"]
-            assert env["CONVEYOR_SOURCE_ROOT"] == config["source_root"]
-            assert task["bash_command"] == RUN_STEP  # the fixed command: it only expands variables
-        else:
-            args = task["command"] if config["operator"] == "docker" else task["cmds"] + task["arguments"]
-            args = [_unwrap(a) for a in args]
-            assert args[0] == config["container_python"]
-            assert f"--step={step.id}" in args and f"--image={dep.images['']}" in args
-            env = _unwrap(task["environment"] if config["operator"] == "docker" else task["env_vars"])
-            assert _unwrap(task["image"]) == dep.images[""]
-        for name, value in step.settings.environment.items():
-            assert env[name] == value
-        if config["operator"] == "kubernetes_pod":
-            assert _unwrap(task.get("node_selector", {})) == (step.settings.extra["airflow"].get("node_selector") or {})
+        got = _plain(task)
+        if "cmds" in got:
+            got["command"] = got.pop("cmds") + got.pop("arguments")
+        assert got == expected_task(dep, config, step)
+
+
+@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pipelines())
+def test_every_string_in_a_dag_file_is_a_value_of_the_ir_or_the_template(
+    case: tuple[Deployment, dict[str, Any]],
+) -> None:
+    dep, raw_config = case
+    config = AirflowOrchestratorConfig(**raw_config)
+    source = compile_dag(dep, config).source
+    known = set(_strings(dep.model_dump(mode="json"))) | set(_strings(config.model_dump(mode="json")))
+    step_ids = [s.id for s in dep.pipeline.steps]
+    known |= {dep.id, f"conveyor pipeline, deployment `{dep.id}`"}
+    known |= {task_id_for(s) for s in step_ids} | {dag_id_for(dep.pipeline.name)}
+    known |= {part for mount in config.docker_mounts for part in mount.split(":")}
+    known |= {dep.schedule.cron.strip()} if dep.schedule is not None and dep.schedule.cron else set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            assert node.value in known | set(TEMPLATE_STRINGS), node.value
+
+
+TEMPLATE_STRINGS = (
+    RUN_STEP,
+    *COMMAND_TAIL,
+    "airflow:{{ dag.dag_id }}:{{ run_id }}",
+    "{{ run_id }}",
+    "CONVEYOR_PYTHON",
+    "CONVEYOR_DEPLOYMENT",
+    "CONVEYOR_STORE_URL",
+    "CONVEYOR_SOURCE_ROOT",
+    "CONVEYOR_STEP",
+    "conveyor-step",
+    "force",
+    "bind",
+    "gpu",
+)
+
+
+def _strings(data: Any) -> list[str]:
+    if isinstance(data, str):
+        return [data]
+    if isinstance(data, dict):
+        return [s for k, v in data.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(data, (list, tuple)):
+        return [s for v in data for s in _strings(v)]
+    return []
 
 
 def test_payload_names_compile_into_files_that_run_nothing(canary: Any) -> None:
@@ -307,7 +480,10 @@ def test_payload_names_compile_into_files_that_run_nothing(canary: Any) -> None:
         source = compile_dag(
             dep.model_copy(update={"images": images}),
             AirflowOrchestratorConfig(
-                operator=mode, python=tp.PAYLOADS[3], store_url=tp.PAYLOADS[1], source_root=tp.PAYLOADS[4]
+                operator=mode,
+                python=tp.PAYLOADS[3],
+                store_url="postgresql+psycopg://u@db/x?app=" + quote(tp.PAYLOADS[1], safe=""),
+                source_root=tp.PAYLOADS[4],
             ),
         ).source
         check_tree(source)
@@ -316,7 +492,12 @@ def test_payload_names_compile_into_files_that_run_nothing(canary: Any) -> None:
 
 
 def test_a_nul_in_a_step_id_is_refused_not_written() -> None:
-    step = StepIR(id="a\x00b", name="a", source="m:a", code_hash="0")
-    dep = Deployment(pipeline=PipelineIR(name="p", steps=(step,)), stack=StackIR(name="s", components={}))
+    with pytest.raises(ValueError, match="step id"):
+        StepIR(id="a\x00b", name="a", source="m:a", code_hash="0")  # the naming rule refuses it first
+    # A record made without the rule still cannot put a NUL into a DAG file.
+    step = StepIR.model_construct(id="a\x00b", name="a", source="m:a", code_hash="0", inputs={}, outputs={})
+    step = step.model_copy(update={"after": (), "settings": StepIR.model_fields["settings"].default})
+    pipe = PipelineIR.model_construct(name="p", steps=(step,), parameters={}, source=None)
+    dep = Deployment.model_construct(pipeline=pipe, stack=StackIR(name="s", components={}), images={}, schedule=None)
     with pytest.raises(ConfigError, match="NUL"):
         compile_dag(dep, AirflowOrchestratorConfig())

@@ -20,15 +20,21 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 
 from conveyor.exceptions import CapabilityError, ConfigError, StackError
 from conveyor.ir import canonical_json
 from conveyor.runtime import finish_command, step_command
-from conveyor_kubeflow._settings import StepKubeflowSettings, pipeline_settings, step_settings
+from conveyor.stack import step_settings
+from conveyor_kubeflow._settings import (
+    NAMESPACE,
+    PipelineKubeflowSettings,
+    StepKubeflowSettings,
+    pipeline_settings,
+)
 
 if TYPE_CHECKING:
     from conveyor.ir import Deployment, StepIR
@@ -48,6 +54,8 @@ JOB_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
 COMPONENT_BASE = "conveyor-step"
 EXIT_HANDLER = "exit-handler-1"
 """The task (and ``comp-`` component) that holds the steps, named as kfp names its first exit handler."""
+RUN_KEY = "kfp:" + "{{$.inputs.parameters['" + RUN_ID_INPUT + "']}}"
+"""The conveyor run key of a KFP run: every task of one KFP run joins the same conveyor run."""
 FINISH = "conveyor-finish-run"
 """The exit task, and its component and executor."""
 CHANNEL = "pipelinechannel--"
@@ -90,6 +98,7 @@ _MEMORY_UNITS = {
     "M": 10**6,
     "Mi": 2**20,
     "K": 10**3,
+    "k": 10**3,
     "Ki": 2**10,
     "": 1,
 }
@@ -125,7 +134,7 @@ def kfp_arg(arg: str) -> str:
 
 
 def kfp_command(argv: list[str]) -> dict[str, list[str]]:
-    """``command`` (the interpreter and ``-m conveyor.runtime``) and ``args`` of a container, from an argv."""
+    """A container's ``command`` (the interpreter and ``-m conveyor.runtime``) and ``args``, from the step command."""
     return {"command": argv[:3], "args": [kfp_arg(a) for a in argv[3:]]}
 
 
@@ -164,15 +173,32 @@ def parameter_type(value: Any, where: str) -> str:
     return kind
 
 
-def _pipeline_inputs(deployment: Deployment) -> dict[str, tuple[str, str, Any]]:
-    """``{conveyor name: (KFP input name, parameter type, default)}``, sorted by name."""
+class PipelineInput(NamedTuple):
+    """A pipeline parameter as a KFP pipeline input."""
+
+    key: str
+    """Its KFP input name (:func:`input_name`)."""
+    kind: str
+    """KFP's parameter type (:func:`parameter_type`)."""
+    default: Any
+    """Its default (a None default is the JSON text ``"null"``)."""
+
+
+def pipeline_inputs(deployment: Deployment) -> dict[str, PipelineInput]:
+    """Every pipeline parameter as a KFP input, by conveyor name, sorted by name.
+
+    Raises:
+        ConfigError: a parameter KFP cannot take, or two that are the same KFP input.
+    """
     pipeline = deployment.pipeline
-    out: dict[str, tuple[str, str, Any]] = {}
+    out: dict[str, PipelineInput] = {}
     seen: dict[str, str] = {}
     for name in sorted(pipeline.parameters):
         value = pipeline.parameters[name]
         kname = input_name(name)
         where = f"parameter {name!r} of pipeline {pipeline.name!r}"
+        # The name is text of the step's command, where KFP replaces placeholders.
+        check_no_placeholder(name, where, "rename the parameter")
         if not kname or kname in RESERVED_INPUTS:
             raise ConfigError(f"{where} cannot be a KFP input name", "rename the parameter")
         if kname in seen:
@@ -183,16 +209,11 @@ def _pipeline_inputs(deployment: Deployment) -> dict[str, tuple[str, str, Any]]:
         seen[kname] = name
         kind = parameter_type(value, where)
         # None cannot be a KFP default: the input holds JSON text, "null" until changed.
-        out[name] = (kname, kind, "null" if value is None else value)
+        out[name] = PipelineInput(kname, kind, "null" if value is None else value)
     return out
 
 
 # -- resources and Kubernetes extras -------------------------------------------------------
-def _cpu_text(cpu: float) -> str:
-    milli = round(cpu * 1000)
-    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
-
-
 def _cpu_number(text: str) -> float:
     return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
@@ -208,15 +229,7 @@ def _resources(
 ) -> dict[str, Any]:
     res = step.settings.resources
     where = f"step {step.id!r}"
-    cpu = _cpu_text(res.cpu) if res.cpu is not None else None
-    if res.cpu is not None and res.cpu <= 0:
-        raise ConfigError(f"{where}: cpu must be positive, not {res.cpu}")
-    memory = res.memory
-    if memory is not None and not re.fullmatch(r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?", memory):
-        raise ConfigError(
-            f"{where}: memory {memory!r} is not a quantity KFP accepts",
-            "write it as a number of bytes or with a unit: 512Mi, 2G, 1Gi",
-        )
+    cpu, memory = res.cpu_quantity(), res.memory_quantity()
     values = {
         "cpuRequest": kf.cpu_request or cpu,
         "cpuLimit": kf.cpu_limit or cpu,
@@ -333,7 +346,19 @@ def _retry_policy(step: StepIR, kf: StepKubeflowSettings) -> dict[str, Any] | No
     }
 
 
+def check_no_placeholder(text: str, what: str, hint: str) -> None:
+    """Refuse text that KFP would read as a placeholder (``{{$.pipeline_task_name}}``) and replace.
+
+    Raises:
+        ConfigError: ``text`` holds ``{{``.
+    """
+    if "{{" in text:
+        raise ConfigError(f"{what} holds '{{{{', which KFP reads as the start of a placeholder", hint)
+
+
 def _check_step(step: StepIR) -> None:
+    # The step id reaches the step's command as a constant input, which KFP resolves when it is a placeholder.
+    check_no_placeholder(step.id, f"step {step.id!r}", "rename the step (@step(name=...))")
     if step.settings.step_operator is not None:
         raise CapabilityError(
             f"step {step.id!r} asks for step operator {step.settings.step_operator!r}; on KFP every step "
@@ -361,7 +386,297 @@ def check_image(image: str | None, step_id: str | None) -> str:
     return image
 
 
-# -- the spec ----------------------------------------------------------------------------------------
+# -- the spec, built in parts ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpecContext:
+    """What every builder of one spec reads: the deployment, the config, and what follows from them alone."""
+
+    deployment: Deployment
+    config: KubeflowOrchestratorConfig
+    settings: PipelineKubeflowSettings
+    """The pipeline's ``kubeflow`` settings."""
+    defaults: StepKubeflowSettings
+    """The pipeline's ``kubeflow`` settings that are every step's defaults."""
+    inputs: dict[str, PipelineInput]
+    """The pipeline inputs, by conveyor parameter name."""
+    params: dict[str, str]
+    """``{parameter: its input's placeholder}`` for every pipeline input, so a value changed in KFP reaches the step."""
+    env: dict[str, str]
+    """The environment every pod gets (the metadata store's URL, when one is given)."""
+
+
+def spec_context(deployment: Deployment, config: KubeflowOrchestratorConfig, store_url: str | None) -> SpecContext:
+    """Everything the builders share, checked once.
+
+    Raises:
+        ConfigError: a pipeline ``kubeflow`` setting or a parameter KFP cannot take.
+    """
+    pipeline = deployment.pipeline
+    settings = pipeline_settings(pipeline.settings.extra, pipeline.name)
+    defaults = StepKubeflowSettings.model_validate(
+        settings.model_dump(include=set(StepKubeflowSettings.model_fields), exclude_none=True)
+    )
+    inputs = pipeline_inputs(deployment)
+    return SpecContext(
+        deployment=deployment,
+        config=config,
+        settings=settings,
+        defaults=defaults,
+        inputs=inputs,
+        params={name: input_placeholder(put.key) for name, put in inputs.items()},
+        env={"CONVEYOR_STORE_URL": store_url} if store_url else {},
+    )
+
+
+def env_list(env: dict[str, str]) -> list[dict[str, str]]:
+    """A container's ``env``, sorted by name."""
+    return [{"name": k, "value": v} for k, v in sorted(env.items())]
+
+
+def step_container(
+    ctx: SpecContext, step: StepIR, kf: StepKubeflowSettings, platform: dict[str, Any]
+) -> dict[str, Any]:
+    """The container of a step's task: the step entrypoint in the step's image, with its environment and resources.
+
+    Its GPU type, when it has one, becomes a node selector of ``platform``.
+
+    Raises:
+        StackError: an image that was not pushed.
+        ConfigError, CapabilityError: resources KFP cannot take.
+    """
+    image = check_image(ctx.deployment.image_for(step.id), step.id if step.id in ctx.deployment.images else None)
+    # A secret reference ({{name.key}}) goes in as written; the entrypoint resolves it in the pod.
+    env = {**ctx.env, **step.settings.environment}
+    # The one step command; the step and the run come from the task's inputs.
+    argv = step_command(
+        ctx.deployment.id,
+        input_placeholder(STEP_INPUT),
+        run_key=RUN_KEY,
+        image=image,
+        params=ctx.params,
+        orchestrator_run_id=input_placeholder(RUN_ID_INPUT),
+        python=ctx.config.python,
+    )
+    container: dict[str, Any] = {**kfp_command(argv), "image": image}
+    if env:
+        container["env"] = env_list(env)
+    resources = _resources(step, kf, ctx.config, platform)
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+@dataclass
+class StepComponents:
+    """The components and executors of the step tasks: steps whose containers are alike share one.
+
+    Args:
+        inputs: the input definitions every step component has.
+    """
+
+    inputs: dict[str, Any]
+    components: dict[str, Any] = field(default_factory=dict)
+    executors: dict[str, Any] = field(default_factory=dict)
+    platform_executors: dict[str, Any] = field(default_factory=dict)
+    _labels: dict[str, str] = field(default_factory=dict)
+
+    def add(self, container: dict[str, Any], platform: dict[str, Any]) -> str:
+        """The label of the component that runs ``container`` in a pod with ``platform``; new when none is alike."""
+        key = canonical_json([container, platform])
+        label = self._labels.get(key)
+        if label is None:
+            label = COMPONENT_BASE if not self._labels else f"{COMPONENT_BASE}-{len(self._labels) + 1}"
+            self._labels[key] = label
+            self.components[f"comp-{label}"] = {
+                "executorLabel": f"exec-{label}",
+                "inputDefinitions": {"parameters": self.inputs},
+            }
+            self.executors[f"exec-{label}"] = {"container": container}
+            if platform:
+                self.platform_executors[f"exec-{label}"] = platform
+        return label
+
+
+def step_component_inputs(ctx: SpecContext) -> dict[str, Any]:
+    """The input definitions of a step component: every pipeline input, the run and the step."""
+    inputs = {put.key: {"parameterType": put.kind} for put in ctx.inputs.values()}
+    inputs[RUN_ID_INPUT] = {"parameterType": "STRING"}
+    inputs[STEP_INPUT] = {"parameterType": "STRING"}
+    return inputs
+
+
+def task_name(step_id: str, used: set[str]) -> str:
+    """A step's KFP task name: its id made a Kubernetes name, numbered when taken; added to ``used``."""
+    name = k8s_name(step_id) or "step"
+    base, n = name, 1
+    while name in used:
+        n += 1
+        name = f"{base}-{n}"
+    used.add(name)
+    return name
+
+
+def _run_id_value() -> dict[str, Any]:
+    return {"runtimeValue": {"constant": JOB_ID_PLACEHOLDER}}
+
+
+def step_task(
+    ctx: SpecContext, step: StepIR, kf: StepKubeflowSettings, label: str, task_names: dict[str, str]
+) -> dict[str, Any]:
+    """A step's task in the exit handler's DAG; ``task_names`` names the tasks of the steps before it.
+
+    Raises:
+        CapabilityError: a retry delay KFP cannot take.
+    """
+    parameters: dict[str, Any] = {
+        put.key: {"componentInputParameter": CHANNEL + put.key} for put in ctx.inputs.values()
+    }
+    parameters[RUN_ID_INPUT] = _run_id_value()
+    parameters[STEP_INPUT] = {"runtimeValue": {"constant": step.id}}
+    task: dict[str, Any] = {
+        "cachingOptions": {},  # conveyor caches; KFP's own cache would skip the entrypoint
+        "componentRef": {"name": f"comp-{label}"},
+        "inputs": {"parameters": parameters},
+        "taskInfo": {"name": step.id},
+    }
+    upstream = step.upstream()
+    if upstream:
+        task["dependentTasks"] = sorted(task_names[u] for u in upstream)
+    retry = _retry_policy(step, kf)
+    if retry is not None:
+        task["retryPolicy"] = retry
+    return task
+
+
+def step_tasks(ctx: SpecContext, components: StepComponents) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tasks of the steps, by task name, and each step's task name; their components go into ``components``.
+
+    Raises:
+        ConfigError, CapabilityError, StackError: a step KFP cannot run as it asks.
+    """
+    tasks: dict[str, Any] = {}
+    task_names: dict[str, str] = {}
+    used: set[str] = set()
+    for step in ctx.deployment.pipeline.steps:
+        _check_step(step)
+        extra = step.settings.extra
+        kf = (
+            step_settings(
+                StepKubeflowSettings,
+                NAMESPACE,
+                ctx.deployment.pipeline.settings.extra,
+                extra,
+                where=f"step {step.id!r}",
+            )
+            if extra.get(NAMESPACE)
+            else ctx.defaults
+        )
+        platform = _platform(step.settings.timeout, kf, ctx.config)
+        label = components.add(step_container(ctx, step, kf, platform), platform)
+        name = task_name(step.id, used)
+        task_names[step.id] = name
+        tasks[name] = step_task(ctx, step, kf, label, task_names)
+    return tasks, task_names
+
+
+def finish_component(ctx: SpecContext) -> dict[str, Any]:
+    """The exit task's component: it takes every pipeline input and the run."""
+    return {
+        "executorLabel": f"exec-{FINISH}",
+        "inputDefinitions": {
+            "parameters": {put.key: {"parameterType": put.kind} for put in ctx.inputs.values()}
+            | {RUN_ID_INPUT: {"parameterType": "STRING"}}
+        },
+    }
+
+
+def finish_container(ctx: SpecContext) -> dict[str, Any]:
+    """The exit task's container: ``finish-run`` of the step entrypoint, in the pipeline's image.
+
+    Raises:
+        StackError: an image that was not pushed.
+    """
+    deployment = ctx.deployment
+    argv = finish_command(
+        deployment.id,
+        run_key=RUN_KEY,
+        params=ctx.params,
+        orchestrator_run_id=input_placeholder(RUN_ID_INPUT),
+        python=ctx.config.python,
+    )
+    image = deployment.images.get("") or deployment.image_for(deployment.pipeline.steps[0].id)
+    container: dict[str, Any] = {**kfp_command(argv), "image": check_image(image, None)}
+    if ctx.env:
+        container["env"] = env_list(ctx.env)
+    return container
+
+
+def finish_platform(ctx: SpecContext) -> dict[str, Any]:
+    """The exit task's pod: the pipeline's Kubernetes defaults (tolerations, node selector, secrets) apply to it too."""
+    return _platform(None, ctx.defaults, ctx.config)
+
+
+def exit_handler_component(ctx: SpecContext, tasks: dict[str, Any]) -> dict[str, Any]:
+    """The component of the exit handler: a DAG of the step tasks, taking every pipeline input."""
+    component: dict[str, Any] = {"dag": {"tasks": tasks}}
+    if ctx.inputs:
+        component["inputDefinitions"] = {
+            "parameters": {CHANNEL + put.key: {"parameterType": put.kind} for put in ctx.inputs.values()}
+        }
+    return component
+
+
+def root_component(ctx: SpecContext) -> dict[str, Any]:
+    """The pipeline's root: the exit handler, then the exit task however it ended; the pipeline's inputs."""
+    handler: dict[str, Any] = {"componentRef": {"name": f"comp-{EXIT_HANDLER}"}}
+    if ctx.inputs:
+        handler["inputs"] = {
+            "parameters": {CHANNEL + put.key: {"componentInputParameter": put.key} for put in ctx.inputs.values()}
+        }
+    handler["taskInfo"] = {"name": EXIT_HANDLER}
+    finish = {
+        "cachingOptions": {},
+        "componentRef": {"name": f"comp-{FINISH}"},
+        "dependentTasks": [EXIT_HANDLER],
+        "inputs": {
+            "parameters": {
+                **{put.key: {"componentInputParameter": put.key} for put in ctx.inputs.values()},
+                RUN_ID_INPUT: _run_id_value(),
+            }
+        },
+        "taskInfo": {"name": FINISH},
+        "triggerPolicy": {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"},
+    }
+    root: dict[str, Any] = {"dag": {"tasks": {EXIT_HANDLER: handler, FINISH: finish}}}
+    if ctx.inputs:
+        root["inputDefinitions"] = {
+            "parameters": {
+                put.key: {"defaultValue": put.default, "isOptional": True, "parameterType": put.kind}
+                for put in ctx.inputs.values()
+            }
+        }
+    return root
+
+
+def pipeline_info(ctx: SpecContext) -> dict[str, Any]:
+    """``pipelineInfo``: the pipeline's Kubernetes name, and the name KFP's UI shows when that differs."""
+    pipeline = ctx.deployment.pipeline
+    info: dict[str, Any] = {"name": k8s_name(pipeline.name) or "pipeline"}
+    if ctx.settings.description:
+        info["description"] = ctx.settings.description
+    display = ctx.settings.display_name or (pipeline.name if info["name"] != pipeline.name else None)
+    if display:
+        info["displayName"] = display
+    return info
+
+
+def platform_spec(executors: dict[str, Any]) -> dict[str, Any] | None:
+    """The Kubernetes platform spec of the executors that have pod settings; None when none has."""
+    if not executors:
+        return None
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
+
+
 def compile_pipeline(
     deployment: Deployment, config: KubeflowOrchestratorConfig, *, store_url: str | None = None
 ) -> CompiledPipeline:
@@ -378,207 +693,64 @@ def compile_pipeline(
         CapabilityError: a step asks for what KFP cannot honour, or the spec is over KFP's size limit.
         StackError: an image that was not pushed.
     """
-    pipeline = deployment.pipeline
-    pkf = pipeline_settings(pipeline.settings.extra, pipeline.name)
-    defaults = StepKubeflowSettings.model_validate(
-        pkf.model_dump(include=set(StepKubeflowSettings.model_fields), exclude_none=True)
-    )
-    params = _pipeline_inputs(deployment)
-    run_key = "kfp:" + input_placeholder(RUN_ID_INPUT)
-    param_refs = {name: input_placeholder(kname) for name, (kname, _, _) in params.items()}
-    component_inputs = {kname: {"parameterType": kind} for kname, kind, _ in params.values()}
-    component_inputs[RUN_ID_INPUT] = {"parameterType": "STRING"}
-    component_inputs[STEP_INPUT] = {"parameterType": "STRING"}
-    run_id_value = {"runtimeValue": {"constant": JOB_ID_PLACEHOLDER}}
-    task_params_shared = {kname: {"componentInputParameter": CHANNEL + kname} for kname, _, _ in params.values()}
-    task_params_shared[RUN_ID_INPUT] = run_id_value
-
-    base_env = {"CONVEYOR_STORE_URL": store_url} if store_url else {}
-    components: dict[str, Any] = {}
-    executors: dict[str, Any] = {}
-    platform_executors: dict[str, Any] = {}
-    groups: dict[str, str] = {}
-    tasks: dict[str, Any] = {}
-    task_names: dict[str, str] = {}
-    used: set[str] = set()
-    for step in pipeline.steps:
-        _check_step(step)
-        kf = step_settings(step.settings.extra, step.id, pkf) if step.settings.extra.get("kubeflow") else defaults
-        image = check_image(deployment.image_for(step.id), step.id if step.id in deployment.images else None)
-        platform = _platform(step.settings.timeout, kf, config)
-        # A secret reference ({{name.key}}) goes in as written; the entrypoint resolves it in the pod.
-        env = {**base_env, **step.settings.environment}
-        argv = step_command(
-            deployment.id,
-            input_placeholder(STEP_INPUT),
-            run_key=run_key,
-            image=image,
-            params=param_refs,
-            orchestrator_run_id=input_placeholder(RUN_ID_INPUT),
-            python=config.python,
-        )
-        container: dict[str, Any] = {**kfp_command(argv), "image": image}
-        if env:
-            container["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
-        resources = _resources(step, kf, config, platform)
-        if resources:
-            container["resources"] = resources
-        key = canonical_json([container, platform])
-        label = groups.get(key)
-        if label is None:
-            label = COMPONENT_BASE if not groups else f"{COMPONENT_BASE}-{len(groups) + 1}"
-            groups[key] = label
-            components[f"comp-{label}"] = {
-                "executorLabel": f"exec-{label}",
-                "inputDefinitions": {"parameters": component_inputs},
-            }
-            executors[f"exec-{label}"] = {"container": container}
-            if platform:
-                platform_executors[f"exec-{label}"] = platform
-
-        name = k8s_name(step.id) or "step"
-        base, n = name, 1
-        while name in used:
-            n += 1
-            name = f"{base}-{n}"
-        used.add(name)
-        task_names[step.id] = name
-        task: dict[str, Any] = {
-            "cachingOptions": {},  # conveyor caches; KFP's own cache would skip the entrypoint
-            "componentRef": {"name": f"comp-{label}"},
-            "inputs": {"parameters": {**task_params_shared, STEP_INPUT: {"runtimeValue": {"constant": step.id}}}},
-            "taskInfo": {"name": step.id},
-        }
-        upstream = step.upstream()
-        if upstream:
-            task["dependentTasks"] = sorted(task_names[u] for u in upstream)
-        retry = _retry_policy(step, kf)
-        if retry is not None:
-            task["retryPolicy"] = retry
-        tasks[name] = task
-
-    root_inputs = {
-        kname: {"defaultValue": default, "isOptional": True, "parameterType": kind}
-        for kname, kind, default in params.values()
-    }
-    # The exit task: runs however the steps end, and settles the conveyor run.
-    components[f"comp-{FINISH}"] = {
-        "executorLabel": f"exec-{FINISH}",
-        "inputDefinitions": {
-            "parameters": {kname: {"parameterType": kind} for kname, kind, _ in params.values()}
-            | {RUN_ID_INPUT: {"parameterType": "STRING"}}
-        },
-    }
-    finish_argv = finish_command(
-        deployment.id,
-        run_key=run_key,
-        params=param_refs,
-        orchestrator_run_id=input_placeholder(RUN_ID_INPUT),
-        python=config.python,
-    )
-    finish_container: dict[str, Any] = {
-        **kfp_command(finish_argv),
-        "image": check_image(deployment.images.get("") or deployment.image_for(pipeline.steps[0].id), None),
-    }
-    if base_env:
-        finish_container["env"] = [{"name": k, "value": v} for k, v in sorted(base_env.items())]
-    executors[f"exec-{FINISH}"] = {"container": finish_container}
-    # The pipeline's Kubernetes defaults (tolerations, node selector, secrets) apply to the exit task's pod too.
-    finish_platform = _platform(None, defaults, config)
-    if finish_platform:
-        platform_executors[f"exec-{FINISH}"] = finish_platform
-    components[f"comp-{EXIT_HANDLER}"] = {
-        "dag": {"tasks": tasks},
-        **(
-            {
-                "inputDefinitions": {
-                    "parameters": {CHANNEL + kname: {"parameterType": kind} for kname, kind, _ in params.values()}
-                }
-            }
-            if params
-            else {}
-        ),
-    }
-    root_tasks = {
-        EXIT_HANDLER: {
-            "componentRef": {"name": f"comp-{EXIT_HANDLER}"},
-            **(
-                {
-                    "inputs": {
-                        "parameters": {
-                            CHANNEL + kname: {"componentInputParameter": kname} for kname, _, _ in params.values()
-                        }
-                    }
-                }
-                if params
-                else {}
-            ),
-            "taskInfo": {"name": EXIT_HANDLER},
-        },
-        FINISH: {
-            "cachingOptions": {},
-            "componentRef": {"name": f"comp-{FINISH}"},
-            "dependentTasks": [EXIT_HANDLER],
-            "inputs": {
-                "parameters": {
-                    **{kname: {"componentInputParameter": kname} for kname, _, _ in params.values()},
-                    RUN_ID_INPUT: run_id_value,
-                }
-            },
-            "taskInfo": {"name": FINISH},
-            "triggerPolicy": {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"},
-        },
-    }
-    root: dict[str, Any] = {"dag": {"tasks": root_tasks}}
-    if root_inputs:
-        root["inputDefinitions"] = {"parameters": root_inputs}
-    info: dict[str, Any] = {"name": k8s_name(pipeline.name) or "pipeline"}
-    if pkf.description:
-        info["description"] = pkf.description
-    display = pkf.display_name or (pipeline.name if info["name"] != pipeline.name else None)
-    if display:
-        info["displayName"] = display
+    ctx = spec_context(deployment, config, store_url)
+    steps = StepComponents(step_component_inputs(ctx))
+    tasks, task_names = step_tasks(ctx, steps)
+    components = dict(steps.components)
+    executors = dict(steps.executors)
+    platform_executors = dict(steps.platform_executors)
+    components[f"comp-{FINISH}"] = finish_component(ctx)
+    executors[f"exec-{FINISH}"] = {"container": finish_container(ctx)}
+    finish = finish_platform(ctx)
+    if finish:
+        platform_executors[f"exec-{FINISH}"] = finish
+    components[f"comp-{EXIT_HANDLER}"] = exit_handler_component(ctx, tasks)
+    info = pipeline_info(ctx)
     spec = {
         "components": components,
         "deploymentSpec": {"executors": executors},
         "pipelineInfo": info,
-        "root": root,
+        "root": root_component(ctx),
         "schemaVersion": SCHEMA_VERSION,
         "sdkVersion": SDK_VERSION,
     }
-    platform_spec = (
-        {"platforms": {"kubernetes": {"deploymentSpec": {"executors": platform_executors}}}}
-        if platform_executors
-        else None
-    )
-    text = _render(deployment, info["name"], params, spec, platform_spec)
+    platform = platform_spec(platform_executors)
     compiled = CompiledPipeline(
-        name=info["name"], pipeline_spec=spec, platform_spec=platform_spec, text=text, tasks=task_names
+        name=info["name"],
+        pipeline_spec=spec,
+        platform_spec=platform,
+        text=render(ctx, info["name"], spec, platform),
+        tasks=task_names,
     )
-    check_size(compiled, pipeline.name)
+    check_size(compiled, deployment.pipeline.name)
     return compiled
 
 
-def _render(
-    deployment: Deployment,
-    name: str,
-    params: dict[str, tuple[str, str, Any]],
-    spec: dict[str, Any],
-    platform_spec: dict[str, Any] | None,
-) -> str:
-    header = [
+def header(ctx: SpecContext, name: str) -> list[str]:
+    """The comment lines above the spec, as kfp writes them, plus the conveyor pipeline and deployment.
+
+    User text in a comment is JSON with ASCII escapes: no line break of any kind can end the comment.
+    """
+    lines = [
         "# PIPELINE DEFINITION",
         f"# Name: {name}",
-        f"# conveyor pipeline: {deployment.pipeline.name}",
-        f"# conveyor deployment: {deployment.id}",
+        f"# conveyor pipeline: {json.dumps(ctx.deployment.pipeline.name)}",
+        f"# conveyor deployment: {ctx.deployment.id}",
     ]
-    if params:
-        header.append("# Inputs:")
-        for kname, kind, default in params.values():
-            header.append(f"#    {kname}: {_TYPE_WORDS[kind]} [Default: {json.dumps(default, sort_keys=True)}]")
-    docs = [spec] if platform_spec is None else [spec, platform_spec]
+    if ctx.inputs:
+        lines.append("# Inputs:")
+        for put in ctx.inputs.values():
+            lines.append(
+                f"#    {put.key}: {_TYPE_WORDS[put.kind]} [Default: {json.dumps(put.default, sort_keys=True)}]"
+            )
+    return lines
+
+
+def render(ctx: SpecContext, name: str, spec: dict[str, Any], platform: dict[str, Any] | None) -> str:
+    """The YAML KFP loads: the header, the pipeline spec, and the platform spec as a second document."""
+    docs = [spec] if platform is None else [spec, platform]
     body = yaml.dump_all(docs, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True, width=1000)
-    return "\n".join(header) + "\n" + body
+    return "\n".join(header(ctx, name)) + "\n" + body
 
 
 def check_size(compiled: CompiledPipeline, pipeline: str) -> None:

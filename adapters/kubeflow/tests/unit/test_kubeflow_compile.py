@@ -16,7 +16,7 @@ from conftest import FAKE_IMAGE
 from conveyor.exceptions import CapabilityError, ConfigError, StackError
 from conveyor.ir import ComponentIR, Deployment, Schedule, StackIR
 from conveyor_kubeflow import MAX_SPEC_BYTES, KubeflowOrchestratorConfig, compile_pipeline
-from conveyor_kubeflow._compiler import check_size
+from conveyor_kubeflow._compiler import StepComponents, check_size
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("CONVEYOR_UPDATE_GOLDEN") == "1"
@@ -333,7 +333,6 @@ def _with_step(**options: Any) -> Any:
             "absolute path",
         ),
         ({"settings": {"kubeflow": {"secret_env": {"TOKEN": "no-key"}}}}, ConfigError, "SECRET_NAME:KEY"),
-        ({"resources": {"memory": "lots"}}, ConfigError, "memory 'lots' is not a quantity KFP accepts"),
         ({"resources": {"gpu_type": "a100"}}, CapabilityError, "GPU type 'a100', which KFP cannot choose by itself"),
         ({"step_operator": "docker"}, CapabilityError, "on KFP every step already runs in its own pod"),
         ({"retries": 1, "retry_delay": 7200}, CapabilityError, "KFP allows at most 3600 s"),
@@ -419,3 +418,51 @@ def test_header_names_the_pipeline_and_its_inputs() -> None:
     assert text.startswith("# PIPELINE DEFINITION\n# Name: quickstart\n")
     assert "#    n: int [Default: 20]\n" in text
     assert json.loads(json.dumps(docs_of(text)[0]))  # plain data all the way
+
+
+def test_alike_containers_share_one_component_and_others_are_numbered() -> None:
+    components = StepComponents({"conveyor_step": {"parameterType": "STRING"}})
+    container = {"command": ["python"], "image": FAKE_IMAGE}
+    assert components.add(container, {}) == "conveyor-step"
+    assert components.add(dict(container), {}) == "conveyor-step"
+    assert components.add(container, {"imagePullPolicy": "Always"}) == "conveyor-step-2"
+    assert components.add({**container, "env": [{"name": "A", "value": "1"}]}, {}) == "conveyor-step-3"
+    assert list(components.components) == ["comp-conveyor-step", "comp-conveyor-step-2", "comp-conveyor-step-3"]
+    assert components.components["comp-conveyor-step-2"]["executorLabel"] == "exec-conveyor-step-2"
+    assert list(components.platform_executors) == ["exec-conveyor-step-2"]
+
+
+# -- the one step command ------------------------------------------------------------------------
+def _as_text(arg: str) -> str:
+    """An argument as the pod sees it once KFP joins a Concat placeholder's parts."""
+    if arg.startswith('{"Concat"'):
+        return "".join(json.loads(arg)["Concat"])
+    return arg
+
+
+def test_every_container_runs_exactly_the_runtimes_step_and_finish_commands() -> None:
+    from conveyor.runtime import finish_command, step_command
+
+    config = KubeflowOrchestratorConfig(gpu_type_label="gpu")
+    dep = deployment(settings_demo())
+    spec = docs_of(compile_pipeline(dep, config, store_url=STORE).text)[0]
+    step = "{{$.inputs.parameters['conveyor_step']}}"
+    run_id = "{{$.inputs.parameters['conveyor_run_id']}}"
+    params = {name: "{{$.inputs.parameters['" + name + "']}}" for name in dep.pipeline.parameters}
+    executors = spec["deploymentSpec"]["executors"]
+    finish = executors.pop("exec-conveyor-finish-run")["container"]
+    assert finish["command"] + [_as_text(a) for a in finish["args"]] == finish_command(
+        dep.id, run_key="kfp:" + run_id, params=params, orchestrator_run_id=run_id, python=config.python
+    )
+    assert executors
+    for executor in executors.values():
+        container = executor["container"]
+        assert container["command"] + [_as_text(a) for a in container["args"]] == step_command(
+            dep.id,
+            step,
+            run_key="kfp:" + run_id,
+            image=container["image"],
+            params=params,
+            orchestrator_run_id=run_id,
+            python=config.python,
+        )

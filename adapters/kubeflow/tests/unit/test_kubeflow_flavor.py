@@ -41,9 +41,9 @@ def test_package_exports_are_complete_and_sorted() -> None:
     ("config", "match"),
     [
         ({"hots": "https://kfp.example"}, "unknown option 'hots'"),
-        ({"host": "kfp.example"}, "host: Value error, must be an http:// or https:// URL"),
-        ({"token": "abc123"}, "token must be a secret reference"),
-        ({"store_url": "postgresql+psycopg://u:pw@db/conveyor"}, "store_url must not hold a password"),
+        ({"host": "kfp.example"}, "host: must be an http:// or https:// URL"),
+        ({"token": "abc123"}, "token: holds a credential, so it takes only a secret reference"),
+        ({"store_url": "postgresql+psycopg://u:pw@db/conveyor"}, "store_url: must not carry a password"),
         ({"store_url": "not a url"}, "is not a database URL"),
         ({"secret_env": {"CONVEYOR_STORE_URL": "store"}}, "SECRET_NAME:KEY"),
         ({"wait_timeout": 0}, "wait_timeout"),
@@ -81,4 +81,6 @@ def test_cli_registers_the_orchestrator(repo: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     bad = conveyor("orchestrator", "register", "kf2", "--flavor", "kubeflow", "--token", "plain")
     assert bad.returncode != 0
-    assert "token must be a secret reference" in bad.stderr and "Traceback" not in bad.stderr
+    assert (
+        "token: holds a credential, so it takes only a secret reference" in bad.stderr and "Traceback" not in bad.stderr
+    )

@@ -135,6 +135,16 @@ def _task_tags(step: StepIR) -> tuple[str, ...]:
     return tuple(tags)
 
 
+def literal_run_name(name: str) -> str:
+    """The run name template Prefect turns back into ``name`` exactly.
+
+    Prefect takes a task's or flow's run name as a ``str.format`` template of
+    the run's parameters, so a name with ``{`` or ``}`` would pick up a
+    parameter's value, or fail the run; doubled braces are read as themselves.
+    """
+    return name.replace("{", "{{").replace("}", "}}")
+
+
 def _check_name(what: str, name: str) -> None:
     bad = [c for c in name if c in _BANNED]
     if bad:

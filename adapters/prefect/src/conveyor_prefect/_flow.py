@@ -28,7 +28,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from conveyor.constants import ENV_SOURCE_ROOT, ENV_STORE_URL
 from conveyor.exceptions import ConfigError, RunStoppedError, StepFailedError
 from conveyor.stores import RunStatus
-from conveyor_prefect._compile import RUN_TAG_PREFIX, FlowSpec, TaskSpec, compile_flow
+from conveyor_prefect._compile import RUN_TAG_PREFIX, FlowSpec, TaskSpec, compile_flow, literal_run_name
 
 if TYPE_CHECKING:
     from prefect.futures import PrefectFuture
@@ -149,6 +149,13 @@ def _launch_from_environment(
     return LocalLaunch(env=env, source_root=Path(root))
 
 
+def pipeline_flow(spec: FlowSpec, run_name: str | None = None) -> Any:
+    """:func:`run_deployment` as the flow of a compiled pipeline; its flow runs are named ``run_name`` when given."""
+    if run_name is None:
+        return run_deployment.with_options(name=spec.flow_name)
+    return run_deployment.with_options(name=spec.flow_name, flow_run_name=literal_run_name(run_name))
+
+
 # Making a Prefect task costs milliseconds (it hashes the function's source):
 # one per distinct task spec is enough.
 _prefect_tasks: dict[TaskSpec, Any] = {}
@@ -160,7 +167,7 @@ def _prefect_task(spec: TaskSpec) -> Any:
         found = _prefect_tasks[spec] = task(
             _run_step,
             name=spec.name,
-            task_run_name=spec.step_id,
+            task_run_name=literal_run_name(spec.step_id),
             retries=spec.retries,
             retry_delay_seconds=spec.retry_delay_seconds,
             timeout_seconds=spec.timeout_seconds,

@@ -144,7 +144,7 @@ class PrefectOrchestrator(BaseOrchestrator):
         from prefect import tags
 
         from conveyor.runtime import RunEnvironment
-        from conveyor_prefect._flow import LocalLaunch, register_launch, run_deployment, unregister_launch
+        from conveyor_prefect._flow import LocalLaunch, pipeline_flow, register_launch, unregister_launch
 
         run = self.create_run(deployment, ctx, owned=True)
         env = RunEnvironment(store=ctx.store, stack=ctx.stack, deployment=deployment, run=run)
@@ -152,7 +152,7 @@ class PrefectOrchestrator(BaseOrchestrator):
         state: Any = None
         try:
             with prefect_api(url), tags(*spec.tags, f"{RUN_TAG_PREFIX}{run.id}"):
-                flow = run_deployment.with_options(name=spec.flow_name, flow_run_name=run.name)
+                flow = pipeline_flow(spec, run.name)
                 state = flow(deployment_id=deployment.id, conveyor_run_id=run.id, return_state=True)
         except BaseException as exc:
             ctx.store.settle_run(run.id, RunStatus.STOPPED, error=f"stopped ({type(exc).__name__})")
@@ -186,7 +186,7 @@ class PrefectOrchestrator(BaseOrchestrator):
         from prefect.schedules import Cron, Interval
 
         from conveyor.constants import ENV_SOURCE_ROOT, ENV_STORE_URL
-        from conveyor_prefect._flow import run_deployment
+        from conveyor_prefect._flow import pipeline_flow
 
         assert spec.schedule is not None
         anchor = spec.schedule.get("anchor_date")
@@ -235,7 +235,7 @@ class PrefectOrchestrator(BaseOrchestrator):
                             base_job_template=_job_template(spec.work_pool_type),
                         )
                     )
-            flow = run_deployment.with_options(name=spec.flow_name)
+            flow = pipeline_flow(spec)
             runner_deployment = flow.to_deployment(
                 name=spec.deployment_name,
                 schedules=[schedule],

@@ -137,7 +137,7 @@ def test_container_mode_without_a_registry_says_what_to_add(repo: Path) -> None:
     client.register_component("image_builder", "builder", "docker", {})
     client.register_stack("boxed", {"orchestrator": "pf", "artifact_store": "default", "image_builder": "builder"})
     pipe = load_pipeline(case("quickstart")).with_options(stack="boxed")
-    with pytest.raises(StackError, match="needs a container-registry") as err:
+    with pytest.raises(StackError, match="has no container-registry") as err:
         pipe(n=3)
     assert err.value.hint == "add one: conveyor stack update boxed --container-registry NAME"
 

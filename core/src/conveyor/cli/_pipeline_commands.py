@@ -342,6 +342,14 @@ def describe_run(run_ref: str, logs_step: str | None, as_json: bool) -> None:
             raise NotFoundError(
                 f"run {view.name!r} has no step {logs_step!r}", f"its steps are: {', '.join(view.steps) or '(none)'}"
             )
+        if step.cached and step.record.original_step_run_id:
+            original = client.store.get_step_run(step.record.original_step_run_id)
+            source = client.get_run(original.run_id).name
+            click.echo(
+                f"conveyor: step {logs_step!r} came from the cache: these are the logs of its run in {source} "
+                f"(conveyor run describe {source} --logs {original.step_id})",
+                err=True,
+            )
         click.echo(step.logs(), nl=False)
         return
     data = run_summary(view, view.pipeline_name)

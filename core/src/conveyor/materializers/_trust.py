@@ -4,8 +4,9 @@ An artifact record names its materializer and data type as ``module:qualname``.
 Records live in a shared store, so they are data, not instructions: this
 process imports and runs only a materializer it already trusts:
 
-- one that is installed for conveyor (built in, or an entry point of
-  ``conveyor.materializers``), or already defined in this process;
+- one that is installed for conveyor (built in, an entry point of
+  ``conveyor.materializers``, or in a package that provides conveyor entry
+  points), or already defined in this process;
 - one defined in the project's own code (a module whose file is under one of
   the given source roots: the code the pipeline runs anyway);
 - one the pipeline itself declared for that output (``output_materializers=``).
@@ -65,6 +66,19 @@ def _installed_sources() -> set[str]:
     return names
 
 
+def _plugin_packages() -> set[str]:
+    """Top-level packages of the distributions installed as conveyor plugins (materializers or flavors)."""
+    from importlib.metadata import entry_points
+
+    from conveyor.constants import FLAVORS_GROUP, MATERIALIZERS_GROUP
+
+    return {
+        str(ep.value).split(":", 1)[0].split(".", 1)[0]
+        for group in (MATERIALIZERS_GROUP, FLAVORS_GROUP)
+        for ep in entry_points(group=group)
+    }
+
+
 def _refuse(what: str, source: str, why: str, hint: str) -> MaterializerError:
     return MaterializerError(f"refusing to load {what} {source!r}: {why}", hint)
 
@@ -91,7 +105,12 @@ def trusted_materializer(
 
     declared = set(declared)
     module = source.partition(":")[0]
-    known = source in declared or source in _installed_sources() or _under(_module_file(module), roots)
+    known = (
+        source in declared
+        or source in _installed_sources()
+        or module.split(".", 1)[0] in _plugin_packages()  # an installed conveyor plugin's own code
+        or _under(_module_file(module), roots)
+    )
     if not known:
         raise _refuse(
             "materializer",

@@ -19,11 +19,20 @@ if TYPE_CHECKING:
 
 @dataclass
 class LaunchContext:
-    """What an orchestrator gets besides the deployment."""
+    """What an orchestrator gets besides the deployment.
+
+    Attributes:
+        store: the metadata store.
+        stack: the stack the deployment runs on.
+        source_root: the folder of the user's code.
+        home: a folder of this repository (its ``.conveyor/``) where an
+            orchestrator may keep its engine's state on this machine.
+    """
 
     store: MetadataStore
     stack: Stack
     source_root: Path | None = None
+    home: Path | None = None
 
 
 def write_file_atomically(path: Path, data: bytes, *, hint: str, parents: bool = False) -> Path:
@@ -69,7 +78,7 @@ class BaseOrchestrator(StackComponent):
     not override. They call, in order:
 
     1. :meth:`_check`: pure compile-time checks (settings the engine cannot
-       honour), after the stack's capability checks; nothing is built or stored yet;
+       honour), then the stack's capability checks; nothing is built or stored yet;
     2. :meth:`_connect` (``run`` only): reach the engine, so an unreachable
        engine or a refused credential fails before any image is built;
     3. :meth:`prepare`: images (:meth:`_images`, when :meth:`needs_images`), then
@@ -124,8 +133,9 @@ class BaseOrchestrator(StackComponent):
         Raises:
             StackError, CapabilityError, ConfigError: what the stack or the engine cannot honour.
         """
-        ctx.stack.validate(deployment.pipeline, deployment.schedule)
+        # The engine's own checks first: they say more than the stack's generic capability checks.
         self._check(deployment, ctx)
+        ctx.stack.validate(deployment.pipeline, deployment.schedule)
 
     def prepare(self, deployment: Deployment, ctx: LaunchContext) -> Deployment:
         """Give the deployment its images where its steps run in containers, and store it."""
@@ -168,10 +178,11 @@ class BaseOrchestrator(StackComponent):
 
     def _export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
         from conveyor.exceptions import StackError
+        from conveyor.stack import engine_flavors
 
         raise StackError(
             f"the {self.flavor.name!r} orchestrator runs pipelines directly and has nothing to export",
-            "export with a stack whose orchestrator is airflow, kubeflow or prefect",
+            f"export with a stack whose orchestrator compiles for an engine ({engine_flavors()})",
         )
 
     # -- runs ------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from conveyor.constants import ENV_PARENT_PID
 from conveyor.exceptions import RunStoppedError, StepFailedError
 from conveyor.orchestrators._base import BaseOrchestrator, LaunchContext, step_process_env
+from conveyor.orchestrators._progress import Progress
 from conveyor.stack import Capability, ComponentType, Flavor
 from conveyor.stores import RunStatus, now
 
@@ -71,10 +72,11 @@ class LocalScheduler:
         self.lock = threading.Lock()
         #: Set when the run is being stopped; attempts that see it raise KeyboardInterrupt.
         self.stopping = threading.Event()
+        self.progress: Progress | None = None
 
     # -- hooks -------------------------------------------------------------------------
-    def run_attempt(self, step: StepIR) -> None:
-        """Run one attempt of a step to its end.
+    def run_attempt(self, step: StepIR) -> str | None:
+        """Run one attempt of a step to its end; returns its status when known (``completed``, ``cached``).
 
         Raises:
             StepFailedError: the attempt failed (its step run is recorded failed).
@@ -82,13 +84,13 @@ class LocalScheduler:
         """
         if step.settings.step_operator is not None:
             self.ctx.stack.component(ComponentType.STEP_OPERATOR).run_step(self.env, step.id)
-            return
+            return None
         if not self._uses_process(step):
             from conveyor.runtime import execute_step
 
-            execute_step(self.env, step.id)
-            return
+            return execute_step(self.env, step.id).status
         self._run_process(step)
+        return None
 
     def stop_running(self) -> None:
         """Stop every attempt that is running (Ctrl-C, SIGTERM): their processes get SIGTERM, then SIGKILL."""
@@ -102,6 +104,10 @@ class LocalScheduler:
             except subprocess.TimeoutExpired:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
+
+    def runs_in_this_process(self, step: StepIR) -> bool:
+        """Whether an attempt of the step runs in this process's threads (it shares its file descriptors)."""
+        return step.settings.step_operator is None and not self._uses_process(step)
 
     # -- one step in its own process ---------------------------------------------------
     def _uses_process(self, step: StepIR) -> bool:
@@ -186,10 +192,22 @@ class LocalScheduler:
 
     def _worker(self, step: StepIR) -> None:
         error: BaseException | None = None
+        try:
+            error = self._attempts(step)
+        except BaseException as exc:  # noqa: BLE001 - whatever happens, the scheduler hears of this step
+            error = exc
+        finally:
+            self.results.put((step.id, error))
+
+    def _attempts(self, step: StepIR) -> BaseException | None:
+        error: BaseException | None = None
+        status: str | None = None
         attempts = step.settings.retries + 1
         for attempt in range(1, attempts + 1):
+            if self.progress is not None:
+                self.progress.step_started(step.id)
             try:
-                self.run_attempt(step)
+                status = self.run_attempt(step)
                 error = None
                 break
             except BaseException as exc:  # noqa: BLE001 - reported to the scheduler thread
@@ -197,7 +215,14 @@ class LocalScheduler:
                 if isinstance(exc, KeyboardInterrupt) or self.stopping.is_set() or attempt == attempts:
                     break
                 time.sleep(step.settings.retry_delay)
-        self.results.put((step.id, error))
+        if self.progress is not None and not isinstance(error, KeyboardInterrupt):
+            if error is None:
+                record = None if status is not None else self._step_record(step.id)
+                self.progress.step_ended(step.id, status or (record.status if record else RunStatus.COMPLETED))
+            else:
+                message = error.message if isinstance(error, StepFailedError) else str(error)
+                self.progress.step_ended(step.id, RunStatus.FAILED, message.removeprefix(f"step {step.id!r} failed: "))
+        return error
 
     # -- the whole run -----------------------------------------------------------------
     def run(self) -> None:
@@ -208,6 +233,7 @@ class LocalScheduler:
             KeyboardInterrupt: stopped by Ctrl-C or SIGTERM; the run is recorded stopped.
         """
         store, run = self.env.store, self.env.run
+        self.progress = Progress(self.pipeline.name, run.name, run.stack_name, len(self.pipeline.steps))
         upstream = {s.id: set(s.upstream()) for s in self.pipeline.steps}
         downstream = self.pipeline.downstream()
         steps = {s.id: s for s in self.pipeline.steps}
@@ -248,6 +274,7 @@ class LocalScheduler:
         for sid in sorted(skipped, key=list(steps).index):
             step = steps[sid]
             cause = next((f for f in failures if sid in _descendants(f, downstream)), None)
+            self.progress.step_ended(sid, RunStatus.SKIPPED, f"upstream step {cause!r} failed")
             store.record_step_run(
                 run.id,
                 sid,
@@ -261,6 +288,7 @@ class LocalScheduler:
             first = next(iter(failures))
             message = str(failures[first])
             store.settle_run(run.id, RunStatus.FAILED, error=message)
+            self.progress.run_ended(RunStatus.FAILED)
             exc = failures[first]
             if isinstance(exc, StepFailedError):
                 raise StepFailedError(
@@ -268,11 +296,12 @@ class LocalScheduler:
                 ) from exc
             raise StepFailedError(f"step {first!r} failed: {exc} (run {run.name!r})") from exc
         store.settle_run(run.id, RunStatus.COMPLETED)
+        self.progress.run_ended(RunStatus.COMPLETED)
 
     def _masking(self) -> contextlib.AbstractContextManager[None]:
         # Steps that resolve secrets in this process: whatever they write to the raw file
         # descriptors (children, C code) is masked on its way to the terminal too.
-        in_threads = [s for s in self.pipeline.steps if not self._uses_process(s) and s.settings.step_operator is None]
+        in_threads = [s for s in self.pipeline.steps if self.runs_in_this_process(s)]
         if any(s.settings.secrets for s in in_threads):
             from conveyor.runtime import mask_file_descriptors
 
@@ -290,6 +319,8 @@ class LocalScheduler:
     def _stop(self) -> None:
         from conveyor._repository import remove_temporary_folders
 
+        if self.progress is not None:
+            self.progress.run_ended(RunStatus.STOPPED)
         self.stopping.set()
         self.stop_running()
         self.env.store.settle_run(
@@ -348,7 +379,7 @@ class LocalOrchestrator(BaseOrchestrator):
         from conveyor.runtime import RunEnvironment
 
         run = self.create_run(deployment, ctx, owned=True)
-        env = RunEnvironment(store=ctx.store, stack=ctx.stack, deployment=deployment, run=run)
+        env = RunEnvironment(store=ctx.store, stack=ctx.stack, deployment=deployment, run=run, prefix_output=True)
         self.scheduler_class(self.config, env, ctx).run()
         return run.id
 

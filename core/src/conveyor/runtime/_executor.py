@@ -24,7 +24,7 @@ from conveyor.exceptions import ConfigError, ConveyorError, RunSettledError, Ste
 from conveyor.ir import ArtifactInput, Deployment, ParameterInput, StepIR, canonical_json, shown
 from conveyor.materializers import registry
 from conveyor.runtime._context import StepContext, reset_step_context, set_step_context
-from conveyor.runtime._logs import capture_logs, ship_logs
+from conveyor.runtime._logs import capture_logs
 from conveyor.stores import ArtifactRecord, RunRecord, RunStatus, StepRunRecord, now
 
 if TYPE_CHECKING:
@@ -50,6 +50,8 @@ class RunEnvironment:
     run: RunRecord
     overrides: dict[str, Any] = field(default_factory=dict)
     image: str | None = None
+    #: Put each step's id at the start of the lines it writes to the terminal (steps side by side).
+    prefix_output: bool = False
     _upstream: dict[str, dict[str, ArtifactRecord]] = field(default_factory=dict)
 
     @property
@@ -356,7 +358,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
     step_run = env.store.start_step_run(env.run.id, step_id, require_running=env.owned, logs_uri=logs_uri, **common)
     written: list[str] = []
     failure: BaseException | None = None
-    with capture_logs() as log, ship_logs(log, lambda text: _write_logs(store, logs_uri, text)):
+    with capture_logs(store, logs_uri, prefix=f"[{step.id}] " if env.prefix_output else "") as log:
         token = None
         try:
             kwargs = _parameters(step, step_obj, params)
@@ -390,7 +392,6 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
                 store.rmtree(uri)  # nothing half-written or unregistered stays behind
             log.write(traceback.format_exc())
             failure = exc
-    _write_logs(store, logs_uri, log.getvalue())
     if failure is not None:
         status = RunStatus.STOPPED if isinstance(failure, KeyboardInterrupt) else RunStatus.FAILED
         message = _error_line(failure)
@@ -423,21 +424,12 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _write_logs(store: ArtifactStore, uri: str, text: str) -> None:
-    if not text:
-        return  # a step that printed nothing has no log file; reading it gives ""
-    try:
-        with store.open(uri, "wb") as f:
-            f.write(text.encode("utf-8", "replace"))
-    except OSError:
-        pass  # logs are best effort; the step's status is what counts
-
-
-def finalize_run(env: RunEnvironment, failed_step: str | None = None) -> str | None:
+def finalize_run(env: RunEnvironment, failed_step: str | None = None, *, error: str | None = None) -> str | None:
     """Set the run's status from its step runs, as engines that run steps apart need.
 
-    After a step's final failed attempt, the steps downstream of it are
-    recorded as skipped and the run as failed. Returns the new status, if any.
+    After a step's final failed attempt (or its engine stopped it), the steps
+    downstream of it are recorded as skipped and the run as failed, with
+    ``error`` when given. Returns the new status, if any.
     """
     pipeline = env.deployment.pipeline
     records = {r.step_id: r for r in env.store.list_step_runs(env.run.id)}
@@ -464,12 +456,10 @@ def finalize_run(env: RunEnvironment, failed_step: str | None = None) -> str | N
                     )
                 except Exception:  # noqa: BLE001 - a concurrent recorder won the race
                     pass
-        error = records[failed_step].error if failed_step in records else None
-        env.store.settle_run(
-            env.run.id,
-            RunStatus.FAILED,
-            error=f"step {failed_step!r} failed: {error}" if error else f"step {failed_step!r} failed",
-        )
+        if error is None:
+            cause = records[failed_step].error if failed_step in records else None
+            error = f"step {failed_step!r} failed: {cause}" if cause else f"step {failed_step!r} failed"
+        env.store.settle_run(env.run.id, RunStatus.FAILED, error=error)
         return RunStatus.FAILED
     if len(records) == len(pipeline.steps) and all(r.status in RunStatus.SUCCEEDED for r in records.values()):
         env.store.settle_run(env.run.id, RunStatus.COMPLETED)

@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -52,9 +52,84 @@ def _current_buffer() -> Any:
 
 class _MaskingBuffer(io.StringIO):
     # Whatever reaches a step's log, tracebacks included, goes through here.
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.writes = 0
+        self.lock = threading.Lock()
+
     def write(self, text: str) -> int:
-        super().write(redact(text))
+        with self.lock:
+            super().write(redact(text))
+            self.writes += 1
         return len(text)
+
+    def snapshot(self) -> tuple[int, str]:
+        with self.lock:
+            return self.writes, self.getvalue()
+
+
+LIVE_INTERVAL = 1.0
+"""Seconds between two writes of a running step's log to the artifact store."""
+
+
+class LiveLog:
+    """Ships a running step's log to the artifact store as it grows, so a killed step's output is kept.
+
+    Every :data:`LIVE_INTERVAL` seconds, if the step wrote something, the whole
+    log so far replaces the stored one (a rename on a filesystem; one object
+    write in an object store).
+    """
+
+    def __init__(self, buf: _MaskingBuffer, store: Any, uri: str) -> None:
+        self.buf = buf
+        self.store = store
+        self.uri = uri
+        self.shipped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="conveyor-live-log", daemon=True)
+        self._thread._conveyor_log = None  # type: ignore[attr-defined]
+
+    def start(self) -> LiveLog:
+        _thread_start(self._thread)
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(LIVE_INTERVAL):
+            self.ship()
+
+    def ship(self) -> None:
+        """Write the log now if it changed since the last write (errors are ignored: best effort)."""
+        writes, text = self.buf.snapshot()
+        if writes == self.shipped or not text:
+            return
+        try:
+            write_log(self.store, self.uri, text)
+            self.shipped = writes
+        except Exception:  # noqa: BLE001 - logs are best effort; the step's status is what counts
+            pass
+
+    def close(self) -> None:
+        """Stop shipping and write the log a last time."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.ship()
+
+
+def write_log(store: Any, uri: str, text: str) -> None:
+    """Replace a step's log file in the artifact store with ``text`` (whole, never half written on a filesystem)."""
+    data = text.encode("utf-8", "replace")
+    local = store.local_path(uri)
+    if local is None:
+        with store.open(uri, "wb") as f:
+            f.write(data)
+        return
+    folder = os.path.dirname(local)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".tmp-log-{os.getpid()}-{threading.get_ident()}")
+    with open(store.check_inside(tmp), "wb") as f:
+        f.write(data)
+    os.replace(tmp, store.check_inside(local))
 
 
 class _RoutingStream(io.TextIOBase):
@@ -65,8 +140,12 @@ class _RoutingStream(io.TextIOBase):
         buf = _current_buffer()
         if buf is not None and not _fd_mode:
             buf.write(text)
-        # The terminal is a log too: engines keep a task's stdout.
-        self._target.write(redact(text))
+        # The terminal is a log too: engines keep a task's stdout. Steps running side by side
+        # in this process are told apart by their id at the start of each line.
+        shown = redact(text)
+        if buf is not None and buf.prefix and not _fd_mode:
+            shown = _prefixed(shown, buf.prefix, self)
+        self._target.write(shown)
         return len(text)
 
     def flush(self) -> None:
@@ -84,6 +163,17 @@ class _RoutingStream(io.TextIOBase):
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._target, name)
+
+
+def _prefixed(text: str, prefix: str, stream: Any) -> str:
+    # Prefix the start of each line; a line written in several pieces gets it once.
+    at_line_start = getattr(stream, "_at_line_start", True)
+    out = []
+    for piece in text.splitlines(keepends=True):
+        out.append(prefix + piece if at_line_start else piece)
+        at_line_start = piece.endswith("\n")
+    stream._at_line_start = at_line_start
+    return "".join(out)
 
 
 class _RoutingHandler(logging.Handler):
@@ -148,8 +238,9 @@ def _install() -> None:
 class _FdCapture:
     """File descriptors 1 and 2 as pipes: what reaches them goes, masked, to the real output (and a step's log)."""
 
-    def __init__(self, buf: io.StringIO | None) -> None:
+    def __init__(self, buf: io.StringIO | None, prefix: str = "") -> None:
         self.buf = buf
+        self.prefix = prefix.encode()
         self.saved: dict[int, int] = {}
         self.readers: list[threading.Thread] = []
 
@@ -201,6 +292,8 @@ class _FdCapture:
         if self.buf is not None:
             self.buf.write(text)
         encoded = text.encode("utf-8", "replace")
+        if self.prefix:
+            encoded = b"".join(self.prefix + line for line in encoded.splitlines(keepends=True))
         while encoded:
             try:
                 encoded = encoded[os.write(out, encoded) :]
@@ -240,56 +333,29 @@ def mask_file_descriptors() -> Iterator[None]:
 
 
 @contextmanager
-def capture_logs() -> Iterator[io.StringIO]:
+def capture_logs(store: Any = None, uri: str | None = None, *, prefix: str = "") -> Iterator[io.StringIO]:
     """Collect the step's prints and log records into a buffer (secret values masked).
 
     Threads the step starts write to it too; in a process that runs one step
     (:func:`capture_file_descriptors`), so does anything written to file
-    descriptors 1 and 2, child processes included.
+    descriptors 1 and 2, child processes included. With ``store`` and ``uri``,
+    the log is written there while the step runs and once more at the end.
+
+    Args:
+        prefix: put at the start of each line the step writes to the terminal (``"[train] "``).
     """
     _install()
-    buf = _MaskingBuffer()
+    buf = _MaskingBuffer(prefix)
     previous = getattr(_local, "buffer", None)
     _local.buffer = buf
+    live = LiveLog(buf, store, uri).start() if store is not None and uri is not None else None
     try:
         if _fd_mode:
-            with _FdCapture(buf):
+            with _FdCapture(buf, prefix):
                 yield buf
         else:
             yield buf
     finally:
         _local.buffer = previous
-
-
-SHIP_EVERY = 1.0
-"""Seconds between copies of a running step's log to its log file (what the dashboard shows live)."""
-
-
-@contextmanager
-def ship_logs(buf: io.StringIO, write: Callable[[str], None], every: float = SHIP_EVERY) -> Iterator[None]:
-    """Meanwhile, copy ``buf`` to the step's log file whenever it grew, every ``every`` seconds.
-
-    A step's output is readable while it runs, and what it printed before a
-    kill is kept (up to the last copy). The caller writes the final log after.
-    """
-    stop = threading.Event()
-
-    def loop() -> None:
-        shipped = 0
-        while not stop.wait(every):
-            text = buf.getvalue()
-            if len(text) != shipped:
-                try:
-                    write(text)
-                    shipped = len(text)
-                except Exception:  # noqa: BLE001 - a log copy must never break a step
-                    pass
-
-    shipper = threading.Thread(target=loop, name="conveyor-log-shipper", daemon=True)
-    shipper._conveyor_log = None  # type: ignore[attr-defined]
-    _thread_start(shipper)  # not the step's thread-start hook: its own writes are no part of the log
-    try:
-        yield
-    finally:
-        stop.set()
-        shipper.join(timeout=10)
+        if live is not None:
+            live.close()

@@ -242,7 +242,6 @@ def run_step_command(args: argparse.Namespace) -> int:
     from conveyor.runtime._executor import RunEnvironment, execute_step, finalize_run
     from conveyor.runtime._logs import capture_file_descriptors
     from conveyor.stack import Stack
-    from conveyor.stores import RunStatus
 
     store, deployment = _open(args)
     overrides = _overrides(args.param, deployment.pipeline.parameters)
@@ -264,7 +263,14 @@ def run_step_command(args: argparse.Namespace) -> int:
         # A server's runner key is good for joining runs only: the step goes on with a token of its run.
         store.scope_to_run(run.id)
     env = RunEnvironment(
-        store=store, stack=stack, deployment=deployment, run=run, overrides=overrides, image=args.image
+        store=store,
+        stack=stack,
+        deployment=deployment,
+        run=run,
+        overrides=overrides,
+        image=args.image,
+        # Started by the local orchestrator: this step's lines share a terminal with its siblings'.
+        prefix_output=bool(os.environ.get(ENV_PARENT_PID)),
     )
     remote = args.run_key is not None
     try:
@@ -273,10 +279,10 @@ def run_step_command(args: argparse.Namespace) -> int:
             execute_step(env, args.step)
     except KeyboardInterrupt:
         # The engine stopped this task (SIGTERM or SIGINT): the step run is
-        # recorded as stopped; a run no orchestrator process owns would
-        # otherwise stay "running" forever.
+        # recorded as stopped, the steps after it skipped; a run no
+        # orchestrator process owns would otherwise stay "running" forever.
         if remote:
-            store.settle_run(run.id, RunStatus.FAILED, error=f"step {args.step!r} was stopped by its engine")
+            finalize_run(env, failed_step=args.step, error=f"step {args.step!r} was stopped by its engine")
         print(f"conveyor: step {args.step!r} was stopped", file=sys.stderr)
         return 130
     except StepFailedError as exc:

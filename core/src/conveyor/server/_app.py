@@ -9,6 +9,26 @@ number of workers serve the same data.
 Errors are 4xx with ``{"error": one line, "hint": ..., "type": ...}``; the
 REST store raises the same :mod:`conveyor.exceptions` class again, so the
 CLI prints the same line as on a SQL store.
+
+A new ``MetadataStore`` method gets its endpoint in three places (a unit
+test fails, naming the method, until :class:`~conveyor.stores.rest.RestStore`
+has it):
+
+1. here, a route under ``/api/`` beside its kin, whose handler first decides
+   who may call it: ``reader(p, what)`` to read (refuses run tokens and
+   runners), ``p.require("editor" | "admin", what)`` to change things
+   (refuses run tokens), or, for what a step must do, ``run_only`` /
+   ``step_run_scope`` so a run token reaches its own run only; then it calls
+   ``st.<method>(...)`` and returns ``_json(dump(result))``;
+2. in :mod:`conveyor.server._models`, a pydantic model for a request body
+   (``extra="forbid"``, bounded strings) and the response model of records;
+3. in :class:`~conveyor.stores.rest.RestStore`, the same method as one
+   ``self._get``/``self._post``/``self.http.request`` call, turning the answer
+   into records with ``load(RecordClass, data)``.
+
+Records cross the wire as their dataclass fields (:mod:`conveyor.stores.rest._wire`):
+a new record class of plain fields and timestamps needs nothing more; one
+that nests other records needs a case in ``_wire.load`` (as ``StackRecord`` has).
 """
 
 from __future__ import annotations
@@ -130,10 +150,6 @@ class Server:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.store = SqlStore(settings.store_url, migrate=settings.migrate)
-        if settings.migrate:
-            from conveyor.server._migrate import upgrade
-
-            upgrade(self.store.engine)
         self.auth = Authenticator(self.store, settings.auth)
         self._deployments: dict[str, Any] = {}
         self._lock = threading.Lock()

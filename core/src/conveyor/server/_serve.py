@@ -39,13 +39,11 @@ def prepare(settings: ServerSettings, ask_password: Callable[[], str]) -> str | 
     from conveyor._repository import ensure_default_stack
     from conveyor.secrets import load_keyring
     from conveyor.server._auth import Authenticator
-    from conveyor.server._migrate import upgrade
     from conveyor.stores.sql import SqlStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = SqlStore(settings.store_url, migrate=True)
     try:
-        upgrade(store.engine)
         load_keyring(create=True, folder=settings.data_dir)
         auth = Authenticator(store, settings.auth)
         created = None

@@ -6,8 +6,11 @@ from conveyor.stack._flavor import (
     ComponentType,
     Flavor,
     FlavorRegistry,
+    engine_flavors,
     flavors,
+    merge_settings,
     parse_settings,
+    step_settings,
 )
 from conveyor.stack._stack import Stack, StackComponent, add_config_resolver, resolve_config
 
@@ -20,7 +23,10 @@ __all__ = [
     "Stack",
     "StackComponent",
     "add_config_resolver",
+    "engine_flavors",
     "flavors",
+    "merge_settings",
     "parse_settings",
     "resolve_config",
+    "step_settings",
 ]

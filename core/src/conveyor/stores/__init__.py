@@ -10,7 +10,7 @@ imported only by code that opens a SQL store.
 from conveyor.stores._artifact_store import ArtifactStore, LocalArtifactStore
 from conveyor.stores._interface import DEAD_OWNER_ERROR, MetadataStore
 from conveyor.stores._liveness import current_process_identity, process_is_gone
-from conveyor.stores._open import open_store
+from conveyor.stores._open import local_store_folders, open_store, url_without_password
 from conveyor.stores._profiles import (
     LOCAL_PROFILE,
     Profile,
@@ -51,9 +51,11 @@ __all__ = [
     "config_dir",
     "current_process_identity",
     "is_server_url",
+    "local_store_folders",
     "new_id",
     "now",
     "open_store",
     "process_is_gone",
     "store_target",
+    "url_without_password",
 ]

@@ -70,12 +70,6 @@ def _stop_and_remove(container: Any, timeout: float) -> None:
         _live.pop(container.id, None)
 
 
-def _sa_url(url: Any) -> Any:
-    import sqlalchemy as sa
-
-    return sa.make_url(url)
-
-
 def store_mounts(store_url: Any, artifact_path: str) -> list[str]:
     """Folders of this machine the step containers need: a SQLite file's folder, a local artifact store.
 
@@ -84,26 +78,23 @@ def store_mounts(store_url: Any, artifact_path: str) -> list[str]:
     Raises:
         StackError: the metadata store is an in-memory SQLite database.
     """
-    folders: list[Path] = []
-    if store_url is None:  # a conveyor server: nothing of this machine's database is needed
-        pass
-    elif (store_url := _sa_url(store_url)).get_backend_name() == "sqlite":
-        database = store_url.database
-        if not database or database == ":memory:":
+    from conveyor.stores import local_store_folders
+
+    database = ""  # a conveyor server (None): nothing of this machine's database is needed
+    if store_url is not None:
+        import sqlalchemy as sa
+
+        url = sa.make_url(store_url)
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
             raise StackError(
                 "step containers cannot share an in-memory SQLite metadata store",
                 "use a SQLite file, or a MySQL/PostgreSQL server (CONVEYOR_STORE_URL)",
             )
-        folders.append(Path(database).resolve().parent)
-    if "://" not in artifact_path or artifact_path.startswith("file://"):
-        local = Path(artifact_path.removeprefix("file://")).resolve()
-        local.mkdir(parents=True, exist_ok=True)
-        folders.append(local)
-    kept: list[str] = []
-    for folder in sorted(set(folders), key=lambda p: len(p.parts)):
-        if not any(folder == Path(k) or Path(k) in folder.parents for k in kept):
-            kept.append(str(folder))
-    return kept
+        database = url.render_as_string(hide_password=False)
+    local = artifact_path.removeprefix("file://")
+    if local and "://" not in local:
+        Path(local).mkdir(parents=True, exist_ok=True)
+    return local_store_folders(database, artifact_path)
 
 
 def secrets_environment(env: RunEnvironment, step: StepIR) -> dict[str, str]:
@@ -215,7 +206,7 @@ class StepContainer:
         if resources.cpu is not None:
             options["nano_cpus"] = int(resources.cpu * 1e9)
         if resources.memory is not None:
-            options["mem_limit"] = _memory(resources.memory)
+            options["mem_limit"] = resources.memory  # bytes: the IR parsed the size once
         options.update(self.run_args)
         return options
 
@@ -368,22 +359,3 @@ class StepContainer:
 
 def _exit_note(code: int) -> str:
     return {137: " (killed: out of memory or stopped)", 139: " (segmentation fault)"}.get(code, "")
-
-
-def _memory(value: str) -> int | str:
-    """``"2Gi"``/``"512M"``/``"1g"`` as docker wants it."""
-    units = {
-        "ki": 1024,
-        "mi": 1024**2,
-        "gi": 1024**3,
-        "ti": 1024**4,
-        "k": 1000,
-        "m": 1000**2,
-        "g": 1000**3,
-        "t": 1000**4,
-    }
-    text = value.strip().lower().removesuffix("b")
-    for suffix in sorted(units, key=len, reverse=True):
-        if text.endswith(suffix):
-            return int(float(text[: -len(suffix)]) * units[suffix])
-    return int(float(text))

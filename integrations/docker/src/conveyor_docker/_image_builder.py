@@ -17,21 +17,25 @@ from conveyor_docker._client import BuildFailedError, EventLog, docker_client
 from conveyor_docker._context import (
     BUILD_FORMAT,
     ImagePlan,
-    Resolver,
-    _files_of,
-    _parse,
-    code_files,
-    conveyor_source_key,
+    add_bytes,
+    add_file,
+    extra_files_of,
     files_hash,
-    materializer_distributions,
-    prepare_wheels,
     repository_name,
+    write_context,
+)
+from conveyor_docker._requirements import (
+    Resolver,
+    conveyor_source_key,
+    materializer_distributions,
+    parse_requirement,
+    prepare_wheels,
     stack_distributions,
     store_requirements,
     user_requirements,
-    write_context,
 )
 from conveyor_docker._settings import DockerSettings, settings_for
+from conveyor_docker._source import SourceFiles, code_files, folder_files
 from conveyor_docker._wheels import WheelCache, default_cache_dir
 
 if TYPE_CHECKING:
@@ -191,7 +195,7 @@ class _Planner:
         self.ctx = ctx
         self.registry_uri = registry_uri
         self.source_root = Path(ctx.source_root).resolve() if ctx.source_root else Path.cwd()
-        self._code: dict[tuple[str | None, bool], list[tuple[str, Path]]] = {}
+        self._code: dict[str | None, SourceFiles] = {}
         self._conveyor_keys: dict[str, dict[str, str]] = {}
 
     def plan(self, settings: DockerSettings, step_id: str | None) -> ImagePlan:
@@ -204,13 +208,13 @@ class _Planner:
             resolver.add_conveyor(name)
         artifact_path = self.ctx.stack.artifact_store.path
         for name in store_requirements(self.ctx.store.url, artifact_path):
-            resolver.add(_parse(name, where))
+            resolver.add(parse_requirement(name, where))
         for text in user_requirements(settings, self.source_root):
-            resolver.add(_parse(text, f"docker settings of {where}"), original=text)
+            resolver.add(parse_requirement(text, f"docker settings of {where}"), original=text)
         if settings.replicate_local_environment:
             for canonical, dist in sorted(resolver.installed.items()):
                 if canonical not in _NOT_REPLICATED:
-                    resolver.add(_parse(f"{dist.metadata['Name']}=={dist.version}", where))
+                    resolver.add(parse_requirement(f"{dist.metadata['Name']}=={dist.version}", where))
         plan = ImagePlan(
             repository=repository_name(self.registry_uri, settings, self.deployment.pipeline.name),
             parent=parent,
@@ -221,25 +225,36 @@ class _Planner:
             conveyor=resolver.conveyor,
         )
         if settings.copy_source:
-            key = (settings.dockerignore, settings.copy_source)
-            if key not in self._code:
-                self._code[key] = code_files(self.source_root, settings)
-            plan.code_root, plan.code_files = self.source_root, self._code[key]
+            plan.code_root, plan.code_files = self.source_root, self._code_files(settings).files
         for host, dest in sorted(settings.extra_files.items()):
             if not dest.startswith("/"):
                 raise ConfigError(f"docker settings of {where}: extra_files target {dest!r} is not an absolute path")
             src = Path(host).expanduser()
-            plan.extra_files.append((dest, _files_of(src if src.is_absolute() else self.source_root / src)))
+            plan.extra_files.append((dest, extra_files_of(src if src.is_absolute() else self.source_root / src)))
         plan.inputs = {
             "format": BUILD_FORMAT,
             "parent": parent_id,
             "requirements": plan.requirement_lines(),
             "conveyor": [self._conveyor_key(n, d) for n, d in sorted(plan.conveyor.items())],
-            "extra": [[dest, files_hash(files)] for dest, files in plan.extra_files],
+            "extra": [[dest, files_hash(files, follow_symlinks=True)] for dest, files in plan.extra_files],
             "code": files_hash(plan.code_files),
         }
         plan.labels = {"conveyor.pipeline": self.deployment.pipeline.name, "conveyor.image": plan.tag}
         return plan
+
+    def _code_files(self, settings: DockerSettings) -> SourceFiles:
+        key = settings.dockerignore
+        if key not in self._code:
+            found = self._code[key] = code_files(self.source_root, settings)
+            if found.untracked_python:
+                shown = ", ".join(repr(n) for n in found.untracked_python[:3])
+                more = f" and {len(found.untracked_python) - 3} more" if len(found.untracked_python) > 3 else ""
+                print(
+                    f"conveyor: untracked Python files are not copied into the image: {shown}{more} "
+                    "(git add them to ship them, or list them in .conveyorignore)",
+                    file=sys.stderr,
+                )
+        return self._code[key]
 
     def _conveyor_key(self, name: str, dist: Any) -> dict[str, str]:
         if name not in self._conveyor_keys:
@@ -362,8 +377,6 @@ def _build_user_parent(client: Any, settings: DockerSettings, source_root: Path)
     import docker
     import requests
 
-    from conveyor_docker._context import _add_bytes, _add_file
-
     dockerfile = Path(settings.dockerfile or "")
     if not dockerfile.is_absolute():
         dockerfile = source_root / dockerfile
@@ -372,7 +385,7 @@ def _build_user_parent(client: Any, settings: DockerSettings, source_root: Path)
     root = Path(settings.build_context_root) if settings.build_context_root else dockerfile.parent
     if not root.is_absolute():
         root = source_root / root
-    files = code_files(root, DockerSettings())
+    files = folder_files(root)
     text = dockerfile.read_bytes()
     tag = hashlib.sha256(text + files_hash(files).encode()).hexdigest()[:32]
     name = f"conveyor-parent:{tag}"
@@ -389,8 +402,8 @@ def _build_user_parent(client: Any, settings: DockerSettings, source_root: Path)
         with tarfile.open(fileobj=context, mode="w") as tar:
             for rel, path in files:
                 if rel != ".conveyor-Dockerfile":
-                    _add_file(tar, rel, path)
-            _add_bytes(tar, ".conveyor-Dockerfile", text)
+                    add_file(tar, rel, path)
+            add_bytes(tar, ".conveyor-Dockerfile", text)
         context.seek(0)
         try:
             log.feed(

@@ -24,10 +24,9 @@ class ContainerScheduler(LocalScheduler):
         super().__init__(config, env, ctx)
         self.containers: dict[str, StepContainer] = {}
 
-    def run_attempt(self, step: StepIR) -> None:
+    def run_attempt(self, step: StepIR) -> str | None:
         if step.settings.step_operator is not None:
-            super().run_attempt(step)  # the stack's step operator runs it
-            return
+            return super().run_attempt(step)  # the stack's step operator runs it
         image = self.env.deployment.image_for(step.id)
         if image is None:
             from conveyor.exceptions import StackError
@@ -46,6 +45,10 @@ class ContainerScheduler(LocalScheduler):
         finally:
             with self.lock:
                 self.containers.pop(step.id, None)
+        return None
+
+    def runs_in_this_process(self, step: StepIR) -> bool:
+        return False  # every step runs in a container, or with the stack's step operator
 
     def stop_running(self) -> None:
         with self.lock:

@@ -40,9 +40,10 @@ class DockerSettings(BaseModel):
     extra_files: dict[str, str] = Field(default_factory=dict)
     """``{path here: absolute path in the image}``: files or folders copied in."""
     copy_source: bool = True
-    """Copy the source root (honouring its ``.dockerignore``) to ``/app``."""
+    """Copy the user's code to ``/app``: in a git checkout the tracked files under the source root, otherwise
+    the source root's files; either way without what ``.dockerignore`` and ``.conveyorignore`` match."""
     dockerignore: str | None = None
-    """A .dockerignore file to use instead of the source root's."""
+    """A .dockerignore file to use instead of the source root's (``.conveyorignore`` still applies)."""
     target_repository: str | None = None
     """Repository name under the registry's URI (default: ``conveyor-<pipeline name>``)."""
 
@@ -67,13 +68,17 @@ def settings_for(pipeline: PipelineIR, step: StepIR | None = None) -> DockerSett
     Raises:
         ConfigError: an unknown key or a bad value.
     """
-    base = dict(pipeline.settings.extra.get(SETTINGS_KEY, {}))
-    settings = _validate(base, f"pipeline {pipeline.name!r}")
-    if step is None:
+    from conveyor.stack import parse_settings, step_settings
+
+    if step is None or not step.settings.extra.get(SETTINGS_KEY):
+        settings: DockerSettings = parse_settings(
+            DockerSettings,
+            pipeline.settings.extra.get(SETTINGS_KEY),
+            namespace=SETTINGS_KEY,
+            where=f"pipeline {pipeline.name!r}",
+        )
         return settings
-    own = step.settings.extra.get(SETTINGS_KEY)
-    if not own:
-        return settings
-    where = f"step {step.id!r}"
-    _validate(dict(own), where)
-    return _validate({**base, **own}, where)
+    merged: DockerSettings = step_settings(
+        DockerSettings, SETTINGS_KEY, pipeline.settings.extra, step.settings.extra, where=f"step {step.id!r}"
+    )
+    return merged

@@ -202,9 +202,9 @@ def test_step_timeout_kills_its_container(docker_stack, repo, docker_daemon):
 def test_containers_use_host_network_and_mount_only_local_stores(docker_stack, repo, examples_path, docker_daemon):
     watcher = _ContainerWatcher(docker_daemon)
     with watcher:
-        run_case(next(c for c in CASES if c.name == "quickstart"), stack=docker_stack)
-    assert watcher.seen
-    for info in watcher.seen:
+        run = run_case(next(c for c in CASES if c.name == "quickstart"), stack=docker_stack)
+    assert watcher.of_run(run.id)
+    for info in watcher.of_run(run.id):
         assert info["HostConfig"]["NetworkMode"] == "host"
         sources = sorted(m["Source"] for m in info["Mounts"])
         assert sources == [str(Path(repo, ".conveyor").resolve())]  # the SQLite file's folder holds the artifacts too
@@ -234,12 +234,17 @@ class _ContainerWatcher:
         )
         self._events = events
         for event in events:
+            run = event.get("Actor", {}).get("Attributes", {}).get("conveyor.run")
             try:
-                self.seen.append(self.client.api.inspect_container(event["id"]))
+                self.seen.append({**self.client.api.inspect_container(event["id"]), "run": run})
             except docker.errors.NotFound:
-                self.seen.append({"missed": event["id"]})
+                self.seen.append({"missed": event["id"], "run": run})
             if self._stop.is_set():
                 break
+
+    def of_run(self, run_id: str) -> list[dict]:
+        """The containers of one run (other test sessions may share the daemon)."""
+        return [info for info in self.seen if info["run"] == run_id]
 
     def __enter__(self) -> _ContainerWatcher:
         self._thread.start()

@@ -40,8 +40,8 @@ def _check_cases(cases, docker_daemon, stack):
         check_run(case, boxed)
         assert artifact_hashes(boxed) == artifact_hashes(local), case.name
         assert all(a.uri.startswith("s3://") for s in boxed.steps.values() for a in s.outputs.values())
-        assert watcher.seen
-        for info in watcher.seen:
+        assert watcher.of_run(boxed.id)
+        for info in watcher.of_run(boxed.id):
             assert info["Mounts"] == [], f"{case.name}: a host folder was mounted: {info['Mounts']}"
             assert info["HostConfig"]["NetworkMode"] == "host"
 

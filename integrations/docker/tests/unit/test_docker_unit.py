@@ -16,8 +16,9 @@ import conveyor_docker
 from conveyor.exceptions import ConfigError, StackError
 from conveyor_docker import DockerSettings
 from conveyor_docker._client import BuildFailedError, EventLog
-from conveyor_docker._containers import _memory, store_mounts
-from conveyor_docker._context import ImagePlan, Resolver, code_files, store_requirements
+from conveyor_docker._containers import store_mounts
+from conveyor_docker._context import ImagePlan
+from conveyor_docker._requirements import Resolver, store_requirements
 from conveyor_docker._settings import settings_for
 from conveyor_docker._wheels import WheelCache
 
@@ -49,7 +50,7 @@ def test_registry_password_must_be_a_secret_reference():
         )["password"]
         == "{{reg.password}}"
     )
-    with pytest.raises(ConfigError, match="must be a secret reference"):
+    with pytest.raises(ConfigError, match="password: holds a credential, so it takes only a secret reference"):
         flavor.validate_config({"uri": "127.0.0.1:5000/ml", "password": "hunter2"}, component="reg")
     with pytest.raises(ConfigError, match="host\\[:port\\]"):
         flavor.validate_config({"uri": "http://127.0.0.1:5000/ml"}, component="reg")
@@ -94,7 +95,7 @@ def test_yaml_run_config_sets_docker_settings_and_unknown_keys_fail(repo):
     assert settings_for(ir).parent_image == "custom:1"
     (repo / "bad.yaml").write_text("settings:\n  docker:\n    parent_imag: custom:1\n")
     ir = pipe.with_options(config_path=repo / "bad.yaml").trace()
-    with pytest.raises(ConfigError, match="unknown key 'parent_imag'"):
+    with pytest.raises(ConfigError, match="unknown docker setting 'parent_imag'"):
         settings_for(ir)
 
 
@@ -148,22 +149,6 @@ def test_only_local_stores_are_mounted(tmp_path):
     assert store_mounts(sa.make_url("postgresql+psycopg://u@127.0.0.1/db"), "s3://b/p") == []
     with pytest.raises(StackError, match="in-memory SQLite"):
         store_mounts(sa.make_url("sqlite://"), "s3://b/p")
-
-
-def test_code_files_honour_dockerignore_and_default_excludes(tmp_path):
-    for rel in (
-        "main.py",
-        "pkg/mod.py",
-        "pkg/__pycache__/mod.cpython-311.pyc",
-        ".conveyor/conveyor.db",
-        ".git/HEAD",
-        "data/big.bin",
-        "notes.txt",
-    ):
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text("x")
-    (tmp_path / ".dockerignore").write_text("data\n*.txt\n")
-    assert [r for r, _ in code_files(tmp_path, DockerSettings())] == [".dockerignore", "main.py", "pkg/mod.py"]
 
 
 def _plan(tmp_path: Path, **settings) -> ImagePlan:
@@ -243,12 +228,6 @@ def test_build_errors_end_with_the_log_tail():
     lines = str(err).splitlines()
     assert lines[0] == "building image x failed: returned 3 (fix it)"
     assert "boom happened" in str(err) and log.error.startswith("The command returned")
-
-
-def test_memory_strings():
-    assert _memory("512Mi") == 512 * 1024**2
-    assert _memory("2G") == 2 * 1000**3
-    assert _memory("1gb") == 1000**3
 
 
 def test_no_docker_daemon_says_how_to_start_one(repo, monkeypatch):

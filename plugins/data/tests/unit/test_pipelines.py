@@ -13,7 +13,7 @@ import pytest
 from conftest import write_module
 
 from conveyor import Client
-from conveyor.exceptions import StepFailedError
+from conveyor.exceptions import MaterializerError, StepFailedError
 
 PIPELINE = """
 from typing import Annotated
@@ -242,4 +242,7 @@ def pickled() -> None:
     artifact = run.steps["fit"].output
     assert artifact.materializer == "conveyor_data._sklearn:SklearnPickleMaterializer"
     assert artifact.metadata["format"] == "pickle"
-    assert artifact.load().note_ == 1 + 2j
+    # Loading a pickle runs code it holds: a reader outside the pipeline opts in.
+    with pytest.raises(MaterializerError, match="runs code stored in the artifact"):
+        artifact.load()
+    assert artifact.load(allow_unsafe=True).note_ == 1 + 2j

@@ -14,16 +14,15 @@ from docker.types import Mount
 from docker.types import DeviceRequest
 
 CONVEYOR_PIPELINE = 'containers'
-CONVEYOR_DEPLOYMENT = '7257c2960a8c67cddea1d94a8da35c31'
+CONVEYOR_DEPLOYMENT = '4d05548585e8b220500b4ef7d68c7a4d'
 
 # Container modes: all tasks of one DAG run share one conveyor run, keyed by Airflow's run id.
-STEP_COMMAND = [literal('python'), '-m', 'conveyor.runtime', 'run-step', '--deployment=7257c2960a8c67cddea1d94a8da35c31', '--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}', '--orchestrator-run-id={{ run_id }}']
 CONTAINER_ENV = {'CONVEYOR_STORE_URL': 'sqlite:////srv/conveyor.db'}
 MOUNTS = [Mount(source='/srv', target='/srv', type='bind', read_only=False), Mount(source='/etc/conveyor', target='/etc/conveyor', type='bind', read_only=True)]
 
 with DAG(
     dag_id='containers',
-    doc_md='conveyor pipeline, deployment `7257c2960a8c67cddea1d94a8da35c31`',
+    doc_md='conveyor pipeline, deployment `4d05548585e8b220500b4ef7d68c7a4d`',
     schedule=None,
     catchup=False,
     tags=['conveyor'],
@@ -32,7 +31,7 @@ with DAG(
     tasks['load'] = DockerOperator(
         task_id='load',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        command=[*STEP_COMMAND, literal('--step=load'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('4d05548585e8b220500b4ef7d68c7a4d'), literal('--step'), literal('load'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         environment=literal({**CONTAINER_ENV}),
         docker_url='unix://var/run/docker.sock',
         network_mode='host',
@@ -46,7 +45,7 @@ with DAG(
     tasks['train'] = DockerOperator(
         task_id='train',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        command=[*STEP_COMMAND, literal('--step=train'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('4d05548585e8b220500b4ef7d68c7a4d'), literal('--step'), literal('train'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         environment=literal({**CONTAINER_ENV}),
         docker_url='unix://var/run/docker.sock',
         network_mode='host',
@@ -62,7 +61,7 @@ with DAG(
     tasks['total'] = DockerOperator(
         task_id='total',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        command=[*STEP_COMMAND, literal('--step=total'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('4d05548585e8b220500b4ef7d68c7a4d'), literal('--step'), literal('total'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         environment=literal({**CONTAINER_ENV}),
         docker_url='unix://var/run/docker.sock',
         network_mode='host',
@@ -79,7 +78,7 @@ with DAG(
     tasks['tune'] = DockerOperator(
         task_id='tune',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        command=[*STEP_COMMAND, literal('--step=tune'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('4d05548585e8b220500b4ef7d68c7a4d'), literal('--step'), literal('tune'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         environment=literal({**CONTAINER_ENV}),
         docker_url='unix://var/run/docker.sock',
         network_mode='host',

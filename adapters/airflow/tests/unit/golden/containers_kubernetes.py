@@ -13,15 +13,14 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from kubernetes.client import models as k8s
 
 CONVEYOR_PIPELINE = 'containers'
-CONVEYOR_DEPLOYMENT = '8151e87d546133cd35b4da35052634ee'
+CONVEYOR_DEPLOYMENT = '1d5048e10d963fde980090260cb06d6b'
 
 # Container modes: all tasks of one DAG run share one conveyor run, keyed by Airflow's run id.
-STEP_COMMAND = [literal('python'), '-m', 'conveyor.runtime', 'run-step', '--deployment=8151e87d546133cd35b4da35052634ee', '--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}', '--orchestrator-run-id={{ run_id }}']
 CONTAINER_ENV = {'CONVEYOR_STORE_URL': 'sqlite:////srv/conveyor.db'}
 
 with DAG(
     dag_id='containers',
-    doc_md='conveyor pipeline, deployment `8151e87d546133cd35b4da35052634ee`',
+    doc_md='conveyor pipeline, deployment `1d5048e10d963fde980090260cb06d6b`',
     schedule=None,
     catchup=False,
     tags=['conveyor'],
@@ -30,8 +29,8 @@ with DAG(
     tasks['load'] = KubernetesPodOperator(
         task_id='load',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        cmds=STEP_COMMAND[:1],
-        arguments=[*STEP_COMMAND[1:], literal('--step=load'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        cmds=[literal('python')],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d5048e10d963fde980090260cb06d6b'), literal('--step'), literal('load'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,
@@ -41,12 +40,12 @@ with DAG(
     tasks['train'] = KubernetesPodOperator(
         task_id='train',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        cmds=STEP_COMMAND[:1],
-        arguments=[*STEP_COMMAND[1:], literal('--step=train'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        cmds=[literal('python')],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d5048e10d963fde980090260cb06d6b'), literal('--step'), literal('train'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,
-        container_resources=literal(k8s.V1ResourceRequirements(requests={'cpu': '500m', 'memory': '1.5Gi'}, limits={'memory': '1.5Gi'})),
+        container_resources=literal(k8s.V1ResourceRequirements(requests={'cpu': '500m', 'memory': '1536Mi'}, limits={'memory': '1536Mi'})),
         node_selector=literal({'pool': 'highmem'}),
         labels=literal({'team': 'ml'}),
         annotations=literal({'note': '{{ ds }}'}),
@@ -58,8 +57,8 @@ with DAG(
     tasks['total'] = KubernetesPodOperator(
         task_id='total',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        cmds=STEP_COMMAND[:1],
-        arguments=[*STEP_COMMAND[1:], literal('--step=total'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        cmds=[literal('python')],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d5048e10d963fde980090260cb06d6b'), literal('--step'), literal('total'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,
@@ -72,8 +71,8 @@ with DAG(
     tasks['tune'] = KubernetesPodOperator(
         task_id='tune',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        cmds=STEP_COMMAND[:1],
-        arguments=[*STEP_COMMAND[1:], literal('--step=tune'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        cmds=[literal('python')],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d5048e10d963fde980090260cb06d6b'), literal('--step'), literal('tune'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,

@@ -15,11 +15,7 @@ CONVEYOR_PIPELINE = 'golden'
 CONVEYOR_DEPLOYMENT = '1c9e8e5be04285fae3293d3843e04572'
 
 # python mode: the task's shell only expands variables; every conveyor value is in `env`.
-RUN_STEP = (
-    'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment="$CONVEYOR_DEPLOYMENT"'
-    ' --step="$CONVEYOR_STEP" --run-key="airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID"'
-    ' --orchestrator-run-id="$AIRFLOW_CTX_DAG_RUN_ID"'
-)
+RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
 PYTHON_ENV = {'CONVEYOR_PYTHON': '/opt/conveyor/bin/python', 'CONVEYOR_DEPLOYMENT': CONVEYOR_DEPLOYMENT, 'CONVEYOR_STORE_URL': 'sqlite:////srv/conveyor.db', 'CONVEYOR_SOURCE_ROOT': '/srv/code'}
 
 with DAG(

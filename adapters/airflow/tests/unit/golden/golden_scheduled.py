@@ -16,15 +16,10 @@ CONVEYOR_PIPELINE = 'golden'
 CONVEYOR_DEPLOYMENT = '8e227cf345a670a52ff031b8f3e69f37'
 
 # python mode: the task's shell only expands variables; every conveyor value is in `env`.
-RUN_STEP = (
-    'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment="$CONVEYOR_DEPLOYMENT"'
-    ' --step="$CONVEYOR_STEP" --run-key="airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID"'
-    ' --orchestrator-run-id="$AIRFLOW_CTX_DAG_RUN_ID"'
-)
+RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
 PYTHON_ENV = {'CONVEYOR_PYTHON': '/opt/conveyor/bin/python', 'CONVEYOR_DEPLOYMENT': CONVEYOR_DEPLOYMENT, 'CONVEYOR_STORE_URL': 'sqlite:////srv/conveyor.db', 'CONVEYOR_SOURCE_ROOT': '/srv/code'}
 
 # Container modes: all tasks of one DAG run share one conveyor run, keyed by Airflow's run id.
-STEP_COMMAND = [literal('python'), '-m', 'conveyor.runtime', 'run-step', '--deployment=8e227cf345a670a52ff031b8f3e69f37', '--run-key=airflow:{{ dag.dag_id }}:{{ run_id }}', '--orchestrator-run-id={{ run_id }}']
 CONTAINER_ENV = {'CONVEYOR_STORE_URL': 'sqlite:////srv/conveyor.db'}
 
 with DAG(
@@ -83,7 +78,7 @@ with DAG(
     tasks['total_2'] = DockerOperator(
         task_id='total_2',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        command=[*STEP_COMMAND, literal('--step=total_2'), literal('--image=127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab')],
+        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('8e227cf345a670a52ff031b8f3e69f37'), literal('--step'), literal('total_2'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         environment=literal({**CONTAINER_ENV}),
         docker_url='unix://var/run/docker.sock',
         network_mode='host',

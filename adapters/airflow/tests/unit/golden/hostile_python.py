@@ -11,75 +11,52 @@ import datetime
 from airflow.sdk import DAG, literal
 from airflow.providers.standard.operators.bash import BashOperator
 
-CONVEYOR_PIPELINE = 'evil"\'\n__import__(\'os\').system(\'touch "$CONVEYOR_CANARY"\') {{ ds }} $(id)'
-CONVEYOR_DEPLOYMENT = 'f6a5709ab26d7c295a7b87279c2edbe1'
+CONVEYOR_PIPELINE = 'evil pipeline.v2 ünï 0'
+CONVEYOR_DEPLOYMENT = '83848f958b2791a629bcfc6177a0c378'
 
 # python mode: the task's shell only expands variables; every conveyor value is in `env`.
-RUN_STEP = (
-    'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment="$CONVEYOR_DEPLOYMENT"'
-    ' --step="$CONVEYOR_STEP" --run-key="airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID"'
-    ' --orchestrator-run-id="$AIRFLOW_CTX_DAG_RUN_ID"'
-)
+RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
 PYTHON_ENV = {'CONVEYOR_PYTHON': '/opt/conveyor/bin/python', 'CONVEYOR_DEPLOYMENT': CONVEYOR_DEPLOYMENT, 'CONVEYOR_STORE_URL': 'sqlite:////srv/conveyor.db', 'CONVEYOR_SOURCE_ROOT': '/srv/code'}
 
 with DAG(
-    dag_id='evil_____import____os__.system__touch___CONVEYOR_CANARY_______ds______id_',
-    dag_display_name='evil"\'\n__import__(\'os\').system(\'touch "$CONVEYOR_CANARY"\') {{ ds }} $(id)',
-    doc_md='conveyor pipeline, deployment `f6a5709ab26d7c295a7b87279c2edbe1`',
+    dag_id='evil_pipeline.v2__n__0',
+    dag_display_name='evil pipeline.v2 ünï 0',
+    doc_md='conveyor pipeline, deployment `83848f958b2791a629bcfc6177a0c378`',
     schedule=None,
     catchup=False,
     tags=['conveyor'],
 ) as dag:
     tasks = {}
-    tasks['x______import____os__.system__touch___CONVEYOR_CANARY_______'] = BashOperator(
-        task_id='x______import____os__.system__touch___CONVEYOR_CANARY_______',
-        task_display_name='x\'); __import__(\'os\').system(\'touch "$CONVEYOR_CANARY"\'); (\'',
+    tasks['import_os'] = BashOperator(
+        task_id='import_os',
+        task_display_name='import os',
         bash_command=RUN_STEP,
-        env=literal({**PYTHON_ENV, 'CONVEYOR_STEP': 'x\'); __import__(\'os\').system(\'touch "$CONVEYOR_CANARY"\'); (\''}),
+        env=literal({**PYTHON_ENV, 'CONVEYOR_STEP': 'import os'}),
         append_env=True,
         do_xcom_push=False,
         retries=0,
     )
-    tasks['__touch___CONVEYOR_CANARY__'] = BashOperator(
-        task_id='__touch___CONVEYOR_CANARY__',
-        task_display_name='$(touch "$CONVEYOR_CANARY")',
+    tasks['run.id'] = BashOperator(
+        task_id='run.id',
         bash_command=RUN_STEP,
-        env=literal({**PYTHON_ENV, 'CONVEYOR_STEP': '$(touch "$CONVEYOR_CANARY")'}),
+        env=literal({**PYTHON_ENV, 'CONVEYOR_STEP': 'run.id'}),
         append_env=True,
         do_xcom_push=False,
         retries=0,
     )
-    tasks['_touch__CONVEYOR_CANARY______touch___CONVEYOR_CANARY____'] = BashOperator(
-        task_id='_touch__CONVEYOR_CANARY______touch___CONVEYOR_CANARY____',
-        task_display_name='`touch $CONVEYOR_CANARY`; "; touch "$CONVEYOR_CANARY"; "',
+    tasks['0_dag'] = BashOperator(
+        task_id='0_dag',
+        task_display_name='0 dag',
         bash_command=RUN_STEP,
-        env=literal({**PYTHON_ENV, 'CONVEYOR_STEP': '`touch $CONVEYOR_CANARY`; "; touch "$CONVEYOR_CANARY"; "'}),
+        env=literal({**PYTHON_ENV, 'CONVEYOR_STEP': '0 dag'}),
         append_env=True,
         do_xcom_push=False,
         retries=0,
     )
-    tasks['___run_id______if_True______dag.dag_id______endif______c___'] = BashOperator(
-        task_id='___run_id______if_True______dag.dag_id______endif______c___',
-        task_display_name='{{ run_id }}{% if True %}{{ dag.dag_id }}{% endif %}{# c #}',
+    tasks['__init__'] = BashOperator(
+        task_id='__init__',
         bash_command=RUN_STEP,
-        env=literal({**PYTHON_ENV, 'CONVEYOR_STEP': '{{ run_id }}{% if True %}{{ dag.dag_id }}{% endif %}{# c #}'}),
-        append_env=True,
-        do_xcom_push=False,
-        retries=0,
-    )
-    tasks['--help'] = BashOperator(
-        task_id='--help',
-        bash_command=RUN_STEP,
-        env=literal({**PYTHON_ENV, 'CONVEYOR_STEP': '--help'}),
-        append_env=True,
-        do_xcom_push=False,
-        retries=0,
-    )
-    tasks['a___________________'] = BashOperator(
-        task_id='a___________________',
-        task_display_name='a\\\'\r\n\t\x0b\x0c\u2028\x85☃ """\'\'\' #',
-        bash_command=RUN_STEP,
-        env=literal({'CONVEYOR_NOTE': 'x\'); __import__(\'os\').system(\'touch "$CONVEYOR_CANARY"\'); (\'', **PYTHON_ENV, 'CONVEYOR_STEP': 'a\\\'\r\n\t\x0b\x0c\u2028\x85☃ """\'\'\' #'}),
+        env=literal({**PYTHON_ENV, 'CONVEYOR_STEP': '__init__'}),
         append_env=True,
         do_xcom_push=False,
         retries=0,
@@ -92,10 +69,27 @@ with DAG(
         do_xcom_push=False,
         retries=0,
     )
+    tasks['_n_c_d__na_ve'] = BashOperator(
+        task_id='_n_c_d__na_ve',
+        task_display_name='ünïcödé naïve',
+        bash_command=RUN_STEP,
+        env=literal({'CONVEYOR_NOTE': 'x\'); __import__(\'os\').system(\'touch "$CONVEYOR_CANARY"\'); (\'', **PYTHON_ENV, 'CONVEYOR_STEP': 'ünïcödé naïve'}),
+        append_env=True,
+        do_xcom_push=False,
+        retries=0,
+    )
+    tasks['xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'] = BashOperator(
+        task_id='xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',
+        bash_command=RUN_STEP,
+        env=literal({**PYTHON_ENV, 'CONVEYOR_STEP': 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'}),
+        append_env=True,
+        do_xcom_push=False,
+        retries=0,
+    )
 
-    tasks['x______import____os__.system__touch___CONVEYOR_CANARY_______'] >> tasks['__touch___CONVEYOR_CANARY__']
-    tasks['__touch___CONVEYOR_CANARY__'] >> tasks['_touch__CONVEYOR_CANARY______touch___CONVEYOR_CANARY____']
-    tasks['_touch__CONVEYOR_CANARY______touch___CONVEYOR_CANARY____'] >> tasks['___run_id______if_True______dag.dag_id______endif______c___']
-    tasks['___run_id______if_True______dag.dag_id______endif______c___'] >> tasks['--help']
-    tasks['--help'] >> tasks['a___________________']
-    tasks['a___________________'] >> tasks['build.sh']
+    tasks['import_os'] >> tasks['run.id']
+    tasks['run.id'] >> tasks['0_dag']
+    tasks['0_dag'] >> tasks['__init__']
+    tasks['__init__'] >> tasks['build.sh']
+    tasks['build.sh'] >> tasks['_n_c_d__na_ve']
+    tasks['_n_c_d__na_ve'] >> tasks['xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx']

@@ -1,15 +1,15 @@
-"""server: users, service accounts, credentials and failed logins
+"""a conveyor server's users, service accounts, credentials and failed logins
 
-Revision ID: s0001
-Revises:
+Revision ID: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 
-revision = 's0001'
-down_revision = None
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
