@@ -11,6 +11,8 @@ Fixtures:
 * S3: ``s3_server``, ``s3_endpoint``, ``s3_bucket``.
 * Docker: ``docker_daemon``, ``registry``, ``base_image``.
 * MLflow: ``mlflow_server``, ``mlflow_tracking_uri``, ``mlflow_auth_server`` (real ``mlflow server``s).
+* conveyor server: ``conveyor_server``, ``conveyor_server_postgres``,
+  ``conveyor_server_factory`` (:mod:`conveyor_testing.server`).
 
 Missing servers fail the tests that need them with the hint
 ``run: bash scripts/bootstrap.sh``; nothing is skipped. A test that needs a
@@ -33,6 +35,7 @@ from conveyor_testing._repository import fresh_repository
 from conveyor_testing.conformance import EXAMPLES
 from conveyor_testing.mlflow_server import mlflow_auth_server, mlflow_server, mlflow_tracking_uri
 from conveyor_testing.s3_server import s3_bucket, s3_endpoint, s3_server
+from conveyor_testing.server import conveyor_server, conveyor_server_factory, conveyor_server_postgres
 from conveyor_testing.sql_servers import (
     fresh_mariadb_url,
     fresh_postgres_url,
@@ -45,6 +48,9 @@ from conveyor_testing.sql_servers import (
 __all__ = [
     "SERVER_FIXTURES",
     "SERVER_MARKERS",
+    "conveyor_server",
+    "conveyor_server_factory",
+    "conveyor_server_postgres",
     "examples_path",
     "fresh_mariadb_url",
     "fresh_postgres_url",
@@ -73,10 +79,15 @@ SERVER_FIXTURES = frozenset(
         "base_image",
         "mlflow_server",
         "mlflow_auth_server",
+        "conveyor_server",
+        "conveyor_server_postgres",
+        "conveyor_server_factory",
     }
 )
 """Fixtures that start (or reach) a server: a test using any of them is an integration test."""
-SERVER_MARKERS = frozenset({"mysql", "postgres", "s3", "docker", "airflow", "kubeflow", "prefect", "dagster", "mlflow"})
+SERVER_MARKERS = frozenset(
+    {"mysql", "postgres", "s3", "docker", "airflow", "kubeflow", "prefect", "dagster", "mlflow", "server"}
+)
 """Markers that say a test needs a server or a real engine: such a test is an integration test."""
 
 

@@ -1,7 +1,7 @@
 """models, model versions, aliases with their history, links to runs, steps and artifacts; metadata logged by steps
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0004
 
 Existing runs, steps and artifacts are kept as they are: their steps logged nothing
 (the new step_runs.metadata column is NULL) and they belong to no model version.
@@ -16,7 +16,7 @@ from alembic import op
 
 
 revision = '0006'
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
