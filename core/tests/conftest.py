@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from conveyor_testing import fresh_repository
 
 # tests_support sits beside this file; the unit and integration folders import it.

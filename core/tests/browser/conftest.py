@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conveyor_testing.sql_servers import free_port
+from conveyor_testing.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = os.environ.get("CONVEYOR_CHROMIUM", "/usr/bin/chromium")

@@ -18,7 +18,7 @@ from conveyor.exceptions import AuthenticationError, PermissionDeniedError, Serv
 from conveyor.stores import RunStatus
 from conveyor.stores.rest import RestStore
 from conveyor_testing.server import ConveyorServer
-from conveyor_testing.sql_servers import free_port
+from conveyor_testing.processes import free_port
 from tests_support import write_module
 
 pytestmark = [pytest.mark.server, pytest.mark.integration]

@@ -39,7 +39,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Query, Request
@@ -639,6 +639,106 @@ def create_app(settings: ServerSettings) -> FastAPI:
         p = principal(request)
         reader(p, "read artifacts")
         return _json(dump(st.artifact_consumers(artifact_id)))
+
+    # -- models ------------------------------------------------------------------------------
+    # A step reads any model version (it may load one another run produced); it creates and links
+    # versions only for its own run.
+    def model_reader(p: Principal, what: str) -> None:
+        if not p.is_run:
+            reader(p, what)
+
+    @app.post("/api/models/versions", response_model=m.ModelVersionOut, tags=["models"])
+    def get_or_create_model_version(request: Request, body: m.ModelVersionIn) -> Response:
+        """The model version a run works in, created (with the model) when it does not exist."""
+        p = principal(request)
+        writer(p, "create model versions")
+        if p.is_run and body.run_id is None:
+            raise _denied(p, "create model versions outside its run")
+        if body.run_id is not None:
+            run_only(p, body.run_id, "create model versions for other runs")
+        fields = body.fields.model_dump(exclude_none=True) if body.fields else None
+        record = st.get_or_create_model_version(
+            body.model, version=body.version, key=body.key, run_id=body.run_id, model_fields=fields
+        )
+        return _json(dump(record))
+
+    @app.get("/api/models", response_model=list[m.ModelOut], tags=["models"])
+    def list_models(request: Request) -> Response:
+        """Every model, by name."""
+        p = principal(request)
+        model_reader(p, "list models")
+        return _json(dump(st.list_models()))
+
+    @app.get("/api/models/{name_or_id}", response_model=m.ModelOut, tags=["models"])
+    def get_model(request: Request, name_or_id: str) -> Response:
+        """A model by name or id."""
+        p = principal(request)
+        model_reader(p, "read models")
+        return _json(dump(st.get_model(name_or_id)))
+
+    @app.get("/api/models/{model}/versions", response_model=list[m.ModelVersionOut], tags=["models"])
+    def list_model_versions(request: Request, model: str) -> Response:
+        """The versions of a model, by number."""
+        p = principal(request)
+        model_reader(p, "read models")
+        return _json(dump(st.list_model_versions(model)))
+
+    @app.get("/api/models/{model}/versions/{version}", response_model=m.ModelVersionOut, tags=["models"])
+    def get_model_version(request: Request, model: str, version: str) -> Response:
+        """A version of a model by number, ``latest``, alias, name or id."""
+        p = principal(request)
+        model_reader(p, "read models")
+        return _json(dump(st.get_model_version(model, version)))
+
+    @app.put("/api/models/{model}/aliases/{alias}", response_model=Optional[m.ModelAliasEventOut], tags=["models"])
+    def set_model_alias(request: Request, model: str, alias: str, body: m.ModelAliasIn) -> Response:
+        """Point an alias at a version (null removes it); the move is recorded under the caller's name."""
+        p = principal(request)
+        if p.is_run:
+            raise _denied(p, "move model aliases")
+        p.require("editor", "move model aliases")
+        event = st.set_model_alias(model, alias, body.version_id, moved_by=p.name)
+        return _json(dump(event))
+
+    @app.get("/api/models/{model}/alias-events", response_model=list[m.ModelAliasEventOut], tags=["models"])
+    def list_model_alias_events(request: Request, model: str, alias: str | None = None) -> Response:
+        """The moves of a model's aliases (or of one alias), oldest first."""
+        p = principal(request)
+        model_reader(p, "read models")
+        return _json(dump(st.list_model_alias_events(model, alias)))
+
+    @app.post("/api/model-versions/{version_id}/links", status_code=204, tags=["models"])
+    def link_model_version(request: Request, version_id: str, body: m.ModelLinkIn) -> Response:
+        """Link a step run, its artifacts and what it logged to a model version."""
+        p = principal(request)
+        writer(p, "link model versions")
+        run_only(p, body.run_id, "link other runs")
+        step_run_scope(p, body.step_run_id, "link other runs")
+        st.link_model_version(
+            version_id,
+            run_id=body.run_id,
+            step_run_id=body.step_run_id,
+            role=body.role,
+            artifacts=body.artifacts,
+            metadata=body.metadata,
+        )
+        return Response(status_code=204)
+
+    @app.get("/api/model-links", response_model=list[m.ModelVersionLinkOut], tags=["models"])
+    def list_model_version_links(
+        request: Request, version_id: str | None = None, run_id: str | None = None
+    ) -> Response:
+        """Links of a model version, or of a run, oldest first."""
+        p = principal(request)
+        model_reader(p, "read models")
+        return _json(dump(st.list_model_version_links(version_id=version_id, run_id=run_id)))
+
+    @app.get("/api/model-versions/{version_id}/artifacts", response_model=dict[str, m.ArtifactOut], tags=["models"])
+    def model_version_artifacts(request: Request, version_id: str) -> Response:
+        """``{artifact name: artifact}`` the version's steps produced (the newest of each name)."""
+        p = principal(request)
+        model_reader(p, "read models")
+        return _json(dump(st.model_version_artifacts(version_id)))
 
     # -- components and stacks ------------------------------------------------------------
     @app.post("/api/components", response_model=m.ComponentOut, tags=["stacks"])

@@ -97,6 +97,7 @@ class StepRunOut(Model):
     error: Optional[str]
     attempts: int
     image: Optional[str]
+    metadata: Optional[Json] = None
 
 
 class ArtifactOut(Model):
@@ -114,6 +115,58 @@ class ArtifactOut(Model):
     metadata: Json
     visualizations: Json
     manifest: Optional[dict[str, int]] = None
+
+
+class ModelOut(Model):
+    """A model of the model control plane."""
+
+    id: str
+    name: str
+    description: Optional[str]
+    tags: list[str]
+    license: Optional[str]
+    latest_version: int
+    created: datetime
+    updated: datetime
+
+
+class ModelVersionOut(Model):
+    """A version of a model, with the aliases that point at it."""
+
+    id: str
+    model_id: str
+    model_name: str
+    number: int
+    name: Optional[str]
+    run_id: Optional[str]
+    created: datetime
+    aliases: list[str]
+
+
+class ModelVersionLinkOut(Model):
+    """A step run, an artifact or logged metadata linked to a model version."""
+
+    model_version_id: str
+    model_name: str
+    version_number: int
+    run_id: str
+    step_run_id: Optional[str]
+    role: str
+    artifact_id: Optional[str]
+    name: Optional[str]
+    metadata: Json
+    created: datetime
+
+
+class ModelAliasEventOut(Model):
+    """One move of a model's alias."""
+
+    model_name: str
+    alias: str
+    from_version: Optional[int]
+    to_version: Optional[int]
+    moved_by: str
+    created: datetime
 
 
 class ComponentOut(Model):
@@ -352,6 +405,7 @@ class StepRunValues(Model):
     error: Optional[Text] = None
     attempts: Optional[Count] = None
     image: Optional[Text1k] = None
+    metadata: Optional[Json] = None
 
 
 class StepStartIn(Model):
@@ -417,6 +471,42 @@ class StepCompleteIn(Model):
     new_artifacts: dict[Name, ArtifactValues]
     require_running: bool = False
     values: StepRunValues
+
+
+class ModelFieldsIn(Model):
+    """What a new version records on its model."""
+
+    description: Optional[Text] = None
+    tags: Optional[list[Name]] = None
+    license: Optional[Name] = None
+
+
+class ModelVersionIn(Model):
+    """The model version a run works in (created when it does not exist)."""
+
+    model: Name
+    version: Optional[Name] = None
+    key: Optional[Name] = None
+    run_id: Optional[Id] = None
+    # The store's model_fields (pydantic keeps that name for itself).
+    fields: Optional[ModelFieldsIn] = None
+
+
+class ModelAliasIn(Model):
+    """Where an alias points (null removes it)."""
+
+    version_id: Optional[Id] = None
+
+
+class ModelLinkIn(Model):
+    """A step run's link to a model version."""
+
+    run_id: Id
+    step_run_id: Id
+    # Any text: the store names the roles it takes, in the same words as on a SQL store.
+    role: Name
+    artifacts: Links = {}
+    metadata: Json = {}
 
 
 class ComponentIn(Model):

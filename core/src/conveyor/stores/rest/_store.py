@@ -12,6 +12,10 @@ from conveyor.stores._interface import MetadataStore
 from conveyor.stores._records import (
     ArtifactRecord,
     ComponentRecord,
+    ModelAliasEventRecord,
+    ModelRecord,
+    ModelVersionLinkRecord,
+    ModelVersionRecord,
     PipelineRecord,
     RunRecord,
     StackRecord,
@@ -271,6 +275,89 @@ class RestStore(MetadataStore):
     def artifact_consumers(self, artifact_id: str) -> list[StepRunRecord]:
         """Step runs that took this artifact as an input."""
         return [load(StepRunRecord, r) for r in self._get(f"/api/artifacts/{segment(artifact_id)}/consumers")]
+
+    # -- models --------------------------------------------------------------------------
+    def get_or_create_model_version(
+        self,
+        model: str,
+        *,
+        version: str | None = None,
+        key: str | None = None,
+        run_id: str | None = None,
+        model_fields: Mapping[str, Any] | None = None,
+    ) -> ModelVersionRecord:
+        """The model version a run works in, created (with the model) when it does not exist."""
+        body = {
+            "model": model,
+            "version": version,
+            "key": key,
+            "run_id": run_id,
+            "fields": dict(model_fields) if model_fields is not None else None,
+        }
+        return load(ModelVersionRecord, self._post("/api/models/versions", body))
+
+    def get_model(self, name_or_id: str) -> ModelRecord:
+        """A model by name or id."""
+        return load(ModelRecord, self._get(f"/api/models/{segment(name_or_id)}"))
+
+    def list_models(self) -> list[ModelRecord]:
+        """Every model, by name."""
+        return [load(ModelRecord, r) for r in self._get("/api/models")]
+
+    def get_model_version(self, model: str, version: str) -> ModelVersionRecord:
+        """A version of a model by number, ``latest``, alias, name or id."""
+        return load(ModelVersionRecord, self._get(f"/api/models/{segment(model)}/versions/{segment(str(version))}"))
+
+    def list_model_versions(self, model: str) -> list[ModelVersionRecord]:
+        """The versions of a model, by number."""
+        return [load(ModelVersionRecord, r) for r in self._get(f"/api/models/{segment(model)}/versions")]
+
+    def set_model_alias(
+        self, model: str, alias: str, version_id: str | None, *, moved_by: str
+    ) -> ModelAliasEventRecord | None:
+        """Point an alias of a model at a version (None removes it); the server records who moved it."""
+        # moved_by is the authenticated caller's name on a server, whatever this process says.
+        answer = self.http.request(
+            "PUT", f"/api/models/{segment(model)}/aliases/{segment(alias)}", {"version_id": version_id}
+        )
+        return None if answer is None else load(ModelAliasEventRecord, answer)
+
+    def list_model_alias_events(self, model: str, alias: str | None = None) -> list[ModelAliasEventRecord]:
+        """The moves of a model's aliases (or of one alias), oldest first."""
+        found = self._get(f"/api/models/{segment(model)}/alias-events", alias=alias)
+        return [load(ModelAliasEventRecord, r) for r in found]
+
+    def link_model_version(
+        self,
+        version_id: str,
+        *,
+        run_id: str,
+        step_run_id: str,
+        role: str,
+        artifacts: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Link a step run, the artifacts it produced or loaded, and what it logged to a model version."""
+        body = {
+            "run_id": run_id,
+            "step_run_id": step_run_id,
+            "role": role,
+            "artifacts": dict(artifacts or {}),
+            "metadata": dump_values(dict(metadata or {})),
+        }
+        self._post(f"/api/model-versions/{segment(version_id)}/links", body)
+
+    def list_model_version_links(
+        self, *, version_id: str | None = None, run_id: str | None = None
+    ) -> list[ModelVersionLinkRecord]:
+        """Links of a model version, or of a run, oldest first."""
+        found = self._get("/api/model-links", version_id=version_id, run_id=run_id)
+        return [load(ModelVersionLinkRecord, r) for r in found]
+
+    def model_version_artifacts(self, version_id: str) -> dict[str, ArtifactRecord]:
+        """``{artifact name: artifact}`` the version's steps produced (the newest of each name)."""
+        found = self._get(f"/api/model-versions/{segment(version_id)}/artifacts")
+        return {k: load(ArtifactRecord, v) for k, v in found.items()}
 
     # -- stack components and stacks -----------------------------------------------------
     def create_component(
