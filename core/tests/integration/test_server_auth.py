@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from conveyor.exceptions import AuthenticationError, PermissionDeniedError, ServerVersionError, StoreError
 from conveyor.stores import RunStatus
 from conveyor.stores.rest import RestStore
-from conveyor_testing.server import ConveyorServer
 from conveyor_testing.processes import free_port
+from conveyor_testing.server import ConveyorServer
 from tests_support import write_module
 
 pytestmark = [pytest.mark.server, pytest.mark.integration]

@@ -669,39 +669,45 @@ def create_app(settings: ServerSettings) -> FastAPI:
         model_reader(p, "list models")
         return _json(dump(st.list_models()))
 
-    @app.get("/api/models/{name_or_id}", response_model=m.ModelOut, tags=["models"])
-    def get_model(request: Request, name_or_id: str) -> Response:
+    # Model, version and alias names travel in the query or the body, never in the path: they may
+    # hold any character (the store refuses or keeps them exactly, as on a SQL store).
+    @app.get("/api/model", response_model=m.ModelOut, tags=["models"])
+    def get_model(request: Request, name: str = Query(max_length=1024)) -> Response:
         """A model by name or id."""
         p = principal(request)
         model_reader(p, "read models")
-        return _json(dump(st.get_model(name_or_id)))
+        return _json(dump(st.get_model(name)))
 
-    @app.get("/api/models/{model}/versions", response_model=list[m.ModelVersionOut], tags=["models"])
-    def list_model_versions(request: Request, model: str) -> Response:
+    @app.get("/api/model/versions", response_model=list[m.ModelVersionOut], tags=["models"])
+    def list_model_versions(request: Request, model: str = Query(max_length=1024)) -> Response:
         """The versions of a model, by number."""
         p = principal(request)
         model_reader(p, "read models")
         return _json(dump(st.list_model_versions(model)))
 
-    @app.get("/api/models/{model}/versions/{version}", response_model=m.ModelVersionOut, tags=["models"])
-    def get_model_version(request: Request, model: str, version: str) -> Response:
+    @app.get("/api/model/version", response_model=m.ModelVersionOut, tags=["models"])
+    def get_model_version(
+        request: Request, model: str = Query(max_length=1024), version: str = Query(max_length=1024)
+    ) -> Response:
         """A version of a model by number, ``latest``, alias, name or id."""
         p = principal(request)
         model_reader(p, "read models")
         return _json(dump(st.get_model_version(model, version)))
 
-    @app.put("/api/models/{model}/aliases/{alias}", response_model=Optional[m.ModelAliasEventOut], tags=["models"])
-    def set_model_alias(request: Request, model: str, alias: str, body: m.ModelAliasIn) -> Response:
+    @app.put("/api/model/alias", response_model=Optional[m.ModelAliasEventOut], tags=["models"])
+    def set_model_alias(request: Request, body: m.ModelAliasIn) -> Response:
         """Point an alias at a version (null removes it); the move is recorded under the caller's name."""
         p = principal(request)
         if p.is_run:
             raise _denied(p, "move model aliases")
         p.require("editor", "move model aliases")
-        event = st.set_model_alias(model, alias, body.version_id, moved_by=p.name)
+        event = st.set_model_alias(body.model, body.alias, body.version_id, moved_by=p.name)
         return _json(dump(event))
 
-    @app.get("/api/models/{model}/alias-events", response_model=list[m.ModelAliasEventOut], tags=["models"])
-    def list_model_alias_events(request: Request, model: str, alias: str | None = None) -> Response:
+    @app.get("/api/model/alias-events", response_model=list[m.ModelAliasEventOut], tags=["models"])
+    def list_model_alias_events(
+        request: Request, model: str = Query(max_length=1024), alias: str | None = Query(default=None, max_length=1024)
+    ) -> Response:
         """The moves of a model's aliases (or of one alias), oldest first."""
         p = principal(request)
         model_reader(p, "read models")

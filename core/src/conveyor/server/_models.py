@@ -481,21 +481,24 @@ class ModelFieldsIn(Model):
     license: Optional[Name] = None
 
 
+# Model, version and alias names are the store's to judge (its messages name what is wrong with them).
 class ModelVersionIn(Model):
     """The model version a run works in (created when it does not exist)."""
 
-    model: Name
-    version: Optional[Name] = None
-    key: Optional[Name] = None
+    model: Text1k
+    version: Optional[Text1k] = None
+    key: Optional[Text1k] = None
     run_id: Optional[Id] = None
     # The store's model_fields (pydantic keeps that name for itself).
     fields: Optional[ModelFieldsIn] = None
 
 
 class ModelAliasIn(Model):
-    """Where an alias points (null removes it)."""
+    """Where an alias of a model points (a null version removes it)."""
 
-    version_id: Optional[Id] = None
+    model: Text1k
+    alias: Text1k
+    version_id: Optional[Text1k] = None
 
 
 class ModelLinkIn(Model):

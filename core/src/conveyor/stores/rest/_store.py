@@ -298,7 +298,7 @@ class RestStore(MetadataStore):
 
     def get_model(self, name_or_id: str) -> ModelRecord:
         """A model by name or id."""
-        return load(ModelRecord, self._get(f"/api/models/{segment(name_or_id)}"))
+        return load(ModelRecord, self._get("/api/model", name=name_or_id))
 
     def list_models(self) -> list[ModelRecord]:
         """Every model, by name."""
@@ -306,11 +306,11 @@ class RestStore(MetadataStore):
 
     def get_model_version(self, model: str, version: str) -> ModelVersionRecord:
         """A version of a model by number, ``latest``, alias, name or id."""
-        return load(ModelVersionRecord, self._get(f"/api/models/{segment(model)}/versions/{segment(str(version))}"))
+        return load(ModelVersionRecord, self._get("/api/model/version", model=model, version=str(version)))
 
     def list_model_versions(self, model: str) -> list[ModelVersionRecord]:
         """The versions of a model, by number."""
-        return [load(ModelVersionRecord, r) for r in self._get(f"/api/models/{segment(model)}/versions")]
+        return [load(ModelVersionRecord, r) for r in self._get("/api/model/versions", model=model)]
 
     def set_model_alias(
         self, model: str, alias: str, version_id: str | None, *, moved_by: str
@@ -318,13 +318,13 @@ class RestStore(MetadataStore):
         """Point an alias of a model at a version (None removes it); the server records who moved it."""
         # moved_by is the authenticated caller's name on a server, whatever this process says.
         answer = self.http.request(
-            "PUT", f"/api/models/{segment(model)}/aliases/{segment(alias)}", {"version_id": version_id}
+            "PUT", "/api/model/alias", {"model": model, "alias": alias, "version_id": version_id}
         )
         return None if answer is None else load(ModelAliasEventRecord, answer)
 
     def list_model_alias_events(self, model: str, alias: str | None = None) -> list[ModelAliasEventRecord]:
         """The moves of a model's aliases (or of one alias), oldest first."""
-        found = self._get(f"/api/models/{segment(model)}/alias-events", alias=alias)
+        found = self._get("/api/model/alias-events", model=model, alias=alias)
         return [load(ModelAliasEventRecord, r) for r in found]
 
     def link_model_version(
