@@ -134,6 +134,40 @@ def test_a_run_token_mints_nothing_and_touches_no_stack_or_user(world: World) ->
     assert world.status("POST", "/api/service-accounts", {"name": "eve", "role": "admin"}) == 403
 
 
+def test_model_calls_keep_to_the_run_of_a_token_and_aliases_name_who_moved_them(world: World) -> None:
+    run, other = world.run, world.other
+    step = {"step_name": "use", "source": "scoped_pipe:use", "code_hash": "x"}
+    mine = world.admin.start_step_run(run.id, "use", **step)
+    theirs = world.admin.start_step_run(other.id, "use", **step)
+    # A step creates versions for its own run, reads any version, and links its own steps only.
+    status, version = world.server.request(
+        "POST", "/api/models/versions", {"model": "churn", "key": "k", "run_id": run.id}, token=world.token
+    )
+    assert status == 200 and version["number"] == 1 and version["run_id"] == run.id
+    assert world.status("POST", "/api/models/versions", {"model": "churn", "run_id": other.id}) == 403
+    assert world.status("POST", "/api/models/versions", {"model": "churn"}) == 403
+    assert world.status("GET", "/api/model/version?model=churn&version=latest") == 200
+    assert world.status("GET", f"/api/model-versions/{version['id']}/artifacts") == 200
+    link = {"run_id": run.id, "step_run_id": mine.id, "role": "produced", "metadata": {"acc": 0.9}}
+    assert world.status("POST", f"/api/model-versions/{version['id']}/links", link) == 204
+    for stolen in ({**link, "run_id": other.id}, {**link, "step_run_id": theirs.id}):
+        assert world.status("POST", f"/api/model-versions/{version['id']}/links", stolen) == 403
+    assert [(x.step_run_id, x.metadata) for x in world.admin.list_model_version_links(version_id=version["id"])] == [
+        (mine.id, {"acc": 0.9})
+    ]
+    # Aliases: never a step's or a viewer's to move; an editor's move carries the editor's name, not a claimed one.
+    alias = {"model": "churn", "alias": "production", "version_id": version["id"]}
+    assert world.status("PUT", "/api/model/alias", alias) == 403
+    assert world.status("PUT", "/api/model/alias", alias, token=world.server.create_user("vic", "viewer")) == 403
+    editor = RestStore(world.server.url, token=world.server.create_user("edna", "editor"))
+    try:
+        moved = editor.set_model_alias("churn", "production", version["id"], moved_by="someone-else")
+    finally:
+        editor.close()
+    assert moved is not None and moved.moved_by == "edna"
+    assert [e.moved_by for e in world.admin.list_model_alias_events("churn")] == ["edna"]
+
+
 def test_a_run_token_stops_when_its_run_settles(world: World) -> None:
     assert world.status("GET", f"/api/runs/{world.run.id}") == 200
     assert world.admin.settle_run(world.run.id, RunStatus.COMPLETED)
