@@ -130,3 +130,56 @@ def test_a_running_step_shows_its_lines_before_it_ends(ui: str, local_repo: Loca
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+TRAINING = textwrap.dedent(
+    """
+    from typing import Annotated
+    from conveyor import Model, pipeline, step
+
+
+    @step
+    def train(lr: float) -> Annotated[dict, "weights"]:
+        return {"lr": lr}
+
+
+    @pipeline(model=Model(name="churn", tags=["tabular"]))
+    def training(lr: float = 0.1) -> None:
+        train(lr)
+
+
+    if __name__ == "__main__":
+        training(lr=0.1)
+        training(lr=0.2)
+    """
+)
+
+
+def test_a_models_page_shows_versions_their_aliases_history_runs_and_artifacts(
+    ui: str, local_repo: LocalRepo, page: Any
+) -> None:
+    script = local_repo.path / "training.py"
+    script.write_text(TRAINING)
+    local_repo.python(script)
+    for number, alias in (("1", "production"), ("2", "production"), ("1", "staging")):
+        local_repo.python("-m", "conveyor.cli", "model", "version", "alias", "set", "churn", number, alias)
+
+    page.goto(ui + "/runs")
+    page.locator("nav a", has_text="Models").click()
+    assert page.url.endswith("/models")
+    page.locator("a", has_text="churn").click()
+    assert page.locator("h1").inner_text() == "Model churn"
+    versions = page.locator("table.model-versions tbody tr")
+    assert versions.count() == 2  # newest first
+    assert page.locator("#version-2 .alias").all_inner_texts() == ["production"]
+    assert page.locator("#version-1 .alias").all_inner_texts() == ["staging"]
+    history = [row.split("\t")[1:4] for row in page.locator("table.alias-history tbody tr").all_inner_texts()]
+    assert history == [["staging", "", "1"], ["production", "1", "2"], ["production", "", "1"]]
+    screenshot(page, "model")
+
+    page.locator("#version-2 a", has_text="weights").click()
+    assert "/artifacts/" in page.url and "weights" in page.locator("h1").inner_text()
+    page.go_back()
+    page.locator("#version-2 a", has_text="run").click()
+    page.wait_for_selector("svg.dag")
+    assert set(_nodes(page)) == {"train"}

@@ -40,6 +40,9 @@ COOKIE = "conveyor_dashboard"
 LOG_TAIL_LINES = 2000
 """Lines of a step's log shown on the page (the whole log is one click away)."""
 
+MODEL_VERSIONS_SHOWN = 50
+"""Versions of a model its page lists, newest first."""
+
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -450,7 +453,7 @@ def mount_dashboard(app: FastAPI, source: DashboardSource) -> None:
             },
         )
 
-    # -- pipelines, stacks, secrets ------------------------------------------------------------
+    # -- pipelines, models, stacks, secrets ----------------------------------------------------
     @router.get("/pipelines")
     @guarded
     def pipelines(request: Request) -> Response:
@@ -463,6 +466,30 @@ def mount_dashboard(app: FastAPI, source: DashboardSource) -> None:
         recent = queries.runs(RunFilter(pipeline=record.name), per_page=20)
         return page(
             request, "pipeline.html", title=f"Pipeline {record.name}", p=record, deployment=deployment, recent=recent
+        )
+
+    @router.get("/models")
+    @guarded
+    def models(request: Request) -> Response:
+        return page(request, "models.html", title="Models", models=source.store.list_models())
+
+    @router.get("/models/{name}")
+    @guarded
+    def model_page(request: Request, name: str) -> Response:
+        record = source.store.get_model(name)
+        # Newest first, and a bounded page: a model retrained every hour has thousands of versions.
+        versions = source.store.list_model_versions(record.name)[::-1][:MODEL_VERSIONS_SHOWN]
+        artifacts = {v.id: source.store.model_version_artifacts(v.id) for v in versions}
+        history = source.store.list_model_alias_events(record.name)[::-1]
+        return page(
+            request,
+            "model.html",
+            title=f"Model {record.name}",
+            m=record,
+            versions=versions,
+            artifacts=artifacts,
+            history=history,
+            shown=MODEL_VERSIONS_SHOWN,
         )
 
     @router.get("/stacks")
