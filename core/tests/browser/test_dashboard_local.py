@@ -1,4 +1,4 @@
-"""``conveyor ui`` over a local repository, in a real browser: the quickstart's DAG, live logs."""
+"""``conveyor ui`` over a local repository, in a real browser: the quickstart's DAG, live logs, a model's page."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import textwrap
 import time
 from typing import Any
 
+import pytest
 from conftest import ROOT, LocalRepo, screenshot, wait_until
+
+# A real browser (and, on a server, a real conveyor server) drives every test here.
+pytestmark = pytest.mark.integration
 
 QUICKSTART = ROOT / "examples" / "quickstart" / "run.py"
 

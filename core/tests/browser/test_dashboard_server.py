@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 from conftest import ROOT, screenshot
 
+# A real browser (and, on a server, a real conveyor server) drives every test here.
+pytestmark = [pytest.mark.integration, pytest.mark.server]
+
 QUICKSTART = ROOT / "examples" / "quickstart" / "run.py"
 
 
