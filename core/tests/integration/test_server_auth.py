@@ -148,6 +148,8 @@ def test_model_calls_keep_to_the_run_of_a_token_and_aliases_name_who_moved_them(
     assert world.status("POST", "/api/models/versions", {"model": "churn"}) == 403
     assert world.status("GET", "/api/model/version?model=churn&version=latest") == 200
     assert world.status("GET", f"/api/model-versions/{version['id']}/artifacts") == 200
+    for listing in ("/api/models", "/api/model/versions?model=churn", "/api/model/alias-events?model=churn"):
+        assert world.status("GET", listing) == 403
     link = {"run_id": run.id, "step_run_id": mine.id, "role": "produced", "metadata": {"acc": 0.9}}
     assert world.status("POST", f"/api/model-versions/{version['id']}/links", link) == 204
     for stolen in ({**link, "run_id": other.id}, {**link, "step_run_id": theirs.id}):

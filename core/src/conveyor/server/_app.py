@@ -641,8 +641,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.artifact_consumers(artifact_id)))
 
     # -- models ------------------------------------------------------------------------------
-    # A step reads any model version (it may load one another run produced); it creates and links
-    # versions only for its own run.
+    # A step reads any model version by reference (it may load one another run produced) but lists
+    # nothing; it creates and links versions only for its own run.
     def model_reader(p: Principal, what: str) -> None:
         if not p.is_run:
             reader(p, what)
@@ -666,7 +666,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def list_models(request: Request) -> Response:
         """Every model, by name."""
         p = principal(request)
-        model_reader(p, "list models")
+        reader(p, "list models")
         return _json(dump(st.list_models()))
 
     # Model, version and alias names travel in the query or the body, never in the path: they may
@@ -682,7 +682,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def list_model_versions(request: Request, model: str = Query(max_length=1024)) -> Response:
         """The versions of a model, by number."""
         p = principal(request)
-        model_reader(p, "read models")
+        reader(p, "list model versions")
         return _json(dump(st.list_model_versions(model)))
 
     @app.get("/api/model/version", response_model=m.ModelVersionOut, tags=["models"])
@@ -710,7 +710,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     ) -> Response:
         """The moves of a model's aliases (or of one alias), oldest first."""
         p = principal(request)
-        model_reader(p, "read models")
+        reader(p, "read alias history")
         return _json(dump(st.list_model_alias_events(model, alias)))
 
     @app.post("/api/model-versions/{version_id}/links", status_code=204, tags=["models"])
@@ -736,7 +736,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     ) -> Response:
         """Links of a model version, or of a run, oldest first."""
         p = principal(request)
-        model_reader(p, "read models")
+        reader(p, "list model links")
         return _json(dump(st.list_model_version_links(version_id=version_id, run_id=run_id)))
 
     @app.get("/api/model-versions/{version_id}/artifacts", response_model=dict[str, m.ArtifactOut], tags=["models"])
