@@ -3,7 +3,7 @@
 ``nox`` runs them all (what CI runs); ``nox -s core`` runs one. Engines that
 cannot share an environment (Airflow and Prefect pin different FastAPI
 versions; kfp pins protobuf) each get their own. Servers (MariaDB,
-PostgreSQL, SeaweedFS, Docker, a registry, Prefect, Airflow) are started by
+PostgreSQL, SeaweedFS, Docker, a registry, Prefect, Airflow, conveyor servers) are started by
 the tests' fixtures; ``scripts/bootstrap.sh`` installs them.
 """
 
@@ -62,7 +62,7 @@ def _pytest(
 # Each distribution's tests, as the unit session runs them (one pytest each: every suite
 # keeps its own conftest and helper modules, as in its own session).
 UNIT_SUITES = {
-    "core": ("core/tests",),
+    "core": ("core/tests", "--ignore=core/tests/browser"),
     "testing": ("testing/tests",),
     "airflow": ("adapters/airflow/tests",),
     "kubeflow": ("adapters/kubeflow/tests",),
@@ -86,7 +86,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy over core: strict on the IR, the stores, stacks and the adapter API."""
-    _install(session, "mypy==2.4.1", "./core[mysql,postgres,s3]")
+    _install(session, "mypy==2.4.1", "./core[mysql,postgres,s3,server]")
     session.run("mypy", "--config-file", str(ROOT / "pyproject.toml"), env={"MYPYPATH": str(ROOT / "core" / "src")})
 
 
@@ -120,7 +120,7 @@ def unit(session: nox.Session) -> None:
         *PYTEST,
         *NOTEBOOK,
         "-e",
-        "./core[mysql,postgres,s3]",
+        "./core[mysql,postgres,s3,server]",
         "-e",
         "./testing[sql,docker]",
         "-e",
@@ -174,8 +174,38 @@ def _tests_run(report: Path) -> int:
 @nox.session(python=PYTHON)
 def core(session: nox.Session) -> None:
     """Core: unit tests, and the metadata store on real MariaDB and PostgreSQL, S3 on SeaweedFS."""
-    _install(session, *PYTEST, *NOTEBOOK, "-e", "./core[mysql,postgres,s3]", "-e", "./testing[sql,s3,docker]")
-    _pytest(session, "core/tests", "testing/tests")
+    _install(
+        session,
+        *PYTEST,
+        *NOTEBOOK,
+        "schemathesis>=4",
+        "-e",
+        "./core[mysql,postgres,s3,server]",
+        "-e",
+        "./testing[sql,s3,docker]",
+    )
+    _pytest(session, "core/tests", "testing/tests", "--ignore=core/tests/browser")
+
+
+@nox.session(python=PYTHON)
+def rest(session: nox.Session) -> None:
+    """Core's suite again with every repository on a conveyor server: over SQLite, then over PostgreSQL."""
+    _install(session, *PYTEST, *NOTEBOOK, "-e", "./core[mysql,postgres,s3,server]", "-e", "./testing[sql,s3,docker]")
+    # The server's own tests (marker `server`) run in the core session already.
+    for store in ("rest", "rest-postgres"):
+        _pytest(
+            session, "core/tests", "-m", "not server", "--ignore=core/tests/browser", env={"CONVEYOR_TEST_STORE": store}
+        )
+
+
+@nox.session(python=PYTHON)
+def dashboard(session: nox.Session) -> None:
+    """The dashboard in a real browser: Playwright driving Debian's Chromium, over conveyor ui and a server.
+
+    Screenshots are kept under test-artifacts/dashboard/.
+    """
+    _install(session, *PYTEST, "playwright>=1.45", "-e", "./core[server]", "-e", "./testing[sql]")
+    _pytest(session, "core/tests/browser", env={"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"})
 
 
 @nox.session(python=PYTHON)
@@ -210,7 +240,7 @@ def docker(session: nox.Session) -> None:
         *PYTEST,
         *NOTEBOOK,
         "-e",
-        "./core[mysql,postgres,s3]",
+        "./core[mysql,postgres,s3,server]",
         "-e",
         "./testing[sql,s3,docker]",
         "-e",

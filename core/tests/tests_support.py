@@ -52,6 +52,11 @@ def invoke(*args: str, input: str | None = None) -> Any:
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
 
+def without_notice(text: str) -> str:
+    """Output without the line that says which server or profile a command uses."""
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith("conveyor: using "))
+
+
 def ok(*args: str) -> str:
     """Run a command that must succeed; return its stdout."""
     result = invoke(*args)
@@ -69,8 +74,11 @@ def fails(*args: str, code: int = 1) -> str:
     result = invoke(*args)
     assert result.exit_code == code, f"{args}: exit {result.exit_code}: {result.output}"
     assert "Traceback" not in result.output
-    # A run's progress lines ("conveyor | ...") may come before its error.
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("conveyor | ")]
+    # A command that uses a server (or a named profile) says so first, and a run's progress lines
+    # ("conveyor | ...") may come before its error; the error is the one line left.
+    lines = [
+        line for line in result.stderr.strip().splitlines() if not line.startswith(("conveyor: using ", "conveyor | "))
+    ]
     assert len(lines) == 1, lines
     assert lines[0].startswith("conveyor: error: "), lines[0]
     return lines[0]

@@ -15,13 +15,13 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.constants import ENV_REPOSITORY, ENV_STACK, ENV_STEP_ENTRYPOINT, ENV_STORE_URL, REPOSITORY_DIR
+from conveyor.constants import ENV_REPOSITORY, ENV_STACK, ENV_STEP_ENTRYPOINT, REPOSITORY_DIR
 from conveyor.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from conveyor.ir import Deployment
     from conveyor.stack import Stack
-    from conveyor.stores import MetadataStore, RunRecord
+    from conveyor.stores import MetadataStore, RunRecord, StoreTarget
 
 DEFAULT_STACK = "default"
 _CONFIG = "config.json"
@@ -104,9 +104,14 @@ class Repository:
 
     @property
     def store_url(self) -> str:
-        """The metadata store URL: ``CONVEYOR_STORE_URL``, the config, or the SQLite default."""
-        url = os.environ.get(ENV_STORE_URL) or self.config().get("store_url")
-        return url or f"sqlite:///{self.dir / 'conveyor.db'}"
+        """The metadata store URL: ``CONVEYOR_STORE_URL``, ``CONVEYOR_SERVER``, a server profile, the config, or SQLite."""
+        return self.store_target().url
+
+    def store_target(self) -> StoreTarget:
+        """Which metadata store this repository uses, with the credential for a server (see :mod:`conveyor.stores`)."""
+        from conveyor.stores import store_target
+
+        return store_target(self.dir)
 
     @property
     def default_artifact_path(self) -> str:
@@ -121,15 +126,20 @@ class Repository:
     # -- stores and stacks -----------------------------------------------------------
     def store(self) -> MetadataStore:
         """The metadata store (opened once per process and URL)."""
-        url = self.store_url
+        target = self.store_target()
+        url = target.url
         with _stores_lock:
             store = _stores.get(url)
             if store is None:
                 from conveyor.stores import open_store
 
-                store = open_store(url)
+                in_step = bool(os.environ.get(ENV_STEP_ENTRYPOINT))
+                if target.announce and not in_step:
+                    # Which team store (or profile) a command lists from or runs into: one line.
+                    print(f"conveyor: using {target.describe()}", file=sys.stderr)
+                store = open_store(url, token=target.token)
                 ensure_default_stack(store, self.default_artifact_path)
-                if not os.environ.get(ENV_STEP_ENTRYPOINT):
+                if not in_step:
                     # A step process may run in a container, where this machine's PIDs are not visible.
                     settle_dead_runs(store)
                 _stores[url] = store
@@ -182,6 +192,14 @@ def ensure_default_stack(store: MetadataStore, artifact_path: str) -> None:
         "orchestrator": (DEFAULT_STACK, "local", {}),
         "artifact_store": (DEFAULT_STACK, "local", {"path": artifact_path}),
     }
+    if store.backend == "rest":
+        from conveyor.exceptions import PermissionDeniedError
+
+        try:
+            store.ensure_stack(DEFAULT_STACK, spec)
+        except PermissionDeniedError:
+            pass  # only an admin creates stacks on a server; a viewer still reads what is there
+        return
     store.ensure_stack(DEFAULT_STACK, spec)
 
 

@@ -15,6 +15,18 @@ ENV_REPOSITORY = "CONVEYOR_REPOSITORY"
 ENV_STORE_URL = "CONVEYOR_STORE_URL"
 """SQLAlchemy URL of the metadata store; overrides the repository config."""
 
+ENV_SERVER = "CONVEYOR_SERVER"
+"""URL of a conveyor server to use as the metadata store (overrides the active profile)."""
+
+ENV_API_KEY = "CONVEYOR_API_KEY"
+"""The credential sent to ``CONVEYOR_SERVER``: a service account's API key, or a run's step token."""
+
+ENV_PROFILE = "CONVEYOR_PROFILE"
+"""Name of a profile to use instead of the active one."""
+
+ENV_CONFIG_DIR = "CONVEYOR_CONFIG_DIR"
+"""The user's conveyor folder (profiles and their credentials); default ``~/.config/conveyor``."""
+
 ENV_SOURCE_ROOT = "CONVEYOR_SOURCE_ROOT"
 """Folder that step processes put first on ``sys.path`` to import user code."""
 

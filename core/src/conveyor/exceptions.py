@@ -17,7 +17,10 @@ to fix it; the CLI prints it without a traceback.
     ├── StoreError               the metadata or artifact store cannot be used
     │   ├── SchemaVersionError   the database has a schema from a newer conveyor
     │   ├── NotFoundError        no such pipeline, run, step or artifact
-    │   └── RunSettledError      the run ended (its driver died, it was stopped) before a step could record
+    │   ├── RunSettledError      the run ended (its driver died, it was stopped) before a step could record
+    │   ├── AuthenticationError  a conveyor server refused the credential (none, wrong, expired)
+    │   ├── PermissionDeniedError  the credential's role or run scope does not allow the request
+    │   └── ServerVersionError   this conveyor and the server speak different API versions
     ├── StepFailedError          a step raised; the run is marked failed
     ├── RunStoppedError          the run was stopped (Ctrl-C, a signal)
     ├── SecretError              a missing secret or key, or a bad key file
@@ -30,6 +33,7 @@ from typing import Any
 
 __all__ = [
     "AlerterError",
+    "AuthenticationError",
     "CapabilityError",
     "ConfigError",
     "ConveyorError",
@@ -37,11 +41,13 @@ __all__ = [
     "FlavorNotFoundError",
     "MaterializerError",
     "NotFoundError",
+    "PermissionDeniedError",
     "PipelineGraphError",
     "RunSettledError",
     "RunStoppedError",
     "SchemaVersionError",
     "SecretError",
+    "ServerVersionError",
     "StackError",
     "StepFailedError",
     "StoreError",
@@ -105,6 +111,18 @@ class NotFoundError(StoreError):
 
 class RunSettledError(StoreError):
     """The run already has its final status; a late step process may record nothing into it."""
+
+
+class AuthenticationError(StoreError):
+    """A conveyor server refused the credential: none was given, it is wrong, expired or revoked."""
+
+
+class PermissionDeniedError(StoreError):
+    """The credential is valid, but its role (or the run a step token is scoped to) does not allow the request."""
+
+
+class ServerVersionError(StoreError):
+    """This conveyor and the conveyor server speak different API versions."""
 
 
 class StepFailedError(ConveyorError):

@@ -12,7 +12,11 @@ from conveyor import Client
 from conveyor.stores.sql import SCHEMA_REVISIONS, SqlStore
 from tests_support import MODEL_PIPELINES, race_for_versions, write_module
 
-pytestmark = pytest.mark.integration
+# Each test makes a database of its own the repository's store, and the migration test reads its tables.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.sql_store("models on a MariaDB or PostgreSQL database of its own"),
+]
 
 SERVERS = [pytest.param("mariadb", marks=pytest.mark.mysql), pytest.param("postgres", marks=pytest.mark.postgres)]
 

@@ -63,6 +63,7 @@ def _planted_pickle(repo: Path, artifact: object) -> Path:
     return marker
 
 
+@pytest.mark.sql_store("edits rows of the SQLite file directly")
 def test_an_edited_materializer_row_does_not_unpickle_attacker_data(repo: Path) -> None:
     _, artifact = _run(repo)
     marker = _planted_pickle(repo, artifact)
@@ -76,6 +77,7 @@ def test_an_edited_materializer_row_does_not_unpickle_attacker_data(repo: Path) 
     assert not marker.exists()
 
 
+@pytest.mark.sql_store("edits rows of the SQLite file directly")
 def test_pickle_loads_when_the_reader_opts_in(repo: Path) -> None:
     _, artifact = _run(repo)
     with open(Path(artifact.uri) / "data.pkl", "wb") as f:
@@ -96,6 +98,7 @@ def test_pickle_loads_when_the_reader_opts_in(repo: Path) -> None:
         ("data_type", "antigravity:x", "its module is neither loaded here nor part of this project's code"),
     ],
 )
+@pytest.mark.sql_store("edits rows of the SQLite file directly")
 def test_an_edited_row_naming_other_code_is_refused(repo: Path, column: str, value: str, message: str) -> None:
     _, artifact = _run(repo)
     _edit("artifact_versions", f"id = '{artifact.id}'", **{column: value})
@@ -103,6 +106,7 @@ def test_an_edited_row_naming_other_code_is_refused(repo: Path, column: str, val
         Client().get_artifact(artifact.id).load()
 
 
+@pytest.mark.sql_store("edits rows of the SQLite file directly")
 def test_a_logs_uri_pointing_outside_the_store_is_refused(repo: Path) -> None:
     step, _ = _run(repo)
     _edit("step_runs", f"id = '{step.id}'", logs_uri="/etc/passwd")
@@ -112,6 +116,7 @@ def test_a_logs_uri_pointing_outside_the_store_is_refused(repo: Path) -> None:
     assert "root:" not in error
 
 
+@pytest.mark.sql_store("edits rows of the SQLite file directly")
 def test_a_logs_uri_climbing_out_of_the_store_is_refused(repo: Path) -> None:
     step, _ = _run(repo)
     climbing = step.record.logs_uri.rsplit("/", 1)[0] + "/../../../../../../../../etc/passwd"
@@ -120,6 +125,7 @@ def test_a_logs_uri_climbing_out_of_the_store_is_refused(repo: Path) -> None:
         Client().get_run(step.record.run_id).steps["make"].logs()
 
 
+@pytest.mark.sql_store("edits rows of the SQLite file directly")
 def test_an_artifact_uri_outside_the_store_is_refused(repo: Path) -> None:
     _, artifact = _run(repo)
     _edit("artifact_versions", f"id = '{artifact.id}'", uri=str(repo.parent))
@@ -129,6 +135,7 @@ def test_an_artifact_uri_outside_the_store_is_refused(repo: Path) -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rel=st.one_of(st.sampled_from(["../../x", "/etc/passwd", "..", "a/../../b", "\x00", "a\\..\\..\\b"]), st.text()))
+@pytest.mark.sql_store("edits rows of the SQLite file directly")
 def test_view_paths_never_leave_the_artifact_folder(repo: Path, rel: str) -> None:
     if str(repo) not in _ARTIFACTS:  # one run per test, however many examples
         _ARTIFACTS[str(repo)] = _run(repo)[1]

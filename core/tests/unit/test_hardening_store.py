@@ -63,6 +63,7 @@ def ran(repo: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "half"])
+@pytest.mark.sql_store("damages the repository's SQLite file")
 def test_a_damaged_database_is_one_line_for_every_command_and_is_not_recreated(
     repo: Path, ran: Path, damage: str
 ) -> None:
@@ -84,6 +85,7 @@ def test_a_damaged_database_is_one_line_for_every_command_and_is_not_recreated(
     assert ran.stat().st_size == size  # nothing re-created it
 
 
+@pytest.mark.sql_store("damages the repository's SQLite file")
 def test_init_force_sets_a_damaged_store_aside_and_starts_a_new_one(repo: Path, ran: Path) -> None:
     ran.write_bytes(b"")
     result = _conveyor(repo, "init", "--force")
@@ -94,6 +96,7 @@ def test_init_force_sets_a_damaged_store_aside_and_starts_a_new_one(repo: Path, 
     assert _run_pipe(repo).returncode == 0
 
 
+@pytest.mark.sql_store("init --force replaces the repository's SQLite file")
 def test_init_force_leaves_a_working_store_alone(repo: Path, ran: Path) -> None:
     before = ran.read_bytes()
     assert _conveyor(repo, "init", "--force").returncode == 0
@@ -102,6 +105,7 @@ def test_init_force_leaves_a_working_store_alone(repo: Path, ran: Path) -> None:
     assert len(ran.read_bytes()) >= len(before)
 
 
+@pytest.mark.sql_store("writes a foreign SQLite file as the store")
 def test_a_database_of_another_application_is_refused(repo: Path) -> None:
     import sqlite3
 

@@ -27,7 +27,7 @@ from conveyor_testing.strategies import hostile_text, names
 def _kinds() -> list[Any]:
     kinds = [pytest.param("sql", id="sql")]
     if importlib.util.find_spec("conveyor.stores.rest") is not None:
-        kinds.append(pytest.param("rest", marks=pytest.mark.server, id="rest"))
+        kinds.append(pytest.param("rest", marks=[pytest.mark.server, pytest.mark.integration], id="rest"))
     return kinds
 
 
@@ -46,6 +46,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataSt
         opened = RestStore(server.url, token=server.admin_key)
     yield opened
     opened.close()
+
+
+def _as(store: MetadataStore, name: str, opened: list[MetadataStore]) -> MetadataStore:
+    """The store as the user ``name`` sees it: on a server, with a key of an editor of that name.
+
+    A server records the caller it authenticated as the mover of an alias, whatever ``moved_by`` says.
+    """
+    if store.backend != "rest":
+        return store
+    from conveyor.stores.rest import RestStore  # type: ignore[import-not-found,unused-ignore]
+
+    assert isinstance(store, RestStore)
+    key = store.http.request("POST", "/api/service-accounts", {"name": name, "role": "editor"})["api_key"]
+    opened.append(RestStore(store.url, token=key))
+    return opened[-1]
 
 
 def _step_run(store: MetadataStore, step_id: str = "train", *, run: str = "r1", metadata: Any = None) -> Any:
@@ -169,21 +184,27 @@ def test_alias_moves_are_recorded_in_order_and_refused_across_models(store: Meta
     one = store.get_or_create_model_version("churn", key="1")
     two = store.get_or_create_model_version("churn", key="2")
     other = store.get_or_create_model_version("fraud", key="1")
-
-    first = store.set_model_alias("churn", "production", one.id, moved_by="alice")
-    assert first is not None and (first.alias, first.from_version, first.to_version, first.moved_by) == (
-        "production",
-        None,
-        1,
-        "alice",
-    )
-    assert first.created.tzinfo is not None
-    assert store.set_model_alias("churn", "production", one.id, moved_by="alice") is None  # already there
-    store.set_model_alias("churn", "staging", two.id, moved_by="alice")
-    moved = store.set_model_alias("churn", "production", two.id, moved_by="bob")
-    assert moved is not None and (moved.from_version, moved.to_version) == (1, 2)
-    removed = store.set_model_alias("churn", "staging", None, moved_by="bob")
-    assert removed is not None and (removed.from_version, removed.to_version) == (2, None)
+    opened: list[MetadataStore] = []
+    try:
+        alice, bob = _as(store, "alice", opened), _as(store, "bob", opened)
+        first = alice.set_model_alias("churn", "production", one.id, moved_by="alice")
+        assert first is not None and (first.alias, first.from_version, first.to_version, first.moved_by) == (
+            "production",
+            None,
+            1,
+            "alice",
+        )
+        assert first.created.tzinfo is not None
+        assert alice.set_model_alias("churn", "production", one.id, moved_by="alice") is None  # already there
+        alice.set_model_alias("churn", "staging", two.id, moved_by="alice")
+        # On a server the caller's name counts, not what it claims.
+        moved = bob.set_model_alias("churn", "production", two.id, moved_by="alice" if opened else "bob")
+        assert moved is not None and (moved.from_version, moved.to_version) == (1, 2)
+        removed = bob.set_model_alias("churn", "staging", None, moved_by="alice" if opened else "bob")
+        assert removed is not None and (removed.from_version, removed.to_version) == (2, None)
+    finally:
+        for extra in opened:
+            extra.close()
 
     assert store.get_model_version("churn", "production").id == two.id
     assert store.get_model_version("churn", "2").aliases == ["production"]

@@ -13,6 +13,7 @@ from conveyor import Client
 from conveyor.cli._secret_commands import secret
 from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_OWNER
 from conveyor_testing.leaks import find_value
+from tests_support import without_notice
 
 UNIQUE = "cli-9d2e-uNiQuE-vAlUe-0b7c"
 
@@ -40,7 +41,9 @@ def test_create_from_flags_and_files_then_get_hides_values(repo: Path) -> None:
         "--aws-secret-access-key",
         "@key.txt",
     ).output
-    assert out == "Created private secret 'aws_creds' (aws: aws_access_key_id, aws_secret_access_key).\n"
+    assert (
+        without_notice(out) == "Created private secret 'aws_creds' (aws: aws_access_key_id, aws_secret_access_key).\n"
+    )
     assert Client().get_secret("aws_creds")["aws_secret_access_key"] == UNIQUE  # newline of the file dropped
     shown = run("get", "aws_creds").output
     assert UNIQUE not in shown and "AKIAEXAMPLE1" not in shown
@@ -99,6 +102,7 @@ def test_update_delete_and_errors_are_one_line(repo: Path) -> None:
     assert run("list").output.startswith("No secrets.")
 
 
+@pytest.mark.sql_store("rotates the repository's key file (a server rotates its own)")
 def test_rotate_key_and_generate_key(repo: Path) -> None:
     run("create", "api", f"--token={UNIQUE}")
     key_file = repo / ".conveyor" / "secrets.key"

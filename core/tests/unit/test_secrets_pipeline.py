@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import sqlite3
+import json
 import sys
 from pathlib import Path
 
@@ -141,9 +141,9 @@ def test_steps_get_their_secrets_and_nothing_keeps_the_value(
     assert UNIQUE not in out + err
     assert "the token is ***" in out
     assert find_value([repo], UNIQUE) == []
-    with sqlite3.connect(repo / ".conveyor" / "conveyor.db") as conn:
-        (ir,) = conn.execute("SELECT ir FROM deployments WHERE id = ?", (run.deployment_id,)).fetchone()
-        (config,) = conn.execute("SELECT config FROM stack_components WHERE name = 'vault_fs'").fetchone()
+    # The store (the SQLite file here, or a server's database) keeps the references only.
+    ir = vault_stacks.store.get_deployment_json(run.deployment_id)
+    config = json.dumps(vault_stacks.store.get_component("artifact_store", "vault_fs").config)
     assert "{{app.token}}" in ir and "{{ app.token }}" in ir
     assert "{{app.token}}" in config
 

@@ -59,6 +59,7 @@ def test_importing_the_package_loads_no_crypto_or_database() -> None:
 
 
 # -- encryption at rest ------------------------------------------------------------------
+@pytest.mark.sql_store("reads the secrets table of the SQLite file")
 def test_values_are_encrypted_at_rest(repo: Path) -> None:
     client = Client()
     client.create_secret("api", {"token": UNIQUE, "user": "someone"})
@@ -72,6 +73,7 @@ def test_values_are_encrypted_at_rest(repo: Path) -> None:
     assert keys == '["token", "user"]'
 
 
+@pytest.mark.sql_store("the repository's key file (a server keeps its own)")
 def test_the_key_file_is_created_private(repo: Path) -> None:
     Client().create_secret("api", {"token": UNIQUE})
     key_file = repo / ".conveyor" / "secrets.key"
@@ -79,6 +81,7 @@ def test_the_key_file_is_created_private(repo: Path) -> None:
     Fernet(key_file.read_text().strip())  # a real Fernet key
 
 
+@pytest.mark.sql_store("the repository's key file (a server keeps its own)")
 def test_a_key_file_others_can_read_is_refused(repo: Path) -> None:
     Client().create_secret("api", {"token": UNIQUE})
     key_file = repo / ".conveyor" / "secrets.key"
@@ -96,6 +99,7 @@ def _copy_database(repo: Path, target: Path) -> Path:
     return target
 
 
+@pytest.mark.sql_store("copies the SQLite file")
 def test_a_copied_database_without_the_key_is_useless(
     repo: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,6 +127,7 @@ def test_a_copied_database_without_the_key_is_useless(
     assert not (thief / ".conveyor" / "secrets.key").exists()  # reading never makes a key
 
 
+@pytest.mark.sql_store("the repository's key file (a server keeps its own)")
 def test_a_repository_with_secrets_gets_no_fresh_key_silently(repo: Path) -> None:
     client = Client()
     client.create_secret("api", {"token": UNIQUE})
@@ -131,6 +136,7 @@ def test_a_repository_with_secrets_gets_no_fresh_key_silently(repo: Path) -> Non
         client.create_secret("other", {"token": "x"})
 
 
+@pytest.mark.sql_store("the key in this process's environment (a server keeps its own)")
 def test_an_invalid_key_in_the_environment_is_named_not_shown(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_SECRETS_KEY, "not-a-key-" + UNIQUE)
     with pytest.raises(SecretError, match=r"\$CONVEYOR_SECRETS_KEY is not a valid secrets key") as err:
@@ -138,6 +144,7 @@ def test_an_invalid_key_in_the_environment_is_named_not_shown(repo: Path, monkey
     assert UNIQUE not in str(err.value)
 
 
+@pytest.mark.sql_store("the key in this process's environment (a server keeps its own)")
 def test_key_file_from_the_environment(
     repo: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -230,6 +237,7 @@ def test_repr_and_list_never_show_values(repo: Path) -> None:
     assert "values" not in client.list_secrets()[0].to_dict()
 
 
+@pytest.mark.sql_store("edits the secrets table of the SQLite file")
 def test_a_value_from_the_store_is_bound_to_its_row(repo: Path) -> None:
     client = Client()
     client.create_secret("a", {"token": UNIQUE})
@@ -242,6 +250,7 @@ def test_a_value_from_the_store_is_bound_to_its_row(repo: Path) -> None:
 
 
 # -- scoping -----------------------------------------------------------------------------
+@pytest.mark.sql_store("owners per repository (on a server every secret is the team's)")
 def test_secrets_are_private_unless_shared(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_SECRETS_OWNER, "alice")
     alice = Client()
@@ -275,6 +284,7 @@ def test_secrets_are_private_unless_shared(repo: Path, monkeypatch: pytest.Monke
         bob.get_secret("private")
 
 
+@pytest.mark.sql_store("owners per repository (on a server every secret is the team's)")
 def test_the_repository_owner_id_is_recorded_once(repo: Path) -> None:
     Client().create_secret("a", {"k": "v"})
     owner_file = repo / ".conveyor" / "secrets.owner"
@@ -351,6 +361,7 @@ def _make_some(client: Client) -> dict[str, dict[str, str]]:
     return _values(client)
 
 
+@pytest.mark.sql_store("rotates the repository's key file (a server rotates its own)")
 def test_rotate_key_re_encrypts_every_value_and_loses_none(repo: Path) -> None:
     client = Client()
     before = _make_some(client)
@@ -377,6 +388,7 @@ def test_rotate_key_re_encrypts_every_value_and_loses_none(repo: Path) -> None:
     assert find_value([repo], UNIQUE) == []
 
 
+@pytest.mark.sql_store("rotates the repository's key file (a server rotates its own)")
 def test_an_interrupted_rotation_loses_nothing(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     client = Client()
     before = _make_some(client)
@@ -404,6 +416,7 @@ def test_an_interrupted_rotation_loses_nothing(repo: Path, monkeypatch: pytest.M
     assert {s.key_id for s in client.list_secrets()} == {result.new_key_id}
 
 
+@pytest.mark.sql_store("the key in this process's environment (a server keeps its own)")
 def test_rotate_a_key_from_the_environment(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     old_key, new_key = generate_key(), generate_key()
     monkeypatch.setenv(ENV_SECRETS_KEY, old_key)
@@ -422,6 +435,7 @@ def test_rotate_a_key_from_the_environment(repo: Path, monkeypatch: pytest.Monke
     assert not (repo / ".conveyor" / "secrets.key").exists()
 
 
+@pytest.mark.sql_store("keys per repository (a server keeps its own)")
 def test_rotation_leaves_secrets_under_other_keys_alone(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     theirs = generate_key()
     monkeypatch.setenv(ENV_SECRETS_KEY, theirs)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-# Variables that would point a test at another store or stack than its own repository's.
-_FOREIGN_SETTINGS = ("CONVEYOR_STORE_URL", "CONVEYOR_STACK")
+# Variables that would point a test at another store, stack or server than its own repository's.
+_FOREIGN_SETTINGS = ("CONVEYOR_STORE_URL", "CONVEYOR_STACK", "CONVEYOR_SERVER", "CONVEYOR_API_KEY", "CONVEYOR_PROFILE")
 
 
 def _close_stores() -> None:
@@ -25,7 +25,8 @@ def fresh_repository(root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 
     ``root`` becomes the working folder, goes first on ``sys.path`` (modules a
     test writes there import) and is named by ``CONVEYOR_REPOSITORY``;
-    ``CONVEYOR_STORE_URL`` and ``CONVEYOR_STACK`` are unset. The metadata
+    ``CONVEYOR_STORE_URL``, ``CONVEYOR_STACK`` and the server settings
+    (``CONVEYOR_SERVER``, ``CONVEYOR_API_KEY``, ``CONVEYOR_PROFILE``) are unset. The metadata
     stores this process opened are closed before and after, so the
     repository's database is opened afresh and no file stays open behind it.
     ``monkeypatch`` undoes the rest when the test ends.

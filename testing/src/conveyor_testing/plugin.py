@@ -13,6 +13,8 @@ Fixtures:
 * MLflow: ``mlflow_server``, ``mlflow_tracking_uri``, ``mlflow_auth_server`` (real ``mlflow server``s).
 * HTTP: ``http_sink`` (a recording server), ``fake_slack`` (the Slack Web API
   endpoints the slack alerter uses), both on 127.0.0.1 in the test process.
+* conveyor server: ``conveyor_server``, ``conveyor_server_postgres``,
+  ``conveyor_server_factory`` (:mod:`conveyor_testing.server`).
 
 Missing servers fail the tests that need them with the hint
 ``run: bash scripts/bootstrap.sh``; nothing is skipped. A test that needs a
@@ -37,6 +39,7 @@ from conveyor_testing.conformance import EXAMPLES
 from conveyor_testing.http_sink import http_sink
 from conveyor_testing.mlflow_server import mlflow_auth_server, mlflow_server, mlflow_tracking_uri
 from conveyor_testing.s3_server import s3_bucket, s3_endpoint, s3_server
+from conveyor_testing.server import conveyor_server, conveyor_server_factory, conveyor_server_postgres
 from conveyor_testing.slack_api import fake_slack
 from conveyor_testing.sql_servers import (
     fresh_mariadb_url,
@@ -50,6 +53,9 @@ from conveyor_testing.sql_servers import (
 __all__ = [
     "SERVER_FIXTURES",
     "SERVER_MARKERS",
+    "conveyor_server",
+    "conveyor_server_factory",
+    "conveyor_server_postgres",
     "examples_path",
     "fake_slack",
     "fresh_mariadb_url",
@@ -80,10 +86,15 @@ SERVER_FIXTURES = frozenset(
         "base_image",
         "mlflow_server",
         "mlflow_auth_server",
+        "conveyor_server",
+        "conveyor_server_postgres",
+        "conveyor_server_factory",
     }
 )
 """Fixtures that start (or reach) a server: a test using any of them is an integration test."""
-SERVER_MARKERS = frozenset({"mysql", "postgres", "s3", "docker", "airflow", "kubeflow", "prefect", "dagster", "mlflow"})
+SERVER_MARKERS = frozenset(
+    {"mysql", "postgres", "s3", "docker", "airflow", "kubeflow", "prefect", "dagster", "mlflow", "server"}
+)
 """Markers that say a test needs a server or a real engine: such a test is an integration test."""
 
 

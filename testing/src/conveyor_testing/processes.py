@@ -360,7 +360,7 @@ def start_with_retries(start: Callable[[], _T], what: str, attempts: int = 3) ->
     raise AssertionError("unreachable")
 
 
-_TMP_KINDS = ("mariadb", "postgres", "s3", "mlflow")
+_TMP_KINDS = ("mariadb", "postgres", "s3", "mlflow", "server")
 _OWNER_FILE = "owner.pid"
 _EXTRA_FILE = "outside-paths.txt"
 

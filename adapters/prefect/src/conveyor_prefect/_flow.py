@@ -143,6 +143,8 @@ def _launch_from_environment(
             parameters=overrides,
             orchestrator_run_id=flow_run_id,
         )
+    # A worker's runner key (conveyor server) is good for joining runs only: go on with the run's own token.
+    store.scope_to_run(run.id)
     env = RunEnvironment(store=store, stack=stack, deployment=deployment, run=run, overrides=overrides, image=image)
     return LocalLaunch(env=env, source_root=Path(root))
 
@@ -398,7 +400,9 @@ class FlowDriver:
         from conveyor.orchestrators import step_process_env
 
         step = self.env.deployment.pipeline.step(step_id)
-        env = step_process_env(self.env.store, self.source_root, dict(step.settings.environment))
+        env = step_process_env(
+            self.env.store, self.source_root, dict(step.settings.environment), run_id=self.env.run.id
+        )
         cwd = str(self.source_root) if self.source_root else None
         return subprocess.Popen(self._command(step_id), env=env, cwd=cwd)
 

@@ -34,6 +34,13 @@ _COMMANDS = {
     "artifact": "conveyor.cli._artifact_commands:artifact",
     "model": "conveyor.cli._model_commands:model",
     "secret": "conveyor.cli._secret_commands:secret",
+    "server": "conveyor.cli._server_commands:server",
+    "ui": "conveyor.cli._ui_command:ui",
+    "login": "conveyor.cli._server_commands:login",
+    "logout": "conveyor.cli._server_commands:logout",
+    "profile": "conveyor.cli._server_commands:profile",
+    "user": "conveyor.cli._server_commands:user",
+    "service-account": "conveyor.cli._server_commands:service_account",
 }
 
 _HELP = {
@@ -54,6 +61,13 @@ _HELP = {
     "artifact": "Inspect and show artifacts.",
     "model": "Inspect models and their versions; move aliases.",
     "secret": "Manage encrypted secrets (referred to as {{name.key}}).",
+    "server": "Run a conveyor server (the team store).",
+    "ui": "Open the dashboard over the local store (runs, DAGs, logs, artifacts).",
+    "login": "Log in to a conveyor server (makes it the active profile).",
+    "logout": "End the session of the active profile.",
+    "profile": "List, switch and delete profiles (named connections).",
+    "user": "Manage a server's users (admins).",
+    "service-account": "Manage a server's service accounts and API keys (admins).",
 }
 
 

@@ -282,13 +282,24 @@ class BaseStepOperator(StackComponent):
 
 
 def step_process_env(
-    store: MetadataStore, source_root: Path | None, extra: dict[str, str] | None = None
+    store: MetadataStore, source_root: Path | None, extra: dict[str, str] | None = None, *, run_id: str | None = None
 ) -> dict[str, str]:
-    """Environment for a ``python -m conveyor.runtime run-step`` process on this machine."""
-    from conveyor.constants import ENV_SOURCE_ROOT
+    """Environment for a ``python -m conveyor.runtime run-step`` process on this machine.
+
+    Args:
+        run_id: the run the process records into; a REST store hands the
+            process a token scoped to it (and nothing that reaches further:
+            database URL, secrets key and the user's own credential are left out).
+    """
+    from conveyor.constants import ENV_API_KEY, ENV_PROFILE, ENV_SERVER, ENV_SOURCE_ROOT, ENV_STORE_URL
+    from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE
 
     env = dict(os.environ)
-    env.update(store.child_environment())
+    child = store.child_environment(run_id)
+    if ENV_SERVER in child:
+        for name in (ENV_STORE_URL, ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_PROFILE, ENV_API_KEY):
+            env.pop(name, None)
+    env.update(child)
     if source_root is not None:
         env[ENV_SOURCE_ROOT] = str(source_root)
     env.update(extra or {})

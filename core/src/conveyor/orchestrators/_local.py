@@ -112,15 +112,18 @@ class LocalScheduler:
     # -- one step in its own process ---------------------------------------------------
     def _uses_process(self, step: StepIR) -> bool:
         s = step.settings
-        return self.config.mode == "process" or s.timeout is not None or bool(s.environment)
+        # Schedulers of the local family whose config has no mode (local_docker) run no step in threads.
+        return getattr(self.config, "mode", "process") == "process" or s.timeout is not None or bool(s.environment)
 
     def _run_process(self, step: StepIR) -> None:
         from conveyor.runtime import step_command
         from conveyor.secrets import process_environment
 
         cmd = step_command(self.env.deployment.id, step.id, run_id=self.env.run.id, python=sys.executable)
-        # The step process may start outside the repository: tell it where this one's secrets key is.
-        environment = {**process_environment(), **step.settings.environment, ENV_PARENT_PID: str(os.getpid())}
+        # The step process may start outside the repository: tell it where this one's secrets key is
+        # (a server keeps its key: its step processes get a run token instead).
+        keys = process_environment() if self.ctx.store.backend != "rest" else {}
+        environment = {**keys, **step.settings.environment, ENV_PARENT_PID: str(os.getpid())}
         if any("{{" in v for v in environment.values()):
             # {{name.key}} references: the values go to the step's process only, never into the deployment.
             from conveyor.exceptions import SecretError
@@ -130,7 +133,7 @@ class LocalScheduler:
                 environment = resolve_environment(environment, self.ctx.store)
             except SecretError:
                 pass  # the step process meets the same error and records it with the step run
-        proc_env = step_process_env(self.ctx.store, self.ctx.source_root, environment)
+        proc_env = step_process_env(self.ctx.store, self.ctx.source_root, environment, run_id=self.env.run.id)
         # Its own process group: a timeout or a stop ends the step's children too.
         proc = subprocess.Popen(
             cmd,

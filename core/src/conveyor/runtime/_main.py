@@ -25,9 +25,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from conveyor.constants import ENV_PARENT_PID, ENV_SOURCE_ROOT, ENV_STORE_URL
+from conveyor.constants import ENV_PARENT_PID, ENV_SERVER, ENV_SOURCE_ROOT, ENV_STORE_URL
 from conveyor.dsl import ENTRYPOINT_ENV
-from conveyor.exceptions import ConveyorError, StepFailedError
+from conveyor.exceptions import ConveyorError, RunSettledError, StepFailedError
 
 
 def _command(
@@ -237,15 +237,17 @@ def _same_value(a: Any, b: Any) -> bool:
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The metadata store (``--store-url``, ``CONVEYOR_STORE_URL`` or the repository's) and the deployment."""
+    """The metadata store (``--store-url``, ``CONVEYOR_STORE_URL``, ``CONVEYOR_SERVER`` or the repository's) and the deployment."""
     from conveyor.ir import load_deployment
 
     if args.store_url:
         os.environ[ENV_STORE_URL] = args.store_url
-    if os.environ.get(ENV_STORE_URL):
-        from conveyor.stores import open_store
+    if os.environ.get(ENV_STORE_URL) or os.environ.get(ENV_SERVER):
+        # Named by the engine: no repository is looked for or created in the task's folder.
+        from conveyor.stores import open_store, store_target
 
-        store = open_store(os.environ[ENV_STORE_URL])
+        target = store_target(None)
+        store = open_store(target.url, token=target.token)
     else:
         from conveyor._repository import Repository
 
@@ -310,9 +312,12 @@ def run_step_command(args: argparse.Namespace) -> int:
         raise ConveyorError(f"pipeline {deployment.pipeline.name!r} has no step {args.step!r}") from None
     stack = Stack(deployment.stack)
     if args.run_id:
+        store.scope_to_run(args.run_id)
         run = store.get_run(args.run_id)
     else:
         run = _join_run(store, deployment, args.run_key, overrides, args.orchestrator_run_id)
+        # A server's runner key is good for joining runs only: the step goes on with a token of its run.
+        store.scope_to_run(run.id)
     env = RunEnvironment(
         store=store,
         stack=stack,
@@ -367,6 +372,10 @@ def finish_run_command(args: argparse.Namespace) -> int:
     overrides = _overrides(_param_items(args), deployment.pipeline.parameters)
     overrides = {k: v for k, v in overrides.items() if k in deployment.pipeline.parameters}
     run = _join_run(store, deployment, args.run_key, overrides, args.orchestrator_run_id)
+    try:
+        store.scope_to_run(run.id)
+    except RunSettledError:
+        return 0  # settled long ago: nothing is left to do
     settle_after_engine(store, deployment, run)
     return 0
 

@@ -52,38 +52,31 @@ def has_references(obj: Any) -> bool:
 
 
 def default_store() -> MetadataStore:
-    """The metadata store to read secrets from, found as ``Repository.store_url`` finds it.
+    """The metadata store to read secrets from, as ``Repository.store()`` finds it.
 
-    ``CONVEYOR_STORE_URL``, else the repository config's ``store_url``, else
-    the repository's SQLite file (secrets sit below the repository layer, so
-    the rule is repeated here).
+    ``CONVEYOR_STORE_URL``, else ``CONVEYOR_SERVER`` (with ``CONVEYOR_API_KEY``),
+    else a server profile, else the repository config's ``store_url``, else the
+    repository's SQLite file (one rule: :func:`conveyor.stores.store_target`).
 
     Raises:
         SecretError: there is neither a URL nor a repository.
     """
-    import json
+    from conveyor.constants import ENV_SERVER, ENV_STORE_URL
+    from conveyor.stores import store_target
 
-    from conveyor.constants import ENV_STORE_URL
-
-    url = os.environ.get(ENV_STORE_URL)
-    if not url:
-        folder = repository_folder()
-        if folder is None or not folder.is_dir():
-            raise SecretError(
-                "cannot resolve secret references: no metadata store",
-                f"set {ENV_STORE_URL} or run inside a conveyor repository",
-            )
-        try:
-            url = json.loads((folder / "config.json").read_text()).get("store_url")
-        except (OSError, ValueError):
-            url = None
-        url = url or f"sqlite:///{folder / 'conveyor.db'}"
+    folder = repository_folder()
+    target = store_target(folder if folder is not None and folder.is_dir() else None)
+    if not target.url:
+        raise SecretError(
+            "cannot resolve secret references: no metadata store",
+            f"set {ENV_STORE_URL} or {ENV_SERVER}, or run inside a conveyor repository",
+        )
     with _stores_lock:
-        store = _stores.get(url)
+        store = _stores.get(target.url)
         if store is None:
             from conveyor.stores import open_store
 
-            store = _stores[url] = open_store(url)
+            store = _stores[target.url] = open_store(target.url, token=target.token)
     return store
 
 

@@ -59,11 +59,28 @@ class MetadataStore(abc.ABC):
         """The database file when the store is a file on this machine (SQLite), else None."""
         return None
 
-    def child_environment(self) -> dict[str, str]:
-        """Environment variables a step process on this machine needs to reach this store."""
+    def child_environment(self, run_id: str | None = None) -> dict[str, str]:
+        """Environment variables a step process needs to reach this store, for the steps of ``run_id``.
+
+        A SQL store hands over its URL. A REST store asks the server for a
+        token scoped to ``run_id`` and hands over only the server's URL and
+        that token: no database URL, no secrets key, no user credential.
+        """
         from conveyor.constants import ENV_STORE_URL
 
         return {ENV_STORE_URL: self.url}
+
+    def scope_to_run(self, run_id: str) -> None:  # noqa: B027 - SQL stores have no narrower credential
+        """From now on act with the narrowest credential for this run.
+
+        The step command calls it once it knows its run: a REST store holding a
+        ``runner`` API key exchanges it for a token scoped to that run (and puts
+        it in ``CONVEYOR_API_KEY`` for the rest of the process). A SQL store
+        does nothing.
+
+        Raises:
+            RunSettledError: the run ended long enough ago that no token is given for it.
+        """
 
     def close(self) -> None:  # noqa: B027 - stores without connections have nothing to release
         """Release connections."""

@@ -73,23 +73,28 @@ def _stop_and_remove(container: Any, timeout: float) -> None:
 def store_mounts(store_url: Any, artifact_path: str) -> list[str]:
     """Folders of this machine the step containers need: a SQLite file's folder, a local artifact store.
 
+    ``store_url`` is None for a conveyor server (its steps reach it over HTTP).
+
     Raises:
         StackError: the metadata store is an in-memory SQLite database.
     """
-    import sqlalchemy as sa
-
     from conveyor.stores import local_store_folders
 
-    url = sa.make_url(store_url)
-    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-        raise StackError(
-            "step containers cannot share an in-memory SQLite metadata store",
-            "use a SQLite file, or a MySQL/PostgreSQL server (CONVEYOR_STORE_URL)",
-        )
+    database = ""  # a conveyor server (None): nothing of this machine's database is needed
+    if store_url is not None:
+        import sqlalchemy as sa
+
+        url = sa.make_url(store_url)
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            raise StackError(
+                "step containers cannot share an in-memory SQLite metadata store",
+                "use a SQLite file, or a MySQL/PostgreSQL server (CONVEYOR_STORE_URL)",
+            )
+        database = url.render_as_string(hide_password=False)
     local = artifact_path.removeprefix("file://")
     if local and "://" not in local:
         Path(local).mkdir(parents=True, exist_ok=True)
-    return local_store_folders(url.render_as_string(hide_password=False), artifact_path)
+    return local_store_folders(database, artifact_path)
 
 
 def secrets_environment(env: RunEnvironment, step: StepIR) -> dict[str, str]:
@@ -172,10 +177,12 @@ class StepContainer:
         from docker.types import Mount
 
         store = self.env.store
-        mounts = store_mounts(store.url, self.env.artifact_store.path)
+        on_server = store.backend == "rest"
+        # A server's steps get its URL and a token of their run; the server resolves their secrets.
+        mounts = store_mounts(None if on_server else store.url, self.env.artifact_store.path)
         environment = {
-            **store.child_environment(),
-            **secrets_environment(self.env, self.step),
+            **store.child_environment(self.env.run.id),
+            **({} if on_server else secrets_environment(self.env, self.step)),
             **self.step.settings.environment,
         }
         options: dict[str, Any] = {

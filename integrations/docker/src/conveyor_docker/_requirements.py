@@ -159,9 +159,12 @@ def store_requirements(store_url: Any, artifact_path: str) -> list[str]:
     """Distributions the step process needs to reach the stores: the database driver, the fsspec filesystem."""
     import sqlalchemy as sa
 
-    store_url = sa.make_url(store_url)
+    from conveyor.stores import is_server_url
+
     top_levels: list[str] = []
-    if store_url.get_backend_name() != "sqlite":
+    if is_server_url(str(store_url)):
+        pass  # a conveyor server: steps speak HTTP with the standard library, no driver
+    elif (store_url := sa.make_url(store_url)).get_backend_name() != "sqlite":
         try:
             dbapi = store_url.get_dialect().import_dbapi()
             top_levels.append(dbapi.__name__.split(".", 1)[0])

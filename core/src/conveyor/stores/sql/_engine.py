@@ -22,7 +22,7 @@ from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from conveyor.exceptions import SchemaVersionError, StoreError
 
-SCHEMA_REVISIONS = ("0001", "0002", "0003", "0005", "0006")
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 """Every schema revision this conveyor knows, oldest first; the last is its head."""
 
 R = TypeVar("R")

@@ -253,3 +253,39 @@ hook_invocations = sa.Table(
     sa.UniqueConstraint("run_id", "step_id", "event", "position", name="uq_hook_invocations_claim"),
     sa.Index("ix_hook_invocations_pipeline_name", "pipeline_name"),
 )
+
+# -- a conveyor server's own: users and service accounts, credentials, failed logins --------
+users = sa.Table(
+    "server_users",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    sa.Column("name", sa.String(_NAME), nullable=False, unique=True),
+    # "user" (logs in with a password) or "service" (an account for CI and workers: API keys only).
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.String(_NAME), nullable=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+)
+
+credentials = sa.Table(
+    "server_credentials",
+    metadata,
+    sa.Column("id", sa.String(_ID), primary_key=True),
+    # SHA-256 of the token: tokens are 256 random bits, so a fast hash keeps lookups to one index probe.
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    # "session" (a login), "api_key" (a service account's key) or "run" (a step token scoped to one run).
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("user_id", sa.String(_ID), sa.ForeignKey("server_users.id"), nullable=False, index=True),
+    sa.Column("run_id", sa.String(_ID), nullable=True, index=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires", sa.DateTime(timezone=True), nullable=True),
+)
+
+login_failures = sa.Table(
+    "server_login_failures",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(_NAME), nullable=False, index=True),
+    sa.Column("address", sa.String(64), nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -169,9 +169,10 @@ class StepRunTables(ArtifactTables):
             if require_running:
                 _require_running(conn, _Q_RUN_OF_STEP, {"step_run": step_run_id})
             stamp = now()
+            # By artifact name: transactions that lock several names (PostgreSQL) take them in one order.
             outputs = {
                 output: insert_artifact(conn, {**art, "created": stamp, "producer_step_run_id": step_run_id})
-                for output, art in new_artifacts.items()
+                for output, art in sorted(new_artifacts.items(), key=lambda item: item[1]["name"])
             }
             conn.execute(
                 _U_STEP_RUN.values(status=RunStatus.COMPLETED, ended=stamp, **values), {"step_run_id": step_run_id}

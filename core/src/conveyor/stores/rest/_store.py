@@ -1,0 +1,414 @@
+"""The REST implementation of the metadata store: every call is one request to a conveyor server."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from conveyor.constants import ENV_API_KEY, ENV_SERVER
+from conveyor.stores._interface import MetadataStore
+from conveyor.stores._records import (
+    ArtifactRecord,
+    ComponentRecord,
+    ModelAliasEventRecord,
+    ModelRecord,
+    ModelVersionLinkRecord,
+    ModelVersionRecord,
+    PipelineRecord,
+    RunRecord,
+    StackRecord,
+    StepRunRecord,
+)
+from conveyor.stores.rest._http import ServerConnection, segment
+from conveyor.stores.rest._wire import dump_values, load
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conveyor.stores.rest._secrets import RestSecretStore
+
+RUN_TOKEN_PREFIX = "cvr_"
+"""How a run-scoped step token starts (API keys start ``cvk_``, sessions ``cvs_``)."""
+
+
+class RestStore(MetadataStore):
+    """The metadata store behind a conveyor server.
+
+    Args:
+        url: the server's URL (``http://127.0.0.1:8237``).
+        token: a session token, an API key or a run token (default: ``CONVEYOR_API_KEY``).
+
+    Nothing is sent until the first call; an unreachable server is a one-line
+    :class:`~conveyor.exceptions.StoreError` within a few seconds.
+    """
+
+    backend = "rest"
+
+    def __init__(self, url: str, *, token: str | None = None) -> None:
+        self.http = ServerConnection(url, token if token is not None else os.environ.get(ENV_API_KEY))
+        self.url = self.http.url
+        self._run_tokens: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def display_url(self) -> str:
+        """The server's URL (it holds no password)."""
+        return self.url
+
+    @property
+    def token(self) -> str | None:
+        """The credential this store sends."""
+        return self.http.token
+
+    def close(self) -> None:
+        """Close the kept-alive connections."""
+        self.http.close()
+
+    def _get(self, path: str, **query: Any) -> Any:
+        return self.http.request("GET", path, query=query or None)
+
+    def _post(self, path: str, body: Any = None) -> Any:
+        return self.http.request("POST", path, {} if body is None else body)
+
+    # -- step processes ---------------------------------------------------------------
+    def child_environment(self, run_id: str | None = None) -> dict[str, str]:
+        """The server's URL and a token scoped to ``run_id`` (minted once per run); never this store's own credential."""
+        if run_id is None:
+            return {ENV_SERVER: self.url}
+        return {ENV_SERVER: self.url, ENV_API_KEY: self.run_token(run_id)}
+
+    def run_token(self, run_id: str) -> str:
+        """A token scoped to one run, for its step processes (the server mints it once per call of this store).
+
+        Raises:
+            PermissionDeniedError: this credential may not mint tokens (a viewer, a step token).
+            RunSettledError: the run ended.
+        """
+        if self.token is not None and self.token.startswith(RUN_TOKEN_PREFIX):
+            return self.token  # a step that starts steps of its own run passes its token on
+        with self._lock:
+            token = self._run_tokens.get(run_id)
+        if token is None:
+            token = str(self._post(f"/api/runs/{segment(run_id)}/token")["token"])
+            with self._lock:
+                self._run_tokens[run_id] = token
+        return token
+
+    def scope_to_run(self, run_id: str) -> None:
+        """Exchange this store's credential (a ``runner`` API key) for a token scoped to the run."""
+        if self.token is not None and self.token.startswith(RUN_TOKEN_PREFIX):
+            return
+        token = str(self._post(f"/api/runs/{segment(run_id)}/token")["token"])
+        self.http.token = token
+        os.environ[ENV_API_KEY] = token  # stores opened later in this process (secrets) use it too
+
+    def whoami(self) -> dict[str, Any]:
+        """``{"name", "role", "kind", "run_id"}`` of the credential this store sends."""
+        return dict(self._get("/api/me"))
+
+    # -- pipelines and deployments -----------------------------------------------------
+    def get_or_create_pipeline(self, name: str) -> PipelineRecord:
+        """The pipeline of this name, created on first use."""
+        return load(PipelineRecord, self._post("/api/pipelines", {"name": name}))
+
+    def get_pipeline(self, name_or_id: str) -> PipelineRecord:
+        """A pipeline by name or id."""
+        return load(PipelineRecord, self._get(f"/api/pipelines/{segment(name_or_id)}"))
+
+    def list_pipelines(self) -> list[PipelineRecord]:
+        """Every pipeline, by name."""
+        return [load(PipelineRecord, p) for p in self._get("/api/pipelines")]
+
+    def save_deployment(self, deployment_id: str, pipeline_id: str, ir_json: str) -> None:
+        """Store a deployment's canonical JSON under its content id (idempotent)."""
+        self.http.request(
+            "PUT", f"/api/deployments/{segment(deployment_id)}", {"pipeline_id": pipeline_id, "ir_json": ir_json}
+        )
+
+    def latest_deployment_id(self, pipeline_id: str) -> str | None:
+        """The id of the newest deployment of a pipeline, if any."""
+        found = self._get(f"/api/pipelines/{segment(pipeline_id)}/latest-deployment")["id"]
+        return str(found) if found is not None else None
+
+    def get_deployment_json(self, deployment_id: str) -> str:
+        """The JSON of a stored deployment."""
+        return str(self.http.request("GET", f"/api/deployments/{segment(deployment_id)}", raw=True))
+
+    # -- runs ----------------------------------------------------------------------------
+    def create_run(self, **values: Any) -> RunRecord:
+        """Insert a pipeline run."""
+        return load(RunRecord, self._post("/api/runs", {"values": dump_values(values)}))
+
+    def join_run(self, run_key: str, **values: Any) -> RunRecord:
+        """The run with this engine run key, created by whichever caller asks first."""
+        return load(RunRecord, self._post("/api/runs/join", {"run_key": run_key, "values": dump_values(values)}))
+
+    def update_run(self, run_id: str, *, only_if_status: str | None = None, **values: Any) -> bool:
+        """Change fields of a run; with ``only_if_status`` only while it has that status."""
+        answer = self.http.request(
+            "PATCH",
+            f"/api/runs/{segment(run_id)}",
+            {"only_if_status": only_if_status, "values": dump_values(values)},
+        )
+        return bool(answer["changed"])
+
+    def settle_run(
+        self, run_id: str, status: str, *, error: str | None = None, running_steps: str | None = None
+    ) -> bool:
+        """Give a running run its final status (and end time) in one transaction."""
+        answer = self._post(
+            f"/api/runs/{segment(run_id)}/settle", {"status": status, "error": error, "running_steps": running_steps}
+        )
+        return bool(answer["settled"])
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """A run by id or name."""
+        return load(RunRecord, self._get(f"/api/runs/{segment(run_id)}"))
+
+    def list_runs(
+        self, pipeline_id: str | None = None, limit: int | None = None, *, status: str | None = None
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally of one pipeline or with one status."""
+        runs = self._get("/api/runs", pipeline_id=pipeline_id, limit=limit, status=status)
+        return [load(RunRecord, r) for r in runs]
+
+    # -- step runs -----------------------------------------------------------------------
+    def _step_path(self, run_id: str, step_id: str, action: str) -> str:
+        return f"/api/runs/{segment(run_id)}/steps/{segment(step_id)}/{action}"
+
+    def start_step_run(
+        self, run_id: str, step_id: str, *, require_running: bool = False, **values: Any
+    ) -> StepRunRecord:
+        """Record that a step started (or started another attempt); returns its record."""
+        body = {"require_running": require_running, "values": dump_values(values)}
+        return load(StepRunRecord, self._post(self._step_path(run_id, step_id, "start"), body))
+
+    def record_step_run(self, run_id: str, step_id: str, *, require_running: bool = False, **values: Any) -> str:
+        """Insert a finished step run in one go (a cached or skipped step); returns its id."""
+        inputs = values.pop("inputs", None) or {}
+        outputs = values.pop("outputs", None) or {}
+        body = {
+            "require_running": require_running,
+            "inputs": dict(inputs),
+            "outputs": dict(outputs),
+            "values": dump_values(values),
+        }
+        return str(self._post(self._step_path(run_id, step_id, "record"), body)["id"])
+
+    def finish_step_run(
+        self,
+        step_run_id: str,
+        status: str,
+        *,
+        inputs: Mapping[str, str] | None = None,
+        outputs: Mapping[str, str] | None = None,
+        **values: Any,
+    ) -> None:
+        """Set a step run's final status and link its input and output artifacts."""
+        body = {
+            "status": status,
+            "inputs": dict(inputs or {}),
+            "outputs": dict(outputs or {}),
+            "values": dump_values(values),
+        }
+        self._post(f"/api/step-runs/{segment(step_run_id)}/finish", body)
+
+    def complete_step_run(
+        self,
+        step_run_id: str,
+        *,
+        inputs: Mapping[str, str],
+        new_artifacts: Mapping[str, dict[str, Any]],
+        require_running: bool = False,
+        **values: Any,
+    ) -> dict[str, str]:
+        """Register a step's new artifacts and mark it completed, in one transaction."""
+        body = {
+            "inputs": dict(inputs),
+            "new_artifacts": {k: dump_values(v) for k, v in new_artifacts.items()},
+            "require_running": require_running,
+            "values": dump_values(values),
+        }
+        return dict(self._post(f"/api/step-runs/{segment(step_run_id)}/complete", body)["outputs"])
+
+    def get_step_run(self, step_run_id: str) -> StepRunRecord:
+        """A step run by id."""
+        return load(StepRunRecord, self._get(f"/api/step-runs/{segment(step_run_id)}"))
+
+    def list_step_runs(self, run_id: str) -> list[StepRunRecord]:
+        """The step runs of a run, in the order they started."""
+        return [load(StepRunRecord, r) for r in self._get(f"/api/runs/{segment(run_id)}/steps")]
+
+    def step_run_artifacts(self, step_run_id: str, *, inputs: bool) -> dict[str, ArtifactRecord]:
+        """``{name: artifact}`` of a step run's inputs or outputs."""
+        found = self._get(f"/api/step-runs/{segment(step_run_id)}/artifacts", inputs=inputs)
+        return {k: load(ArtifactRecord, v) for k, v in found.items()}
+
+    def outputs_of_step(self, run_id: str, step_id: str) -> dict[str, ArtifactRecord]:
+        """Outputs of step ``step_id`` in a run, for resolving downstream inputs."""
+        found = self._get(self._step_path(run_id, step_id, "outputs"))
+        return {k: load(ArtifactRecord, v) for k, v in found.items()}
+
+    def find_cached(self, cache_key: str, limit: int = 5) -> list[tuple[StepRunRecord, dict[str, ArtifactRecord]]]:
+        """Completed step runs with this cache key, newest first, with their outputs."""
+        found = self._get(f"/api/cache/{segment(cache_key)}", limit=limit)
+        return [
+            (load(StepRunRecord, hit["step_run"]), {k: load(ArtifactRecord, v) for k, v in hit["outputs"].items()})
+            for hit in found
+        ]
+
+    # -- artifacts -----------------------------------------------------------------------
+    def create_artifact_version(self, **values: Any) -> ArtifactRecord:
+        """Register an artifact whose bytes are complete, numbering its version."""
+        return load(ArtifactRecord, self._post("/api/artifacts", {"values": dump_values(values)}))
+
+    def get_artifact(self, artifact_id: str) -> ArtifactRecord:
+        """An artifact version by id."""
+        return load(ArtifactRecord, self._get(f"/api/artifacts/{segment(artifact_id)}"))
+
+    def list_artifacts(self, name: str | None = None) -> list[ArtifactRecord]:
+        """Artifact versions, newest first."""
+        return [load(ArtifactRecord, a) for a in self._get("/api/artifacts", name=name)]
+
+    def artifact_consumers(self, artifact_id: str) -> list[StepRunRecord]:
+        """Step runs that took this artifact as an input."""
+        return [load(StepRunRecord, r) for r in self._get(f"/api/artifacts/{segment(artifact_id)}/consumers")]
+
+    # -- models --------------------------------------------------------------------------
+    def get_or_create_model_version(
+        self,
+        model: str,
+        *,
+        version: str | None = None,
+        key: str | None = None,
+        run_id: str | None = None,
+        model_fields: Mapping[str, Any] | None = None,
+    ) -> ModelVersionRecord:
+        """The model version a run works in, created (with the model) when it does not exist."""
+        body = {
+            "model": model,
+            "version": version,
+            "key": key,
+            "run_id": run_id,
+            "fields": dict(model_fields) if model_fields is not None else None,
+        }
+        return load(ModelVersionRecord, self._post("/api/models/versions", body))
+
+    def get_model(self, name_or_id: str) -> ModelRecord:
+        """A model by name or id."""
+        return load(ModelRecord, self._get("/api/model", name=name_or_id))
+
+    def list_models(self) -> list[ModelRecord]:
+        """Every model, by name."""
+        return [load(ModelRecord, r) for r in self._get("/api/models")]
+
+    def get_model_version(self, model: str, version: str) -> ModelVersionRecord:
+        """A version of a model by number, ``latest``, alias, name or id."""
+        return load(ModelVersionRecord, self._get("/api/model/version", model=model, version=str(version)))
+
+    def list_model_versions(self, model: str) -> list[ModelVersionRecord]:
+        """The versions of a model, by number."""
+        return [load(ModelVersionRecord, r) for r in self._get("/api/model/versions", model=model)]
+
+    def set_model_alias(
+        self, model: str, alias: str, version_id: str | None, *, moved_by: str
+    ) -> ModelAliasEventRecord | None:
+        """Point an alias of a model at a version (None removes it); the server records who moved it."""
+        # moved_by is the authenticated caller's name on a server, whatever this process says.
+        answer = self.http.request(
+            "PUT", "/api/model/alias", {"model": model, "alias": alias, "version_id": version_id}
+        )
+        return None if answer is None else load(ModelAliasEventRecord, answer)
+
+    def list_model_alias_events(self, model: str, alias: str | None = None) -> list[ModelAliasEventRecord]:
+        """The moves of a model's aliases (or of one alias), oldest first."""
+        found = self._get("/api/model/alias-events", model=model, alias=alias)
+        return [load(ModelAliasEventRecord, r) for r in found]
+
+    def link_model_version(
+        self,
+        version_id: str,
+        *,
+        run_id: str,
+        step_run_id: str,
+        role: str,
+        artifacts: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Link a step run, the artifacts it produced or loaded, and what it logged to a model version."""
+        body = {
+            "run_id": run_id,
+            "step_run_id": step_run_id,
+            "role": role,
+            "artifacts": dict(artifacts or {}),
+            "metadata": dump_values(dict(metadata or {})),
+        }
+        self._post(f"/api/model-versions/{segment(version_id)}/links", body)
+
+    def list_model_version_links(
+        self, *, version_id: str | None = None, run_id: str | None = None
+    ) -> list[ModelVersionLinkRecord]:
+        """Links of a model version, or of a run, oldest first."""
+        found = self._get("/api/model-links", version_id=version_id, run_id=run_id)
+        return [load(ModelVersionLinkRecord, r) for r in found]
+
+    def model_version_artifacts(self, version_id: str) -> dict[str, ArtifactRecord]:
+        """``{artifact name: artifact}`` the version's steps produced (the newest of each name)."""
+        found = self._get(f"/api/model-versions/{segment(version_id)}/artifacts")
+        return {k: load(ArtifactRecord, v) for k, v in found.items()}
+
+    # -- stack components and stacks -----------------------------------------------------
+    def create_component(
+        self, type_: str, flavor: str, name: str, config: Mapping[str, Any], *, install: str | None = None
+    ) -> ComponentRecord:
+        """Register a stack component."""
+        body = {"type": type_, "flavor": flavor, "name": name, "config": dict(config), "install": install}
+        return load(ComponentRecord, self._post("/api/components", body))
+
+    def get_component(self, type_: str, name: str) -> ComponentRecord:
+        """A stack component by type and name."""
+        return load(ComponentRecord, self._get(f"/api/components/{segment(type_)}/{segment(name)}"))
+
+    def list_components(self, type_: str | None = None) -> list[ComponentRecord]:
+        """Registered components, by type and name."""
+        return [load(ComponentRecord, c) for c in self._get("/api/components", type=type_)]
+
+    def update_component(self, type_: str, name: str, config: Mapping[str, Any]) -> ComponentRecord:
+        """Replace a component's config."""
+        answer = self.http.request("PUT", f"/api/components/{segment(type_)}/{segment(name)}", {"config": dict(config)})
+        return load(ComponentRecord, answer)
+
+    def delete_component(self, type_: str, name: str) -> None:
+        """Delete a component that no stack uses."""
+        self.http.request("DELETE", f"/api/components/{segment(type_)}/{segment(name)}")
+
+    def save_stack(self, name: str, component_ids: Mapping[str, str], *, create: bool) -> StackRecord:
+        """Create a stack, or replace the members of an existing one."""
+        body = {"name": name, "component_ids": dict(component_ids), "create": create}
+        return load(StackRecord, self._post("/api/stacks", body))
+
+    def ensure_stack(self, name: str, components: Mapping[str, tuple[str, str, dict[str, Any]]]) -> None:
+        """Create a stack and its missing components in one transaction, unless the stack exists."""
+        spec = {t: {"name": n, "flavor": f, "config": c} for t, (n, f, c) in components.items()}
+        self._post("/api/stacks/ensure", {"name": name, "components": spec})
+
+    def get_stack(self, name: str) -> StackRecord:
+        """A stack with its components."""
+        return load(StackRecord, self._get(f"/api/stacks/{segment(name)}"))
+
+    def list_stacks(self) -> list[StackRecord]:
+        """Every stack with its components, by name."""
+        return [load(StackRecord, s) for s in self._get("/api/stacks")]
+
+    def delete_stack(self, name: str) -> None:
+        """Delete a stack (its components stay)."""
+        self.http.request("DELETE", f"/api/stacks/{segment(name)}")
+
+    # -- secrets -------------------------------------------------------------------------
+    def secret_store(self, *, folder: Path | None = None) -> RestSecretStore:
+        """The server's secrets: values are encrypted and decrypted there, with a key that never leaves it."""
+        from conveyor.stores.rest._secrets import RestSecretStore
+
+        return RestSecretStore(self)

@@ -1,0 +1,260 @@
+"""The dashboard's renderers and queries with hostile text: views and labels never become markup, filters match exactly."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conveyor.server.dashboard._dag import layout, render_svg
+from conveyor.server.dashboard._markdown import render_markdown
+from conveyor.server.dashboard._queries import RunDetail
+
+_ALLOWED = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "ul", "ol", "li", "pre", "code", "strong", "em"}
+_ALLOWED |= {"table", "thead", "tbody", "tr", "th", "td"}
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+
+HOSTILE = st.one_of(
+    st.text(max_size=300),
+    st.lists(
+        st.sampled_from(
+            [
+                "<script>alert(1)</script>",
+                "<img src=x onerror=alert(1)>",
+                "# ",
+                "| a | b |",
+                "|---|---|",
+                "```",
+                "**",
+                "*",
+                "`",
+                "- ",
+                "1. ",
+                "\n",
+                "javascript:",
+                "&lt;",
+                "\"'",
+                "<iframe>",
+            ]
+        ),
+        max_size=30,
+    ).map("".join),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(HOSTILE)
+def test_markdown_views_hold_only_plain_formatting_tags(text: str) -> None:
+    parser = _Tags()
+    parser.feed(render_markdown(text))
+    for tag, attrs in parser.tags:
+        assert tag in _ALLOWED, tag
+        assert attrs == []
+
+
+def test_markdown_renders_what_the_data_plugins_write() -> None:
+    html = render_markdown("# Summary\n\n| column | mean |\n|---|---:|\n| x | 1.5 |\n\n- **rows**: 3\n- `dtype`: float")
+    assert "<h1>Summary</h1>" in html
+    assert "<th>column</th>" in html and "<td>1.5</td>" in html
+    assert "<li><strong>rows</strong>: 3</li>" in html and "<code>dtype</code>" in html
+
+
+def _detail(run_name: str, output: str) -> RunDetail:
+    a = SimpleNamespace(id="a", inputs={}, outputs={output: None}, after=())
+    b = SimpleNamespace(
+        id="b", inputs={"x": SimpleNamespace(kind="artifact", step="a", output=output)}, outputs={}, after=("a",)
+    )
+    deployment = SimpleNamespace(pipeline=SimpleNamespace(steps=(a, b)))
+    return RunDetail(run=SimpleNamespace(name=run_name), pipeline="p", deployment=deployment, steps={})  # type: ignore[arg-type]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.text(min_size=1, max_size=80).filter(lambda s: "\x00" not in s and all(c >= " " for c in s)),
+    st.text(max_size=40).filter(lambda s: all(c >= " " for c in s)),
+)
+def test_dag_svg_is_well_formed_whatever_the_names(run_name: str, output: str) -> None:
+    svg = render_svg(_detail(run_name, output))
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.get("aria-label") == f"DAG of run {run_name}"
+    edges = [e for e in root.iter(f"{ns}path") if "edge" in (e.get("class") or "")]
+    assert [e.get("data-output") for e in edges if e.get("class") == "edge"] == [output]
+    links = [a.get("href") for a in root.iter(f"{ns}a")]
+    assert all(h.startswith("/runs/") and "<" not in h and '"' not in h for h in links)
+
+
+def test_layout_puts_each_step_right_of_its_inputs() -> None:
+    steps = [SimpleNamespace(id=f"s{i}", inputs={}, outputs={"o": None}, after=()) for i in range(3)]
+    steps.append(
+        SimpleNamespace(
+            id="join",
+            inputs={f"i{i}": SimpleNamespace(kind="artifact", step=f"s{i}", output="o") for i in range(3)},
+            outputs={},
+            after=(),
+        )
+    )
+    nodes, width, height = layout(steps)
+    assert all(nodes["join"].x > nodes[f"s{i}"].x for i in range(3))
+    assert len({nodes[f"s{i}"].y for i in range(3)}) == 3  # no two on top of each other
+    assert width > nodes["join"].x and height >= 3 * nodes["s0"].h
+
+
+def _store_with_runs(tmp_path: Path, tags: list[list[str]]) -> Any:
+    from conveyor.stores.sql import SqlStore
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'dash.db'}", migrate=True)
+    pipeline = store.get_or_create_pipeline("p")
+    store.save_deployment("d" * 32, pipeline.id, "{}")
+    for i, run_tags in enumerate(tags):
+        store.create_run(
+            name=f"run-{i}",
+            pipeline_id=pipeline.id,
+            deployment_id="d" * 32,
+            status="completed" if i % 2 else "failed",
+            stack_name="default",
+            orchestrator="local",
+            extra={"tags": run_tags},
+        )
+    return store
+
+
+TAG = st.text(min_size=1, max_size=20).filter(lambda s: "\x00" not in s)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(TAG, max_size=3), min_size=1, max_size=6), TAG)
+def test_the_tag_filter_finds_exactly_the_runs_with_that_tag(
+    tmp_path_factory: Any, tags: list[list[str]], wanted: str
+) -> None:
+    from conveyor.server.dashboard._queries import Queries, RunFilter
+
+    store = _store_with_runs(tmp_path_factory.mktemp("tags"), tags)
+    try:
+        found = Queries(store).runs(RunFilter(tag=wanted))
+        assert {r.name for r in found.rows} == {f"run-{i}" for i, t in enumerate(tags) if wanted in t}
+        assert found.total == len(found.rows)
+    finally:
+        store.close()
+
+
+def test_runs_pages_and_filters_count_in_one_query(tmp_path: Path) -> None:
+    from conveyor.server.dashboard._queries import Queries, RunFilter
+
+    store = _store_with_runs(tmp_path, [["nightly"] if i % 3 == 0 else [] for i in range(120)])
+    try:
+        q = Queries(store)
+        first = q.runs(RunFilter(), per_page=50)
+        assert (first.total, first.pages, len(first.rows)) == (120, 3, 50)
+        assert first.rows[0].name == "run-119"  # newest first
+        last = q.runs(RunFilter(page=3), per_page=50)
+        assert len(last.rows) == 20 and last.rows[-1].name == "run-0"
+        beyond = q.runs(RunFilter(page=9), per_page=50)
+        assert beyond.rows == [] and beyond.total == 120
+        failed_nightly = q.runs(RunFilter(status="failed", tag="nightly"), per_page=50)
+        assert {r.name for r in failed_nightly.rows} == {f"run-{i}" for i in range(0, 120, 6)}
+    finally:
+        store.close()
+
+
+def test_focus_on_a_step_of_a_long_chain_draws_only_its_neighbours() -> None:
+    from conveyor.server.dashboard._dag import neighbourhood
+
+    steps = [SimpleNamespace(id="s0", inputs={}, outputs={"o": None}, after=())]
+    for i in range(1, 150):
+        inp = {"x": SimpleNamespace(kind="artifact", step=f"s{i - 1}", output="o")}
+        steps.append(SimpleNamespace(id=f"s{i}", inputs=inp, outputs={"o": None}, after=()))
+    assert neighbourhood(steps, "s70") == {"s68", "s69", "s70", "s71", "s72"}
+    deployment = SimpleNamespace(pipeline=SimpleNamespace(steps=tuple(steps)))
+    detail = RunDetail(run=SimpleNamespace(name="r"), pipeline="p", deployment=deployment, steps={})  # type: ignore[arg-type]
+    root = ET.fromstring(render_svg(detail, "s70", focus=True))
+    drawn = {g.get("data-step") for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("data-step")}
+    assert drawn == {"s68", "s69", "s70", "s71", "s72"}
+    whole = ET.fromstring(render_svg(detail, "s70"))
+    assert len([g for g in whole.iter("{http://www.w3.org/2000/svg}g") if g.get("data-step")]) == 150
+
+
+def test_conveyor_ui_on_a_server_profile_points_at_the_servers_own_pages(repo: Path, monkeypatch: Any) -> None:
+    from click.testing import CliRunner
+
+    from conveyor.cli._main import cli
+
+    monkeypatch.setenv("CONVEYOR_SERVER", "http://127.0.0.1:9")
+    result = CliRunner().invoke(cli, ["ui", "--port", "0", "--no-browser"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("conveyor: error: the active profile is the server http://127.0.0.1:9")
+    assert "open http://127.0.0.1:9/ in a browser" in lines[-1]
+
+
+TICKER = """
+import time
+from conveyor import pipeline, step
+
+@step(enable_cache=False)
+def ticker() -> int:
+    for i in range(600):
+        print(f"tick {i}", flush=True)
+        time.sleep(0.1)
+    return 0
+
+@pipeline(name="ticker", enable_cache=False)
+def run_ticker() -> None:
+    ticker()
+
+if __name__ == "__main__":
+    run_ticker()
+"""
+
+
+def test_a_running_steps_output_reaches_its_log_while_it_runs_and_survives_a_kill(repo: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conveyor import Client
+
+    (repo / "ticker.py").write_text(TICKER)
+    proc = subprocess.Popen([sys.executable, "ticker.py"], cwd=repo, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+    try:
+        deadline = time.monotonic() + 60
+        seen = ""
+        while "tick 5" not in seen:
+            assert proc.poll() is None and time.monotonic() < deadline, "no live log within 60 s"
+            time.sleep(0.3)
+            runs = Client().list_runs("ticker") if _has_pipeline("ticker") else []
+            if runs and "ticker" in runs[0].steps:
+                seen = runs[0].steps["ticker"].logs()
+        assert runs[0].steps["ticker"].status == "running"  # seen before the step ended
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    kept = Client().list_runs("ticker")[0].steps["ticker"].logs()
+    assert kept.startswith("tick 0\ntick 1\n") and "tick 5" in kept  # what it printed before the kill
+
+
+def _has_pipeline(name: str) -> bool:
+    from conveyor import Client
+    from conveyor.exceptions import NotFoundError
+
+    try:
+        Client().get_pipeline(name)
+    except NotFoundError:
+        return False
+    return True
