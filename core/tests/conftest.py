@@ -27,6 +27,9 @@ def _forget_stores() -> None:
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh conveyor repository in a temporary folder, which is also the working folder."""
     monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
+    from tests_support import init_repository
+
+    init_repository(tmp_path)
     for name in ("CONVEYOR_STORE_URL", "CONVEYOR_STACK"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)

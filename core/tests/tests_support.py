@@ -74,3 +74,10 @@ def fails(*args: str, code: int = 1) -> str:
     assert len(lines) == 1, lines
     assert lines[0].startswith("conveyor: error: "), lines[0]
     return lines[0]
+
+
+def init_repository(folder: Path) -> None:
+    """Make ``folder`` a repository (what ``conveyor init`` makes, without opening its store)."""
+    from conveyor._repository import Repository
+
+    Repository.init(folder)

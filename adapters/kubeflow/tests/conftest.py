@@ -22,6 +22,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     import conveyor._repository as repository
 
     monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
+    (tmp_path / ".conveyor").mkdir()
     monkeypatch.delenv("CONVEYOR_STORE_URL", raising=False)
     monkeypatch.delenv("CONVEYOR_STACK", raising=False)
     monkeypatch.chdir(tmp_path)

@@ -182,6 +182,7 @@ def _forget_stores() -> None:
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh conveyor repository as the working folder; stores opened by the test are closed after it."""
     monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
+    (tmp_path / ".conveyor").mkdir()
     monkeypatch.delenv("CONVEYOR_STORE_URL", raising=False)
     monkeypatch.delenv("CONVEYOR_STACK", raising=False)
     monkeypatch.chdir(tmp_path)

@@ -127,7 +127,7 @@ def load_pipeline_ref(ref: str) -> Pipeline | PipelineIR:
     from conveyor._repository import Repository
     from conveyor.ir import load_deployment
 
-    store = Repository.current().store()
+    store = Repository.existing().store()
     deployment_id = store.latest_deployment_id(store.get_pipeline(ref).id)
     if deployment_id is None:
         raise ConfigError(
@@ -145,7 +145,7 @@ def deployment_for(
     from conveyor.exceptions import ConfigError
     from conveyor.ir import Deployment
 
-    repo = Repository.current()
+    repo = Repository.existing()  # the stack must be registered already: nothing to create
     target = load_pipeline_ref(ref) if isinstance(ref, str) else ref
     stack_obj = repo.stack(stack)
     if isinstance(target, Pipeline):
@@ -179,7 +179,7 @@ def export_pipeline(
     from conveyor.orchestrators import LaunchContext
 
     deployment, stack_obj, source_root = deployment_for(ref, stack=stack, parameters=parameters, schedule=schedule)
-    ctx = LaunchContext(store=Repository.current().store(), stack=stack_obj, source_root=source_root or Path.cwd())
+    ctx = LaunchContext(store=Repository.existing().store(), stack=stack_obj, source_root=source_root or Path.cwd())
     return stack_obj.orchestrator.export(deployment, ctx, Path(output))
 
 
@@ -191,5 +191,5 @@ def deploy_pipeline(
     from conveyor.orchestrators import LaunchContext
 
     deployment, stack_obj, source_root = deployment_for(ref, stack=stack, parameters=parameters, schedule=schedule)
-    ctx = LaunchContext(store=Repository.current().store(), stack=stack_obj, source_root=source_root or Path.cwd())
+    ctx = LaunchContext(store=Repository.existing().store(), stack=stack_obj, source_root=source_root or Path.cwd())
     return stack_obj.orchestrator.run(deployment, ctx)

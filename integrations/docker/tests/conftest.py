@@ -28,6 +28,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root = tmp_path / "repo"
     root.mkdir()
     monkeypatch.setenv("CONVEYOR_REPOSITORY", str(root))
+    (root / ".conveyor").mkdir()
     for name in ("CONVEYOR_STORE_URL", "CONVEYOR_STACK"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(root)

@@ -25,8 +25,9 @@ _COMMANDS = {
     "image-builder": "conveyor.cli._component_commands:image_builder",
     "step-operator": "conveyor.cli._component_commands:step_operator",
     "pipeline": "conveyor.cli._pipeline_commands:pipeline",
-    "run": "conveyor.cli._pipeline_commands:run",
+    "run": "conveyor.cli._run_commands:run",
     "artifact": "conveyor.cli._artifact_commands:artifact",
+    "gc": "conveyor.cli._artifact_commands:gc",
     "secret": "conveyor.cli._secret_commands:secret",
 }
 
@@ -39,8 +40,9 @@ _HELP = {
     "image-builder": "Manage image builders (how step images are built).",
     "step-operator": "Manage step operators (run single steps elsewhere).",
     "pipeline": "Run, export, deploy and list pipelines.",
-    "run": "Inspect pipeline runs.",
-    "artifact": "Inspect and show artifacts.",
+    "run": "Inspect, compare, tag and delete pipeline runs.",
+    "artifact": "List, inspect, show and delete artifacts.",
+    "gc": "Remove the files of artifacts no kept run uses.",
     "secret": "Manage encrypted secrets (referred to as {{name.key}}).",
 }
 
@@ -84,7 +86,8 @@ def cli() -> None:
     """conveyor: write an ML pipeline once, run it locally, on Airflow, Kubeflow or Prefect.
 
     The repository is the nearest folder above the working one that holds
-    .conveyor/ (or CONVEYOR_REPOSITORY); it is created on first use.
+    .conveyor/ (or CONVEYOR_REPOSITORY). `conveyor init` creates it, and so
+    does running a pipeline; other commands never do.
     """
 
 

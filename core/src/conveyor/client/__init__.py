@@ -1,6 +1,27 @@
 """Reading back what conveyor recorded, and managing stacks from Python."""
 
 from conveyor._repository import close_stores
-from conveyor.client._client import ArtifactView, Client, PipelineRunView, PipelineView, StepRunView, format_time
+from conveyor.client._client import (
+    ArtifactView,
+    Client,
+    Garbage,
+    PipelineRunView,
+    PipelineView,
+    StepRunView,
+    format_time,
+    load_artifact,
+    save_artifact,
+)
 
-__all__ = ["ArtifactView", "Client", "PipelineRunView", "PipelineView", "StepRunView", "close_stores", "format_time"]
+__all__ = [
+    "ArtifactView",
+    "Client",
+    "Garbage",
+    "PipelineRunView",
+    "PipelineView",
+    "StepRunView",
+    "close_stores",
+    "format_time",
+    "load_artifact",
+    "save_artifact",
+]

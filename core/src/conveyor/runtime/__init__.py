@@ -6,7 +6,15 @@ runs their engine ended with :func:`settle_after_engine`.
 """
 
 from conveyor.runtime._context import StepContext, get_step_context
-from conveyor.runtime._executor import RunEnvironment, cache_key, execute_step, finalize_run, set_secret_loader
+from conveyor.runtime._executor import (
+    RunEnvironment,
+    artifact_name,
+    cache_key,
+    execute_step,
+    finalize_run,
+    set_secret_loader,
+    write_artifact,
+)
 from conveyor.runtime._logs import mask_file_descriptors
 from conveyor.runtime._main import finish_command, main, step_command
 from conveyor.runtime._runs import (
@@ -20,6 +28,7 @@ from conveyor.runtime._runs import (
 __all__ = [
     "RunEnvironment",
     "StepContext",
+    "artifact_name",
     "cache_key",
     "check_run_name_template",
     "code_version",
@@ -34,4 +43,5 @@ __all__ = [
     "settle_after_engine",
     "start_run",
     "step_command",
+    "write_artifact",
 ]

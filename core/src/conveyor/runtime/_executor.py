@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor._source import load_source, source_of
 from conveyor.constants import ENV_SOURCE_ROOT
-from conveyor.dsl import SINGLE_OUTPUT, Step, parameter_adapter, runtime_type, type_name, value_matches
+from conveyor.dsl import Step, parameter_adapter, runtime_type, type_name, value_matches
 from conveyor.exceptions import ConfigError, ConveyorError, RunSettledError, StepFailedError
 from conveyor.ir import ArtifactInput, Deployment, ParameterInput, StepIR, canonical_json, shown
 from conveyor.materializers import registry
@@ -98,10 +98,11 @@ def _step_object(step: StepIR) -> Step:
     raise ConveyorError(f"{step.source!r} is not a @step", "decorate the function with @step")
 
 
-def _artifact_name(deployment: Deployment, step: StepIR, output: str) -> str:
-    if output == SINGLE_OUTPUT:
-        return f"{deployment.pipeline.name}::{step.id}::{output}"
-    return output
+def artifact_name(pipeline: str, step: StepIR, output: str) -> str:
+    """The name an output is versioned under: the one given with ``ArtifactConfig(name=...)``, else
+    ``<pipeline>::<step id>::<output>`` (``::`` is in no name, so scoped and given names never meet)."""
+    given = step.outputs[output].artifact_name
+    return given if given is not None else f"{pipeline}::{step.id}::{output}"
 
 
 def _output_materializer_source(step: StepIR, step_obj: Step, output: str) -> str:
@@ -139,6 +140,9 @@ def cache_key(
     }
     if step.settings.environment:
         data["environment"] = step.settings.environment
+    given = {o: spec.artifact_name for o, spec in sorted(step.outputs.items()) if spec.artifact_name}
+    if given:  # a hit reuses the cached records, so a renamed artifact must not be one
+        data["artifact_names"] = given
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
@@ -250,19 +254,41 @@ def _save_output(
     else:
         cls = load_source(materializer_source)
     uri = store.join(env.deployment.pipeline.name, step.id, env.run.name, output)
+    return {
+        "name": artifact_name(env.deployment.pipeline.name, step, output),
+        "pipeline_name": env.deployment.pipeline.name,
+        "step_id": step.id,
+        **write_artifact(store, uri, cls, value, written),
+    }
+
+
+def write_artifact(
+    store: ArtifactStore, uri: str, cls: Any, value: Any, written: list[str] | None = None
+) -> dict[str, Any]:
+    """Save ``value`` with materializer ``cls`` at ``uri``, atomically; returns the artifact record's fields.
+
+    Args:
+        written: where to note the folders written, for a caller that removes them on failure;
+            without it, a failed save removes what it wrote itself.
+    """
     tmp = store.begin_artifact(uri)
-    written.append(tmp)
-    materializer = cls(tmp, store)
-    materializer.save(value)
-    content_hash = store.content_hash(tmp)
-    metadata = materializer.extract_metadata(value) or {}
-    visualizations = {_relative(k, tmp): v for k, v in (materializer.save_visualizations(value) or {}).items()}
-    manifest = store.manifest(tmp)
-    store.commit(tmp, uri)
-    written[-1] = uri
+    noted = written if written is not None else []
+    noted.append(tmp)
+    try:
+        materializer = cls(tmp, store)
+        materializer.save(value)
+        content_hash = store.content_hash(tmp)
+        metadata = materializer.extract_metadata(value) or {}
+        visualizations = {_relative(k, tmp): v for k, v in (materializer.save_visualizations(value) or {}).items()}
+        manifest = store.manifest(tmp)
+        store.commit(tmp, uri)
+        noted[-1] = uri
+    except BaseException:
+        if written is None:
+            store.rmtree(noted[-1])
+        raise
     data_type = type(value)
     return {
-        "name": _artifact_name(env.deployment, step, output),
         "uri": uri,
         "data_type": source_of(data_type) if "<locals>" not in data_type.__qualname__ else data_type.__qualname__,
         "materializer": source_of(cls),

@@ -9,7 +9,7 @@ from conveyor.stack._flavor import (
     flavors,
     parse_settings,
 )
-from conveyor.stack._stack import Stack, StackComponent, add_config_resolver, resolve_config
+from conveyor.stack._stack import Stack, StackComponent, add_config_resolver, report_unread_settings, resolve_config
 
 __all__ = [
     "GENERIC_INSTALL_HINT",
@@ -22,5 +22,6 @@ __all__ = [
     "add_config_resolver",
     "flavors",
     "parse_settings",
+    "report_unread_settings",
     "resolve_config",
 ]

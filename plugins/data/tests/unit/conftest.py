@@ -38,6 +38,7 @@ def _forget_stores() -> None:
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh conveyor repository in a temporary folder, which is also the working folder and on sys.path."""
     monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
+    (tmp_path / ".conveyor").mkdir()
     for name in ("CONVEYOR_STORE_URL", "CONVEYOR_STACK"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)

@@ -55,6 +55,14 @@ pipeline_runs = sa.Table(
     sa.Column("extra", sa.JSON(), nullable=False),
 )
 
+run_tags = sa.Table(
+    "run_tags",
+    metadata,
+    sa.Column("run_id", sa.String(_ID), sa.ForeignKey("pipeline_runs.id"), primary_key=True),
+    sa.Column("tag", sa.String(_NAME), primary_key=True),
+    sa.Index("ix_run_tags_tag", "tag"),
+)
+
 step_runs = sa.Table(
     "step_runs",
     metadata,
@@ -94,6 +102,11 @@ artifact_versions = sa.Table(
     sa.Column("visualizations", sa.JSON(), nullable=False),
     # {relative file name: size}: a cache hit needs every file still there, whole.
     sa.Column("manifest", sa.JSON(), nullable=True),
+    # Where it was made, kept when its run is deleted: listing and gc filter on them without joins.
+    sa.Column("pipeline_name", sa.String(_NAME), nullable=True, index=True),
+    sa.Column("step_id", sa.String(_NAME), nullable=True),
+    # When its files were removed (conveyor gc, artifact delete); the record stays, so versions are never reused.
+    sa.Column("removed", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("name", "version", name="uq_artifact_versions_name_version"),
 )
 
