@@ -51,3 +51,14 @@ def test_newer_schema_is_refused_on_a_server(server: str, request: pytest.Fixtur
     engine.dispose()
     with pytest.raises(SchemaVersionError, match="newer than this conveyor"):
         SqlStore(url)
+
+
+@pytest.mark.parametrize(
+    "server", [pytest.param("mariadb", marks=pytest.mark.mysql), pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_finding_and_cleaning_up_on_a_server(server: str, request: pytest.FixtureRequest) -> None:
+    from conveyor_testing.store_contract import check_finding_and_cleanup
+
+    store = SqlStore(request.getfixturevalue(f"fresh_{server}_url"))
+    check_finding_and_cleanup(store)
+    store.close()

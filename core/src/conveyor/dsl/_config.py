@@ -149,19 +149,29 @@ def merge_run_configs(base: RunConfig | None, override: RunConfig) -> RunConfig:
 
 # -- a commented template ------------------------------------------------------------------
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Words YAML 1.1 reads as booleans or null when they stand unquoted.
-_YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+# Words YAML (as PyYAML reads it) takes for booleans or null when they stand unquoted.
+_YAML_WORDS = frozenset({"yes", "no", "on", "off", "true", "false", "null"})
 _STEP_KEYS = (
-    ("enable_cache", "true/false: reuse an identical earlier result"),
+    ("enable_cache", "reuse an identical earlier result (default: the pipeline's)"),
     ("retries", "how many times to retry a failing step"),
     ("retry_delay", "seconds between attempts"),
     ("timeout", "seconds after which the step fails"),
-    ("resources", "{cpu: 2, memory: 4Gi, gpu_count: 1}"),
-    ("step_operator", "name of a step operator of the stack"),
-    ("secrets", "[secret names the step reads]"),
+    ("resources", "e.g. {cpu: 2, memory: 4Gi, gpu_count: 1}"),
+    ("step_operator", "a step operator of the stack"),
+    ("secrets", "names of secrets the step reads"),
     ("environment", "{VARIABLE: value} while the step runs"),
-    ("settings", "{docker: {...}, airflow: {...}}"),
+    ("settings", "e.g. {docker: {...}, airflow: {...}}"),
 )
+
+
+def _step_value(step: Any, key: str) -> Any:
+    settings = step.settings
+    if key == "resources":
+        return settings.resources.model_dump(exclude_none=True)
+    if key == "settings":
+        return settings.extra
+    value = getattr(settings, key)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _key(name: str) -> str:
@@ -237,7 +247,7 @@ def write_run_configuration_template(pipeline: Pipeline, path: str | os.PathLike
     for step in ir.steps:
         lines.append(f"  {_key(step.id)}:  # {step.source}")
         for key, help_text in _STEP_KEYS:
-            lines.append(f"    # {key}:  # {help_text}")
+            lines.append(f"    # {key}: {_value(_step_value(step, key))}  # {help_text}")
         own = {n: i for n, i in step.inputs.items() if isinstance(i, ParameterInput)}
         if own:
             lines.append("    # parameters:  # setting one here unlinks it from the pipeline parameter")

@@ -12,7 +12,7 @@ from airflow.sdk import DAG, literal
 from airflow.providers.standard.operators.bash import BashOperator
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = '1c9e8e5be04285fae3293d3843e04572'
+CONVEYOR_DEPLOYMENT = '2e57732249d560f38780f2f9dcff4713'
 
 # python mode: the task's shell only expands variables; every conveyor value is in `env`.
 RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
@@ -20,7 +20,7 @@ PYTHON_ENV = {'CONVEYOR_PYTHON': '/opt/conveyor/bin/python', 'CONVEYOR_DEPLOYMEN
 
 with DAG(
     dag_id='golden',
-    doc_md='conveyor pipeline, deployment `1c9e8e5be04285fae3293d3843e04572`',
+    doc_md='conveyor pipeline, deployment `2e57732249d560f38780f2f9dcff4713`',
     schedule=None,
     catchup=False,
     tags=['conveyor'],

@@ -12,7 +12,7 @@ from airflow.sdk import DAG, literal
 from airflow.providers.standard.operators.bash import BashOperator
 
 CONVEYOR_PIPELINE = 'evil pipeline.v2 ünï 0'
-CONVEYOR_DEPLOYMENT = '83848f958b2791a629bcfc6177a0c378'
+CONVEYOR_DEPLOYMENT = '8b6c5791e6662cbc31b7ef9fd61078f8'
 
 # python mode: the task's shell only expands variables; every conveyor value is in `env`.
 RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
@@ -21,7 +21,7 @@ PYTHON_ENV = {'CONVEYOR_PYTHON': '/opt/conveyor/bin/python', 'CONVEYOR_DEPLOYMEN
 with DAG(
     dag_id='evil_pipeline.v2__n__0',
     dag_display_name='evil pipeline.v2 ünï 0',
-    doc_md='conveyor pipeline, deployment `83848f958b2791a629bcfc6177a0c378`',
+    doc_md='conveyor pipeline, deployment `8b6c5791e6662cbc31b7ef9fd61078f8`',
     schedule=None,
     catchup=False,
     tags=['conveyor'],

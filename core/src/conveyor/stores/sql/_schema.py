@@ -7,11 +7,15 @@ test compares the two. Add a column here and a migration there together.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 metadata = sa.MetaData()
 
 _ID = 32  # uuid4().hex, or a content hash cut to 32 hex digits
 _NAME = 255
+# MySQL/MariaDB keep whole seconds unless told otherwise: runs started in the same second
+# would tie, and "latest" would pick one of them at random.
+_PRECISE_TIME = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 pipelines = sa.Table(
     "pipelines",
@@ -39,7 +43,7 @@ pipeline_runs = sa.Table(
     sa.Column("deployment_id", sa.String(_ID), sa.ForeignKey("deployments.id"), nullable=False),
     sa.Column("run_key", sa.String(_NAME), nullable=True, unique=True),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("created", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("created", _PRECISE_TIME, nullable=False, index=True),
     sa.Column("started", sa.DateTime(timezone=True), nullable=True),
     sa.Column("ended", sa.DateTime(timezone=True), nullable=True),
     sa.Column("parameters", sa.JSON(), nullable=False),

@@ -1,4 +1,5 @@
-"""run tags; where each artifact was made (pipeline, step) and when its files were removed
+"""run tags; where each artifact was made (pipeline, step) and when its files were removed; run times to the
+microsecond on MySQL/MariaDB
 
 Revision ID: 0007
 Revises: 0003
@@ -6,6 +7,7 @@ Revises: 0003
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 
 revision = '0007'
@@ -30,6 +32,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('removed', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index(batch_op.f('ix_artifact_versions_pipeline_name'), ['pipeline_name'], unique=False)
 
+    if op.get_bind().dialect.name in ('mysql', 'mariadb'):
+        # Whole seconds made runs started in the same second tie: "latest" must be the newest.
+        op.alter_column('pipeline_runs', 'created', type_=mysql.DATETIME(fsp=6), existing_nullable=False)
+
     # Artifacts made before: their pipeline and step from the step run that produced them.
     op.execute(
         "UPDATE artifact_versions SET "
@@ -43,6 +49,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name in ('mysql', 'mariadb'):
+        op.alter_column('pipeline_runs', 'created', type_=sa.DateTime(timezone=True), existing_nullable=False)
     with op.batch_alter_table('artifact_versions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_artifact_versions_pipeline_name'))
         batch_op.drop_column('removed')
