@@ -127,10 +127,10 @@ def runs(pipeline_name: str | None, limit: int | None, tags: tuple[str, ...], as
         ]
         for r, v in zip(out, views, strict=True)
     ]
-    columns = [
+    columns: list[str | Col] = [
         "ID",
         Col("RUN", fold=True),
-        Col("PIPELINE", fold=True, optional=True) if pipeline_name is None else Col("PIPELINE", optional=True),
+        Col("PIPELINE", fold=True),
         "STATUS",
         "STARTED",
         Col("DURATION", right=True),

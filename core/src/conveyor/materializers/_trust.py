@@ -97,14 +97,17 @@ def project_roots() -> list[str]:
     return list(dict.fromkeys(roots))
 
 
-def is_project_code(qualified_name: str, roots: Iterable[str | os.PathLike[str]] | None = None) -> bool:
-    """Whether ``module.qualname`` names a class or function defined in this project's own code.
+def is_project_class(qualified_name: str, roots: Iterable[str | os.PathLike[str]] | None = None) -> bool:
+    """Whether ``module.qualname`` names a class defined in this project's own code.
 
     That is: the module's file lies under one of ``roots`` (default:
-    :func:`project_roots`) and not among installed libraries, and the name
-    is really defined there. Modules elsewhere are never imported to find
-    out; a project module is (it is the code the pipeline runs anyway).
-    Materializers that restore objects by name (skops) trust such names.
+    :func:`project_roots`) and not among installed libraries, and the class
+    is really defined there under that name. Modules elsewhere are never
+    imported to find out; a project module is (it is the code the pipeline
+    runs anyway). Materializers that restore objects by name (skops) trust
+    such classes. Functions are not classes: a stored model could wire any
+    function of the project into the code that runs when it is used, so they
+    still need explicit trust.
 
     Args:
         qualified_name: ``package.module.Class`` or ``package.module.Outer.Inner``, as skops lists types.
@@ -127,9 +130,7 @@ def is_project_code(qualified_name: str, roots: Iterable[str | os.PathLike[str]]
                 obj = getattr(obj, attr)
         except Exception:  # noqa: BLE001 - a name that does not resolve is not the project's
             continue
-        if not (inspect.isclass(obj) or inspect.isfunction(obj)):
-            continue
-        if getattr(obj, "__module__", None) == module and getattr(obj, "__qualname__", None) == ".".join(attrs):
+        if inspect.isclass(obj) and obj.__module__ == module and obj.__qualname__ == ".".join(attrs):
             return True
     return False
 

@@ -86,9 +86,7 @@ def double(X):
 
 @step
 def train() -> Annotated[Pipeline, "model"]:
-    from sklearn.preprocessing import FunctionTransformer
-
-    return make_pipeline(LogScaler(), FunctionTransformer(double), LinearRegression()).fit(X, X[:, 0])
+    return make_pipeline(LogScaler(), LinearRegression()).fit(X, X[:, 0])
 
 
 @step
@@ -133,11 +131,38 @@ def test_a_model_holding_the_projects_own_classes_loads_without_trusting_them(re
     run = custom_flow.custom_model()
     assert run.status == "completed", run.error  # predict loaded it, in its own process too
     model_artifact = run.steps["train"].outputs["model"]
-    assert set(model_artifact.metadata["skops_untrusted_types"]) >= {"custom_flow.LogScaler", "custom_flow.double"}
+    assert model_artifact.metadata["skops_untrusted_types"] == ["custom_flow.LogScaler"]
     model = model_artifact.load()  # no trust_skops_types call anywhere
     expected = custom_flow.train.func().predict(custom_flow.X[:3])
     assert np.allclose(model.predict(custom_flow.X[:3]), expected)
     assert run.steps["predict"].output.load() == pytest.approx(expected.tolist())
+
+
+def test_a_function_of_the_project_inside_a_model_still_needs_trust(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stored model could wire any function into what runs when it is used: functions are trusted by name only.
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    import conveyor
+    from conveyor_data import trust_skops_types
+
+    monkeypatch.setattr(sys.modules["conveyor_data._sklearn"], "_trusted", set())
+    write_module(repo, "custom_flow", CUSTOM)
+    import custom_flow
+
+    model = make_pipeline(custom_flow.LogScaler(), FunctionTransformer(custom_flow.double), LinearRegression()).fit(
+        custom_flow.X, custom_flow.X[:, 0]
+    )
+    conveyor.save_artifact(model, "with_function")
+    with pytest.raises(MaterializerError, match=r"skops does not trust: custom_flow\.double \("):
+        conveyor.load_artifact("with_function")
+    trust_skops_types("custom_flow.double")
+    assert np.allclose(
+        conveyor.load_artifact("with_function").predict(custom_flow.X[:2]), model.predict(custom_flow.X[:2])
+    )
 
 
 def test_classes_from_outside_the_project_still_need_trust(
