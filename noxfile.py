@@ -169,6 +169,27 @@ def kubeflow(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def dagster(session: nox.Session) -> None:
+    """The Dagster adapter: golden files and safety without Dagster, then real Dagster (execute_job, daemon, Docker)."""
+    # pip: conveyor-docker's image builder runs `python -m pip wheel` in this interpreter; uv venvs have no pip.
+    _install(
+        session,
+        *PYTEST,
+        "pip",
+        "dagster",
+        "-e",
+        "./core",
+        "-e",
+        "./testing[docker]",
+        "-e",
+        "./integrations/docker",
+        "-e",
+        "./adapters/dagster[dagster,docker]",
+    )
+    _pytest(session, "adapters/dagster/tests")
+
+
+@nox.session(python=PYTHON)
 def data(session: nox.Session) -> None:
     """Data plugins: numpy, pandas, pyarrow and scikit-learn materializers, round trips with hypothesis."""
     _install(session, *PYTEST, "-e", "./core", "-e", "./testing", "-e", "./plugins/data[all,test]")

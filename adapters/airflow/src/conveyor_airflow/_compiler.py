@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import CapabilityError, ConfigError
 from conveyor.runtime import step_command
+from conveyor.stack import step_settings as merged_step_settings
 from conveyor_airflow._literal import Code, call, py_literal
 from conveyor_airflow._names import dag_id_for, task_id_for
 from conveyor_airflow._settings import (
     KUBERNETES_ONLY,
+    NAMESPACE,
     PipelineAirflowSettings,
     StepAirflowSettings,
     pipeline_settings,
-    step_settings,
 )
 
 if TYPE_CHECKING:
@@ -56,35 +57,6 @@ _CRON_PRESETS = frozenset(
 )
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#-]+$")
 _ENV_NAME = re.compile(r"^[^=\x00]+$")
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]i?[bB]?|[bB])?\s*$")
-_BYTES = {
-    "": 1,
-    "b": 1,
-    "k": 10**3,
-    "m": 10**6,
-    "g": 10**9,
-    "t": 10**12,
-    "p": 10**15,
-    "ki": 2**10,
-    "mi": 2**20,
-    "gi": 2**30,
-    "ti": 2**40,
-    "pi": 2**50,
-}
-_K8S_SUFFIX = {
-    "": "",
-    "b": "",
-    "k": "k",
-    "m": "M",
-    "g": "G",
-    "t": "T",
-    "p": "P",
-    "ki": "Ki",
-    "mi": "Mi",
-    "gi": "Gi",
-    "ti": "Ti",
-    "pi": "Pi",
-}
 
 
 @dataclass(frozen=True)
@@ -140,7 +112,6 @@ def plan_dag(deployment: Deployment, config: AirflowOrchestratorConfig) -> DagPl
     dag_id = dag_settings.dag_id or dag_id_for(pipeline.name)
     if deployment.schedule is not None:
         _check_schedule(deployment.schedule)
-    defaults = {name: getattr(dag_settings, name) for name in StepAirflowSettings.model_fields}
     task_ids: dict[str, str] = {}
     tasks: list[TaskPlan] = []
     for step in pipeline.steps:
@@ -152,25 +123,14 @@ def plan_dag(deployment: Deployment, config: AirflowOrchestratorConfig) -> DagPl
                 "rename one of the steps (@step(name=...))",
             )
         task_ids[task_id] = step.id
-        settings = _merged(defaults, step_settings(step.settings.extra, step.id))
+        settings = merged_step_settings(
+            StepAirflowSettings, NAMESPACE, pipeline.settings.extra, step.settings.extra, where=f"step {step.id!r}"
+        )
         mode = settings.operator or config.operator
         _check_step(step, mode, settings, config)
         upstream = tuple(task_id_for(u) for u in step.upstream())
         tasks.append(TaskPlan(step=step, task_id=task_id, mode=mode, upstream=upstream, settings=settings))
     return DagPlan(dag_id=dag_id, settings=dag_settings, tasks=tuple(tasks))
-
-
-def _merged(defaults: dict[str, Any], step: StepAirflowSettings) -> StepAirflowSettings:
-    """The step's own settings over the pipeline's (dicts are merged key by key)."""
-    values = dict(defaults)
-    for name in step.model_fields_set:
-        mine = getattr(step, name)
-        if mine is None:
-            continue
-        default = values.get(name)
-        values[name] = {**default, **mine} if isinstance(mine, dict) and isinstance(default, dict) else mine
-    # Both sides are validated already; construct skips validating them again (1000-step pipelines).
-    return StepAirflowSettings.model_construct(**values)
 
 
 def _check_schedule(schedule: Schedule) -> None:
@@ -216,8 +176,6 @@ def _check_step(step: StepIR, mode: str, settings: StepAirflowSettings, config: 
             f"{where} asks for GPU type {res.gpu_type!r}, but the orchestrator has no gpu_type_label",
             "set gpu_type_label to the node label of GPU types (e.g. cloud.google.com/gke-accelerator)",
         )
-    if res.memory is not None:
-        _memory(res.memory, where)
     if mode != "kubernetes_pod":
         for name in KUBERNETES_ONLY:
             if getattr(settings, name) is not None:
@@ -230,15 +188,6 @@ def _check_step(step: StepIR, mode: str, settings: StepAirflowSettings, config: 
 def _no_nul(value: str, what: str) -> None:
     if "\x00" in value:
         raise ConfigError(f"{what} contains a NUL character, which no process can be given")
-
-
-def _memory(text: str, where: str) -> tuple[float, str]:
-    """``(amount, unit)`` of a memory size; the unit is one of ``_BYTES``' keys (``m`` is mega, as in Docker)."""
-    match = _MEMORY.match(text)
-    if match is None:
-        raise ConfigError(f"{where} asks for memory {text!r}, which is not a size", "write e.g. 512Mi, 2Gi or 4GB")
-    unit = (match.group(2) or "").lower()
-    return float(match.group(1)), "" if unit == "b" else unit.removesuffix("b")
 
 
 # -- rendering ------------------------------------------------------------------------
@@ -543,8 +492,7 @@ def _docker_args(
     if res.cpu is not None:
         args.append(("cpus", float(res.cpu)))
     if res.memory is not None:
-        amount, unit = _memory(res.memory, f"step {t.step.id!r}")
-        args.append(("mem_limit", int(amount * _BYTES[unit])))
+        args.append(("mem_limit", res.memory))
     if res.gpu_count:
         args.append(
             ("device_requests", Code(f"[{call('DeviceRequest', count=res.gpu_count, capabilities=[['gpu']])}]"))
@@ -568,13 +516,11 @@ def _kubernetes_args(
         args.append(("in_cluster", config.in_cluster))
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
-    if res.cpu is not None:
-        millis = round(res.cpu * 1000)
-        requests["cpu"] = str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
-    if res.memory is not None:
-        amount, unit = _memory(res.memory, f"step {t.step.id!r}")
-        requests["memory"] = f"{amount:g}{_K8S_SUFFIX[unit]}"
-        limits["memory"] = requests["memory"]
+    cpu, memory = res.cpu_quantity(), res.memory_quantity()
+    if cpu is not None:
+        requests["cpu"] = cpu
+    if memory is not None:
+        requests["memory"] = limits["memory"] = memory
     if res.gpu_count:
         limits[config.gpu_resource] = str(res.gpu_count)
     if requests or limits:

@@ -82,15 +82,6 @@ def _parse(model: type[BaseModel], data: Any, where: str) -> Any:
     return parse_settings(model, data, namespace=NAMESPACE, where=where)
 
 
-def step_settings(extra: dict[str, Any], step_id: str) -> StepAirflowSettings:
-    """The validated ``airflow`` settings of a step.
-
-    Raises:
-        ConfigError: an unknown key or a bad value.
-    """
-    return _parse(StepAirflowSettings, extra.get(NAMESPACE), f"step {step_id!r}")
-
-
 def pipeline_settings(extra: dict[str, Any], pipeline: str) -> PipelineAirflowSettings:
     """The validated ``airflow`` settings of a pipeline.
 

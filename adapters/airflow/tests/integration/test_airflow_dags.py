@@ -17,6 +17,7 @@ import pytest
 from airflow_harness import AirflowHome, run_dag
 
 from conveyor import Client, Schedule, export_pipeline
+from conveyor.runtime import step_command
 from conveyor_testing.conformance import CASES, artifact_hashes, check_run, load_pipeline, run_case
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
@@ -92,7 +93,7 @@ def test_names_and_parameters_that_hold_code_run_as_data(
     register(python=step_python)
     [dag_file] = export_pipeline(tp.hostile, airflow_home.dags, stack="on_airflow")
     source = dag_file.read_text()
-    assert tp.HOSTILE_PIPELINE not in source  # only its repr, one escaped line
+    assert f"CONVEYOR_PIPELINE = {tp.HOSTILE_PIPELINE!r}" in source  # a literal, and nothing else
     from conveyor_airflow import dag_id_for
 
     state, tasks = run_dag(dag_file, dag_id_for(tp.HOSTILE_PIPELINE))
@@ -225,19 +226,16 @@ def test_kubernetes_pods_carry_image_command_resources_and_selectors(repo: Path,
     train = pods["train"].spec.containers[0]
     assert pods["train"].metadata.namespace == "pipelines"
     assert train.image == "registry.example/conveyor:1"
-    assert [*train.command, *train.args] == [
-        "python",
-        "-m",
-        "conveyor.runtime",
-        "run-step",
-        f"--deployment={deployment_id}",
-        "--run-key=airflow:containers:manual__2026-01-01",
-        "--orchestrator-run-id=manual__2026-01-01",
-        "--step=train",
-        "--image=registry.example/conveyor:1",
-    ]
+    # The one step command of conveyor.runtime, with Airflow's run id filled in.
+    assert [*train.command, *train.args] == step_command(
+        deployment_id,
+        "train",
+        run_key="airflow:containers:manual__2026-01-01",
+        image="registry.example/conveyor:1",
+        orchestrator_run_id="manual__2026-01-01",
+    )
     assert {e.name: e.value for e in train.env} == {"CONVEYOR_STORE_URL": f"sqlite:///{repo}/.conveyor/conveyor.db"}
-    assert train.resources.requests == {"cpu": "500m", "memory": "1.5Gi"}
+    assert train.resources.requests == {"cpu": "500m", "memory": "1536Mi"}  # 1.5Gi, exactly
     assert pods["train"].spec.node_selector == {"pool": "highmem"}
     assert pods["train"].metadata.annotations == {"note": "{{ ds }}"}  # a value, not a template
     tune = pods["tune"].spec.containers[0]

@@ -233,7 +233,6 @@ def _one_step(**settings: Any) -> Deployment:
             CapabilityError,
             "gpu_type_label",
         ),
-        ({"resources": {"memory": "lots"}}, {"operator": "docker", "image": IMAGE}, ConfigError, "not a size"),
         ({"extra": {"airflow": {"poool": "x"}}}, {}, ConfigError, "unknown airflow setting 'poool'"),
         ({"extra": {"airflow": {"pool_slots": 0}}}, {}, ConfigError, "pool_slots"),
         ({"extra": {"airflow": {"operator": "ssh"}}}, {}, ConfigError, "operator"),

@@ -28,12 +28,12 @@ import yaml
 from conveyor.exceptions import CapabilityError, ConfigError, StackError
 from conveyor.ir import canonical_json
 from conveyor.runtime import finish_command, step_command
+from conveyor.stack import step_settings
 from conveyor_kubeflow._settings import (
     NAMESPACE,
     PipelineKubeflowSettings,
     StepKubeflowSettings,
     pipeline_settings,
-    step_settings,
 )
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ _MEMORY_UNITS = {
     "M": 10**6,
     "Mi": 2**20,
     "K": 10**3,
+    "k": 10**3,
     "Ki": 2**10,
     "": 1,
 }
@@ -213,11 +214,6 @@ def pipeline_inputs(deployment: Deployment) -> dict[str, PipelineInput]:
 
 
 # -- resources and Kubernetes extras -------------------------------------------------------
-def _cpu_text(cpu: float) -> str:
-    milli = round(cpu * 1000)
-    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
-
-
 def _cpu_number(text: str) -> float:
     return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
@@ -233,15 +229,7 @@ def _resources(
 ) -> dict[str, Any]:
     res = step.settings.resources
     where = f"step {step.id!r}"
-    cpu = _cpu_text(res.cpu) if res.cpu is not None else None
-    if res.cpu is not None and res.cpu <= 0:
-        raise ConfigError(f"{where}: cpu must be positive, not {res.cpu}")
-    memory = res.memory
-    if memory is not None and not re.fullmatch(r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?", memory):
-        raise ConfigError(
-            f"{where}: memory {memory!r} is not a quantity KFP accepts",
-            "write it as a number of bytes or with a unit: 512Mi, 2G, 1Gi",
-        )
+    cpu, memory = res.cpu_quantity(), res.memory_quantity()
     values = {
         "cpuRequest": kf.cpu_request or cpu,
         "cpuLimit": kf.cpu_limit or cpu,
@@ -572,7 +560,17 @@ def step_tasks(ctx: SpecContext, components: StepComponents) -> tuple[dict[str, 
     for step in ctx.deployment.pipeline.steps:
         _check_step(step)
         extra = step.settings.extra
-        kf = step_settings(extra, step.id, ctx.settings) if extra.get(NAMESPACE) else ctx.defaults
+        kf = (
+            step_settings(
+                StepKubeflowSettings,
+                NAMESPACE,
+                ctx.deployment.pipeline.settings.extra,
+                extra,
+                where=f"step {step.id!r}",
+            )
+            if extra.get(NAMESPACE)
+            else ctx.defaults
+        )
         platform = _platform(step.settings.timeout, kf, ctx.config)
         label = components.add(step_container(ctx, step, kf, platform), platform)
         name = task_name(step.id, used)

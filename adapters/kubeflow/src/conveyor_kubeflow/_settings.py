@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from conveyor.ir import memory_quantity, parse_memory
 from conveyor.stack import parse_settings
 from conveyor_kubeflow._flavor import check_secret_env
 
@@ -21,7 +22,6 @@ NAMESPACE = "kubeflow"
 
 CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")
 """A CPU quantity as KFP accepts it (``2``, ``0.5``, ``500m``)."""
-MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
 """A memory quantity as KFP accepts it (``512Mi``, ``2G``, a number of bytes)."""
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 """A Kubernetes label or annotation key (optional ``prefix/`` and a name)."""
@@ -97,7 +97,8 @@ class StepKubeflowSettings(BaseModel):
     @field_validator("memory_request", "memory_limit")
     @classmethod
     def _check_memory(cls, value: str | None) -> str | None:
-        return _check_quantity(value, MEMORY, "512Mi or 2G")
+        # The one memory grammar of conveyor (1.5Gi, 512MB, bytes), written as an exact Kubernetes quantity.
+        return None if value is None else memory_quantity(parse_memory(value))
 
     @field_validator("node_selector", "pod_labels", "pod_annotations")
     @classmethod
@@ -132,14 +133,3 @@ def pipeline_settings(extra: dict[str, Any], pipeline: str) -> PipelineKubeflowS
         ConfigError: an unknown key or a bad value.
     """
     return _parse(PipelineKubeflowSettings, extra.get(NAMESPACE), f"pipeline {pipeline!r}")
-
-
-def step_settings(extra: dict[str, Any], step_id: str, defaults: PipelineKubeflowSettings) -> StepKubeflowSettings:
-    """The ``kubeflow`` settings of a step: its own fields over the pipeline's.
-
-    Raises:
-        ConfigError: an unknown key or a bad value.
-    """
-    own = _parse(StepKubeflowSettings, extra.get(NAMESPACE), f"step {step_id!r}")
-    inherited = defaults.model_dump(include=set(StepKubeflowSettings.model_fields), exclude_none=True)
-    return StepKubeflowSettings.model_validate({**inherited, **own.model_dump(exclude_none=True)})

@@ -333,7 +333,6 @@ def _with_step(**options: Any) -> Any:
             "absolute path",
         ),
         ({"settings": {"kubeflow": {"secret_env": {"TOKEN": "no-key"}}}}, ConfigError, "SECRET_NAME:KEY"),
-        ({"resources": {"memory": "lots"}}, ConfigError, "memory 'lots' is not a quantity KFP accepts"),
         ({"resources": {"gpu_type": "a100"}}, CapabilityError, "GPU type 'a100', which KFP cannot choose by itself"),
         ({"step_operator": "docker"}, CapabilityError, "on KFP every step already runs in its own pod"),
         ({"retries": 1, "retry_delay": 7200}, CapabilityError, "KFP allows at most 3600 s"),

@@ -36,6 +36,7 @@ from conveyor.ir import (
     StepIR,
     StepSettings,
 )
+from conveyor.stack import merge_settings
 from conveyor_kubeflow import KubeflowOrchestratorConfig, compile_pipeline
 from conveyor_kubeflow._compiler import RESERVED_INPUTS, input_name, input_placeholder, task_name
 from conveyor_testing.strategies import LINE_BREAKS, hostile_text, names
@@ -181,7 +182,8 @@ def check_spec_parses_to_what_was_built(compiled: Any, deployment: Deployment) -
 
 
 def _expected_labels(own: dict[str, Any], pipeline: dict[str, Any], key: str) -> dict[str, str] | None:
-    return own.get(key, pipeline.get(key)) or None
+    # conveyor's one settings merge: mappings merge key by key, the step's keys winning.
+    return merge_settings(pipeline, own).get(key) or None
 
 
 @SETTINGS
@@ -236,7 +238,7 @@ def test_hostile_values_stay_in_their_yaml_scalars(case: tuple[Deployment, Kubef
         assert container["env"] == [{"name": k, "value": v} for k, v in sorted(env.items())]
 
         own = step.settings.extra.get("kubeflow", {})
-        accelerator = own.get("accelerator_type", pkf.get("accelerator_type"))
+        accelerator = merge_settings(pkf, own).get("accelerator_type")
         if step.settings.resources.gpu_type is not None or accelerator is not None:
             kind = accelerator or config.gpu_resource
             assert container["resources"]["accelerator"]["type"] == kind
@@ -249,11 +251,11 @@ def test_hostile_values_stay_in_their_yaml_scalars(case: tuple[Deployment, Kubef
         metadata = platform.get("podMetadata", {})
         assert metadata.get("labels") == _expected_labels(own, pkf, "pod_labels")
         assert metadata.get("annotations") == _expected_labels(own, pkf, "pod_annotations")
-        tolerations = own.get("tolerations", pkf.get("tolerations")) or []
+        tolerations = merge_settings(pkf, own).get("tolerations") or []
         assert [(t.get("key"), t.get("value")) for t in platform.get("tolerations", [])] == [
             (t.get("key"), t.get("value")) for t in tolerations
         ]
-        volumes = own.get("volumes", pkf.get("volumes")) or []
+        volumes = merge_settings(pkf, own).get("volumes") or []
         assert [(m["constant"], m["mountPath"]) for m in platform.get("pvcMount", [])] == [
             (v["pvc_name"], v["mount_path"]) for v in volumes
         ]

@@ -46,6 +46,8 @@ BANNED = "/%&><"
 
 text = hostile_text()
 any_name = st.one_of(names(), text.filter(bool))
+# Names inside the IR follow core's naming rule (the IR refuses any other).
+ir_name = names()
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), text),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(text, inner, max_size=3)),
@@ -56,15 +58,15 @@ json_values = st.recursive(
 @st.composite
 def deployments(draw: Any) -> tuple[Deployment, PrefectOrchestratorConfig]:
     """A deployment and a Prefect config with hostile text wherever they take text."""
-    parameters = draw(st.dictionaries(any_name, json_values, max_size=3))
-    step_ids = draw(st.lists(any_name, min_size=1, max_size=4, unique=True))
+    parameters = draw(st.dictionaries(ir_name, json_values, max_size=3))
+    step_ids = draw(st.lists(ir_name, min_size=1, max_size=4, unique=True))
     steps = []
     for i, sid in enumerate(step_ids):
         param = draw(st.sampled_from([None, *parameters]))
         steps.append(
             StepIR(
                 id=sid,
-                name=draw(any_name),
+                name=draw(ir_name),
                 source=f"pipe:{draw(text)}",
                 code_hash="0" * 16,
                 inputs={}
@@ -77,7 +79,7 @@ def deployments(draw: Any) -> tuple[Deployment, PrefectOrchestratorConfig]:
                 ),
             )
         )
-    pipeline = PipelineIR(name=draw(any_name), parameters=parameters, steps=tuple(steps))
+    pipeline = PipelineIR(name=draw(ir_name), parameters=parameters, steps=tuple(steps))
     stack = StackIR(
         name=draw(text),
         components={"orchestrator": ComponentIR(type="orchestrator", flavor="prefect", name=draw(text))},

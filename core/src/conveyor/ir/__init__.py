@@ -22,6 +22,7 @@ from conveyor.ir._names import (
     run_name_template_problem,
     shown,
 )
+from conveyor.ir._resources import MEMORY_UNITS, cpu_quantity, memory_quantity, parse_memory
 
 _MODELS = (
     "IR_VERSION",
@@ -45,6 +46,7 @@ _MODELS = (
 __all__ = [
     "IR_VERSION",
     "MAX_NAME_BYTES",
+    "MEMORY_UNITS",
     "NAME_RULE",
     "RESERVED_OUTPUT_NAMES",
     "RUN_NAME_FIELDS",
@@ -63,10 +65,13 @@ __all__ = [
     "StepSettings",
     "canonical_json",
     "check_name",
+    "cpu_quantity",
     "fill_run_name",
     "load_deployment",
+    "memory_quantity",
     "name_problem",
     "output_name_problem",
+    "parse_memory",
     "run_name_template_problem",
     "shown",
 ]

@@ -14,9 +14,10 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from conveyor.ir._names import check_name, output_name_problem, run_name_template_problem, shown
+from conveyor.ir._resources import cpu_quantity, memory_quantity, parse_memory
 
 IR_VERSION = 1
 """Bumped whenever a change to these models is not backwards compatible."""
@@ -85,12 +86,25 @@ class OutputSpec(_Model):
 
 
 class ResourceSettings(_Model):
-    """Compute resources a step asks for; ``None`` means no request."""
+    """Compute resources a step asks for; ``None`` means no request.
 
-    cpu: float | None = None
-    memory: str | None = None
-    gpu_count: int | None = None
+    ``memory`` is given as a size (``"1.5Gi"``, ``"512M"``, a number of bytes)
+    and kept as a whole number of bytes (see :mod:`conveyor.ir._resources`);
+    ``cpu`` must be more than 0; ``gpu_count`` at least 0.
+    """
+
+    cpu: float | None = Field(default=None, gt=0)
+    memory: Annotated[int, BeforeValidator(parse_memory)] | None = None
+    gpu_count: int | None = Field(default=None, ge=0)
     gpu_type: str | None = None
+
+    def memory_quantity(self) -> str | None:
+        """The memory as an exact Kubernetes quantity (``1536Mi``), or None."""
+        return None if self.memory is None else memory_quantity(self.memory)
+
+    def cpu_quantity(self) -> str | None:
+        """The CPUs as a Kubernetes quantity (``500m``, ``2``), or None."""
+        return None if self.cpu is None else cpu_quantity(self.cpu)
 
     def is_empty(self) -> bool:
         """True when nothing is requested."""

@@ -105,6 +105,10 @@ class LocalScheduler:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
 
+    def runs_in_this_process(self, step: StepIR) -> bool:
+        """Whether an attempt of the step runs in this process's threads (it shares its file descriptors)."""
+        return step.settings.step_operator is None and not self._uses_process(step)
+
     # -- one step in its own process ---------------------------------------------------
     def _uses_process(self, step: StepIR) -> bool:
         s = step.settings
@@ -294,7 +298,7 @@ class LocalScheduler:
     def _masking(self) -> contextlib.AbstractContextManager[None]:
         # Steps that resolve secrets in this process: whatever they write to the raw file
         # descriptors (children, C code) is masked on its way to the terminal too.
-        in_threads = [s for s in self.pipeline.steps if not self._uses_process(s) and s.settings.step_operator is None]
+        in_threads = [s for s in self.pipeline.steps if self.runs_in_this_process(s)]
         if any(s.settings.secrets for s in in_threads):
             from conveyor.runtime import mask_file_descriptors
 

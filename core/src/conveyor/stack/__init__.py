@@ -7,7 +7,9 @@ from conveyor.stack._flavor import (
     Flavor,
     FlavorRegistry,
     flavors,
+    merge_settings,
     parse_settings,
+    step_settings,
 )
 from conveyor.stack._stack import Stack, StackComponent, add_config_resolver, report_unread_settings, resolve_config
 
@@ -21,7 +23,9 @@ __all__ = [
     "StackComponent",
     "add_config_resolver",
     "flavors",
+    "merge_settings",
     "parse_settings",
     "report_unread_settings",
     "resolve_config",
+    "step_settings",
 ]

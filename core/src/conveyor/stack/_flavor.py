@@ -236,6 +236,43 @@ def parse_settings(model: type[BaseModel], data: Any, *, namespace: str, where: 
         raise config_error(exc, where, kind=f"{namespace} setting", known=model) from None
 
 
+def merge_settings(pipeline: Any, step: Any) -> dict[str, Any]:
+    """The one rule for a step's namespaced settings over its pipeline's, on every engine.
+
+    A setting the step gives replaces the pipeline's; a setting that is a
+    mapping on both sides (node selectors, labels, environments) is merged key
+    by key, the step's keys winning; a setting the step leaves out, or sets to
+    ``None``, keeps the pipeline's.
+    """
+    out = dict(pipeline or {})
+    for key, value in (step or {}).items():
+        if value is None:
+            continue
+        base = out.get(key)
+        out[key] = {**base, **value} if isinstance(value, dict) and isinstance(base, dict) else value
+    return out
+
+
+def step_settings(model: type[BaseModel], namespace: str, pipeline_extra: Any, step_extra: Any, *, where: str) -> Any:
+    """A step's validated settings of one namespace, merged over its pipeline's (:func:`merge_settings`).
+
+    Only the pipeline settings the step model knows are inherited (a pipeline
+    may have settings of its own, such as a DAG's description).
+
+    Args:
+        pipeline_extra: the pipeline's namespaced settings (``pipeline.settings.extra``).
+        step_extra: the step's (``step.settings.extra``).
+        where: the step, for errors (``"step 'train'"``).
+
+    Raises:
+        ConfigError: an unknown key or a bad value, in one line.
+    """
+    own = (step_extra or {}).get(namespace) or {}
+    parse_settings(model, own, namespace=namespace, where=where)  # errors name the step's own setting
+    inherited = {k: v for k, v in ((pipeline_extra or {}).get(namespace) or {}).items() if k in model.model_fields}
+    return parse_settings(model, merge_settings(inherited, own), namespace=namespace, where=where)
+
+
 class FlavorRegistry:
     """Entry-point discovery of flavors, lazy and isolated."""
 

@@ -206,7 +206,7 @@ class StepContainer:
         if resources.cpu is not None:
             options["nano_cpus"] = int(resources.cpu * 1e9)
         if resources.memory is not None:
-            options["mem_limit"] = _memory(resources.memory)
+            options["mem_limit"] = resources.memory  # bytes: the IR parsed the size once
         options.update(self.run_args)
         return options
 
@@ -359,22 +359,3 @@ class StepContainer:
 
 def _exit_note(code: int) -> str:
     return {137: " (killed: out of memory or stopped)", 139: " (segmentation fault)"}.get(code, "")
-
-
-def _memory(value: str) -> int | str:
-    """``"2Gi"``/``"512M"``/``"1g"`` as docker wants it."""
-    units = {
-        "ki": 1024,
-        "mi": 1024**2,
-        "gi": 1024**3,
-        "ti": 1024**4,
-        "k": 1000,
-        "m": 1000**2,
-        "g": 1000**3,
-        "t": 1000**4,
-    }
-    text = value.strip().lower().removesuffix("b")
-    for suffix in sorted(units, key=len, reverse=True):
-        if text.endswith(suffix):
-            return int(float(text[: -len(suffix)]) * units[suffix])
-    return int(float(text))

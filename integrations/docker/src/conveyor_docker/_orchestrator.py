@@ -47,6 +47,9 @@ class ContainerScheduler(LocalScheduler):
                 self.containers.pop(step.id, None)
         return None
 
+    def runs_in_this_process(self, step: StepIR) -> bool:
+        return False  # every step runs in a container, or with the stack's step operator
+
     def stop_running(self) -> None:
         with self.lock:
             containers = list(self.containers.values())

@@ -68,13 +68,17 @@ def settings_for(pipeline: PipelineIR, step: StepIR | None = None) -> DockerSett
     Raises:
         ConfigError: an unknown key or a bad value.
     """
-    base = dict(pipeline.settings.extra.get(SETTINGS_KEY, {}))
-    settings = _validate(base, f"pipeline {pipeline.name!r}")
-    if step is None:
+    from conveyor.stack import parse_settings, step_settings
+
+    if step is None or not step.settings.extra.get(SETTINGS_KEY):
+        settings: DockerSettings = parse_settings(
+            DockerSettings,
+            pipeline.settings.extra.get(SETTINGS_KEY),
+            namespace=SETTINGS_KEY,
+            where=f"pipeline {pipeline.name!r}",
+        )
         return settings
-    own = step.settings.extra.get(SETTINGS_KEY)
-    if not own:
-        return settings
-    where = f"step {step.id!r}"
-    _validate(dict(own), where)
-    return _validate({**base, **own}, where)
+    merged: DockerSettings = step_settings(
+        DockerSettings, SETTINGS_KEY, pipeline.settings.extra, step.settings.extra, where=f"step {step.id!r}"
+    )
+    return merged

@@ -50,7 +50,7 @@ def test_registry_password_must_be_a_secret_reference():
         )["password"]
         == "{{reg.password}}"
     )
-    with pytest.raises(ConfigError, match="must be a secret reference"):
+    with pytest.raises(ConfigError, match="password: holds a credential, so it takes only a secret reference"):
         flavor.validate_config({"uri": "127.0.0.1:5000/ml", "password": "hunter2"}, component="reg")
     with pytest.raises(ConfigError, match="host\\[:port\\]"):
         flavor.validate_config({"uri": "http://127.0.0.1:5000/ml"}, component="reg")

@@ -1,0 +1,147 @@
+"""Pipelines run by real Dagster: the local orchestrator's artifacts, parallel ops, failures and killed ops settled."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import dagster_test_pipelines as tp
+import psutil
+import pytest
+
+from conveyor import Client, export_pipeline
+from conveyor.exceptions import StepFailedError
+from conveyor_testing.conformance import CASES, artifact_hashes, case, check_run, load_pipeline, run_case
+
+pytestmark = [pytest.mark.integration, pytest.mark.dagster]
+
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+
+@pytest.mark.parametrize("c", CASES, ids=[c.name for c in CASES])
+def test_conformance(c: Any, dagster_stack: str, instance: Any) -> None:
+    local = run_case(c, stack="default")
+    run = run_case(c, stack=dagster_stack)
+    check_run(c, run)
+    assert artifact_hashes(run) == artifact_hashes(local)
+    assert run.record.orchestrator == "dagster"
+    dagster_run = instance.get_run_by_id(run.record.orchestrator_run_id)
+    assert dagster_run is not None and dagster_run.is_success != c.fails
+    assert dagster_run.job_name == c.pipeline
+
+
+def test_independent_steps_run_at_the_same_time(dagster_stack: str) -> None:
+    run = tp.naps.with_options(enable_cache=False, stack=dagster_stack)(seconds=4.0)
+    (a_start, a_end), (b_start, b_end) = run.steps["spans"].output.load()
+    assert a_start < b_end and b_start < a_end, "the two naps did not overlap"
+
+
+def test_a_failing_step_fails_the_run_with_one_line(dagster_stack: str) -> None:
+    pipe = load_pipeline(case("failing_step")).with_options(enable_cache=False, stack=dagster_stack)
+    with pytest.raises(StepFailedError) as info:
+        pipe()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "failed on Dagster" in message and "'explode'" in message and "bad input 3" in message
+    run = Client().get_pipeline("failing_step").last_run
+    assert run.status == "failed" and run.steps["after_explode"].status == "skipped"
+
+
+def test_a_step_dagster_retries_completes(dagster_stack: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_ATTEMPTS_FILE", str(tmp_path / "attempts"))
+    run = tp.flaky.with_options(enable_cache=False, stack=dagster_stack)()
+    assert run.status == "completed"
+    assert run.steps["wobble"].record.attempts == 2
+    assert run.steps["after_wobble"].output.load() == 2
+
+
+def _step_processes(deployment_id: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if deployment_id in (proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def test_a_killed_op_leaves_a_settled_run_and_nothing_running(dagster_stack: str) -> None:
+    with pytest.raises(StepFailedError) as info:
+        tp.killed.with_options(enable_cache=False, stack=dagster_stack)()
+    assert "\n" not in str(info.value)
+    run = Client().get_pipeline("killed").last_run
+    assert run.status == "failed"
+    doomed = run.steps["doomed"]
+    assert doomed.status == "failed" and "killed" in (doomed.record.error or "")
+    assert run.steps["after_doomed"].status == "skipped"
+    deadline = time.monotonic() + 10
+    while _step_processes(run.record.deployment_id) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the step process ends itself once its op is gone
+    assert _step_processes(run.record.deployment_id) == []
+
+
+def test_a_dagster_run_of_the_exported_job_can_change_parameters(
+    dagster_stack: str, dagster_home: Path, tmp_path: Path
+) -> None:
+    c = case("quickstart")
+    pipe = load_pipeline(c).with_options(enable_cache=False)
+    [path] = export_pipeline(pipe, tmp_path / "code", stack=dagster_stack, parameters=c.params)
+    config = tmp_path / "run.yaml"  # JSON is YAML
+    config.write_text(json.dumps({"resources": {"conveyor": {"config": {"n": 7}}}}))
+    done = subprocess.run(
+        [DAGSTER, "job", "execute", "-f", str(path), "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = Client().get_pipeline(c.pipeline).last_run
+    assert run.status == "completed" and run.parameters == {"n": 7}
+    assert run.steps["load_data"].outputs["numbers"].load() == list(range(7))
+    assert run.record.orchestrator == "dagster" and run.record.orchestrator_run_id in done.stderr + done.stdout
+
+
+STOPPABLE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import dagster_test_pipelines as tp
+
+if __name__ == "__main__":
+    tp.naps.with_options(enable_cache=False, stack=sys.argv[2])(seconds=120.0)
+"""
+
+
+def test_ctrl_c_stops_the_run_and_its_steps_with_one_line(dagster_stack: str, tmp_path: Path) -> None:
+    script = tmp_path / "run.py"
+    script.write_text(STOPPABLE)
+    tests = str(Path(tp.__file__).parent)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), tests, dagster_stack], stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
+    client = Client()
+    deadline = time.monotonic() + 300
+    while True:
+        runs = client.list_runs("naps") if "naps" in {p.name for p in client.list_pipelines()} else []
+        if runs and len([s for s in runs[0].steps.values() if s.status == "running"]) == 2:
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, "the naps never both started"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    last = stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1
+    assert last.startswith("conveyor: error: run ") and "was stopped on Dagster" in last, stderr[-3000:]
+    run = client.get_run(runs[0].record.id)
+    assert run.status == "failed"
+    # The stopped step settles its run itself (the step command does for engines' runs).
+    assert {sid: s.status for sid, s in run.steps.items() if sid != "spans"} == {"nap": "stopped", "nap_2": "stopped"}
+    deadline = time.monotonic() + 15
+    while _step_processes(run.record.deployment_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _step_processes(run.record.deployment_id) == []
