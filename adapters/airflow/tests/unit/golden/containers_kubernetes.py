@@ -13,14 +13,14 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from kubernetes.client import models as k8s
 
 CONVEYOR_PIPELINE = 'containers'
-CONVEYOR_DEPLOYMENT = '1d5048e10d963fde980090260cb06d6b'
+CONVEYOR_DEPLOYMENT = 'fdb2249556686624d1dcdefef68f8c69'
 
 # Container modes: all tasks of one DAG run share one conveyor run, keyed by Airflow's run id.
 CONTAINER_ENV = {'CONVEYOR_STORE_URL': 'sqlite:////srv/conveyor.db'}
 
 with DAG(
     dag_id='containers',
-    doc_md='conveyor pipeline, deployment `1d5048e10d963fde980090260cb06d6b`',
+    doc_md='conveyor pipeline, deployment `fdb2249556686624d1dcdefef68f8c69`',
     schedule=None,
     catchup=False,
     tags=['conveyor'],
@@ -30,7 +30,7 @@ with DAG(
         task_id='load',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
         cmds=[literal('python')],
-        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d5048e10d963fde980090260cb06d6b'), literal('--step'), literal('load'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('fdb2249556686624d1dcdefef68f8c69'), literal('--step'), literal('load'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,
@@ -41,7 +41,7 @@ with DAG(
         task_id='train',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
         cmds=[literal('python')],
-        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d5048e10d963fde980090260cb06d6b'), literal('--step'), literal('train'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('fdb2249556686624d1dcdefef68f8c69'), literal('--step'), literal('train'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,
@@ -58,7 +58,7 @@ with DAG(
         task_id='total',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
         cmds=[literal('python')],
-        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d5048e10d963fde980090260cb06d6b'), literal('--step'), literal('total'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('fdb2249556686624d1dcdefef68f8c69'), literal('--step'), literal('total'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,
@@ -72,7 +72,7 @@ with DAG(
         task_id='tune',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
         cmds=[literal('python')],
-        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('1d5048e10d963fde980090260cb06d6b'), literal('--step'), literal('tune'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('fdb2249556686624d1dcdefef68f8c69'), literal('--step'), literal('tune'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,

@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'failing_step'
-CONVEYOR_DEPLOYMENT = '5786510794a9f66bdaecc1557e5f2ea8'
+CONVEYOR_DEPLOYMENT = '86910b83db04109f1393b188abfd209d'
 JOB_NAME = 'failing_step'
 JOB = {
-    'description': "conveyor pipeline 'failing_step', deployment 5786510794a9f66bdaecc1557e5f2ea8",
-    'tags': {'conveyor/deployment': '5786510794a9f66bdaecc1557e5f2ea8'},
+    'description': "conveyor pipeline 'failing_step', deployment 86910b83db04109f1393b188abfd209d",
+    'tags': {'conveyor/deployment': '86910b83db04109f1393b188abfd209d'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '5786510794a9f66bdaecc1557e5f2ea8',
+        '86910b83db04109f1393b188abfd209d',
         '--step',
         STEP,
         '--run-key',
@@ -134,7 +134,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '5786510794a9f66bdaecc1557e5f2ea8',
+        '86910b83db04109f1393b188abfd209d',
         '--run-key',
         ('dagster:', RUN_ID),
         '--orchestrator-run-id',

@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'fan_out'
-CONVEYOR_DEPLOYMENT = 'f85deebf782488f3e2f3f6c651bb4bad'
+CONVEYOR_DEPLOYMENT = '1c36aed4561938a8c40efdedbd2a7b49'
 JOB_NAME = 'fan_out'
 JOB = {
-    'description': "conveyor pipeline 'fan_out', deployment f85deebf782488f3e2f3f6c651bb4bad",
-    'tags': {'conveyor/deployment': 'f85deebf782488f3e2f3f6c651bb4bad'},
+    'description': "conveyor pipeline 'fan_out', deployment 1c36aed4561938a8c40efdedbd2a7b49",
+    'tags': {'conveyor/deployment': '1c36aed4561938a8c40efdedbd2a7b49'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'f85deebf782488f3e2f3f6c651bb4bad',
+        '1c36aed4561938a8c40efdedbd2a7b49',
         '--step',
         STEP,
         '--run-key',
@@ -175,7 +175,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'f85deebf782488f3e2f3f6c651bb4bad',
+        '1c36aed4561938a8c40efdedbd2a7b49',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'pydantic_param'
-CONVEYOR_DEPLOYMENT = '8ff036a0d884d49d6fedaa0c84c793ed'
+CONVEYOR_DEPLOYMENT = '4be020ff7685dcce1d3e27b170d4f849'
 JOB_NAME = 'pydantic_param'
 JOB = {
-    'description': "conveyor pipeline 'pydantic_param', deployment 8ff036a0d884d49d6fedaa0c84c793ed",
-    'tags': {'conveyor/deployment': '8ff036a0d884d49d6fedaa0c84c793ed'},
+    'description': "conveyor pipeline 'pydantic_param', deployment 4be020ff7685dcce1d3e27b170d4f849",
+    'tags': {'conveyor/deployment': '4be020ff7685dcce1d3e27b170d4f849'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '8ff036a0d884d49d6fedaa0c84c793ed',
+        '4be020ff7685dcce1d3e27b170d4f849',
         '--step',
         STEP,
         '--run-key',
@@ -112,7 +112,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '8ff036a0d884d49d6fedaa0c84c793ed',
+        '4be020ff7685dcce1d3e27b170d4f849',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'quickstart'
-CONVEYOR_DEPLOYMENT = 'ae30fb0efd87f6a1fd2af13c371a10f3'
+CONVEYOR_DEPLOYMENT = '8ade9d3785dec46c9ae4a3c5016776e4'
 JOB_NAME = 'quickstart'
 JOB = {
-    'description': "conveyor pipeline 'quickstart', deployment ae30fb0efd87f6a1fd2af13c371a10f3",
-    'tags': {'conveyor/deployment': 'ae30fb0efd87f6a1fd2af13c371a10f3'},
+    'description': "conveyor pipeline 'quickstart', deployment 8ade9d3785dec46c9ae4a3c5016776e4",
+    'tags': {'conveyor/deployment': '8ade9d3785dec46c9ae4a3c5016776e4'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'ae30fb0efd87f6a1fd2af13c371a10f3',
+        '8ade9d3785dec46c9ae4a3c5016776e4',
         '--step',
         STEP,
         '--run-key',
@@ -136,7 +136,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'ae30fb0efd87f6a1fd2af13c371a10f3',
+        '8ade9d3785dec46c9ae4a3c5016776e4',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

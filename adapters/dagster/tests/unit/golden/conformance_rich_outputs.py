@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'rich_outputs'
-CONVEYOR_DEPLOYMENT = '4355f445dbc074c978c7bd459a524274'
+CONVEYOR_DEPLOYMENT = 'e776ba72a01a0569c103aaa230b2a42a'
 JOB_NAME = 'rich_outputs'
 JOB = {
-    'description': "conveyor pipeline 'rich_outputs', deployment 4355f445dbc074c978c7bd459a524274",
-    'tags': {'conveyor/deployment': '4355f445dbc074c978c7bd459a524274'},
+    'description': "conveyor pipeline 'rich_outputs', deployment e776ba72a01a0569c103aaa230b2a42a",
+    'tags': {'conveyor/deployment': 'e776ba72a01a0569c103aaa230b2a42a'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '4355f445dbc074c978c7bd459a524274',
+        'e776ba72a01a0569c103aaa230b2a42a',
         '--step',
         STEP,
         '--run-key',
@@ -110,7 +110,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '4355f445dbc074c978c7bd459a524274',
+        'e776ba72a01a0569c103aaa230b2a42a',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

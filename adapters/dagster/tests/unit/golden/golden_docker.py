@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = 'c318c69d38eb754b0f3c675066eda10d'
+CONVEYOR_DEPLOYMENT = '06398dbe1c7f3fadf3fb179d3bbec9bf'
 JOB_NAME = 'golden'
 JOB = {
-    'description': "conveyor pipeline 'golden', deployment c318c69d38eb754b0f3c675066eda10d",
-    'tags': {'owner': 'data-team', 'conveyor/deployment': 'c318c69d38eb754b0f3c675066eda10d'},
+    'description': "conveyor pipeline 'golden', deployment 06398dbe1c7f3fadf3fb179d3bbec9bf",
+    'tags': {'owner': 'data-team', 'conveyor/deployment': '06398dbe1c7f3fadf3fb179d3bbec9bf'},
     'executor': {'max_concurrent': 4, 'start_method': {'forkserver': {}}},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'c318c69d38eb754b0f3c675066eda10d',
+        '06398dbe1c7f3fadf3fb179d3bbec9bf',
         '--step',
         STEP,
         '--run-key',
@@ -140,7 +140,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'c318c69d38eb754b0f3c675066eda10d',
+        '06398dbe1c7f3fadf3fb179d3bbec9bf',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = '35256605c41d5a49acd65201499c584d'
+CONVEYOR_DEPLOYMENT = '2e3cb4f0a250786d43907e6f0a45eefe'
 JOB_NAME = 'golden'
 JOB = {
-    'description': "conveyor pipeline 'golden', deployment 35256605c41d5a49acd65201499c584d",
-    'tags': {'owner': 'data-team', 'conveyor/deployment': '35256605c41d5a49acd65201499c584d'},
+    'description': "conveyor pipeline 'golden', deployment 2e3cb4f0a250786d43907e6f0a45eefe",
+    'tags': {'owner': 'data-team', 'conveyor/deployment': '2e3cb4f0a250786d43907e6f0a45eefe'},
     'executor': {'max_concurrent': 4},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '35256605c41d5a49acd65201499c584d',
+        '2e3cb4f0a250786d43907e6f0a45eefe',
         '--step',
         STEP,
         '--run-key',
@@ -138,7 +138,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '35256605c41d5a49acd65201499c584d',
+        '2e3cb4f0a250786d43907e6f0a45eefe',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

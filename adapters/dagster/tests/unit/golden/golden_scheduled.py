@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = '90acf188ed8becc2773c64db0aec317d'
+CONVEYOR_DEPLOYMENT = 'fada77f1480abab3171380c6ebab3e24'
 JOB_NAME = 'nightly_golden'
 JOB = {
     'description': 'the nightly run',
-    'tags': {'team': 'ml', 'dagster/max_runtime': '3600', 'conveyor/deployment': '90acf188ed8becc2773c64db0aec317d'},
+    'tags': {'team': 'ml', 'dagster/max_runtime': '3600', 'conveyor/deployment': 'fada77f1480abab3171380c6ebab3e24'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '90acf188ed8becc2773c64db0aec317d',
+        'fada77f1480abab3171380c6ebab3e24',
         '--step',
         STEP,
         '--run-key',
@@ -80,7 +80,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '90acf188ed8becc2773c64db0aec317d',
+        'fada77f1480abab3171380c6ebab3e24',
         '--step',
         STEP,
         '--run-key',
@@ -158,7 +158,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '90acf188ed8becc2773c64db0aec317d',
+        'fada77f1480abab3171380c6ebab3e24',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

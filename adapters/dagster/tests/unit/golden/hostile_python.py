@@ -33,13 +33,13 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'hostile'
-CONVEYOR_DEPLOYMENT = '8db6da2f8c392fa2850cc8c3c9577f90'
+CONVEYOR_DEPLOYMENT = 'fc802bd50cddf815fe6d7dd162b88be7'
 JOB_NAME = 'hostile'
 JOB = {
     'description': '"""\n__import__(\'os\').system(\'touch "$CONVEYOR_CANARY"\')\n"""',
     'tags': {
         'note': '{{ run_id }}{% if True %}{{ job_name }}{% endif %}${CONVEYOR_CANARY}',
-        'conveyor/deployment': '8db6da2f8c392fa2850cc8c3c9577f90',
+        'conveyor/deployment': 'fc802bd50cddf815fe6d7dd162b88be7',
     },
     'executor': {},
 }
@@ -63,7 +63,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '8db6da2f8c392fa2850cc8c3c9577f90',
+        'fc802bd50cddf815fe6d7dd162b88be7',
         '--step',
         STEP,
         '--run-key',
@@ -118,7 +118,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '8db6da2f8c392fa2850cc8c3c9577f90',
+        'fc802bd50cddf815fe6d7dd162b88be7',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'my pipeline v2.0'
-CONVEYOR_DEPLOYMENT = '530baf471bab480abc3cc867a5e6c932'
+CONVEYOR_DEPLOYMENT = '6b744909ac59b80e86340c49bda74683'
 JOB_NAME = 'my_pipeline_v2_0_0676f58437'
 JOB = {
-    'description': "conveyor pipeline 'my pipeline v2.0', deployment 530baf471bab480abc3cc867a5e6c932",
-    'tags': {'conveyor/deployment': '530baf471bab480abc3cc867a5e6c932'},
+    'description': "conveyor pipeline 'my pipeline v2.0', deployment 6b744909ac59b80e86340c49bda74683",
+    'tags': {'conveyor/deployment': '6b744909ac59b80e86340c49bda74683'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '530baf471bab480abc3cc867a5e6c932',
+        '6b744909ac59b80e86340c49bda74683',
         '--step',
         STEP,
         '--run-key',
@@ -123,7 +123,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '530baf471bab480abc3cc867a5e6c932',
+        '6b744909ac59b80e86340c49bda74683',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',
