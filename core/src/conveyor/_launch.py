@@ -72,7 +72,9 @@ def launch(pipeline: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     deployment = build_deployment(pipeline, ir, stack)
     source_root = pipeline.source_root() or Path.cwd()
     try:
-        run_id = stack.orchestrator.run(deployment, LaunchContext(store=store, stack=stack, source_root=source_root))
+        run_id = stack.orchestrator.run(
+            deployment, LaunchContext(store=store, stack=stack, source_root=source_root, home=repo.dir)
+        )
     except KeyboardInterrupt:
         _stopped(pipeline.name)
         raise
@@ -179,7 +181,8 @@ def export_pipeline(
     from conveyor.orchestrators import LaunchContext
 
     deployment, stack_obj, source_root = deployment_for(ref, stack=stack, parameters=parameters, schedule=schedule)
-    ctx = LaunchContext(store=Repository.existing().store(), stack=stack_obj, source_root=source_root or Path.cwd())
+    repo = Repository.existing()
+    ctx = LaunchContext(store=repo.store(), stack=stack_obj, source_root=source_root or Path.cwd(), home=repo.dir)
     return stack_obj.orchestrator.export(deployment, ctx, Path(output))
 
 
@@ -191,5 +194,6 @@ def deploy_pipeline(
     from conveyor.orchestrators import LaunchContext
 
     deployment, stack_obj, source_root = deployment_for(ref, stack=stack, parameters=parameters, schedule=schedule)
-    ctx = LaunchContext(store=Repository.existing().store(), stack=stack_obj, source_root=source_root or Path.cwd())
+    repo = Repository.existing()
+    ctx = LaunchContext(store=repo.store(), stack=stack_obj, source_root=source_root or Path.cwd(), home=repo.dir)
     return stack_obj.orchestrator.run(deployment, ctx)

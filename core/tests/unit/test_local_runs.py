@@ -351,8 +351,11 @@ def test_timeout_stops_a_step(repo: Path) -> None:
 
 
 def test_the_step_entrypoint_records_a_step_its_engine_stops(repo: Path) -> None:
-    """An engine that kills a task (SIGTERM) leaves a stopped step and a failed run, not a running one."""
-    (repo / "slow_script.py").write_text(SCRIPT)
+    """An engine that kills a task (SIGTERM) leaves a stopped step, skipped steps after it and a failed run."""
+    with_downstream = SCRIPT.replace("    slow(marker)\n", "    report(slow(marker))\n").replace(
+        "@pipeline", "@step\ndef report(n: int) -> int:\n    return n\n\n@pipeline"
+    )
+    (repo / "slow_script.py").write_text(with_downstream)
     sys.path.insert(0, str(repo))
     try:
         import slow_script
@@ -385,7 +388,7 @@ def test_the_step_entrypoint_records_a_step_its_engine_stops(repo: Path) -> None
     proc.terminate()
     assert proc.wait(timeout=30) == 130
     run = Client().get_pipeline("slowpipe").last_run
-    assert (run.status, run.steps["slow"].status) == ("failed", "stopped")
+    assert (run.status, run.steps["slow"].status, run.steps["report"].status) == ("failed", "stopped", "skipped")
     assert "stopped by its engine" in run.error
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.exceptions import ConfigError, StackError, StepFailedError
 from conveyor.orchestrators import BaseOrchestrator, write_file_atomically
 from conveyor.stack import ComponentType
+from conveyor.stores import local_store_folders, url_without_password
 from conveyor_airflow._compiler import CompiledDag, DagPlan, compile_dag, plan_dag
 
 if TYPE_CHECKING:
@@ -72,34 +73,19 @@ class AirflowOrchestrator(BaseOrchestrator):
 
     def compile(self, deployment: Deployment, ctx: LaunchContext) -> CompiledDag:
         """The DAG file of a prepared deployment, with this machine's defaults filled in."""
-        import sqlalchemy as sa
-
-        try:
-            url = sa.make_url(self.config.store_url or ctx.store.url)
-        except sa.exc.ArgumentError:
-            raise ConfigError(
-                f"store_url {self.config.store_url!r} of orchestrator {self.name!r} is not a database URL",
-                "give a SQLAlchemy URL such as postgresql+psycopg://user@host/db",
-            ) from None
-        if self.config.store_url is None and url.password is not None:
+        url = self.config.store_url or ctx.store.url
+        bare = url_without_password(url)
+        if bare != url:
             print(
                 "conveyor: the DAG carries the metadata store URL without its password; "
                 "give Airflow's workers the password (e.g. PGPASSWORD, a MySQL option file) "
                 "or set the orchestrator's store_url",
                 file=sys.stderr,
             )
-            url = sa.URL.create(
-                url.drivername,
-                username=url.username,
-                host=url.host,
-                port=url.port,
-                database=url.database,
-                query=url.query,
-            )
         plan = self.plan(deployment)
         mounts: list[str] = []
         if "docker" in plan.modes:
-            for folder in local_folders(url, deployment):
+            for folder in local_store_folders(bare, _artifact_path(deployment)):
                 mounts.append(f"{folder}:{folder}")
                 try:  # Docker refuses to bind a folder that does not exist yet
                     Path(folder).mkdir(parents=True, exist_ok=True)
@@ -109,7 +95,7 @@ class AirflowOrchestrator(BaseOrchestrator):
             deployment,
             self.config,
             python=sys.executable,
-            store_url=url.render_as_string(hide_password=False),
+            store_url=bare,
             source_root=str(ctx.source_root) if ctx.source_root is not None else None,
             mounts=mounts,
             plan=plan,
@@ -246,20 +232,9 @@ class AirflowOrchestrator(BaseOrchestrator):
         return run.id
 
 
-def local_folders(store_url: Any, deployment: Deployment) -> list[str]:
-    """Folders of this machine that step containers need at the same path: a SQLite file's, a local artifact store."""
-    folders: list[Path] = []
-    if store_url.get_backend_name() == "sqlite" and store_url.database not in (None, "", ":memory:"):
-        folders.append(Path(store_url.database).resolve().parent)
+def _artifact_path(deployment: Deployment) -> str:
     store = deployment.stack.get(ComponentType.ARTIFACT_STORE)
-    path = str(store.config.get("path", "")) if store is not None else ""
-    if path and ("://" not in path or path.startswith("file://")):
-        folders.append(Path(path.removeprefix("file://")).resolve())
-    kept: list[Path] = []
-    for folder in sorted(set(folders), key=lambda p: len(p.parts)):
-        if not any(folder == k or k in folder.parents for k in kept):
-            kept.append(folder)
-    return [str(k) for k in kept]
+    return str(store.config.get("path", "")) if store is not None else ""
 
 
 def existing_pipeline(path: Path) -> str:

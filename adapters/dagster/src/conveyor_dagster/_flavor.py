@@ -79,6 +79,7 @@ class DagsterOrchestratorFlavor(Flavor):
 
     type = ComponentType.ORCHESTRATOR
     name = "dagster"
+    install = 'pip install "conveyor-dagster[dagster]" (from a clone: pip install ./core "./adapters/dagster[dagster]")'
     description = "writes a Dagster job per pipeline (one op per step) and runs it with Dagster"
     # No TIMEOUTS: Dagster has no op timeout (a run-wide limit is the dagster/max_runtime tag).
     # No RESOURCES/GPUS: neither an op process nor its container gets cpu/memory/GPU requests.

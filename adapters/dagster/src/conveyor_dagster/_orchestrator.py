@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.exceptions import ConfigError, RunStoppedError, StackError, StepFailedError
 from conveyor.orchestrators import BaseOrchestrator, write_file_atomically
 from conveyor.stack import ComponentType
+from conveyor.stores import local_store_folders, url_without_password
 from conveyor_dagster._compiler import RUN_KEY_PREFIX, CompiledDefinitions, JobPlan, compile_definitions, plan_job
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from conveyor.orchestrators import LaunchContext
     from conveyor_dagster._flavor import DagsterOrchestratorConfig
 
-INSTALL = 'pip install "conveyor-dagster[dagster]"'
+INSTALL = 'pip install "conveyor-dagster[dagster]" (from a clone: pip install ./core "./adapters/dagster[dagster]")'
 
 
 class DagsterOrchestrator(BaseOrchestrator):
@@ -75,7 +76,7 @@ class DagsterOrchestrator(BaseOrchestrator):
         plan = self.plan(deployment)
         mounts: list[str] = []
         if "docker" in plan.modes:
-            for folder in local_folders(url, deployment):
+            for folder in local_store_folders(url, _artifact_path(deployment)):
                 mounts.append(f"{folder}:{folder}")
                 try:  # Docker refuses to bind a folder that does not exist yet
                     Path(folder).mkdir(parents=True, exist_ok=True)
@@ -85,39 +86,23 @@ class DagsterOrchestrator(BaseOrchestrator):
             deployment,
             self.config,
             python=sys.executable,
-            store_url=url.render_as_string(hide_password=False),
+            store_url=url,
             source_root=str(ctx.source_root) if ctx.source_root is not None else None,
             mounts=mounts,
             plan=plan,
         )
 
-    def _store_url(self, ctx: LaunchContext) -> Any:
+    def _store_url(self, ctx: LaunchContext) -> str:
         """The metadata store's URL as the steps get it: never with a password."""
-        import sqlalchemy as sa
-
-        try:
-            url = sa.make_url(self.config.store_url or ctx.store.url)
-        except sa.exc.ArgumentError:
-            raise ConfigError(
-                f"store_url {self.config.store_url!r} of orchestrator {self.name!r} is not a database URL",
-                "give a SQLAlchemy URL such as postgresql+psycopg://user@host/db",
-            ) from None
-        if url.password is not None:
+        url = self.config.store_url or ctx.store.url
+        bare = url_without_password(url)
+        if bare != url:
             print(
                 "conveyor: the Dagster job carries the metadata store URL without its password; give the "
                 "Dagster side the password (e.g. PGPASSWORD, a MySQL option file) or set the orchestrator's store_url",
                 file=sys.stderr,
             )
-            # URL.set(password=None) keeps the password: build the URL again without it.
-            url = sa.URL.create(
-                url.drivername,
-                username=url.username,
-                host=url.host,
-                port=url.port,
-                database=url.database,
-                query=url.query,
-            )
-        return url
+        return bare
 
     def _export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
         compiled = self.compile(deployment, ctx)
@@ -131,21 +116,19 @@ class DagsterOrchestrator(BaseOrchestrator):
         return [write_definitions(target, compiled)]
 
     # -- running -------------------------------------------------------------------------
-    def dagster_home(self) -> Path:
+    def dagster_home(self, ctx: LaunchContext) -> Path:
         """The Dagster home runs are executed in: the config's, ``$DAGSTER_HOME``, or the repository's."""
         if self.config.dagster_home:
             return Path(self.config.dagster_home).expanduser().resolve()
         if os.environ.get("DAGSTER_HOME"):
             return Path(os.environ["DAGSTER_HOME"]).expanduser().resolve()
-        from conveyor.client import Client
+        return (ctx.home or Path(".conveyor").resolve()) / "dagster"
 
-        return Client().repository.dir / "dagster"
-
-    def output_folder(self) -> Path:
+    def output_folder(self, ctx: LaunchContext) -> Path:
         """Where ``run`` writes definitions files: the config's, or ``conveyor/`` in the Dagster home."""
         if self.config.output_folder:
             return Path(self.config.output_folder).expanduser().resolve()
-        return self.dagster_home() / "conveyor"
+        return self.dagster_home(ctx) / "conveyor"
 
     def _connect(self, deployment: Deployment, ctx: LaunchContext) -> None:
         """No Dagster, or an output folder that cannot be written, fails before any image is built.
@@ -161,7 +144,7 @@ class DagsterOrchestrator(BaseOrchestrator):
                 raise StackError(
                     f"orchestrator {self.name!r} runs pipelines with Dagster, which is not installed", f"run: {INSTALL}"
                 )
-        folder = self.output_folder()
+        folder = self.output_folder(ctx)
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -177,7 +160,7 @@ class DagsterOrchestrator(BaseOrchestrator):
 
     def _run(self, deployment: Deployment, ctx: LaunchContext) -> str | None:
         compiled = self.compile(deployment, ctx)
-        path = write_definitions(self.output_folder() / compiled.filename, compiled)
+        path = write_definitions(self.output_folder(ctx) / compiled.filename, compiled)
         if deployment.schedule is not None:
             print(
                 f"conveyor: wrote Dagster job {compiled.job_name!r} with its schedule to {path}; the Dagster daemon "
@@ -192,7 +175,7 @@ class DagsterOrchestrator(BaseOrchestrator):
         from conveyor.stores import RunStatus
         from conveyor_dagster._execute import execute_definitions
 
-        home = self.dagster_home()
+        home = self.dagster_home(ctx)
         print(f"conveyor: running Dagster job {compiled.job_name!r} ({path}) in {home}", file=sys.stderr)
         try:
             execution = execute_definitions(path, home)
@@ -221,22 +204,9 @@ class DagsterOrchestrator(BaseOrchestrator):
         raise StepFailedError(f"run {run.name!r} failed on Dagster: {error}", hint)
 
 
-def local_folders(store_url: Any, deployment: Deployment) -> list[str]:
-    """Folders of this machine that step containers need at the same paths: a SQLite file's, a local artifact store's.
-
-    A folder inside another one is left out: mounting the outer one brings it.
-    """
-    wanted: set[Path] = set()
-    database = store_url.database if store_url.get_backend_name() == "sqlite" else None
-    if database and database != ":memory:":
-        wanted.add(Path(database).resolve().parent)
-    artifacts = deployment.stack.get(ComponentType.ARTIFACT_STORE)
-    root = str(artifacts.config.get("path") or "") if artifacts is not None else ""
-    if root.startswith("file://"):
-        root = root[len("file://") :]
-    if root and "://" not in root:
-        wanted.add(Path(root).resolve())
-    return sorted(str(f) for f in wanted if not any(other in f.parents for other in wanted))
+def _artifact_path(deployment: Deployment) -> str:
+    store = deployment.stack.get(ComponentType.ARTIFACT_STORE)
+    return str(store.config.get("path") or "") if store is not None else ""
 
 
 def pipeline_of(path: Path) -> str | None:

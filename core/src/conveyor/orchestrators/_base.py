@@ -19,11 +19,20 @@ if TYPE_CHECKING:
 
 @dataclass
 class LaunchContext:
-    """What an orchestrator gets besides the deployment."""
+    """What an orchestrator gets besides the deployment.
+
+    Attributes:
+        store: the metadata store.
+        stack: the stack the deployment runs on.
+        source_root: the folder of the user's code.
+        home: a folder of this repository (its ``.conveyor/``) where an
+            orchestrator may keep its engine's state on this machine.
+    """
 
     store: MetadataStore
     stack: Stack
     source_root: Path | None = None
+    home: Path | None = None
 
 
 def write_file_atomically(path: Path, data: bytes, *, hint: str, parents: bool = False) -> Path:
@@ -172,10 +181,11 @@ class BaseOrchestrator(StackComponent):
 
     def _export(self, deployment: Deployment, ctx: LaunchContext, output: Path) -> list[Path]:
         from conveyor.exceptions import StackError
+        from conveyor.stack import engine_flavors
 
         raise StackError(
             f"the {self.flavor.name!r} orchestrator runs pipelines directly and has nothing to export",
-            "export with a stack whose orchestrator is airflow, kubeflow or prefect",
+            f"export with a stack whose orchestrator compiles for an engine ({engine_flavors()})",
         )
 
     # -- runs ------------------------------------------------------------------------

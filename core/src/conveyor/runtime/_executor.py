@@ -450,11 +450,12 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def finalize_run(env: RunEnvironment, failed_step: str | None = None) -> str | None:
+def finalize_run(env: RunEnvironment, failed_step: str | None = None, *, error: str | None = None) -> str | None:
     """Set the run's status from its step runs, as engines that run steps apart need.
 
-    After a step's final failed attempt, the steps downstream of it are
-    recorded as skipped and the run as failed. Returns the new status, if any.
+    After a step's final failed attempt (or its engine stopped it), the steps
+    downstream of it are recorded as skipped and the run as failed, with
+    ``error`` when given. Returns the new status, if any.
     """
     pipeline = env.deployment.pipeline
     records = {r.step_id: r for r in env.store.list_step_runs(env.run.id)}
@@ -481,12 +482,10 @@ def finalize_run(env: RunEnvironment, failed_step: str | None = None) -> str | N
                     )
                 except Exception:  # noqa: BLE001 - a concurrent recorder won the race
                     pass
-        error = records[failed_step].error if failed_step in records else None
-        env.store.settle_run(
-            env.run.id,
-            RunStatus.FAILED,
-            error=f"step {failed_step!r} failed: {error}" if error else f"step {failed_step!r} failed",
-        )
+        if error is None:
+            cause = records[failed_step].error if failed_step in records else None
+            error = f"step {failed_step!r} failed: {cause}" if cause else f"step {failed_step!r} failed"
+        env.store.settle_run(env.run.id, RunStatus.FAILED, error=error)
         return RunStatus.FAILED
     if len(records) == len(pipeline.steps) and all(r.status in RunStatus.SUCCEEDED for r in records.values()):
         env.store.settle_run(env.run.id, RunStatus.COMPLETED)

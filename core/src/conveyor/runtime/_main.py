@@ -240,7 +240,6 @@ def run_step_command(args: argparse.Namespace) -> int:
     from conveyor.runtime._executor import RunEnvironment, execute_step, finalize_run
     from conveyor.runtime._logs import capture_file_descriptors
     from conveyor.stack import Stack
-    from conveyor.stores import RunStatus
 
     store, deployment = _open(args)
     overrides = _overrides(args.param, deployment.pipeline.parameters)
@@ -275,10 +274,10 @@ def run_step_command(args: argparse.Namespace) -> int:
             execute_step(env, args.step)
     except KeyboardInterrupt:
         # The engine stopped this task (SIGTERM or SIGINT): the step run is
-        # recorded as stopped; a run no orchestrator process owns would
-        # otherwise stay "running" forever.
+        # recorded as stopped, the steps after it skipped; a run no
+        # orchestrator process owns would otherwise stay "running" forever.
         if remote:
-            store.settle_run(run.id, RunStatus.FAILED, error=f"step {args.step!r} was stopped by its engine")
+            finalize_run(env, failed_step=args.step, error=f"step {args.step!r} was stopped by its engine")
         print(f"conveyor: step {args.step!r} was stopped", file=sys.stderr)
         return 130
     except StepFailedError as exc:

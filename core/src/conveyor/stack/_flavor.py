@@ -346,3 +346,9 @@ class FlavorRegistry:
 
 
 flavors = FlavorRegistry()
+
+
+def engine_flavors() -> str:
+    """The installed orchestrator flavors that run on an engine (they take schedules), for hints."""
+    names = [f.name for f in flavors.all(ComponentType.ORCHESTRATOR) if Capability.SCHEDULES in f.capabilities]
+    return "installed: " + ", ".join(names) if names else f"none is installed: {GENERIC_INSTALL_HINT}"

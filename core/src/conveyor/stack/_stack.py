@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import CapabilityError, StackError
-from conveyor.stack._flavor import Capability, ComponentType, Flavor, flavors
+from conveyor.stack._flavor import Capability, ComponentType, Flavor, engine_flavors, flavors
 
 if TYPE_CHECKING:
     from conveyor.ir import PipelineIR, Schedule, StackIR
@@ -153,7 +153,7 @@ class Stack:
         where = f"orchestrator flavor {orchestrator.name!r} of stack {self.name!r}"
         if schedule is not None and Capability.SCHEDULES not in caps:
             raise CapabilityError(
-                f"the {where} cannot run schedules", "use an orchestrator with schedules (airflow, kubeflow, prefect)"
+                f"the {where} cannot run schedules", f"use an orchestrator with schedules ({engine_flavors()})"
             )
         operator_spec = self.ir.get(ComponentType.STEP_OPERATOR)
         for step in pipeline.steps:

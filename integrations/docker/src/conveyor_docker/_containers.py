@@ -78,25 +78,18 @@ def store_mounts(store_url: Any, artifact_path: str) -> list[str]:
     """
     import sqlalchemy as sa
 
-    store_url = sa.make_url(store_url)
-    folders: list[Path] = []
-    if store_url.get_backend_name() == "sqlite":
-        database = store_url.database
-        if not database or database == ":memory:":
-            raise StackError(
-                "step containers cannot share an in-memory SQLite metadata store",
-                "use a SQLite file, or a MySQL/PostgreSQL server (CONVEYOR_STORE_URL)",
-            )
-        folders.append(Path(database).resolve().parent)
-    if "://" not in artifact_path or artifact_path.startswith("file://"):
-        local = Path(artifact_path.removeprefix("file://")).resolve()
-        local.mkdir(parents=True, exist_ok=True)
-        folders.append(local)
-    kept: list[str] = []
-    for folder in sorted(set(folders), key=lambda p: len(p.parts)):
-        if not any(folder == Path(k) or Path(k) in folder.parents for k in kept):
-            kept.append(str(folder))
-    return kept
+    from conveyor.stores import local_store_folders
+
+    url = sa.make_url(store_url)
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise StackError(
+            "step containers cannot share an in-memory SQLite metadata store",
+            "use a SQLite file, or a MySQL/PostgreSQL server (CONVEYOR_STORE_URL)",
+        )
+    local = artifact_path.removeprefix("file://")
+    if local and "://" not in local:
+        Path(local).mkdir(parents=True, exist_ok=True)
+    return local_store_folders(url.render_as_string(hide_password=False), artifact_path)
 
 
 def secrets_environment(env: RunEnvironment, step: StepIR) -> dict[str, str]:
