@@ -26,6 +26,7 @@ _EXPORTS = {
     "export_pipeline": "conveyor._launch",
     "get_step_context": "conveyor.runtime",
     "load_artifact": "conveyor.client",
+    "log_metadata": "conveyor.runtime",
     "pipeline": "conveyor.dsl",
     "save_artifact": "conveyor.client",
     "step": "conveyor.dsl",
@@ -48,6 +49,7 @@ __all__ = [
     "export_pipeline",
     "get_step_context",
     "load_artifact",
+    "log_metadata",
     "pipeline",
     "save_artifact",
     "step",
@@ -61,7 +63,7 @@ if TYPE_CHECKING:
     from conveyor.exceptions import ConveyorError
     from conveyor.ir import ResourceSettings, Schedule
     from conveyor.materializers import BaseMaterializer
-    from conveyor.runtime import StepContext, get_step_context
+    from conveyor.runtime import StepContext, get_step_context, log_metadata
 
 
 def _one_line_errors() -> None:

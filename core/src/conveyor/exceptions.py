@@ -37,6 +37,7 @@ __all__ = [
     "DefinitionError",
     "FlavorNotFoundError",
     "MaterializerError",
+    "MetadataError",
     "NoRepositoryError",
     "NotFoundError",
     "PipelineGraphError",
@@ -95,6 +96,10 @@ class CapabilityError(StackError):
 
 class MaterializerError(ConveyorError):
     """No materializer fits a type, or saving/loading an artifact failed."""
+
+
+class MetadataError(ConveyorError):
+    """What a step passed to ``log_metadata`` is not small JSON-like data (numbers, strings, small dicts)."""
 
 
 class StoreError(ConveyorError):

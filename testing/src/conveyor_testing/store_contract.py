@@ -2,7 +2,7 @@
 
 :func:`check_finding_and_cleanup` runs against any :class:`conveyor.stores.MetadataStore`
 (the SQL store on SQLite, MariaDB or PostgreSQL, the REST store): it writes a small
-history through the interface and checks id prefixes, ``latest``, tags, artifact
+history through the interface and checks id prefixes, ``latest``, tags, logged metadata, artifact
 filters (with names holding SQL wildcard characters), deleting runs and what
 becomes garbage. The store must be empty.
 """
@@ -40,11 +40,17 @@ def _run(store: MetadataStore, pipeline_id: str, deployment_id: str, name: str, 
     )
 
 
+_LOGGED = {"accuracy": 0.93, "rows": 2**62, "note": "ünï 'x'", "nested": {"a": [1, None, True]}}
+
+
 def _step(store: MetadataStore, run_id: str, step_id: str, outputs: dict[str, dict[str, Any]]) -> dict[str, str]:
     started = store.start_step_run(
         run_id, step_id, step_name=step_id, source="m:f", code_hash="h", logs_uri=f"/logs/{run_id}/{step_id}"
     )
-    return store.complete_step_run(started.id, inputs={}, new_artifacts=outputs)
+    assert started.metadata is None
+    made = store.complete_step_run(started.id, inputs={}, new_artifacts=outputs, metadata=_LOGGED)
+    assert store.get_step_run(started.id).metadata == _LOGGED, "logged metadata reads back as it was logged"
+    return made
 
 
 def check_finding_and_cleanup(store: MetadataStore) -> None:
@@ -72,8 +78,10 @@ def check_finding_and_cleanup(store: MetadataStore) -> None:
         source="m:f",
         code_hash="h",
         logs_uri=f"/logs/{first.id}/fit",
+        metadata=_LOGGED,
         outputs={"model": made["model"]},
     )
+    assert [s.metadata for s in store.list_step_runs(second.id)] == [_LOGGED]
     _step(store, second.id, "publish", {"output": _artifact("champion", "p_1", "publish", "/a/3")})
     saved = store.create_artifact_version(**_artifact("champion", None, None, "/a/4"))
     assert saved.version == 2, "a saved value numbers on in the same sequence"

@@ -60,6 +60,7 @@ def step_json(step: StepRunView) -> dict[str, Any]:
         "duration": seconds(step.started, step.ended),
         "attempts": step.attempts,
         "parameters": step.parameters,
+        "metadata": step.metadata,
         "image": step.image,
         "error": step.error,
         "inputs": {k: _artifact_ref(v) for k, v in step.inputs.items()},
@@ -86,6 +87,7 @@ def _unrecorded_steps(client: Client, view: PipelineRunView) -> list[dict[str, A
             "duration": None,
             "attempts": 0,
             "parameters": {},
+            "metadata": {},
             "image": None,
             "error": None,
             "inputs": {},
@@ -181,6 +183,7 @@ def describe_run(run_ref: str, logs_step: str | None, as_json: bool) -> None:
         empty="(no steps ran)",
     )
     _print_step_parameters(data)
+    _print_step_metadata(data)
     failed = [s for s in data["steps"] if s["error"]]
     for s in failed:
         click.echo(f"{s['step']}: {s['error']}".splitlines()[0])
@@ -204,6 +207,19 @@ def _print_step_parameters(data: dict[str, Any]) -> None:
         lines.append(f"  {s['step']}: {', '.join(shown)}")
     if lines:
         heading("Step parameters")
+        for line in lines:
+            click.echo(line)
+
+
+def _print_step_metadata(data: dict[str, Any]) -> None:
+    """What each step logged with log_metadata, one line per step."""
+    lines = [
+        f"  {s['step']}: " + ", ".join(f"{k}={_compact(v)}" for k, v in sorted(s["metadata"].items()))
+        for s in data["steps"]
+        if s["metadata"]
+    ]
+    if lines:
+        heading("Logged metadata")
         for line in lines:
             click.echo(line)
 
@@ -266,12 +282,8 @@ def _row(key: str, values: list[Any], *, marked: bool = True) -> dict[str, Any]:
 
 
 def logged_metadata(run: PipelineRunView) -> dict[str, Any]:
-    """Metadata the run's steps logged, as ``{"step.key": value}``.
-
-    Steps cannot log metadata yet: this is where it joins the comparison
-    (one row per key, marked where the runs differ) once they can.
-    """
-    return {}
+    """Metadata the run's steps logged with ``log_metadata``, as ``{"step.key": value}``."""
+    return {f"{sid}.{k}": v for sid, s in run.steps.items() for k, v in sorted(s.metadata.items())}
 
 
 def compare_runs(views: list[PipelineRunView]) -> dict[str, Any]:

@@ -151,6 +151,11 @@ class StepRunView:
     cache_key = property(lambda self: self.record.cache_key)
     image = property(lambda self: self.record.image)
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What the step logged with :func:`conveyor.log_metadata` (a cached step: what it logged when it ran)."""
+        return dict(self.record.metadata or {})
+
     @cached_property
     def parameters(self) -> dict[str, Any]:
         """The parameters the step ran with (the deployment's, with the run's overrides)."""

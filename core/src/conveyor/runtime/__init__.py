@@ -5,7 +5,7 @@ their engine's tasks, create or join runs with :func:`start_run`, and settle
 runs their engine ended with :func:`settle_after_engine`.
 """
 
-from conveyor.runtime._context import StepContext, get_step_context
+from conveyor.runtime._context import MAX_METADATA_BYTES, StepContext, get_step_context, log_metadata
 from conveyor.runtime._executor import (
     RunEnvironment,
     artifact_name,
@@ -26,6 +26,7 @@ from conveyor.runtime._runs import (
 )
 
 __all__ = [
+    "MAX_METADATA_BYTES",
     "RunEnvironment",
     "StepContext",
     "artifact_name",
@@ -36,6 +37,7 @@ __all__ = [
     "finalize_run",
     "finish_command",
     "get_step_context",
+    "log_metadata",
     "main",
     "make_run_name",
     "mask_file_descriptors",

@@ -359,6 +359,8 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
                 started=now(),
                 ended=now(),
                 logs_uri=original.logs_uri,
+                # What it logged when it ran: comparisons of runs see it in either.
+                metadata=original.metadata,
                 inputs=input_ids,
                 outputs={k: v.id for k, v in outputs.items()},
                 **common,
@@ -376,6 +378,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
                 logs_uri=original.logs_uri,
                 error=None,
                 attempts=0,
+                metadata=original.metadata,
                 **common,
             )
 
@@ -384,6 +387,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
     step_run = env.store.start_step_run(env.run.id, step_id, require_running=env.owned, logs_uri=logs_uri, **common)
     written: list[str] = []
     failure: BaseException | None = None
+    ctx: StepContext | None = None
     with capture_logs(store, logs_uri, prefix=f"[{step.id}] " if env.prefix_output else "") as log:
         token = None
         try:
@@ -411,6 +415,8 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
                 name: _save_output(env, step, name, value, materializers[name], written)
                 for name, value in values.items()
             }
+            for art in new_artifacts.values():  # what the step logged describes what it made
+                art["metadata"] = {**art["metadata"], **ctx.logged_metadata}
         except BaseException as exc:
             if token is not None:
                 reset_step_context(token)
@@ -418,10 +424,11 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
                 store.rmtree(uri)  # nothing half-written or unregistered stays behind
             log.write(traceback.format_exc())
             failure = exc
+    logged = ctx.logged_metadata or None if ctx is not None else None
     if failure is not None:
         status = RunStatus.STOPPED if isinstance(failure, KeyboardInterrupt) else RunStatus.FAILED
         message = _error_line(failure)
-        env.store.finish_step_run(step_run.id, status, inputs=input_ids, error=message)
+        env.store.finish_step_run(step_run.id, status, inputs=input_ids, error=message, metadata=logged)
         if isinstance(failure, (KeyboardInterrupt, SystemExit)):
             raise failure
         if isinstance(failure, ConveyorError):
@@ -429,13 +436,17 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
         raise StepFailedError(f"step {step.id!r} failed: {message}") from failure
     try:
         env.store.complete_step_run(
-            step_run.id, inputs=input_ids, new_artifacts=new_artifacts, require_running=env.owned
+            step_run.id,
+            inputs=input_ids,
+            new_artifacts=new_artifacts,
+            require_running=env.owned,
+            metadata=logged,
         )
     except RunSettledError as exc:
         for uri in written:
             store.rmtree(uri)  # registered nowhere: nothing may refer to them
         raise StepFailedError(f"step {step.id!r} finished after its run ended: {exc.message}", exc.hint) from None
-    return dataclasses.replace(step_run, status=RunStatus.COMPLETED)
+    return dataclasses.replace(step_run, status=RunStatus.COMPLETED, metadata=logged)
 
 
 def _error_line(exc: BaseException) -> str:

@@ -76,6 +76,8 @@ class StepRunRecord:
     error: str | None
     attempts: int
     image: str | None
+    metadata: dict[str, Any] | None = None
+    """What the step logged with :func:`conveyor.log_metadata` (None when it logged nothing)."""
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,8 @@ step_runs = sa.Table(
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("attempts", sa.Integer(), nullable=False),
     sa.Column("image", sa.String(1024), nullable=True),
+    # What the step logged with conveyor.log_metadata (also merged into its outputs' metadata).
+    sa.Column("metadata", sa.JSON(), nullable=True),
     sa.UniqueConstraint("run_id", "step_id", name="uq_step_runs_run_step"),
 )
 

@@ -108,9 +108,10 @@ class StepRunTables(ArtifactTables):
                     "started": now(),
                     "ended": None,
                     "error": None,
+                    "metadata": None,  # what a failed attempt logged is not what this one will
                     **values,
                 }
-                changes = {k: data[k] for k in ("status", "attempts", "started", "ended", "error", *values)}
+                changes = {k: data[k] for k in ("status", "attempts", "started", "ended", "error", "metadata", *values)}
                 conn.execute(_U_STEP_RUN.values(**changes), {"step_run_id": row.id})
                 for link in (_IN, _OUT):  # links of the failed attempt
                     conn.execute(link.delete().where(link.c.step_run_id == row.id))

@@ -1,4 +1,4 @@
-"""run tags; where each artifact was made (pipeline, step) and when its files were removed; run times to the
+"""run tags; metadata logged by steps; where each artifact was made (pipeline, step) and when its files were removed; run times to the
 microsecond on MySQL/MariaDB
 
 Revision ID: 0007
@@ -25,6 +25,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('run_tags', schema=None) as batch_op:
         batch_op.create_index('ix_run_tags_tag', ['tag'], unique=False)
+
+    with op.batch_alter_table('step_runs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('metadata', sa.JSON(), nullable=True))
 
     with op.batch_alter_table('artifact_versions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('pipeline_name', sa.String(length=255), nullable=True))
@@ -56,6 +59,9 @@ def downgrade() -> None:
         batch_op.drop_column('removed')
         batch_op.drop_column('step_id')
         batch_op.drop_column('pipeline_name')
+
+    with op.batch_alter_table('step_runs', schema=None) as batch_op:
+        batch_op.drop_column('metadata')
 
     with op.batch_alter_table('run_tags', schema=None) as batch_op:
         batch_op.drop_index('ix_run_tags_tag')
