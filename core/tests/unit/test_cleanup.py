@@ -95,6 +95,8 @@ def test_artifact_delete_refuses_what_a_kept_run_needs_unless_forced(repo: Path,
     error = fails("artifact", "delete", numbers.id, "-y")
     assert f"artifact tidy::make::numbers v1 is used by run {run.name}" in error
     assert "conveyor run delete" in error and "--force" in error
+    result = invoke("artifact", "delete", numbers.id, input="y\n")  # refused before it asks
+    assert result.exit_code == 1 and "Remove the files" not in result.output and "is used by run" in result.stderr
     assert Path(numbers.uri).is_dir()
     ok("artifact", "delete", numbers.id[:6], "--force", "-y")
     assert not Path(numbers.uri).exists()

@@ -280,6 +280,8 @@ def delete(artifact_id: str, force: bool, yes: bool) -> None:
     """
     client = _client()
     view = client.get_artifact(artifact_id)
+    if not force:
+        client.check_artifact_unused(view.id)  # refused before asking
     if not yes:
         click.confirm(f"Remove the files of artifact {view.name} v{view.version} ({_size(view.size)})?", abort=True)
     client.delete_artifact(view.id, force=force)

@@ -497,18 +497,28 @@ class Client:
         Raises:
             StoreError: a kept run uses it (and not ``force``).
         """
+        view = self.get_artifact(artifact)
+        if not force:
+            self.check_artifact_unused(view.id)
+        self._remove_files(view)
+        return ArtifactView(self, self.store.get_artifact(view.id))
+
+    def check_artifact_unused(self, artifact: str) -> None:
+        """Raise when a kept run made, read or reused an artifact version (what :meth:`delete_artifact` refuses).
+
+        Raises:
+            StoreError: a kept run uses it.
+        """
         from conveyor.exceptions import StoreError
 
         view = self.get_artifact(artifact)
         users = self.store.runs_using_artifact(view.id)
-        if users and not force:
+        if users:
             names = ", ".join(r.name for r in users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
             raise StoreError(
                 f"artifact {view.name} v{view.version} is used by run {names}",
                 "delete those runs first (conveyor run delete), or remove its files anyway with --force",
             )
-        self._remove_files(view)
-        return ArtifactView(self, self.store.get_artifact(view.id))
 
     def collect_garbage(self, *, dry_run: bool = False) -> Garbage:
         """Remove the files of artifacts that no kept run uses (their runs were deleted).
