@@ -146,3 +146,16 @@ def test_describe_shows_a_step_parameter_the_run_config_set(pipe, repo: Path) ->
     text = ok("run", "describe", run.name)
     assert "  make: n=7 (the pipeline's n is 3)" in text
     assert "  scale: factor=2" in text
+
+
+def test_pipelines_are_listed_and_filtered_by_their_tags(pipe, repo: Path) -> None:
+    pipe()
+    write_module(repo, "plain_pipe", PIPE.replace('name="tagged", tags=["team-a", "daily"]', 'name="plain"'))
+    import plain_pipe
+
+    plain_pipe.tagged()
+    listed = {p["name"]: p["tags"] for p in as_json("pipeline", "list")}
+    assert listed == {"plain": [], "tagged": ["daily", "team-a"]}
+    assert [p["name"] for p in as_json("pipeline", "list", "--tag", "daily", "-t", "team-a")] == ["tagged"]
+    assert "No pipelines with those tags." in ok("pipeline", "list", "--tag", "nightly")
+    assert [p.name for p in Client().list_pipelines(tags="team-a")] == ["tagged"]

@@ -99,6 +99,15 @@ def test_a_pipeline_parameter_at_the_top_of_a_run_config_says_where_it_goes(comp
         composed.training.with_options(config_path=config)
 
 
+def test_zenml_placeholders_in_a_run_name_are_filled(composed, repo: Path) -> None:
+    import re
+
+    config = repo / "run.yaml"
+    config.write_text('run_name: "nightly_{{date}}_{{time}}"\n')
+    run = composed.feature_engineering.with_options(config_path=config)()
+    assert re.fullmatch(r"nightly_\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}_\d{6}", run.name), run.name
+
+
 def test_the_run_configuration_template_loads_back_and_changes_nothing(composed, repo: Path) -> None:
     path = write_run_configuration_template(composed.training, repo / "training.yaml")
     text = path.read_text()

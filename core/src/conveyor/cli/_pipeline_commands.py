@@ -35,12 +35,13 @@ def pipeline() -> None:
 
 
 @pipeline.command(name="list")
+@click.option("--tag", "-t", "tags", multiple=True, metavar="TAG", help="Only pipelines with this tag (repeatable).")
 @json_option
-def list_pipelines(as_json: bool) -> None:
-    """List pipelines with their number of runs and latest run."""
+def list_pipelines(tags: tuple[str, ...], as_json: bool) -> None:
+    """List pipelines with their tags, number of runs and latest run."""
     client = _client()
     out = []
-    for view in client.list_pipelines():
+    for view in client.list_pipelines(tags=tags):
         runs = client.store.list_runs(view.id)
         last = runs[0] if runs else None
         out.append(
@@ -48,6 +49,7 @@ def list_pipelines(as_json: bool) -> None:
                 "id": view.id,
                 "name": view.name,
                 "created": iso(view.record.created),
+                "tags": list(view.tags),
                 "runs": len(runs),
                 "last_run": None
                 if last is None
@@ -63,13 +65,20 @@ def list_pipelines(as_json: bool) -> None:
             p["runs"],
             p["last_run"]["name"] if p["last_run"] else "-",
             p["last_run"]["status"] if p["last_run"] else "-",
+            ", ".join(p["tags"]) or "-",
         ]
         for p in out
     ]
     table(
-        [Col("PIPELINE", fold=True), Col("RUNS", right=True), Col("LAST RUN", fold=True), "STATUS"],
+        [
+            Col("PIPELINE", fold=True),
+            Col("RUNS", right=True),
+            Col("LAST RUN", fold=True),
+            "STATUS",
+            Col("TAGS", fold=True),
+        ],
         rows,
-        empty="No pipelines yet.",
+        empty="No pipelines with those tags." if tags else "No pipelines yet.",
     )
 
 

@@ -290,6 +290,14 @@ class PipelineView:
         """Runs, newest first."""
         return [PipelineRunView(self._client, r) for r in self._client.store.list_runs(self.id)]
 
+    @cached_property
+    def tags(self) -> tuple[str, ...]:
+        """The tags of the pipeline as last run or deployed (``@pipeline(tags=[...])``); its runs start with them."""
+        deployment_id = self._client.store.latest_deployment_id(self.id)
+        if deployment_id is None:
+            return ()
+        return tuple(sorted(self._client.deployment(deployment_id).pipeline.tags))
+
     @property
     def last_run(self) -> PipelineRunView:
         """The newest run."""
@@ -333,9 +341,12 @@ class Client:
         """A pipeline by name or id."""
         return PipelineView(self, self.store.get_pipeline(name))
 
-    def list_pipelines(self) -> list[PipelineView]:
-        """Every pipeline."""
-        return [PipelineView(self, p) for p in self.store.list_pipelines()]
+    def list_pipelines(self, *, tags: Sequence[str] = ()) -> list[PipelineView]:
+        """Every pipeline, by name; with ``tags``, those tagged with every one of them."""
+        if isinstance(tags, str):
+            tags = [tags]
+        views = [PipelineView(self, p) for p in self.store.list_pipelines()]
+        return [v for v in views if set(tags) <= set(v.tags)]
 
     def get_run(self, name_or_id: str) -> PipelineRunView:
         """A run by name, id, unique id prefix (at least 4 characters), or ``latest`` (the newest run).
