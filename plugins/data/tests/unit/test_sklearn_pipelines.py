@@ -198,3 +198,59 @@ def test_classes_from_outside_the_project_still_need_trust(
         artifact.load()
     trust_skops_types("outside_features.LogScaler")
     assert artifact.load().predict(outside_flow.X[:2]).shape == (2,)
+
+
+METRICS = """
+from typing import Annotated
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score
+
+from conveyor import log_metadata, pipeline, step
+
+X = np.random.default_rng(5).normal(size=(60, 2))
+Y = (X[:, 0] > 0).astype(int)
+
+
+@step
+def train(c: float) -> Annotated[ClassifierMixin, "model"]:
+    model = LogisticRegression(C=c).fit(X, Y)
+    log_metadata({
+        "accuracy": accuracy_score(Y, model.predict(X)),
+        "positives": np.int64(Y.sum()),
+        "converged": np.bool_(model.n_iter_[0] < model.max_iter),
+        "scale": np.float32(0.5),
+    })
+    return model
+
+
+@pipeline(name="metrics")
+def metrics(c: float = 1.0) -> None:
+    train(c)
+"""
+
+
+def test_numpy_scalars_from_scikit_learn_metrics_are_logged_as_plain_numbers(repo: Path) -> None:
+    write_module(repo, "metrics_flow", METRICS)
+    import metrics_flow
+
+    from conveyor.exceptions import MetadataError
+    from conveyor.runtime import StepContext
+
+    run = metrics_flow.metrics()
+    logged = run.steps["train"].metadata
+    assert logged == {
+        "accuracy": pytest.approx(logged["accuracy"]),
+        "positives": int(metrics_flow.Y.sum()),
+        "converged": True,
+        "scale": 0.5,
+    }
+    assert type(logged["positives"]) is int and type(logged["converged"]) is bool and 0.5 < logged["accuracy"] <= 1
+    assert run.steps["train"].output.metadata["positives"] == logged["positives"]
+    ctx = StepContext(pipeline_name="p", run_id="r", run_name="r", step_id="s", step_name="s", attempt=1)
+    with pytest.raises(MetadataError, match="NaN"):
+        ctx.log_metadata({"loss": np.float64("nan")})
+    with pytest.raises(MetadataError, match="is a ndarray"):
+        ctx.log_metadata({"weights": np.zeros(3)})
