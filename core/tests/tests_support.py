@@ -235,3 +235,10 @@ def anything(data: Any) -> int:
 def ambiguous() -> None:
     anything(Model(name="churn"))
 """
+
+
+def init_repository(folder: Path) -> None:
+    """Make ``folder`` a repository (what ``conveyor init`` makes, without opening its store)."""
+    from conveyor._repository import Repository
+
+    Repository.init(folder)

@@ -29,9 +29,10 @@ _COMMANDS = {
     "model-deployer": "conveyor.cli._component_commands:model_deployer",
     "service": "conveyor.cli._service_commands:service",
     "pipeline": "conveyor.cli._pipeline_commands:pipeline",
-    "run": "conveyor.cli._pipeline_commands:run",
+    "run": "conveyor.cli._run_commands:run",
     "artifact": "conveyor.cli._artifact_commands:artifact",
     "model": "conveyor.cli._model_commands:model",
+    "gc": "conveyor.cli._artifact_commands:gc",
     "secret": "conveyor.cli._secret_commands:secret",
 }
 
@@ -48,9 +49,10 @@ _HELP = {
     "model-deployer": "Manage model deployers (serve models as services).",
     "service": "List, inspect, stop, start and delete model services.",
     "pipeline": "Run, export, deploy and list pipelines.",
-    "run": "Inspect pipeline runs.",
-    "artifact": "Inspect and show artifacts.",
+    "run": "Inspect, compare, tag and delete pipeline runs.",
+    "artifact": "List, inspect, show and delete artifacts.",
     "model": "Inspect models and their versions; move aliases.",
+    "gc": "Remove the files of artifacts no kept run uses.",
     "secret": "Manage encrypted secrets (referred to as {{name.key}}).",
 }
 
@@ -94,7 +96,8 @@ def cli() -> None:
     """conveyor: write an ML pipeline once, run it locally, on Airflow, Kubeflow or Prefect.
 
     The repository is the nearest folder above the working one that holds
-    .conveyor/ (or CONVEYOR_REPOSITORY); it is created on first use.
+    .conveyor/ (or CONVEYOR_REPOSITORY). `conveyor init` creates it, and so
+    does running a pipeline; other commands never do.
     """
 
 

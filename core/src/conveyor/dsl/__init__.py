@@ -1,11 +1,12 @@
 """Writing pipelines: ``@step`` and ``@pipeline``, traced into the IR."""
 
 from conveyor.dsl._model import Model, ModelArtifact, model_input, model_ir_of, takes_text
-from conveyor.dsl._pipeline import ENTRYPOINT_ENV, Pipeline, pipeline
+from conveyor.dsl._pipeline import ENTRYPOINT_ENV, Pipeline, pipeline, write_run_configuration_template
 from conveyor.dsl._step import Step, step
 from conveyor.dsl._tracing import StepOutput, StepOutputs
 from conveyor.dsl._types import (
     SINGLE_OUTPUT,
+    ArtifactConfig,
     is_compatible,
     parameter_adapter,
     parameter_problem,
@@ -18,6 +19,7 @@ from conveyor.dsl._types import (
 __all__ = [
     "ENTRYPOINT_ENV",
     "SINGLE_OUTPUT",
+    "ArtifactConfig",
     "Model",
     "ModelArtifact",
     "Pipeline",
@@ -36,4 +38,5 @@ __all__ = [
     "takes_text",
     "type_name",
     "value_matches",
+    "write_run_configuration_template",
 ]

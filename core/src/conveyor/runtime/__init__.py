@@ -9,10 +9,12 @@ from conveyor.runtime._context import MAX_METADATA_BYTES, StepContext, get_step_
 from conveyor.runtime._executor import (
     RunEnvironment,
     add_run_link,
+    artifact_name,
     cache_key,
     execute_step,
     finalize_run,
     set_secret_loader,
+    write_artifact,
 )
 from conveyor.runtime._logs import mask_file_descriptors
 from conveyor.runtime._main import finish_command, main, step_command
@@ -30,6 +32,7 @@ __all__ = [
     "RunEnvironment",
     "StepContext",
     "add_run_link",
+    "artifact_name",
     "cache_key",
     "check_models",
     "check_run_name_template",
@@ -48,4 +51,5 @@ __all__ = [
     "settle_after_engine",
     "start_run",
     "step_command",
+    "write_artifact",
 ]
