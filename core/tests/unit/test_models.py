@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from conveyor import Client
 from conveyor.exceptions import ConfigError, ConveyorError, DefinitionError, NotFoundError, StepFailedError
 from conveyor_testing.strategies import hostile_text, names
-from tests_support import MODEL_PIPELINES, as_json, fails, ok, race_for_versions, write_module
+from tests_support import BEFORE_MODELS, MODEL_PIPELINES, as_json, fails, ok, race_for_versions, write_module
 
 
 @pytest.fixture
@@ -333,7 +333,8 @@ def test_a_parameter_overridden_at_run_time_must_be_a_reference(models: Any) -> 
     inp = step.inputs["model"]
     assert isinstance(inp, ModelInput) and inp.pipeline_parameter == "model"
     version, artifact = resolve_model_input(store, step, "model", inp, dict, {"model": "churn@latest"})
-    assert version.number == 1 and artifact.name == "model"
+    # The version knows it as "model"; it is versioned under its pipeline and step.
+    assert version.number == 1 and artifact.name == "training::train::model"
     with pytest.raises(ConfigError, match="pipeline parameter 'model' is 'nonsense', which is not a model reference"):
         resolve_model_input(store, step, "model", inp, dict, {"model": "nonsense"})
 
@@ -470,9 +471,9 @@ def test_a_store_at_the_previous_head_with_runs_is_upgraded(models: Any) -> None
     close_stores()
     engine = sa.create_engine(url)
     with engine.connect() as conn, conn.begin():
-        command.downgrade(alembic_config(conn), SCHEMA_REVISIONS[-2])
+        command.downgrade(alembic_config(conn), BEFORE_MODELS)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == SCHEMA_REVISIONS[-2]
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == BEFORE_MODELS
         assert "models" not in sa.inspect(conn).get_table_names()
     engine.dispose()
 
