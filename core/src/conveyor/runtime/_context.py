@@ -171,10 +171,10 @@ def _plain(value: Any, where: str, depth: int) -> Any:
         _check_text(value, where)
         return redact(value)  # a secret value a step logs must not reach the store
     if isinstance(value, numbers.Integral):
-        number = int(value)
-        if not -(2**63) <= number < 2**63:  # no store's JSON keeps a wider integer exactly
+        integer = int(value)
+        if not -(2**63) <= integer < 2**63:  # no store's JSON keeps a wider integer exactly
             raise MetadataError(f"{where} is too large a number for a 64-bit integer", "log it as a string")
-        return number
+        return integer
     if isinstance(value, numbers.Real):
         number = float(value)
         if not math.isfinite(number):
