@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# conveyor pipeline "fan_out", deployment 2dc2770b34ce51f5e38ebdf16e9a0473:
+# conveyor pipeline "fan_out", deployment e9e55123b524632922d18212f1b9554b:
 # its steps one after another, each through conveyor's step command.
 set -u
 trap 'exit 130' INT TERM
@@ -27,7 +27,7 @@ failed=0
 
 # step "source"
 ok_0=0
-if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 2dc2770b34ce51f5e38ebdf16e9a0473 --step source --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment e9e55123b524632922d18212f1b9554b --step source --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
   ok_0=1
 else
   failed=1
@@ -36,7 +36,7 @@ fi
 # step "branch"
 ok_1=0
 if [ "$ok_0" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 2dc2770b34ce51f5e38ebdf16e9a0473 --step branch --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment e9e55123b524632922d18212f1b9554b --step branch --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_1=1
   else
     failed=1
@@ -46,7 +46,7 @@ fi
 # step "branch_2"
 ok_2=0
 if [ "$ok_0" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 2dc2770b34ce51f5e38ebdf16e9a0473 --step branch_2 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment e9e55123b524632922d18212f1b9554b --step branch_2 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_2=1
   else
     failed=1
@@ -56,7 +56,7 @@ fi
 # step "branch_3"
 ok_3=0
 if [ "$ok_0" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 2dc2770b34ce51f5e38ebdf16e9a0473 --step branch_3 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment e9e55123b524632922d18212f1b9554b --step branch_3 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_3=1
   else
     failed=1
@@ -66,7 +66,7 @@ fi
 # step "branch_4"
 ok_4=0
 if [ "$ok_0" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 2dc2770b34ce51f5e38ebdf16e9a0473 --step branch_4 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment e9e55123b524632922d18212f1b9554b --step branch_4 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_4=1
   else
     failed=1
@@ -76,7 +76,7 @@ fi
 # step "join"
 ok_5=0
 if [ "$ok_1" = 1 ] && [ "$ok_2" = 1 ] && [ "$ok_3" = 1 ] && [ "$ok_4" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 2dc2770b34ce51f5e38ebdf16e9a0473 --step join --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment e9e55123b524632922d18212f1b9554b --step join --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_5=1
   else
     failed=1
@@ -86,7 +86,7 @@ fi
 # step "announce"
 ok_6=0
 if [ "$ok_5" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 2dc2770b34ce51f5e38ebdf16e9a0473 --step announce --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment e9e55123b524632922d18212f1b9554b --step announce --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_6=1
   else
     failed=1
@@ -94,5 +94,5 @@ if [ "$ok_5" = 1 ]; then
 fi
 
 # Settle what the steps left unsettled (a step that never started is recorded skipped).
-/opt/conveyor/bin/python -m conveyor.runtime finish-run --deployment 2dc2770b34ce51f5e38ebdf16e9a0473 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID" || failed=1
+/opt/conveyor/bin/python -m conveyor.runtime finish-run --deployment e9e55123b524632922d18212f1b9554b --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID" || failed=1
 exit "$failed"

@@ -12,7 +12,7 @@ from airflow.sdk import DAG, literal
 from airflow.providers.standard.operators.bash import BashOperator
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = '8f0ff97c75bcdbc8e0ddc65b785e09da'
+CONVEYOR_DEPLOYMENT = '13a088a27f0f327a06847e6f1c040112'
 
 # python mode: the task's shell only expands variables; every conveyor value is in `env`.
 RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --params \'{{ dag_run.conf | tojson }}\' --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
@@ -20,7 +20,7 @@ PYTHON_ENV = {'CONVEYOR_PYTHON': '/opt/conveyor/bin/python', 'CONVEYOR_DEPLOYMEN
 
 with DAG(
     dag_id='golden',
-    doc_md='conveyor pipeline, deployment `8f0ff97c75bcdbc8e0ddc65b785e09da`',
+    doc_md='conveyor pipeline, deployment `13a088a27f0f327a06847e6f1c040112`',
     schedule=None,
     catchup=False,
     params={'n': 5},

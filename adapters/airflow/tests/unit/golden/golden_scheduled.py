@@ -13,7 +13,7 @@ from airflow.providers.standard.operators.bash import BashOperator
 from airflow.providers.docker.operators.docker import DockerOperator
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = 'b57c6365597233aae364a2e9f3752fc1'
+CONVEYOR_DEPLOYMENT = '7724dbbf36a05fda11abd6a375f6a2d3'
 
 # python mode: the task's shell only expands variables; every conveyor value is in `env`.
 RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --params \'{{ dag_run.conf | tojson }}\' --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
@@ -26,7 +26,7 @@ with DAG(
     dag_id='nightly-golden',
     dag_display_name='golden',
     description='the nightly run',
-    doc_md='conveyor pipeline, deployment `b57c6365597233aae364a2e9f3752fc1`',
+    doc_md='conveyor pipeline, deployment `7724dbbf36a05fda11abd6a375f6a2d3`',
     schedule='0 6 * * 1-5',
     start_date=datetime.datetime.fromisoformat('2026-01-05T05:00:00+00:00'),
     end_date=datetime.datetime.fromisoformat('2027-01-01T00:00:00+00:00'),
@@ -79,7 +79,7 @@ with DAG(
     tasks['total_2'] = DockerOperator(
         task_id='total_2',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('b57c6365597233aae364a2e9f3752fc1'), literal('--step'), literal('total_2'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
+        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('7724dbbf36a05fda11abd6a375f6a2d3'), literal('--step'), literal('total_2'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
         environment=literal({**CONTAINER_ENV}),
         docker_url='unix://var/run/docker.sock',
         network_mode='host',

@@ -12,7 +12,7 @@ from airflow.sdk import DAG, literal
 from airflow.providers.standard.operators.bash import BashOperator
 
 CONVEYOR_PIPELINE = 'evil pipeline.v2 ünï 0'
-CONVEYOR_DEPLOYMENT = '8f552b46513aee578423f538d283f7d2'
+CONVEYOR_DEPLOYMENT = 'be78f367b4336fd96d3864f1f8399d52'
 
 # python mode: the task's shell only expands variables; every conveyor value is in `env`.
 RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --params \'{{ dag_run.conf | tojson }}\' --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
@@ -21,7 +21,7 @@ PYTHON_ENV = {'CONVEYOR_PYTHON': '/opt/conveyor/bin/python', 'CONVEYOR_DEPLOYMEN
 with DAG(
     dag_id='evil_pipeline.v2__n__0',
     dag_display_name='evil pipeline.v2 ünï 0',
-    doc_md='conveyor pipeline, deployment `8f552b46513aee578423f538d283f7d2`',
+    doc_md='conveyor pipeline, deployment `be78f367b4336fd96d3864f1f8399d52`',
     schedule=None,
     catchup=False,
     params={'n': 2, 'note': 'x\'); __import__(\'os\').system(\'touch "$CONVEYOR_CANARY"\'); (\'$(touch "$CONVEYOR_CANARY")'},

@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'failing_step'
-CONVEYOR_DEPLOYMENT = '812c6807385c9cd07e120ee614b13bb4'
+CONVEYOR_DEPLOYMENT = '92d95ab1ef667ca1e6e5c5624b2cb840'
 JOB_NAME = 'failing_step'
 JOB = {
-    'description': "conveyor pipeline 'failing_step', deployment 812c6807385c9cd07e120ee614b13bb4",
-    'tags': {'conveyor/deployment': '812c6807385c9cd07e120ee614b13bb4'},
+    'description': "conveyor pipeline 'failing_step', deployment 92d95ab1ef667ca1e6e5c5624b2cb840",
+    'tags': {'conveyor/deployment': '92d95ab1ef667ca1e6e5c5624b2cb840'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '812c6807385c9cd07e120ee614b13bb4',
+        '92d95ab1ef667ca1e6e5c5624b2cb840',
         '--step',
         STEP,
         '--run-key',
@@ -134,7 +134,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '812c6807385c9cd07e120ee614b13bb4',
+        '92d95ab1ef667ca1e6e5c5624b2cb840',
         '--run-key',
         ('dagster:', RUN_ID),
         '--orchestrator-run-id',

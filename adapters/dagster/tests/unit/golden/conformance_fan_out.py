@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'fan_out'
-CONVEYOR_DEPLOYMENT = '078a56aaf944fd37d97eb0b15498a808'
+CONVEYOR_DEPLOYMENT = '5627f6c16111b63dfc88a6d32c2e2f4d'
 JOB_NAME = 'fan_out'
 JOB = {
-    'description': "conveyor pipeline 'fan_out', deployment 078a56aaf944fd37d97eb0b15498a808",
-    'tags': {'conveyor/deployment': '078a56aaf944fd37d97eb0b15498a808'},
+    'description': "conveyor pipeline 'fan_out', deployment 5627f6c16111b63dfc88a6d32c2e2f4d",
+    'tags': {'conveyor/deployment': '5627f6c16111b63dfc88a6d32c2e2f4d'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '078a56aaf944fd37d97eb0b15498a808',
+        '5627f6c16111b63dfc88a6d32c2e2f4d',
         '--step',
         STEP,
         '--run-key',
@@ -175,7 +175,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '078a56aaf944fd37d97eb0b15498a808',
+        '5627f6c16111b63dfc88a6d32c2e2f4d',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

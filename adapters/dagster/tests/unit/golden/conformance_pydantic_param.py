@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'pydantic_param'
-CONVEYOR_DEPLOYMENT = '073fdb6636a477c1776319258a0bd1a3'
+CONVEYOR_DEPLOYMENT = 'e4acdb76b205cb71add1e90c28bd57f2'
 JOB_NAME = 'pydantic_param'
 JOB = {
-    'description': "conveyor pipeline 'pydantic_param', deployment 073fdb6636a477c1776319258a0bd1a3",
-    'tags': {'conveyor/deployment': '073fdb6636a477c1776319258a0bd1a3'},
+    'description': "conveyor pipeline 'pydantic_param', deployment e4acdb76b205cb71add1e90c28bd57f2",
+    'tags': {'conveyor/deployment': 'e4acdb76b205cb71add1e90c28bd57f2'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '073fdb6636a477c1776319258a0bd1a3',
+        'e4acdb76b205cb71add1e90c28bd57f2',
         '--step',
         STEP,
         '--run-key',
@@ -112,7 +112,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '073fdb6636a477c1776319258a0bd1a3',
+        'e4acdb76b205cb71add1e90c28bd57f2',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

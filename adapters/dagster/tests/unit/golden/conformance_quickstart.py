@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'quickstart'
-CONVEYOR_DEPLOYMENT = '15f90a0485a60a703e049adf32e33bb6'
+CONVEYOR_DEPLOYMENT = '57752096b40d4e2021b4158f5670ffb9'
 JOB_NAME = 'quickstart'
 JOB = {
-    'description': "conveyor pipeline 'quickstart', deployment 15f90a0485a60a703e049adf32e33bb6",
-    'tags': {'conveyor/deployment': '15f90a0485a60a703e049adf32e33bb6'},
+    'description': "conveyor pipeline 'quickstart', deployment 57752096b40d4e2021b4158f5670ffb9",
+    'tags': {'conveyor/deployment': '57752096b40d4e2021b4158f5670ffb9'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '15f90a0485a60a703e049adf32e33bb6',
+        '57752096b40d4e2021b4158f5670ffb9',
         '--step',
         STEP,
         '--run-key',
@@ -136,7 +136,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '15f90a0485a60a703e049adf32e33bb6',
+        '57752096b40d4e2021b4158f5670ffb9',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'rich_outputs'
-CONVEYOR_DEPLOYMENT = 'fb9ce0222e9e7b0c14f074eac6caa448'
+CONVEYOR_DEPLOYMENT = '3a3deb1dafd3a507b168bdf04d31c2f3'
 JOB_NAME = 'rich_outputs'
 JOB = {
-    'description': "conveyor pipeline 'rich_outputs', deployment fb9ce0222e9e7b0c14f074eac6caa448",
-    'tags': {'conveyor/deployment': 'fb9ce0222e9e7b0c14f074eac6caa448'},
+    'description': "conveyor pipeline 'rich_outputs', deployment 3a3deb1dafd3a507b168bdf04d31c2f3",
+    'tags': {'conveyor/deployment': '3a3deb1dafd3a507b168bdf04d31c2f3'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'fb9ce0222e9e7b0c14f074eac6caa448',
+        '3a3deb1dafd3a507b168bdf04d31c2f3',
         '--step',
         STEP,
         '--run-key',
@@ -110,7 +110,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'fb9ce0222e9e7b0c14f074eac6caa448',
+        '3a3deb1dafd3a507b168bdf04d31c2f3',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = 'c9a0256a80c3a9e318c028d672bcdb9a'
+CONVEYOR_DEPLOYMENT = '8db7b17f24eab141fa8d9809c5c3e1f6'
 JOB_NAME = 'golden'
 JOB = {
-    'description': "conveyor pipeline 'golden', deployment c9a0256a80c3a9e318c028d672bcdb9a",
-    'tags': {'owner': 'data-team', 'conveyor/deployment': 'c9a0256a80c3a9e318c028d672bcdb9a'},
+    'description': "conveyor pipeline 'golden', deployment 8db7b17f24eab141fa8d9809c5c3e1f6",
+    'tags': {'owner': 'data-team', 'conveyor/deployment': '8db7b17f24eab141fa8d9809c5c3e1f6'},
     'executor': {'max_concurrent': 4, 'start_method': {'forkserver': {}}},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'c9a0256a80c3a9e318c028d672bcdb9a',
+        '8db7b17f24eab141fa8d9809c5c3e1f6',
         '--step',
         STEP,
         '--run-key',
@@ -140,7 +140,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'c9a0256a80c3a9e318c028d672bcdb9a',
+        '8db7b17f24eab141fa8d9809c5c3e1f6',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

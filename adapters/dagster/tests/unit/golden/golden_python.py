@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = '9e65ce5f602915da3ba1f5d68f7d6308'
+CONVEYOR_DEPLOYMENT = 'dd5e8ac19946381b8b9eb347bd9c4c61'
 JOB_NAME = 'golden'
 JOB = {
-    'description': "conveyor pipeline 'golden', deployment 9e65ce5f602915da3ba1f5d68f7d6308",
-    'tags': {'owner': 'data-team', 'conveyor/deployment': '9e65ce5f602915da3ba1f5d68f7d6308'},
+    'description': "conveyor pipeline 'golden', deployment dd5e8ac19946381b8b9eb347bd9c4c61",
+    'tags': {'owner': 'data-team', 'conveyor/deployment': 'dd5e8ac19946381b8b9eb347bd9c4c61'},
     'executor': {'max_concurrent': 4},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '9e65ce5f602915da3ba1f5d68f7d6308',
+        'dd5e8ac19946381b8b9eb347bd9c4c61',
         '--step',
         STEP,
         '--run-key',
@@ -138,7 +138,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '9e65ce5f602915da3ba1f5d68f7d6308',
+        'dd5e8ac19946381b8b9eb347bd9c4c61',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

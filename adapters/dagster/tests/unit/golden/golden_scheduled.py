@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = '5c900d0ed227370dd2fbeeddf1c8835d'
+CONVEYOR_DEPLOYMENT = 'f3991abbe72baa5526b91720c1f33b65'
 JOB_NAME = 'nightly_golden'
 JOB = {
     'description': 'the nightly run',
-    'tags': {'team': 'ml', 'dagster/max_runtime': '3600', 'conveyor/deployment': '5c900d0ed227370dd2fbeeddf1c8835d'},
+    'tags': {'team': 'ml', 'dagster/max_runtime': '3600', 'conveyor/deployment': 'f3991abbe72baa5526b91720c1f33b65'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '5c900d0ed227370dd2fbeeddf1c8835d',
+        'f3991abbe72baa5526b91720c1f33b65',
         '--step',
         STEP,
         '--run-key',
@@ -80,7 +80,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '5c900d0ed227370dd2fbeeddf1c8835d',
+        'f3991abbe72baa5526b91720c1f33b65',
         '--step',
         STEP,
         '--run-key',
@@ -158,7 +158,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '5c900d0ed227370dd2fbeeddf1c8835d',
+        'f3991abbe72baa5526b91720c1f33b65',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

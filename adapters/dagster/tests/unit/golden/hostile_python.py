@@ -33,13 +33,13 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'hostile'
-CONVEYOR_DEPLOYMENT = 'a925645175afb179ab7038ceb3c84da4'
+CONVEYOR_DEPLOYMENT = '4b9813c2be4431ed6ad46f0b41e65eca'
 JOB_NAME = 'hostile'
 JOB = {
     'description': '"""\n__import__(\'os\').system(\'touch "$CONVEYOR_CANARY"\')\n"""',
     'tags': {
         'note': '{{ run_id }}{% if True %}{{ job_name }}{% endif %}${CONVEYOR_CANARY}',
-        'conveyor/deployment': 'a925645175afb179ab7038ceb3c84da4',
+        'conveyor/deployment': '4b9813c2be4431ed6ad46f0b41e65eca',
     },
     'executor': {},
 }
@@ -63,7 +63,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'a925645175afb179ab7038ceb3c84da4',
+        '4b9813c2be4431ed6ad46f0b41e65eca',
         '--step',
         STEP,
         '--run-key',
@@ -118,7 +118,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'a925645175afb179ab7038ceb3c84da4',
+        '4b9813c2be4431ed6ad46f0b41e65eca',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

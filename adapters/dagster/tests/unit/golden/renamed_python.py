@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'my pipeline v2.0'
-CONVEYOR_DEPLOYMENT = 'b705d009bcd3a6acf6bcd9d928e3f768'
+CONVEYOR_DEPLOYMENT = '71d26f8e2b9d5d48ec56881935bc9e0e'
 JOB_NAME = 'my_pipeline_v2_0_0676f58437'
 JOB = {
-    'description': "conveyor pipeline 'my pipeline v2.0', deployment b705d009bcd3a6acf6bcd9d928e3f768",
-    'tags': {'conveyor/deployment': 'b705d009bcd3a6acf6bcd9d928e3f768'},
+    'description': "conveyor pipeline 'my pipeline v2.0', deployment 71d26f8e2b9d5d48ec56881935bc9e0e",
+    'tags': {'conveyor/deployment': '71d26f8e2b9d5d48ec56881935bc9e0e'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'b705d009bcd3a6acf6bcd9d928e3f768',
+        '71d26f8e2b9d5d48ec56881935bc9e0e',
         '--step',
         STEP,
         '--run-key',
@@ -123,7 +123,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'b705d009bcd3a6acf6bcd9d928e3f768',
+        '71d26f8e2b9d5d48ec56881935bc9e0e',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',
