@@ -178,7 +178,9 @@ def _plain(value: Any, where: str, depth: int) -> Any:
     if isinstance(value, numbers.Real):
         number = float(value)
         if not math.isfinite(number):
-            raise MetadataError(f"{where} is {number}, which JSON cannot hold", "log a finite number, or a string")
+            raise MetadataError(
+                f"{where} is {number}, which JSON cannot hold", "JSON has no NaN or infinity: log None or a string"
+            )
         return number
     if depth < _MAX_DEPTH and isinstance(value, Mapping):
         from conveyor.ir import shown

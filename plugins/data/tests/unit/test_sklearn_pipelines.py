@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_module
+from data_test_support import write_module
 
 from conveyor import Client
 from conveyor.exceptions import MaterializerError
@@ -252,5 +252,5 @@ def test_numpy_scalars_from_scikit_learn_metrics_are_logged_as_plain_numbers(rep
     ctx = StepContext(pipeline_name="p", run_id="r", run_name="r", step_id="s", step_name="s", attempt=1)
     with pytest.raises(MetadataError, match="NaN"):
         ctx.log_metadata({"loss": np.float64("nan")})
-    with pytest.raises(MetadataError, match="is a ndarray"):
+    with pytest.raises(MetadataError, match="is of type ndarray"):
         ctx.log_metadata({"weights": np.zeros(3)})
