@@ -74,7 +74,7 @@ def _setup(root: Path) -> Path:
         "CONVEYOR_REPOSITORY": str(root / "repo"),
     }
     os.environ.update(env)
-    (root / "repo").mkdir()
+    (root / "repo" / ".conveyor").mkdir(parents=True)  # the repository the runs are recorded in
     airflow = Path(sys.executable).parent / "airflow"
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, timeout=600)
     return dags

@@ -101,6 +101,7 @@ def main() -> None:
     code = work / "project"  # the source root: only the pipeline's code
     code.mkdir()
     os.environ["CONVEYOR_REPOSITORY"] = str(code)
+    (code / ".conveyor").mkdir()
     os.chdir(code)
     sys.path.insert(0, str(code))
     made: set[str] = set()

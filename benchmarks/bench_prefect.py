@@ -148,6 +148,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_HOME", str(work / "client"))
     os.environ["DO_NOT_TRACK"] = "1"
     os.environ["CONVEYOR_REPOSITORY"] = str(work / "repo")
+    (work / "repo" / ".conveyor").mkdir(parents=True, exist_ok=True)
     os.environ.pop("CONVEYOR_STORE_URL", None)
     url, server = _start_server(work / "server")
     try:

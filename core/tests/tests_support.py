@@ -175,6 +175,10 @@ def race_for_versions(folder: Path) -> list[Any]:
     return [many, *others]
 
 
+BEFORE_MODELS = "0003"
+"""The schema revision before models (0006): a store made then upgrades through 0006 and what follows."""
+
+
 # A training pipeline with a model, and pipelines that load versions of it.
 MODEL_PIPELINES = """
 from typing import Annotated, Any
@@ -243,3 +247,10 @@ def anything(data: Any) -> int:
 def ambiguous() -> None:
     anything(Model(name="churn"))
 """
+
+
+def init_repository(folder: Path) -> None:
+    """Make ``folder`` a repository (what ``conveyor init`` makes, without opening its store)."""
+    from conveyor._repository import Repository
+
+    Repository.init(folder)

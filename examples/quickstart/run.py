@@ -6,7 +6,7 @@ step but ``split`` (which turns caching off) comes from the cache.
 
 from typing import Annotated
 
-from conveyor import Client, pipeline, step
+from conveyor import Client, log_metadata, pipeline, step
 
 
 @step
@@ -19,7 +19,9 @@ def load_data(n: int = 10) -> Annotated[list[int], "numbers"]:
 def split(numbers: list[int]) -> tuple[Annotated[list[int], "even"], Annotated[list[int], "odd"]]:
     """Even and odd numbers apart."""
     print(f"splitting {len(numbers)} numbers")
-    return [x for x in numbers if x % 2 == 0], [x for x in numbers if x % 2]
+    even, odd = [x for x in numbers if x % 2 == 0], [x for x in numbers if x % 2]
+    log_metadata({"even_count": len(even), "odd_count": len(odd)})  # shown by run describe and run compare
+    return even, odd
 
 
 @step

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 # name -> module that defines it; imported lazily so that importing conveyor
 # (and running `conveyor --help`) loads neither pydantic nor SQLAlchemy.
 _EXPORTS = {
+    "ArtifactConfig": "conveyor.dsl",
     "BaseMaterializer": "conveyor.materializers",
     "Client": "conveyor.client",
     "ConveyorError": "conveyor.exceptions",
@@ -27,12 +28,16 @@ _EXPORTS = {
     "deployment_for": "conveyor._launch",
     "export_pipeline": "conveyor._launch",
     "get_step_context": "conveyor.runtime",
+    "load_artifact": "conveyor.client",
     "log_metadata": "conveyor.runtime",
     "pipeline": "conveyor.dsl",
+    "save_artifact": "conveyor.client",
     "step": "conveyor.dsl",
+    "write_run_configuration_template": "conveyor.dsl",
 }
 
 __all__ = [
+    "ArtifactConfig",
     "BaseMaterializer",
     "Client",
     "ConveyorError",
@@ -49,15 +54,18 @@ __all__ = [
     "deployment_for",
     "export_pipeline",
     "get_step_context",
+    "load_artifact",
     "log_metadata",
     "pipeline",
+    "save_artifact",
     "step",
+    "write_run_configuration_template",
 ]
 
 if TYPE_CHECKING:
     from conveyor._launch import deploy_pipeline, deployment_for, export_pipeline
-    from conveyor.client import Client
-    from conveyor.dsl import Model, Pipeline, Step, pipeline, step
+    from conveyor.client import Client, load_artifact, save_artifact
+    from conveyor.dsl import ArtifactConfig, Model, Pipeline, Step, pipeline, step, write_run_configuration_template
     from conveyor.exceptions import ConveyorError
     from conveyor.ir import ResourceSettings, Schedule
     from conveyor.materializers import BaseMaterializer

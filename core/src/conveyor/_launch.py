@@ -219,7 +219,7 @@ def load_pipeline_ref(ref: str) -> Pipeline | PipelineIR:
     from conveyor._repository import Repository
     from conveyor.ir import load_deployment
 
-    store = Repository.current().store()
+    store = Repository.existing().store()
     deployment_id = store.latest_deployment_id(store.get_pipeline(ref).id)
     if deployment_id is None:
         raise ConfigError(
@@ -246,7 +246,7 @@ def deployment_for(
     from conveyor.exceptions import ConfigError
     from conveyor.ir import Deployment
 
-    repo = Repository.current()
+    repo = Repository.existing()  # the stack must be registered already: nothing to create
     target = load_pipeline_ref(ref) if isinstance(ref, str) else ref
     if config_path is not None:
         if not isinstance(target, Pipeline):
@@ -308,7 +308,7 @@ def export_pipeline(
     deployment, stack_obj, source_root = deployment_for(
         ref, stack=stack, parameters=parameters, schedule=schedule, config_path=config_path
     )
-    repo = Repository.current()
+    repo = Repository.existing()
     ctx = LaunchContext(store=repo.store(), stack=stack_obj, source_root=source_root or Path.cwd(), home=repo.dir)
     return stack_obj.orchestrator.export(deployment, ctx, Path(output))
 
@@ -333,7 +333,7 @@ def deploy_pipeline(
     deployment, stack_obj, source_root = deployment_for(
         ref, stack=stack, parameters=parameters, schedule=schedule, config_path=config_path
     )
-    repo = Repository.current()
+    repo = Repository.existing()
     store = repo.store()
     if deployment.schedule is None:
         check_model_references(store, deployment.pipeline)

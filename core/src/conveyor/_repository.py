@@ -15,10 +15,18 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.constants import ENV_REPOSITORY, ENV_STACK, ENV_STEP_ENTRYPOINT, REPOSITORY_DIR
+from conveyor.constants import (
+    ENV_REPOSITORY,
+    ENV_SERVER,
+    ENV_STACK,
+    ENV_STEP_ENTRYPOINT,
+    ENV_STORE_URL,
+    REPOSITORY_DIR,
+)
 from conveyor.exceptions import ConfigError
 
 if TYPE_CHECKING:
+    from conveyor.exceptions import NoRepositoryError
     from conveyor.ir import Deployment
     from conveyor.stack import Stack
     from conveyor.stores import MetadataStore, RunRecord, StoreTarget
@@ -70,14 +78,34 @@ class Repository:
 
     @classmethod
     def current(cls) -> Repository:
-        """The repository of the working folder, created there on first use."""
+        """The repository of the working folder, created there on first use.
+
+        Only running a pipeline (and ``conveyor init``) calls this; everything
+        that reads or registers uses :meth:`existing`, which never creates one.
+        """
         repo = cls.find()
-        if repo is None:
-            repo = cls.init(os.environ.get(ENV_REPOSITORY) or None)
+        if repo is None or not repo.dir.is_dir():
+            repo = cls.init(repo.root if repo is not None else None)
             print(f"conveyor: created a repository in {repo.dir}", file=sys.stderr)
-        elif not repo.dir.is_dir():
-            repo = cls.init(repo.root)
         return repo
+
+    @classmethod
+    def existing(cls) -> Repository:
+        """The repository of the working folder (or ``CONVEYOR_REPOSITORY``); never creates one.
+
+        With ``CONVEYOR_STORE_URL`` or ``CONVEYOR_SERVER`` set, a folder without
+        ``.conveyor/`` still reads that store (a team store needs no local folder); only
+        changing the local config then needs a repository.
+
+        Raises:
+            NoRepositoryError: there is none, and no store URL is set.
+        """
+        repo = cls.find()
+        if repo is not None and repo.dir.is_dir():
+            return repo
+        if os.environ.get(ENV_STORE_URL) or os.environ.get(ENV_SERVER):
+            return repo or cls(Path(os.getcwd()))
+        raise no_repository(repo)
 
     # -- config ----------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -90,6 +118,8 @@ class Repository:
             raise ConfigError(f"{self.dir / _CONFIG} is not valid JSON", "fix or delete it") from None
 
     def _write_config(self, config: dict[str, Any]) -> None:
+        if not self.dir.is_dir():
+            raise no_repository(self)
         path = self.dir / _CONFIG
         # A name of its own: processes racing to create the repository each replace the file whole.
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -184,6 +214,19 @@ class Repository:
         from conveyor.stack import Stack
 
         return Stack.from_record(self.store().get_stack(name or self.active_stack_name))
+
+
+def no_repository(repo: Repository | None) -> NoRepositoryError:
+    """The error of a command that needs a repository where there is none."""
+    from conveyor.exceptions import NoRepositoryError
+
+    if repo is not None:  # CONVEYOR_REPOSITORY names a folder without one
+        where = f"in {repo.root} ({ENV_REPOSITORY})"
+        fix = f"create it with `conveyor init {repo.root}`"
+    else:
+        where = f"in {os.getcwd()} or any folder above it"
+        fix = "create one here with `conveyor init`; running a pipeline creates one too"
+    return NoRepositoryError(f"no conveyor repository {where}", fix)
 
 
 def ensure_default_stack(store: MetadataStore, artifact_path: str) -> None:

@@ -10,6 +10,7 @@ to fix it; the CLI prints it without a traceback.
     ├── DefinitionError          a step or pipeline is written wrong
     │   └── PipelineGraphError   a cycle, an unknown argument, a type mismatch
     ├── ConfigError              a bad run config, settings or component config
+    │   └── NoRepositoryError    no repository here (read-only commands never create one)
     ├── StackError               an unknown or incomplete stack or component
     │   ├── FlavorNotFoundError  a flavor that is not installed (names the pip command)
     │   └── CapabilityError      the stack cannot honour what the pipeline needs
@@ -17,6 +18,7 @@ to fix it; the CLI prints it without a traceback.
     ├── StoreError               the metadata or artifact store cannot be used
     │   ├── SchemaVersionError   the database has a schema from a newer conveyor
     │   ├── NotFoundError        no such pipeline, run, step or artifact
+    │   ├── AmbiguousIdError     an id prefix that more than one record starts with
     │   ├── RunSettledError      the run ended (its driver died, it was stopped) before a step could record
     │   ├── AuthenticationError  a conveyor server refused the credential (none, wrong, expired)
     │   ├── PermissionDeniedError  the credential's role or run scope does not allow the request
@@ -33,6 +35,7 @@ from typing import Any
 
 __all__ = [
     "AlerterError",
+    "AmbiguousIdError",
     "AuthenticationError",
     "CapabilityError",
     "ConfigError",
@@ -40,6 +43,8 @@ __all__ = [
     "DefinitionError",
     "FlavorNotFoundError",
     "MaterializerError",
+    "MetadataError",
+    "NoRepositoryError",
     "NotFoundError",
     "PermissionDeniedError",
     "PipelineGraphError",
@@ -81,6 +86,10 @@ class ConfigError(ConveyorError):
     """A run config, settings object or component config is invalid."""
 
 
+class NoRepositoryError(ConfigError):
+    """There is no conveyor repository here, and the command does not create one."""
+
+
 class StackError(ConveyorError):
     """A stack or stack component is unknown, incomplete or misconfigured."""
 
@@ -97,6 +106,10 @@ class MaterializerError(ConveyorError):
     """No materializer fits a type, or saving/loading an artifact failed."""
 
 
+class MetadataError(ConfigError):
+    """What a step passed to ``log_metadata`` is not small JSON-like data (numbers, strings, small dicts)."""
+
+
 class StoreError(ConveyorError):
     """The metadata store or artifact store cannot be used."""
 
@@ -107,6 +120,10 @@ class SchemaVersionError(StoreError):
 
 class NotFoundError(StoreError):
     """A pipeline, run, step run or artifact does not exist."""
+
+
+class AmbiguousIdError(StoreError):
+    """An id prefix that more than one record's id starts with."""
 
 
 class RunSettledError(StoreError):

@@ -92,6 +92,7 @@ def test_a_server_database_at_the_previous_head_with_runs_is_upgraded(server_sto
 
     from conveyor.client import close_stores
     from conveyor.stores.sql._migrate import alembic_config
+    from tests_support import BEFORE_MODELS
 
     write_module(repo, "upgraded_pipes", MODEL_PIPELINES)
     import upgraded_pipes
@@ -100,9 +101,9 @@ def test_a_server_database_at_the_previous_head_with_runs_is_upgraded(server_sto
     close_stores()
     engine = sa.create_engine(server_store)
     with engine.connect() as conn, conn.begin():
-        command.downgrade(alembic_config(conn), SCHEMA_REVISIONS[-2])
+        command.downgrade(alembic_config(conn), BEFORE_MODELS)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == SCHEMA_REVISIONS[-2]
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == BEFORE_MODELS
     engine.dispose()
     store = SqlStore(server_store)
     assert store.schema_revision() == SCHEMA_REVISIONS[-1]

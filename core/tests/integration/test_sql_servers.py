@@ -81,3 +81,14 @@ def test_a_live_drivers_run_is_not_taken_for_a_dead_one(server: str, request: py
     assert store.fail_dead_runs() == []
     assert store.get_run(run.id).status == RunStatus.RUNNING
     store.close()
+
+
+@pytest.mark.parametrize(
+    "server", [pytest.param("mariadb", marks=pytest.mark.mysql), pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_finding_and_cleaning_up_on_a_server(server: str, request: pytest.FixtureRequest) -> None:
+    from conveyor_testing.store_contract import check_finding_and_cleanup
+
+    store = SqlStore(request.getfixturevalue(f"fresh_{server}_url"))
+    check_finding_and_cleanup(store)
+    store.close()

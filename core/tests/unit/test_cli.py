@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests_support import as_json, fails, invoke, ok
+from tests_support import as_json, fails, init_repository, invoke, ok
 
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh repository of its own, as the working folder."""
     monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
+    init_repository(tmp_path)
     monkeypatch.delenv("CONVEYOR_STACK", raising=False)
     monkeypatch.delenv("CONVEYOR_STORE_URL", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -99,7 +101,7 @@ def test_component_register_list_describe_update_delete(repo: Path) -> None:
     ok("orchestrator", "update", "procs", "--max-workers", "8")
     assert as_json("orchestrator", "describe", "procs")["config"] == {"mode": "process", "max_workers": 8}
 
-    assert "Deleted orchestrator 'procs'" in ok("orchestrator", "delete", "procs")
+    assert "Deleted orchestrator 'procs'" in ok("orchestrator", "delete", "procs", "-y")
     assert [c["name"] for c in as_json("orchestrator", "list")] == ["default"]
 
 
@@ -132,10 +134,37 @@ def test_flavor_list(repo: Path) -> None:
     assert {"parallelism", "retries"} <= set(flavors["local"]["capabilities"])
     assert flavors["local"]["options"] == ["max_workers", "mode"]
     assert flavors["local"]["description"]
-    stores = {f["name"] for f in as_json("artifact-store", "flavor", "list")}
-    assert {"local", "fsspec"} <= stores
-    table = ok("orchestrator", "flavor", "list")
-    assert "local" in table and "parallelism" in table
+    details = {o["name"]: o for o in flavors["local"]["option_details"]}
+    assert details["mode"]["type"] == "thread|process" and details["mode"]["default"] == "thread"
+    assert details["max_workers"]["type"] == "int" and details["max_workers"]["default"] == 32
+    assert details["max_workers"]["description"] == "How many steps may run at once."
+    stores = {f["name"]: f for f in as_json("artifact-store", "flavor", "list")}
+    assert {"local", "fsspec"} <= set(stores)
+    (path,) = [o for o in stores["local"]["option_details"] if o["name"] == "path"]
+    assert path["required"] is True and path["type"] == "str"
+    listed = ok("orchestrator", "flavor", "list")
+    assert "local" in listed and "parallelism" in listed
+    assert re.search(r"--mode\s+thread\|process\s+thread$", listed, re.M), listed
+    assert re.search(r"--max-workers\s+int\s+32$", listed, re.M), listed
+    assert re.search(r"--path\s+str\s+\(required\)$", ok("artifact-store", "flavor", "list"), re.M)
+
+
+def test_flavor_describe_explains_each_option(repo: Path) -> None:
+    text = ok("orchestrator", "flavor", "describe", "local")
+    assert text.startswith("local: runs steps on this machine")
+    assert "How many steps may run at once." in text
+    assert as_json("orchestrator", "flavor", "describe", "local")["options"] == ["max_workers", "mode"]
+    assert "no orchestrator flavor named 'nope'" in fails("orchestrator", "flavor", "describe", "nope")
+
+
+def test_component_delete_asks_first(repo: Path) -> None:
+    ok("orchestrator", "register", "extra", "--flavor", "local")
+    result = invoke("orchestrator", "delete", "extra", input="n\n")
+    assert result.exit_code == 1 and "Delete orchestrator 'extra'?" in result.output
+    assert as_json("orchestrator", "describe", "extra")["name"] == "extra"
+    result = invoke("orchestrator", "delete", "extra", input="y\n")
+    assert result.exit_code == 0 and "Deleted orchestrator 'extra'." in result.output
+    assert "no orchestrator named 'nope'" in fails("orchestrator", "delete", "nope")
 
 
 def test_component_list_of_an_empty_type(repo: Path) -> None:

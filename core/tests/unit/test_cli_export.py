@@ -93,7 +93,7 @@ class PlainRegistryFlavor(Flavor):
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A repository with the ``files`` orchestrator plugin installed and a stack ``exp`` using it."""
     repo = tmp_path / "repo"
-    repo.mkdir()
+    (repo / ".conveyor").mkdir(parents=True)
     site = tmp_path / "site"
     dist = site / "conveyor_files-0.1.dist-info"
     dist.mkdir(parents=True)
@@ -200,7 +200,7 @@ def test_stack_update_adds_and_removes_an_optional_component(env: dict[str, str]
     ok(env, "stack", "update", "exp", "--remove-container-registry")
     stack = json.loads(ok(env, "stack", "describe", "exp", "--json"))
     assert set(stack["components"]) == {"orchestrator", "artifact_store"}
-    ok(env, "container-registry", "delete", "reg")
+    ok(env, "container-registry", "delete", "reg", "-y")
     assert json.loads(ok(env, "container-registry", "list", "--json")) == []
 
 

@@ -12,7 +12,7 @@ import click
 import pytest
 
 from conveyor_testing.conformance import EXAMPLES, case, check_run
-from tests_support import as_json, fails, invoke, ok
+from tests_support import as_json, fails, init_repository, invoke, ok
 
 QUICKSTART = f"{EXAMPLES / 'quickstart.py'}:quickstart"
 RUN_LINE = re.compile(r"^Run (\S+): (\w+) \((\d+) steps, (\d+) cached, ")
@@ -22,6 +22,7 @@ RUN_LINE = re.compile(r"^Run (\S+): (\w+) \((\d+) steps, (\d+) cached, ")
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh repository of its own, as the working folder."""
     monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
+    init_repository(tmp_path)
     monkeypatch.delenv("CONVEYOR_STACK", raising=False)
     monkeypatch.delenv("CONVEYOR_STORE_URL", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -70,7 +71,7 @@ def test_run_then_runs_and_describe(repo: Path) -> None:
     for label in ("Status:", "Started:", "Ended:", "Parameters:", "Code:", "Stack:", "Orchestrator:"):
         assert label in text
     even_id = steps_by_id["split"]["outputs"]["even"]["id"]
-    assert f"even: {even_id}" in text
+    assert f"even: {even_id[:8]}" in text  # tables show the start of ids
 
     assert "splitting 20 numbers" in ok("run", "describe", name, "--logs", "split")
     error = fails("run", "describe", name, "--logs", "nope")
@@ -190,10 +191,12 @@ def test_deploy_without_a_schedule_submits_a_run(repo: Path) -> None:
 def test_artifact_list_and_describe(repo: Path) -> None:
     name, *_ = run_pipeline(QUICKSTART, "-p", "n=4")
     artifacts = as_json("artifact", "list")
-    assert {a["name"] for a in artifacts} >= {"numbers", "even", "odd"}
+    scoped = {"quickstart::load_data::numbers", "quickstart::split::even", "quickstart::split::odd"}
+    assert {a["name"] for a in artifacts} >= scoped
     (numbers,) = as_json("artifact", "list", "--name", "numbers")
     assert numbers["version"] == 1 and numbers["data_type"] == "builtins:list"
-    assert numbers["id"] in ok("artifact", "list")
+    assert (numbers["pipeline"], numbers["step"]) == ("quickstart", "load_data")
+    assert numbers["id"][:8] in ok("artifact", "list")
 
     described = as_json("artifact", "describe", numbers["id"])
     assert described["uri"] == numbers["uri"] and Path(described["uri"]).is_dir()
@@ -203,6 +206,7 @@ def test_artifact_list_and_describe(repo: Path) -> None:
     assert [(c["step"], c["run"]) for c in described["consumers"]] == [("split", name)]
     assert described["metadata"] == {"length": 4}
     assert described["visualizations"] == []
+    assert (described["pipeline"], described["step"], described["removed"]) == ("quickstart", "load_data", None)
 
     text = ok("artifact", "describe", numbers["id"])
     for piece in (
@@ -212,6 +216,7 @@ def test_artifact_list_and_describe(repo: Path) -> None:
         "Content hash:",
         f"step load_data of run {name}",
         f"step split of run {name}",
+        "step load_data of pipeline quickstart",
         "length: 4",
     ):
         assert piece in text

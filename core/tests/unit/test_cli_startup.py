@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from conveyor.cli._lazy import LazyGroup
+from tests_support import init_repository
 
 HEAVY = ("sqlalchemy", "pydantic", "rich", "alembic", "yaml", "fsspec")
 
@@ -48,6 +49,7 @@ PROBE = textwrap.dedent("""
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh repository of its own, as the working folder."""
     monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
+    init_repository(tmp_path)
     monkeypatch.delenv("CONVEYOR_STACK", raising=False)
     monkeypatch.delenv("CONVEYOR_STORE_URL", raising=False)
     monkeypatch.chdir(tmp_path)

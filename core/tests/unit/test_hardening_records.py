@@ -93,6 +93,7 @@ def test_pickle_loads_when_the_reader_opts_in(repo: Path) -> None:
     [
         ("materializer", "os:system", "neither installed for conveyor nor part of this project's code"),
         ("materializer", "subprocess:Popen", "neither installed for conveyor nor part of this project's code"),
+        # conveyor's own code is trusted like any installed plugin's; a class of it that is no materializer is not
         ("materializer", "conveyor.client:Client", "it is not a materializer"),
         ("materializer", "records_pipe:records", "it is not a materializer"),
         ("data_type", "antigravity:x", "its module is neither loaded here nor part of this project's code"),

@@ -109,7 +109,7 @@ def test_init_force_leaves_a_working_store_alone(repo: Path, ran: Path) -> None:
 def test_a_database_of_another_application_is_refused(repo: Path) -> None:
     import sqlite3
 
-    (repo / ".conveyor").mkdir()
+    (repo / ".conveyor").mkdir(exist_ok=True)
     con = sqlite3.connect(repo / ".conveyor" / "conveyor.db")
     con.execute("CREATE TABLE customers (id INTEGER)")
     con.commit()

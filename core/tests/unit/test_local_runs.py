@@ -210,7 +210,7 @@ def test_step_context_and_parameters_are_recorded(repo: Path, examples_path: Pat
     even = run.steps["split"].outputs["even"]
     assert even.producer.id == run.steps["split"].id
     assert [c.step_id for c in even.consumers] == ["total"]
-    assert even.name == "even" and even.version == 1
+    assert even.name == "quickstart::split::even" and even.version == 1
     assert run.steps["total"].output.name == "quickstart::total::output"
     assert "splitting 6 numbers" in run.steps["split"].logs()
     latest = Client().get_pipeline("quickstart").last_run

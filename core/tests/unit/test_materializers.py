@@ -144,3 +144,39 @@ def test_entry_point_materializers_load_lazily_and_broken_ones_are_skipped(tmp_p
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["WidgetMaterializer", "None"]
     assert "skipped materializer plugin missing_module:Nope from widgets" in out.stderr
+
+
+# -- which classes count as the project's own code -------------------------------------
+def test_project_classes_are_those_defined_under_a_source_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.materializers import is_project_class
+    from tests_support import write_module
+
+    write_module(tmp_path, "proj_model", "class Scaler:\n    class Inner:\n        pass\n\ndef helper():\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    roots = [str(tmp_path)]
+    assert is_project_class("proj_model.Scaler", roots)
+    assert is_project_class("proj_model.Scaler.Inner", roots)
+    assert not is_project_class("proj_model.helper", roots)  # functions need explicit trust
+    assert not is_project_class("proj_model.Missing", roots)
+    assert not is_project_class("proj_model.Scaler", [str(tmp_path / "elsewhere")])
+
+
+LIBRARY_CLASSES = [
+    "subprocess.Popen",
+    "collections.OrderedDict",
+    "pathlib.Path",
+    "os.PathLike",
+    "pydantic.BaseModel",
+    "sqlalchemy.engine.Engine",
+    "click.Command",
+]
+
+
+@settings(max_examples=80, deadline=None)
+@given(name=st.text(max_size=60) | st.sampled_from(LIBRARY_CLASSES), library=st.sampled_from(LIBRARY_CLASSES))
+def test_no_library_class_is_project_code_even_when_the_root_is_everything(name: str, library: str) -> None:
+    from conveyor.materializers import is_project_class
+
+    # A worker running in "/" must not trust the standard library or installed packages.
+    assert not is_project_class(library, ["/"])
+    assert isinstance(is_project_class(name, ["/"]), bool)  # any text: an answer, never an exception

@@ -15,7 +15,7 @@ from conveyor import Client
 from conveyor.client import close_stores
 from conveyor.exceptions import ConfigError, ConveyorError, DefinitionError, NotFoundError, StepFailedError
 from conveyor_testing.strategies import hostile_text, names
-from tests_support import MODEL_PIPELINES, as_json, fails, ok, race_for_versions, write_module
+from tests_support import BEFORE_MODELS, MODEL_PIPELINES, as_json, fails, ok, race_for_versions, write_module
 
 
 @pytest.fixture
@@ -354,7 +354,8 @@ def test_a_parameter_overridden_at_run_time_must_be_a_reference(models: Any) -> 
     inp = step.inputs["model"]
     assert isinstance(inp, ModelInput) and inp.pipeline_parameter == "model"
     version, artifact = resolve_model_input(store, step, "model", inp, dict, {"model": "churn@latest"})
-    assert version.number == 1 and artifact.name == "model"
+    # The version knows it as "model"; it is versioned under its pipeline and step.
+    assert version.number == 1 and artifact.name == "training::train::model"
     with pytest.raises(ConfigError, match="pipeline parameter 'model' is 'nonsense', which is not a model reference"):
         resolve_model_input(store, step, "model", inp, dict, {"model": "nonsense"})
 
@@ -383,7 +384,7 @@ def logs_badly(kind: str) -> None:
         ("nan", "metadata 'loss' is nan, which JSON cannot hold"),
         ("object", "metadata 'model' is of type object; metadata are numbers, strings"),
         ("key", "metadata key '' is not a name"),
-        ("big", "the metadata logged come to 68 KiB; the limit is 64 KiB"),
+        ("big", "the metadata logged come to 70008 bytes; at most 65536 fit"),
         ("nul", "metadata 'note' key holds a NUL character, which no metadata store keeps"),
     ],
 )
@@ -415,7 +416,7 @@ def test_numpy_like_scalars_and_secret_values_are_logged_as_plain_masked_data(re
     mask_values(["s3cr3t-value"])
     ctx = StepContext(pipeline_name="p", run_id="r", run_name="r", step_id="s", step_name="s", attempt=1)
     ctx.log_metadata({"score": Scalar(), "note": "token s3cr3t-value used", "flags": (True, None, 3)})
-    assert ctx.logged == {"score": 0.5, "note": "token *** used", "flags": [True, None, 3]}
+    assert ctx.logged_metadata == {"score": 0.5, "note": "token *** used", "flags": [True, None, 3]}
 
 
 def test_a_step_that_logs_nothing_costs_no_store_call_and_no_model_costs_none(
@@ -492,9 +493,9 @@ def test_a_store_at_the_previous_head_with_runs_is_upgraded(models: Any) -> None
     close_stores()
     engine = sa.create_engine(url)
     with engine.connect() as conn, conn.begin():
-        command.downgrade(alembic_config(conn), SCHEMA_REVISIONS[-2])
+        command.downgrade(alembic_config(conn), BEFORE_MODELS)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == SCHEMA_REVISIONS[-2]
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == BEFORE_MODELS
         assert "models" not in sa.inspect(conn).get_table_names()
     engine.dispose()
 
@@ -602,10 +603,10 @@ def test_hostile_metadata_round_trips_through_the_store_or_is_refused(repo: Path
         run = store.list_runs(limit=1)
     step_run = store.list_step_runs(run[0].id)[0]
     store.link_model_version(
-        version.id, run_id=run[0].id, step_run_id=step_run.id, role="produced", metadata=ctx.logged
+        version.id, run_id=run[0].id, step_run_id=step_run.id, role="produced", metadata=ctx.logged_metadata
     )
     links = store.list_model_version_links(version_id=version.id)
-    assert json.loads(json.dumps(links[-1].metadata)) == json.loads(json.dumps(ctx.logged))
+    assert json.loads(json.dumps(links[-1].metadata)) == json.loads(json.dumps(ctx.logged_metadata))
 
 
 def test_the_readme_models_example_runs(repo: Path) -> None:

@@ -171,3 +171,27 @@ def test_the_logs_of_a_cached_step_say_where_they_come_from(repo: Path) -> None:
     assert "making numbers" in result.stdout
     assert f"came from the cache: these are the logs of its run in {first.name}" in result.stderr
     assert "making numbers" in ok("run", "describe", first.name, "--logs", "numbers")
+
+
+def test_ctrl_c_in_a_script_stops_the_run_with_one_line(repo: Path) -> None:
+    write_module(repo, "progress_pipe", PIPE)
+    driver = subprocess.Popen(
+        [sys.executable, "progress_pipe.py", '{"lines": 200, "pause": 0.1}'],
+        cwd=repo,
+        env=_env(repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert driver.stdout is not None
+    for line in driver.stdout:  # the step is running once it prints
+        if line.startswith("[chatty] line 1"):
+            break
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines[-1] == "conveyor: stopped pipeline 'progress'; its run is recorded as stopped"
+    assert lines[-2].startswith("conveyor | run ") and lines[-2].endswith("(1 completed, 1 stopped)")
+    assert Client().get_pipeline("progress").last_run.status == "stopped"

@@ -14,7 +14,7 @@ from conveyor import Client
 from conveyor.exceptions import StepFailedError
 from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_OWNER
 from conveyor_testing.leaks import find_value
-from tests_support import write_module
+from tests_support import init_repository, write_module
 
 UNIQUE = "pipe-4c1d-uNiQuE-token-93fa"
 DIGEST = hashlib.sha256(UNIQUE.encode()).hexdigest()
@@ -230,7 +230,8 @@ def test_step_processes_outside_the_repository_find_its_key_and_owner(
     write_module(code, "outside_pipe", PIPELINES)
     monkeypatch.syspath_prepend(str(code))
     try:
-        client = Client()  # finds (creates) the repository in the working folder
+        init_repository(project)  # `conveyor init` in the working folder
+        client = Client()
         client.create_secret("app", {"token": UNIQUE})
         client.register_component("orchestrator", "processes", "local", {"mode": "process"})
         client.register_stack("process", {"orchestrator": "processes", "artifact_store": "default"})

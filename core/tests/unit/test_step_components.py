@@ -156,10 +156,10 @@ def test_the_new_types_are_managed_like_the_others(plugin: Path) -> None:
         "chk",
         "dep",
     }
-    assert "ml" in fails("experiment-tracker", "delete", "nt")  # refused while a stack uses it
+    assert "ml" in fails("experiment-tracker", "delete", "nt", "-y")  # refused while a stack uses it
     ok("stack", "update", "ml", "--remove-experiment-tracker", "--remove-data-validator", "--remove-model-deployer")
     assert set(as_json("stack", "describe", "ml")["components"]) == {"orchestrator", "artifact_store"}
-    ok("experiment-tracker", "delete", "nt")
+    ok("experiment-tracker", "delete", "nt", "-y")
     assert as_json("experiment-tracker", "list") == []
     out = ok("--help")
     for name in ("experiment-tracker", "data-validator", "model-deployer", "service"):

@@ -75,3 +75,40 @@ def test_a_bad_store_url_is_one_clear_line(tmp_path: Path) -> None:
         SqlStore("garbage")
     with pytest.raises(StoreError, match=r"cannot use the metadata store URL 'db.example/x'"):
         SqlStore("postgresql+nosuchdriver://user:secret@db.example/x")
+
+
+def test_the_sql_store_keeps_the_finding_and_cleanup_contract(tmp_path: Path) -> None:
+    from conveyor_testing.store_contract import check_finding_and_cleanup
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'm.db'}")
+    check_finding_and_cleanup(store)
+    store.close()
+
+
+def test_upgrading_to_0007_fills_in_where_each_artifact_was_made(tmp_path: Path) -> None:
+    from conveyor.stores.sql._migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    engine = sa.create_engine(url)
+    upgrade(engine, "0003")
+    stamp = "2024-01-01 00:00:00"
+    with engine.begin() as conn:
+        for sql in (
+            f"INSERT INTO pipelines VALUES ('p1', 'old_pipe', '{stamp}')",
+            f"INSERT INTO deployments VALUES ('d1', 'p1', '{{}}', '{stamp}')",
+            "INSERT INTO pipeline_runs (id, name, pipeline_id, deployment_id, status, created, parameters, "
+            f"stack_name, orchestrator, extra) VALUES ('r1', 'run1', 'p1', 'd1', 'completed', '{stamp}', '{{}}', "
+            "'default', 'local', '{}')",
+            "INSERT INTO step_runs (id, run_id, step_id, step_name, status, cached, source, code_hash, parameters, "
+            "attempts) VALUES ('s1', 'r1', 'fit', 'fit', 'completed', 0, 'm:f', 'h', '{}', 1)",
+            "INSERT INTO artifact_versions (id, name, version, uri, data_type, materializer, content_hash, "
+            f"producer_step_run_id, created, metadata, visualizations) VALUES ('a1', 'model', 1, '/x', 't', 'm', "
+            f"'h', 's1', '{stamp}', '{{}}', '{{}}')",
+        ):
+            conn.exec_driver_sql(sql)
+    engine.dispose()
+    store = SqlStore(url)
+    record = store.get_artifact("a1")
+    assert (record.name, record.pipeline_name, record.step_id, record.removed) == ("model", "old_pipe", "fit", None)
+    assert store.list_artifacts("model")[0].id == "a1"  # names given before keep their sequence
+    store.close()

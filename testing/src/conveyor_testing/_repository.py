@@ -32,6 +32,8 @@ def fresh_repository(root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     ``monkeypatch`` undoes the rest when the test ends.
     """
     root.mkdir(parents=True, exist_ok=True)
+    # What `conveyor init` makes: commands that only read or register never create a repository.
+    (root / ".conveyor").mkdir(exist_ok=True)
     monkeypatch.setenv("CONVEYOR_REPOSITORY", str(root))
     for name in _FOREIGN_SETTINGS:
         monkeypatch.delenv(name, raising=False)

@@ -20,7 +20,15 @@ if TYPE_CHECKING:
     from conveyor_prefect._flavor import PrefectOrchestratorConfig
 
 FLOW_ENTRYPOINT = "conveyor_prefect._flow.run_deployment"
-"""Module path of the flow every Prefect deployment of a pipeline runs."""
+"""Module path of the flow every pipeline runs, under any name."""
+
+
+def flow_entrypoint(pipeline_name: str) -> str:
+    """Module path of a pipeline's flow in its Prefect deployment: the same flow, named after the pipeline."""
+    from conveyor_prefect._named import flow_attribute
+
+    return f"conveyor_prefect._named.{flow_attribute(pipeline_name)}"
+
 
 RUN_TAG_PREFIX = "conveyor-run:"
 """Flow runs carry the tag ``conveyor-run:<conveyor run id>``."""
@@ -191,4 +199,5 @@ def compile_flow(deployment: Deployment, config: PrefectOrchestratorConfig) -> F
         deployment_name=deployment_name,
         work_pool=config.work_pool,
         work_pool_type=config.work_pool_type,
+        entrypoint=flow_entrypoint(pipeline.name),
     )

@@ -150,10 +150,13 @@ def _launch_from_environment(
 
 
 def pipeline_flow(spec: FlowSpec, run_name: str | None = None) -> Any:
-    """:func:`run_deployment` as the flow of a compiled pipeline; its flow runs are named ``run_name`` when given."""
+    """:func:`run_deployment` as the flow of a compiled pipeline, named after it; its flow runs are named
+    ``run_name`` when given. Deployed, a worker imports it by the same name (see :mod:`conveyor_prefect._named`)."""
+    from conveyor_prefect._named import named_flow
+
     if run_name is None:
-        return run_deployment.with_options(name=spec.flow_name)
-    return run_deployment.with_options(name=spec.flow_name, flow_run_name=literal_run_name(run_name))
+        return named_flow(spec.flow_name)
+    return named_flow(spec.flow_name, flow_run_name=literal_run_name(run_name))
 
 
 # Making a Prefect task costs milliseconds (it hashes the function's source):

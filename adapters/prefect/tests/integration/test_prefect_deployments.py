@@ -32,7 +32,8 @@ def test_deployment_runs_on_a_process_worker(repo: Path, prefect_server: Prefect
         deployment = client.read_deployment_by_name("quickstart/quickstart")
         assert deployment.work_pool_name == "conveyor-test"
         assert [s.schedule.cron for s in deployment.schedules] == ["0 0 1 1 *"]
-        assert deployment.entrypoint == "conveyor_prefect._flow.run_deployment"
+        # A worker imports the flow under the pipeline's name (any name: spelled in hex).
+        assert deployment.entrypoint == f"conveyor_prefect._named.p_{b'quickstart'.hex()}"
         assert "conveyor-pipeline:quickstart" in deployment.tags
         flow_run = client.create_flow_run_from_deployment(deployment.id)
 
@@ -50,6 +51,8 @@ def test_deployment_runs_on_a_process_worker(repo: Path, prefect_server: Prefect
     with prefect_api(prefect_server.url), get_client(sync_client=True) as client:
         state = client.read_flow_run(flow_run.id).state
     assert state.is_completed(), f"flow run ended {state.name}:\n{tail(work / 'worker.log')}"
+    log = (work / "worker.log").read_text()
+    assert "for flow 'quickstart'" in log and "conveyor-pipeline'" not in log, tail(work / "worker.log")
 
     runs = [r for r in Client().list_runs("quickstart") if r.orchestrator_run_id == str(flow_run.id)]
     assert len(runs) == 1, tail(work / "worker.log")

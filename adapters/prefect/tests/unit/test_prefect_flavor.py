@@ -72,6 +72,7 @@ def test_unreachable_server_fails_fast_in_one_line() -> None:
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CONVEYOR_REPOSITORY", str(tmp_path))
+    (tmp_path / ".conveyor").mkdir()
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

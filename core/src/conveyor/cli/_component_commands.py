@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from conveyor.cli._output import compact, emit_json, fields, iso, json_option, table, when
+from conveyor.cli._output import Col, compact, emit_json, fields, iso, json_option, table, when
 
 if TYPE_CHECKING:
     from conveyor.client import Client
@@ -64,20 +64,56 @@ def _users(client: Client, component_type: str) -> dict[str, list[str]]:
 
 
 def flavor_json(flavor: Flavor) -> dict[str, Any]:
-    """A flavor as plain data: description, capabilities, config options."""
+    """A flavor as plain data: description, capabilities, config options (names, and each with type and default)."""
     try:
-        options = sorted(flavor.config_class.model_fields)
+        details = flavor.options()
     except Exception:  # a plugin's broken config model is shown, not fatal
-        options = []
+        details = []
     return {
         "name": flavor.name,
         "type": flavor.type,
         "description": flavor.description,
         "capabilities": sorted(flavor.capabilities),
         "requires": list(flavor.requires),
-        "options": options,
+        "settings": list(flavor.settings_namespaces),
+        "install": flavor.install,
+        "options": sorted(o["name"] for o in details),
+        "option_details": details,
         "source": f"{type(flavor).__module__}:{type(flavor).__qualname__}",
     }
+
+
+def _default_text(option: dict[str, Any], limit: int = 28) -> str:
+    if option["required"]:
+        return "(required)"
+    text = compact(option["default"]) if option["default"] is not None else "-"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _print_flavor(data: dict[str, Any], *, full: bool) -> None:
+    """One flavor as a block of lines that fits 80 columns: what it is, then its options."""
+    import textwrap
+
+    click.echo(click.style(data["name"], bold=True) + (f": {data['description']}" if data["description"] else ""))
+    if data["capabilities"]:
+        click.echo(f"  capabilities: {', '.join(data['capabilities'])}")
+    if full:
+        if data["requires"]:
+            click.echo(f"  needs in its stack: {', '.join(r.replace('_', '-') for r in data['requires'])}")
+        if data["install"]:
+            click.echo(f"  install: {data['install']}")
+    options = data["option_details"]
+    if not options:
+        click.echo("  options: none")
+        return
+    name_w = max(len("OPTION"), *(len(o["name"]) for o in options)) + 2
+    type_w = min(max(len("TYPE"), *(len(o["type"]) for o in options)), 24) + 2
+    click.echo(f"  {'--OPTION':<{name_w + 2}}{'TYPE':<{type_w}}DEFAULT")
+    for o in options:
+        click.echo(f"  --{o['name'].replace('_', '-'):<{name_w}}{o['type']:<{type_w}}{_default_text(o)}")
+        if full and o["description"]:
+            for line in textwrap.wrap(o["description"], width=74):
+                click.echo(f"      {line}")
 
 
 def _name_first(name: str, kind: str, command: str) -> None:
@@ -122,7 +158,11 @@ def component_group(component_type: str) -> click.Group:
             emit_json([component_json(r, users.get(r.id, [])) for r in records])
             return
         rows = [[r.name, r.flavor, r.config, ", ".join(users.get(r.id, []))] for r in records]
-        table(["NAME", "FLAVOR", "CONFIG", "STACKS"], rows, empty=f"No {kind}s.")
+        table(
+            [Col("NAME", fold=True), "FLAVOR", Col("CONFIG", fold=True), Col("STACKS", fold=True)],
+            rows,
+            empty=f"No {kind}s.",
+        )
 
     list_components.help = f"List registered {kind}s."
 
@@ -169,11 +209,22 @@ def component_group(component_type: str) -> click.Group:
 
     @group.command()
     @click.argument("name")
-    def delete(name: str) -> None:
-        _client().store.delete_component(component_type, name)
+    @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    def delete(name: str, yes: bool) -> None:
+        from conveyor.exceptions import StoreError
+
+        client = _client()
+        record = client.store.get_component(component_type, name)  # an unknown name fails before the question
+        stacks = _users(client, component_type).get(record.id, [])
+        if stacks:  # refused before the question too, naming who uses it
+            client.store.delete_component(component_type, name)
+            raise StoreError(f"{kind} {name!r} is used by stack {', '.join(stacks)}")
+        if not yes:
+            click.confirm(f"Delete {kind} {name!r}?", abort=True)
+        client.store.delete_component(component_type, name)
         click.echo(f"Deleted {kind} {name!r}.")
 
-    delete.help = f"Delete {kind} NAME (refused while a stack uses it)."
+    delete.help = f"Delete {kind} NAME (refused while a stack uses it); asks first unless -y."
 
     @group.group()
     def flavor() -> None:
@@ -191,10 +242,30 @@ def component_group(component_type: str) -> click.Group:
         if as_json:
             emit_json(found)
             return
-        rows = [[f["name"], f["description"], ", ".join(f["capabilities"]), ", ".join(f["options"])] for f in found]
-        table(["FLAVOR", "DESCRIPTION", "CAPABILITIES", "OPTIONS"], rows, empty=f"No {kind} flavors installed.")
+        if not found:
+            click.echo(f"No {kind} flavors installed.")
+            return
+        for i, data in enumerate(found):
+            if i:
+                click.echo()
+            _print_flavor(data, full=False)
+        click.echo(f"\nMore about one: conveyor {kind} flavor describe FLAVOR")
 
-    list_flavors.help = f"List installed {kind} flavors with their capabilities and options."
+    list_flavors.help = f"List installed {kind} flavors with their capabilities and options (type and default)."
+
+    @flavor.command(name="describe")
+    @click.argument("flavor_name", metavar="FLAVOR")
+    @json_option
+    def describe_flavor(flavor_name: str, as_json: bool) -> None:
+        from conveyor.stack import flavors
+
+        data = flavor_json(flavors.get(component_type, flavor_name))
+        if as_json:
+            emit_json(data)
+            return
+        _print_flavor(data, full=True)
+
+    describe_flavor.help = f"Show {kind} flavor FLAVOR: what it is, what it needs, each option with its meaning."
 
     return group
 

@@ -30,9 +30,10 @@ _COMMANDS = {
     "service": "conveyor.cli._service_commands:service",
     "alerter": "conveyor.cli._component_commands:alerter",
     "pipeline": "conveyor.cli._pipeline_commands:pipeline",
-    "run": "conveyor.cli._pipeline_commands:run",
+    "run": "conveyor.cli._run_commands:run",
     "artifact": "conveyor.cli._artifact_commands:artifact",
     "model": "conveyor.cli._model_commands:model",
+    "gc": "conveyor.cli._artifact_commands:gc",
     "secret": "conveyor.cli._secret_commands:secret",
     "server": "conveyor.cli._server_commands:server",
     "ui": "conveyor.cli._ui_command:ui",
@@ -57,9 +58,10 @@ _HELP = {
     "service": "List, inspect, stop, start and delete model services.",
     "alerter": "Manage alerters (messages and questions to people).",
     "pipeline": "Run, export, deploy and list pipelines.",
-    "run": "Inspect pipeline runs.",
-    "artifact": "Inspect and show artifacts.",
+    "run": "Inspect, compare, tag and delete pipeline runs.",
+    "artifact": "List, inspect, show and delete artifacts.",
     "model": "Inspect models and their versions; move aliases.",
+    "gc": "Remove the files of artifacts no kept run uses.",
     "secret": "Manage encrypted secrets (referred to as {{name.key}}).",
     "server": "Run a conveyor server (the team store).",
     "ui": "Open the dashboard over the local store (runs, DAGs, logs, artifacts).",
@@ -110,7 +112,8 @@ def cli() -> None:
     """conveyor: write an ML pipeline once, run it locally, on Airflow, Kubeflow or Prefect.
 
     The repository is the nearest folder above the working one that holds
-    .conveyor/ (or CONVEYOR_REPOSITORY); it is created on first use.
+    .conveyor/ (or CONVEYOR_REPOSITORY). `conveyor init` creates it, and so
+    does running a pipeline; other commands never do.
     """
 
 

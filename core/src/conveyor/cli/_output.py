@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -53,6 +54,37 @@ def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
 
 
+def when_short(value: datetime | None) -> str:
+    """A timestamp for a table column (UTC, to the minute)."""
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+
+
+SHORT_ID = 8
+"""How much of an id tables show; any unique prefix of 4 or more characters names the record."""
+
+
+def short_id(value: str | None) -> str:
+    """The first characters of an id, as tables show it."""
+    return value[:SHORT_ID] if value else "-"
+
+
+@dataclass(frozen=True)
+class Col:
+    """A table column.
+
+    Attributes:
+        name: the heading.
+        fold: long values wrap onto more lines (names); other columns stay on one line.
+        optional: left out when every value is empty (``-``).
+        right: aligned right (numbers, durations).
+    """
+
+    name: str
+    fold: bool = False
+    optional: bool = False
+    right: bool = False
+
+
 def seconds(started: datetime | None, ended: datetime | None) -> float | None:
     """Seconds between two timestamps, if both are known."""
     if started is None or ended is None:
@@ -87,8 +119,13 @@ def _render(renderable: Any) -> None:
     click.echo(text, nl=False)
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str | None = None) -> None:
-    """Print rows as a table (``empty`` instead when there are none)."""
+def table(columns: Sequence[str | Col], rows: Iterable[Sequence[Any]], *, empty: str | None = None) -> None:
+    """Print rows as a table (``empty`` instead when there are none).
+
+    On a terminal the table fits its width (80 columns included): columns
+    that ``fold`` wrap, the others are cut with an ellipsis only when nothing
+    else is left to give. Piped, rows stay whole on one line each.
+    """
     rows = [[compact(c) for c in row] for row in rows]
     if not rows and empty is not None:
         click.echo(empty)
@@ -97,11 +134,19 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str |
     from rich.table import Table
     from rich.text import Text
 
-    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
-    for name in columns:
-        grid.add_column(name, overflow="fold")
+    specs = [c if isinstance(c, Col) else Col(c) for c in columns]
+    keep = [i for i, c in enumerate(specs) if not c.optional or any(row[i] not in ("", "-") for row in rows)]
+    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True, header_style="bold")
+    for i in keep:
+        spec = specs[i]
+        grid.add_column(
+            spec.name,
+            overflow="fold" if spec.fold else "ellipsis",
+            no_wrap=not spec.fold,
+            justify="right" if spec.right else "left",
+        )
     for row in rows:
-        grid.add_row(*(Text(c) for c in row))
+        grid.add_row(*(Text(row[i]) for i in keep))
     _render(grid)
 
 

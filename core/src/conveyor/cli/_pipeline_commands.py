@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from conveyor.cli._output import compact, duration, emit_json, fields, heading, iso, json_option, seconds, table, when
+from conveyor.cli._output import Col, duration, emit_json, iso, json_option, seconds, short_id, table, when_short
 
 if TYPE_CHECKING:
-    from conveyor.client import ArtifactView, Client, PipelineRunView, StepRunView
-    from conveyor.stores import HookInvocationRecord
+    from conveyor.client import Client, PipelineRunView
 
 _param_option = click.option(
     "--param",
@@ -36,12 +35,13 @@ def pipeline() -> None:
 
 
 @pipeline.command(name="list")
+@click.option("--tag", "-t", "tags", multiple=True, metavar="TAG", help="Only pipelines with this tag (repeatable).")
 @json_option
-def list_pipelines(as_json: bool) -> None:
-    """List pipelines with their number of runs and latest run."""
+def list_pipelines(tags: tuple[str, ...], as_json: bool) -> None:
+    """List pipelines with their tags, number of runs and latest run."""
     client = _client()
     out = []
-    for view in client.list_pipelines():
+    for view in client.list_pipelines(tags=tags):
         runs = client.store.list_runs(view.id)
         last = runs[0] if runs else None
         out.append(
@@ -49,6 +49,7 @@ def list_pipelines(as_json: bool) -> None:
                 "id": view.id,
                 "name": view.name,
                 "created": iso(view.record.created),
+                "tags": list(view.tags),
                 "runs": len(runs),
                 "last_run": None
                 if last is None
@@ -64,10 +65,21 @@ def list_pipelines(as_json: bool) -> None:
             p["runs"],
             p["last_run"]["name"] if p["last_run"] else "-",
             p["last_run"]["status"] if p["last_run"] else "-",
+            ", ".join(p["tags"]) or "-",
         ]
         for p in out
     ]
-    table(["PIPELINE", "RUNS", "LAST RUN", "STATUS"], rows, empty="No pipelines yet.")
+    table(
+        [
+            Col("PIPELINE", fold=True),
+            Col("RUNS", right=True),
+            Col("LAST RUN", fold=True),
+            "STATUS",
+            Col("TAGS", fold=True),
+        ],
+        rows,
+        empty="No pipelines with those tags." if tags else "No pipelines yet.",
+    )
 
 
 def run_summary(run: PipelineRunView, pipeline_name: str) -> dict[str, Any]:
@@ -87,6 +99,7 @@ def run_summary(run: PipelineRunView, pipeline_name: str) -> dict[str, Any]:
         "parameters": run.parameters,
         "code_commit": run.code_commit,
         "code_dirty": run.code_dirty,
+        "tags": list(run.tags),
         "error": run.error,
     }
 
@@ -94,33 +107,48 @@ def run_summary(run: PipelineRunView, pipeline_name: str) -> dict[str, Any]:
 @pipeline.command()
 @click.argument("pipeline_name", metavar="[PIPELINE]", required=False)
 @click.option("--limit", "-n", type=click.IntRange(min=1), help="Show at most this many runs.")
+@click.option(
+    "--tag", "-t", "tags", multiple=True, metavar="TAG", help="Only runs with this tag; repeatable (all of them)."
+)
 @json_option
-def runs(pipeline_name: str | None, limit: int | None, as_json: bool) -> None:
-    """List runs, newest first (of one PIPELINE, or of all)."""
+def runs(pipeline_name: str | None, limit: int | None, tags: tuple[str, ...], as_json: bool) -> None:
+    """List runs, newest first (of one PIPELINE, or of all).
+
+    The ID column shows the start of each run's id: any unique start of 4 or
+    more characters names the run, as does its name or `latest`.
+    """
     client = _client()
     names = {p.id: p.name for p in client.store.list_pipelines()}
-    out = [run_summary(r, names.get(r.record.pipeline_id, "?")) for r in client.list_runs(pipeline_name, limit)]
+    views = client.list_runs(pipeline_name, limit, tags=tags)
+    out = [run_summary(r, names.get(r.record.pipeline_id, "?")) for r in views]
     if as_json:
         emit_json(out)
         return
     rows = [
         [
+            short_id(r["id"]),
             r["name"],
             r["pipeline"],
             r["status"],
-            r["stack"],
-            r["orchestrator"],
-            when_iso(r["started"]),
+            when_short(v.started),
             duration(r["duration"]),
+            ", ".join(r["tags"]) or "-",
         ]
-        for r in out
+        for r, v in zip(out, views, strict=True)
     ]
-    table(["RUN", "PIPELINE", "STATUS", "STACK", "ORCHESTRATOR", "STARTED", "DURATION"], rows, empty="No runs yet.")
-
-
-def when_iso(value: str | None) -> str:
-    """An ISO timestamp for people."""
-    return when(datetime.fromisoformat(value)) if value else "-"
+    columns: list[str | Col] = [
+        "ID",
+        Col("RUN", fold=True),
+        Col("PIPELINE", fold=True),
+        "STATUS",
+        "STARTED",
+        Col("DURATION", right=True),
+        Col("TAGS", fold=True, optional=True),
+    ]
+    if pipeline_name is not None:  # one pipeline: its name is in every row already
+        columns.pop(2)
+        rows = [row[:2] + row[3:] for row in rows]
+    table(columns, rows, empty="No runs yet." if not tags else "No runs with those tags.")
 
 
 def _importable_here() -> None:
@@ -287,203 +315,3 @@ def deploy(
         return
     run = _client().get_run(run_id)
     click.echo(f"Submitted run {run.name} on stack {stack!r}: {run.status}")
-
-
-# -- run -----------------------------------------------------------------------------
-@click.group()
-def run() -> None:
-    """Inspect pipeline runs."""
-
-
-def _artifact_ref(view: ArtifactView) -> dict[str, Any]:
-    return {"id": view.id, "name": view.name, "version": view.version, "uri": view.uri}
-
-
-def step_json(step: StepRunView) -> dict[str, Any]:
-    """A step run as plain data."""
-    return {
-        "id": step.id,
-        "step": step.step_id,
-        "name": step.name,
-        "status": step.status,
-        "cached": step.cached,
-        "started": iso(step.started),
-        "ended": iso(step.ended),
-        "duration": seconds(step.started, step.ended),
-        "attempts": step.attempts,
-        "parameters": step.parameters,
-        "image": step.image,
-        "error": step.error,
-        "metadata": step.metadata,
-        "inputs": {k: _artifact_ref(v) for k, v in step.inputs.items()},
-        "outputs": {k: _artifact_ref(v) for k, v in step.outputs.items()},
-    }
-
-
-def run_models_json(client: Client, view: PipelineRunView) -> list[dict[str, Any]]:
-    """The model versions a run's steps worked in (``produced``) or loaded (``consumed``), with those steps."""
-    step_ids = {s.id: s.step_id for s in view.steps.values()}
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for link in client.store.list_model_version_links(run_id=view.id):
-        entry = out.setdefault(
-            (link.role, link.model_version_id),
-            {
-                "role": link.role,
-                "model": link.model_name,
-                "version": link.version_number,
-                "version_id": link.model_version_id,
-                "steps": [],
-            },
-        )
-        step = step_ids.get(link.step_run_id or "")
-        if step is not None and step not in entry["steps"]:
-            entry["steps"].append(step)
-    return list(out.values())
-
-
-def hook_json(record: HookInvocationRecord) -> dict[str, Any]:
-    """A hook invocation as plain data."""
-    return {
-        "id": record.id,
-        "step": record.step_id,
-        "event": record.event,
-        "position": record.position,
-        "hook": record.hook,
-        "status": record.status,
-        "started": iso(record.started),
-        "ended": iso(record.ended),
-        "duration": record.duration,
-        "error": record.error,
-    }
-
-
-def _unrecorded_steps(client: Client, view: PipelineRunView) -> list[dict[str, Any]]:
-    """Steps of the run's pipeline that have no step run yet (engines record a step when it starts)."""
-    from conveyor.ir import load_deployment
-    from conveyor.stores import RunStatus
-
-    recorded = set(view.steps)
-    status = "not run" if view.status in RunStatus.FINISHED else "pending"
-    planned = load_deployment(client.store.get_deployment_json(view.deployment_id)).pipeline.steps
-    return [
-        {
-            "id": None,
-            "step": s.id,
-            "name": s.name,
-            "status": status,
-            "cached": False,
-            "started": None,
-            "ended": None,
-            "duration": None,
-            "attempts": 0,
-            "parameters": {},
-            "image": None,
-            "error": None,
-            "metadata": {},
-            "inputs": {},
-            "outputs": {},
-        }
-        for s in planned
-        if s.id not in recorded
-    ]
-
-
-@run.command(name="describe")
-@click.argument("run_ref", metavar="RUN")
-@click.option("--logs", "logs_step", metavar="STEP", help="Print the logs of this step instead.")
-@json_option
-def describe_run(run_ref: str, logs_step: str | None, as_json: bool) -> None:
-    """Show run RUN (a name or id): status, times, code, stack and every step."""
-    from conveyor.exceptions import NotFoundError
-
-    client = _client()
-    view = client.get_run(run_ref)
-    if logs_step is not None:
-        step = view.steps.get(logs_step)
-        if step is None:
-            raise NotFoundError(
-                f"run {view.name!r} has no step {logs_step!r}", f"its steps are: {', '.join(view.steps) or '(none)'}"
-            )
-        if step.cached and step.record.original_step_run_id:
-            original = client.store.get_step_run(step.record.original_step_run_id)
-            source = client.get_run(original.run_id).name
-            click.echo(
-                f"conveyor: step {logs_step!r} came from the cache: these are the logs of its run in {source} "
-                f"(conveyor run describe {source} --logs {original.step_id})",
-                err=True,
-            )
-        click.echo(step.logs(), nl=False)
-        return
-    data = run_summary(view, view.pipeline_name)
-    data["links"] = dict((view.record.extra or {}).get("links") or {})
-    data["steps"] = [step_json(s) for s in view.steps.values()] + _unrecorded_steps(client, view)
-    data["models"] = run_models_json(client, view)
-    data["hooks"] = [hook_json(h) for h in view.hooks]
-    if as_json:
-        emit_json(data)
-        return
-    code = "-"
-    if data["code_commit"]:
-        code = data["code_commit"] + (" (dirty)" if data["code_dirty"] else "")
-    orchestrator = data["orchestrator"] + (
-        f" (run {data['orchestrator_run_id']})" if data["orchestrator_run_id"] else ""
-    )
-    pairs = [
-        ("Run", data["name"]),
-        ("ID", data["id"]),
-        ("Pipeline", data["pipeline"]),
-        ("Status", data["status"]),
-        ("Created", when(view.created)),
-        ("Started", when(view.started)),
-        ("Ended", when(view.ended)),
-        ("Duration", duration(data["duration"])),
-        ("Parameters", data["parameters"]),
-        ("Code", code),
-        ("Stack", data["stack"]),
-        ("Orchestrator", orchestrator),
-    ]
-    if data["error"]:
-        pairs.append(("Error", data["error"]))
-    fields(pairs)
-    if data["links"]:
-        heading("Links")
-        table(["STEP", "URL"], [[label, url] for label, url in sorted(data["links"].items())])
-    heading("Steps")
-    rows = []
-    for s in data["steps"]:
-        outputs = "\n".join(f"{k}: {v['id']}" for k, v in s["outputs"].items()) or "-"
-        rows.append([s["step"], s["status"], "yes" if s["cached"] else "no", duration(s["duration"]), outputs])
-    table(["STEP", "STATUS", "CACHED", "DURATION", "OUTPUTS (artifact id)"], rows, empty="(no steps ran)")
-    logged = [s for s in data["steps"] if s["metadata"]]
-    if logged:
-        heading("Metadata")
-        for s in logged:
-            click.echo(f"{s['step']}: " + ", ".join(f"{k}={compact(v)}" for k, v in sorted(s["metadata"].items())))
-    if data["models"]:
-        heading("Models")
-        table(
-            ["MODEL", "VERSION", "ROLE", "STEPS"],
-            [
-                [m["model"], m["version"], "used" if m["role"] == "consumed" else "produced", ", ".join(m["steps"])]
-                for m in data["models"]
-            ],
-        )
-    failed = [s for s in data["steps"] if s["error"]]
-    for s in failed:
-        click.echo(f"{s['step']}: {s['error']}".splitlines()[0])
-    if failed:
-        click.echo(f"Logs: conveyor run describe {data['name']} --logs STEP")
-    if data["hooks"]:
-        heading("Hooks")
-        hook_rows = [
-            [
-                h["step"] or "(pipeline)",
-                f"on_{h['event']}",
-                h["hook"],
-                h["status"],
-                duration(h["duration"]),
-                h["error"] or "",
-            ]
-            for h in data["hooks"]
-        ]
-        table(["FOR", "EVENT", "HOOK", "STATUS", "DURATION", "ERROR"], hook_rows)

@@ -4,17 +4,21 @@ from conveyor._repository import close_stores
 from conveyor.client._client import (
     ArtifactView,
     Client,
+    Garbage,
     ModelVersionView,
     ModelView,
     PipelineRunView,
     PipelineView,
     StepRunView,
     format_time,
+    load_artifact,
+    save_artifact,
 )
 
 __all__ = [
     "ArtifactView",
     "Client",
+    "Garbage",
     "ModelVersionView",
     "ModelView",
     "PipelineRunView",
@@ -22,4 +26,6 @@ __all__ = [
     "StepRunView",
     "close_stores",
     "format_time",
+    "load_artifact",
+    "save_artifact",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,32 @@ class ArtifactView:
     content_hash = property(lambda self: self.record.content_hash)
     metadata = property(lambda self: self.record.metadata)
     created = property(lambda self: self.record.created)
+    pipeline_name = property(lambda self: self.record.pipeline_name)
+    step_id = property(lambda self: self.record.step_id)
+    removed = property(lambda self: self.record.removed)
+
+    @property
+    def size(self) -> int | None:
+        """Bytes of its files, as recorded when it was saved (None when not recorded)."""
+        manifest = self.record.manifest
+        return sum(manifest.values()) if manifest is not None else None
+
+    def files_gone(self) -> str | None:
+        """Why its files cannot be read (removed, or missing from its store), or None when they are there.
+
+        Raises:
+            StoreError: the record points outside every registered artifact store.
+        """
+        if self.removed is not None:
+            return f"the files of artifact {self.name} v{self.version} were removed on {format_time(self.removed)}"
+        store = self._client.artifact_store_for(self.uri)
+        if not store.exists(self.uri):
+            return f"the files of artifact {self.name} v{self.version} are gone from {self.uri}"
+        if self.record.manifest:
+            missing = sorted(set(self.record.manifest) - set(store.manifest(self.uri)))
+            if missing:
+                return f"artifact {self.name} v{self.version} lost {missing[0]!r} from {self.uri}"
+        return None
 
     @property
     def visualizations(self) -> dict[str, str]:
@@ -92,18 +119,16 @@ class ArtifactView:
         """
         from conveyor.materializers import trusted_materializer, trusted_type
 
+        gone = self.files_gone()
+        if gone is not None:
+            from conveyor.exceptions import StoreError
+
+            raise StoreError(gone, "run the step that made it again")
         store = self._client.artifact_store_for(self.uri)
         roots = self._client.source_roots()
         cls = trusted_materializer(self.materializer, allow_unsafe=allow_unsafe, roots=roots)
         if data_type is None:
             data_type = trusted_type(self.data_type, roots=roots, also=cls.ASSOCIATED_TYPES)
-        if not store.exists(self.uri):
-            from conveyor.exceptions import StoreError
-
-            raise StoreError(
-                f"the files of artifact {self.name} v{self.version} are gone from {self.uri}",
-                "run the step that made it again (conveyor gc removed them, or they were deleted)",
-            )
         return cls(self.uri, store).load(data_type)
 
     def __repr__(self) -> str:
@@ -219,6 +244,7 @@ class PipelineRunView:
     code_dirty = property(lambda self: self.record.code_dirty)
     error = property(lambda self: self.record.error)
     deployment_id = property(lambda self: self.record.deployment_id)
+    tags = property(lambda self: self.record.tags)
 
     @property
     def pipeline_name(self) -> str:
@@ -294,6 +320,14 @@ class PipelineView:
     def runs(self) -> list[PipelineRunView]:
         """Runs, newest first."""
         return [PipelineRunView(self._client, r) for r in self._client.store.list_runs(self.id)]
+
+    @cached_property
+    def tags(self) -> tuple[str, ...]:
+        """The tags of the pipeline as last run or deployed (``@pipeline(tags=[...])``); its runs start with them."""
+        deployment_id = self._client.store.latest_deployment_id(self.id)
+        if deployment_id is None:
+            return ()
+        return tuple(sorted(self._client.deployment(deployment_id).pipeline.tags))
 
     @property
     def last_run(self) -> PipelineRunView:
@@ -417,12 +451,15 @@ class Client:
 
     Args:
         repository: the repository to use (default: the working folder's).
+
+    Raises:
+        NoRepositoryError: no repository here (a client never creates one; running a pipeline does).
     """
 
     def __init__(self, repository: Repository | None = None) -> None:
         from conveyor._repository import Repository
 
-        self.repository = repository or Repository.current()
+        self.repository = repository or Repository.existing()
         self._stores: dict[str, ArtifactStore] = {}
         self._deployments: dict[str, Deployment] = {}
 
@@ -440,26 +477,243 @@ class Client:
         """A pipeline by name or id."""
         return PipelineView(self, self.store.get_pipeline(name))
 
-    def list_pipelines(self) -> list[PipelineView]:
-        """Every pipeline."""
-        return [PipelineView(self, p) for p in self.store.list_pipelines()]
+    def list_pipelines(self, *, tags: Sequence[str] = ()) -> list[PipelineView]:
+        """Every pipeline, by name; with ``tags``, those tagged with every one of them."""
+        if isinstance(tags, str):
+            tags = [tags]
+        views = [PipelineView(self, p) for p in self.store.list_pipelines()]
+        return [v for v in views if set(tags) <= set(v.tags)]
 
     def get_run(self, name_or_id: str) -> PipelineRunView:
-        """A run by id or name."""
+        """A run by name, id, unique id prefix (at least 4 characters), or ``latest`` (the newest run).
+
+        Raises:
+            NotFoundError: no such run.
+            AmbiguousIdError: the prefix fits several runs.
+        """
         return PipelineRunView(self, self.store.get_run(name_or_id))
 
-    def list_runs(self, pipeline: str | None = None, limit: int | None = None) -> list[PipelineRunView]:
-        """Runs, newest first, optionally of one pipeline."""
+    def list_runs(
+        self, pipeline: str | None = None, limit: int | None = None, *, tags: Sequence[str] = ()
+    ) -> list[PipelineRunView]:
+        """Runs, newest first: of one pipeline, and with every tag in ``tags``, when given."""
+        if isinstance(tags, str):
+            tags = [tags]
         pid = self.store.get_pipeline(pipeline).id if pipeline else None
-        return [PipelineRunView(self, r) for r in self.store.list_runs(pid, limit)]
+        return [PipelineRunView(self, r) for r in self.store.list_runs(pid, limit, tags=tags)]
+
+    def tag_run(self, run: str, add: Sequence[str] = (), *, remove: Sequence[str] = ()) -> tuple[str, ...]:
+        """Add tags to a run (and remove others); returns its tags.
+
+        Raises:
+            ConfigError: a tag the naming rule refuses.
+            NotFoundError: no such run.
+        """
+        if isinstance(add, str):
+            add = [add]
+        if isinstance(remove, str):
+            remove = [remove]
+        return self.store.tag_run(self.store.get_run(run).id, add=add, remove=remove)
+
+    def delete_run(self, run: str, *, force: bool = False) -> PipelineRunView:
+        """Delete a run: its record, step runs, tags and log files (those no later cached step shows).
+
+        The artifacts it made stay while other runs use them; ``conveyor gc``
+        (:meth:`collect_garbage`) removes the files of the others. Returns the
+        deleted run as it was.
+
+        Args:
+            force: delete it even while it is running.
+
+        Raises:
+            NotFoundError: no such run.
+            StoreError: it is running (and not ``force``).
+        """
+        view = self.get_run(run)
+        for uri in self.store.delete_run(view.id, force=force):
+            try:
+                self.artifact_store_for(uri).remove(uri)
+            except Exception as exc:  # noqa: BLE001 - the record is gone; a log file that stays is only bytes
+                import sys
+
+                print(f"conveyor: warning: could not remove {uri}: {exc}", file=sys.stderr)
+        return view
 
     def get_artifact(self, artifact_id: str) -> ArtifactView:
-        """An artifact version by id."""
+        """An artifact version by id or unique id prefix (at least 4 characters)."""
         return ArtifactView(self, self.store.get_artifact(artifact_id))
 
-    def list_artifacts(self, name: str | None = None) -> list[ArtifactView]:
-        """Artifact versions, newest first."""
-        return [ArtifactView(self, a) for a in self.store.list_artifacts(name)]
+    def list_artifacts(
+        self,
+        name: str | None = None,
+        *,
+        pipeline: str | None = None,
+        step: str | None = None,
+        limit: int | None = None,
+        removed: bool = False,
+    ) -> list[ArtifactView]:
+        """Artifact versions, newest first.
+
+        Args:
+            name: an artifact name, or an output name (``model`` finds ``model`` and ``train::fit::model``).
+            pipeline: only those its runs made.
+            step: only those this step call (its id) made.
+            limit: at most this many.
+            removed: include those whose files were removed.
+        """
+        records = self.store.list_artifacts(name, pipeline=pipeline, step=step, limit=limit, removed=removed)
+        return [ArtifactView(self, a) for a in records]
+
+    def get_artifact_version(self, name: str, version: int | None = None) -> ArtifactView:
+        """A version of the artifact of this name: ``version``, or the newest one whose files are there.
+
+        ``name`` is an artifact's name (``model`` given with ``ArtifactConfig``,
+        or ``train::fit::model``), or the output name of one scoped name
+        (``model`` when only ``train::fit::model`` ends with it).
+
+        Raises:
+            NotFoundError: no artifact of that name, or no such version.
+            AmbiguousIdError: ``name`` is the output of several scoped names.
+        """
+        from conveyor.exceptions import AmbiguousIdError
+
+        records = self.store.list_artifacts(name, removed=True)
+        exact = [r for r in records if r.name == name]
+        if not exact and records:
+            full = sorted({r.name for r in records})
+            if len(full) > 1:
+                raise AmbiguousIdError(
+                    f"{len(full)} artifacts have an output named {name!r}: {', '.join(full[:4])}"
+                    + (", ..." if len(full) > 4 else ""),
+                    "give the full name",
+                )
+            exact = records
+        if not exact:
+            raise NotFoundError(f"no artifact named {name!r}", "see `conveyor artifact list`")
+        if version is not None:
+            found = [r for r in exact if r.version == version]
+            if not found:
+                raise NotFoundError(
+                    f"artifact {exact[0].name!r} has no version {version}",
+                    f"its newest is v{max(r.version for r in exact)}",
+                )
+            return ArtifactView(self, found[0])
+        present = [r for r in exact if r.removed is None] or exact
+        return ArtifactView(self, max(present, key=lambda r: r.version))
+
+    def save_artifact(self, value: Any, name: str, *, materializer: type | None = None) -> ArtifactView:
+        """Save a value made outside a pipeline as the next version of artifact ``name``; see :func:`save_artifact`."""
+        from conveyor.exceptions import ConfigError
+        from conveyor.ir import NAME_RULE, name_problem, shown
+        from conveyor.materializers import registry
+        from conveyor.runtime import write_artifact
+        from conveyor.runtime._context import _current
+        from conveyor.stores import new_id
+
+        if _current.get() is not None:
+            raise ConfigError(
+                "save_artifact() is for values made outside a pipeline",
+                "return the value from the step instead; Annotated[T, ArtifactConfig(name=...)] names its artifact",
+            )
+        problem = name_problem(name)
+        if problem is not None:
+            raise ConfigError(f"artifact name {shown(name)} {problem}", NAME_RULE)
+        cls = materializer or registry.get(type(value), where=f"artifact {name!r}")
+        store = self.repository.stack().artifact_store
+        # ".saved" is a folder no pipeline can have: names never start with a dot.
+        uri = store.join(".saved", name, new_id())
+        fields = write_artifact(store, uri, cls, value)
+        try:
+            record = self.store.create_artifact_version(name=name, **fields)
+        except BaseException:
+            store.remove(uri)  # registered nowhere: nothing may refer to it
+            raise
+        return ArtifactView(self, record)
+
+    def runs_using(self, artifact: str) -> list[PipelineRunView]:
+        """Runs that made, read or reused (from the cache) an artifact version, newest first."""
+        return [PipelineRunView(self, r) for r in self.store.runs_using_artifact(self.get_artifact(artifact).id)]
+
+    def delete_artifact(self, artifact: str, *, force: bool = False) -> ArtifactView:
+        """Remove the files of an artifact version; its record stays, marked removed (versions are never reused).
+
+        Args:
+            force: remove them even though runs that are kept use it (they keep
+                their records; loading the artifact then says it was removed).
+
+        Raises:
+            StoreError: a kept run uses it (and not ``force``).
+        """
+        view = self.get_artifact(artifact)
+        if not force:
+            self.check_artifact_unused(view.id)
+        self._remove_files(view)
+        return ArtifactView(self, self.store.get_artifact(view.id))
+
+    def check_artifact_unused(self, artifact: str) -> None:
+        """Raise when a kept run made, read or reused an artifact version (what :meth:`delete_artifact` refuses).
+
+        Raises:
+            StoreError: a kept run uses it.
+        """
+        from conveyor.exceptions import StoreError
+
+        view = self.get_artifact(artifact)
+        users = self.store.runs_using_artifact(view.id)
+        if users:
+            names = ", ".join(r.name for r in users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
+            raise StoreError(
+                f"artifact {view.name} v{view.version} is used by run {names}",
+                "delete those runs first (conveyor run delete), or remove its files anyway with --force",
+            )
+
+    def collect_garbage(self, *, dry_run: bool = False) -> Garbage:
+        """Remove the files of artifacts that no kept run uses (their runs were deleted).
+
+        Values saved with :func:`save_artifact` are kept until deleted with
+        :meth:`delete_artifact`. Their records stay, marked removed. Without
+        ``dry_run`` it also removes what killed saves left in the artifact
+        stores of failed and stopped runs.
+
+        Args:
+            dry_run: only say what would be removed.
+        """
+        views = [ArtifactView(self, r) for r in self.store.unreferenced_artifacts()]
+        sizes = [self._size(v) for v in views]
+        garbage = Garbage(artifacts=views, bytes=sum(sizes), leftovers=0)
+        if dry_run:
+            return garbage
+        for view in views:
+            self._remove_files(view)
+        garbage.leftovers = self._remove_leftovers()
+        return garbage
+
+    def _size(self, view: ArtifactView) -> int:
+        if view.size is not None:
+            return view.size
+        try:
+            store = self.artifact_store_for(view.uri)
+            return sum(store.manifest(view.uri).values()) if store.exists(view.uri) else 0
+        except Exception:  # noqa: BLE001 - a store that cannot be read frees nothing we can count
+            return 0
+
+    def _remove_files(self, view: ArtifactView) -> None:
+        store = self.artifact_store_for(view.uri)
+        store.remove(view.uri)
+        self.store.mark_artifact_removed(view.id)
+
+    def _remove_leftovers(self) -> int:
+        from conveyor._repository import remove_temporary_folders
+        from conveyor.stores import RunStatus
+
+        removed = 0
+        for status in (RunStatus.FAILED, RunStatus.STOPPED):
+            for run in self.store.list_runs(status=status):
+                try:
+                    removed += remove_temporary_folders(self.store, run)
+                except Exception:  # noqa: BLE001 - a store that cannot be reached keeps its leftovers
+                    continue
+        return removed
 
     # -- models --------------------------------------------------------------------
     def get_model(self, name: str) -> ModelView:
@@ -691,6 +945,62 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no name for the uid (a container's user)
         return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+@dataclass
+class Garbage:
+    """What :meth:`Client.collect_garbage` removed (or, in a dry run, would remove)."""
+
+    artifacts: list[ArtifactView]
+    """The artifact versions whose files go."""
+    bytes: int
+    """Their size, from what was recorded when they were saved."""
+    leftovers: int
+    """Folders of killed saves removed (none in a dry run)."""
+
+
+def save_artifact(value: Any, name: str, *, materializer: type | None = None) -> ArtifactView:
+    """Save a value made outside a pipeline as the next version of artifact ``name``.
+
+    It goes to the active stack's artifact store and is versioned under
+    ``name`` exactly, like outputs named with ``ArtifactConfig(name=...)``:
+    they share one sequence. ``conveyor gc`` never removes it.
+
+    Args:
+        value: the value (any type a materializer is installed for).
+        name: the artifact's name (the naming rule of pipelines and steps).
+        materializer: the materializer class to save it with (default: by type).
+
+    Raises:
+        ConfigError: a bad name, or called inside a step.
+        MaterializerError: no materializer for its type.
+        NoRepositoryError: no repository here.
+    """
+    return Client().save_artifact(value, name, materializer=materializer)
+
+
+def load_artifact(name_or_id: str, version: int | None = None, *, allow_unsafe: bool = False) -> Any:
+    """Load a version of artifact ``name_or_id`` (the newest, by default), or an artifact version by id.
+
+    Args:
+        name_or_id: a name as :meth:`Client.get_artifact_version` takes it, or an id (or a prefix of one).
+        version: the version number.
+        allow_unsafe: allow a pickle materializer (see :meth:`ArtifactView.load`).
+
+    Raises:
+        NotFoundError: no such artifact or version.
+    """
+    client = Client()
+    try:
+        view = client.get_artifact_version(name_or_id, version)
+    except NotFoundError as by_name:
+        if version is not None:
+            raise
+        try:
+            view = client.get_artifact(name_or_id)
+        except NotFoundError:
+            raise by_name from None
+    return view.load(allow_unsafe=allow_unsafe)
 
 
 def format_time(value: datetime | None) -> str:

@@ -6,7 +6,7 @@ import copy
 import functools
 import inspect
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +14,13 @@ from conveyor._source import code_hash, source_of, source_root_of
 from conveyor.constants import ENV_STEP_ENTRYPOINT
 from conveyor.dsl._model import model_input, model_ir_of
 from conveyor.dsl._step import Step, check_definition_name
-from conveyor.dsl._tracing import PipelineBuilder, check_parameter, mark_pipeline_parameter, to_json_value
+from conveyor.dsl._tracing import (
+    PipelineBuilder,
+    check_parameter,
+    current_builder,
+    mark_pipeline_parameter,
+    to_json_value,
+)
 from conveyor.dsl._types import parameter_problem, type_name
 from conveyor.exceptions import ConfigError, DefinitionError, PipelineGraphError, config_error
 from conveyor.ir import shown
@@ -41,6 +47,7 @@ class Pipeline:
         model: Any = None,
         on_success: Any = None,
         on_failure: Any = None,
+        tags: Sequence[str] = (),
     ) -> None:
         from conveyor.dsl._hooks import hook_sources
 
@@ -51,6 +58,7 @@ class Pipeline:
         self.model: ModelIR | None = model_ir_of(model, f"@pipeline(model=...) of {self.name!r}")
         self.on_success = hook_sources(on_success, f"pipeline {self.name!r} on_success")
         self.on_failure = hook_sources(on_failure, f"pipeline {self.name!r} on_failure")
+        self.tags: tuple[str, ...] = _check_tags(tags)
         self.signature = inspect.signature(func)
         self.run_config: RunConfig | None = None
         # A run config file that could not be read: raised when the pipeline is traced, so that
@@ -79,6 +87,7 @@ class Pipeline:
         model: Any = None,
         on_success: Any = None,
         on_failure: Any = None,
+        tags: Sequence[str] | None = None,
     ) -> Pipeline:
         """A copy of this pipeline with a run config applied.
 
@@ -97,6 +106,7 @@ class Pipeline:
             on_success: hook(s) run once when a run completes (replace the pipeline's).
             on_failure: hook(s) run once when a run fails, also before any step
                 started (a bad config, an image that does not build).
+            tags: more tags for its runs (added to the pipeline's).
         """
         from conveyor.dsl._config import RunConfig, load_run_config, merge_run_configs
         from conveyor.dsl._hooks import hook_sources
@@ -105,9 +115,12 @@ class Pipeline:
         config = self.run_config
         if config_path is not None:
             try:
-                config = merge_run_configs(config, load_run_config(Path(config_path)))
+                loaded = load_run_config(Path(config_path), parameters=tuple(self.signature.parameters))
+                config = merge_run_configs(config, loaded)
             except ConfigError as exc:
                 clone.config_error = clone.config_error or exc
+        if tags is not None:
+            clone.tags = _check_tags((*self.tags, *tags))
         direct: dict[str, Any] = {}
         for event, value in (("success", on_success), ("failure", on_failure)):
             if value is not None:
@@ -199,6 +212,9 @@ class Pipeline:
             if config.model is not None:
                 model = config.model
             extra.update(config.settings)
+        tags = self.tags
+        if config is not None and config.tags:
+            tags = _check_tags((*tags, *config.tags))
         try:
             source = source_of(self.func)
         except DefinitionError:
@@ -218,6 +234,7 @@ class Pipeline:
                 ),
                 model=model,
                 notebook=_notebook_text(steps),
+                tags=tags,
             )
         except ValueError as exc:  # pydantic's ValidationError: a name the IR refuses
             raise config_error(exc, f"pipeline {self.name!r}", error=DefinitionError) from None
@@ -234,17 +251,50 @@ class Pipeline:
         """The folder holding the pipeline's code, put on ``sys.path`` by step processes."""
         return source_root_of(self.func)
 
+    def write_run_configuration_template(self, path: str | os.PathLike[str], **parameters: Any) -> Path:
+        """Write a commented YAML run config for this pipeline (see :func:`write_run_configuration_template`)."""
+        return write_run_configuration_template(self, path, **parameters)
+
     # -- running ---------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Trace the pipeline and run it on the active stack; returns the run.
 
-        Inside a step process this does nothing and returns None.
+        Called inside another pipeline, it runs nothing: its steps join the
+        outer pipeline (see :meth:`compose`). Inside a step process this does
+        nothing and returns None.
         """
+        builder = current_builder()
+        if builder is not None:
+            return self.compose(*args, **kwargs)
         if os.environ.get(ENTRYPOINT_ENV):
             return None
         from conveyor._launch import launch
 
         return launch(self, args, kwargs)
+
+    def compose(self, *args: Any, **kwargs: Any) -> Any:
+        """Add this pipeline's steps to the pipeline being traced; returns what its function returns.
+
+        Arguments may be the outer pipeline's parameters, literal values or
+        step outputs. The steps get ids as if the outer pipeline called them
+        itself (``train``, then ``train_2`` for a second call), so a run
+        config names them the same way. The outer pipeline's options (caching,
+        settings, tags) apply to them; this pipeline's own are not used.
+
+        Raises:
+            PipelineGraphError: not inside a pipeline being traced, or a bad argument.
+        """
+        if current_builder() is None:
+            raise PipelineGraphError(f"pipeline {self.name!r} can only be composed inside another pipeline")
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PipelineGraphError(f"pipeline {self.name!r} (called inside another pipeline): {exc}") from None
+        bound.apply_defaults()
+        missing = [p for p, v in bound.arguments.items() if v is inspect.Parameter.empty]
+        if missing:
+            raise PipelineGraphError(f"pipeline {self.name!r} is missing parameter {missing[0]!r}")
+        return self.func(*bound.args, **bound.kwargs)
 
     def __repr__(self) -> str:
         return f"<pipeline {self.name}>"
@@ -342,6 +392,7 @@ def _step_ir(inv: Any, config: Any) -> Any:
         name: OutputSpec(
             type=type_name(tp),
             materializer=source_of(step.output_materializers[name]) if name in step.output_materializers else None,
+            artifact_name=step.output_artifact_names.get(name),
         )
         for name, tp in step.output_types.items()
     }
@@ -357,6 +408,37 @@ def _step_ir(inv: Any, config: Any) -> Any:
     )
 
 
+def write_run_configuration_template(pipeline: Pipeline, path: str | os.PathLike[str], **parameters: Any) -> Path:
+    """Write a commented YAML run config for ``pipeline``: every key it accepts, with its current values.
+
+    As written it changes nothing: pipeline parameters hold their defaults,
+    everything else is commented out, and steps are listed by the ids a run
+    config names them with.
+
+    Args:
+        pipeline: the ``@pipeline``.
+        path: the YAML file to write (replaced if it exists).
+        **parameters: values for pipeline parameters without a default (tracing needs them).
+
+    Returns:
+        The path written.
+
+    Raises:
+        DefinitionError: a parameter without a default was not given, or the pipeline does not trace.
+    """
+    from conveyor.dsl import _config
+
+    return _config.write_run_configuration_template(pipeline, path, **parameters)
+
+
+def _check_tags(tags: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(tags, str):
+        raise DefinitionError(f"tags must be a list of tags, not the string {shown(tags)}", "tags=['a', 'b']")
+    for tag in tags:
+        check_definition_name(tag, "tag")
+    return tuple(sorted(set(tags)))
+
+
 def pipeline(
     func: Callable[..., Any] | None = None,
     /,
@@ -367,6 +449,7 @@ def pipeline(
     model: Any = None,
     on_success: Any = None,
     on_failure: Any = None,
+    tags: Sequence[str] = (),
 ) -> Any:
     """Turn a function that calls steps into a pipeline.
 
@@ -376,6 +459,7 @@ def pipeline(
         settings: namespaced settings for stack components (``{"docker": ...}``).
         model: a :class:`conveyor.Model`: each run creates a new version of it (or
             attaches to the version it names) and links its steps and artifacts to it.
+        tags: tags every run of it starts with (``conveyor pipeline runs --tag T`` finds them).
         on_success: hook(s) run once when a run completes: functions taking a
             :class:`~conveyor.runtime.HookContext`, or ``"module:function"``.
         on_failure: hook(s) run once when a run fails, also when it fails
@@ -394,6 +478,7 @@ def pipeline(
             model=model,
             on_success=on_success,
             on_failure=on_failure,
+            tags=tags,
         )
 
     return wrap(func) if func is not None else wrap

@@ -19,7 +19,7 @@ from conveyor.dsl._tracing import (
     current_builder,
     to_json_value,
 )
-from conveyor.dsl._types import is_compatible, parameter_problem, parse_outputs, type_name
+from conveyor.dsl._types import is_compatible, output_artifact_names, parameter_problem, parse_outputs, type_name
 from conveyor.exceptions import DefinitionError, PipelineGraphError
 from conveyor.ir import NAME_RULE, output_name_problem, shown
 
@@ -95,6 +95,7 @@ class Step:
             )
         self.input_types: dict[str, Any] = {p: hints[p] for p in self.signature.parameters}
         self.output_types: dict[str, Any] = parse_outputs(self.name, hints["return"])
+        self.output_artifact_names: dict[str, str] = output_artifact_names(self.name, hints["return"])
         for output in self.output_types:
             problem = output_name_problem(output)
             if problem is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import types
 import typing
+from dataclasses import dataclass
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from conveyor.exceptions import DefinitionError
@@ -11,12 +12,70 @@ from conveyor.exceptions import DefinitionError
 SINGLE_OUTPUT = "output"
 
 
+@dataclass(frozen=True)
+class ArtifactConfig:
+    """How a step output is saved, given inside ``Annotated`` instead of (or beside) a plain name.
+
+    ``Annotated[Model, ArtifactConfig(name="model")]`` names the output
+    ``model`` and its artifact exactly ``model``: one version sequence that
+    every output and :func:`conveyor.save_artifact` call using that name
+    shares, in any pipeline. An output named only by a string
+    (``Annotated[Model, "model"]``) or not named at all is versioned as
+    ``<pipeline>::<step id>::<output>``, so two pipelines' ``model`` outputs
+    never share a sequence unless they are named the same on purpose.
+
+    Args:
+        name: the artifact's name (the naming rule of pipelines and steps).
+
+    Raises:
+        DefinitionError: a name the naming rule refuses.
+    """
+
+    name: str
+
+    def __post_init__(self) -> None:
+        from conveyor.ir import NAME_RULE, name_problem, shown
+
+        problem = name_problem(self.name)
+        if problem is not None:
+            subject = shown(self.name) if isinstance(self.name, str) else repr(self.name)
+            raise DefinitionError(f"artifact name {subject} {problem}", NAME_RULE)
+
+
 def _strip_annotated(tp: Any) -> tuple[Any, str | None]:
+    base, name, _ = _annotated_parts(tp)
+    return base, name
+
+
+def _annotated_parts(tp: Any) -> tuple[Any, str | None, ArtifactConfig | None]:
+    """``(type, output name, artifact config)`` of an annotation; a string names the output, else the config does."""
     if get_origin(tp) is Annotated:
         base, *meta = get_args(tp)
         names = [m for m in meta if isinstance(m, str)]
-        return base, (names[0] if names else None)
-    return tp, None
+        configs = [m for m in meta if isinstance(m, ArtifactConfig)]
+        config = configs[0] if configs else None
+        name = names[0] if names else config.name if config is not None else None
+        return base, name, config
+    return tp, None, None
+
+
+def _parse(step_name: str, annotation: Any) -> dict[str, tuple[Any, ArtifactConfig | None]]:
+    if annotation is None or annotation is type(None):
+        return {}
+    base, name, config = _annotated_parts(annotation)
+    if get_origin(base) is tuple and name is None:
+        items = get_args(base)
+        parsed = [_annotated_parts(i) for i in items]
+        if items and Ellipsis not in items and all(n is not None for _, n, _ in parsed):
+            names = [n for _, n, _ in parsed]
+            dupes = {str(n) for n in names if names.count(n) > 1}
+            if dupes:
+                raise DefinitionError(
+                    f"step {step_name!r} names two outputs {sorted(dupes)[0]!r}",
+                    "give each output of the tuple its own name",
+                )
+            return {n: (t, c) for t, n, c in parsed}  # type: ignore[misc]
+    return {name or SINGLE_OUTPUT: (base, config)}
 
 
 def parse_outputs(step_name: str, annotation: Any) -> dict[str, Any]:
@@ -24,24 +83,14 @@ def parse_outputs(step_name: str, annotation: Any) -> dict[str, Any]:
 
     ``None`` means no output; ``tuple[Annotated[A, "a"], Annotated[B, "b"]]``
     means two outputs; anything else is one output named ``output`` (or the
-    name given by ``Annotated[T, "name"]``).
+    name given by ``Annotated[T, "name"]`` or ``Annotated[T, ArtifactConfig(name=...)]``).
     """
-    if annotation is None or annotation is type(None):
-        return {}
-    base, name = _strip_annotated(annotation)
-    if get_origin(base) is tuple and name is None:
-        items = get_args(base)
-        parsed = [_strip_annotated(i) for i in items]
-        if items and Ellipsis not in items and all(n is not None for _, n in parsed):
-            names = [n for _, n in parsed]
-            dupes = {str(n) for n in names if names.count(n) > 1}
-            if dupes:
-                raise DefinitionError(
-                    f"step {step_name!r} names two outputs {sorted(dupes)[0]!r}",
-                    "give each output of the tuple its own name",
-                )
-            return {n: t for t, n in parsed}  # type: ignore[misc]
-    return {name or SINGLE_OUTPUT: base}
+    return {name: tp for name, (tp, _) in _parse(step_name, annotation).items()}
+
+
+def output_artifact_names(step_name: str, annotation: Any) -> dict[str, str]:
+    """``{output name: artifact name}`` of the outputs named with :class:`ArtifactConfig`."""
+    return {name: config.name for name, (_, config) in _parse(step_name, annotation).items() if config is not None}
 
 
 def type_name(tp: Any) -> str:

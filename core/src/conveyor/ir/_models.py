@@ -193,6 +193,14 @@ class OutputSpec(_Model):
 
     type: str
     materializer: str | None = None
+    artifact_name: str | None = None
+    """The artifact name the user gave (``ArtifactConfig(name=...)``): shared by every output and saved
+    value of that name. None: the artifact is named ``<pipeline>::<step id>::<output>``."""
+
+    @field_validator("artifact_name")
+    @classmethod
+    def _artifact_name(cls, value: str | None) -> str | None:
+        return value if value is None else check_name(value, "artifact name")
 
 
 class ResourceSettings(_Model):
@@ -354,10 +362,20 @@ class PipelineIR(_Model):
             data.pop("notebook", None)
         return data
 
+    tags: tuple[str, ...] = ()
+    """Tags every run of the pipeline starts with (sorted, each once)."""
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return check_name(value, "pipeline name")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for tag in value:
+            check_name(tag, "tag")
+        return tuple(sorted(set(value)))
 
     @field_validator("parameters")
     @classmethod

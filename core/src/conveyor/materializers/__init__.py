@@ -7,7 +7,7 @@ from conveyor.materializers._builtin import (
     PickleMaterializer,
     PydanticMaterializer,
 )
-from conveyor.materializers._trust import trusted_materializer, trusted_type
+from conveyor.materializers._trust import is_project_class, project_roots, trusted_materializer, trusted_type
 
 __all__ = [
     "BaseMaterializer",
@@ -16,6 +16,8 @@ __all__ = [
     "MaterializerRegistry",
     "PickleMaterializer",
     "PydanticMaterializer",
+    "is_project_class",
+    "project_roots",
     "registry",
     "trusted_materializer",
     "trusted_type",

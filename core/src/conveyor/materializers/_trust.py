@@ -58,6 +58,84 @@ def _under(path: str | None, roots: Iterable[str | os.PathLike[str]]) -> bool:
     return False
 
 
+def _library_folders() -> list[str]:
+    """Where installed libraries and the standard library live: never the project's own code,
+    even when a source root holds them (a virtualenv inside the project, a worker running in ``/``)."""
+    import site
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if paths.get(k)}
+    found.update(getattr(site, "getsitepackages", lambda: [])())
+    return sorted(found)
+
+
+def _in_project(path: str | None, roots: Iterable[str | os.PathLike[str]]) -> bool:
+    return _under(path, roots) and not _under(path, _library_folders())
+
+
+def project_roots() -> list[str]:
+    """Folders of this project's own code as this process sees them.
+
+    The working folder, ``CONVEYOR_SOURCE_ROOT`` (set for step processes) and
+    the repository's folder (when there is one; none is created).
+    """
+    from pathlib import Path
+
+    from conveyor.constants import ENV_REPOSITORY, ENV_SOURCE_ROOT, REPOSITORY_DIR
+
+    here = Path.cwd()
+    roots = [str(here)]
+    if os.environ.get(ENV_SOURCE_ROOT):
+        roots.append(os.environ[ENV_SOURCE_ROOT])
+    # The repository as Repository.find() finds it (this layer does not import it).
+    named = os.environ.get(ENV_REPOSITORY)
+    candidates = [Path(named)] if named else [here, *here.parents]
+    for folder in candidates:
+        if (folder / REPOSITORY_DIR).is_dir():
+            roots.append(str(folder.resolve()))
+            break
+    return list(dict.fromkeys(roots))
+
+
+def is_project_class(qualified_name: str, roots: Iterable[str | os.PathLike[str]] | None = None) -> bool:
+    """Whether ``module.qualname`` names a class defined in this project's own code.
+
+    That is: the module's file lies under one of ``roots`` (default:
+    :func:`project_roots`) and not among installed libraries, and the class
+    is really defined there under that name. Modules elsewhere are never
+    imported to find out; a project module is (it is the code the pipeline
+    runs anyway). Materializers that restore objects by name (skops) trust
+    such classes. Functions are not classes: a stored model could wire any
+    function of the project into the code that runs when it is used, so they
+    still need explicit trust.
+
+    Args:
+        qualified_name: ``package.module.Class`` or ``package.module.Outer.Inner``, as skops lists types.
+        roots: folders of the project's code.
+    """
+    import importlib
+    import inspect
+
+    if not isinstance(qualified_name, str) or not qualified_name or "\0" in qualified_name:
+        return False
+    roots = list(project_roots() if roots is None else roots)
+    parts = qualified_name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module, attrs = ".".join(parts[:cut]), parts[cut:]
+        if not all(p.isidentifier() for p in parts[:cut]) or not _in_project(_module_file(module), roots):
+            continue
+        try:
+            obj: Any = importlib.import_module(module)
+            for attr in attrs:
+                obj = getattr(obj, attr)
+        except Exception:  # noqa: BLE001 - a name that does not resolve is not the project's
+            continue
+        if inspect.isclass(obj) and obj.__module__ == module and obj.__qualname__ == ".".join(attrs):
+            return True
+    return False
+
+
 def _installed_sources() -> set[str]:
     from conveyor.materializers import _builtin
 
@@ -111,7 +189,7 @@ def trusted_materializer(
         source in declared
         or source in _installed_sources()
         or module.split(".", 1)[0] in _plugin_packages()  # an installed conveyor plugin's own code
-        or _under(_module_file(module), roots)
+        or _in_project(_module_file(module), roots)
         # The cells of the notebook this process runs (or of the deployment it runs steps of).
         or (module == NOTEBOOK_MODULE and module in sys.modules)
     )
@@ -149,7 +227,7 @@ def trusted_type(source: str, *, roots: Iterable[str | os.PathLike[str]] = (), a
         if source == f"{tp.__module__}:{tp.__qualname__}":
             return tp
     module = source.partition(":")[0]
-    if module == "builtins" or module in sys.modules or _under(_module_file(module), roots):
+    if module == "builtins" or module in sys.modules or _in_project(_module_file(module), roots):
         return load_source(source)
     raise _refuse(
         "data type",

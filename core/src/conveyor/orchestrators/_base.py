@@ -179,9 +179,12 @@ class BaseOrchestrator(StackComponent):
         Raises:
             StackError, CapabilityError, ConfigError: what the stack or the engine cannot honour.
         """
+        from conveyor.stack import report_unread_settings
+
         # The engine's own checks first: they say more than the stack's generic capability checks.
         self._check(deployment, ctx)
         ctx.stack.validate(deployment.pipeline, deployment.schedule)
+        report_unread_settings(deployment.pipeline, ctx.stack)
 
     def prepare(self, deployment: Deployment, ctx: LaunchContext) -> Deployment:
         """Give the deployment its images where its steps run in containers, and store it."""

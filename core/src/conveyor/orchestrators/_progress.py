@@ -48,6 +48,7 @@ class Progress:
         self.steps = steps
         self.started_at = time.monotonic()
         self._began: dict[str, float] = {}
+        self._ended: set[str] = set()
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
         self._line(f"running pipeline {pipeline!r} as run {run} on stack {stack!r} ({steps} steps)", "bold")
@@ -70,6 +71,7 @@ class Progress:
     def step_ended(self, step_id: str, status: str, error: str | None = None) -> None:
         """A step ended: ``completed``, ``cached``, ``failed``, ``stopped`` or ``skipped``."""
         self.counts[status] = self.counts.get(status, 0) + 1
+        self._ended.add(step_id)
         began = self._began.get(step_id)
         took = ""
         if began is not None and status not in ("skipped", "cached"):
@@ -79,6 +81,10 @@ class Progress:
 
     def run_ended(self, status: str) -> None:
         """The run ended."""
+        if status == "stopped":  # steps still running when it was stopped were stopped with it
+            cut = len(set(self._began) - self._ended)
+            if cut:
+                self.counts["stopped"] = self.counts.get("stopped", 0) + cut
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
         took = _seconds(time.monotonic() - self.started_at)
         self._line(f"run {self.run} {status} in {took} ({counts or 'no steps'})", _STYLES.get(status, "bold"))

@@ -10,11 +10,13 @@ from conveyor.runtime._context import MAX_METADATA_BYTES, StepContext, get_step_
 from conveyor.runtime._executor import (
     RunEnvironment,
     add_run_link,
+    artifact_name,
     cache_key,
     execute_step,
     finalize_run,
     is_last_attempt,
     set_secret_loader,
+    write_artifact,
 )
 from conveyor.runtime._hooks import (
     HookContext,
@@ -42,6 +44,7 @@ __all__ = [
     "RunEnvironment",
     "StepContext",
     "add_run_link",
+    "artifact_name",
     "cache_key",
     "check_models",
     "check_run_name_template",
@@ -67,4 +70,5 @@ __all__ = [
     "settle_run",
     "start_run",
     "step_command",
+    "write_artifact",
 ]

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from conveyor.exceptions import ConfigError, ConveyorError
+from conveyor.exceptions import ConveyorError, MetadataError
 
 if TYPE_CHECKING:
     from conveyor.stores import ModelVersionRecord
@@ -41,6 +41,7 @@ class StepContext:
         code_hash: the hash of the step's code.
         code_commit: the commit of the code the run was started from, when known.
         stack: the run's :class:`~conveyor.stack.Stack` (the stack the step runs on).
+        logged_metadata: what the step logged so far with :meth:`log_metadata`; recorded with the step when it ends.
     """
 
     pipeline_name: str
@@ -52,8 +53,7 @@ class StepContext:
     artifact_store: Any = None
     secrets: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
     model_version: ModelVersionRecord | None = None
-    logged: dict[str, Any] = field(default_factory=dict, repr=False)
-    """What the step logged so far; recorded with the step when it ends."""
+    logged_metadata: dict[str, Any] = field(default_factory=dict, repr=False)
     code_hash: str = ""
     code_commit: str | None = None
     stack: Any = field(default=None, repr=False)
@@ -135,27 +135,27 @@ class StepContext:
         import json
 
         if not isinstance(metadata, Mapping):
-            raise ConfigError(
+            raise MetadataError(
                 f"log_metadata() takes a dict of values, not a {type(metadata).__name__}",
                 'write log_metadata({"accuracy": 0.93})',
             )
         clean = {_check_key(k): _plain(v, f"metadata {k!r}", 0) for k, v in metadata.items()}
-        merged = {**self.logged, **clean}
+        merged = {**self.logged_metadata, **clean}
         size = len(json.dumps(merged, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
         if size > MAX_METADATA_BYTES:
-            raise ConfigError(
-                f"the metadata logged come to {size // 1024} KiB; the limit is {MAX_METADATA_BYTES // 1024} KiB",
+            raise MetadataError(
+                f"the metadata logged come to {size} bytes; at most {MAX_METADATA_BYTES} fit",
                 "log numbers and small facts; return large values as step outputs",
             )
-        self.logged.clear()
-        self.logged.update(merged)
+        self.logged_metadata.clear()
+        self.logged_metadata.update(merged)
 
 
 def _check_key(key: object) -> str:
     if not isinstance(key, str) or not key or len(key) > _MAX_KEY or not key.isprintable():
         from conveyor.ir import shown
 
-        raise ConfigError(
+        raise MetadataError(
             f"metadata key {shown(key)} is not a name",
             f"keys are strings of 1 to {_MAX_KEY} printable characters",
         )
@@ -173,7 +173,7 @@ def _check_text(text: str, where: str) -> None:
         except UnicodeEncodeError:
             problem = "is not valid Unicode (it holds a lone surrogate)"
     if problem is not None:
-        raise ConfigError(f"{where} {problem}, which no metadata store keeps", "log printable text")
+        raise MetadataError(f"{where} {problem}, which no metadata store keeps", "log printable text")
 
 
 def _plain(value: Any, where: str, depth: int) -> Any:
@@ -186,17 +186,24 @@ def _plain(value: Any, where: str, depth: int) -> Any:
         _check_text(value, where)
         return redact(value)  # a secret value a step logs must not reach the store
     if isinstance(value, numbers.Integral):
-        return int(value)
+        integer = int(value)
+        if not -(2**63) <= integer < 2**63:  # no store's JSON keeps a wider integer exactly
+            raise MetadataError(f"{where} is too large a number for a 64-bit integer", "log it as a string")
+        return integer
     if isinstance(value, numbers.Real):
         number = float(value)
         if not math.isfinite(number):
-            raise ConfigError(f"{where} is {number}, which JSON cannot hold", "log a finite number, or a string")
+            raise MetadataError(
+                f"{where} is {number}, which JSON cannot hold", "JSON has no NaN or infinity: log None or a string"
+            )
         return number
     if depth < _MAX_DEPTH and isinstance(value, Mapping):
+        from conveyor.ir import shown
+
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
-                raise ConfigError(f"{where} has a key {k!r} that is not a string", "JSON keys are strings")
+                raise MetadataError(f"{where} has a key {shown(k)} that is not a string", "JSON keys are strings")
             _check_text(k, f"{where} key")
             out[k] = _plain(v, f"{where}[{k!r}]", depth + 1)
         return out
@@ -210,7 +217,7 @@ def _plain(value: Any, where: str, depth: int) -> Any:
         if isinstance(value, (Mapping, list, tuple))
         else f"of type {type(value).__name__}"
     )
-    raise ConfigError(
+    raise MetadataError(
         f"{where} is {kind}; metadata are numbers, strings, booleans and small dicts or lists of them",
         "return rich values as step outputs",
     )
@@ -234,15 +241,18 @@ def log_metadata(metadata: Mapping[str, Any]) -> None:
     They are recorded with the step run when it ends, merged into the
     metadata of the artifacts it returns, and linked to the model version
     its run works in. Later calls add keys and replace those logged before.
-    Nothing reaches the store before the step ends.
+    Nothing reaches the store before the step ends. ``conveyor run describe``
+    and ``conveyor artifact describe`` show them; ``conveyor run compare``
+    compares them between runs.
 
     Args:
-        metadata: ``{key: value}``: numbers, strings, booleans, None, and
-            dicts or lists of them; at most 64 KiB as JSON in all.
+        metadata: ``{key: value}``: numbers (numpy scalars too), strings,
+            booleans, None, and dicts or lists of them; at most 64 KiB as JSON in all.
 
     Raises:
         ConveyorError: called outside a running step.
-        ConfigError: a value that is not plain data, not finite, or too large.
+        MetadataError: a value that is not plain data, not finite, wider than
+            64 bits, text no store keeps, or too much of it.
     """
     ctx = _current.get()
     if ctx is None:

@@ -106,9 +106,18 @@ def _step_object(step: StepIR) -> Step:
     raise ConveyorError(f"{step.source!r} is not a @step", "decorate the function with @step")
 
 
-def _artifact_name(deployment: Deployment, step: StepIR, output: str) -> str:
-    if output == SINGLE_OUTPUT:
-        return f"{deployment.pipeline.name}::{step.id}::{output}"
+def artifact_name(pipeline: str, step: StepIR, output: str) -> str:
+    """The name an output is versioned under: the one given with ``ArtifactConfig(name=...)``, else
+    ``<pipeline>::<step id>::<output>`` (``::`` is in no name, so scoped and given names never meet)."""
+    given = step.outputs[output].artifact_name
+    return given if given is not None else f"{pipeline}::{step.id}::{output}"
+
+
+def _model_artifact_name(step: StepIR, output: str, name: str) -> str:
+    """The name a model version knows an output by: the output's own name (``version.artifacts["model"]``),
+    not the name it is versioned under (scoped to its pipeline and step unless given with ``ArtifactConfig``)."""
+    if output == SINGLE_OUTPUT or step.outputs[output].artifact_name is not None:
+        return name
     return output
 
 
@@ -147,6 +156,9 @@ def cache_key(
     }
     if step.settings.environment:
         data["environment"] = step.settings.environment
+    given = {o: spec.artifact_name for o, spec in sorted(step.outputs.items()) if spec.artifact_name}
+    if given:  # a hit reuses the cached records, so a renamed artifact must not be one
+        data["artifact_names"] = given
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
@@ -266,19 +278,41 @@ def _save_output(
     else:
         cls = load_source(materializer_source)
     uri = store.join(env.deployment.pipeline.name, step.id, env.run.name, output)
+    return {
+        "name": artifact_name(env.deployment.pipeline.name, step, output),
+        "pipeline_name": env.deployment.pipeline.name,
+        "step_id": step.id,
+        **write_artifact(store, uri, cls, value, written),
+    }
+
+
+def write_artifact(
+    store: ArtifactStore, uri: str, cls: Any, value: Any, written: list[str] | None = None
+) -> dict[str, Any]:
+    """Save ``value`` with materializer ``cls`` at ``uri``, atomically; returns the artifact record's fields.
+
+    Args:
+        written: where to note the folders written, for a caller that removes them on failure;
+            without it, a failed save removes what it wrote itself.
+    """
     tmp = store.begin_artifact(uri)
-    written.append(tmp)
-    materializer = cls(tmp, store)
-    materializer.save(value)
-    content_hash = store.content_hash(tmp)
-    metadata = materializer.extract_metadata(value) or {}
-    visualizations = {_relative(k, tmp): v for k, v in (materializer.save_visualizations(value) or {}).items()}
-    manifest = store.manifest(tmp)
-    store.commit(tmp, uri)
-    written[-1] = uri
+    noted = written if written is not None else []
+    noted.append(tmp)
+    try:
+        materializer = cls(tmp, store)
+        materializer.save(value)
+        content_hash = store.content_hash(tmp)
+        metadata = materializer.extract_metadata(value) or {}
+        visualizations = {_relative(k, tmp): v for k, v in (materializer.save_visualizations(value) or {}).items()}
+        manifest = store.manifest(tmp)
+        store.commit(tmp, uri)
+        noted[-1] = uri
+    except BaseException:
+        if written is None:
+            store.rmtree(noted[-1])
+        raise
     data_type = type(value)
     return {
-        "name": _artifact_name(env.deployment, step, output),
         "uri": uri,
         "data_type": source_of(data_type) if "<locals>" not in data_type.__qualname__ else data_type.__qualname__,
         "materializer": source_of(cls),
@@ -379,7 +413,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
             )
             env._upstream[step_id] = outputs
             # The cached artifacts, and what the step logged when it ran, belong to this run's version too.
-            produced = {a.name: a.id for a in outputs.values()}
+            produced = {_model_artifact_name(step, output, a.name): a.id for output, a in outputs.items()}
             _link_models(env, sid, model_version, produced, original.metadata, used_models, input_ids)
             return StepRunRecord(
                 id=sid,
@@ -449,7 +483,7 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
             log.write(traceback.format_exc())
             failure = exc
     # What the step logged: nothing to write (and no extra store call) when it logged nothing.
-    logged = dict(ctx.logged) if ctx is not None else {}
+    logged = dict(ctx.logged_metadata) if ctx is not None else {}
     extra = {"metadata": logged} if logged else {}
     if failure is not None:
         status = RunStatus.STOPPED if isinstance(failure, KeyboardInterrupt) else RunStatus.FAILED
@@ -475,7 +509,10 @@ def execute_step(env: RunEnvironment, step_id: str) -> StepRunRecord:
         for uri in written:
             store.rmtree(uri)  # registered nowhere: nothing may refer to them
         raise StepFailedError(f"step {step.id!r} finished after its run ended: {exc.message}", exc.hint) from None
-    produced = {new_artifacts[output]["name"]: artifact_id for output, artifact_id in output_ids.items()}
+    produced = {
+        _model_artifact_name(step, output, new_artifacts[output]["name"]): artifact_id
+        for output, artifact_id in output_ids.items()
+    }
     _link_models(env, step_run.id, model_version, produced, logged, used_models, input_ids)
     run_step_hooks(env.store, deployment, env.run, step.id, SUCCESS, stack=env.stack)
     return dataclasses.replace(step_run, status=RunStatus.COMPLETED, metadata=logged or None)

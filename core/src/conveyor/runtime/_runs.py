@@ -48,12 +48,18 @@ def make_run_name(pipeline: str, template: str | None) -> str:
         ConfigError: the template is not valid, or makes a name the naming rule refuses.
     """
     from conveyor.ir import fill_run_name
+    from conveyor.stores import LATEST
 
     stamp = datetime.now(timezone.utc)
     date, clock = stamp.strftime("%Y_%m_%d"), stamp.strftime("%H_%M_%S_%f")
     if template:
         check_run_name_template(template)
-        return _check(fill_run_name(template, pipeline, date, clock))
+        name = _check(fill_run_name(template, pipeline, date, clock))
+        if name == LATEST:
+            raise ConfigError(
+                f"run name {LATEST!r} is reserved: it names the newest run", "put {date} and {time} in run_name"
+            )
+        return name
     return _check(f"{pipeline}-{date}-{clock}")
 
 
@@ -130,6 +136,7 @@ def start_run(
         "host": host,
         "pid": pid,
         "pid_started": pid_started,
+        "tags": list(pipeline.tags),
         **values,
     }
     if run_key is not None:

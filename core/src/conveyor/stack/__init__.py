@@ -20,7 +20,7 @@ from conveyor.stack._flavor import (
     parse_settings,
     step_settings,
 )
-from conveyor.stack._stack import Stack, StackComponent, add_config_resolver, resolve_config
+from conveyor.stack._stack import Stack, StackComponent, add_config_resolver, report_unread_settings, resolve_config
 
 __all__ = [
     "GENERIC_INSTALL_HINT",
@@ -41,6 +41,7 @@ __all__ = [
     "flavors",
     "merge_settings",
     "parse_settings",
+    "report_unread_settings",
     "resolve_config",
     "step_settings",
 ]

@@ -97,11 +97,20 @@ class Flavor:
     capabilities: ClassVar[frozenset[str]] = frozenset()
     requires: ClassVar[tuple[str, ...]] = ()
     """Other component types a stack needs when it has a component of this flavor."""
+    settings_keys: ClassVar[tuple[str, ...] | None] = None
+    """The namespaces of step and pipeline settings components of this flavor read
+    (``settings={"docker": ...}``); None means the one named after the flavor. Settings of a
+    namespace no component of the stack reads are reported as ignored when a pipeline runs."""
     install: ClassVar[str | None] = None
     """The command that installs the distribution providing this flavor, run from the root of a
     conveyor clone (``"pip install ./core ./adapters/airflow"``): core first, so that pip finds
     ``conveyor`` without a package index that has it.
     Recorded with every component of the flavor, so a machine that lacks it is told what to run."""
+
+    @property
+    def settings_namespaces(self) -> tuple[str, ...]:
+        """The settings namespaces components of this flavor read (:attr:`settings_keys`, else its name)."""
+        return self.settings_keys if self.settings_keys is not None else (self.name,)
 
     @property
     def config_class(self) -> builtins.type[BaseModel]:
@@ -137,6 +146,35 @@ class Flavor:
             raise config_error(exc, where, known=self.config_class) from None
         return self.create(name, config)
 
+    def options(self) -> list[dict[str, Any]]:
+        """The options of this flavor's config, in declaration order.
+
+        Each is ``{"name", "type", "required", "default", "description"}``:
+        ``type`` readable (``int``, ``thread|process``, ``str``), ``default``
+        a JSON value (None when required or unset), ``description`` the
+        field's description or the docstring under it.
+        """
+        model = self.config_class
+        docs = _attribute_docstrings(model)
+        out = []
+        for name, field in model.model_fields.items():
+            required = field.is_required()
+            default = None
+            if not required:
+                default = field.get_default(call_default_factory=True)
+                dump = getattr(default, "model_dump", None)
+                default = dump(mode="json") if callable(dump) else default
+            out.append(
+                {
+                    "name": name,
+                    "type": _type_text(field.annotation),
+                    "required": required,
+                    "default": default,
+                    "description": field.description or docs.get(name, ""),
+                }
+            )
+        return out
+
     def validate_config(self, config: dict[str, Any], *, component: str) -> dict[str, Any]:
         """Check a config against the model; return it normalized to JSON.
 
@@ -151,6 +189,55 @@ class Flavor:
             where = f"{ComponentType.cli_name(self.type)} {component!r} ({self.name})"
             raise config_error(exc, where, known=self.config_class) from None
         return model.model_dump(mode="json", exclude_unset=True)
+
+
+def _type_text(annotation: Any) -> str:
+    """A short spelling of an option's type: ``int``, ``str``, ``thread|process``, ``list[str]``."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_text(args[0])
+    if origin is typing.Literal:
+        return "|".join(str(a) for a in args)
+    if origin is typing.Union or origin is types.UnionType:
+        kept = [a for a in args if a is not type(None)]
+        return "|".join(_type_text(a) for a in kept) if kept else "none"
+    if origin is not None:
+        inner = ", ".join(_type_text(a) for a in args if a is not Ellipsis)
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{inner}]" if inner else name
+    if annotation is typing.Any:
+        return "any"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _attribute_docstrings(model: type) -> dict[str, str]:
+    """``{field: the first line of the string under it}`` of a class and its bases (source permitting)."""
+    import ast
+    import inspect
+    import itertools
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(model.__mro__):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
 
 
 def parse_settings(model: type[BaseModel], data: Any, *, namespace: str, where: str) -> Any:

@@ -110,6 +110,22 @@ class Stack:
         return store
 
     # -- compile-time checks ---------------------------------------------------------
+    def unread_settings(self, pipeline: PipelineIR) -> dict[str, list[str]]:
+        """Settings namespaces the pipeline gives that no component of this stack reads.
+
+        Returns ``{namespace: [where it was given: "pipeline 'p'", "step 's'", ...]}``.
+        """
+        read: set[str] = set()
+        for ctype in self.ir.components:
+            read.update(self.flavor_of(ctype).settings_namespaces)
+        given: dict[str, list[str]] = {}
+        for namespace in pipeline.settings.extra:
+            given.setdefault(namespace, []).append(f"pipeline {pipeline.name!r}")
+        for step in pipeline.steps:
+            for namespace in step.settings.extra:
+                given.setdefault(namespace, []).append(f"step {step.id!r}")
+        return {ns: where for ns, where in sorted(given.items()) if ns not in read}
+
     def validate(self, pipeline: PipelineIR, schedule: Schedule | None = None) -> None:
         """Check that this stack can run the pipeline as asked.
 
@@ -226,3 +242,37 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
 def add_config_resolver(resolver: Any) -> None:
     """Register a function that rewrites component configs before use."""
     _config_resolvers.append(resolver)
+
+
+_reported: set[tuple[str, str, str]] = set()
+
+
+def report_unread_settings(pipeline: PipelineIR, stack: Stack) -> None:
+    """Say once (per process, stack and pipeline) on stderr which settings the stack ignores.
+
+    ``settings={"docker": ...}`` on a stack without an image builder changes
+    nothing; a pipeline that says it expects something the stack does not do
+    deserves a line, not silence. Not an error: one pipeline runs on several stacks.
+    """
+    import sys
+
+    unread = stack.unread_settings(pipeline)
+    if not unread:
+        return
+    key = (stack.name, pipeline.name, repr(sorted(unread.items())))
+    if key in _reported:
+        return
+    _reported.add(key)
+    given, readers = [], []
+    for namespace, where in unread.items():
+        given.append(f"{namespace!r} ({', '.join(where[:3])}{', ...' if len(where) > 3 else ''})")
+        found = sorted(
+            f"{ComponentType.cli_name(f.type)} {f.name}" for f in flavors.all() if namespace in f.settings_namespaces
+        )
+        if found:
+            readers.append(f"{namespace}: {', '.join(found)}")
+    print(
+        f"conveyor: warning: stack {stack.name!r} ignores settings {', '.join(given)}: none of its components "
+        "reads them" + (f" (read by {'; '.join(readers)})" if readers else ""),
+        file=sys.stderr,
+    )

@@ -8,7 +8,7 @@ imported only by code that opens a SQL store.
 """
 
 from conveyor.stores._artifact_store import ArtifactStore, LocalArtifactStore
-from conveyor.stores._interface import DEAD_OWNER_ERROR, MetadataStore
+from conveyor.stores._interface import DEAD_OWNER_ERROR, ID_KINDS, LATEST, MIN_ID_PREFIX, MetadataStore
 from conveyor.stores._liveness import current_process_identity, process_is_gone
 from conveyor.stores._open import local_store_folders, open_store, url_without_password
 from conveyor.stores._profiles import (
@@ -40,7 +40,10 @@ from conveyor.stores._records import (
 
 __all__ = [
     "DEAD_OWNER_ERROR",
+    "ID_KINDS",
+    "LATEST",
     "LOCAL_PROFILE",
+    "MIN_ID_PREFIX",
     "ArtifactRecord",
     "ArtifactStore",
     "ComponentRecord",

@@ -155,6 +155,30 @@ class ArtifactStore:
         if self.fs.exists(uri):
             self.fs.rm(uri, recursive=True)
 
+    def remove(self, uri: str) -> None:
+        """Delete a file or a folder if it exists, then the folders above it that it leaves empty.
+
+        Folders are removed up to the store's root, never the root itself.
+        """
+        self._check_removable(uri)
+        self._forget(uri)
+        if self.flat or self.fs.isdir(uri):
+            self.rmtree(uri)
+        elif self.fs.exists(uri):
+            self.fs.rm(uri)
+        if self.flat:
+            return  # an object store has no folders to leave behind
+        root = _without_protocol(self.path).rstrip("/")
+        folder = uri.rstrip("/").rsplit("/", 1)[0]
+        while self.contains(folder) and _without_protocol(folder).rstrip("/") != root:
+            try:
+                if self.fs.ls(folder, detail=False):
+                    return
+                self.fs.rmdir(folder)
+            except OSError:
+                return
+            folder = folder.rsplit("/", 1)[0]
+
     def _forget(self, uri: str) -> None:
         prefix = self._key(uri).rstrip("/\\")
         for key in [
@@ -326,6 +350,24 @@ class LocalArtifactStore(ArtifactStore):
     def rmtree(self, uri: str) -> None:
         self._check_removable(uri)
         shutil.rmtree(uri, ignore_errors=True)
+
+    def remove(self, uri: str) -> None:
+        self._check_removable(uri)
+        if os.path.isdir(uri) and not os.path.islink(uri):
+            shutil.rmtree(uri, ignore_errors=True)
+        else:
+            try:
+                os.remove(uri)
+            except FileNotFoundError:
+                pass
+        root = os.path.realpath(self.path)
+        folder = os.path.dirname(os.path.normpath(uri))
+        while self.contains(folder) and os.path.realpath(folder) != root:
+            try:
+                os.rmdir(folder)  # only when empty
+            except OSError:
+                return
+            folder = os.path.dirname(folder)
 
     def rename(self, src: str, dst: str) -> None:
         os.replace(self.check_inside(src), self.check_inside(dst))

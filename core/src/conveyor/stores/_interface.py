@@ -9,7 +9,7 @@ picks one by the URL's scheme. Nothing here imports SQLAlchemy.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.stores._records import (
@@ -34,6 +34,19 @@ if TYPE_CHECKING:
     from conveyor.secrets import SecretStore
 
 DEAD_OWNER_ERROR = "the process running this pipeline ended without finishing it (killed?)"
+
+ID_KINDS: dict[str, tuple[str, str | None]] = {
+    "run": ("run", "see `conveyor pipeline runs`"),
+    "artifact": ("artifact version", "see `conveyor artifact list`"),
+    "step_run": ("step run", "see `conveyor run describe RUN --json`"),
+}
+"""Kinds of record :meth:`MetadataStore.resolve_id` finds by id prefix: ``{kind: (what it is called, hint)}``."""
+
+MIN_ID_PREFIX = 4
+"""The shortest id prefix accepted: a stray digit must not name a record (``conveyor run delete 1``)."""
+
+LATEST = "latest"
+"""What names the newest run wherever a run is named (``conveyor run describe latest``)."""
 
 
 class MetadataStore(abc.ABC):
@@ -121,10 +134,30 @@ class MetadataStore(abc.ABC):
             NotFoundError: no such deployment in this store.
         """
 
+    # -- ids -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def resolve_id(self, kind: str, ref: str) -> str:
+        """The full id of the record of ``kind`` whose id is ``ref`` or starts with it.
+
+        Every lookup by id (runs, artifacts, step runs; models too) goes
+        through this one rule: a prefix of at least :data:`MIN_ID_PREFIX` hex
+        digits that exactly one record's id starts with.
+
+        Args:
+            kind: a key of :data:`ID_KINDS` (``run``, ``artifact``, ``step_run``).
+            ref: a whole id or a prefix of one (case does not matter).
+
+        Raises:
+            NotFoundError: no record's id starts with it (or it is not hex, or too short).
+            AmbiguousIdError: several do.
+        """
+
     # -- runs ------------------------------------------------------------------------
     @abc.abstractmethod
     def create_run(self, **values: Any) -> RunRecord:
         """Insert a pipeline run (``id``, ``created``, ``extra``, ``parameters`` filled in when absent).
+
+        ``values`` may hold ``tags``: a list of tags the run starts with.
 
         Raises:
             StoreError: the run name is taken.
@@ -159,17 +192,48 @@ class MetadataStore(abc.ABC):
 
     @abc.abstractmethod
     def get_run(self, run_id: str) -> RunRecord:
-        """A run by id or name.
+        """A run by id, name, unique id prefix, or ``latest`` (the newest run).
+
+        Raises:
+            NotFoundError: no such run.
+            AmbiguousIdError: the prefix fits several runs.
+        """
+
+    @abc.abstractmethod
+    def list_runs(
+        self,
+        pipeline_id: str | None = None,
+        limit: int | None = None,
+        *,
+        status: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally of one pipeline, with one status, or with every tag of ``tags``."""
+
+    @abc.abstractmethod
+    def tag_run(self, run_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> tuple[str, ...]:
+        """Add and remove tags of a run (tags already there, or not there, are fine); returns its tags, sorted.
 
         Raises:
             NotFoundError: no such run.
         """
 
     @abc.abstractmethod
-    def list_runs(
-        self, pipeline_id: str | None = None, limit: int | None = None, *, status: str | None = None
-    ) -> list[RunRecord]:
-        """Runs, newest first, optionally of one pipeline or with one status."""
+    def delete_run(self, run_id: str, *, force: bool = False) -> list[str]:
+        """Delete a run with its step runs, tags and artifact links, in one transaction.
+
+        The artifacts it made stay (other runs may use them; ``conveyor gc``
+        removes the files of those no run uses). Returns the log file URIs of
+        its step runs that no remaining step run refers to (cached steps of
+        later runs show the logs of the run that ran them), for the caller to remove.
+
+        Args:
+            force: delete it even while it is running.
+
+        Raises:
+            NotFoundError: no such run.
+            StoreError: it is running (and not ``force``).
+        """
 
     # -- step runs -------------------------------------------------------------------
     @abc.abstractmethod
@@ -227,7 +291,7 @@ class MetadataStore(abc.ABC):
 
     @abc.abstractmethod
     def get_step_run(self, step_run_id: str) -> StepRunRecord:
-        """A step run by id.
+        """A step run by id or unique id prefix.
 
         Raises:
             NotFoundError: no such step run.
@@ -300,15 +364,33 @@ class MetadataStore(abc.ABC):
 
     @abc.abstractmethod
     def get_artifact(self, artifact_id: str) -> ArtifactRecord:
-        """An artifact version by id.
+        """An artifact version by id or unique id prefix.
 
         Raises:
             NotFoundError: no such artifact version.
+            AmbiguousIdError: the prefix fits several.
         """
 
     @abc.abstractmethod
-    def list_artifacts(self, name: str | None = None) -> list[ArtifactRecord]:
-        """Artifact versions, newest first."""
+    def list_artifacts(
+        self,
+        name: str | None = None,
+        *,
+        pipeline: str | None = None,
+        step: str | None = None,
+        limit: int | None = None,
+        removed: bool = False,
+    ) -> list[ArtifactRecord]:
+        """Artifact versions, newest first.
+
+        Args:
+            name: an artifact name, or the output name of scoped names
+                (``model`` finds ``model`` and ``train::fit::model``).
+            pipeline: only those made by runs of this pipeline (by name).
+            step: only those made by this step call (its id).
+            limit: at most this many.
+            removed: include those whose files were removed.
+        """
 
     @abc.abstractmethod
     def artifact_consumers(self, artifact_id: str) -> list[StepRunRecord]:
@@ -426,6 +508,21 @@ class MetadataStore(abc.ABC):
     def model_version_artifacts(self, version_id: str) -> dict[str, ArtifactRecord]:
         """``{artifact name: artifact}`` the version's steps produced (the newest of each name)."""
 
+    @abc.abstractmethod
+    def runs_using_artifact(self, artifact_id: str) -> list[RunRecord]:
+        """Runs that made, read or reused (from the cache) this artifact, newest first."""
+
+    @abc.abstractmethod
+    def unreferenced_artifacts(self) -> list[ArtifactRecord]:
+        """Artifacts made by runs that no run uses any more (their runs were deleted), files not yet removed.
+
+        Values saved with :func:`conveyor.save_artifact` are never among them.
+        """
+
+    @abc.abstractmethod
+    def mark_artifact_removed(self, artifact_id: str) -> None:
+        """Record that an artifact's files were removed (its record stays: versions are never reused)."""
+
     # -- stack components and stacks -------------------------------------------------
     @abc.abstractmethod
     def create_component(
@@ -516,4 +613,4 @@ class MetadataStore(abc.ABC):
         return settled
 
 
-__all__ = ["DEAD_OWNER_ERROR", "MetadataStore", "now"]
+__all__ = ["DEAD_OWNER_ERROR", "ID_KINDS", "LATEST", "MIN_ID_PREFIX", "MetadataStore", "now"]

@@ -51,6 +51,8 @@ class RunRecord:
     pid_started: float | None
     error: str | None
     extra: dict[str, Any]
+    tags: tuple[str, ...] = ()
+    """The run's tags, sorted (its pipeline's, given when it started, and those added since)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,12 @@ class ArtifactRecord:
     visualizations: dict[str, Any]
     manifest: dict[str, int] | None = None
     """``{relative file name: size in bytes}`` of its files (None for artifacts saved before it was recorded)."""
+    pipeline_name: str | None = None
+    """The pipeline whose run made it (None for a value saved with :func:`conveyor.save_artifact`)."""
+    step_id: str | None = None
+    """The step call that made it (None for a saved value)."""
+    removed: datetime | None = None
+    """When its files were removed (``conveyor gc``, ``conveyor artifact delete``); the record stays."""
 
 
 @dataclass(frozen=True)

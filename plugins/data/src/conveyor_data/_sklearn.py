@@ -12,10 +12,21 @@ from typing import Any, ClassVar
 
 import sklearn
 import skops.io as sio
-from sklearn.base import BaseEstimator
+from sklearn.base import (
+    BaseEstimator,
+    BiclusterMixin,
+    ClassifierMixin,
+    ClusterMixin,
+    DensityMixin,
+    MetaEstimatorMixin,
+    MultiOutputMixin,
+    OutlierMixin,
+    RegressorMixin,
+    TransformerMixin,
+)
 
 from conveyor.exceptions import MaterializerError
-from conveyor.materializers import BaseMaterializer
+from conveyor.materializers import BaseMaterializer, is_project_class
 from conveyor_data._common import html_page, html_table, md_table, shorten, size_on_disk, write_text
 
 _SKOPS = "model.skops"
@@ -31,9 +42,10 @@ def trust_skops_types(*names: str) -> None:
     """Let scikit-learn models that hold these types load from skops files.
 
     skops loads only the types it trusts (scikit-learn's estimators, numpy,
-    scipy and the like). A model that holds others (a transformer of your
-    own, a function given to FunctionTransformer) loads once they are trusted
-    here, or listed in the environment variable ``CONVEYOR_SKOPS_TRUSTED``.
+    scipy and the like); conveyor adds the classes of the project's own code.
+    A model that holds others (a transformer from a package outside the
+    project, a function given to FunctionTransformer) loads once they are
+    trusted here, or listed in the environment variable ``CONVEYOR_SKOPS_TRUSTED``.
     Call it in the module of the steps that load the model (step inputs are
     loaded after the step's module is imported) or before
     ``Client().get_artifact(...).load()``.
@@ -151,9 +163,13 @@ def canonical_skops(raw: bytes) -> bytes:
 class SklearnMaterializer(BaseMaterializer):
     """scikit-learn estimators in skops' format, which runs no code on load.
 
-    A model that holds types skops does not trust by default loads only once
-    they are trusted with :func:`trust_skops_types`; classes of scikit-learn
-    itself (a forest's trees) are trusted, functions are not. A model skops cannot
+    Saved for outputs annotated with ``BaseEstimator`` or any of scikit-learn's
+    mixins (``ClassifierMixin``, ``RegressorMixin``, ``TransformerMixin``, ...).
+    A model that holds types skops does not trust by default loads when they
+    are classes of the project's own code (a custom transformer in the
+    pipeline's package, see :func:`conveyor.materializers.is_project_class`),
+    classes of scikit-learn itself (a forest's trees), or trusted with
+    :func:`trust_skops_types`; anything else is refused. A model skops cannot
     save is a MaterializerError naming the pickle opt-in,
     :class:`SklearnPickleMaterializer`.
 
@@ -161,7 +177,19 @@ class SklearnMaterializer(BaseMaterializer):
     parameters) and ``summary.md``.
     """
 
-    ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (BaseEstimator,)
+    # Steps are annotated with scikit-learn's mixins as often as with BaseEstimator (-> ClassifierMixin).
+    ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (
+        BaseEstimator,
+        BiclusterMixin,
+        ClassifierMixin,
+        ClusterMixin,
+        DensityMixin,
+        MetaEstimatorMixin,
+        MultiOutputMixin,
+        OutlierMixin,
+        RegressorMixin,
+        TransformerMixin,
+    )
     ARTIFACT_TYPE: ClassVar[str] = "model"
     FILE: ClassVar[str] = _SKOPS
 
@@ -188,7 +216,8 @@ class SklearnMaterializer(BaseMaterializer):
             raw = f.read()
         untrusted = sio.get_untrusted_types(data=raw)
         trusted = _trusted_names()
-        missing = [t for t in untrusted if t not in trusted and not _is_sklearn_class(t)]
+        # The project's own classes are the code the pipeline runs anyway.
+        missing = [t for t in untrusted if t not in trusted and not _is_sklearn_class(t) and not is_project_class(t)]
         if missing:
             listed = ", ".join(missing)
             raise MaterializerError(

@@ -125,7 +125,13 @@ def test_the_same_model_saved_in_two_processes_has_the_same_content_hash(tmp_pat
     assert len(hashes) == 1
 
 
-def test_models_of_untrusted_types_load_only_once_trusted(local: Folders) -> None:
+def test_models_of_untrusted_types_load_only_once_trusted(
+    local: Folders, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Working elsewhere, this test module is not the project's code: its Doubler needs trust.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CONVEYOR_SOURCE_ROOT", raising=False)
+    monkeypatch.delenv("CONVEYOR_REPOSITORY", raising=False)
     model = make_pipeline(Doubler(), LinearRegression()).fit(X, Y_REG)
     uri = local.new()
     SklearnMaterializer(uri, local.store).save(model)
@@ -138,7 +144,12 @@ def test_models_of_untrusted_types_load_only_once_trusted(local: Folders) -> Non
     assert np.array_equal(out.predict(X), model.predict(X))
 
 
-def test_types_can_be_trusted_through_the_environment(local: Folders, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_types_can_be_trusted_through_the_environment(
+    local: Folders, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CONVEYOR_SOURCE_ROOT", raising=False)
+    monkeypatch.delenv("CONVEYOR_REPOSITORY", raising=False)
     model = Doubler().fit(X)
     uri = local.new()
     SklearnMaterializer(uri, local.store).save(model)

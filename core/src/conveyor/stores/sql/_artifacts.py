@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from conveyor.exceptions import NotFoundError, StoreError
-from conveyor.stores._records import ArtifactRecord, StepRunRecord, new_id, now
+from conveyor.stores._records import ArtifactRecord, RunRecord, StepRunRecord, new_id, now
 from conveyor.stores.sql import _schema as t
-from conveyor.stores.sql._engine import SqlDatabase, to_record
+from conveyor.stores.sql._engine import to_record
+from conveyor.stores.sql._ids import IdTables
 
 T = TypeVar("T")
 _AV = t.artifact_versions
@@ -40,7 +41,7 @@ def insert_artifact(conn: sa.Connection, values: dict[str, Any]) -> str:
     return str(values["id"])
 
 
-class ArtifactTables(SqlDatabase):
+class ArtifactTables(IdTables):
     """Artifact versions and who made and used them."""
 
     def numbering(self, transaction: Callable[[sa.Connection], T], what: str) -> T:
@@ -59,20 +60,83 @@ class ArtifactTables(SqlDatabase):
         return self.get_artifact(artifact_id)
 
     def get_artifact(self, artifact_id: str) -> ArtifactRecord:
-        """An artifact version by id."""
+        """An artifact version by id or unique id prefix."""
         with self.read() as conn:
             row = conn.execute(sa.select(_AV).where(_AV.c.id == artifact_id)).first()
         if row is None:
-            raise NotFoundError(f"no artifact version {artifact_id!r}", "see `conveyor artifact list`")
+            full = self.resolve_id("artifact", artifact_id)
+            with self.read() as conn:
+                row = conn.execute(sa.select(_AV).where(_AV.c.id == full)).first()
+            if row is None:
+                raise NotFoundError(f"no artifact version {artifact_id!r}", "see `conveyor artifact list`")
         return to_record(ArtifactRecord, row)
 
-    def list_artifacts(self, name: str | None = None) -> list[ArtifactRecord]:
-        """Artifact versions, newest first."""
-        stmt = sa.select(_AV).order_by(_AV.c.created.desc(), _AV.c.version.desc())
+    def list_artifacts(
+        self,
+        name: str | None = None,
+        *,
+        pipeline: str | None = None,
+        step: str | None = None,
+        limit: int | None = None,
+        removed: bool = False,
+    ) -> list[ArtifactRecord]:
+        """Artifact versions, newest first; see :meth:`MetadataStore.list_artifacts`."""
+        stmt = sa.select(_AV).order_by(_AV.c.created.desc(), _AV.c.version.desc(), _AV.c.id)
         if name is not None:
-            stmt = stmt.where(_AV.c.name == name)
+            # "::" cannot be part of a name, so "::model" ends only names whose output is model.
+            stmt = stmt.where(sa.or_(_AV.c.name == name, _AV.c.name.endswith(f"::{name}", autoescape=True)))
+        if pipeline is not None:
+            stmt = stmt.where(_AV.c.pipeline_name == pipeline)
+        if step is not None:
+            stmt = stmt.where(_AV.c.step_id == step)
+        if not removed:
+            stmt = stmt.where(_AV.c.removed.is_(None))
+        if limit is not None:
+            stmt = stmt.limit(limit)
         with self.read() as conn:
             return [to_record(ArtifactRecord, r) for r in conn.execute(stmt).all()]
+
+    def runs_using_artifact(self, artifact_id: str) -> list[RunRecord]:
+        """Runs that made, read or reused this artifact, newest first."""
+        from conveyor.stores.sql._runs import _with_tags
+
+        runs = t.pipeline_runs
+        users = sa.union(
+            sa.select(t.step_run_inputs.c.step_run_id.label("sr")).where(
+                t.step_run_inputs.c.artifact_id == artifact_id
+            ),
+            sa.select(t.step_run_outputs.c.step_run_id.label("sr")).where(
+                t.step_run_outputs.c.artifact_id == artifact_id
+            ),
+        ).subquery()
+        stmt = (
+            sa.select(runs)
+            .where(runs.c.id.in_(sa.select(t.step_runs.c.run_id).where(t.step_runs.c.id.in_(sa.select(users.c.sr)))))
+            .order_by(runs.c.created.desc(), runs.c.id)
+        )
+        with self.read() as conn:
+            return _with_tags(conn, conn.execute(stmt).all())
+
+    def unreferenced_artifacts(self) -> list[ArtifactRecord]:
+        """Artifacts made by runs that no run uses any more, files not yet removed."""
+        stmt = (
+            sa.select(_AV)
+            .where(
+                _AV.c.removed.is_(None),
+                _AV.c.producer_step_run_id.is_(None),
+                _AV.c.pipeline_name.is_not(None),  # made by a run (saved values have no pipeline)
+                ~sa.exists().where(t.step_run_inputs.c.artifact_id == _AV.c.id),
+                ~sa.exists().where(t.step_run_outputs.c.artifact_id == _AV.c.id),
+            )
+            .order_by(_AV.c.created, _AV.c.id)
+        )
+        with self.read() as conn:
+            return [to_record(ArtifactRecord, r) for r in conn.execute(stmt).all()]
+
+    def mark_artifact_removed(self, artifact_id: str) -> None:
+        """Record that an artifact's files were removed."""
+        with self.write() as conn:
+            conn.execute(_AV.update().where(_AV.c.id == artifact_id, _AV.c.removed.is_(None)).values(removed=now()))
 
     def artifact_consumers(self, artifact_id: str) -> list[StepRunRecord]:
         """Step runs that took this artifact as an input."""

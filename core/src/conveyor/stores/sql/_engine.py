@@ -22,7 +22,7 @@ from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from conveyor.exceptions import SchemaVersionError, StoreError
 
-SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
 """Every schema revision this conveyor knows, oldest first; the last is its head."""
 
 R = TypeVar("R")
@@ -38,7 +38,8 @@ def aware(value: Any) -> Any:
 def to_record(cls: type[R], row: Any) -> R:
     """A record dataclass from a result row with (at least) its fields."""
     data = row._mapping
-    return cls(**{f.name: aware(data[f.name]) for f in fields(cls)})  # type: ignore[arg-type]
+    # Fields that are not columns (a run's tags) keep their defaults; the caller fills them in.
+    return cls(**{f.name: aware(data[f.name]) for f in fields(cls) if f.name in data})  # type: ignore[arg-type]
 
 
 def short_error(exc: BaseException) -> str:

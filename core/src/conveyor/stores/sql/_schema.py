@@ -7,11 +7,15 @@ test compares the two. Add a column here and a migration there together.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 metadata = sa.MetaData()
 
 _ID = 32  # uuid4().hex, or a content hash cut to 32 hex digits
 _NAME = 255
+# MySQL/MariaDB keep whole seconds unless told otherwise: runs started in the same second
+# would tie, and "latest" would pick one of them at random.
+_PRECISE_TIME = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 pipelines = sa.Table(
     "pipelines",
@@ -39,7 +43,7 @@ pipeline_runs = sa.Table(
     sa.Column("deployment_id", sa.String(_ID), sa.ForeignKey("deployments.id"), nullable=False),
     sa.Column("run_key", sa.String(_NAME), nullable=True, unique=True),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("created", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("created", _PRECISE_TIME, nullable=False, index=True),
     sa.Column("started", sa.DateTime(timezone=True), nullable=True),
     sa.Column("ended", sa.DateTime(timezone=True), nullable=True),
     sa.Column("parameters", sa.JSON(), nullable=False),
@@ -55,6 +59,14 @@ pipeline_runs = sa.Table(
     sa.Column("pid_started", sa.Float().with_variant(sa.Double(), "mysql", "mariadb"), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("extra", sa.JSON(), nullable=False),
+)
+
+run_tags = sa.Table(
+    "run_tags",
+    metadata,
+    sa.Column("run_id", sa.String(_ID), sa.ForeignKey("pipeline_runs.id"), primary_key=True),
+    sa.Column("tag", sa.String(_NAME), primary_key=True),
+    sa.Index("ix_run_tags_tag", "tag"),
 )
 
 step_runs = sa.Table(
@@ -98,6 +110,11 @@ artifact_versions = sa.Table(
     sa.Column("visualizations", sa.JSON(), nullable=False),
     # {relative file name: size}: a cache hit needs every file still there, whole.
     sa.Column("manifest", sa.JSON(), nullable=True),
+    # Where it was made, kept when its run is deleted: listing and gc filter on them without joins.
+    sa.Column("pipeline_name", sa.String(_NAME), nullable=True, index=True),
+    sa.Column("step_id", sa.String(_NAME), nullable=True),
+    # When its files were removed (conveyor gc, artifact delete); the record stays, so versions are never reused.
+    sa.Column("removed", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("name", "version", name="uq_artifact_versions_name_version"),
 )
 

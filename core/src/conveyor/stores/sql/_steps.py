@@ -183,11 +183,15 @@ class StepRunTables(ArtifactTables):
         return self.numbering(transaction, "the outputs of a step")
 
     def get_step_run(self, step_run_id: str) -> StepRunRecord:
-        """A step run by id."""
+        """A step run by id or unique id prefix."""
         with self.read() as conn:
             row = conn.execute(sa.select(_SR).where(_SR.c.id == step_run_id)).first()
         if row is None:
-            raise NotFoundError(f"no step run {step_run_id!r}")
+            full = self.resolve_id("step_run", step_run_id)
+            with self.read() as conn:
+                row = conn.execute(sa.select(_SR).where(_SR.c.id == full)).first()
+            if row is None:
+                raise NotFoundError(f"no step run {step_run_id!r}")
         return to_record(StepRunRecord, row)
 
     def list_step_runs(self, run_id: str) -> list[StepRunRecord]:
