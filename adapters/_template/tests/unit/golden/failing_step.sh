@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# conveyor pipeline "failing_step", deployment c5273d221d27e0710badd135627c0335:
+# conveyor pipeline "failing_step", deployment fc587aad7034ca76f6b0b399cb98cd20:
 # its steps one after another, each through conveyor's step command.
 set -u
 trap 'exit 130' INT TERM
@@ -27,7 +27,7 @@ failed=0
 
 # step "start"
 ok_0=0
-if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment c5273d221d27e0710badd135627c0335 --step start --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment fc587aad7034ca76f6b0b399cb98cd20 --step start --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
   ok_0=1
 else
   failed=1
@@ -36,7 +36,7 @@ fi
 # step "explode"
 ok_1=0
 if [ "$ok_0" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment c5273d221d27e0710badd135627c0335 --step explode --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment fc587aad7034ca76f6b0b399cb98cd20 --step explode --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_1=1
   else
     failed=1
@@ -46,7 +46,7 @@ fi
 # step "after_explode"
 ok_2=0
 if [ "$ok_1" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment c5273d221d27e0710badd135627c0335 --step after_explode --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment fc587aad7034ca76f6b0b399cb98cd20 --step after_explode --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_2=1
   else
     failed=1
@@ -56,7 +56,7 @@ fi
 # step "independent"
 ok_3=0
 if [ "$ok_0" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment c5273d221d27e0710badd135627c0335 --step independent --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment fc587aad7034ca76f6b0b399cb98cd20 --step independent --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_3=1
   else
     failed=1
@@ -64,5 +64,5 @@ if [ "$ok_0" = 1 ]; then
 fi
 
 # Settle what the steps left unsettled (a step that never started is recorded skipped).
-/opt/conveyor/bin/python -m conveyor.runtime finish-run --deployment c5273d221d27e0710badd135627c0335 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID" || failed=1
+/opt/conveyor/bin/python -m conveyor.runtime finish-run --deployment fc587aad7034ca76f6b0b399cb98cd20 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID" || failed=1
 exit "$failed"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# conveyor pipeline "fan_out", deployment 293c0438893d5a21bf637b69628094d2:
+# conveyor pipeline "fan_out", deployment 1d91e0dc5d495fb664d64dddb20b8f2c:
 # its steps one after another, each through conveyor's step command.
 set -u
 trap 'exit 130' INT TERM
@@ -27,7 +27,7 @@ failed=0
 
 # step "source"
 ok_0=0
-if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 293c0438893d5a21bf637b69628094d2 --step source --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 1d91e0dc5d495fb664d64dddb20b8f2c --step source --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
   ok_0=1
 else
   failed=1
@@ -36,7 +36,7 @@ fi
 # step "branch"
 ok_1=0
 if [ "$ok_0" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 293c0438893d5a21bf637b69628094d2 --step branch --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 1d91e0dc5d495fb664d64dddb20b8f2c --step branch --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_1=1
   else
     failed=1
@@ -46,7 +46,7 @@ fi
 # step "branch_2"
 ok_2=0
 if [ "$ok_0" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 293c0438893d5a21bf637b69628094d2 --step branch_2 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 1d91e0dc5d495fb664d64dddb20b8f2c --step branch_2 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_2=1
   else
     failed=1
@@ -56,7 +56,7 @@ fi
 # step "branch_3"
 ok_3=0
 if [ "$ok_0" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 293c0438893d5a21bf637b69628094d2 --step branch_3 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 1d91e0dc5d495fb664d64dddb20b8f2c --step branch_3 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_3=1
   else
     failed=1
@@ -66,7 +66,7 @@ fi
 # step "branch_4"
 ok_4=0
 if [ "$ok_0" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 293c0438893d5a21bf637b69628094d2 --step branch_4 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 1d91e0dc5d495fb664d64dddb20b8f2c --step branch_4 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_4=1
   else
     failed=1
@@ -76,7 +76,7 @@ fi
 # step "join"
 ok_5=0
 if [ "$ok_1" = 1 ] && [ "$ok_2" = 1 ] && [ "$ok_3" = 1 ] && [ "$ok_4" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 293c0438893d5a21bf637b69628094d2 --step join --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 1d91e0dc5d495fb664d64dddb20b8f2c --step join --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_5=1
   else
     failed=1
@@ -86,7 +86,7 @@ fi
 # step "announce"
 ok_6=0
 if [ "$ok_5" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 293c0438893d5a21bf637b69628094d2 --step announce --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 1d91e0dc5d495fb664d64dddb20b8f2c --step announce --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_6=1
   else
     failed=1
@@ -94,5 +94,5 @@ if [ "$ok_5" = 1 ]; then
 fi
 
 # Settle what the steps left unsettled (a step that never started is recorded skipped).
-/opt/conveyor/bin/python -m conveyor.runtime finish-run --deployment 293c0438893d5a21bf637b69628094d2 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID" || failed=1
+/opt/conveyor/bin/python -m conveyor.runtime finish-run --deployment 1d91e0dc5d495fb664d64dddb20b8f2c --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID" || failed=1
 exit "$failed"

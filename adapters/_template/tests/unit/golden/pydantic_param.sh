@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# conveyor pipeline "pydantic_param", deployment 1a831f3137e65f9ec8a2e1f919e91f16:
+# conveyor pipeline "pydantic_param", deployment 8bd57da3aeb9220405b8352d7ffe47ff:
 # its steps one after another, each through conveyor's step command.
 set -u
 trap 'exit 130' INT TERM
@@ -27,7 +27,7 @@ failed=0
 
 # step "data_points"
 ok_0=0
-if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 1a831f3137e65f9ec8a2e1f919e91f16 --step data_points --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 8bd57da3aeb9220405b8352d7ffe47ff --step data_points --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
   ok_0=1
 else
   failed=1
@@ -36,7 +36,7 @@ fi
 # step "train"
 ok_1=0
 if [ "$ok_0" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 1a831f3137e65f9ec8a2e1f919e91f16 --step train --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 8bd57da3aeb9220405b8352d7ffe47ff --step train --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_1=1
   else
     failed=1
@@ -44,5 +44,5 @@ if [ "$ok_0" = 1 ]; then
 fi
 
 # Settle what the steps left unsettled (a step that never started is recorded skipped).
-/opt/conveyor/bin/python -m conveyor.runtime finish-run --deployment 1a831f3137e65f9ec8a2e1f919e91f16 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID" || failed=1
+/opt/conveyor/bin/python -m conveyor.runtime finish-run --deployment 8bd57da3aeb9220405b8352d7ffe47ff --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID" || failed=1
 exit "$failed"

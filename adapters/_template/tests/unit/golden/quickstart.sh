@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# conveyor pipeline "quickstart", deployment d5ad405758de2f8b196ec82def377f67:
+# conveyor pipeline "quickstart", deployment cdfe75f96d5a3afdc87dd9c427d42369:
 # its steps one after another, each through conveyor's step command.
 set -u
 trap 'exit 130' INT TERM
@@ -27,7 +27,7 @@ failed=0
 
 # step "load_data"
 ok_0=0
-if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment d5ad405758de2f8b196ec82def377f67 --step load_data --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment cdfe75f96d5a3afdc87dd9c427d42369 --step load_data --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
   ok_0=1
 else
   failed=1
@@ -36,7 +36,7 @@ fi
 # step "split"
 ok_1=0
 if [ "$ok_0" = 1 ]; then
-  if attempt 1 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment d5ad405758de2f8b196ec82def377f67 --step split --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 1 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment cdfe75f96d5a3afdc87dd9c427d42369 --step split --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_1=1
   else
     failed=1
@@ -46,7 +46,7 @@ fi
 # step "total"
 ok_2=0
 if [ "$ok_1" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment d5ad405758de2f8b196ec82def377f67 --step total --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment cdfe75f96d5a3afdc87dd9c427d42369 --step total --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_2=1
   else
     failed=1
@@ -56,7 +56,7 @@ fi
 # step "total_2"
 ok_3=0
 if [ "$ok_1" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment d5ad405758de2f8b196ec82def377f67 --step total_2 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment cdfe75f96d5a3afdc87dd9c427d42369 --step total_2 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_3=1
   else
     failed=1
@@ -64,5 +64,5 @@ if [ "$ok_1" = 1 ]; then
 fi
 
 # Settle what the steps left unsettled (a step that never started is recorded skipped).
-/opt/conveyor/bin/python -m conveyor.runtime finish-run --deployment d5ad405758de2f8b196ec82def377f67 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID" || failed=1
+/opt/conveyor/bin/python -m conveyor.runtime finish-run --deployment cdfe75f96d5a3afdc87dd9c427d42369 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID" || failed=1
 exit "$failed"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# conveyor pipeline "rich_outputs", deployment 9bc07c352e7dd65ede25c17e3636c3f5:
+# conveyor pipeline "rich_outputs", deployment 5be51b5dcab14396e911c3652d3eb6be:
 # its steps one after another, each through conveyor's step command.
 set -u
 trap 'exit 130' INT TERM
@@ -27,7 +27,7 @@ failed=0
 
 # step "make"
 ok_0=0
-if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 9bc07c352e7dd65ede25c17e3636c3f5 --step make --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 5be51b5dcab14396e911c3652d3eb6be --step make --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
   ok_0=1
 else
   failed=1
@@ -36,7 +36,7 @@ fi
 # step "describe"
 ok_1=0
 if [ "$ok_0" = 1 ]; then
-  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 9bc07c352e7dd65ede25c17e3636c3f5 --step describe --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
+  if attempt 0 0.0 /opt/conveyor/bin/python -m conveyor.runtime run-step --deployment 5be51b5dcab14396e911c3652d3eb6be --step describe --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID"; then
     ok_1=1
   else
     failed=1
@@ -44,5 +44,5 @@ if [ "$ok_0" = 1 ]; then
 fi
 
 # Settle what the steps left unsettled (a step that never started is recorded skipped).
-/opt/conveyor/bin/python -m conveyor.runtime finish-run --deployment 9bc07c352e7dd65ede25c17e3636c3f5 --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID" || failed=1
+/opt/conveyor/bin/python -m conveyor.runtime finish-run --deployment 5be51b5dcab14396e911c3652d3eb6be --run-key template:"$RUN_ID" --orchestrator-run-id "$RUN_ID" || failed=1
 exit "$failed"

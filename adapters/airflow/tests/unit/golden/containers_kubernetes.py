@@ -13,14 +13,14 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from kubernetes.client import models as k8s
 
 CONVEYOR_PIPELINE = 'containers'
-CONVEYOR_DEPLOYMENT = 'f5d5e4dfb255ccc63dde151f79856e46'
+CONVEYOR_DEPLOYMENT = '435b0cfad87bc8cb18b9fb3456802b25'
 
 # Container modes: all tasks of one DAG run share one conveyor run, keyed by Airflow's run id.
 CONTAINER_ENV = {'CONVEYOR_STORE_URL': 'sqlite:////srv/conveyor.db'}
 
 with DAG(
     dag_id='containers',
-    doc_md='conveyor pipeline, deployment `f5d5e4dfb255ccc63dde151f79856e46`',
+    doc_md='conveyor pipeline, deployment `435b0cfad87bc8cb18b9fb3456802b25`',
     schedule=None,
     catchup=False,
     params={'n': 5},
@@ -31,7 +31,7 @@ with DAG(
         task_id='load',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
         cmds=[literal('python')],
-        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('f5d5e4dfb255ccc63dde151f79856e46'), literal('--step'), literal('load'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('435b0cfad87bc8cb18b9fb3456802b25'), literal('--step'), literal('load'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,
@@ -42,7 +42,7 @@ with DAG(
         task_id='train',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
         cmds=[literal('python')],
-        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('f5d5e4dfb255ccc63dde151f79856e46'), literal('--step'), literal('train'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('435b0cfad87bc8cb18b9fb3456802b25'), literal('--step'), literal('train'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,
@@ -59,7 +59,7 @@ with DAG(
         task_id='total',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
         cmds=[literal('python')],
-        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('f5d5e4dfb255ccc63dde151f79856e46'), literal('--step'), literal('total'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('435b0cfad87bc8cb18b9fb3456802b25'), literal('--step'), literal('total'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,
@@ -73,7 +73,7 @@ with DAG(
         task_id='tune',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
         cmds=[literal('python')],
-        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('f5d5e4dfb255ccc63dde151f79856e46'), literal('--step'), literal('tune'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
+        arguments=[literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('435b0cfad87bc8cb18b9fb3456802b25'), literal('--step'), literal('tune'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
         env_vars=literal({**CONTAINER_ENV}),
         namespace=literal('pipelines'),
         in_cluster=True,

@@ -12,7 +12,7 @@ from airflow.sdk import DAG, literal
 from airflow.providers.standard.operators.bash import BashOperator
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = 'ef207ac7eb542a7d0ff8fb2021bcf2db'
+CONVEYOR_DEPLOYMENT = '07575c0cbc2464053dbafb210eba569f'
 
 # python mode: the task's shell only expands variables; every conveyor value is in `env`.
 RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --params \'{{ dag_run.conf | tojson }}\' --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
@@ -20,7 +20,7 @@ PYTHON_ENV = {'CONVEYOR_PYTHON': '/opt/conveyor/bin/python', 'CONVEYOR_DEPLOYMEN
 
 with DAG(
     dag_id='golden',
-    doc_md='conveyor pipeline, deployment `ef207ac7eb542a7d0ff8fb2021bcf2db`',
+    doc_md='conveyor pipeline, deployment `07575c0cbc2464053dbafb210eba569f`',
     schedule=None,
     catchup=False,
     params={'n': 5},

@@ -13,7 +13,7 @@ from airflow.providers.standard.operators.bash import BashOperator
 from airflow.providers.docker.operators.docker import DockerOperator
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = 'bff7213d7662e30e96d9fc49cdd3a94f'
+CONVEYOR_DEPLOYMENT = 'ea8e5a4b368b6a0d190a53a48c8620fa'
 
 # python mode: the task's shell only expands variables; every conveyor value is in `env`.
 RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --params \'{{ dag_run.conf | tojson }}\' --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
@@ -26,7 +26,7 @@ with DAG(
     dag_id='nightly-golden',
     dag_display_name='golden',
     description='the nightly run',
-    doc_md='conveyor pipeline, deployment `bff7213d7662e30e96d9fc49cdd3a94f`',
+    doc_md='conveyor pipeline, deployment `ea8e5a4b368b6a0d190a53a48c8620fa`',
     schedule='0 6 * * 1-5',
     start_date=datetime.datetime.fromisoformat('2026-01-05T05:00:00+00:00'),
     end_date=datetime.datetime.fromisoformat('2027-01-01T00:00:00+00:00'),
@@ -79,7 +79,7 @@ with DAG(
     tasks['total_2'] = DockerOperator(
         task_id='total_2',
         image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
-        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('bff7213d7662e30e96d9fc49cdd3a94f'), literal('--step'), literal('total_2'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
+        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('run-step'), literal('--deployment'), literal('ea8e5a4b368b6a0d190a53a48c8620fa'), literal('--step'), literal('total_2'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--image'), literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'), literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
         environment=literal({**CONTAINER_ENV}),
         docker_url='unix://var/run/docker.sock',
         network_mode='host',

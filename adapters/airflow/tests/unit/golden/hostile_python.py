@@ -12,7 +12,7 @@ from airflow.sdk import DAG, literal
 from airflow.providers.standard.operators.bash import BashOperator
 
 CONVEYOR_PIPELINE = 'evil pipeline.v2 ünï 0'
-CONVEYOR_DEPLOYMENT = 'a9f44e3b97527e60f5f068ffd5e208c6'
+CONVEYOR_DEPLOYMENT = 'd5ad5efd73e676aac0eca6562018de87'
 
 # python mode: the task's shell only expands variables; every conveyor value is in `env`.
 RUN_STEP = 'exec "$CONVEYOR_PYTHON" -m conveyor.runtime run-step --deployment "$CONVEYOR_DEPLOYMENT" --step "$CONVEYOR_STEP" --run-key "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID" --params \'{{ dag_run.conf | tojson }}\' --orchestrator-run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
@@ -21,7 +21,7 @@ PYTHON_ENV = {'CONVEYOR_PYTHON': '/opt/conveyor/bin/python', 'CONVEYOR_DEPLOYMEN
 with DAG(
     dag_id='evil_pipeline.v2__n__0',
     dag_display_name='evil pipeline.v2 ünï 0',
-    doc_md='conveyor pipeline, deployment `a9f44e3b97527e60f5f068ffd5e208c6`',
+    doc_md='conveyor pipeline, deployment `d5ad5efd73e676aac0eca6562018de87`',
     schedule=None,
     catchup=False,
     params={'n': 2, 'note': 'x\'); __import__(\'os\').system(\'touch "$CONVEYOR_CANARY"\'); (\'$(touch "$CONVEYOR_CANARY")'},

@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'failing_step'
-CONVEYOR_DEPLOYMENT = 'a3f879d2338a31ac583aef5e95fa1cd1'
+CONVEYOR_DEPLOYMENT = '76f40fe9c9eabee3fa8cae1613c00b68'
 JOB_NAME = 'failing_step'
 JOB = {
-    'description': "conveyor pipeline 'failing_step', deployment a3f879d2338a31ac583aef5e95fa1cd1",
-    'tags': {'conveyor/deployment': 'a3f879d2338a31ac583aef5e95fa1cd1'},
+    'description': "conveyor pipeline 'failing_step', deployment 76f40fe9c9eabee3fa8cae1613c00b68",
+    'tags': {'conveyor/deployment': '76f40fe9c9eabee3fa8cae1613c00b68'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'a3f879d2338a31ac583aef5e95fa1cd1',
+        '76f40fe9c9eabee3fa8cae1613c00b68',
         '--step',
         STEP,
         '--run-key',
@@ -134,7 +134,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'a3f879d2338a31ac583aef5e95fa1cd1',
+        '76f40fe9c9eabee3fa8cae1613c00b68',
         '--run-key',
         ('dagster:', RUN_ID),
         '--orchestrator-run-id',

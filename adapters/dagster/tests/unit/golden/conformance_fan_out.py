@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'fan_out'
-CONVEYOR_DEPLOYMENT = 'c6af747f96c051646121b4ef6f0e3571'
+CONVEYOR_DEPLOYMENT = '107066dc6b40b243af38222bb90a92a0'
 JOB_NAME = 'fan_out'
 JOB = {
-    'description': "conveyor pipeline 'fan_out', deployment c6af747f96c051646121b4ef6f0e3571",
-    'tags': {'conveyor/deployment': 'c6af747f96c051646121b4ef6f0e3571'},
+    'description': "conveyor pipeline 'fan_out', deployment 107066dc6b40b243af38222bb90a92a0",
+    'tags': {'conveyor/deployment': '107066dc6b40b243af38222bb90a92a0'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'c6af747f96c051646121b4ef6f0e3571',
+        '107066dc6b40b243af38222bb90a92a0',
         '--step',
         STEP,
         '--run-key',
@@ -175,7 +175,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'c6af747f96c051646121b4ef6f0e3571',
+        '107066dc6b40b243af38222bb90a92a0',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

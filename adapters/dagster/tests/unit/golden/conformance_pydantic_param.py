@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'pydantic_param'
-CONVEYOR_DEPLOYMENT = '82631d2560fee34d2c1ba6a0b793b6e3'
+CONVEYOR_DEPLOYMENT = 'fc20fbf4ec387ee1f92793fc5b901e40'
 JOB_NAME = 'pydantic_param'
 JOB = {
-    'description': "conveyor pipeline 'pydantic_param', deployment 82631d2560fee34d2c1ba6a0b793b6e3",
-    'tags': {'conveyor/deployment': '82631d2560fee34d2c1ba6a0b793b6e3'},
+    'description': "conveyor pipeline 'pydantic_param', deployment fc20fbf4ec387ee1f92793fc5b901e40",
+    'tags': {'conveyor/deployment': 'fc20fbf4ec387ee1f92793fc5b901e40'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '82631d2560fee34d2c1ba6a0b793b6e3',
+        'fc20fbf4ec387ee1f92793fc5b901e40',
         '--step',
         STEP,
         '--run-key',
@@ -112,7 +112,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '82631d2560fee34d2c1ba6a0b793b6e3',
+        'fc20fbf4ec387ee1f92793fc5b901e40',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

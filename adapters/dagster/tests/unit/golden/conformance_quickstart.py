@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'quickstart'
-CONVEYOR_DEPLOYMENT = 'f8c34f6bc83783b82103838a1c057536'
+CONVEYOR_DEPLOYMENT = '8a9a2b9a7851c24a1b532ca674773596'
 JOB_NAME = 'quickstart'
 JOB = {
-    'description': "conveyor pipeline 'quickstart', deployment f8c34f6bc83783b82103838a1c057536",
-    'tags': {'conveyor/deployment': 'f8c34f6bc83783b82103838a1c057536'},
+    'description': "conveyor pipeline 'quickstart', deployment 8a9a2b9a7851c24a1b532ca674773596",
+    'tags': {'conveyor/deployment': '8a9a2b9a7851c24a1b532ca674773596'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'f8c34f6bc83783b82103838a1c057536',
+        '8a9a2b9a7851c24a1b532ca674773596',
         '--step',
         STEP,
         '--run-key',
@@ -136,7 +136,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'f8c34f6bc83783b82103838a1c057536',
+        '8a9a2b9a7851c24a1b532ca674773596',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'rich_outputs'
-CONVEYOR_DEPLOYMENT = '1bea60925d155a37d78c05c49a4d8357'
+CONVEYOR_DEPLOYMENT = '9430b23e4a448cc6c661f33ae45b4008'
 JOB_NAME = 'rich_outputs'
 JOB = {
-    'description': "conveyor pipeline 'rich_outputs', deployment 1bea60925d155a37d78c05c49a4d8357",
-    'tags': {'conveyor/deployment': '1bea60925d155a37d78c05c49a4d8357'},
+    'description': "conveyor pipeline 'rich_outputs', deployment 9430b23e4a448cc6c661f33ae45b4008",
+    'tags': {'conveyor/deployment': '9430b23e4a448cc6c661f33ae45b4008'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '1bea60925d155a37d78c05c49a4d8357',
+        '9430b23e4a448cc6c661f33ae45b4008',
         '--step',
         STEP,
         '--run-key',
@@ -110,7 +110,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '1bea60925d155a37d78c05c49a4d8357',
+        '9430b23e4a448cc6c661f33ae45b4008',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

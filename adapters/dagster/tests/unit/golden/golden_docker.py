@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = 'f69644a87514911eacb36cf031bcc873'
+CONVEYOR_DEPLOYMENT = 'f9c008986e1cae2f1b7d87773c85c905'
 JOB_NAME = 'golden'
 JOB = {
-    'description': "conveyor pipeline 'golden', deployment f69644a87514911eacb36cf031bcc873",
-    'tags': {'owner': 'data-team', 'conveyor/deployment': 'f69644a87514911eacb36cf031bcc873'},
+    'description': "conveyor pipeline 'golden', deployment f9c008986e1cae2f1b7d87773c85c905",
+    'tags': {'owner': 'data-team', 'conveyor/deployment': 'f9c008986e1cae2f1b7d87773c85c905'},
     'executor': {'max_concurrent': 4, 'start_method': {'forkserver': {}}},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'f69644a87514911eacb36cf031bcc873',
+        'f9c008986e1cae2f1b7d87773c85c905',
         '--step',
         STEP,
         '--run-key',
@@ -140,7 +140,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'f69644a87514911eacb36cf031bcc873',
+        'f9c008986e1cae2f1b7d87773c85c905',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

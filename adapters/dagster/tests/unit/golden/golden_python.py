@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = '1eebc75bb7c5aeac227accbb01ebdd62'
+CONVEYOR_DEPLOYMENT = '27f3df95c8011a8380f2274e30544c94'
 JOB_NAME = 'golden'
 JOB = {
-    'description': "conveyor pipeline 'golden', deployment 1eebc75bb7c5aeac227accbb01ebdd62",
-    'tags': {'owner': 'data-team', 'conveyor/deployment': '1eebc75bb7c5aeac227accbb01ebdd62'},
+    'description': "conveyor pipeline 'golden', deployment 27f3df95c8011a8380f2274e30544c94",
+    'tags': {'owner': 'data-team', 'conveyor/deployment': '27f3df95c8011a8380f2274e30544c94'},
     'executor': {'max_concurrent': 4},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '1eebc75bb7c5aeac227accbb01ebdd62',
+        '27f3df95c8011a8380f2274e30544c94',
         '--step',
         STEP,
         '--run-key',
@@ -138,7 +138,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '1eebc75bb7c5aeac227accbb01ebdd62',
+        '27f3df95c8011a8380f2274e30544c94',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'golden'
-CONVEYOR_DEPLOYMENT = 'a475fa5acd2dbea71bc1ec43bb878ec0'
+CONVEYOR_DEPLOYMENT = '5784d46881ea0e5ecda82f838e8200d4'
 JOB_NAME = 'nightly_golden'
 JOB = {
     'description': 'the nightly run',
-    'tags': {'team': 'ml', 'dagster/max_runtime': '3600', 'conveyor/deployment': 'a475fa5acd2dbea71bc1ec43bb878ec0'},
+    'tags': {'team': 'ml', 'dagster/max_runtime': '3600', 'conveyor/deployment': '5784d46881ea0e5ecda82f838e8200d4'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'a475fa5acd2dbea71bc1ec43bb878ec0',
+        '5784d46881ea0e5ecda82f838e8200d4',
         '--step',
         STEP,
         '--run-key',
@@ -80,7 +80,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'a475fa5acd2dbea71bc1ec43bb878ec0',
+        '5784d46881ea0e5ecda82f838e8200d4',
         '--step',
         STEP,
         '--run-key',
@@ -158,7 +158,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'a475fa5acd2dbea71bc1ec43bb878ec0',
+        '5784d46881ea0e5ecda82f838e8200d4',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

@@ -33,13 +33,13 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'hostile'
-CONVEYOR_DEPLOYMENT = '9ad97c7e5fe4afa5fc768213e3f64488'
+CONVEYOR_DEPLOYMENT = 'e49a8ba18758bb7ba659f7749b49247b'
 JOB_NAME = 'hostile'
 JOB = {
     'description': '"""\n__import__(\'os\').system(\'touch "$CONVEYOR_CANARY"\')\n"""',
     'tags': {
         'note': '{{ run_id }}{% if True %}{{ job_name }}{% endif %}${CONVEYOR_CANARY}',
-        'conveyor/deployment': '9ad97c7e5fe4afa5fc768213e3f64488',
+        'conveyor/deployment': 'e49a8ba18758bb7ba659f7749b49247b',
     },
     'executor': {},
 }
@@ -63,7 +63,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        '9ad97c7e5fe4afa5fc768213e3f64488',
+        'e49a8ba18758bb7ba659f7749b49247b',
         '--step',
         STEP,
         '--run-key',
@@ -118,7 +118,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        '9ad97c7e5fe4afa5fc768213e3f64488',
+        'e49a8ba18758bb7ba659f7749b49247b',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',

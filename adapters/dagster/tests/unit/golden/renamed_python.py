@@ -33,11 +33,11 @@ class Param(Slot):
 RUN_ID, STEP, IMAGE = Slot("run_id"), Slot("step"), Slot("image")
 
 CONVEYOR_PIPELINE = 'my pipeline v2.0'
-CONVEYOR_DEPLOYMENT = 'c6d1ab7f5f3bdbbddad40d5bc246fca0'
+CONVEYOR_DEPLOYMENT = '035aa73ad784fb1acc94a21b84f156f1'
 JOB_NAME = 'my_pipeline_v2_0_0676f58437'
 JOB = {
-    'description': "conveyor pipeline 'my pipeline v2.0', deployment c6d1ab7f5f3bdbbddad40d5bc246fca0",
-    'tags': {'conveyor/deployment': 'c6d1ab7f5f3bdbbddad40d5bc246fca0'},
+    'description': "conveyor pipeline 'my pipeline v2.0', deployment 035aa73ad784fb1acc94a21b84f156f1",
+    'tags': {'conveyor/deployment': '035aa73ad784fb1acc94a21b84f156f1'},
     'executor': {},
 }
 # The pipeline's parameters: the defaults of the `conveyor` resource's config, which a run can override.
@@ -60,7 +60,7 @@ COMMANDS = {
         'conveyor.runtime',
         'run-step',
         '--deployment',
-        'c6d1ab7f5f3bdbbddad40d5bc246fca0',
+        '035aa73ad784fb1acc94a21b84f156f1',
         '--step',
         STEP,
         '--run-key',
@@ -123,7 +123,7 @@ FINISH = {
         'conveyor.runtime',
         'finish-run',
         '--deployment',
-        'c6d1ab7f5f3bdbbddad40d5bc246fca0',
+        '035aa73ad784fb1acc94a21b84f156f1',
         '--run-key',
         ('dagster:', RUN_ID),
         '--param',
