@@ -88,15 +88,16 @@ def test_composing_outside_a_pipeline_and_bad_arguments_are_one_line(composed) -
 def test_a_pipeline_parameter_at_the_top_of_a_run_config_says_where_it_goes(composed, repo: Path) -> None:
     config = repo / "run.yaml"
     config.write_text("n: 30\nenable_cache: false\n")
+    # A config that cannot be read is raised when the pipeline is traced (so a run still fires its failure hooks).
     with pytest.raises(ConfigError) as err:
-        composed.training.with_options(config_path=config)
+        composed.training.with_options(config_path=config).trace()
     assert str(err.value) == (
         f"run config {config}: 'n' is a pipeline parameter; pipeline parameters go under parameters: "
         "(write parameters: {n: 30})"
     )
     config.write_text("enable_cahce: false\n")
     with pytest.raises(ConfigError, match="unknown key 'enable_cahce'.*did you mean 'enable_cache'"):
-        composed.training.with_options(config_path=config)
+        composed.training.with_options(config_path=config).trace()
 
 
 def test_zenml_placeholders_in_a_run_name_are_filled(composed, repo: Path) -> None:
