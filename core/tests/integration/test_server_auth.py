@@ -170,6 +170,50 @@ def test_model_calls_keep_to_the_run_of_a_token_and_aliases_name_who_moved_them(
     assert [e.moved_by for e in world.admin.list_model_alias_events("churn")] == ["edna"]
 
 
+def test_hook_invocations_keep_to_the_run_of_a_token(world: World) -> None:
+    run, other = world.run, world.other
+    step_store = RestStore(world.server.url, token=world.token)
+    try:
+        # A step claims, finishes and reads its own run's hooks; a second claim of the same hook gets nothing.
+        claim = step_store.claim_hook_invocation("scoped", run.id, "use", "failure", 0, "hooks:alert")
+        assert claim is not None
+        assert step_store.claim_hook_invocation("scoped", run.id, "use", "failure", 0, "hooks:alert") is None
+        step_store.finish_hook_invocation(claim, "failed", error="boom")
+        [mine] = step_store.list_hook_invocations(run.id)
+        assert (mine.id, mine.step_id, mine.status, mine.error) == (claim, "use", "failed", "boom")
+        assert mine.ended is not None and mine.ended >= mine.started
+        # Another run's hooks, hooks of no run, and another run's invocation: refused, and nothing changes.
+        for claim_other in (other.id, None):
+            with pytest.raises(PermissionDeniedError, match="may not record hooks of other runs"):
+                step_store.claim_hook_invocation("scoped", claim_other, None, "success", 0, "hooks:alert")
+        theirs = world.admin.claim_hook_invocation("scoped", other.id, None, "success", 0, "hooks:alert")
+        assert theirs is not None
+        with pytest.raises(PermissionDeniedError):
+            step_store.finish_hook_invocation(theirs, "completed")
+        for run_id in (other.id, None):
+            with pytest.raises(PermissionDeniedError):
+                step_store.list_hook_invocations(run_id, pipeline_name="scoped")
+    finally:
+        step_store.close()
+    [record] = world.admin.list_hook_invocations(other.id)
+    assert (record.id, record.step_id, record.status, record.ended) == (theirs, None, "running", None)
+    # A viewer reads hooks and records none; an editor records the hooks of a run that was never created.
+    viewer = world.server.create_user("vi", "viewer")
+    claim_body = {"pipeline_name": "scoped", "event": "failure", "position": 0, "hook": "hooks:alert"}
+    assert world.status("GET", f"/api/hook-invocations?run_id={run.id}", token=viewer) == 200
+    assert world.status("POST", "/api/hook-invocations", claim_body, token=viewer) == 403
+    assert world.status("POST", f"/api/hook-invocations/{theirs}/finish", {"status": "failed"}, token=viewer) == 403
+    orphan = world.admin.claim_hook_invocation("scoped", None, None, "failure", 0, "hooks:alert")
+    assert orphan is not None
+    world.admin.finish_hook_invocation(orphan, "completed")
+    assert [(h.id, h.run_id, h.status) for h in world.admin.list_hook_invocations(None, pipeline_name="scoped")] == [
+        (orphan, None, "completed")
+    ]
+    # Bodies the store could not hold are refused before they reach it.
+    for bad in ({**claim_body, "event": "maybe"}, {**claim_body, "position": -1}, {**claim_body, "extra": 1}):
+        assert world.status("POST", "/api/hook-invocations", bad, token=world.server.admin_key) == 422
+
+
 def test_a_run_token_stops_when_its_run_settles(world: World) -> None:
     assert world.status("GET", f"/api/runs/{world.run.id}") == 200
     assert world.admin.settle_run(world.run.id, RunStatus.COMPLETED)

@@ -60,6 +60,7 @@ _DATA_TABLES = (
     "step_run_outputs",
     "artifact_versions",
     "step_runs",
+    "hook_invocations",
     "pipeline_runs",
     "deployments",
     "pipelines",

@@ -196,6 +196,12 @@ class Server:
         with self.store.read() as conn:
             return conn.execute(sa.select(t.step_runs.c.run_id).where(t.step_runs.c.id == step_run_id)).scalar()
 
+    def run_of_hook_invocation(self, invocation_id: str) -> str | None:
+        """The run a hook invocation belongs to (None for one without a run, or an unknown id)."""
+        h = t.hook_invocations
+        with self.store.read() as conn:
+            return conn.execute(sa.select(h.c.run_id).where(h.c.id == invocation_id)).scalar()
+
     def artifact_in_run(self, artifact_id: str, run_id: str) -> bool:
         """Whether a run made or read an artifact."""
         sr = t.step_runs
@@ -606,6 +612,44 @@ def create_app(settings: ServerSettings) -> FastAPI:
             reader(p, "look up the cache")
         hits = st.find_cached(cache_key, limit)
         return _json([{"step_run": dump(r), "outputs": dump(o)} for r, o in hits])
+
+    # -- hook invocations --------------------------------------------------------------------
+    @app.post("/api/hook-invocations", response_model=m.HookClaimOut, tags=["hooks"])
+    def claim_hook_invocation(request: Request, body: m.HookClaimIn) -> Response:
+        """Claim a hook before it runs (``id`` null: another process claimed it first)."""
+        p = principal(request)
+        writer(p, "record hooks")
+        # A step token records only its own run's hooks; hooks of a run that was never created are the launcher's.
+        if p.is_run and body.run_id != p.run_id:
+            raise _denied(p, "record hooks of other runs")
+        claim = st.claim_hook_invocation(
+            body.pipeline_name, body.run_id, body.step_id, body.event, body.position, body.hook
+        )
+        return _json({"id": claim})
+
+    @app.post("/api/hook-invocations/{invocation_id}/finish", status_code=204, tags=["hooks"])
+    def finish_hook_invocation(request: Request, invocation_id: str, body: m.HookFinishIn) -> Response:
+        """Record how a claimed hook ended."""
+        p = principal(request)
+        writer(p, "record hooks")
+        if p.is_run and server.run_of_hook_invocation(invocation_id) != p.run_id:
+            raise _denied(p, "record hooks of other runs")
+        st.finish_hook_invocation(invocation_id, body.status, error=body.error)
+        return Response(status_code=204)
+
+    @app.get("/api/hook-invocations", response_model=list[m.HookInvocationOut], tags=["hooks"])
+    def list_hook_invocations(
+        request: Request,
+        run_id: str | None = None,
+        pipeline_name: str | None = Query(default=None, max_length=255),
+    ) -> Response:
+        """A run's hook invocations, or (without ``run_id``) a pipeline's that had no run, in the order they started."""
+        p = principal(request)
+        if not p.is_run:
+            reader(p, "read hook invocations")
+        elif run_id != p.run_id:
+            raise _denied(p, "read hooks of other runs")
+        return _json(dump(st.list_hook_invocations(run_id, pipeline_name=pipeline_name)))
 
     # -- artifacts ---------------------------------------------------------------------------
     @app.post("/api/artifacts", response_model=m.ArtifactOut, tags=["artifacts"])

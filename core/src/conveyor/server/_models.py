@@ -117,6 +117,22 @@ class ArtifactOut(Model):
     manifest: Optional[dict[str, int]] = None
 
 
+class HookInvocationOut(Model):
+    """One run of a hook."""
+
+    id: str
+    run_id: Optional[str]
+    pipeline_name: str
+    step_id: Optional[str]
+    event: str
+    position: int
+    hook: str
+    status: str
+    started: datetime
+    ended: Optional[datetime]
+    error: Optional[str]
+
+
 class ModelOut(Model):
     """A model of the model control plane."""
 
@@ -440,6 +456,30 @@ class StepFinishIn(Model):
     inputs: Links = {}
     outputs: Links = {}
     values: StepRunValues
+
+
+class HookClaimIn(Model):
+    """A hook about to run: which one, for which run and step."""
+
+    pipeline_name: Name
+    run_id: Optional[Id] = None
+    step_id: Optional[Name] = None
+    event: Literal["success", "failure"]
+    position: Count
+    hook: Text1k
+
+
+class HookClaimOut(Model):
+    """The claimed invocation's id, or null when another process claimed the hook first."""
+
+    id: Optional[str]
+
+
+class HookFinishIn(Model):
+    """How a claimed hook ended."""
+
+    status: Literal["completed", "failed"]
+    error: Optional[Text] = None
 
 
 class ArtifactValues(Model):

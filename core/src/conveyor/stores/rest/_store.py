@@ -12,6 +12,7 @@ from conveyor.stores._interface import MetadataStore
 from conveyor.stores._records import (
     ArtifactRecord,
     ComponentRecord,
+    HookInvocationRecord,
     ModelAliasEventRecord,
     ModelRecord,
     ModelVersionLinkRecord,
@@ -258,6 +259,33 @@ class RestStore(MetadataStore):
             (load(StepRunRecord, hit["step_run"]), {k: load(ArtifactRecord, v) for k, v in hit["outputs"].items()})
             for hit in found
         ]
+
+    # -- hook invocations ----------------------------------------------------------------
+    def claim_hook_invocation(
+        self, pipeline_name: str, run_id: str | None, step_id: str | None, event: str, position: int, hook: str
+    ) -> str | None:
+        """Record that a hook is about to run; returns the invocation's id, or None when it was claimed already."""
+        body = {
+            "pipeline_name": pipeline_name,
+            "run_id": run_id,
+            "step_id": step_id,
+            "event": event,
+            "position": position,
+            "hook": hook,
+        }
+        claim = self._post("/api/hook-invocations", body)["id"]
+        return None if claim is None else str(claim)
+
+    def finish_hook_invocation(self, invocation_id: str, status: str, error: str | None = None) -> None:
+        """Record how a claimed hook ended: ``completed``, or ``failed`` with its error line."""
+        self._post(f"/api/hook-invocations/{segment(invocation_id)}/finish", {"status": status, "error": error})
+
+    def list_hook_invocations(
+        self, run_id: str | None, *, pipeline_name: str | None = None
+    ) -> list[HookInvocationRecord]:
+        """The hook invocations of a run (or of a pipeline's runs that were never created), in the order they started."""
+        found = self._get("/api/hook-invocations", run_id=run_id, pipeline_name=pipeline_name)
+        return [load(HookInvocationRecord, r) for r in found]
 
     # -- artifacts -----------------------------------------------------------------------
     def create_artifact_version(self, **values: Any) -> ArtifactRecord:
