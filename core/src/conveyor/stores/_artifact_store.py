@@ -298,6 +298,8 @@ class LocalArtifactStore(ArtifactStore):
 
     def __init__(self, path: str, storage_options: dict[str, Any] | None = None) -> None:
         super().__init__(os.path.abspath(os.path.expanduser(path)), storage_options)
+        # Resolved once: every read and write checks containment against it.
+        self._real_path = os.path.realpath(self.path)
 
     def join(self, *parts: str) -> str:
         root = self.path
@@ -307,20 +309,12 @@ class LocalArtifactStore(ArtifactStore):
             check_segment(part)
         return os.path.join(root, *parts)
 
-    def _real_root(self) -> str:
-        # The root is resolved once per path: every read and write checks containment against it.
-        cached = getattr(self, "_real_root_of", None)
-        if cached is None or cached[0] != self.path:
-            cached = (self.path, os.path.realpath(self.path))
-            self._real_root_of = cached
-        return cached[1]
-
     def contains(self, uri: str) -> bool:
         if not isinstance(uri, str) or "\0" in uri or not os.path.isabs(uri):
             return False
         # Lexically (no ".." can climb out) and after symlinks (no link can lead out).
         inside = (os.path.normpath(uri), os.path.realpath(uri))
-        roots = (self.path, self._real_root())
+        roots = (self.path, self._real_path)
         return all(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for p, r in zip(inside, roots, strict=True))
 
     def _check_removable(self, uri: str) -> None:

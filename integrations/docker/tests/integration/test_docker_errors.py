@@ -72,7 +72,8 @@ def test_build_error_shows_the_tail_of_the_build_log_and_leaves_no_layers(
     assert len(text.splitlines()) < 40
     made = {i.id for i in docker_daemon.images.list(all=True)} - images_before
     assert not made, "a failed build must not leave layers behind"
-    left = {c.id for c in docker_daemon.containers.list(all=True, filters={"status": "exited"})} - containers_before
+    exited = docker_daemon.containers.list(all=True, filters={"ancestor": base_image, "status": "exited"})
+    left = {c.id for c in exited} - containers_before
     assert not left, "a failed build must not leave its intermediate containers behind"
 
 
