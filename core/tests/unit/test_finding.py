@@ -72,6 +72,9 @@ def test_runs_are_found_by_name_id_prefix_and_latest(two) -> None:
     assert "Artifact:" in ok("artifact", "describe", artifact.id[:6])
 
 
+@pytest.mark.sql_store(
+    "it makes this process's SQL store give two runs ids with one prefix; a server makes its own ids"
+)
 def test_a_prefix_that_fits_several_or_none_is_one_line(two, monkeypatch: pytest.MonkeyPatch) -> None:
     from conveyor.stores import new_id
 

@@ -489,11 +489,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
         pipeline_id: str | None = None,
         limit: int | None = Query(default=None, ge=0, le=1_000_000),
         status: str | None = None,
+        tag: list[str] = Query(default=[], max_length=100),
     ) -> Response:
-        """Runs, newest first."""
+        """Runs, newest first (``tag``, repeated: only runs with every one of them)."""
         p = principal(request)
         reader(p, "list runs")
-        return _json(dump(st.list_runs(pipeline_id, limit, status=status)))
+        return _json(dump(st.list_runs(pipeline_id, limit, status=status, tags=tag)))
 
     @app.get("/api/runs/{run_id}", response_model=m.RunOut, tags=["runs"])
     def get_run(request: Request, run_id: str) -> Response:
@@ -505,6 +506,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if p.is_run and record.id != p.run_id:
             raise _denied(p, "read other runs")
         return _json(dump(record))
+
+    @app.post("/api/runs/{run_id}/tags", response_model=m.TagsOut, tags=["runs"])
+    def tag_run(request: Request, run_id: str, body: m.TagsIn) -> Response:
+        """Add and remove tags of a run; answers its tags."""
+        p = principal(request)
+        writer(p, "tag runs")
+        run_only(p, run_id, "tag other runs")
+        return _json({"tags": list(st.tag_run(run_id, add=body.add, remove=body.remove))})
+
+    @app.delete("/api/runs/{run_id}", response_model=m.DeletedRunOut, tags=["runs"])
+    def delete_run(request: Request, run_id: str, force: bool = False) -> Response:
+        """Delete a run with its step runs; answers the log files nothing else refers to."""
+        p = principal(request)
+        p.require("editor", "delete runs")
+        return _json({"logs": st.delete_run(run_id, force=force)})
 
     # -- step runs -------------------------------------------------------------------------
     @app.post("/api/runs/{run_id}/steps/{step_id}/start", response_model=m.StepRunOut, tags=["steps"])
@@ -660,11 +676,25 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.create_artifact_version(**body.values.model_dump(exclude_unset=True))))
 
     @app.get("/api/artifacts", response_model=list[m.ArtifactOut], tags=["artifacts"])
-    def list_artifacts(request: Request, name: str | None = None) -> Response:
-        """Artifact versions, newest first."""
+    def list_artifacts(
+        request: Request,
+        name: str | None = None,
+        pipeline: str | None = None,
+        step: str | None = None,
+        limit: int | None = Query(default=None, ge=0, le=1_000_000),
+        removed: bool = False,
+    ) -> Response:
+        """Artifact versions, newest first (``removed``: with those whose files were removed)."""
         p = principal(request)
         reader(p, "list artifacts")
-        return _json(dump(st.list_artifacts(name)))
+        return _json(dump(st.list_artifacts(name, pipeline=pipeline, step=step, limit=limit, removed=removed)))
+
+    @app.get("/api/artifacts/unreferenced", response_model=list[m.ArtifactOut], tags=["artifacts"])
+    def unreferenced_artifacts(request: Request) -> Response:
+        """Artifacts no run uses any more whose files are still there (what ``conveyor gc`` removes)."""
+        p = principal(request)
+        reader(p, "list artifacts")
+        return _json(dump(st.unreferenced_artifacts()))
 
     @app.get("/api/artifacts/{artifact_id}", response_model=m.ArtifactOut, tags=["artifacts"])
     def get_artifact(request: Request, artifact_id: str) -> Response:
@@ -683,6 +713,29 @@ def create_app(settings: ServerSettings) -> FastAPI:
         p = principal(request)
         reader(p, "read artifacts")
         return _json(dump(st.artifact_consumers(artifact_id)))
+
+    @app.get("/api/artifacts/{artifact_id}/runs", response_model=list[m.RunOut], tags=["artifacts"])
+    def runs_using_artifact(request: Request, artifact_id: str) -> Response:
+        """Runs that made, read or reused an artifact, newest first."""
+        p = principal(request)
+        reader(p, "read artifacts")
+        return _json(dump(st.runs_using_artifact(artifact_id)))
+
+    @app.post("/api/artifacts/{artifact_id}/removed", status_code=204, tags=["artifacts"])
+    def mark_artifact_removed(request: Request, artifact_id: str) -> Response:
+        """Record that an artifact's files were removed (its record stays)."""
+        p = principal(request)
+        p.require("editor", "remove artifacts")
+        st.mark_artifact_removed(artifact_id)
+        return Response(status_code=204)
+
+    # -- ids ---------------------------------------------------------------------------------
+    @app.get("/api/ids/{kind}/{ref}", response_model=m.IdOut, tags=["ids"])
+    def resolve_id(request: Request, kind: str, ref: str) -> Response:
+        """The full id of the record of ``kind`` (run, artifact, step_run) whose id starts with ``ref``."""
+        p = principal(request)
+        reader(p, "look up ids")
+        return _json({"id": st.resolve_id(kind, ref)})
 
     # -- models ------------------------------------------------------------------------------
     # A step reads any model version by reference (it may load one another run produced) but lists
@@ -984,7 +1037,7 @@ def _document_credentials(app: FastAPI) -> None:
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi
 
 
 def _check_step_id(step_id: str) -> None:

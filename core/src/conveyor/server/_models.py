@@ -75,6 +75,7 @@ class RunOut(Model):
     pid_started: Optional[float]
     error: Optional[str]
     extra: Json
+    tags: list[str] = []
 
 
 class StepRunOut(Model):
@@ -115,6 +116,9 @@ class ArtifactOut(Model):
     metadata: Json
     visualizations: Json
     manifest: Optional[dict[str, int]] = None
+    pipeline_name: Optional[str] = None
+    step_id: Optional[str] = None
+    removed: Optional[datetime] = None
 
 
 class HookInvocationOut(Model):
@@ -366,7 +370,9 @@ class RunValues(Model):
 
 
 class NewRunValues(RunValues):
-    """Fields of a new run: what it needs to exist."""
+    """Fields of a new run: what it needs to exist (and the tags it starts with: the store judges them)."""
+
+    tags: Optional[list[Text1k]] = Field(default=None, max_length=1000)
 
     name: Name
     pipeline_id: Id
@@ -394,6 +400,25 @@ class RunUpdateIn(Model):
 
     only_if_status: Optional[Status] = None
     values: RunValues
+
+
+class TagsIn(Model):
+    """Tags to add to a run and tags to remove from it (the store judges each)."""
+
+    add: list[Text1k] = Field(default=[], max_length=1000)
+    remove: list[Text1k] = Field(default=[], max_length=1000)
+
+
+class TagsOut(Model):
+    """A run's tags, sorted."""
+
+    tags: list[str]
+
+
+class DeletedRunOut(Model):
+    """Log files of a deleted run that no remaining step run refers to (the caller removes them)."""
+
+    logs: list[str]
 
 
 class SettleIn(Model):
@@ -496,6 +521,8 @@ class ArtifactValues(Model):
     metadata: Json = {}
     visualizations: Json = {}
     manifest: Optional[dict[Text2k, Count]] = None
+    pipeline_name: Optional[Name] = None
+    step_id: Optional[Name] = None
 
 
 class ArtifactIn(Model):

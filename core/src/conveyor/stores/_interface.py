@@ -9,7 +9,7 @@ picks one by the URL's scheme. Nothing here imports SQLAlchemy.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.stores._records import (
@@ -47,6 +47,25 @@ MIN_ID_PREFIX = 4
 
 LATEST = "latest"
 """What names the newest run wherever a run is named (``conveyor run describe latest``)."""
+
+
+def check_tags(tags: Iterable[str]) -> list[str]:
+    """Tags, each checked against the naming rule, without duplicates (every store checks them the same way).
+
+    Raises:
+        ConfigError: a tag the naming rule refuses.
+    """
+    from conveyor.exceptions import ConfigError
+    from conveyor.ir import NAME_RULE, name_problem, shown
+
+    out: list[str] = []
+    for tag in tags:
+        problem = name_problem(tag) if isinstance(tag, str) else "is not text"
+        if problem is not None:
+            raise ConfigError(f"tag {shown(tag) if isinstance(tag, str) else repr(tag)} {problem}", NAME_RULE)
+        if tag not in out:
+            out.append(tag)
+    return out
 
 
 class MetadataStore(abc.ABC):

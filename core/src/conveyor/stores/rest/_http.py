@@ -145,7 +145,8 @@ class ServerConnection:
         """
         target = self._prefix + path
         if query:
-            target += "?" + urlencode({k: _query_value(v) for k, v in query.items() if v is not None})
+            pairs = [(k, _query_value(x)) for k, v in query.items() for x in (v if isinstance(v, list) else [v])]
+            target += "?" + urlencode([(k, x) for k, x in pairs if x is not None])
         headers = {
             "Accept": "application/json",
             API_HEADER: str(API_VERSION),
@@ -220,7 +221,9 @@ class ServerConnection:
         return f"log in again: conveyor login {self.url}"
 
 
-def _query_value(value: Any) -> str:
+def _query_value(value: Any) -> str | None:
+    if value is None:
+        return None
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

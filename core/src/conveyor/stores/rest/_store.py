@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.constants import ENV_API_KEY, ENV_SERVER
-from conveyor.stores._interface import MetadataStore
+from conveyor.stores._interface import MetadataStore, check_tags
 from conveyor.stores._records import (
     ArtifactRecord,
     ComponentRecord,
@@ -140,6 +140,8 @@ class RestStore(MetadataStore):
     # -- runs ----------------------------------------------------------------------------
     def create_run(self, **values: Any) -> RunRecord:
         """Insert a pipeline run."""
+        if values.get("tags"):
+            values["tags"] = check_tags(values["tags"])
         return load(RunRecord, self._post("/api/runs", {"values": dump_values(values)}))
 
     def join_run(self, run_key: str, **values: Any) -> RunRecord:
@@ -169,11 +171,28 @@ class RestStore(MetadataStore):
         return load(RunRecord, self._get(f"/api/runs/{segment(run_id)}"))
 
     def list_runs(
-        self, pipeline_id: str | None = None, limit: int | None = None, *, status: str | None = None
+        self,
+        pipeline_id: str | None = None,
+        limit: int | None = None,
+        *,
+        status: str | None = None,
+        tags: Sequence[str] = (),
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally of one pipeline or with one status."""
-        runs = self._get("/api/runs", pipeline_id=pipeline_id, limit=limit, status=status)
+        """Runs, newest first, optionally of one pipeline, with one status, or with every tag of ``tags``."""
+        tag = list(dict.fromkeys(tags))
+        runs = self._get("/api/runs", pipeline_id=pipeline_id, limit=limit, status=status, tag=tag)
         return [load(RunRecord, r) for r in runs]
+
+    def tag_run(self, run_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> tuple[str, ...]:
+        """Add and remove tags of a run; returns its tags, sorted."""
+        # Tags to add get the SQL store's one-line error before anything is sent.
+        body = {"add": check_tags(add), "remove": list(remove)}
+        answer = self._post(f"/api/runs/{segment(run_id)}/tags", body)
+        return tuple(answer["tags"])
+
+    def delete_run(self, run_id: str, *, force: bool = False) -> list[str]:
+        """Delete a run with its step runs; returns its log files that nothing else refers to."""
+        return list(self.http.request("DELETE", f"/api/runs/{segment(run_id)}", query={"force": force})["logs"])
 
     # -- step runs -----------------------------------------------------------------------
     def _step_path(self, run_id: str, step_id: str, action: str) -> str:
@@ -296,9 +315,34 @@ class RestStore(MetadataStore):
         """An artifact version by id."""
         return load(ArtifactRecord, self._get(f"/api/artifacts/{segment(artifact_id)}"))
 
-    def list_artifacts(self, name: str | None = None) -> list[ArtifactRecord]:
+    def list_artifacts(
+        self,
+        name: str | None = None,
+        *,
+        pipeline: str | None = None,
+        step: str | None = None,
+        limit: int | None = None,
+        removed: bool = False,
+    ) -> list[ArtifactRecord]:
         """Artifact versions, newest first."""
-        return [load(ArtifactRecord, a) for a in self._get("/api/artifacts", name=name)]
+        found = self._get("/api/artifacts", name=name, pipeline=pipeline, step=step, limit=limit, removed=removed)
+        return [load(ArtifactRecord, a) for a in found]
+
+    def runs_using_artifact(self, artifact_id: str) -> list[RunRecord]:
+        """Runs that made, read or reused (from the cache) this artifact, newest first."""
+        return [load(RunRecord, r) for r in self._get(f"/api/artifacts/{segment(artifact_id)}/runs")]
+
+    def unreferenced_artifacts(self) -> list[ArtifactRecord]:
+        """Artifacts no run uses any more, files not yet removed."""
+        return [load(ArtifactRecord, a) for a in self._get("/api/artifacts/unreferenced")]
+
+    def mark_artifact_removed(self, artifact_id: str) -> None:
+        """Record that an artifact's files were removed."""
+        self._post(f"/api/artifacts/{segment(artifact_id)}/removed")
+
+    def resolve_id(self, kind: str, ref: str) -> str:
+        """The full id of the record of ``kind`` whose id is ``ref`` or starts with it."""
+        return str(self._get(f"/api/ids/{segment(kind)}/{segment(ref)}")["id"])
 
     def artifact_consumers(self, artifact_id: str) -> list[StepRunRecord]:
         """Step runs that took this artifact as an input."""

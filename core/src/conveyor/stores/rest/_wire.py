@@ -10,11 +10,11 @@ from dataclasses import fields, is_dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from conveyor.stores._records import ComponentRecord, StackRecord
+from conveyor.stores._records import ComponentRecord, RunRecord, StackRecord
 
 R = TypeVar("R")
 
-_TIMES = frozenset({"created", "started", "ended", "updated"})
+_TIMES = frozenset({"created", "started", "ended", "updated", "removed"})
 
 
 def dump(value: Any) -> Any:
@@ -55,6 +55,8 @@ def load(cls: type[R], data: dict[str, Any]) -> R:
         if f.name in data:
             raw = data[f.name]
             values[f.name] = when(raw) if f.name in _TIMES else raw
+    if isinstance(values.get("tags"), list) and cls is RunRecord:
+        values["tags"] = tuple(values["tags"])
     return cls(**values)
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from conveyor.exceptions import NotFoundError, StoreError
-from conveyor.stores._interface import LATEST
+from conveyor.stores._interface import LATEST, check_tags
 from conveyor.stores._records import RunRecord, RunStatus, new_id, now
 from conveyor.stores.sql import _schema as t
 from conveyor.stores.sql._engine import to_record
@@ -21,25 +21,6 @@ _RUNS = t.pipeline_runs
 _TAGS = t.run_tags
 _SR = t.step_runs
 _CHUNK = 500  # ids per IN (...) list: SQLite's and the servers' limits on bound parameters are far above
-
-
-def check_tags(tags: Iterable[str]) -> list[str]:
-    """Tags, each checked against the naming rule, without duplicates.
-
-    Raises:
-        ConfigError: a tag the naming rule refuses.
-    """
-    from conveyor.exceptions import ConfigError
-    from conveyor.ir import NAME_RULE, name_problem, shown
-
-    out: list[str] = []
-    for tag in tags:
-        problem = name_problem(tag) if isinstance(tag, str) else "is not text"
-        if problem is not None:
-            raise ConfigError(f"tag {shown(tag) if isinstance(tag, str) else repr(tag)} {problem}", NAME_RULE)
-        if tag not in out:
-            out.append(tag)
-    return out
 
 
 def _tags_of(conn: sa.Connection, run_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
