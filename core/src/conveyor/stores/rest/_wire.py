@@ -55,8 +55,9 @@ def load(cls: type[R], data: dict[str, Any]) -> R:
         if f.name in data:
             raw = data[f.name]
             values[f.name] = when(raw) if f.name in _TIMES else raw
-    if isinstance(values.get("tags"), list) and cls is RunRecord:
-        values["tags"] = tuple(values["tags"])
+    tags = values.get("tags")
+    if cls is RunRecord and isinstance(tags, list):
+        values["tags"] = tuple(tags)
     return cls(**values)
 
 
