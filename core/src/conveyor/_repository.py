@@ -17,10 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.constants import (
     ENV_REPOSITORY,
-    ENV_SERVER,
     ENV_STACK,
     ENV_STEP_ENTRYPOINT,
-    ENV_STORE_URL,
     REPOSITORY_DIR,
 )
 from conveyor.exceptions import ConfigError
@@ -93,9 +91,9 @@ class Repository:
     def existing(cls) -> Repository:
         """The repository of the working folder (or ``CONVEYOR_REPOSITORY``); never creates one.
 
-        With ``CONVEYOR_STORE_URL`` or ``CONVEYOR_SERVER`` set, a folder without
-        ``.conveyor/`` still reads that store (a team store needs no local folder); only
-        changing the local config then needs a repository.
+        With ``CONVEYOR_STORE_URL`` or ``CONVEYOR_SERVER`` set, or a server profile
+        active, a folder without ``.conveyor/`` still reads that store (a team store
+        needs no local folder); only changing the local config then needs a repository.
 
         Raises:
             NoRepositoryError: there is none, and no store URL is set.
@@ -103,7 +101,9 @@ class Repository:
         repo = cls.find()
         if repo is not None and repo.dir.is_dir():
             return repo
-        if os.environ.get(ENV_STORE_URL) or os.environ.get(ENV_SERVER):
+        from conveyor.stores import store_target
+
+        if store_target(None).url:  # a store URL, a server, or a server profile: no folder needed
             return repo or cls(Path(os.getcwd()))
         raise no_repository(repo)
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from conveyor import Client
 from conveyor.client import close_stores
 from conveyor.exceptions import ConfigError, ConveyorError, DefinitionError, NotFoundError, StepFailedError
+from conveyor.runtime import MAX_METADATA_BYTES
 from conveyor_testing.strategies import hostile_text, names
 from tests_support import BEFORE_MODELS, MODEL_PIPELINES, as_json, fails, ok, race_for_versions, write_module
 
@@ -584,6 +585,9 @@ def test_hostile_metadata_round_trips_through_the_store_or_is_refused(repo: Path
     except ConfigError as exc:
         if exc.message.startswith("metadata key"):
             assert not key or not key.isprintable() or len(key) > 255
+        elif exc.message.startswith("the metadata logged come to"):  # the size limit, counted as stored
+            stored = json.dumps({key: value}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            assert len(stored.encode()) > MAX_METADATA_BYTES
         else:  # text no database keeps, anywhere in the value
             assert "\\u0000" in json.dumps(value) and "NUL character" in exc.message
         assert "\n" not in exc.message.replace("'\\n'", "")
