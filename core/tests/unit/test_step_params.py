@@ -16,6 +16,20 @@ from conveyor.exceptions import ConveyorError
 from conveyor.runtime._main import _overrides, _param_items, main
 
 
+def _step_command(*argv: str) -> int:
+    """The step command as an engine's task runs it: a process of its own (on a server, it holds only its
+    run's token while it runs)."""
+    from conveyor.client import close_stores
+
+    key = os.environ.get("CONVEYOR_API_KEY")
+    try:
+        return main(list(argv))
+    finally:
+        close_stores()
+        if key is not None:
+            os.environ["CONVEYOR_API_KEY"] = key
+
+
 def _items(params: str | None, *param: str) -> list[str]:
     return _param_items(argparse.Namespace(param=list(param), params=params))
 
@@ -31,10 +45,10 @@ def test_a_run_config_overrides_the_recorded_parameters(repo: Path, examples_pat
     os.environ["CONVEYOR_SOURCE_ROOT"] = str(examples_path)
     try:
         args = ["run-step", "--deployment", deployment.id, "--step", "load_data", "--run-key", "engine:1"]
-        assert main([*args, "--params", json.dumps({"n": 6})]) == 0
+        assert _step_command(*args, "--params", json.dumps({"n": 6})) == 0
         # An engine with no config for the run (Airflow renders None as null) keeps the recorded values.
-        assert main([*args[:-1], "engine:2", "--params", "null"]) == 0
-        assert main([*args[:-1], "engine:3", "--params", json.dumps({"m": 1})]) == 2
+        assert _step_command(*args[:-1], "engine:2", "--params", "null") == 0
+        assert _step_command(*args[:-1], "engine:3", "--params", json.dumps({"m": 1})) == 2
     finally:
         del os.environ["CONVEYOR_SOURCE_ROOT"]
         os.environ.pop("CONVEYOR_STEP_ENTRYPOINT", None)

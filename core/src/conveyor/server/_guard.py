@@ -147,5 +147,5 @@ class RequestGuard:
                 f"this conveyor ({client_version}, API {theirs}) is older than the server ({self.version}, "
                 f"API {self.api_version})"
             )
-            hint = f"upgrade conveyor here: pip install -U conveyor (the server runs {self.version})"
+            hint = f"install conveyor {self.version} here, as the server runs (from a clone of it: pip install ./core)"
         return _problem(400, message, hint, "ServerVersionError")
