@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import airflow_test_pipelines as tp
@@ -212,7 +213,8 @@ def test_kubernetes_pods_carry_image_command_resources_and_selectors(repo: Path,
     assert bag.import_errors == {}
     dag = bag.get_dag("containers")
     deployment_id = dag.doc_md.split("`")[1]
-    context = {"dag": dag, "run_id": "manual__2026-01-01", "ds": "2026-01-01"}
+    # A DAG run triggered without a config: the pipeline's parameters reach the step command as "{}".
+    context = {"dag": dag, "run_id": "manual__2026-01-01", "ds": "2026-01-01", "dag_run": SimpleNamespace(conf={})}
     pods = {}
     for step_id in ("train", "tune"):
         task = dag.get_task(step_id)
@@ -227,6 +229,7 @@ def test_kubernetes_pods_carry_image_command_resources_and_selectors(repo: Path,
         "train",
         run_key="airflow:containers:manual__2026-01-01",
         image="registry.example/conveyor:1",
+        params_json="{}",
         orchestrator_run_id="manual__2026-01-01",
     )
     assert {e.name: e.value for e in train.env} == {"CONVEYOR_STORE_URL": f"sqlite:///{repo}/.conveyor/conveyor.db"}
