@@ -268,11 +268,14 @@ def airflow(session: nox.Session) -> None:
         "-e",
         "./core",
         "-e",
-        "./testing[docker]",
+        "./testing[docker,mlflow]",
         "-e",
         "./adapters/airflow",
         "-e",
         "./integrations/docker",
+        # The experiment tracker on a remote engine: its steps run in this interpreter, next to a real `mlflow server`.
+        "-e",
+        "./integrations/mlflow",
     )
     _pytest(session, "adapters/airflow/tests")
 
