@@ -383,12 +383,13 @@ def mlflow(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def pandera(session: nox.Session) -> None:
-    """conveyor-pandera: the data validator and the validation step on pandas DataFrames."""
+    """conveyor-pandera: the data validator and the validation step on pandas DataFrames, its report on the dashboard."""
+    # [server]: `conveyor ui` shows the validation report.
     _install(
         session,
         *PYTEST,
         "-e",
-        "./core",
+        "./core[server]",
         "-e",
         "./testing",
         "-e",
