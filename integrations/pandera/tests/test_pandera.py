@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -200,11 +204,6 @@ def test_hostile_values_stay_inside_their_table_cell_and_are_escaped_in_html(val
 
 @pytest.mark.integration
 def test_the_report_is_shown_on_the_dashboard(repo: Path) -> None:
-    import os
-    import re
-    import sys
-    import urllib.request
-
     from conveyor_testing.processes import free_port, spawn_server, stop_server, wait_for_http
 
     write_module(repo, "trips_pipe", PIPE)
