@@ -268,11 +268,14 @@ def airflow(session: nox.Session) -> None:
         "-e",
         "./core",
         "-e",
-        "./testing[docker]",
+        "./testing[docker,mlflow]",
         "-e",
         "./adapters/airflow",
         "-e",
         "./integrations/docker",
+        # The experiment tracker on a remote engine: its steps run in this interpreter, next to a real `mlflow server`.
+        "-e",
+        "./integrations/mlflow",
     )
     _pytest(session, "adapters/airflow/tests")
 
@@ -380,12 +383,13 @@ def mlflow(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def pandera(session: nox.Session) -> None:
-    """conveyor-pandera: the data validator and the validation step on pandas DataFrames."""
+    """conveyor-pandera: the data validator and the validation step on pandas DataFrames, its report on the dashboard."""
+    # [server]: `conveyor ui` shows the validation report.
     _install(
         session,
         *PYTEST,
         "-e",
-        "./core",
+        "./core[server]",
         "-e",
         "./testing",
         "-e",

@@ -7,20 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from conveyor_testing import fresh_repository
+
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh conveyor repository in a temporary folder, which is also the working folder."""
-    from conveyor.client import close_stores
+    """A fresh conveyor repository in a temporary folder (the working folder, on sys.path), with no MLflow settings.
 
-    root = tmp_path / "repo"
-    root.mkdir()
-    monkeypatch.setenv("CONVEYOR_REPOSITORY", str(root))
-    for name in ("CONVEYOR_STORE_URL", "CONVEYOR_STACK", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
+    MLflow's own settings would send the steps' runs elsewhere; telemetry stays off in every process the test starts.
+    """
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    monkeypatch.chdir(root)
-    monkeypatch.syspath_prepend(str(root))  # user code written into the repository imports
-    close_stores()
-    yield root
-    close_stores()
+    with fresh_repository(tmp_path / "repo", monkeypatch) as root:
+        yield root

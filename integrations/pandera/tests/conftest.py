@@ -7,19 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from conveyor_testing import fresh_repository
+
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh conveyor repository in a temporary folder, which is also the working folder."""
-    from conveyor.client import close_stores
-
-    root = tmp_path / "repo"
-    root.mkdir()
-    monkeypatch.setenv("CONVEYOR_REPOSITORY", str(root))
-    for name in ("CONVEYOR_STORE_URL", "CONVEYOR_STACK"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(root)
-    monkeypatch.syspath_prepend(str(root))  # user code written into the repository imports
-    close_stores()
-    yield root
-    close_stores()
+    """A fresh conveyor repository in a temporary folder, which is also the working folder and on sys.path."""
+    with fresh_repository(tmp_path / "repo", monkeypatch) as root:
+        yield root

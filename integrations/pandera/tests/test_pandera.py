@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -196,3 +200,38 @@ def test_hostile_values_stay_inside_their_table_cell_and_are_escaped_in_html(val
     html = report.to_html()
     assert "<script" not in html.replace("&lt;script", "")
     assert html.count("<tr>") == len(report.failures) + 1
+
+
+@pytest.mark.integration
+def test_the_report_is_shown_on_the_dashboard(repo: Path) -> None:
+    from conveyor_testing.processes import free_port, spawn_server, stop_server, wait_for_http
+
+    write_module(repo, "trips_pipe", PIPE)
+    import trips_pipe
+
+    report = trips_pipe.lenient_pipe().steps["check_trips"].outputs["report"]
+    port = free_port()
+    log = repo / "ui.log"
+    ui = spawn_server(
+        [sys.executable, "-m", "conveyor.cli", "ui", "--port", str(port), "--no-browser"],
+        log_path=log,
+        cwd=repo,
+        env=dict(os.environ),
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base}/runs", proc=ui, what="conveyor ui", log_path=log, timeout=120)
+        with urllib.request.urlopen(f"{base}/artifacts/{report.id}", timeout=30) as response:  # noqa: S310 - 127.0.0.1
+            page = response.read().decode()
+        # The Markdown view, rendered in the page: the failing check and its row.
+        assert "INVALID" in page and "rome" in page and "isin(" in page
+        views = sorted(set(re.findall(rf"/artifacts/{report.id}/views/(\d+)", page)))
+        assert views, page
+        bodies = []
+        for index in views:
+            with urllib.request.urlopen(f"{base}/artifacts/{report.id}/views/{index}", timeout=30) as response:  # noqa: S310
+                assert "sandbox" in response.headers["Content-Security-Policy"]
+                bodies.append(response.read().decode())
+        assert any("<table" in body and "rome" in body for body in bodies)  # the HTML view, served sandboxed
+    finally:
+        stop_server(ui)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
@@ -141,6 +142,16 @@ def test_services_are_managed_processes(mlops_stack: Any, mlflow_tracking_uri: s
         _predict(first.url, [[5.1, 3.5, 1.4, 0.2]])
     assert _predict(second.url, [[5.1, 3.5, 1.4, 0.2]]) == [0]
 
+    # A replacement that never becomes healthy (its model cannot load) leaves the running service serving.
+    broken = repo / "broken-model"
+    shutil.copytree(_service("churn")["config"]["model_path"], broken)
+    (broken / "model.skops").write_bytes(b"not a model")
+    with pytest.raises(ConveyorError, match="service 'churn' exited while starting"):
+        deployer.deploy(str(broken), name="churn", replace=True)
+    assert [s.id for s in deployer.list_services()] == [second.id]
+    assert _service("churn")["status"] == "running"
+    assert _predict(second.url, [[6.7, 3.0, 5.2, 2.3]]) == [2]
+
     # A process that died shows as stopped, never as running; start brings it back as it was.
     os.killpg(second.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -148,6 +159,20 @@ def test_services_are_managed_processes(mlops_stack: Any, mlflow_tracking_uri: s
         time.sleep(0.2)
     assert _service(second.id)["status"] == "stopped"
     assert "stopped" in cli("service", "list")
+
+    # Its PID given to another process since: that process is not the service, and stopping the service spares it.
+    import subprocess
+
+    record_file = Path(_service(second.id)["log_file"]).with_name("service.json")
+    other = subprocess.Popen(["sleep", "120"])
+    try:
+        record_file.write_text(json.dumps({**json.loads(record_file.read_text()), "pid": other.pid}))
+        assert _service(second.id)["status"] == "stopped"
+        cli("service", "stop", second.id)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
     assert "Started service 'churn'" in cli("service", "start", second.id[:8])
     again = _service("churn")
     assert again["status"] == "running" and again["port"] == second.port and again["pid"] != second.pid

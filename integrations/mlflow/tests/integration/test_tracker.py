@@ -118,6 +118,21 @@ def test_each_step_run_is_a_nested_mlflow_run_under_the_pipeline_run(
     assert {r.info.experiment_id for r in again_runs} == {train.info.experiment_id}
 
 
+def test_a_local_store_needs_no_server(repo: Path) -> None:
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
+    write_module(repo, "churn_pipe", PIPE)
+    _stack(uri, "process")
+    import churn_pipe
+
+    run = churn_pipe.churn(c=0.25)
+    assert run.status == "completed"
+    runs = {r.data.tags.get("conveyor.step_id", "(pipeline)"): r for r in _runs(uri, "churn", run.id)}
+    assert set(runs) == {"(pipeline)", "train", "evaluate"}
+    assert runs["train"].data.params == {"C": "0.25"}
+    assert runs["train"].data.tags["mlflow.parentRunId"] == runs["(pipeline)"].info.run_id
+    assert f"run {runs['train'].info.run_id}" in cli("run", "describe", run.name)
+
+
 def test_an_unreachable_server_fails_the_step_in_one_line_before_its_body(repo: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
