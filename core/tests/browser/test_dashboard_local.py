@@ -63,10 +63,10 @@ def test_quickstart_run_page_shows_its_dag_and_split_not_cached_on_the_second_ru
     assert "splitting 20 numbers" in panel.locator("pre.log").inner_text()
     assert "2 allowed" in panel.inner_text()  # retries=2 in the quickstart
     outputs = panel.locator("ul.links").nth(1).locator("a")
-    assert sorted(outputs.all_inner_texts()) == ["even v2", "odd v2"]
+    assert sorted(outputs.all_inner_texts()) == ["demo::split::even v2", "demo::split::odd v2"]
     screenshot(page, "run-step-panel")
 
-    panel.get_by_role("link", name="even v2").click()
+    panel.get_by_role("link", name="demo::split::even v2").click()
     page.wait_for_selector("dl.facts")
     facts = page.locator("dl.facts").inner_text()
     assert "builtins:list" in facts
@@ -129,7 +129,10 @@ def test_a_running_step_shows_its_lines_before_it_ends(ui: str, local_repo: Loca
         screenshot(page, "live-logs")
         assert proc.wait(timeout=60) == 0
         wait_until(lambda: page.locator("#run-status").inner_text() == "completed", 10.0)
-        assert page.locator("#logs pre.log .line").count() == 20
+        # The log view polls on its own (every second): it brings in the last lines, then stops.
+        wait_until(lambda: page.locator("#logs").get_attribute("data-running") == "false", 5.0)
+        assert lines.all_inner_texts() == [f"tick {i}" for i in range(20)]
+        assert page.locator("#logs .log-count").inner_text() == "20 lines"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -187,3 +190,153 @@ def test_a_models_page_shows_versions_their_aliases_history_runs_and_artifacts(
     page.locator("#version-2 a", has_text="run").click()
     page.wait_for_selector("svg.dag")
     assert set(_nodes(page)) == {"train"}
+
+
+CHATTY = textwrap.dedent(
+    """
+    from conveyor import pipeline, step
+
+    @step(enable_cache=False)
+    def chatty() -> int:
+        print("<b>bold</b> <img src=x onerror=\\"document.title='x'\\"> & <script>document.title='x'</script>")
+        for i in range(1, 200_000):
+            print(f"line {i:06d}")
+        return 0
+
+    @pipeline(name="chatty", enable_cache=False)
+    def chatty_pipeline() -> None:
+        chatty()
+
+    if __name__ == "__main__":
+        chatty_pipeline()
+    """
+)
+
+MAX_ROWS = 150
+"""Rows the log view may draw at once: the lines in view and a margin, whatever the log's length."""
+
+
+def _rows(page: Any) -> list[str]:
+    return page.locator("#logs pre.log > span").all_inner_texts()
+
+
+def _numbers_in_view(page: Any) -> list[int]:
+    """Numbers of the ``line NNNNNN`` rows inside the log's scroll area (a gap still being fetched is not a line).
+
+    Read in one call: the view redraws its rows as it scrolls.
+    """
+    rows = page.eval_on_selector(
+        "#logs .log-scroll",
+        """el => { const b = el.getBoundingClientRect();
+          return [...el.querySelectorAll('pre.log > span.line')]
+            .filter(s => { const r = s.getBoundingClientRect(); return r.top >= b.top - 1 && r.bottom <= b.bottom + 1; })
+            .map(s => s.textContent); }""",
+    )
+    return [int(text.split()[1]) if text.startswith("line ") else 0 for text in rows]
+
+
+def test_a_step_that_printed_200000_lines_opens_fast_and_scrolls_from_end_to_end(
+    ui: str, local_repo: LocalRepo, page: Any
+) -> None:
+    script = local_repo.path / "chatty.py"
+    script.write_text(CHATTY)
+    local_repo.python(script)
+    page.goto(ui + "/runs?pipeline=chatty")
+    run_path = page.locator("tr.run-row a").first.get_attribute("href")
+
+    started = time.monotonic()
+    page.goto(f"{ui}{run_path}?step=chatty")
+    last = page.locator("#logs pre.log .line", has_text="line 199999")
+    last.wait_for()
+    opened = time.monotonic() - started
+    title = page.title()
+    assert opened < 3.0, f"the step's page took {opened:.2f} s"
+    assert page.locator("#logs .log-count").inner_text() == "200,000 lines"
+    # It opens at the end, and draws only what is in view (plus a margin), not 200,000 rows.
+    wait_until(lambda: _numbers_in_view(page)[-1:] == [199999], 5.0)
+    assert len(_rows(page)) <= MAX_ROWS
+    screenshot(page, "long-log-end")
+
+    # The keyboard takes it to the first line: fetched by range, drawn as text (never as markup).
+    view = page.locator("#logs .log-scroll")
+    view.focus()
+    page.keyboard.press("Home")
+    first = page.locator("#logs pre.log .line").first
+    wait_until(lambda: first.inner_text().startswith("<b>bold</b>"), 5.0)
+    assert first.inner_text() == (
+        "<b>bold</b> <img src=x onerror=\"document.title='x'\"> & <script>document.title='x'</script>"
+    )
+    assert page.locator("#logs pre.log b, #logs pre.log img, #logs pre.log script").count() == 0
+    assert len(_rows(page)) <= MAX_ROWS
+
+    # The middle: the lines in view are consecutive, and where the scroll bar says they are.
+    view.evaluate("el => { el.scrollTop = el.scrollHeight / 2; }")
+    wait_until(lambda: bool(_numbers_in_view(page)) and "…" not in _rows(page), 5.0)
+    middle = _numbers_in_view(page)
+    assert middle == list(range(middle[0], middle[0] + len(middle))) and len(middle) >= 20
+    assert 99_000 < middle[0] < 101_000, middle[0]
+    assert len(_rows(page)) <= MAX_ROWS
+    screenshot(page, "long-log-middle")
+
+    page.keyboard.press("End")
+    wait_until(lambda: _numbers_in_view(page)[-1:] == [199999], 5.0)
+    assert len(_rows(page)) <= MAX_ROWS
+    assert page.title() == title
+
+
+CACHEY = textwrap.dedent(
+    """
+    import time
+    from conveyor import pipeline, step
+
+    @step
+    def load(n: int) -> list[int]:
+        time.sleep(1.5)
+        return list(range(n))
+
+    @step(enable_cache=False)
+    def total(numbers: list[int]) -> int:
+        return sum(numbers)
+
+    @pipeline(name="cachey")
+    def cachey(n: int = 7) -> None:
+        total(load(n))
+
+    if __name__ == "__main__":
+        cachey()
+    """
+)
+
+
+def test_a_cached_step_shows_how_long_the_step_run_it_reused_took(ui: str, local_repo: LocalRepo, page: Any) -> None:
+    script = local_repo.path / "cachey.py"
+    script.write_text(CACHEY)
+    local_repo.python(script)
+    local_repo.python(script)
+
+    page.goto(ui + "/runs?pipeline=cachey")
+    first_run = page.locator("tr.run-row").nth(1).get_attribute("data-run")
+    page.locator("tr.run-row a").first.click()
+    meta = page.locator('g.node[data-step="load"] text.meta').text_content()
+    match = re.fullmatch(r"cached \(ran (\d+\.\d) s\)", meta)
+    assert match and float(match.group(1)) >= 1.5, meta
+    assert page.locator('g.node[data-step="load"]').get_attribute("data-cached") == "true"
+    assert re.fullmatch(r"completed · \d+\.\d s", page.locator('g.node[data-step="total"] text.meta').text_content())
+
+    page.locator('g.node[data-step="load"]').click()
+    panel = page.locator("#step-panel")
+    panel.wait_for()
+    took = f"{match.group(1)} s"
+    assert (
+        panel.locator("dd.cached-from").inner_text()
+        == f"cached: no time in this run; it took {took} in run {first_run}"
+    )
+    assert '"n": 7' in panel.locator("pre.json").inner_text()  # the step's parameters
+    assert re.fullmatch(r"[0-9a-f]{16}", panel.locator("dt:text-is('Code version') + dd").inner_text())
+    screenshot(page, "cached-step")
+
+    panel.locator("dd.cached-from a").click()
+    assert page.locator("h1").inner_text() == f"Run {first_run}"
+    assert page.locator("#step-panel").get_attribute("data-step") == "load"
+    assert page.locator("#step-panel dt:text-is('Duration') + dd").inner_text() == took
+    assert page.locator('g.node[data-step="load"] text.meta').text_content() == f"completed · {took}"

@@ -258,3 +258,41 @@ def _has_pipeline(name: str) -> bool:
     except NotFoundError:
         return False
     return True
+
+
+LOG_LINE = st.text(max_size=120).filter(lambda s: "\n" not in s and "\r" not in s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(LOG_LINE, max_size=60), st.booleans(), st.integers(-5, 70), st.integers(-5, 70))
+def test_a_logs_lines_come_back_whole_in_order_and_by_range(
+    lines: list[str], newline_at_end: bool, start: int, count: int
+) -> None:
+    from conveyor.server.dashboard._logs import LogLines
+
+    text = "\n".join(lines) + ("\n" if newline_at_end and lines else "")
+    log = LogLines.parse(text.encode())
+    # Every newline ends a line; what follows the last one is a line too unless it is empty (a step mid-line).
+    expected = text.split("\n")
+    if expected[-1] == "":
+        expected.pop()
+    if newline_at_end:
+        assert expected == lines
+    assert log.total == len(expected)
+    assert log.lines(0, log.total) == expected
+    assert log.lines(start, count) == expected[max(0, start) : max(0, start) + max(0, count)]
+    assert log.skipped == 0
+
+
+def test_a_log_too_long_for_the_page_keeps_its_end_and_cuts_long_lines() -> None:
+    from conveyor.server.dashboard import _logs
+
+    tail = _logs.LogLines.parse(b"rest of a line\nline 1\nline 2\n", truncated=True)
+    assert tail.lines(0, 5) == ["line 1", "line 2"] and tail.skipped == len(b"rest of a line\n")
+    long = _logs.LogLines.parse(("x" * (_logs.LINE_CHARS_SHOWN + 10) + "\nnext").encode())
+    assert long.lines(0, 2) == ["x" * _logs.LINE_CHARS_SHOWN + "…", "next"]
+    many = b"".join(b"%d\n" % i for i in range(_logs.LOG_LINES_SHOWN + 3))
+    shown = _logs.LogLines.parse(many)
+    assert shown.total == _logs.LOG_LINES_SHOWN
+    assert shown.lines(0, 1) == ["3"] and shown.skipped == len(b"0\n1\n2\n")
+    assert shown.lines(shown.total - 1, 5) == [str(_logs.LOG_LINES_SHOWN + 2)]
