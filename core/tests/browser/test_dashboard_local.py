@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import signal
 import textwrap
 import time
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -340,3 +343,186 @@ def test_a_cached_step_shows_how_long_the_step_run_it_reused_took(ui: str, local
     assert page.locator("#step-panel").get_attribute("data-step") == "load"
     assert page.locator("#step-panel dt:text-is('Duration') + dd").inner_text() == took
     assert page.locator('g.node[data-step="load"] text.meta').text_content() == f"completed · {took}"
+
+
+def test_conveyor_ui_prints_its_url_and_listens_on_127_0_0_1_only(ui: str, local_repo: LocalRepo) -> None:
+    port = int(ui.rsplit(":", 1)[1])
+    printed = (local_repo.path / "ui.log").read_text()
+    assert f"at {ui}/ (Ctrl-C stops it)" in printed
+    # The kernel's table of listening sockets: the port is bound to 127.0.0.1 (0100007F), on no other address.
+    listening = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            local, state = row.split()[1], row.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if int(hex_port, 16) == port and state == "0A":  # 0A: LISTEN
+                listening.append(address)
+    assert listening == ["0100007F"]
+
+
+OTHER = textwrap.dedent(
+    """
+    from conveyor import pipeline, step
+
+    @step
+    def hello() -> str:
+        return "hello"
+
+    @pipeline(name="other")
+    def other() -> None:
+        hello()
+
+    if __name__ == "__main__":
+        other()
+    """
+)
+
+
+def _copy_runs(db: Path, pipeline: str, copies: int) -> list[dict[str, Any]]:
+    """``copies`` more runs of ``pipeline`` in the store, made from its real run: one an hour back,
+    statuses in turn, every third tagged ``nightly``. Returns what each copy was given."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{db}")
+    meta = sa.MetaData()
+    runs, pipelines = (sa.Table(n, meta, autoload_with=engine) for n in ("pipeline_runs", "pipelines"))
+    made = []
+    with engine.begin() as conn:
+        pid = conn.execute(sa.select(pipelines.c.id).where(pipelines.c.name == pipeline)).scalar_one()
+        real = conn.execute(sa.select(runs).where(runs.c.pipeline_id == pid)).mappings().one()
+        for n in range(copies):
+            made.append(
+                {
+                    **real,
+                    "id": f"{n:032x}",
+                    "name": f"{pipeline}-copy-{n:02d}",
+                    "run_key": None,
+                    "created": real["created"] - timedelta(hours=n + 1),
+                    "status": ("completed", "failed", "stopped")[n % 3],
+                    "extra": {"tags": ["nightly"] if n % 3 == 0 else ["adhoc"]},
+                }
+            )
+        conn.execute(runs.insert(), made)
+    engine.dispose()
+    return made
+
+
+def test_the_runs_page_pages_and_filters_by_pipeline_status_tag_and_time(
+    ui: str, local_repo: LocalRepo, page: Any
+) -> None:
+    local_repo.python(QUICKSTART)
+    (local_repo.path / "other.py").write_text(OTHER)
+    local_repo.python(local_repo.path / "other.py")
+    copies = _copy_runs(local_repo.path / ".conveyor" / "conveyor.db", "demo", 59)  # 61 runs in all
+
+    page.goto(ui + "/runs")
+    assert page.locator("p.count").inner_text() == "61 runs · page 1 of 2"
+    assert page.locator("tr.run-row").count() == 50
+    assert page.locator("tr.run-row").first.get_attribute("data-run").startswith("other-")
+    page.get_by_role("link", name="Older →").click()
+    assert page.locator("p.count").inner_text() == "61 runs · page 2 of 2"
+    names = [r.get_attribute("data-run") for r in page.locator("tr.run-row").all()]
+    assert names == [c["name"] for c in copies[-11:]]  # oldest last
+    page.get_by_role("link", name="← Newer").click()
+    assert "page 1 of 2" in page.locator("p.count").inner_text()
+
+    def shown() -> set[str]:
+        return {r.get_attribute("data-run") for r in page.locator("tr.run-row").all()}
+
+    page.select_option("select[name=pipeline]", "other")
+    page.click("form.filters button")
+    assert page.locator("p.count").inner_text() == "1 run" and len(shown()) == 1
+    assert next(iter(shown())).startswith("other-")
+
+    page.select_option("select[name=pipeline]", "demo")
+    page.select_option("select[name=status]", "failed")
+    page.click("form.filters button")
+    assert shown() == {c["name"] for c in copies if c["status"] == "failed"}
+    screenshot(page, "runs-filtered")
+
+    page.select_option("select[name=status]", "")
+    page.fill("input[name=tag]", "nightly")
+    page.click("form.filters button")
+    assert shown() == {c["name"] for c in copies if "nightly" in c["extra"]["tags"]}
+    assert all(t == "nightly" for t in page.locator("tr.run-row .tag").all_inner_texts())
+
+    page.fill("input[name=tag]", "")
+    page.select_option("select[name=since]", "24h")
+    page.click("form.filters button")
+    # The real run and the copies made up to 23 hours back.
+    recent = {c["name"] for c in copies[:23]}
+    assert len(shown()) == 24 and recent < shown()
+    assert "since=24h" in page.url and "pipeline=demo" in page.url
+
+
+def test_a_killed_steps_output_stays_on_its_page(ui: str, local_repo: LocalRepo, page: Any) -> None:
+    script = local_repo.path / "slow.py"
+    script.write_text(SLOW)
+    proc = local_repo.python(script, background=True)
+    try:
+        page.goto(ui + "/runs?pipeline=slow")
+        wait_until(lambda: page.reload() is not None and page.locator("tr.run-row").count() == 1, 30.0, every=0.3)
+        page.locator("tr.run-row a").first.click()
+        page.locator('g.node[data-step="ticker"]').click()
+        lines = page.locator("#logs pre.log .line")
+        wait_until(lambda: lines.count() >= 3, 10.0)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    before = lines.all_inner_texts()
+    page.reload()
+    lines.first.wait_for()
+    after = lines.all_inner_texts()
+    assert after[: len(before)] == before and after[:3] == ["tick 0", "tick 1", "tick 2"]
+    assert len(after) < 20  # it was killed before it ended: this is what it printed until then
+
+
+WIDE = textwrap.dedent(
+    """
+    from conveyor import pipeline, step
+
+    @step
+    def source(i: int) -> int:
+        return i
+
+    @step
+    def combine(a: int, b: int) -> int:
+        return a + b
+
+    @pipeline(name="wide", enable_cache=False)
+    def wide(layers: int = 11, width: int = 10) -> None:
+        row = [source(i) for i in range(width)]
+        for _ in range(layers - 1):
+            row = [combine(row[i], row[(i + 1) % width]) for i in range(width)]
+
+    if __name__ == "__main__":
+        wide()
+    """
+)
+
+
+def test_a_graph_of_110_steps_is_drawn_compact_and_focuses_on_a_step_and_its_neighbours(
+    ui: str, local_repo: LocalRepo, page: Any
+) -> None:
+    script = local_repo.path / "wide.py"
+    script.write_text(WIDE)
+    local_repo.python(script)
+    page.goto(ui + "/runs?pipeline=wide")
+    page.locator("tr.run-row a").first.click()
+    nodes = page.locator("svg.dag g.node")
+    assert nodes.count() == 110
+    assert page.locator("svg.dag rect").first.get_attribute("width") == "130"  # compact nodes
+    assert "110 steps." in page.locator("p.focus").inner_text()
+
+    middle = page.locator('g.node[data-step="combine_50"]')
+    middle.click()
+    assert page.locator("#step-panel").get_attribute("data-step") == "combine_50"
+    page.get_by_role("link", name="Focus on combine_50 and its neighbours").click()
+    focused = set(_nodes(page))
+    assert "combine_50" in focused and 5 <= len(focused) <= 25, focused
+    # Every drawn edge joins two drawn steps: the focus is a whole piece of the graph.
+    assert all(a in focused and b in focused for a, b, _ in _edges(page))
+    assert page.locator("#step-panel").get_attribute("data-step") == "combine_50"
+    screenshot(page, "large-dag-focus")
+    page.get_by_role("link", name="Show all steps").click()
+    assert nodes.count() == 110
