@@ -132,6 +132,7 @@ def test_a_running_step_shows_its_lines_before_it_ends(ui: str, local_repo: Loca
         screenshot(page, "live-logs")
         assert proc.wait(timeout=60) == 0
         wait_until(lambda: page.locator("#run-status").inner_text() == "completed", 10.0)
+        assert page.locator('g.node[data-step="ticker"]').get_attribute("data-status") == "completed"
         # The log view polls on its own (every second): it brings in the last lines, then stops.
         wait_until(lambda: page.locator("#logs").get_attribute("data-running") == "false", 5.0)
         assert lines.all_inner_texts() == [f"tick {i}" for i in range(20)]
@@ -526,3 +527,26 @@ def test_a_graph_of_110_steps_is_drawn_compact_and_focuses_on_a_step_and_its_nei
     screenshot(page, "large-dag-focus")
     page.get_by_role("link", name="Show all steps").click()
     assert nodes.count() == 110
+
+
+def test_a_step_that_ran_in_an_image_shows_the_image_and_its_digest(ui: str, local_repo: LocalRepo, page: Any) -> None:
+    import sqlalchemy as sa
+
+    (local_repo.path / "other.py").write_text(OTHER)
+    local_repo.python(local_repo.path / "other.py")
+    # What a containerized orchestrator records for the step: the image it ran, pinned by digest.
+    digest = "sha256:" + "3f" * 32
+    image = f"127.0.0.1:5000/ml/other@{digest}"
+    engine = sa.create_engine(f"sqlite:///{local_repo.path / '.conveyor' / 'conveyor.db'}")
+    steps = sa.Table("step_runs", sa.MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        assert conn.execute(steps.update().where(steps.c.step_id == "hello").values(image=image)).rowcount == 1
+    engine.dispose()
+
+    page.goto(ui + "/runs?pipeline=other")
+    page.locator("tr.run-row a").first.click()
+    page.locator('g.node[data-step="hello"]').click()
+    panel = page.locator("#step-panel")
+    assert panel.locator("dt:text-is('Image') + dd").inner_text() == image
+    assert panel.locator("dt:text-is('Image digest') + dd").inner_text() == digest
+    assert panel.locator("dt:text-is('Retries') + dd").inner_text() == "0 allowed · attempts 1"
