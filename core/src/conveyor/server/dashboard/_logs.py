@@ -12,6 +12,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import accumulate
 
 LOG_BYTES_SHOWN = 64 * 1024 * 1024
 """The end of a log the page can scroll through; earlier bytes are in the whole log (the raw file)."""
@@ -49,15 +50,11 @@ class LogLines:
         if truncated:
             cut = data.find(b"\n") + 1
             skipped, data = cut, data[cut:]
-        starts: array[int] = array("q")
-        if data:
-            starts.append(0)
-        find = data.find
-        pos = find(b"\n")
-        end = len(data)
-        while pos != -1 and pos + 1 < end:
-            starts.append(pos + 1)
-            pos = find(b"\n", pos + 1)
+        parts = data.split(b"\n")
+        if parts[-1] == b"":
+            parts.pop()  # the newline ending the last line starts no line
+        # Each line starts one byte (its newline) after the end of the one before it; summed in C, not in a loop.
+        starts = array("q", accumulate((len(p) + 1 for p in parts[:-1]), initial=0) if parts else ())
         if len(starts) > LOG_LINES_SHOWN:
             starts = starts[-LOG_LINES_SHOWN:]
             skipped += starts[0]
