@@ -129,10 +129,17 @@ def test_a_running_step_shows_its_lines_before_it_ends(ui: str, local_repo: Loca
         assert proc.poll() is None, "the step had already ended"
         assert lines.all_inner_texts()[:5] == [f"tick {i}" for i in range(5)]
         assert page.locator('g.node[data-step="ticker"]').get_attribute("data-status") == "running"
+        assert page.locator("#step-facts dd .status").inner_text() == "running"
+        assert page.locator("#step-facts ul.links").count() == 0  # no output yet
         screenshot(page, "live-logs")
         assert proc.wait(timeout=60) == 0
         wait_until(lambda: page.locator("#run-status").inner_text() == "completed", 10.0)
         assert page.locator('g.node[data-step="ticker"]').get_attribute("data-status") == "completed"
+        # The step's panel follows too: its status, its duration and the output it saved.
+        status = page.locator("#step-facts dd .status")
+        wait_until(lambda: status.inner_text() == "completed", 5.0)
+        assert re.fullmatch(r"\d+\.\d s", page.locator("#step-facts dt:text-is('Duration') + dd").inner_text())
+        assert page.locator("#step-facts ul.links a").all_inner_texts() == ["slow::ticker::output v1"]
         # The log view polls on its own (every second): it brings in the last lines, then stops.
         wait_until(lambda: page.locator("#logs").get_attribute("data-running") == "false", 5.0)
         assert lines.all_inner_texts() == [f"tick {i}" for i in range(20)]

@@ -370,6 +370,15 @@ def mount_dashboard(app: FastAPI, source: DashboardSource) -> None:
             },
         }
 
+    @router.get("/runs/{run_ref}/steps/{step_id}/facts")
+    @guarded
+    def step_facts(request: Request, run_ref: str, step_id: str) -> Response:
+        """The step panel's facts and artifacts (what its page refreshes while the step runs or waits)."""
+        detail, running = step_state(run_ref, step_id)
+        ctx = step_context(detail, step_id)
+        ctx["step_running"] = running
+        return page(request, "_step.html", run=detail.run, **ctx)
+
     def read_log(record: Any, running: bool) -> LogLines:
         if record is None or not record.logs_uri:
             return LogLines.parse(b"")
