@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, screenshot
+from conftest import ROOT, screenshot, wait_until
 
 # A real browser (and, on a server, a real conveyor server) drives every test here.
 pytestmark = [pytest.mark.integration, pytest.mark.server]
@@ -114,6 +114,16 @@ def test_a_run_on_the_server_shows_its_dag_to_a_viewer(server: Any, page: Any, t
     assert "splitting 20 numbers" in page.locator("#step-panel pre.log").inner_text()
     screenshot(page, "server-run")
 
+    page.locator("nav a", has_text="Pipelines").click()
+    row = page.locator("table tbody tr", has=page.locator("a", has_text="demo"))
+    assert row.locator("td").nth(1).inner_text() == "1"  # runs
+    row.locator("a", has_text="demo").first.click()
+    assert page.locator("h1").inner_text() == "Pipeline demo"
+    steps = page.locator("table").first.locator("tbody tr")
+    assert [r.split("\t")[0] for r in steps.all_inner_texts()] == ["load_data", "split", "report"]
+    assert steps.nth(1).locator("td").last.inner_text() == "off"  # split never caches
+    assert page.locator("table.runs tbody tr").count() == 1
+
 
 HOSTILE = """<!doctype html><html><head><title>view</title></head><body><p id="out">waiting</p><script>
 const out = [];
@@ -177,3 +187,119 @@ def test_a_laptop_artifact_folder_on_a_server_is_one_line_with_the_fix(server: A
     assert "Traceback" not in page.content()
     assert page.locator("dl.facts").count() == 1  # the rest of the page is there
     screenshot(page, "server-unreachable-store")
+
+
+def _png(width: int, height: int) -> bytes:
+    """A valid RGB PNG of one colour."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x20\x80\xc0" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+SUMMARY = """# Summary
+
+| column | type |
+|---|---|
+| age | int64 |
+| **name** | <b>str</b> |
+"""
+
+
+def test_an_artifact_page_shows_its_facts_and_renders_its_views(server: Any, page: Any) -> None:
+    folder = server.data_dir / "artifacts" / "viewed" / secrets.token_hex(4)
+    folder.mkdir(parents=True)
+    files = {
+        "data.json": b'"abc"',
+        "summary.md": SUMMARY.encode(),
+        "plot.png": _png(7, 5),
+        "notes.txt": b"a <i>note</i>",
+    }
+    for rel, data in files.items():
+        (folder / rel).write_bytes(data)
+    values = {
+        "name": "viewed",
+        "uri": str(folder),
+        "data_type": "builtins:str",
+        "materializer": "conveyor.materializers:BuiltInMaterializer",
+        "content_hash": "ab" * 32,
+        "visualizations": {"summary.md": "markdown", "plot.png": "png", "notes.txt": "text"},
+        "metadata": {"rows": 3, "columns": ["age", "name"]},
+        "manifest": {rel: len(data) for rel, data in files.items()},
+    }
+    artifact_id = server.api("POST", "/api/artifacts", {"values": values})["id"]
+    name, password = _user(server, "viewer")
+    _login(page, server.url, name, password, next_path=f"/artifacts/{artifact_id}")
+    assert page.locator("main > h1").inner_text() == "Artifact viewed v1"
+    terms, values = page.locator("dl.facts dt").all_inner_texts(), page.locator("dl.facts dd").all_inner_texts()
+    facts = dict(zip(terms, values, strict=True))
+    assert facts["Type"] == "builtins:str"
+    assert facts["Materializer"] == "conveyor.materializers:BuiltInMaterializer"
+    assert facts["Size"] == f"{sum(len(d) for d in files.values())} B"
+    assert facts["Content hash"] == "ab" * 32
+    assert facts["Made by"] == "registered by hand" and facts["Read by"] == "no step yet"
+    assert json.loads(page.locator("pre.json").inner_text()) == {"columns": ["age", "name"], "rows": 3}
+
+    markdown = page.locator("section.view-markdown .markdown")
+    assert markdown.locator("h1").inner_text() == "Summary"
+    assert markdown.locator("th").all_inner_texts() == ["column", "type"]
+    assert markdown.locator("tbody tr").count() == 2
+    assert markdown.locator("strong").inner_text() == "name"
+    assert markdown.locator("b").count() == 0 and "<b>str</b>" in markdown.inner_text()  # markup stays text
+    image = page.locator("section.view-png img")
+    wait_until(lambda: image.evaluate("img => img.complete && img.naturalWidth") == 7, 5.0)
+    assert image.evaluate("img => img.naturalHeight") == 5
+    assert page.locator("section.view-text pre.text").inner_text() == "a <i>note</i>"
+    screenshot(page, "server-artifact-views")
+
+
+def test_the_stacks_page_shows_secret_references_never_values_and_what_other_machines_cannot_reach(
+    server: Any, page: Any
+) -> None:
+    value = "s3cr3t-" + secrets.token_hex(8)
+    secret = f"tracker-{secrets.token_hex(3)}"
+    server.api("POST", "/api/secrets", {"name": secret, "values": {"password": value}})
+    suffix = secrets.token_hex(3)
+    reference = "{{" + secret + ".password}}"
+    made = {
+        "artifact_store": server.api(
+            "POST",
+            "/api/components",
+            {"type": "artifact_store", "flavor": "local", "name": f"shared-{suffix}", "config": {"path": "/srv/a"}},
+        ),
+        "orchestrator": server.api(
+            "POST",
+            "/api/components",
+            {"type": "orchestrator", "flavor": "local", "name": f"here-{suffix}", "config": {}},
+        ),
+        "experiment_tracker": server.api(
+            "POST",
+            "/api/components",
+            {
+                "type": "experiment_tracker",
+                "flavor": "mlflow",
+                "name": f"mlflow-{suffix}",
+                "config": {"tracking_uri": "http://127.0.0.1:5000", "password": reference},
+            },
+        ),
+    }
+    stack = f"team-{suffix}"
+    server.api(
+        "POST", "/api/stacks", {"name": stack, "component_ids": {k: v["id"] for k, v in made.items()}, "create": True}
+    )
+    name, password = _user(server, "viewer")
+    _login(page, server.url, name, password, next_path="/stacks")
+    section = page.locator(f'section.stack[data-stack="{stack}"]')
+    rows = {r.split("\t")[0]: r for r in section.locator("tbody tr").all_inner_texts()}
+    assert set(rows) == {"artifact_store", "experiment_tracker", "orchestrator"}
+    assert reference in rows["experiment_tracker"] and value not in page.content()
+    # /srv/a is not on the server's machine: one line saying so, with what to use instead.
+    assert "the folder /srv/a is not on the server's machine" in rows["artifact_store"]
+    assert "use a shared artifact store (s3 or fsspec) instead" in rows["artifact_store"]
+    assert "runs steps on the machine that starts the run" in rows["orchestrator"]
+    screenshot(page, "server-stacks")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conveyor.server.dashboard._dag import layout, render_svg
@@ -258,3 +260,131 @@ def _has_pipeline(name: str) -> bool:
     except NotFoundError:
         return False
     return True
+
+
+LOG_LINE = st.text(max_size=120).filter(lambda s: "\n" not in s and "\r" not in s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(LOG_LINE, max_size=60), st.booleans(), st.integers(-5, 70), st.integers(-5, 70))
+def test_a_logs_lines_come_back_whole_in_order_and_by_range(
+    lines: list[str], newline_at_end: bool, start: int, count: int
+) -> None:
+    from conveyor.server.dashboard._logs import LogLines
+
+    text = "\n".join(lines) + ("\n" if newline_at_end and lines else "")
+    log = LogLines.parse(text.encode())
+    # Every newline ends a line; what follows the last one is a line too unless it is empty (a step mid-line).
+    expected = text.split("\n")
+    if expected[-1] == "":
+        expected.pop()
+    if newline_at_end:
+        assert expected == lines
+    assert log.total == len(expected)
+    assert log.lines(0, log.total) == expected
+    assert log.lines(start, count) == expected[max(0, start) : max(0, start) + max(0, count)]
+    assert log.skipped == 0
+
+
+def test_a_log_too_long_for_the_page_keeps_its_end_and_cuts_long_lines() -> None:
+    from conveyor.server.dashboard import _logs
+
+    tail = _logs.LogLines.parse(b"rest of a line\nline 1\nline 2\n", truncated=True)
+    assert tail.lines(0, 5) == ["line 1", "line 2"] and tail.skipped == len(b"rest of a line\n")
+    long = _logs.LogLines.parse(("x" * (_logs.LINE_CHARS_SHOWN + 10) + "\nnext").encode())
+    assert long.lines(0, 2) == ["x" * _logs.LINE_CHARS_SHOWN + "…", "next"]
+    many = b"".join(b"%d\n" % i for i in range(_logs.LOG_LINES_SHOWN + 3))
+    shown = _logs.LogLines.parse(many)
+    assert shown.total == _logs.LOG_LINES_SHOWN
+    assert shown.lines(0, 1) == ["3"] and shown.skipped == len(b"0\n1\n2\n")
+    assert shown.lines(shown.total - 1, 5) == [str(_logs.LOG_LINES_SHOWN + 2)]
+
+
+PRINTER = """
+from conveyor import pipeline, step
+
+@step(enable_cache=False)
+def printer() -> int:
+    print("<script>alert(1)</script>")
+    for i in range(1, 2500):
+        print(f"line {i}")
+    return 0
+
+@pipeline(name="printer", enable_cache=False)
+def run_printer() -> None:
+    printer()
+
+if __name__ == "__main__":
+    run_printer()
+"""
+
+
+@pytest.fixture
+def printer_ui(repo: Path) -> Iterator[str]:
+    """``conveyor ui`` over a repository with one run of ``printer`` (2,500 lines of log): its URL."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from conveyor_testing.processes import free_port
+
+    (repo / "printer.py").write_text(PRINTER)
+    subprocess.run([sys.executable, "printer.py"], cwd=repo, check=True, capture_output=True, timeout=120)
+    port = free_port()
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": ""}
+    cmd = [sys.executable, "-m", "conveyor.cli", "ui", "--port", str(port), "--no-browser"]
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "/runs", timeout=2).read()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "conveyor ui did not answer"
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+NUMBERISH = st.one_of(
+    st.integers(-(10**12), 10**12).map(str),
+    st.text(max_size=12),
+    st.sampled_from(["", "1e9", "0x10", " 5", "5 ", "-0", "١٢", "NaN", "9" * 40]),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(NUMBERISH, NUMBERISH, st.one_of(st.just("printer"), st.text(min_size=1, max_size=40)))
+def test_the_log_range_route_answers_any_range_and_step_id_without_failing(
+    printer_ui: str, start: str, count: str, step_id: str
+) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote, urlencode
+
+    from conveyor.server.dashboard._logs import RANGE_LINES_MAX
+
+    with urllib.request.urlopen(printer_ui + "/runs?pipeline=printer") as r:
+        run_name = r.read().decode().split('data-run="', 1)[1].split('"', 1)[0]
+    url = f"{printer_ui}/runs/{quote(run_name, safe='')}/steps/{quote(step_id, safe='')}/logs/lines?"
+    url += urlencode({"start": start, "count": count})
+    if step_id != "printer":
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url)
+        # "no step 'x'", or for an id with a "/" no such page at all: a 404 page either way, never a failure.
+        assert err.value.code == 404 and "<h1>Not found</h1>" in err.value.read().decode()
+        return
+    with urllib.request.urlopen(url) as r:
+        assert r.headers["Content-Type"] == "application/json"
+        body = json.loads(r.read())
+    assert body["total"] == 2500 and body["running"] is False and body["skipped"] == 0
+    assert len(body["lines"]) <= RANGE_LINES_MAX
+    expected = ["<script>alert(1)</script>"] + [f"line {i}" for i in range(1, 2500)]
+    assert body["lines"] == expected[body["start"] : body["start"] + len(body["lines"])]

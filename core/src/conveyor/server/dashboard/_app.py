@@ -22,13 +22,14 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from conveyor.exceptions import AuthenticationError, ConveyorError, NotFoundError, StoreError
 from conveyor.server.dashboard._dag import COMPACT_ABOVE, render_svg
+from conveyor.server.dashboard._logs import RANGE_LINES_MAX, LogCache, LogLines
 from conveyor.server.dashboard._markdown import render_markdown
 from conveyor.server.dashboard._queries import STATUSES, Queries, RunFilter, duration
 from conveyor.stores import RunStatus
@@ -37,8 +38,8 @@ from conveyor.stores.sql import SqlStore
 COOKIE = "conveyor_dashboard"
 """The session cookie of the dashboard on a server (HttpOnly, SameSite=Strict; the API ignores it)."""
 
-LOG_TAIL_LINES = 2000
-"""Lines of a step's log shown on the page (the whole log is one click away)."""
+LOG_TAIL_LINES = 200
+"""Lines at the end of a step's log rendered with the page; the page's script fetches others as they scroll into view."""
 
 MODEL_VERSIONS_SHOWN = 50
 """Versions of a model its page lists, newest first."""
@@ -180,6 +181,7 @@ def mount_dashboard(app: FastAPI, source: DashboardSource) -> None:
     """
     queries = Queries(source.store)
     files = ArtifactFiles(source)
+    logs = LogCache(lambda uri, limit: files.read(uri, limit=limit))
     env = _templates()
     router = APIRouter(include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="dashboard-static")
@@ -333,8 +335,9 @@ def mount_dashboard(app: FastAPI, source: DashboardSource) -> None:
         ctx = run_context(run_ref, request.query_params.get("step"), bool(request.query_params.get("focus")))
         if ctx["selected"]:
             ctx.update(step_context(ctx["detail"], ctx["selected"]))
-            ctx.update(log_context(ctx["record"]))
-            ctx["step_running"] = ctx["step_running"] and ctx["running"]
+            # A step still waiting in a running run gets a log soon: the view polls for it too.
+            ctx["step_running"] = ctx["running"] and (ctx["record"] is None or ctx["step_running"])
+            ctx.update(log_context(ctx["record"], ctx["step_running"]))
         return page(request, "run.html", title=f"Run {ctx['run'].name}", **ctx)
 
     @router.get("/runs/{run_ref}/dag")
@@ -356,35 +359,86 @@ def mount_dashboard(app: FastAPI, source: DashboardSource) -> None:
             "step_outputs": detail.outputs.get(step_id, {}),
             "step_inputs": detail.inputs.get(step_id, {}),
             "step_running": record is not None and record.status == RunStatus.RUNNING,
-            "step_duration": duration(record.started, record.ended, record.status) if record else None,
+            "step_duration": (
+                duration(record.started, record.ended, record.status) if record and not record.cached else None
+            ),
+            "cached_from": detail.cached_from,
+            # The deployment's values, and what this run changed (a step run records only the changes).
+            "params": {
+                **{n: i.value for n, i in spec.inputs.items() if getattr(i, "kind", "") == "parameter"},
+                **(record.parameters if record is not None else {}),
+            },
         }
 
-    def log_context(record: Any) -> dict[str, Any]:
+    @router.get("/runs/{run_ref}/steps/{step_id}/facts")
+    @guarded
+    def step_facts(request: Request, run_ref: str, step_id: str) -> Response:
+        """The step panel's facts and artifacts (what its page refreshes while the step runs or waits)."""
+        detail, running = step_state(run_ref, step_id)
+        ctx = step_context(detail, step_id)
+        ctx["step_running"] = running
+        return page(request, "_step.html", run=detail.run, **ctx)
+
+    def read_log(record: Any, running: bool) -> LogLines:
         if record is None or not record.logs_uri:
-            return {"log_lines": [], "log_total": 0, "log_error": None}
+            return LogLines.parse(b"")
+        return logs.get(record.logs_uri, final=not running and record.status != RunStatus.RUNNING)
+
+    def log_context(record: Any, running: bool) -> dict[str, Any]:
         try:
-            text = files.read(record.logs_uri, limit=4 * 1024 * 1024).decode("utf-8", "replace")
+            found = read_log(record, running)
         except (ConveyorError, OSError) as exc:
             message = exc.message if isinstance(exc, ConveyorError) else f"cannot read the log: {exc}"
             hint = exc.hint if isinstance(exc, ConveyorError) else None
-            return {"log_lines": [], "log_total": 0, "log_error": message, "log_hint": hint}
-        lines = text.splitlines()
-        return {"log_lines": lines[-LOG_TAIL_LINES:], "log_total": len(lines), "log_error": None}
+            return {"log_lines": [], "log_total": 0, "log_first": 0, "log_error": message, "log_hint": hint}
+        first = max(0, found.total - LOG_TAIL_LINES)
+        return {
+            "log_lines": found.lines(first, LOG_TAIL_LINES),
+            "log_total": found.total,
+            "log_first": first,
+            "log_skipped": found.skipped,
+            "log_error": None,
+        }
 
-    @router.get("/runs/{run_ref}/steps/{step_id}/logs")
-    @guarded
-    def step_logs(request: Request, run_ref: str, step_id: str) -> Response:
+    def step_state(run_ref: str, step_id: str) -> tuple[Any, bool]:
         detail = queries.run(run_ref, artifacts_of=step_id)
         if not any(s.id == step_id for s in detail.deployment.pipeline.steps):
             raise NotFoundError(f"run {detail.run.name} has no step {step_id!r}")
         record = detail.record
-        running = record is None or record.status == RunStatus.RUNNING
-        if detail.run.status != RunStatus.RUNNING:
-            running = False
+        running = detail.run.status == RunStatus.RUNNING and (record is None or record.status == RunStatus.RUNNING)
+        return detail, running
+
+    @router.get("/runs/{run_ref}/steps/{step_id}/logs")
+    @guarded
+    def step_logs(request: Request, run_ref: str, step_id: str) -> Response:
+        detail, running = step_state(run_ref, step_id)
+        record = detail.record
         if request.query_params.get("raw"):
             body = files.read(record.logs_uri) if record is not None and record.logs_uri else b""
             return Response(body, media_type="text/plain; charset=utf-8")
-        return page(request, "_logs.html", run=detail.run, spec_id=step_id, step_running=running, **log_context(record))
+        return page(
+            request, "_logs.html", run=detail.run, spec_id=step_id, step_running=running, **log_context(record, running)
+        )
+
+    @router.get("/runs/{run_ref}/steps/{step_id}/logs/lines")
+    @guarded
+    def step_log_lines(request: Request, run_ref: str, step_id: str) -> Response:
+        """Lines ``start`` to ``start + count`` of a step's log, as JSON (what the log view fetches as it scrolls)."""
+        detail, running = step_state(run_ref, step_id)
+        try:
+            start = max(0, int(request.query_params.get("start", "0")))
+            count = min(RANGE_LINES_MAX, max(0, int(request.query_params.get("count", "500"))))
+        except ValueError:
+            start, count = 0, 0
+        found = read_log(detail.record, running)
+        body = {
+            "start": start,
+            "lines": found.lines(start, count),
+            "total": found.total,
+            "skipped": found.skipped,
+            "running": running,
+        }
+        return JSONResponse(body, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
     @router.get("/runs/{run_ref}/steps/{step_id}")
     @guarded

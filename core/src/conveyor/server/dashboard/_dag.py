@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from conveyor.server.dashboard._queries import RunDetail, duration
+from conveyor.server.dashboard._queries import RunDetail
 
 # Step ids, outputs and statuses repeat across nodes and edges: escape each text once.
 escape = functools.lru_cache(maxsize=8192)(html.escape)
@@ -168,7 +168,7 @@ def render_svg(detail: RunDetail, selected: str | None = None, *, focus: bool = 
         sr = detail.steps.get(s.id)
         status = sr.status if sr is not None else "pending"
         cached = bool(sr is not None and sr.cached)
-        took = _fmt_duration(duration(sr.started, sr.ended, sr.status)) if sr is not None else ""
+        took = _fmt_duration(sr.took if cached else sr.duration) if sr is not None else ""
         label = s.id if len(s.id) <= (16 if compact else 24) else s.id[: (15 if compact else 23)] + "…"
         href = f"/runs/{run_ref}?step={quote(s.id, safe='')}" + ("&focus=1" if focus else "")
         klass = (
@@ -177,11 +177,13 @@ def render_svg(detail: RunDetail, selected: str | None = None, *, focus: bool = 
         out.append(
             f'<a href="{escape(href)}" class="node-link"><g class="{klass}" data-step="{escape(s.id)}" '
             f'data-status="{escape(status)}" data-cached="{str(cached).lower()}">'
-            f"<title>{escape(s.id)} ({escape(status)}{', cached' if cached else ''})</title>"
+            f"<title>{escape(s.id)} ({escape(status)}"
+            f"{f', from the cache: it took {took} when it ran' if cached and took else ''})</title>"
             f'<rect x="{n.x:.1f}" y="{n.y:.1f}" width="{n.w:.0f}" height="{n.h:.0f}" rx="6"/>'
             f'<text class="label" x="{n.x + 10:.1f}" y="{n.y + (16 if compact else 22):.1f}">{escape(label)}</text>'
         )
-        line2 = status + (f" · {took}" if took else "")
+        # A cached step took no time in this run: it shows how long the run it reused took, marked as such.
+        line2 = (f"cached (ran {took})" if took else "cached") if cached else status + (f" · {took}" if took else "")
         out.append(
             f'<text class="meta" x="{n.x + 10:.1f}" y="{n.y + (31 if compact else 42):.1f}">{escape(line2)}</text>'
         )

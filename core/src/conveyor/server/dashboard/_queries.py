@@ -78,13 +78,32 @@ class RunsPage:
 
 @dataclass(frozen=True)
 class StepState:
-    """What the DAG shows of a step run: its status, whether it came from the cache, when it ran."""
+    """What the DAG shows of a step run: its status, whether it came from the cache, when it ran.
+
+    A cached step did no work in this run: ``took`` is then how long the step run whose outputs it
+    reused took (None when that is unknown).
+    """
 
     step_id: str
     status: str
     cached: bool
     started: datetime | None
     ended: datetime | None
+    took: float | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds it took in this run, or has taken so far (None for a cached step: it did not run)."""
+        return None if self.cached else duration(self.started, self.ended, self.status)
+
+
+@dataclass(frozen=True)
+class CachedFrom:
+    """The step run a cached step reused: its run, its step and how long it took."""
+
+    run_name: str
+    step_id: str
+    took: float | None
 
 
 @dataclass
@@ -96,6 +115,7 @@ class RunDetail:
     deployment: Any
     steps: dict[str, StepState]
     record: StepRunRecord | None = None
+    cached_from: CachedFrom | None = None
     outputs: dict[str, dict[str, ArtifactRecord]] = field(default_factory=dict)
     inputs: dict[str, dict[str, ArtifactRecord]] = field(default_factory=dict)
 
@@ -219,13 +239,36 @@ class Queries:
             run = to_record(RunRecord, row)
             sr = t.step_runs
             # Only what the DAG draws: reading every column of hundreds of rows costs more than the rest of the page.
+            # A cached step's own times are the instant it was looked up: the step run it reused says how long it took.
+            orig = sr.alias("original")
             step_rows = conn.execute(
-                sa.select(sr.c.step_id, sr.c.status, sr.c.cached, sr.c.started, sr.c.ended).where(sr.c.run_id == run.id)
+                sa.select(
+                    sr.c.step_id,
+                    sr.c.status,
+                    sr.c.cached,
+                    sr.c.started,
+                    sr.c.ended,
+                    orig.c.started.label("orig_started"),
+                    orig.c.ended.label("orig_ended"),
+                    orig.c.status.label("orig_status"),
+                )
+                .outerjoin(orig, orig.c.id == sr.c.original_step_run_id)
+                .where(sr.c.run_id == run.id)
             ).all()
             record = None
+            cached_from = None
             if artifacts_of:
                 found = conn.execute(sa.select(sr).where(sr.c.run_id == run.id, sr.c.step_id == artifacts_of)).first()
                 record = to_record(StepRunRecord, found) if found is not None else None
+            if record is not None and record.cached and record.original_step_run_id:
+                source = conn.execute(
+                    sa.select(sr.c.step_id, sr.c.started, sr.c.ended, sr.c.status, r.c.name.label("run_name"))
+                    .join(r, r.c.id == sr.c.run_id)
+                    .where(sr.c.id == record.original_step_run_id)
+                ).first()
+                if source is not None:
+                    took = duration(aware(source.started), aware(source.ended), source.status)
+                    cached_from = CachedFrom(source.run_name, source.step_id, took)
             links: list[Any] = []
             if artifacts_of and step_rows:
                 av = t.artifact_versions
@@ -240,7 +283,14 @@ class Queries:
                         ).all()
                     ]
         steps = {
-            x.step_id: StepState(x.step_id, x.status, bool(x.cached), aware(x.started), aware(x.ended))
+            x.step_id: StepState(
+                x.step_id,
+                x.status,
+                bool(x.cached),
+                aware(x.started),
+                aware(x.ended),
+                duration(aware(x.orig_started), aware(x.orig_ended), x.orig_status) if x.cached else None,
+            )
             for x in step_rows
         }
         detail = RunDetail(
@@ -249,6 +299,7 @@ class Queries:
             deployment=self.deployment(run.deployment_id),
             steps=steps,
             record=record,
+            cached_from=cached_from,
         )
         for kind, x in links:
             target = detail.outputs if kind == "out" else detail.inputs
