@@ -417,6 +417,36 @@ def test_a_step_its_engine_stops_runs_its_failure_hooks_once(
     assert sorted((h.step_id or "", h.status) for h in run.hooks) == [("", "completed"), ("stalls", "completed")]
 
 
+def test_an_engine_retrying_a_step_posts_once_after_its_last_attempt(repo: Path, http_sink: HttpSink) -> None:
+    """What an engine does with ``retries=2``: the step command three times under one run key. The failure hooks
+    (the step's and the pipeline's) run once, from the last attempt; the attempts before it post nothing."""
+    write_module(repo, "hook_pipes", PIPE)
+    ok("alerter", "register", "sink", "--flavor", "webhook", "--url", f"{http_sink.url}/hook")
+    ok("stack", "update", "default", "--alerter", "sink")
+    from conveyor import deployment_for
+    from conveyor.orchestrators import LaunchContext
+
+    pipe = _pipes().flaky_pipe.with_options(on_failure=_pipes().alert_on_failure)
+    deployment, stack, _ = deployment_for(pipe, parameters={"marker": str(repo / "attempts")})
+    stack.orchestrator.prepare(deployment, LaunchContext(store=Client().store, stack=stack, source_root=repo))
+    command = [sys.executable, "-m", "conveyor.runtime", "run-step", "--deployment", deployment.id]
+    command += ["--step", "flaky", "--run-key", "engine:3"]
+    for attempt in (1, 2, 3):
+        done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and "still boom" in done.stderr, done.stderr
+        if attempt < 3:
+            time.sleep(0.3)
+            assert http_sink.requests == [], f"attempt {attempt} posted"
+    posts = http_sink.wait_for(2)
+    time.sleep(0.3)
+    assert len(http_sink.requests) == 2, [r.text for r in http_sink.requests]
+    bodies = sorted((p.json()["step"] or "", p.json()["error"]) for p in posts)
+    assert bodies == [("", "step 'flaky' failed: ValueError: still boom"), ("flaky", "ValueError: still boom")]
+    run = Client().get_pipeline("flaky_pipe").last_run
+    assert (run.status, run.steps["flaky"].attempts) == ("failed", 3)
+    assert sorted((h.step_id or "", h.status) for h in run.hooks) == [("", "completed"), ("flaky", "completed")]
+
+
 def test_a_hook_is_claimed_once_among_racing_supervisors(tmp_path: Path) -> None:
     from conveyor.stores.sql import SqlStore
 
