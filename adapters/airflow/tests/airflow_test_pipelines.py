@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from conveyor import pipeline, step
+from conveyor.alerters import alert_on_failure
 
 # Each payload runs `touch "$CONVEYOR_CANARY"` if any layer (Python, the shell, Jinja)
 # executes it; the tests point CONVEYOR_CANARY at a file that must never appear.
@@ -147,3 +148,23 @@ def after_wobble(x: int) -> int:
 @pipeline(name="flaky")
 def flaky() -> None:
     after_wobble(wobble())
+
+
+# -- a step whose process is killed outright ----------------------------------------------------
+@step(on_failure=alert_on_failure, enable_cache=False)
+def killed() -> int:
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's OOM killer does: no handler, no record
+    return 1
+
+
+@step
+def after_killed(x: int) -> int:
+    return x
+
+
+@pipeline(name="killed", on_failure=alert_on_failure)
+def killed_pipe() -> None:
+    after_killed(killed())

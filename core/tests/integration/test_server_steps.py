@@ -239,3 +239,45 @@ def test_a_step_whose_server_goes_away_fails_with_one_line(
     errors = [line for line in stderr.splitlines() if line.startswith("conveyor: error: ")]
     assert len(errors) == 1, stderr
     assert f"cannot reach the conveyor server at {server.url}" in errors[0]
+
+
+FAILS = """
+from conveyor import pipeline, step
+from conveyor.alerters import alert_on_failure
+
+
+@step(on_failure=alert_on_failure, enable_cache=False)
+def breaks() -> int:
+    raise ValueError("boom")
+
+
+@pipeline(name="linked")
+def linked():
+    breaks()
+"""
+
+
+def test_a_failure_hook_links_to_the_runs_page_on_the_server(on_server: ConveyorServer, repo: Path) -> None:
+    import urllib.request
+
+    from conveyor.exceptions import StepFailedError
+    from conveyor_testing.http_sink import HttpSink
+
+    write_module(repo, "linked_pipe", FAILS)
+    client = Client()
+    with HttpSink() as sink:
+        client.register_component("alerter", "sink", "webhook", {"url": f"{sink.url}/hook"})
+        client.update_stack("default", {"alerter": "sink"})
+        import linked_pipe
+
+        with pytest.raises(StepFailedError, match="boom"):
+            linked_pipe.linked()
+        body = sink.only_request().json()
+    run = client.get_pipeline("linked").last_run
+    assert body["run_url"] == f"{on_server.url}/runs/{run.id}"
+    assert body["text"].splitlines()[-1] == body["run_url"]  # what a person reads ends with where to look
+    # The link opens the run's page for a person who may read the dashboard.
+    session = on_server.create_user("reader", "viewer")
+    request = urllib.request.Request(body["run_url"], headers={"Cookie": f"conveyor_dashboard={session}"})
+    with urllib.request.urlopen(request) as page:
+        assert page.status == 200 and run.name in page.read().decode()

@@ -156,6 +156,12 @@ def _one_post(sink: HttpSink, since: float) -> dict[str, object]:
     return request.json()
 
 
+def _linked(text: str, run_id: str) -> str:
+    """A hook's message: on a server, the run's page follows on its own line."""
+    url = Client().store.run_url(run_id)
+    return f"{text}\n{url}" if url else text
+
+
 @pytest.mark.parametrize("stack", ["alerting", "alerting_procs"])
 def test_a_step_that_raises_posts_exactly_one_message(alerting: HttpSink, stack: str) -> None:
     with pytest.raises(StepFailedError, match="boom"):
@@ -165,6 +171,7 @@ def test_a_step_that_raises_posts_exactly_one_message(alerting: HttpSink, stack:
     assert body["run"] == run.name and body["step"] == "boom" and body["pipeline"] == "fails_once"
     assert body["error"] == "ValueError: boom"
     assert run.name in body["text"] and "'boom'" in body["text"] and "ValueError: boom" in body["text"]
+    assert body["run_url"] == Client().store.run_url(run.id)  # a server's page of the run, else None
     assert (run.status, run.steps["boom"].status) == ("failed", "failed")
     [hook] = run.hooks
     assert (hook.step_id, hook.event, hook.hook, hook.status) == (
@@ -255,7 +262,7 @@ def test_success_hooks_and_a_hook_that_raises(alerting: HttpSink, repo: Path) ->
         (None, "success", "alert_on_success", "completed", None),
     ]
     [post] = alerting.wait_for(1)
-    assert post.json()["text"] == f"Run {run.name!r} of pipeline 'fine_pipe' completed"
+    assert post.json()["text"] == _linked(f"Run {run.name!r} of pipeline 'fine_pipe' completed", run.id)
     shown = as_json("run", "describe", run.name)["hooks"]
     assert [(h["step"], h["event"], h["status"]) for h in shown] == [
         ("two", "success", "failed"),
@@ -326,10 +333,13 @@ def test_secret_values_never_reach_a_message(repo: Path, http_sink: HttpSink) ->
     with pytest.raises(StepFailedError):
         importlib.import_module("leaky_pipe").leaky_pipe()
     posts = http_sink.wait_for(2)
+    run = Client().get_pipeline("leaky_pipe").last_run
     assert [p.json()["text"] for p in posts] == [
         "using ***",
-        f"Step 'leaky' failed in run {Client().get_pipeline('leaky_pipe').last_run.name!r} of pipeline "
-        "'leaky_pipe': ValueError: the server refused ***",
+        _linked(
+            f"Step 'leaky' failed in run {run.name!r} of pipeline 'leaky_pipe': ValueError: the server refused ***",
+            run.id,
+        ),
     ]
     assert posts[0].json()["token"] == "***" and posts[0].json()["nested"] == ["***"]
     assert all("sup3r-secret-token" not in p.text for p in posts)
@@ -405,6 +415,36 @@ def test_a_step_its_engine_stops_runs_its_failure_hooks_once(
         "skipped",
     )
     assert sorted((h.step_id or "", h.status) for h in run.hooks) == [("", "completed"), ("stalls", "completed")]
+
+
+def test_an_engine_retrying_a_step_posts_once_after_its_last_attempt(repo: Path, http_sink: HttpSink) -> None:
+    """What an engine does with ``retries=2``: the step command three times under one run key. The failure hooks
+    (the step's and the pipeline's) run once, from the last attempt; the attempts before it post nothing."""
+    write_module(repo, "hook_pipes", PIPE)
+    ok("alerter", "register", "sink", "--flavor", "webhook", "--url", f"{http_sink.url}/hook")
+    ok("stack", "update", "default", "--alerter", "sink")
+    from conveyor import deployment_for
+    from conveyor.orchestrators import LaunchContext
+
+    pipe = _pipes().flaky_pipe.with_options(on_failure=_pipes().alert_on_failure)
+    deployment, stack, _ = deployment_for(pipe, parameters={"marker": str(repo / "attempts")})
+    stack.orchestrator.prepare(deployment, LaunchContext(store=Client().store, stack=stack, source_root=repo))
+    command = [sys.executable, "-m", "conveyor.runtime", "run-step", "--deployment", deployment.id]
+    command += ["--step", "flaky", "--run-key", "engine:3"]
+    for attempt in (1, 2, 3):
+        done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and "still boom" in done.stderr, done.stderr
+        if attempt < 3:
+            time.sleep(0.3)
+            assert http_sink.requests == [], f"attempt {attempt} posted"
+    posts = http_sink.wait_for(2)
+    time.sleep(0.3)
+    assert len(http_sink.requests) == 2, [r.text for r in http_sink.requests]
+    bodies = sorted((p.json()["step"] or "", p.json()["error"]) for p in posts)
+    assert bodies == [("", "step 'flaky' failed: ValueError: still boom"), ("flaky", "ValueError: still boom")]
+    run = Client().get_pipeline("flaky_pipe").last_run
+    assert (run.status, run.steps["flaky"].attempts) == ("failed", 3)
+    assert sorted((h.step_id or "", h.status) for h in run.hooks) == [("", "completed"), ("flaky", "completed")]
 
 
 def test_a_hook_is_claimed_once_among_racing_supervisors(tmp_path: Path) -> None:

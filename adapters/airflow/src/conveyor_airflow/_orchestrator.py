@@ -193,7 +193,7 @@ class AirflowOrchestrator(BaseOrchestrator):
     def _submit(
         self, api: AirflowAPI, compiled: CompiledDag, path: Path, deployment: Deployment, ctx: LaunchContext
     ) -> str | DeployedPipeline:
-        from conveyor.runtime import settle_run
+        from conveyor.runtime import settle_after_engine, settle_run
         from conveyor.stores import RunStatus
 
         config = self.config
@@ -234,8 +234,9 @@ class AirflowOrchestrator(BaseOrchestrator):
         if state == "success":
             settle_run(ctx.store, deployment, run.id, RunStatus.COMPLETED, stack=ctx.stack)
         elif state == "failed":
-            error = f"Airflow DAG run {dag_run_id} failed"
-            settle_run(ctx.store, deployment, run.id, RunStatus.FAILED, error=error, stack=ctx.stack)
+            # A task killed outright (SIGKILL, out of memory) left its step running and the run unsettled:
+            # that step failed, and its failure hooks and the pipeline's run here, once.
+            settle_after_engine(ctx.store, deployment, ctx.store.get_run(run.id))
             error = ctx.store.get_run(run.id).error
             raise StepFailedError(
                 f"run {run.name!r} failed on Airflow: {error}", f"logs: conveyor run describe {run.name}"

@@ -7,6 +7,7 @@ and mirrors the DAG run's end into the conveyor run.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from airflow_harness import AirflowServers
 from conveyor import Client, Schedule
 from conveyor.exceptions import ConfigError, StackError, StepFailedError
 from conveyor_testing.conformance import artifact_hashes, case, check_run, load_pipeline, run_case
+from conveyor_testing.http_sink import HttpSink
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -168,3 +170,27 @@ def test_a_dag_run_triggered_with_a_config_overrides_the_pipeline_parameters(
 
     # The step command checks the config: a name the pipeline does not have fails the DAG run.
     assert trigger_and_wait(airflow_servers, "quickstart", "bad_conf", {"nn": 7}) == "failed"
+
+
+def test_a_killed_task_runs_its_failure_hooks_once_when_the_run_settles(
+    repo: Path, airflow_servers: AirflowServers, step_python: str, http_sink: HttpSink
+) -> None:
+    """The step's process died without a word (SIGKILL): the orchestrator that waited settles the run, and runs
+    the step's failure hook and the pipeline's, each once."""
+    register(airflow_servers, step_python)
+    client = Client()
+    client.register_component("alerter", "sink", "webhook", {"url": f"{http_sink.url}/hook"})
+    client.update_stack("on_airflow", {"alerter": "sink"})
+    with pytest.raises(StepFailedError, match="failed on Airflow"):
+        tp.killed_pipe.with_options(stack="on_airflow")()
+    posts = http_sink.wait_for(2, timeout=10)
+    time.sleep(0.5)  # a second supervisor would post now
+    assert len(http_sink.requests) == 2, [r.text for r in http_sink.requests]
+    run = Client().get_pipeline("killed").last_run
+    bodies = sorted((p.json()["step"] or "", p.json()["error"]) for p in posts)
+    assert bodies == [
+        ("", "the engine ended the run before step 'killed' finished"),
+        ("killed", "its engine ended the run while it ran (its process was killed)"),
+    ]
+    assert (run.status, run.steps["killed"].status) == ("failed", "failed")
+    assert sorted((h.step_id or "", h.status) for h in run.hooks) == [("", "completed"), ("killed", "completed")]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import StackError, StepFailedError
+from conveyor.ir import ResourceSettings
 from conveyor.stores import RunStatus
 from conveyor_docker._client import docker_client
 
@@ -257,7 +258,7 @@ class StepContainer:
             if stopping is not None and stopping.is_set():
                 raise KeyboardInterrupt
             if code != 0:
-                reason = self._record_failure(f"its container exited with code {code}" + _exit_note(code))
+                reason = self._record_failure(self._exit_reason(code))
                 raise StepFailedError(f"step {self.step.id!r} failed: {reason}")
         finally:
             self.remove()
@@ -287,6 +288,22 @@ class StepContainer:
             self.container.kill()
         except docker.errors.APIError:
             pass
+
+    def _exit_reason(self, code: int) -> str:
+        """Why the container ended with ``code``: out of its memory limit (the kernel killed it), or its exit code."""
+        import docker
+
+        try:
+            self.container.reload()
+            state = self.container.attrs.get("State") or {}
+            limit = (self.container.attrs.get("HostConfig") or {}).get("Memory") or 0
+        except docker.errors.APIError:
+            state, limit = {}, 0
+        if state.get("OOMKilled"):
+            # The step's own process was killed with SIGKILL and could record nothing: say why here.
+            within = f" (its memory limit is {ResourceSettings(memory=limit).memory_quantity()})" if limit else ""
+            return f"its container ran out of memory{within} and was killed"
+        return f"its container exited with code {code}" + _exit_note(code)
 
     def _ensure_image(self, client: Any) -> None:
         import docker

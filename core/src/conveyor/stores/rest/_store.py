@@ -58,6 +58,10 @@ class RestStore(MetadataStore):
         """The server's URL (it holds no password)."""
         return self.url
 
+    def run_url(self, run_id: str) -> str | None:
+        """The server dashboard's page of the run (what hooks and alerters link to)."""
+        return f"{self.url}/runs/{segment(run_id)}"
+
     @property
     def token(self) -> str | None:
         """The credential this store sends."""
