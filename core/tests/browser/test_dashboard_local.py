@@ -93,10 +93,10 @@ SLOW = textwrap.dedent(
 
     @step(enable_cache=False)
     def ticker() -> int:
-        for i in range(20):
+        for i in range(60):
             print(f"tick {i}", flush=True)
             time.sleep(0.5)
-        return 20
+        return 60
 
     @pipeline(name="slow", enable_cache=False)
     def slow() -> None:
@@ -125,14 +125,14 @@ def test_a_running_step_shows_its_lines_before_it_ends(ui: str, local_repo: Loca
         assert page.locator("#run-status").inner_text() == "running"
         # No reload from here on: htmx polling brings the lines in.
         lines = page.locator("#logs pre.log .line")
-        wait_until(lambda: lines.count() >= 5, 9.0)
+        wait_until(lambda: lines.count() >= 5, 20.0)
         assert proc.poll() is None, "the step had already ended"
         assert lines.all_inner_texts()[:5] == [f"tick {i}" for i in range(5)]
         assert page.locator('g.node[data-step="ticker"]').get_attribute("data-status") == "running"
         assert page.locator("#step-facts dd .status").inner_text() == "running"
         assert page.locator("#step-facts ul.links").count() == 0  # no output yet
         screenshot(page, "live-logs")
-        assert proc.wait(timeout=60) == 0
+        assert proc.wait(timeout=120) == 0
         wait_until(lambda: page.locator("#run-status").inner_text() == "completed", 10.0)
         assert page.locator('g.node[data-step="ticker"]').get_attribute("data-status") == "completed"
         # The step's panel follows too: its status, its duration and the output it saved.
@@ -142,8 +142,8 @@ def test_a_running_step_shows_its_lines_before_it_ends(ui: str, local_repo: Loca
         assert page.locator("#step-facts ul.links a").all_inner_texts() == ["slow::ticker::output v1"]
         # The log view polls on its own (every second): it brings in the last lines, then stops.
         wait_until(lambda: page.locator("#logs").get_attribute("data-running") == "false", 5.0)
-        assert lines.all_inner_texts() == [f"tick {i}" for i in range(20)]
-        assert page.locator("#logs .log-count").inner_text() == "20 lines"
+        assert lines.all_inner_texts() == [f"tick {i}" for i in range(60)]
+        assert page.locator("#logs .log-count").inner_text() == "60 lines"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -474,7 +474,7 @@ def test_a_killed_steps_output_stays_on_its_page(ui: str, local_repo: LocalRepo,
         page.locator("tr.run-row a").first.click()
         page.locator('g.node[data-step="ticker"]').click()
         lines = page.locator("#logs pre.log .line")
-        wait_until(lambda: lines.count() >= 3, 10.0)
+        wait_until(lambda: lines.count() >= 3, 25.0)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -483,7 +483,7 @@ def test_a_killed_steps_output_stays_on_its_page(ui: str, local_repo: LocalRepo,
     lines.first.wait_for()
     after = lines.all_inner_texts()
     assert after[: len(before)] == before and after[:3] == ["tick 0", "tick 1", "tick 2"]
-    assert len(after) < 20  # it was killed before it ended: this is what it printed until then
+    assert len(after) < 60  # it was killed before it ended: this is what it printed until then
 
 
 WIDE = textwrap.dedent(
