@@ -202,7 +202,7 @@ def _stop(proc):
 
 
 class _Said:
-    """Passes a command's output on to this process's, keeping the last line the step command said."""
+    """Reads a command's output for the step command's one-line error: its last line, if the step command said it."""
 
     def __init__(self):
         self.line = None
@@ -215,8 +215,8 @@ class _Said:
         self._partial = "" if final else lines.pop()
         for line in lines:
             line = line.strip()
-            if line.startswith(SAID):
-                self.line = line
+            if line:  # what came before a traceback's last line would be the wrong reason
+                self.line = line if line.startswith(SAID) else None
 
 
 def _pass_on(stream, said):
