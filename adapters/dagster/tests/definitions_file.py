@@ -110,7 +110,7 @@ def argv(command: list[Any], values: dict[str, str], params: dict[str, Any]) -> 
     def text(part: Any) -> str:
         if isinstance(part, Marker):
             if part.kind == "param":
-                return json.dumps(params[part.name], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                return json.dumps(params[part.name], sort_keys=True, separators=(",", ":"), ensure_ascii=True)
             return values[part.kind]
         return part
 

@@ -60,6 +60,41 @@ def test_a_run_config_overrides_the_recorded_parameters(repo: Path, examples_pat
     assert "engine:3" not in by_key  # refused before a run was made
 
 
+@pytest.mark.parametrize(
+    ("conf", "shown"),
+    [('{"n": "a\\ud800"}', "'a\\ud800'"), ('{"n": NaN}', "nan"), ('{"n": [1, -Infinity]}', "[1, -inf]")],
+)
+def test_a_value_no_run_can_record_is_refused_in_one_line(
+    repo: Path, examples_path: Path, capsys: pytest.CaptureFixture[str], conf: str, shown: str
+) -> None:
+    """A run config may hold what its engine's reader gives (YAML's .nan, a lone surrogate): one line, no run."""
+    import quickstart
+
+    from conveyor import deployment_for
+    from conveyor.orchestrators import LaunchContext
+
+    deployment, stack, _ = deployment_for(quickstart.quickstart, parameters={"n": 4})
+    stack.orchestrator.prepare(deployment, LaunchContext(store=Client().store, stack=stack, source_root=examples_path))
+    os.environ["CONVEYOR_SOURCE_ROOT"] = str(examples_path)
+    try:
+        args = ["run-step", "--deployment", deployment.id, "--step", "load_data", "--run-key", "engine:1"]
+        assert main([*args, "--params", conf]) == 2
+    finally:
+        del os.environ["CONVEYOR_SOURCE_ROOT"]
+        os.environ.pop("CONVEYOR_STEP_ENTRYPOINT", None)
+    err = capsys.readouterr().err
+    assert err == (
+        f"conveyor: error: parameter 'n' of pipeline 'quickstart' is {shown}, which no run can record "
+        "(give finite numbers and text without lone surrogates)\n"
+    )
+    assert Client().get_pipeline("quickstart").runs == []
+    # The engine's finish command still records the run (failed), with the values it could keep.
+    finish = ["finish-run", "--deployment", deployment.id, "--run-key", "engine:1", "--params", conf]
+    assert main(finish) == 0
+    [run] = Client().get_pipeline("quickstart").runs
+    assert run.status == "failed" and run.parameters == {"n": 4}
+
+
 def test_unknown_names_are_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ConveyorError, match=r"^--params must be a JSON object"):
         _items("[1, 2]")

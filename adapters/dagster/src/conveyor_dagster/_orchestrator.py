@@ -173,7 +173,7 @@ class DagsterOrchestrator(BaseOrchestrator):
                 deployment.id,
                 self.flavor.name,
                 where=f"Dagster job {compiled.job_name!r} in {path}",
-                trigger=f"dagster job launch -f {path} -j {compiled.job_name}",
+                trigger=launch_command(path, compiled.job_name, deployment.pipeline.parameters),
                 schedule=deployment.schedule,
             )
         return self._execute(path, compiled, deployment, ctx)
@@ -210,6 +210,21 @@ class DagsterOrchestrator(BaseOrchestrator):
         if execution.interrupted:
             raise RunStoppedError(f"run {run.name!r} was stopped on Dagster: {error}", hint)
         raise StepFailedError(f"run {run.name!r} failed on Dagster: {error}", hint)
+
+
+def launch_command(path: Path, job_name: str, parameters: dict[str, Any]) -> str:
+    """The shell command that launches a run of a definitions file's job.
+
+    With parameters, it gives them as the run's config, the place to change them for that run.
+    """
+    import json
+    import shlex
+
+    argv = ["dagster", "job", "launch", "-f", str(path), "-j", job_name]
+    if parameters:
+        config = {"resources": {"conveyor": {"config": dict(parameters)}}}
+        argv += ["--config-json", json.dumps(config, sort_keys=True, separators=(",", ":"))]
+    return shlex.join(argv)
 
 
 def _artifact_path(deployment: Deployment) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import subprocess
 import sys
@@ -12,8 +14,11 @@ import dagster_test_pipelines as tp
 import pytest
 from hostile_pipelines import job_name, pipelines
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conveyor import Schedule, export_pipeline
+from conveyor.ir import Deployment, PipelineIR, StackIR, StepIR
+from conveyor.runtime import step_command
 from conveyor_dagster import DagsterOrchestratorConfig, compile_definitions, dagster_name, load_definitions, load_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.dagster]
@@ -92,3 +97,75 @@ def test_hostile_files_load_in_dagster_with_every_value_in_place(case: tuple[Any
         assert op.pool == own.get("pool")
     fields = job.resource_defs["conveyor"].config_schema.config_type.fields
     assert {name: field.default_value for name, field in fields.items()} == dep.pipeline.parameters
+
+
+# -- a run's config as a step command --------------------------------------------------------------
+@functools.cache
+def _loaded_file() -> dict[str, Any]:
+    """The namespace of a definitions file whose pipeline has one parameter, ``p``, as Dagster loads it."""
+    step = StepIR(id="a", name="a", source="m:a", code_hash="0")
+    dep = Deployment(
+        pipeline=PipelineIR(name="p", steps=(step,), parameters={"p": 1}), stack=StackIR(name="s", components={})
+    )
+    source = compile_definitions(dep, DagsterOrchestratorConfig(python="py")).source
+    namespace: dict[str, Any] = {"__name__": "config_definitions"}
+    exec(compile(source, "config_definitions.py", "exec"), namespace)
+    return namespace
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()  # lone surrogates too: YAML's "\ud800" reads as one
+    | st.sampled_from(["--store-url=x", "-p", "a=b", "$(id)", "\x00", "\n--param", "\u2028"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(json_values)
+def test_any_value_of_a_runs_config_reaches_the_step_command_as_itself(value: Any) -> None:
+    """Whatever a run's config holds for a parameter is one ASCII argument that reads back as that value."""
+    ns = _loaded_file()
+    values = {"run_id": "r", "step": "a", "image": ""}
+    argv = ns["_argv"](ns["COMMANDS"]["python"], values, {"p": value})
+    assert all(arg.isascii() and "\x00" not in arg for arg in argv)  # any OS takes it as given
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert argv == step_command(
+        ns["CONVEYOR_DEPLOYMENT"], "a", run_key="dagster:r", orchestrator_run_id="r", params={"p": text}, python="py"
+    )
+    assert json.loads(argv[argv.index("--param") + 1].removeprefix("p=")) == value
+
+
+@pytest.mark.parametrize("value", [b"seven", {1, 2}, object(), complex(1, 2)])
+def test_a_value_no_json_carries_is_refused_by_name(value: Any) -> None:
+    ns = _loaded_file()
+    with pytest.raises(ns["NotJson"], match=r"^parameter 'p' in the run's config is a \w+, not a JSON value"):
+        ns["_argv"](ns["COMMANDS"]["python"], {"run_id": "r", "step": "a", "image": ""}, {"p": value})
+
+
+_line = st.text(st.characters(exclude_categories=("Cs",)))
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    st.lists(st.one_of(_line, _line.map("conveyor: ".__add__)), max_size=6),
+    st.lists(st.integers(min_value=0, max_value=10_000), max_size=8),
+)
+def test_the_step_commands_last_line_is_found_however_its_output_is_cut(lines: list[str], cuts: list[int]) -> None:
+    """The op's failure names the step command's one-line error (the last line, if the step command said it),
+    whatever pieces the pipe hands over."""
+    ns = _loaded_file()
+    data = "\n".join(lines).encode("utf-8")
+    said = ns["_Said"]()
+    at = 0
+    for cut in sorted(c % (len(data) + 1) for c in cuts):
+        said.feed(data[at:cut])
+        at = cut
+    said.feed(data[at:], final=True)
+    said_lines = [line.strip() for line in "\n".join(lines).split("\n") if line.strip()]
+    last = said_lines[-1] if said_lines else None
+    assert said.line == (last if last is not None and last.startswith("conveyor: ") else None)

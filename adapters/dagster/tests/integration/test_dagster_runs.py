@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,13 +14,11 @@ import dagster_test_pipelines as tp
 import psutil
 import pytest
 
-from conveyor import Client, export_pipeline
+from conveyor import Client
 from conveyor.exceptions import StepFailedError
 from conveyor_testing.conformance import OrchestratorContract, case, load_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.dagster]
-
-DAGSTER = str(Path(sys.executable).parent / "dagster")
 
 
 class TestDagsterConformance(OrchestratorContract):
@@ -84,29 +81,6 @@ def test_a_killed_op_leaves_a_settled_run_and_nothing_running(dagster_stack: str
     while _step_processes(run.record.deployment_id) and time.monotonic() < deadline:
         time.sleep(0.2)  # the step process ends itself once its op is gone
     assert _step_processes(run.record.deployment_id) == []
-
-
-def test_a_dagster_run_of_the_exported_job_can_change_parameters(
-    dagster_stack: str, dagster_home: Path, tmp_path: Path
-) -> None:
-    c = case("quickstart")
-    pipe = load_pipeline(c).with_options(enable_cache=False)
-    [path] = export_pipeline(pipe, tmp_path / "code", stack=dagster_stack, parameters=c.params)
-    config = tmp_path / "run.yaml"  # JSON is YAML
-    config.write_text(json.dumps({"resources": {"conveyor": {"config": {"n": 7}}}}))
-    done = subprocess.run(
-        [DAGSTER, "job", "execute", "-f", str(path), "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    run = Client().get_pipeline(c.pipeline).last_run
-    assert run.status == "completed" and run.parameters == {"n": 7}
-    assert run.steps["load_data"].outputs["numbers"].load() == list(range(7))
-    assert run.record.orchestrator == "dagster" and run.record.orchestrator_run_id in done.stderr + done.stdout
 
 
 STOPPABLE = """

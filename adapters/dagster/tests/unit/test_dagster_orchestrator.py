@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -86,10 +88,43 @@ def test_a_scheduled_deployment_is_written_for_the_daemon_not_run(repo: Path, tm
     stack = register({"output_folder": str(folder)})
     deployed = deploy_pipeline(tp.naps, stack=stack, schedule=Schedule(interval_seconds=3600))
     assert deployed.status == "deployed" and deployed.where == f"Dagster job 'naps' in {folder / 'naps.py'}"
-    assert deployed.trigger == f"dagster job launch -f {folder / 'naps.py'} -j naps"
+    # The trigger gives the parameters as the run's config: where a run changes them.
+    config = '{"resources":{"conveyor":{"config":{"seconds":4.0}}}}'
+    assert deployed.trigger == shlex.join(
+        ["dagster", "job", "launch", "-f", str(folder / "naps.py"), "-j", "naps", "--config-json", config]
+    )
     t = tables((folder / "naps.py").read_text())
     assert t["SCHEDULE"]["cron"] == "0 * * * *" and t["SCHEDULE"]["status"] == "RUNNING"
     assert Client().list_runs() == []
+
+
+def test_export_and_deploy_take_a_run_config(repo: Path, tmp_path: Path) -> None:
+    """``conveyor pipeline export|deploy -c run.yaml``: its parameters and step settings reach the definitions file."""
+    stack = register({"output_folder": str(tmp_path / "deployed")})
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "parameters: {n: 9, label: cubes}\nsteps:\n  total:\n    settings: {dagster: {pool: small, tags: {team: ml}}}\n"
+    )
+    conveyor = str(Path(sys.executable).parent / "conveyor")
+    ref = f"{tp.__file__}:golden"
+
+    def run(*args: str) -> str:
+        done = subprocess.run([conveyor, "pipeline", *args], capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    written = run("export", ref, "-s", stack, "-o", str(tmp_path / "code"), "-c", str(config))
+    assert written.split() == [str(tmp_path / "code" / "golden.py")]
+    said = run("deploy", ref, "-s", stack, "--cron", "0 6 * * *", "-c", str(config))
+    deployed = tmp_path / "deployed" / "golden.py"
+    assert f"Where: Dagster job 'golden' in {deployed}" in said
+    assert "Start a run: dagster job launch -f" in said and '"config":{"label":"cubes","n":9}' in said
+    for path in (tmp_path / "code" / "golden.py", deployed):
+        t = tables(path.read_text())
+        assert t["PARAMETERS"] == {"n": 9, "label": "cubes"}
+        [total] = [s for s in t["STEPS"] if s["step"] == "total"]
+        assert total["pool"] == "small" and total["tags"] == {"team": "ml", "conveyor/step": "total"}
+    assert t["SCHEDULE"]["cron"] == "0 6 * * *"
 
 
 def test_the_output_folder_defaults_to_the_dagster_home(

@@ -81,7 +81,7 @@ def test_user_values_never_become_code(case: tuple[Deployment, dict[str, Any]]) 
 def _json(value: Any) -> str:
     import json
 
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 @pytest.mark.parametrize(

@@ -224,6 +224,18 @@ def _overrides(items: Sequence[tuple[str, str]], recorded: dict[str, Any]) -> di
     return out
 
 
+def _recordable(value: Any) -> bool:
+    """Whether a run can record a parameter value: strict JSON whose text is UTF-8 (no NaN, no lone surrogate).
+
+    An engine's run config may hold anything its YAML or JSON reader gives.
+    """
+    try:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except ValueError:  # UnicodeEncodeError is one
+        return False
+    return True
+
+
 def _same_value(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
@@ -306,6 +318,13 @@ def run_step_command(args: argparse.Namespace) -> int:
             f"{shown(sorted(unknown)[0])} is not a parameter of pipeline {deployment.pipeline.name!r} "
             f"(its parameters: {known})"
         )
+    for name, value in overrides.items():
+        if not _recordable(value):
+            raise ConveyorError(
+                f"parameter {shown(name)} of pipeline {deployment.pipeline.name!r} is {shown(value)}, "
+                "which no run can record",
+                "give finite numbers and text without lone surrogates",
+            )
     try:
         deployment.pipeline.step(args.step)
     except KeyError:
@@ -370,7 +389,8 @@ def finish_run_command(args: argparse.Namespace) -> int:
     store, deployment = _open(args)
     # No step may have started (an image that cannot be pulled): the run is made here then.
     overrides = _overrides(_param_items(args), deployment.pipeline.parameters)
-    overrides = {k: v for k, v in overrides.items() if k in deployment.pipeline.parameters}
+    # What no step could take is left out, so that the run is still recorded and settled.
+    overrides = {k: v for k, v in overrides.items() if k in deployment.pipeline.parameters and _recordable(v)}
     run = _join_run(store, deployment, args.run_key, overrides, args.orchestrator_run_id)
     try:
         store.scope_to_run(run.id)

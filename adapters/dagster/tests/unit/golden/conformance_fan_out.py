@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import dagster as dg
 
@@ -189,11 +190,27 @@ SCHEDULE = None
 
 # -- the same in every file ----------------------------------------------------------------------
 STOP_GRACE = 10.0  # seconds a stopped step gets to record itself stopped
+SAID = "conveyor: "  # how the step command's one-line messages begin
+
+
+class NotJson(ValueError):
+    """A parameter in a run's config that no JSON text can carry to the step command."""
+
+
+def _json(name, value):
+    # ASCII only: a lone surrogate in a run's config would make the argument unencodable.
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    except (TypeError, ValueError):  # a YAML tag such as !!binary, or a Python object given to execute_job
+        raise NotJson(
+            f"parameter {name!r} in the run's config is a {type(value).__name__}, not a JSON value; "
+            "give a number, string, boolean, null, list or mapping"
+        ) from None
 
 
 def _text(part, values, params):
     if isinstance(part, Param):
-        return json.dumps(params[part.name], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return _json(part.name, params[part.name])
     if isinstance(part, Slot):
         return values[part.name]
     return part
@@ -217,19 +234,67 @@ def _stop(proc):
             pass
 
 
+class _Said:
+    """Reads a command's output for the step command's one-line error: its last line, if the step command said it."""
+
+    def __init__(self):
+        self.line = None
+        self._partial = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def feed(self, chunk, final=False):
+        text = self._partial + self._decoder.decode(chunk, final)
+        lines = text.split("\n")
+        self._partial = "" if final else lines.pop()
+        for line in lines:
+            line = line.strip()
+            if line:  # what came before a traceback's last line would be the wrong reason
+                self.line = line if line.startswith(SAID) else None
+
+
+def _pass_on(stream, said):
+    out = getattr(sys.stderr, "buffer", None)
+    while True:
+        chunk = os.read(stream.fileno(), 65536)
+        if not chunk:
+            break
+        said.feed(chunk)
+        try:
+            if out is not None:
+                out.write(chunk)
+                out.flush()
+            else:
+                sys.stderr.write(chunk.decode("utf-8", "replace"))
+        except (OSError, ValueError):
+            pass  # this process's output is gone; the step's log is in the store
+    said.feed(b"", final=True)
+    stream.close()
+
+
 def _run_process(argv, env):
-    """Run a command in its own process group, which ends when this process does; returns its exit code."""
+    """Run a command in its own process group, which ends when this process does.
+
+    Returns its exit code and the last line the step command said on stderr (its one-line error).
+    """
     env = {**os.environ, **env, PARENT_PID_VARIABLE: str(os.getpid())}
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    said = _Said()
+    reader = threading.Thread(target=_pass_on, args=(proc.stderr, said), daemon=True)
+    reader.start()
     try:
-        return proc.wait()
+        code = proc.wait()
     except BaseException:  # Dagster stops the op (a terminated run, Ctrl-C)
         _stop(proc)
         raise
+    reader.join(timeout=STOP_GRACE)  # a process the step left behind may still hold the pipe
+    return code, said.line
 
 
 def _run_container(argv, env, image, labels):
-    """Run a command in a container of the image, its output on this process's; returns its exit code."""
+    """Run a command in a container of the image, its output on this process's.
+
+    Returns its exit code and the last line the step command said (its one-line error).
+    """
     import docker
     from docker.types import Mount
 
@@ -250,10 +315,13 @@ def _run_container(argv, env, image, labels):
         )
         try:
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            said = _Said()
             for chunk in container.logs(stream=True, follow=True):
+                said.feed(chunk)
                 sys.stdout.write(decoder.decode(chunk))
                 sys.stdout.flush()
-            return container.wait()["StatusCode"]
+            said.feed(b"", final=True)
+            return container.wait()["StatusCode"], said.line
         except BaseException:
             try:
                 container.kill(signal="SIGINT")  # the step records itself stopped
@@ -305,12 +373,18 @@ def _step_op(spec):
     )
     def run_step(context):
         values = {"run_id": context.run_id, "step": spec["step"], "image": spec["image"]}
-        argv = _argv(COMMANDS[spec["mode"]], values, context.resources.conveyor)
+        try:
+            argv = _argv(COMMANDS[spec["mode"]], values, context.resources.conveyor)
+        except NotJson as exc:
+            description = f"conveyor step {spec['step']!r} did not start: {exc}"
+            raise dg.Failure(description=description, allow_retries=False) from None
         labels = {"conveyor.step": spec["step"], "dagster.run": context.run_id}
-        code = _run(argv, spec["environment"], spec["image"], labels, spec["secrets"])
+        code, said = _run(argv, spec["environment"], spec["image"], labels, spec["secrets"])
         if code != 0:
+            # The step command's own line says what went wrong (a parameter the run's config got wrong, ...).
+            why = said if said is not None else "its output is in this op's logs"
             raise dg.Failure(
-                description=f"conveyor step {spec['step']!r} {_how(code)}; its output is in this op's logs",
+                description=f"conveyor step {spec['step']!r} {_how(code)}; {why}",
                 # Exit code 2: the command or its setup is wrong, and another try changes nothing.
                 allow_retries=code != 2,
             )
@@ -350,9 +424,15 @@ def _finish(context):
     """Settle the conveyor run of a Dagster run that ended before its steps could."""
     run = context.dagster_run
     config = (((run.run_config or {}).get("resources") or {}).get("conveyor") or {}).get("config") or {}
-    argv = _argv(FINISH["command"], {"run_id": run.run_id}, {**PARAMETERS, **config})
+    params = {**PARAMETERS, **config}
+    for name, value in params.items():
+        try:
+            _json(name, value)
+        except NotJson:  # no step could start: the run is recorded failed with what it was given, as text
+            params[name] = repr(value)
+    argv = _argv(FINISH["command"], {"run_id": run.run_id}, params)
     labels = {"dagster.run": run.run_id}
-    code = _run(argv, {}, FINISH["image"], labels)
+    code, _ = _run(argv, {}, FINISH["image"], labels)
     if code != 0:
         raise RuntimeError(f"conveyor finish-run for Dagster run {run.run_id} {_how(code)}")
 
