@@ -7,7 +7,10 @@ import textwrap
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 CELLS = [
     """
