@@ -266,7 +266,7 @@ def airflow(session: nox.Session) -> None:
         "apache-airflow-providers-docker",
         "apache-airflow-providers-cncf-kubernetes",
         "-e",
-        "./core",
+        "./core[server]",
         "-e",
         "./testing[docker]",
         "-e",

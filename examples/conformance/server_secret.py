@@ -2,11 +2,15 @@
 
 Each step reports what its process holds (its environment as it started and
 as it is now), with the secret's value blanked out, so that a test can look
-for credentials that should not have reached it.
+for credentials that should not have reached it. The report is compressed:
+the stored artifact must not itself hold the values the test looks for in
+everything else the run left behind.
 """
 
 import hashlib
+import json
 import os
+import zlib
 from pathlib import Path
 
 from conveyor import get_step_context, pipeline, step
@@ -28,12 +32,21 @@ def _blank(env: dict[str, str], value: str) -> dict[str, str]:
     return {k: v.replace(value, "<secret>") if value else v for k, v in sorted(env.items())}
 
 
+def _sealed(env: dict[str, str]) -> str:
+    return zlib.compress(json.dumps(env).encode()).hex()
+
+
 def report(value: str = "") -> dict:
-    """What this step process holds, the secret's value blanked out."""
+    """What this step process holds, the secret's value blanked out (read it with :func:`unseal`)."""
     return {
-        "environ": _blank(dict(os.environ), value),
-        "start_environ": _blank(_start_environment(), value),
+        "environ": _sealed(_blank(dict(os.environ), value)),
+        "start_environ": _sealed(_blank(_start_environment(), value)),
     }
+
+
+def unseal(sealed: str) -> dict[str, str]:
+    """An environment of a report."""
+    return json.loads(zlib.decompress(bytes.fromhex(sealed)))
 
 
 @step(secrets=[SECRET], environment={"CONFORMANCE_TOKEN": "{{" + SECRET + ".token}}"})

@@ -249,8 +249,9 @@ class OrchestratorContract:
     container's environment but in nothing written (files, records, images).
     Its hooks:
 
-    * :meth:`server_conformance_stack`: the engine's stack registered on the
-      server (default: the ``conformance_stack`` fixture);
+    * the ``server_stack`` fixture: the engine's stack registered on the
+      server (default: the ``conformance_stack`` fixture, set up after
+      ``server_repository`` made the repository the server);
     * :meth:`run_through_server`: how the case runs, given the runner key for
       the engine's workers (default: :meth:`run_on_engine`; the driver mints
       the steps' tokens);
@@ -347,9 +348,30 @@ class OrchestratorContract:
         assert "about to fail" in logs and "Traceback" in logs and FAILING_STEP_ERROR in logs, logs
 
     # -- through a conveyor server --------------------------------------------------------------------------------
-    def server_conformance_stack(self, request: pytest.FixtureRequest) -> str:
-        """The engine's stack, registered while the repository is a conveyor server: the ``conformance_stack`` fixture."""
-        return str(request.getfixturevalue("conformance_stack"))
+    @pytest.fixture
+    def server_repository(
+        self, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    ) -> Any:
+        """The test's repository is a conveyor server (``conveyor_server_short_leeway``, wiped): this process holds
+        ``CONVEYOR_SERVER`` and an admin's API key, and no secrets key or store URL. Returns the server."""
+        from conveyor.client import close_stores
+        from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_OWNER
+
+        server = request.getfixturevalue("conveyor_server_short_leeway")
+        server.reset()
+        close_stores()
+        for name in (ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_OWNER, "CONVEYOR_STORE_URL"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("CONVEYOR_CONFIG_DIR", str(tmp_path / "config"))  # no profile of this machine's user
+        monkeypatch.setenv("CONVEYOR_SERVER", server.url)
+        monkeypatch.setenv("CONVEYOR_API_KEY", server.admin_key)
+        return server
+
+    @pytest.fixture
+    def server_stack(self, server_repository: Any, conformance_stack: str) -> str:
+        """The engine's stack registered on the server: by default the ``conformance_stack`` fixture, set up once
+        the repository is the server. Override it when that fixture picks another store."""
+        return conformance_stack
 
     def run_through_server(self, case: Case, stack: str, request: pytest.FixtureRequest, runner_key: str) -> Any:
         """Run ``case`` on the engine through the server; return its run view.
@@ -370,28 +392,21 @@ class OrchestratorContract:
         return [request.getfixturevalue("repo")]
 
     def test_a_run_through_the_server_leaves_no_credential_behind(
-        self, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+        self, server_repository: Any, server_stack: str, tmp_path: Path, request: pytest.FixtureRequest
     ) -> None:
         """A step reads a declared secret through the server; nothing the engine keeps holds a lasting credential."""
         from conveyor import Client
-        from conveyor.client import close_stores
         from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_OWNER
         from conveyor_testing.leaks import find_values
         from conveyor_testing.server import SHORT_LEEWAY
 
-        server = request.getfixturevalue("conveyor_server_short_leeway")
-        server.reset()
-        close_stores()
-        for name in (ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_OWNER, "CONVEYOR_STORE_URL"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("CONVEYOR_CONFIG_DIR", str(tmp_path / "config"))  # no profile of this machine's user
-        monkeypatch.setenv("CONVEYOR_SERVER", server.url)
-        monkeypatch.setenv("CONVEYOR_API_KEY", server.admin_key)
+        server, stack = server_repository, server_stack
+        client = Client()
+        assert client.store.backend == "rest" and client.store.display_url == server.url, "not the server's repository"
+        assert stack in {s.name for s in client.list_stacks()}, f"stack {stack!r} is not registered on the server"
         value = "conformance-" + secrets.token_hex(16)
-        Client().create_secret(SERVER_SECRET, {"token": value})
+        client.create_secret(SERVER_SECRET, {"token": value})
         runner_key = server.create_service_account("engine-workers", "runner")
-        stack = self.server_conformance_stack(request)
-        assert Client().store.backend == "rest", "the stack was registered outside the server"
 
         with _containers(self.steps_in_containers, tmp_path / "containers") as inspected:
             run = self.run_through_server(SERVER_CASE, stack, request, runner_key)
@@ -405,11 +420,15 @@ class OrchestratorContract:
         held = tmp_path / "step-environments"
         held.mkdir()
         tokens: set[str] = set()
+        unseal = importlib.import_module(SERVER_CASE.module).unseal
         for sid, seen in reports.items():
+            seen.update(environ=unseal(seen["environ"]), start_environ=unseal(seen["start_environ"]))
             env = seen["environ"]
-            assert env.get("CONVEYOR_SERVER") == server.url, f"{sid}: {sorted(env)}"
+            # The server's URL comes as CONVEYOR_SERVER, or as a store URL written for the engine's workers.
+            assert server.url in (env.get("CONVEYOR_SERVER"), env.get("CONVEYOR_STORE_URL")), f"{sid}: {sorted(env)}"
+            assert env.get("CONVEYOR_STORE_URL", server.url) == server.url, f"{sid}: a store other than the server"
             assert env.get("CONVEYOR_API_KEY", "").startswith("cvr_"), f"{sid} ran without a run token"
-            for leaked in ("CONVEYOR_STORE_URL", ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_OWNER):
+            for leaked in (ENV_SECRETS_KEY, ENV_SECRETS_KEY_FILE, ENV_SECRETS_OWNER):
                 assert leaked not in env, f"{sid}: {leaked}"
             for name in ("environ", "start_environ"):
                 tokens.update(v for v in seen[name].values() if v.startswith("cvr_"))
