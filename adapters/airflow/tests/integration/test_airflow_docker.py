@@ -65,7 +65,10 @@ class TestAirflowDockerModeConformance(OrchestratorContract):
         assert not docker_daemon.containers.list(all=True, filters={"ancestor": next(iter(images))})
 
     def run_through_server(self, case: Any, stack: str, request: pytest.FixtureRequest, runner_key: str) -> Any:
-        return run_case_on_airflow(case, stack, request.getfixturevalue("airflow_home").dags, runner_key)[0]
+        run, dag_file = run_case_on_airflow(case, stack, request.getfixturevalue("airflow_home").dags, runner_key)
+        # The step containers get the worker's key when the task runs; the file names only where it comes from.
+        assert "private_environment=WORKER_CREDENTIAL" in dag_file.read_text()
+        return run
 
     def server_leak_surfaces(self, run: Any, request: pytest.FixtureRequest) -> list[Any]:
         return [*airflow_surfaces(request), request.getfixturevalue("registry").root]
