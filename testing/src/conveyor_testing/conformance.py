@@ -257,7 +257,10 @@ class OrchestratorContract:
       the steps' tokens);
     * :meth:`server_leak_surfaces`: files, folders and images to scan besides
       those above (default: the repository's folder);
-    * :attr:`steps_in_containers`: steps run in Docker containers on this machine.
+    * :attr:`steps_in_containers`: steps run in Docker containers on this machine;
+    * :meth:`steps_run_in_the_driver`: steps run as threads of the driver's
+      own process (which holds the driver's credential, as ``local`` in
+      thread mode does): their environments are the driver's and are not checked.
 
     A minimal adapter test module::
 
@@ -383,6 +386,11 @@ class OrchestratorContract:
         """
         return self.run_on_engine(case, stack, request)
 
+    def steps_run_in_the_driver(self, request: pytest.FixtureRequest) -> bool:
+        """Whether the engine runs steps inside the driver's own process (threads of the process that called the
+        pipeline), which holds the driver's credential: then the steps' environments are not checked. Default: no."""
+        return False
+
     def server_leak_surfaces(self, run: Any, request: pytest.FixtureRequest) -> list[Any]:
         """What the engine kept of the run, to scan: files and folders, and images (``"docker-image:REF"``).
 
@@ -421,8 +429,11 @@ class OrchestratorContract:
         held.mkdir()
         tokens: set[str] = set()
         unseal = importlib.import_module(SERVER_CASE.module).unseal
+        in_driver = self.steps_run_in_the_driver(request)
         for sid, seen in reports.items():
             seen.update(environ=unseal(seen["environ"]), start_environ=unseal(seen["start_environ"]))
+            if in_driver:
+                continue  # the driver's own process: what it holds is the driver's (the run's user's)
             env = seen["environ"]
             # The server's URL comes as CONVEYOR_SERVER, or as a store URL written for the engine's workers.
             assert server.url in (env.get("CONVEYOR_SERVER"), env.get("CONVEYOR_STORE_URL")), f"{sid}: {sorted(env)}"
@@ -453,7 +464,7 @@ class OrchestratorContract:
             "the secret's value": value,
         }
         # Workers (and the step containers they start) hold the runner key; nothing written for them does.
-        worker_side = [held, *inspected]
+        worker_side = [*([] if in_driver else [held]), *inspected]
         hits = find_values(worker_side, never)
         assert hits == [], "\n".join(map(str, hits))
         written = [*self.server_leak_surfaces(run, request), *_step_images(run)]
@@ -461,7 +472,7 @@ class OrchestratorContract:
         assert hits == [], "\n".join(map(str, hits))
 
         # Every run token a step held stops working once the run has settled (plus the server's leeway).
-        assert tokens, "no run token was seen"
+        assert tokens or in_driver, "no run token was seen"
         ended = run.refresh().ended
         assert ended is not None, "the run has not settled"
         if ended.tzinfo is None:
