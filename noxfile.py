@@ -220,7 +220,7 @@ def prefect(session: nox.Session) -> None:
         "prefect<3.9",
         "fastapi<0.151",
         "-e",
-        "./core[postgres,s3]",
+        "./core[postgres,s3,server]",
         "-e",
         "./testing[sql,s3,docker]",
         "-e",
@@ -266,7 +266,7 @@ def airflow(session: nox.Session) -> None:
         "apache-airflow-providers-docker",
         "apache-airflow-providers-cncf-kubernetes",
         "-e",
-        "./core",
+        "./core[server]",
         "-e",
         "./testing[docker,mlflow]",
         "-e",
@@ -289,7 +289,7 @@ def kubeflow(session: nox.Session) -> None:
         *PYTEST,
         "pip",
         "-e",
-        "./core[postgres,s3]",
+        "./core[postgres,s3,server]",
         "-e",
         "./testing[sql,s3,docker]",
         "-e",
@@ -310,7 +310,7 @@ def dagster(session: nox.Session) -> None:
         "pip",
         "dagster",
         "-e",
-        "./core",
+        "./core[server]",
         "-e",
         "./testing[docker]",
         "-e",
@@ -324,7 +324,7 @@ def dagster(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def template(session: nox.Session) -> None:
     """The template adapter (adapters/_template): its tests, then the tests of a copy made by scripts/new_adapter.py."""
-    _install(session, *PYTEST, "-e", "./core", "-e", "./testing", "-e", "./adapters/_template")
+    _install(session, *PYTEST, "-e", "./core[server]", "-e", "./testing", "-e", "./adapters/_template")
     _pytest(session, "adapters/_template/tests")
     # What a new engine starts from: a renamed copy, installed, passes its own unit tests once it has
     # written its golden files (they hold deployment ids, which change with the flavor's name). Its

@@ -244,3 +244,31 @@ def test_markers_come_from_the_root_configuration_only(tmp_path: Path) -> None:
     assert all(f"@pytest.mark.{name}:" in with_root for name in ours)
     without = markers("-c", str(tmp_path / "pytest.ini"))
     assert not [name for name in ours if f"@pytest.mark.{name}:" in without]
+
+
+# -- leaks --------------------------------------------------------------------------------------
+def test_find_values_labels_each_value_it_finds_in_one_pass(tmp_path: Path) -> None:
+    import base64
+    import gzip
+    import json
+
+    from conveyor_testing.leaks import find_value, find_values
+
+    (tmp_path / "plain.txt").write_text("url=sqlite:////srv/db.sqlite\n")
+    (tmp_path / "env.json").write_text(json.dumps({"auth": base64.b64encode(b"user:cvk_admin-key-1234").decode()}))
+    with gzip.open(tmp_path / "layer.gz", "wb") as f:
+        f.write(b"nothing here")
+    hits = find_values(
+        [tmp_path], {"db": "sqlite:////srv/db.sqlite", "admin": "cvk_admin-key-1234", "absent": "not-written-anywhere"}
+    )
+    assert sorted((h.label, Path(h.where).name) for h in hits) == [("admin", "env.json"), ("db", "plain.txt")]
+    assert next(h.form for h in hits if h.label == "admin").startswith("base64")
+    # find_value is find_values with one unlabelled value.
+    alone = find_value([tmp_path], "cvk_admin-key-1234")
+    assert [(h.where, h.offset, h.form, h.label) for h in alone] == [
+        (h.where, h.offset, h.form, "") for h in hits if h.label == "admin"
+    ]
+    with pytest.raises(ValueError, match="4 characters"):
+        find_values([tmp_path], {"short": "abc"})
+    with pytest.raises(ValueError, match="nothing to look for"):
+        find_values([tmp_path], {})

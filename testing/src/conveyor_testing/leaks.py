@@ -7,7 +7,10 @@ for the forms a value takes when written by common encoders: JSON- and
 URL-escaped, and base64 (at any alignment, so a value inside a longer
 base64 blob such as a docker ``auth`` entry is found too).
 
-A test that must prove a value did not leak asserts ``find_value(...) == []``.
+A test that must prove a value did not leak asserts ``find_value(...) == []``
+(:func:`find_values` looks for several values in one pass).
+:func:`inspected_containers` keeps ``docker inspect`` of the containers
+started while a block runs, as files to scan after they are gone.
 Something that cannot be scanned (a zstd layer without the ``zstandard``
 package, a Docker image that cannot be saved) raises instead of passing.
 """
@@ -21,15 +24,17 @@ import json
 import os
 import subprocess
 import tarfile
+import threading
 import urllib.parse
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-__all__ = ["DockerImage", "Hit", "find_value", "needles"]
+__all__ = ["DockerImage", "Hit", "find_value", "find_values", "inspected_containers", "needles"]
 
 _CHUNK = 1 << 20
 _MAX_DEPTH = 4  # archives inside archives inside ...
@@ -50,14 +55,17 @@ class Hit:
         where: the file, with ``!member`` for each archive level (``image.tar!layer.tar!etc/env``).
         offset: byte offset in that file or member.
         form: how the value was written (``raw``, ``json``, ``url``, ``base64``, ...).
+        label: which value (the key it had in :func:`find_values`; empty for :func:`find_value`).
     """
 
     where: str
     offset: int
     form: str
+    label: str = ""
 
     def __str__(self) -> str:
-        return f"{self.where} @{self.offset} ({self.form})"
+        what = f"{self.label}: " if self.label else ""
+        return f"{what}{self.where} @{self.offset} ({self.form})"
 
 
 def needles(value: str | bytes) -> dict[str, bytes]:
@@ -90,9 +98,10 @@ def needles(value: str | bytes) -> dict[str, bytes]:
 
 
 class _Scanner:
-    def __init__(self, value: str | bytes) -> None:
-        self.needles = needles(value)
-        self.overlap = max(len(n) for n in self.needles.values()) - 1
+    def __init__(self, values: dict[str, str | bytes]) -> None:
+        # One pass over the bytes for every value: an image is read once, not once per value.
+        self.needles = [(label, form, n) for label, value in values.items() for form, n in needles(value).items()]
+        self.overlap = max(len(n) for _, _, n in self.needles) - 1
         self.hits: list[Hit] = []
 
     # -- bytes -----------------------------------------------------------------------
@@ -113,7 +122,7 @@ class _Scanner:
             if not chunk:
                 break
             data = tail + chunk
-            for form, needle in self.needles.items():
+            for label, form, needle in self.needles:
                 start = 0
                 while True:
                     i = data.find(needle, start)
@@ -121,7 +130,7 @@ class _Scanner:
                         break
                     # Matches wholly inside the old tail were reported with the last chunk.
                     if i + len(needle) > len(tail):
-                        self.hits.append(Hit(where, base + i, form))
+                        self.hits.append(Hit(where, base + i, form, label))
                     start = i + 1
             keep = min(self.overlap, len(data))
             base += len(data) - keep
@@ -265,12 +274,76 @@ def find_value(paths: Iterable[str | os.PathLike[str] | DockerImage], value: str
         FileNotFoundError: a path does not exist.
         RuntimeError: an image or archive cannot be scanned.
     """
-    if len(value) < 4:
-        raise ValueError("a value shorter than 4 characters cannot be told from noise")
-    scanner = _Scanner(value)
+    return find_values(paths, {"": value})
+
+
+def find_values(paths: Iterable[str | os.PathLike[str] | DockerImage], values: dict[str, str | bytes]) -> list[Hit]:
+    """Every place under ``paths`` where any of ``values`` was written, in one pass; each hit's ``label`` is its key.
+
+    Args:
+        paths: as for :func:`find_value`.
+        values: ``{label: secret value}``; each at least 4 bytes.
+
+    Raises:
+        ValueError: no value, or a value too short to look for.
+        FileNotFoundError: a path does not exist.
+        RuntimeError: an image or archive cannot be scanned.
+    """
+    if not values:
+        raise ValueError("nothing to look for")
+    for value in values.values():
+        if len(value) < 4:
+            raise ValueError("a value shorter than 4 characters cannot be told from noise")
+    scanner = _Scanner(values)
     for source in _sources(paths):
         if isinstance(source, DockerImage):
             scanner.scan_image(source)
         else:
             scanner.scan_path(source)
     return scanner.hits
+
+
+@contextmanager
+def inspected_containers(folder: Path) -> Iterator[list[Path]]:
+    """``docker inspect`` of every container created while the block runs, written to ``folder/<id>.json``.
+
+    Yields the list of files written, filled in as containers appear (a
+    container removed before it could be inspected is left out: steps run
+    for longer than that). The watcher (``docker events``) is stopped when
+    the block ends.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    argv = ["docker", "events", "--filter", "type=container", "--filter", "event=create", "--format", "{{json .}}"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    stdout = proc.stdout
+
+    def watch() -> None:
+        for line in stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            ident = (event.get("Actor") or {}).get("ID") or event.get("id")
+            if not ident:
+                continue
+            done = subprocess.run(["docker", "inspect", ident], capture_output=True, check=False)
+            if done.returncode == 0:
+                target = folder / f"{ident}.json"
+                target.write_bytes(done.stdout)
+                written.append(target)
+
+    watcher = threading.Thread(target=watch, name="docker-events", daemon=True)
+    watcher.start()
+    try:
+        yield written
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        watcher.join(timeout=30)
+        stdout.close()

@@ -14,7 +14,7 @@ Fixtures:
 * HTTP: ``http_sink`` (a recording server), ``fake_slack`` (the Slack Web API
   endpoints the slack alerter uses), both on 127.0.0.1 in the test process.
 * conveyor server: ``conveyor_server``, ``conveyor_server_postgres``,
-  ``conveyor_server_factory`` (:mod:`conveyor_testing.server`).
+  ``conveyor_server_short_leeway``, ``conveyor_server_factory`` (:mod:`conveyor_testing.server`).
 
 Missing servers fail the tests that need them with the hint
 ``run: bash scripts/bootstrap.sh``; nothing is skipped. A test that needs a
@@ -39,7 +39,12 @@ from conveyor_testing.conformance import EXAMPLES
 from conveyor_testing.http_sink import http_sink
 from conveyor_testing.mlflow_server import mlflow_auth_server, mlflow_server, mlflow_tracking_uri
 from conveyor_testing.s3_server import s3_bucket, s3_endpoint, s3_server
-from conveyor_testing.server import conveyor_server, conveyor_server_factory, conveyor_server_postgres
+from conveyor_testing.server import (
+    conveyor_server,
+    conveyor_server_factory,
+    conveyor_server_postgres,
+    conveyor_server_short_leeway,
+)
 from conveyor_testing.slack_api import fake_slack
 from conveyor_testing.sql_servers import (
     fresh_mariadb_url,
@@ -56,6 +61,7 @@ __all__ = [
     "conveyor_server",
     "conveyor_server_factory",
     "conveyor_server_postgres",
+    "conveyor_server_short_leeway",
     "examples_path",
     "fake_slack",
     "fresh_mariadb_url",
@@ -89,6 +95,7 @@ SERVER_FIXTURES = frozenset(
         "conveyor_server",
         "conveyor_server_postgres",
         "conveyor_server_factory",
+        "conveyor_server_short_leeway",
     }
 )
 """Fixtures that start (or reach) a server: a test using any of them is an integration test."""

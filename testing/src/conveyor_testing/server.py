@@ -12,6 +12,9 @@ Fixtures:
   starts one more server (stopped at session end).
 * ``conveyor_server``: one server over SQLite for the session.
 * ``conveyor_server_postgres``: one server over a PostgreSQL database for the session.
+* ``conveyor_server_short_leeway``: one server over SQLite for the session whose run
+  tokens stop working :data:`SHORT_LEEWAY` seconds after their run settles (tests that
+  check a token is dead after a run wait that long, not a minute).
 """
 
 from __future__ import annotations
@@ -45,9 +48,14 @@ __all__ = [
     "ConveyorServer",
     "conveyor_server",
     "conveyor_server_factory",
+    "SHORT_LEEWAY",
     "conveyor_server_postgres",
+    "conveyor_server_short_leeway",
     "start_conveyor_server",
 ]
+
+SHORT_LEEWAY = 2.0
+"""Seconds a run token of ``conveyor_server_short_leeway`` outlives its run."""
 
 # Deleted in this order (children before parents); users and API keys stay.
 _DATA_TABLES = (
@@ -268,3 +276,9 @@ def conveyor_server_postgres(
     """A conveyor server over a PostgreSQL database of its own, for the session."""
     name = postgres_server.create_database("server")
     return conveyor_server_factory(postgres_server.url(name))
+
+
+@pytest.fixture(scope="session")
+def conveyor_server_short_leeway(conveyor_server_factory: Callable[..., ConveyorServer]) -> ConveyorServer:
+    """A conveyor server over SQLite, for the session, whose run tokens outlive their run by :data:`SHORT_LEEWAY` s."""
+    return conveyor_server_factory(leeway=SHORT_LEEWAY)

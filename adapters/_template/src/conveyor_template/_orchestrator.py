@@ -69,11 +69,12 @@ class TemplateOrchestrator(BaseOrchestrator):
         compiled = self.compile(deployment, ctx)
         path = _write_script(self.output_folder(ctx) / compiled.filename, compiled)
         run_id = uuid.uuid4().hex
-        env = step_process_env(ctx.store, ctx.source_root, {RUN_ID_ENV: run_id})
+        # The run exists before the script starts (its steps join it by its key): on a conveyor server its
+        # steps then get a token of this run, never this process's own credential.
+        run = self.create_run(deployment, ctx, owned=False, run_key=RUN_KEY_PREFIX + run_id, orchestrator_run_id=run_id)
+        env = step_process_env(ctx.store, ctx.source_root, {RUN_ID_ENV: run_id}, run_id=run.id)
         print(f"conveyor: running {path}", file=sys.stderr)
         subprocess.run(["bash", str(path)], env=env, check=False)
-        # The first step made the run; joining it here also covers a script that ended before any step.
-        run = self.create_run(deployment, ctx, owned=False, run_key=RUN_KEY_PREFIX + run_id, orchestrator_run_id=run_id)
         if settle_after_engine(ctx.store, deployment, run) == RunStatus.COMPLETED:
             return run.id
         error = ctx.store.get_run(run.id).error or "the script failed"

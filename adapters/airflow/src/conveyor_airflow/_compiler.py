@@ -364,7 +364,8 @@ def compile_dag(
     where = machine(config, python, store_url, source_root, mounts)
     container = bool(plan.modes & {"docker", "kubernetes_pod"})
     docker_mounts = "docker" in plan.modes and bool(where.mounts)
-    tasks = [_task(t, deployment, deployment_id, config, bool(where.mounts)) for t in plan.tasks]
+    on_server = where.store_url is not None and where.store_url.startswith(("http://", "https://"))
+    tasks = [_task(t, deployment, deployment_id, config, bool(where.mounts), on_server) for t in plan.tasks]
     source = _template().render(
         imports=[Code(i) for i in _imports(plan, where)],
         pipeline=deployment.pipeline.name,
@@ -372,6 +373,7 @@ def compile_dag(
         python_env=_python_env(where) if "python" in plan.modes else None,
         run_step=run_step_shell(bool(deployment.pipeline.parameters)) if "python" in plan.modes else None,
         container_env=_container_env(config, where) if container else None,
+        worker_credential=on_server and "docker" in plan.modes,
         docker_mounts=_docker_mounts(where) if docker_mounts else None,
         dag_args=[(Code(k), v) for k, v in _dag_args(plan, deployment, deployment_id, config)],
         tasks=tasks,
@@ -424,7 +426,12 @@ def _dag_args(
 
 
 def _task(
-    t: TaskPlan, deployment: Deployment, deployment_id: str, config: AirflowOrchestratorConfig, mounts: bool
+    t: TaskPlan,
+    deployment: Deployment,
+    deployment_id: str,
+    config: AirflowOrchestratorConfig,
+    mounts: bool,
+    on_server: bool = False,
 ) -> dict[str, Any]:
     step, s = t.step, t.step.settings
     args: list[tuple[str, Any]] = [("task_id", t.task_id)]
@@ -446,6 +453,9 @@ def _task(
         args.append(("image", call("literal", image)))
         if t.mode == "docker":
             args += _docker_args(t, config, command, env_code, mounts)
+            if on_server:
+                # The worker's own server credential (a runner key), read when the task runs: never in this file.
+                args.append(("private_environment", Code("WORKER_CREDENTIAL")))
         else:
             args += _kubernetes_args(t, config, command, env_code)
     args.append(("do_xcom_push", False))

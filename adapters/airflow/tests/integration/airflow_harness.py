@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,12 @@ def run_dag(dag_file: Path, dag_id: str) -> tuple[str, dict[str, str]]:
     return str(getattr(dag_run.state, "value", dag_run.state)), tasks
 
 
-def run_case_on_airflow(case: Any, stack: str, dags: Path) -> tuple[Any, Path]:
+def run_case_on_airflow(case: Any, stack: str, dags: Path, runner_key: str | None = None) -> tuple[Any, Path]:
     """Export a conformance case's DAG on ``stack`` into ``dags``, run it with ``dag.test()``: its conveyor run, its file.
+
+    With ``runner_key`` (the repository is a conveyor server) the DAG is
+    exported with this process's credential and run by workers that hold
+    that ``runner`` key instead (this process is both here).
 
     Checks what Airflow says of the DAG run and each task: success, or for
     the failing case failed where conveyor's step failed and upstream_failed
@@ -57,7 +64,15 @@ def run_case_on_airflow(case: Any, stack: str, dags: Path) -> tuple[Any, Path]:
 
     pipe = load_pipeline(case).with_options(enable_cache=False)
     [dag_file] = export_pipeline(pipe, dags, stack=stack, parameters=case.params)
-    state, tasks = run_dag(dag_file, case.pipeline)
+    if runner_key is None:
+        state, tasks = run_dag(dag_file, case.pipeline)
+    else:
+        driver = os.environ["CONVEYOR_API_KEY"]
+        os.environ["CONVEYOR_API_KEY"] = runner_key
+        try:
+            state, tasks = run_dag(dag_file, case.pipeline)
+        finally:
+            os.environ["CONVEYOR_API_KEY"] = driver
     expected = {sid: "success" for sid in case.statuses}
     if case.fails:
         # Airflow marks what waits for the failed task upstream_failed; conveyor records those steps skipped.
@@ -69,3 +84,9 @@ def run_case_on_airflow(case: Any, stack: str, dags: Path) -> tuple[Any, Path]:
         )
     assert (state, tasks) == ("failed" if case.fails else "success", expected)
     return Client().get_pipeline(case.pipeline).last_run, dag_file
+
+
+def airflow_surfaces(request: pytest.FixtureRequest) -> list[Any]:
+    """What Airflow kept of the DAG runs: the dags folder (the exported DAG files) and its home (database, logs)."""
+    home = request.getfixturevalue("airflow_home")
+    return [request.getfixturevalue("repo"), home.dags, home.home]

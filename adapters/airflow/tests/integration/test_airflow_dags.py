@@ -15,7 +15,7 @@ from typing import Any
 
 import airflow_test_pipelines as tp
 import pytest
-from airflow_harness import AirflowHome, run_case_on_airflow, run_dag
+from airflow_harness import AirflowHome, airflow_surfaces, run_case_on_airflow, run_dag
 
 from conveyor import Client, Schedule, export_pipeline
 from conveyor.runtime import step_command
@@ -51,6 +51,12 @@ class TestAirflowPythonModeConformance(OrchestratorContract):
     def check_engine_run(self, case: Any, run: Any, reference: Any, request: pytest.FixtureRequest) -> None:
         assert run.orchestrator == "airflow"
         assert run.orchestrator_run_id is not None and run.orchestrator_run_id.startswith("manual__")
+
+    def run_through_server(self, case: Any, stack: str, request: pytest.FixtureRequest, runner_key: str) -> Any:
+        return run_case_on_airflow(case, stack, request.getfixturevalue("airflow_home").dags, runner_key)[0]
+
+    def server_leak_surfaces(self, run: Any, request: pytest.FixtureRequest) -> list[Any]:
+        return airflow_surfaces(request)
 
 
 def test_python_mode_with_airflows_own_interpreter(repo: Path, airflow_home: AirflowHome) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow_harness import AirflowHome, run_case_on_airflow
+from airflow_harness import AirflowHome, airflow_surfaces, run_case_on_airflow
 
 from conveyor import Client
 from conveyor_testing.conformance import OrchestratorContract
@@ -45,6 +45,8 @@ def docker_stack(repo: Path, registry: Any, base_image: str, wheel_cache: Path, 
 class TestAirflowDockerModeConformance(OrchestratorContract):
     """Every conformance case as a DAG whose DockerOperator tasks run the steps in the pipeline's image."""
 
+    steps_in_containers = True
+
     @pytest.fixture
     def conformance_stack(self, docker_stack: str, airflow_home: AirflowHome, docker_daemon: Any) -> str:
         return docker_stack
@@ -61,3 +63,12 @@ class TestAirflowDockerModeConformance(OrchestratorContract):
         assert len(images) == 1 and "@sha256:" in next(iter(images))
         docker_daemon = request.getfixturevalue("docker_daemon")
         assert not docker_daemon.containers.list(all=True, filters={"ancestor": next(iter(images))})
+
+    def run_through_server(self, case: Any, stack: str, request: pytest.FixtureRequest, runner_key: str) -> Any:
+        run, dag_file = run_case_on_airflow(case, stack, request.getfixturevalue("airflow_home").dags, runner_key)
+        # The step containers get the worker's key when the task runs; the file names only where it comes from.
+        assert "private_environment=WORKER_CREDENTIAL" in dag_file.read_text()
+        return run
+
+    def server_leak_surfaces(self, run: Any, request: pytest.FixtureRequest) -> list[Any]:
+        return [*airflow_surfaces(request), request.getfixturevalue("registry").root]

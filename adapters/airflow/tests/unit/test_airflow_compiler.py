@@ -317,3 +317,23 @@ def test_python_mode_tasks_run_exactly_the_runtimes_step_command() -> None:
         orchestrator_run_id="manual__2026-01-01T00:00:00+00:00",
         python="/opt/venv/bin/python",
     )
+
+
+def test_docker_tasks_on_a_server_take_the_workers_key_when_they_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    dep = _one_step()
+    machine = {**MACHINE, "store_url": "http://127.0.0.1:8237"}
+    source = compile_dag(dep, AirflowOrchestratorConfig(operator="docker", image=IMAGE), **machine).source
+    [docker] = _calls(source)["DockerOperator"]
+    assert docker["private_environment"] == "WORKER_CREDENTIAL"
+    assert "CONVEYOR_STORE_URL': 'http://127.0.0.1:8237'" in source
+    # The key is read from the environment of the process that parses the file, and written nowhere.
+    monkeypatch.setenv("CONVEYOR_API_KEY", "cvk_worker-runner-key")
+    [line] = [line for line in source.splitlines() if line.startswith("WORKER_CREDENTIAL = ")]
+    assert "\nimport os\n" in source
+    namespace: dict[str, Any] = {"os": os}
+    exec(compile(line, "dag.py", "exec"), namespace)
+    assert namespace["WORKER_CREDENTIAL"] == {"CONVEYOR_API_KEY": "cvk_worker-runner-key"}
+    assert "cvk_" not in source
+    # A SQL store's DAG passes no credential (its goldens are unchanged).
+    sql = compile_dag(dep, AirflowOrchestratorConfig(operator="docker", image=IMAGE), **MACHINE).source
+    assert "WORKER_CREDENTIAL" not in sql and "import os" not in sql

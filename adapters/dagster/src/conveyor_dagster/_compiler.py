@@ -297,7 +297,7 @@ def compile_definitions(
         parent_pid_variable=ENV_PARENT_PID,
         process_env=py_source({k: v for k, v in process_env.items() if v is not None}),
         container_env=py_source({k: v for k, v in container_env.items() if v is not None}),
-        docker=py_source(_docker_table(config)),
+        docker=py_source(_docker_table(config, on_server=_is_server(store_url))),
         mounts=py_source(_mount_table(all_mounts)),
         commands=py_source(_commands(deployment_id, markers, interpreters, {o.mode for o in plan.ops})),
         steps=py_source(steps),
@@ -361,15 +361,24 @@ def _job_table(plan: JobPlan, config: DagsterOrchestratorConfig, deployment: Dep
     }
 
 
-def _docker_table(config: DagsterOrchestratorConfig) -> dict[str, Any]:
+def _is_server(store_url: str | None) -> bool:
+    return store_url is not None and store_url.startswith(("http://", "https://"))
+
+
+def _docker_table(config: DagsterOrchestratorConfig, *, on_server: bool = False) -> dict[str, Any]:
+    from conveyor.constants import ENV_API_KEY
     from conveyor.secrets import ENV_SECRETS_KEY, ENV_SECRETS_OWNER
 
-    return {
+    table: dict[str, Any] = {
         "url": config.docker_url,
         "network_mode": config.network_mode,
         # Names only: the values come from the op's environment at run time.
         "secrets_env": [ENV_SECRETS_KEY, ENV_SECRETS_OWNER],
     }
+    if on_server:
+        # The op's credential for the conveyor server (a runner key), which the step trades for its run's token.
+        table["server_env"] = [ENV_API_KEY]
+    return table
 
 
 def _mount_table(mounts: list[str]) -> list[tuple[str, str, bool]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dagster_server_support import dagster_surfaces, run_case_through_server
 from dagster_test_pipelines import uses_app_secret
 
 from conveyor import Client
@@ -40,6 +41,8 @@ def docker_stack(
 class TestDagsterDockerModeConformance(OrchestratorContract):
     """Every conformance case with ``mode: docker``: each op runs its step in the pipeline's image."""
 
+    steps_in_containers = True
+
     @pytest.fixture
     def conformance_stack(self, docker_stack: str, docker_daemon: Any) -> str:
         return docker_stack
@@ -53,6 +56,12 @@ class TestDagsterDockerModeConformance(OrchestratorContract):
             all=True, filters={"label": f"dagster.run={run.orchestrator_run_id}"}
         )
         assert leftovers == []
+
+    def run_through_server(self, case: Any, stack: str, request: pytest.FixtureRequest, runner_key: str) -> Any:
+        return run_case_through_server(case, stack, request, runner_key)
+
+    def server_leak_surfaces(self, run: Any, request: pytest.FixtureRequest) -> list[Any]:
+        return [*dagster_surfaces(request), request.getfixturevalue("registry").root]
 
 
 def test_a_step_container_gets_the_secrets_key_from_the_op_at_run_time(

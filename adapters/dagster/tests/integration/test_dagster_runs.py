@@ -13,6 +13,7 @@ from typing import Any
 import dagster_test_pipelines as tp
 import psutil
 import pytest
+from dagster_server_support import dagster_surfaces, run_case_through_server
 
 from conveyor import Client
 from conveyor.exceptions import StepFailedError
@@ -33,6 +34,12 @@ class TestDagsterConformance(OrchestratorContract):
         dagster_run = request.getfixturevalue("instance").get_run_by_id(run.orchestrator_run_id)
         assert dagster_run is not None and dagster_run.is_success != case.fails
         assert dagster_run.job_name == case.pipeline
+
+    def run_through_server(self, case: Any, stack: str, request: pytest.FixtureRequest, runner_key: str) -> Any:
+        return run_case_through_server(case, stack, request, runner_key)
+
+    def server_leak_surfaces(self, run: Any, request: pytest.FixtureRequest) -> list[Any]:
+        return dagster_surfaces(request)
 
 
 def test_independent_steps_run_at_the_same_time(dagster_stack: str) -> None:

@@ -57,12 +57,19 @@ def kfp_stack(
     return {"store_url": fresh_postgres_url, "registry": registry, "repo": repo}
 
 
-def _run_in_kfp_local(spec: Path, store_url: str, root: Path, **arguments: Any) -> None:
+def _run_in_kfp_local(
+    spec: Path, store_url: str | None, root: Path, runner_key: str | None = None, **arguments: Any
+) -> None:
+    """Run a spec in kfp.local; the pods get the store's URL, or (on a conveyor server) a runner key."""
     import kfp.local
     from kfp import components
 
+    environment = {"CONVEYOR_STORE_URL": store_url} if store_url else {}
+    if runner_key is not None:
+        # What a Kubernetes secret (the orchestrator's secret_env) gives the pods of a cluster.
+        environment["CONVEYOR_API_KEY"] = runner_key
     kfp.local.init(
-        runner=kfp.local.DockerRunner(network_mode="host", environment={"CONVEYOR_STORE_URL": store_url}),
+        runner=kfp.local.DockerRunner(network_mode="host", environment=environment),
         pipeline_root=str(root / "kfp-root"),
         raise_on_error=False,
     )
@@ -120,6 +127,42 @@ class TestKfpLocalConformance(OrchestratorContract):
 
     def check_engine_run(self, case: Case, run: Any, reference: Any, request: pytest.FixtureRequest) -> None:
         assert run.orchestrator == "kubeflow"
+
+    # -- through a conveyor server
+    steps_in_containers = True
+
+    @pytest.fixture
+    def server_stack(
+        self, server_repository: Any, repo: Path, s3_endpoint: Any, s3_bucket: str, registry: Any, base_image: str
+    ) -> str:
+        from conveyor import Client
+
+        client = Client()
+        client.register_component("image_builder", "builder", "docker", {"parent_image": base_image})
+        client.register_component("container_registry", "registry", "default", {"uri": f"{registry.host}/ml"})
+        return register_kfp_stack(
+            artifact_path=f"s3://{s3_bucket}/kfp-server",
+            artifact_options=s3_endpoint.component_options(),
+            builder="builder",
+            registry="registry",
+            activate=False,
+            output_dir=str(repo / "specs"),
+        )
+
+    def run_through_server(self, case: Case, stack: str, request: pytest.FixtureRequest, runner_key: str) -> Any:
+        from conveyor import Client, export_pipeline
+
+        repo: Path = request.getfixturevalue("repo")
+        pipe = load_pipeline(case).with_options(enable_cache=False)
+        [spec] = export_pipeline(pipe, repo / "specs", stack=stack, parameters=case.params)
+        server_url = request.getfixturevalue("server_repository").url
+        assert server_url in spec.read_text()  # the pods' store is the server (its key comes from the runner)
+        _run_in_kfp_local(spec, None, repo, runner_key)
+        return Client().get_pipeline(pipe.name).last_run
+
+    def server_leak_surfaces(self, run: Any, request: pytest.FixtureRequest) -> list[Any]:
+        # The spec and kfp.local's outputs are in the repository; the image went through the registry.
+        return [request.getfixturevalue("repo"), request.getfixturevalue("registry").root]
 
 
 @pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner")

@@ -97,6 +97,8 @@ def images_of(run: Any) -> set[str | None]:
 class TestPrefectContainerConformance(OrchestratorContract):
     """Every conformance case with ``step_mode: container``: one container per step, in the pushed image."""
 
+    steps_in_containers = True
+
     @pytest.fixture
     def conformance_stack(self, container_stack: str, prefect_server: PrefectServer, docker_daemon: Any) -> str:
         return container_stack
@@ -118,6 +120,14 @@ class TestPrefectContainerConformance(OrchestratorContract):
         assert all(info["HostConfig"]["NetworkMode"] == "host" for info in self.watcher.inspected_of(run.id))
         url = request.getfixturevalue("prefect_server").url
         assert read_flow_run(url, run.orchestrator_run_id).state.name == ("Failed" if case.fails else "Completed")
+
+    def server_leak_surfaces(self, run: Any, request: pytest.FixtureRequest) -> list[Any]:
+        # Prefect's server keeps flow runs, their parameters and deployments in its home's database.
+        return [
+            request.getfixturevalue("repo"),
+            request.getfixturevalue("prefect_server").home,
+            request.getfixturevalue("registry").root,
+        ]
 
 
 def run_in_thread(pipe: Any, **params: Any) -> tuple[threading.Thread, list[BaseException | None]]:

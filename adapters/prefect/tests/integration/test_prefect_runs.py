@@ -56,6 +56,14 @@ class TestPrefectConformance(OrchestratorContract):
         ran = [sid for sid, s in run.steps.items() if s.status != "skipped"]
         assert [n for n in task_run_names(url, run.orchestrator_run_id) if n in ran] == sorted(ran)
 
+    def steps_run_in_the_driver(self, request: pytest.FixtureRequest) -> bool:
+        # in_process: the flow runs in the process that called the pipeline, its steps in the flow's threads.
+        return bool(request.node.callspec.params.get("conformance_stack") == "in_process")
+
+    def server_leak_surfaces(self, run: Any, request: pytest.FixtureRequest) -> list[Any]:
+        # Prefect's server keeps flow runs, their parameters and deployments in its home's database.
+        return [request.getfixturevalue("repo"), request.getfixturevalue("prefect_server").home]
+
 
 def test_independent_steps_run_at_the_same_time(prefect_stack: str, prefect_server: PrefectServer) -> None:
     from prefect_pipelines import nap, pipeline

@@ -23,6 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 class TestLocalDockerConformance(OrchestratorContract):
     """Every conformance case on ``local_docker``: the local stack's artifacts, each step in the pipeline's image."""
 
+    steps_in_containers = True
+
     @pytest.fixture
     def conformance_stack(self, docker_stack: str, examples_path: Path, docker_daemon: Any) -> str:
         return docker_stack
@@ -37,6 +39,10 @@ class TestLocalDockerConformance(OrchestratorContract):
             explode = run.steps["explode"]
             assert explode.status == "failed"
             assert "Traceback" in step_logs(explode)  # the step's own log, written inside the container
+
+    def server_leak_surfaces(self, run: Any, request: pytest.FixtureRequest) -> list[Any]:
+        # The registry the image was pushed to, besides the repository (the images' layers are scanned too).
+        return [request.getfixturevalue("repo"), request.getfixturevalue("registry").root]
 
 
 def test_image_digest_is_part_of_the_cache_key(docker_stack, examples_path):

@@ -297,6 +297,8 @@ def _run(argv, environment, image, labels, secrets=False):
         return _run_process(argv, {**environment, **PROCESS_ENV})
     # Secrets are resolved in the container: it needs the key, from this process's environment.
     passed = {name: os.environ[name] for name in DOCKER["secrets_env"] if secrets and name in os.environ}
+    # On a conveyor server every step joins its run with this process's credential.
+    passed.update({name: os.environ[name] for name in DOCKER.get("server_env", ()) if name in os.environ})
     return _run_container(argv, {**environment, **passed, **CONTAINER_ENV}, image, labels)
 
 
