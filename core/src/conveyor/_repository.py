@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.constants import (
+    ENV_PROFILE,
     ENV_REPOSITORY,
     ENV_SERVER,
     ENV_STACK,
@@ -93,9 +94,9 @@ class Repository:
     def existing(cls) -> Repository:
         """The repository of the working folder (or ``CONVEYOR_REPOSITORY``); never creates one.
 
-        With ``CONVEYOR_STORE_URL`` or ``CONVEYOR_SERVER`` set, a folder without
-        ``.conveyor/`` still reads that store (a team store needs no local folder); only
-        changing the local config then needs a repository.
+        With ``CONVEYOR_STORE_URL`` or ``CONVEYOR_SERVER`` set, or a server profile
+        active, a folder without ``.conveyor/`` still reads that store (a team store
+        needs no local folder); only changing the local config then needs a repository.
 
         Raises:
             NoRepositoryError: there is none, and no store URL is set.
@@ -103,7 +104,7 @@ class Repository:
         repo = cls.find()
         if repo is not None and repo.dir.is_dir():
             return repo
-        if os.environ.get(ENV_STORE_URL) or os.environ.get(ENV_SERVER):
+        if os.environ.get(ENV_STORE_URL) or os.environ.get(ENV_SERVER) or _server_profile_active():
             return repo or cls(Path(os.getcwd()))
         raise no_repository(repo)
 
@@ -214,6 +215,15 @@ class Repository:
         from conveyor.stack import Stack
 
         return Stack.from_record(self.store().get_stack(name or self.active_stack_name))
+
+
+def _server_profile_active() -> bool:
+    from conveyor.stores._profiles import Profiles
+
+    profiles = Profiles()
+    if not profiles.exists() and not os.environ.get(ENV_PROFILE):
+        return False
+    return profiles.active().url is not None
 
 
 def no_repository(repo: Repository | None) -> NoRepositoryError:
