@@ -1094,7 +1094,7 @@ def _document_credentials(app: FastAPI) -> None:
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI documents replacing it
 
 
 def _check_step_id(step_id: str) -> None:
