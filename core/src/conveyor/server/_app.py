@@ -33,12 +33,10 @@ that nests other records needs a case in ``_wire.load`` (as ``StackRecord`` has)
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -113,22 +111,6 @@ class ServerSettings:
             auth=AuthSettings(**data["auth"]),
             migrate=data["migrate"],
         )
-
-
-def _inline(endpoint: Callable[..., Response]) -> Callable[..., Any]:
-    """Run a quick endpoint on the event loop itself rather than in the thread pool.
-
-    What a step calls (a lookup or a short transaction by primary key) takes
-    less time than handing the request to a thread and back, which on a busy
-    machine means two more waits for a CPU. Slow work (password hashing,
-    listings, key rotation) stays in the thread pool.
-    """
-
-    @functools.wraps(endpoint)
-    async def run(*args: Any, **kwargs: Any) -> Response:
-        return endpoint(*args, **kwargs)
-
-    return run
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -333,7 +315,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return Response(status_code=204)
 
     @app.get("/api/me", response_model=m.Me, tags=["auth"])
-    @_inline
     def me(request: Request) -> Response:
         """Who the credential belongs to."""
         p = principal(request)
@@ -393,7 +374,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- pipelines and deployments -------------------------------------------------------
     @app.post("/api/pipelines", response_model=m.PipelineOut, tags=["pipelines"])
-    @_inline
     def get_or_create_pipeline(request: Request, body: m.PipelineIn) -> Response:
         """The pipeline of this name, created on first use."""
         p = principal(request)
@@ -414,7 +394,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.list_pipelines()))
 
     @app.get("/api/pipelines/{name_or_id}", response_model=m.PipelineOut, tags=["pipelines"])
-    @_inline
     def get_pipeline(request: Request, name_or_id: str) -> Response:
         """A pipeline by name or id."""
         p = principal(request)
@@ -433,7 +412,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json({"id": st.latest_deployment_id(pipeline_id)})
 
     @app.put("/api/deployments/{deployment_id}", status_code=204, tags=["pipelines"])
-    @_inline
     def save_deployment(request: Request, deployment_id: str, body: m.DeploymentIn) -> Response:
         """Store a deployment's canonical JSON under its content id (idempotent)."""
         p = principal(request)
@@ -448,7 +426,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         tags=["pipelines"],
         responses={200: {"description": "the deployment's canonical JSON", "content": {"application/json": {}}}},
     )
-    @_inline
     def get_deployment(request: Request, deployment_id: str) -> Response:
         """A stored deployment's JSON."""
         p = principal(request)
@@ -460,7 +437,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- runs --------------------------------------------------------------------------------
     @app.post("/api/runs", response_model=m.RunOut, tags=["runs"])
-    @_inline
     def create_run(request: Request, body: m.RunIn) -> Response:
         """A new run."""
         p = principal(request)
@@ -468,7 +444,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.create_run(**body.values.model_dump(exclude_unset=True))))
 
     @app.post("/api/runs/join", response_model=m.RunOut, tags=["runs"])
-    @_inline
     def join_run(request: Request, body: m.JoinIn) -> Response:
         """The run of an engine's run key, created by whichever caller asks first."""
         p = principal(request)
@@ -486,7 +461,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.join_run(body.run_key, **values)))
 
     @app.patch("/api/runs/{run_id}", response_model=m.Changed, tags=["runs"])
-    @_inline
     def update_run(request: Request, run_id: str, body: m.RunUpdateIn) -> Response:
         """Change fields of a run (``only_if_status``: only while it has that status)."""
         p = principal(request)
@@ -499,7 +473,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json({"changed": changed})
 
     @app.post("/api/runs/{run_id}/settle", response_model=m.Settled, tags=["runs"])
-    @_inline
     def settle_run(request: Request, run_id: str, body: m.SettleIn) -> Response:
         """Give a running run its final status."""
         p = principal(request)
@@ -509,7 +482,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json({"settled": settled})
 
     @app.post("/api/runs/{run_id}/token", response_model=m.TokenOut, tags=["runs"])
-    @_inline
     def mint_token(request: Request, run_id: str) -> Response:
         """A token scoped to one run, for its step processes."""
         p = principal(request)
@@ -529,7 +501,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.list_runs(pipeline_id, limit, status=status, tags=tag)))
 
     @app.get("/api/runs/{run_id}", response_model=m.RunOut, tags=["runs"])
-    @_inline
     def get_run(request: Request, run_id: str) -> Response:
         """A run by id or name."""
         p = principal(request)
@@ -541,7 +512,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(record))
 
     @app.post("/api/runs/{run_id}/tags", response_model=m.TagsOut, tags=["runs"])
-    @_inline
     def tag_run(request: Request, run_id: str, body: m.TagsIn) -> Response:
         """Add and remove tags of a run; answers its tags."""
         p = principal(request)
@@ -558,7 +528,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- step runs -------------------------------------------------------------------------
     @app.post("/api/runs/{run_id}/steps/{step_id}/start", response_model=m.StepRunOut, tags=["steps"])
-    @_inline
     def start_step_run(request: Request, run_id: str, step_id: str, body: m.StepStartIn) -> Response:
         """A step (or another attempt) starts."""
         p = principal(request)
@@ -569,7 +538,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.start_step_run(run_id, step_id, require_running=body.require_running, **values)))
 
     @app.post("/api/runs/{run_id}/steps/{step_id}/record", response_model=m.IdOut, tags=["steps"])
-    @_inline
     def record_step_run(request: Request, run_id: str, step_id: str, body: m.StepRecordIn) -> Response:
         """A finished step run in one go (cached or skipped)."""
         p = principal(request)
@@ -588,7 +556,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json({"id": sid})
 
     @app.get("/api/runs/{run_id}/steps", response_model=list[m.StepRunOut], tags=["steps"])
-    @_inline
     def list_step_runs(request: Request, run_id: str) -> Response:
         """The step runs of a run."""
         p = principal(request)
@@ -598,7 +565,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.list_step_runs(run_id)))
 
     @app.get("/api/runs/{run_id}/steps/{step_id}/outputs", response_model=dict[str, m.ArtifactOut], tags=["steps"])
-    @_inline
     def outputs_of_step(request: Request, run_id: str, step_id: str) -> Response:
         """Outputs of a step that succeeded in a run."""
         p = principal(request)
@@ -608,7 +574,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.outputs_of_step(run_id, step_id)))
 
     @app.post("/api/step-runs/{step_run_id}/finish", status_code=204, tags=["steps"])
-    @_inline
     def finish_step_run(request: Request, step_run_id: str, body: m.StepFinishIn) -> Response:
         """A step run's final status and links."""
         p = principal(request)
@@ -622,7 +587,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return Response(status_code=204)
 
     @app.post("/api/step-runs/{step_run_id}/complete", response_model=m.OutputsOut, tags=["steps"])
-    @_inline
     def complete_step_run(request: Request, step_run_id: str, body: m.StepCompleteIn) -> Response:
         """Register a step's new artifacts and mark it completed, in one transaction."""
         p = principal(request)
@@ -643,7 +607,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json({"outputs": outputs})
 
     @app.get("/api/step-runs/{step_run_id}", response_model=m.StepRunOut, tags=["steps"])
-    @_inline
     def get_step_run(request: Request, step_run_id: str) -> Response:
         """A step run by id."""
         p = principal(request)
@@ -655,7 +618,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(record))
 
     @app.get("/api/step-runs/{step_run_id}/artifacts", response_model=dict[str, m.ArtifactOut], tags=["steps"])
-    @_inline
     def step_run_artifacts(request: Request, step_run_id: str, inputs: bool = False) -> Response:
         """A step run's input or output artifacts."""
         p = principal(request)
@@ -665,7 +627,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.step_run_artifacts(step_run_id, inputs=inputs)))
 
     @app.get("/api/cache/{cache_key}", response_model=list[m.CacheHit], tags=["steps"])
-    @_inline
     def find_cached(request: Request, cache_key: str, limit: int = Query(default=5, ge=1, le=100)) -> Response:
         """Completed step runs with this cache key, with their outputs (what a step reuses)."""
         p = principal(request)
@@ -676,7 +637,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- hook invocations --------------------------------------------------------------------
     @app.post("/api/hook-invocations", response_model=m.HookClaimOut, tags=["hooks"])
-    @_inline
     def claim_hook_invocation(request: Request, body: m.HookClaimIn) -> Response:
         """Claim a hook before it runs (``id`` null: another process claimed it first)."""
         p = principal(request)
@@ -690,7 +650,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json({"id": claim})
 
     @app.post("/api/hook-invocations/{invocation_id}/finish", status_code=204, tags=["hooks"])
-    @_inline
     def finish_hook_invocation(request: Request, invocation_id: str, body: m.HookFinishIn) -> Response:
         """Record how a claimed hook ended."""
         p = principal(request)
@@ -701,7 +660,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return Response(status_code=204)
 
     @app.get("/api/hook-invocations", response_model=list[m.HookInvocationOut], tags=["hooks"])
-    @_inline
     def list_hook_invocations(
         request: Request,
         run_id: str | None = None,
@@ -717,7 +675,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- artifacts ---------------------------------------------------------------------------
     @app.post("/api/artifacts", response_model=m.ArtifactOut, tags=["artifacts"])
-    @_inline
     def create_artifact(request: Request, body: m.ArtifactIn) -> Response:
         """Register an artifact whose bytes are complete."""
         p = principal(request)
@@ -746,7 +703,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.unreferenced_artifacts()))
 
     @app.get("/api/artifacts/{artifact_id}", response_model=m.ArtifactOut, tags=["artifacts"])
-    @_inline
     def get_artifact(request: Request, artifact_id: str) -> Response:
         """An artifact version."""
         p = principal(request)
@@ -795,7 +751,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
             reader(p, what)
 
     @app.post("/api/models/versions", response_model=m.ModelVersionOut, tags=["models"])
-    @_inline
     def get_or_create_model_version(request: Request, body: m.ModelVersionIn) -> Response:
         """The model version a run works in, created (with the model) when it does not exist."""
         p = principal(request)
@@ -820,7 +775,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
     # Model, version and alias names travel in the query or the body, never in the path: they may
     # hold any character (the store refuses or keeps them exactly, as on a SQL store).
     @app.get("/api/model", response_model=m.ModelOut, tags=["models"])
-    @_inline
     def get_model(request: Request, name: str = Query(max_length=1024)) -> Response:
         """A model by name or id."""
         p = principal(request)
@@ -835,7 +789,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.list_model_versions(model)))
 
     @app.get("/api/model/version", response_model=m.ModelVersionOut, tags=["models"])
-    @_inline
     def get_model_version(
         request: Request, model: str = Query(max_length=1024), version: str = Query(max_length=1024)
     ) -> Response:
@@ -864,7 +817,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.list_model_alias_events(model, alias)))
 
     @app.post("/api/model-versions/{version_id}/links", status_code=204, tags=["models"])
-    @_inline
     def link_model_version(request: Request, version_id: str, body: m.ModelLinkIn) -> Response:
         """Link a step run, its artifacts and what it logged to a model version."""
         p = principal(request)
@@ -942,7 +894,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.save_stack(body.name, body.component_ids, create=body.create)))
 
     @app.post("/api/stacks/ensure", status_code=204, tags=["stacks"])
-    @_inline
     def ensure_stack(request: Request, body: m.EnsureStackIn) -> Response:
         """Create a stack with its missing components unless it exists (creating one: admins only)."""
         p = principal(request)
@@ -965,7 +916,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(dump(st.list_stacks()))
 
     @app.get("/api/stacks/{name}", response_model=m.StackOut, tags=["stacks"])
-    @_inline
     def get_stack(request: Request, name: str) -> Response:
         """A stack with its components."""
         p = principal(request)
@@ -999,7 +949,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _json(info(server.secrets().info(name)))
 
     @app.post("/api/secrets/resolve", response_model=m.ResolvedSecrets, tags=["secrets"])
-    @_inline
     def resolve_secrets(request: Request, body: m.ResolveIn) -> Response:
         """Values of secrets, for a caller that may use them.
 
