@@ -23,5 +23,10 @@ def __getattr__(name: str) -> Any:
     if name == "RestSecretStore":
         from conveyor.stores.rest._secrets import RestSecretStore
 
+        globals()[name] = RestSecretStore
         return RestSecretStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
