@@ -101,7 +101,9 @@ def _row(name: str, value: float, baseline: float | None, target: str, unit: str
 
 
 def _run(python: str, script: str, env: dict[str, str], cwd: Path) -> str:
-    out = subprocess.run([python, "-c", script], check=True, capture_output=True, text=True, env=env, cwd=cwd)
+    out = subprocess.run([python, "-c", script], capture_output=True, text=True, env=env, cwd=cwd)
+    if out.returncode != 0:
+        raise SystemExit(f"a benchmark step failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
     return out.stdout
 
 

@@ -21,19 +21,20 @@ pytestmark = [pytest.mark.server, pytest.mark.integration, pytest.mark.postgres]
 PIPELINES = 16
 STEPS = 20
 
+# Every output is given the one name "value": 320 writers of one artifact name take turns for its versions.
 CHAIN = f"""
 from typing import Annotated
 
-from conveyor import pipeline, step
+from conveyor import ArtifactConfig, pipeline, step
 
 
 @step
-def first() -> Annotated[int, "value"]:
+def first() -> Annotated[int, "value", ArtifactConfig(name="value")]:
     return 0
 
 
 @step
-def add_one(value: int) -> Annotated[int, "value"]:
+def add_one(value: int) -> Annotated[int, "value", ArtifactConfig(name="value")]:
     return value + 1
 
 

@@ -92,6 +92,33 @@ def test_the_same_pipeline_gives_the_same_artifacts_on_sql_and_on_the_server(
     close_stores()
 
 
+def test_a_driver_reads_the_outputs_of_steps_it_completed_without_asking_again(
+    on_server: ConveyorServer, repo: Path
+) -> None:
+    from conveyor.stores.rest import RestStore
+
+    write_module(repo, "twin_pipe_threads", TWIN.replace('name="twin"', 'name="twin_threads"'))
+    import twin_pipe_threads
+
+    run = twin_pipe_threads.twin()  # the server's default stack: steps in this process's threads
+    assert run.status == "completed"
+    assert run.steps["total"].output.load() == 45
+    driver = Client().store
+    assert isinstance(driver, RestStore)
+    fresh = RestStore(on_server.url, token=on_server.admin_key)
+    asked = driver.http.requests
+    # The leaf's outputs were never read: the driver still holds what the server answered when it completed.
+    assert driver.outputs_of_step(run.id, "total") == fresh.outputs_of_step(run.id, "total")
+    assert driver.http.requests == asked
+    # Read once, then asked for like any other step's.
+    assert driver.outputs_of_step(run.id, "total") == fresh.outputs_of_step(run.id, "total")
+    assert driver.http.requests == asked + 1
+    # The downstream step read the upstream step's artifact, as on a SQL store.
+    inputs = fresh.step_run_artifacts(run.steps["total"].id, inputs=True)
+    assert {k: a.id for k, a in inputs.items()} == {"values": run.steps["numbers"].output.id}
+    fresh.close()
+
+
 TWIN = """
 from conveyor import pipeline, step
 

@@ -90,7 +90,8 @@ class LocalScheduler:
 
             return execute_step(self.env, step.id).status
         self._run_process(step)
-        return None
+        # Its process exited 0: without a cache to hit, the step completed (no need to ask the store).
+        return None if self.env.deployment.pipeline.effective_cache(step) else RunStatus.COMPLETED
 
     def stop_running(self) -> None:
         """Stop every attempt that is running (Ctrl-C, SIGTERM): their processes get SIGTERM, then SIGKILL."""

@@ -144,6 +144,11 @@ def _status_of(exc: ConveyorError) -> int:
     return 400
 
 
+# Scope checks that run on a step's every call: statements built once (building one costs more than running it).
+_RUN_OF_STEP_RUN = sa.select(t.step_runs.c.run_id).where(t.step_runs.c.id == sa.bindparam("id"))
+_RUN_OF_HOOK = sa.select(t.hook_invocations.c.run_id).where(t.hook_invocations.c.id == sa.bindparam("id"))
+
+
 class Server:
     """The state one worker process holds: its store, its authenticator, and deployments read so far."""
 
@@ -194,13 +199,12 @@ class Server:
     def run_of_step_run(self, step_run_id: str) -> str | None:
         """The run a step run belongs to."""
         with self.store.read() as conn:
-            return conn.execute(sa.select(t.step_runs.c.run_id).where(t.step_runs.c.id == step_run_id)).scalar()
+            return conn.execute(_RUN_OF_STEP_RUN, {"id": step_run_id}).scalar()
 
     def run_of_hook_invocation(self, invocation_id: str) -> str | None:
         """The run a hook invocation belongs to (None for one without a run, or an unknown id)."""
-        h = t.hook_invocations
         with self.store.read() as conn:
-            return conn.execute(sa.select(h.c.run_id).where(h.c.id == invocation_id)).scalar()
+            return conn.execute(_RUN_OF_HOOK, {"id": invocation_id}).scalar()
 
     def artifact_in_run(self, artifact_id: str, run_id: str) -> bool:
         """Whether a run made or read an artifact."""
@@ -598,6 +602,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         outputs = st.complete_step_run(
             step_run_id, inputs=body.inputs, new_artifacts=new, require_running=body.require_running, **values
         )
+        if body.answer_artifacts:
+            return _json({"outputs": outputs, "artifacts": dump(st.step_run_artifacts(step_run_id, inputs=False))})
         return _json({"outputs": outputs})
 
     @app.get("/api/step-runs/{step_run_id}", response_model=m.StepRunOut, tags=["steps"])
@@ -1037,7 +1043,7 @@ def _document_credentials(app: FastAPI) -> None:
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI documents replacing it
 
 
 def _check_step_id(step_id: str) -> None:

@@ -313,6 +313,8 @@ class OutputsOut(Model):
     """``{output name: artifact id}`` of a completed step."""
 
     outputs: dict[str, str]
+    artifacts: Optional[dict[str, ArtifactOut]] = None
+    """The new artifacts' records, when the request asked for them."""
 
 
 class Problem(Model):
@@ -538,6 +540,8 @@ class StepCompleteIn(Model):
     new_artifacts: dict[Name, ArtifactValues]
     require_running: bool = False
     values: StepRunValues
+    answer_artifacts: bool = False
+    """Answer the new artifacts' records too (a process running the next steps reads them without asking)."""
 
 
 class ModelFieldsIn(Model):

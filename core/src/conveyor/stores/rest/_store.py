@@ -52,6 +52,10 @@ class RestStore(MetadataStore):
         self.url = self.http.url
         self._run_tokens: dict[str, str] = {}
         self._lock = threading.Lock()
+        # Steps this store started, and the outputs of those it completed: a driver that runs a run's
+        # steps in its own threads reads an upstream step's outputs from here instead of asking again.
+        self._started: dict[str, tuple[str, str]] = {}
+        self._completed: dict[tuple[str, str], dict[str, ArtifactRecord]] = {}
 
     @property
     def display_url(self) -> str:
@@ -108,6 +112,9 @@ class RestStore(MetadataStore):
         token = str(self._post(f"/api/runs/{segment(run_id)}/token")["token"])
         self.http.token = token
         os.environ[ENV_API_KEY] = token  # stores opened later in this process (secrets) use it too
+
+    def _holds_run_token(self) -> bool:
+        return self.token is not None and self.token.startswith(RUN_TOKEN_PREFIX)
 
     def whoami(self) -> dict[str, Any]:
         """``{"name", "role", "kind", "run_id"}`` of the credential this store sends."""
@@ -207,7 +214,11 @@ class RestStore(MetadataStore):
     ) -> StepRunRecord:
         """Record that a step started (or started another attempt); returns its record."""
         body = {"require_running": require_running, "values": dump_values(values)}
-        return load(StepRunRecord, self._post(self._step_path(run_id, step_id, "start"), body))
+        record = load(StepRunRecord, self._post(self._step_path(run_id, step_id, "start"), body))
+        if not self._holds_run_token():  # a step process's store completes one step and is gone
+            with self._lock:
+                _remember(self._started, record.id, (record.run_id, record.step_id))
+        return record
 
     def record_step_run(self, run_id: str, step_id: str, *, require_running: bool = False, **values: Any) -> str:
         """Insert a finished step run in one go (a cached or skipped step); returns its id."""
@@ -249,13 +260,22 @@ class RestStore(MetadataStore):
         **values: Any,
     ) -> dict[str, str]:
         """Register a step's new artifacts and mark it completed, in one transaction."""
+        with self._lock:
+            step = self._started.pop(step_run_id, None)
         body = {
             "inputs": dict(inputs),
             "new_artifacts": {k: dump_values(v) for k, v in new_artifacts.items()},
             "require_running": require_running,
             "values": dump_values(values),
         }
-        return dict(self._post(f"/api/step-runs/{segment(step_run_id)}/complete", body)["outputs"])
+        if step is not None:
+            body["answer_artifacts"] = True
+        answer = self._post(f"/api/step-runs/{segment(step_run_id)}/complete", body)
+        if step is not None and answer.get("artifacts") is not None:
+            outputs = {k: load(ArtifactRecord, v) for k, v in answer["artifacts"].items()}
+            with self._lock:
+                _remember(self._completed, step, outputs)
+        return dict(answer["outputs"])
 
     def get_step_run(self, step_run_id: str) -> StepRunRecord:
         """A step run by id."""
@@ -272,6 +292,10 @@ class RestStore(MetadataStore):
 
     def outputs_of_step(self, run_id: str, step_id: str) -> dict[str, ArtifactRecord]:
         """Outputs of step ``step_id`` in a run, for resolving downstream inputs."""
+        with self._lock:
+            known = self._completed.pop((run_id, step_id), None)
+        if known is not None:
+            return known  # completed through this store: what the server answered then
         found = self._get(self._step_path(run_id, step_id, "outputs"))
         return {k: load(ArtifactRecord, v) for k, v in found.items()}
 
@@ -488,3 +512,13 @@ class RestStore(MetadataStore):
         from conveyor.stores.rest._secrets import RestSecretStore
 
         return RestSecretStore(self)
+
+
+_REMEMBERED = 512  # entries of a store's step memory: enough for the steps a driver runs at once
+
+
+def _remember(memory: dict[Any, Any], key: Any, value: Any) -> None:
+    """Keep ``key``, forgetting the oldest entries beyond :data:`_REMEMBERED`."""
+    memory[key] = value
+    while len(memory) > _REMEMBERED:
+        del memory[next(iter(memory))]

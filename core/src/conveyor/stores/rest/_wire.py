@@ -50,7 +50,7 @@ def load(cls: type[R], data: dict[str, Any]) -> R:
             created=when(data["created"]),  # type: ignore[arg-type]
             updated=when(data["updated"]),  # type: ignore[arg-type]
         )
-    values = {}
+    values: dict[str, Any] = {}
     for f in fields(cls):  # type: ignore[arg-type]
         if f.name in data:
             raw = data[f.name]
