@@ -87,11 +87,7 @@ def test_sixteen_pipelines_at_once_on_two_workers_lose_nothing(
         assert len(steps) == STEPS and {s.status for s in steps} == {RunStatus.COMPLETED}
         last = admin.outputs_of_step(run.id, f"add_one_{STEPS - 1}")["value"]
         assert last.uri  # each run's chain reached its end
-    # Every output registered once: each step's "value" (named chain::STEP::value) has versions 1..16,
-    # one per run, no gap, no duplicate.
-    versions: dict[str, list[int]] = {}
-    for artifact in admin.list_artifacts("value"):
-        versions.setdefault(artifact.name, []).append(artifact.version)
-    assert len(versions) == STEPS and all(n.startswith("chain::") and n.endswith("::value") for n in versions)
-    assert all(sorted(v) == list(range(1, PIPELINES + 1)) for v in versions.values()), versions
+    # Every output registered once: versions 1..320 of "value", no gap, no duplicate.
+    versions = sorted(a.version for a in admin.list_artifacts("value"))
+    assert versions == list(range(1, PIPELINES * STEPS + 1))
     admin.close()
