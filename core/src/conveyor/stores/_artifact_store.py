@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any
@@ -313,9 +315,27 @@ class LocalArtifactStore(ArtifactStore):
         if not isinstance(uri, str) or "\0" in uri or not os.path.isabs(uri):
             return False
         # Lexically (no ".." can climb out) and after symlinks (no link can lead out).
-        inside = (os.path.normpath(uri), os.path.realpath(uri))
-        roots = (self.path, self._real_path)
-        return all(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for p, r in zip(inside, roots, strict=True))
+        path = os.path.normpath(uri)
+        if not _under(path, self.path):
+            return False
+        if path != uri or path == self.path:
+            # The system resolves "x/.." after a link x from where x leads, not lexically: such paths
+            # (join() makes none) are resolved whole.
+            return _under(os.path.realpath(uri), self._real_path)
+        # Only what lies below the root can lead out: look at those entries, without following
+        # them. As long as none is a link, the path resolves inside whatever the root resolves to,
+        # without resolving the root's own folders again for every file (a realpath does).
+        prefix = self.path.rstrip(os.sep) + os.sep
+        at = prefix
+        for name in path[len(prefix) :].split(os.sep):
+            at += name
+            try:
+                if stat.S_ISLNK(os.lstat(at).st_mode):
+                    return _under(os.path.realpath(path), self._real_path)
+            except OSError:
+                return True  # nothing there (or not reachable): nothing below it to follow
+            at += os.sep
+        return True
 
     def _check_removable(self, uri: str) -> None:
         self.check_inside(uri)
@@ -405,8 +425,16 @@ class LocalArtifactStore(ArtifactStore):
             os.rename(tmp, uri)
 
 
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def _without_protocol(uri: str) -> str:
     return uri.split("://", 1)[1] if "://" in uri else uri
+
+
+# Separators (either kind) and control characters.
+_UNSAFE_IN_SEGMENT = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 def check_segment(part: str) -> str:
@@ -418,14 +446,7 @@ def check_segment(part: str) -> str:
     Raises:
         StoreError: a separator, ``.``/``..``, an empty part, or a control character.
     """
-    bad = (
-        not isinstance(part, str)
-        or part in ("", ".", "..")
-        or "/" in part
-        or "\\" in part
-        or any(ord(c) < 32 or ord(c) == 127 for c in part)
-    )
-    if bad:
+    if not isinstance(part, str) or part in ("", ".", "..") or _UNSAFE_IN_SEGMENT.search(part):
         raise StoreError(f"{part!r} cannot be part of an artifact path", "names are checked before a run starts")
     return part
 
