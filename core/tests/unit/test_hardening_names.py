@@ -119,6 +119,29 @@ def test_a_symlink_cannot_lead_a_write_out_of_the_store(tmp_path: Path) -> None:
     assert list((tmp_path / "outside").iterdir()) == []
 
 
+@pytest.mark.parametrize("link", ["p", "p/s/out", "p/s"])
+def test_a_commit_through_a_link_out_of_the_store_is_refused(tmp_path: Path, link: str) -> None:
+    root = tmp_path / "store"
+    (root / "p" / "s").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    store = LocalArtifactStore(str(root))
+    tmp = store.join("p", "s", ".tmp-x")
+    store.makedirs(tmp)
+    with store.open(store.join(tmp, "data.json"), "wb") as f:
+        f.write(b"1")
+    # Made a link after the temporary folder was written: the commit itself must look again.
+    moved = root / link
+    if moved.exists():
+        moved.rename(tmp_path / "outside" / moved.name)
+    moved.symlink_to(tmp_path / "outside" / moved.name if link != "p/s/out" else tmp_path / "outside")
+    before = _tree(tmp_path / "outside")
+    with pytest.raises(StoreError, match="outside the artifact store"):
+        store.commit(str(root / "p" / "s" / ".tmp-x"), store.join("p", "s", "out"))
+    with pytest.raises(StoreError, match="outside the artifact store"):
+        store.rename(str(root / "p" / "s" / ".tmp-x"), store.join("p", "s", "out"))
+    assert _tree(tmp_path / "outside") == before
+
+
 # A store folder with links at several depths: to a folder and a file outside, to a folder inside,
 # to the root's parent, a link to a link, and a dangling one.
 _LINKS = {

@@ -312,6 +312,17 @@ class LocalArtifactStore(ArtifactStore):
         return os.path.join(root, *parts)
 
     def contains(self, uri: str) -> bool:
+        return self._contains(uri, set())
+
+    def _check_all_inside(self, *uris: str) -> None:
+        # Paths side by side (a temporary folder and its final place) share the entries above them:
+        # each is looked at once.
+        seen: set[str] = set()
+        for uri in uris:
+            if not self._contains(uri, seen):
+                self.check_inside(uri)  # refuses with the usual message
+
+    def _contains(self, uri: str, seen: set[str]) -> bool:
         if not isinstance(uri, str) or "\0" in uri or not os.path.isabs(uri):
             return False
         # Lexically (no ".." can climb out) and after symlinks (no link can lead out).
@@ -329,11 +340,13 @@ class LocalArtifactStore(ArtifactStore):
         at = prefix
         for name in path[len(prefix) :].split(os.sep):
             at += name
-            try:
-                if stat.S_ISLNK(os.lstat(at).st_mode):
-                    return _under(os.path.realpath(path), self._real_path)
-            except OSError:
-                return True  # nothing there (or not reachable): nothing below it to follow
+            if at not in seen:
+                try:
+                    if stat.S_ISLNK(os.lstat(at).st_mode):
+                        return _under(os.path.realpath(path), self._real_path)
+                except OSError:
+                    return True  # nothing there (or not reachable): nothing below it to follow
+                seen.add(at)
             at += os.sep
         return True
 
@@ -392,7 +405,8 @@ class LocalArtifactStore(ArtifactStore):
             folder = os.path.dirname(folder)
 
     def rename(self, src: str, dst: str) -> None:
-        os.replace(self.check_inside(src), self.check_inside(dst))
+        self._check_all_inside(src, dst)
+        os.replace(src, dst)
 
     def files(self, uri: str) -> Iterator[tuple[str, str]]:
         out = []
@@ -415,8 +429,7 @@ class LocalArtifactStore(ArtifactStore):
         return out
 
     def commit(self, tmp: str, uri: str) -> None:
-        self.check_inside(tmp)
-        self.check_inside(uri)
+        self._check_all_inside(tmp, uri)
         try:
             os.rename(tmp, uri)
         except OSError:
