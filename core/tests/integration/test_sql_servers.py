@@ -92,3 +92,14 @@ def test_finding_and_cleaning_up_on_a_server(server: str, request: pytest.Fixtur
     store = SqlStore(request.getfixturevalue(f"fresh_{server}_url"))
     check_finding_and_cleanup(store)
     store.close()
+
+
+@pytest.mark.parametrize(
+    "server", [pytest.param("mariadb", marks=pytest.mark.mysql), pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_recording_steps_on_a_server(server: str, request: pytest.FixtureRequest) -> None:
+    from conveyor_testing.store_contract import check_recording_steps
+
+    store = SqlStore(request.getfixturevalue(f"fresh_{server}_url"))
+    check_recording_steps(store)
+    store.close()

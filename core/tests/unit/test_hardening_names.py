@@ -119,6 +119,65 @@ def test_a_symlink_cannot_lead_a_write_out_of_the_store(tmp_path: Path) -> None:
     assert list((tmp_path / "outside").iterdir()) == []
 
 
+@pytest.mark.parametrize("link", ["p", "p/s/out", "p/s"])
+def test_a_commit_through_a_link_out_of_the_store_is_refused(tmp_path: Path, link: str) -> None:
+    root = tmp_path / "store"
+    (root / "p" / "s").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    store = LocalArtifactStore(str(root))
+    tmp = store.join("p", "s", ".tmp-x")
+    store.makedirs(tmp)
+    with store.open(store.join(tmp, "data.json"), "wb") as f:
+        f.write(b"1")
+    # Made a link after the temporary folder was written: the commit itself must look again.
+    moved = root / link
+    if moved.exists():
+        moved.rename(tmp_path / "outside" / moved.name)
+    moved.symlink_to(tmp_path / "outside" / moved.name if link != "p/s/out" else tmp_path / "outside")
+    before = _tree(tmp_path / "outside")
+    with pytest.raises(StoreError, match="outside the artifact store"):
+        store.commit(str(root / "p" / "s" / ".tmp-x"), store.join("p", "s", "out"))
+    with pytest.raises(StoreError, match="outside the artifact store"):
+        store.rename(str(root / "p" / "s" / ".tmp-x"), store.join("p", "s", "out"))
+    assert _tree(tmp_path / "outside") == before
+
+
+# A store folder with links at several depths: to a folder and a file outside, to a folder inside,
+# to the root's parent, a link to a link, and a dangling one.
+_LINKS = {
+    "out": "{tmp}/outside",
+    "a/out": "{tmp}/outside",
+    "a/b/out_file": "{tmp}/outside/secret.txt",
+    "a/b/c/up": "{tmp}",
+    "in": "{root}/a/b",
+    "a/in_deep": "{root}/a/b/c",
+    "via": "{root}/out",
+    "dangling": "{tmp}/nowhere",
+}
+_SEGMENTS = st.sampled_from(["a", "b", "c", "out", "out_file", "up", "in", "in_deep", "via", "dangling", "x", ".."])
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(_SEGMENTS, min_size=0, max_size=6))
+def test_containment_is_what_the_path_resolves_to_through_every_link(tmp_path: Path, parts: list[str]) -> None:
+    root = tmp_path / "store"
+    if not root.exists():
+        (root / "a" / "b" / "c").mkdir(parents=True)
+        (tmp_path / "outside").mkdir()
+        (tmp_path / "outside" / "secret.txt").write_text("secret")
+        for link, target in _LINKS.items():
+            (root / link).symlink_to(target.format(tmp=tmp_path, root=root))
+    store = LocalArtifactStore(str(root))
+    uri = os.path.join(str(root), *parts)
+    lexically = os.path.normpath(uri) == str(root) or os.path.normpath(uri).startswith(str(root) + os.sep)
+    real = os.path.realpath(uri)
+    resolved = real == os.path.realpath(root) or real.startswith(os.path.realpath(root) + os.sep)
+    assert store.contains(uri) == (lexically and resolved)
+    if not store.contains(uri):
+        with pytest.raises(StoreError, match="outside the artifact store"):
+            store.open(uri, "rb")
+
+
 # -- pipelines: refused before any step runs ---------------------------------------------------
 
 PIPE = """

@@ -85,6 +85,14 @@ def test_the_sql_store_keeps_the_finding_and_cleanup_contract(tmp_path: Path) ->
     store.close()
 
 
+def test_the_sql_store_keeps_the_step_recording_contract(tmp_path: Path) -> None:
+    from conveyor_testing.store_contract import check_recording_steps
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'm.db'}")
+    check_recording_steps(store)
+    store.close()
+
+
 def test_upgrading_to_0007_fills_in_where_each_artifact_was_made(tmp_path: Path) -> None:
     from conveyor.stores.sql._migrate import upgrade
 

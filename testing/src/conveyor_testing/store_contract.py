@@ -1,17 +1,20 @@
-"""What every metadata store must do for finding and cleaning up, checked through the interface alone.
+"""What every metadata store must do for finding, cleaning up and recording steps, checked through the interface alone.
 
 :func:`check_finding_and_cleanup` runs against any :class:`conveyor.stores.MetadataStore`
 (the SQL store on SQLite, MariaDB or PostgreSQL, the REST store): it writes a small
 history through the interface and checks id prefixes, ``latest``, tags, logged metadata, artifact
 filters (with names holding SQL wildcard characters), deleting runs and what
-becomes garbage. The store must be empty.
+becomes garbage. :func:`check_recording_steps` checks how steps are started and
+completed: version numbers (also for writers racing for one name), retries, and
+that nothing is recorded into a run that was settled. The store must be empty.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from conveyor.exceptions import AmbiguousIdError, NotFoundError, StoreError
+from conveyor.exceptions import AmbiguousIdError, NotFoundError, RunSettledError, StoreError
 from conveyor.stores import MetadataStore, RunStatus
 
 
@@ -186,3 +189,104 @@ def check_finding_and_cleanup(store: MetadataStore) -> None:
         pass
     else:
         raise AssertionError("a 3-character prefix was looked up")
+
+
+def check_recording_steps(store: MetadataStore, *, racers: int = 8) -> None:
+    """Raise AssertionError where ``store`` records steps wrongly (see the module docstring)."""
+    pipeline = store.get_or_create_pipeline("recorder")
+    store.save_deployment("e" * 32, pipeline.id, "{}")
+
+    def running(name: str) -> Any:
+        return store.create_run(
+            name=name,
+            pipeline_id=pipeline.id,
+            deployment_id="e" * 32,
+            status=RunStatus.RUNNING,
+            stack_name="default",
+            orchestrator="local",
+        )
+
+    def start(run_id: str, step_id: str) -> Any:
+        return store.start_step_run(
+            run_id, step_id, require_running=True, step_name=step_id, source="m:f", code_hash="h", parameters={}
+        )
+
+    # -- numbering: one past the newest version of each name, several outputs in one step
+    run = running("rec-1")
+    first = start(run.id, "make")
+    assert (first.status, first.attempts) == (RunStatus.RUNNING, 1)
+    made = store.complete_step_run(
+        first.id,
+        inputs={},
+        new_artifacts={
+            "a": _artifact("rec::a", "recorder", "make", "/a/1"),
+            "b": _artifact("rec::b", "recorder", "make", "/b/1"),
+        },
+        require_running=True,
+    )
+    assert set(made) == {"a", "b"}
+    done = store.get_step_run(first.id)
+    assert done.status == RunStatus.COMPLETED and done.ended is not None
+    a1 = store.get_artifact(made["a"])
+    assert (a1.name, a1.version, a1.uri, a1.manifest) == ("rec::a", 1, "/a/1", {"data.json": 1})
+    assert a1.metadata == {} and a1.visualizations == {}
+    assert store.get_artifact(made["b"]).version == 1
+    assert store.step_run_artifacts(first.id, inputs=False) == {"a": a1, "b": store.get_artifact(made["b"])}
+
+    # -- a failed attempt, then a retry that reads the first step's output
+    use = start(run.id, "use")
+    store.finish_step_run(use.id, RunStatus.FAILED, error="boom")
+    again = start(run.id, "use")
+    assert (again.id, again.attempts, again.status, again.error) == (use.id, 2, RunStatus.RUNNING, None)
+    used = store.complete_step_run(
+        again.id,
+        inputs={"x": made["a"]},
+        new_artifacts={"out": {**_artifact("rec::a", "recorder", "use", "/a/2"), "metadata": {"k": 1}}},
+        require_running=True,
+    )
+    a2 = store.get_artifact(used["out"])
+    assert (a2.version, a2.metadata) == (2, {"k": 1})
+    assert store.step_run_artifacts(again.id, inputs=True) == {"x": a1}
+
+    # -- a settled run takes nothing more: no new step, no completion, no artifact
+    late = start(run.id, "late")
+    assert store.settle_run(run.id, RunStatus.FAILED, error="its driver was killed")
+    for attempt in (
+        lambda: start(run.id, "later"),
+        lambda: store.complete_step_run(
+            late.id, inputs={}, new_artifacts={"o": _artifact("rec::late", None, None, "/late")}, require_running=True
+        ),
+    ):
+        try:
+            attempt()
+        except RunSettledError as exc:
+            assert "rec-1" in exc.message and "failed" in exc.message
+        else:
+            raise AssertionError("a step was recorded into a settled run")
+    assert store.get_step_run(late.id).status == RunStatus.RUNNING
+    assert {s.step_id for s in store.list_step_runs(run.id)} == {"make", "use", "late"}
+    assert store.list_artifacts("rec::late") == []
+
+    # -- writers racing for one name each get their own number
+    racing = running("rec-race")
+    steps = [start(racing.id, f"racer_{i}") for i in range(racers)]
+    barrier = threading.Barrier(racers)
+    errors: list[BaseException] = []
+
+    def complete(i: int) -> None:
+        try:
+            barrier.wait()
+            art = _artifact("rec::raced", "recorder", f"racer_{i}", f"/raced/{i}")
+            store.complete_step_run(steps[i].id, inputs={}, new_artifacts={"o": art}, require_running=True)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=complete, args=(i,)) for i in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [], errors
+    raced = store.list_artifacts("rec::raced")
+    assert sorted(a.version for a in raced) == list(range(1, racers + 1))
+    assert sorted(a.uri for a in raced) == sorted(f"/raced/{i}" for i in range(racers))

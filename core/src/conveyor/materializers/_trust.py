@@ -19,6 +19,7 @@ in (``allow_unsafe``). Data types follow the same rule, plus builtins.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
@@ -136,13 +137,20 @@ def is_project_class(qualified_name: str, roots: Iterable[str | os.PathLike[str]
     return False
 
 
-def _installed_sources() -> set[str]:
+@functools.cache
+def _builtin_sources() -> frozenset[str]:
     from conveyor.materializers import _builtin
 
-    names = {f"{_builtin.__name__}:{n}" for n, v in vars(_builtin).items() if isinstance(v, type)}
-    names.update(str(ep.value) for ep in registry.entry_points().values())
-    names.update(f"{c.__module__}:{c.__qualname__}" for c in registry.known())
-    return names
+    return frozenset(f"{_builtin.__name__}:{n}" for n, v in vars(_builtin).items() if isinstance(v, type))
+
+
+def _is_installed(source: str) -> bool:
+    # conveyor's own first: what nearly every artifact names, without listing the rest.
+    if source in _builtin_sources():
+        return True
+    if any(str(ep.value) == source for ep in registry.entry_points().values()):
+        return True
+    return any(f"{c.__module__}:{c.__qualname__}" == source for c in registry.known())
 
 
 def _plugin_packages() -> set[str]:
@@ -187,7 +195,7 @@ def trusted_materializer(
     module = source.partition(":")[0]
     known = (
         source in declared
-        or source in _installed_sources()
+        or _is_installed(source)
         or module.split(".", 1)[0] in _plugin_packages()  # an installed conveyor plugin's own code
         or _in_project(_module_file(module), roots)
         # The cells of the notebook this process runs (or of the deployment it runs steps of).

@@ -60,7 +60,9 @@ class Progress:
             if self.console is not None:
                 self.console.print(f"{PREFIX}{text}", style=style or None, markup=False)
             else:
-                print(f"{PREFIX}{text}", file=sys.stderr, flush=True)
+                # One write per line: a pipe gets each line whole, in one system call.
+                sys.stderr.write(f"{PREFIX}{text}\n")
+                sys.stderr.flush()
 
     def step_started(self, step_id: str) -> None:
         """A step began (its first attempt, or a retry)."""

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -57,11 +58,16 @@ class _MaskingBuffer(io.StringIO):
         self.prefix = prefix
         self.writes = 0
         self.lock = threading.Lock()
+        #: Shipped to the store while the step runs, from the step's first write on.
+        self.live: LiveLog | None = None
 
     def write(self, text: str) -> int:
         with self.lock:
             super().write(redact(text))
             self.writes += 1
+            first = self.writes == 1
+        if first and self.live is not None:
+            self.live.follow()
         return len(text)
 
     def snapshot(self) -> tuple[int, str]:
@@ -78,7 +84,9 @@ class LiveLog:
 
     Every :data:`LIVE_INTERVAL` seconds, if the step wrote something, the whole
     log so far replaces the stored one (a rename on a filesystem; one object
-    write in an object store).
+    write in an object store). One thread of the process (:class:`_LogPump`)
+    ships every running step's log, and only from a step's first write on:
+    a step that writes nothing costs no thread and no store write.
     """
 
     def __init__(self, buf: _MaskingBuffer, store: Any, uri: str) -> None:
@@ -86,20 +94,28 @@ class LiveLog:
         self.store = store
         self.uri = uri
         self.shipped = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="conveyor-live-log", daemon=True)
-        self._thread._conveyor_log = None  # type: ignore[attr-defined]
+        self.closed = False
+        # Held while shipping: the pump's write never lands after the final one of close().
+        self._lock = threading.Lock()
 
     def start(self) -> LiveLog:
-        _thread_start(self._thread)
+        """Ship the log from the buffer's first write on (at once if it holds something already)."""
+        self.buf.live = self
+        if self.buf.snapshot()[0]:
+            self.follow()
         return self
 
-    def _loop(self) -> None:
-        while not self._stop.wait(LIVE_INTERVAL):
-            self.ship()
+    def follow(self) -> None:
+        """Have the process's log pump ship this log until it is closed."""
+        _pump.add(self)
 
     def ship(self) -> None:
         """Write the log now if it changed since the last write (errors are ignored: best effort)."""
+        with self._lock:
+            if not self.closed:
+                self._ship()
+
+    def _ship(self) -> None:
         writes, text = self.buf.snapshot()
         if writes == self.shipped or not text:
             return
@@ -111,9 +127,58 @@ class LiveLog:
 
     def close(self) -> None:
         """Stop shipping and write the log a last time."""
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.ship()
+        self.buf.live = None
+        _pump.discard(self)
+        with self._lock:
+            self.closed = True
+            self._ship()
+
+
+class _LogPump:
+    """The one thread of a process that ships its running steps' logs; it ends when no log is left to ship."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._logs: dict[int, LiveLog] = {}
+        self._running = False
+
+    def add(self, log: LiveLog) -> None:
+        with self._lock:
+            self._logs[id(log)] = log
+            if self._running:
+                return
+            self._running = True
+            thread = threading.Thread(target=self._loop, name="conveyor-live-log", daemon=True)
+        thread._conveyor_log = None  # type: ignore[attr-defined]
+        _thread_start(thread)
+
+    def discard(self, log: LiveLog) -> None:
+        with self._lock:
+            self._logs.pop(id(log), None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(LIVE_INTERVAL)
+            with self._lock:
+                for key in [k for k, log in self._logs.items() if log.closed]:
+                    del self._logs[key]  # followed as it was being closed
+                logs = list(self._logs.values())
+                if not logs:
+                    self._running = False  # under the lock: the next add() starts a new thread
+                    return
+            for log in logs:
+                log.ship()
+
+    def _after_fork(self) -> None:
+        # A forked child has none of the parent's threads, and none of its steps.
+        self._lock = threading.Lock()
+        self._logs = {}
+        self._running = False
+
+
+_pump = _LogPump()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pump._after_fork)
 
 
 def write_log(store: Any, uri: str, text: str) -> None:

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any
@@ -310,12 +312,43 @@ class LocalArtifactStore(ArtifactStore):
         return os.path.join(root, *parts)
 
     def contains(self, uri: str) -> bool:
+        return self._contains(uri, set())
+
+    def _check_all_inside(self, *uris: str) -> None:
+        # Paths side by side (a temporary folder and its final place) share the entries above them:
+        # each is looked at once.
+        seen: set[str] = set()
+        for uri in uris:
+            if not self._contains(uri, seen):
+                self.check_inside(uri)  # refuses with the usual message
+
+    def _contains(self, uri: str, seen: set[str]) -> bool:
         if not isinstance(uri, str) or "\0" in uri or not os.path.isabs(uri):
             return False
         # Lexically (no ".." can climb out) and after symlinks (no link can lead out).
-        inside = (os.path.normpath(uri), os.path.realpath(uri))
-        roots = (self.path, self._real_path)
-        return all(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for p, r in zip(inside, roots, strict=True))
+        path = os.path.normpath(uri)
+        if not _under(path, self.path):
+            return False
+        if path != uri or path == self.path:
+            # The system resolves "x/.." after a link x from where x leads, not lexically: such paths
+            # (join() makes none) are resolved whole.
+            return _under(os.path.realpath(uri), self._real_path)
+        # Only what lies below the root can lead out: look at those entries, without following
+        # them. As long as none is a link, the path resolves inside whatever the root resolves to,
+        # without resolving the root's own folders again for every file (a realpath does).
+        prefix = self.path.rstrip(os.sep) + os.sep
+        at = prefix
+        for name in path[len(prefix) :].split(os.sep):
+            at += name
+            if at not in seen:
+                try:
+                    if stat.S_ISLNK(os.lstat(at).st_mode):
+                        return _under(os.path.realpath(path), self._real_path)
+                except OSError:
+                    return True  # nothing there (or not reachable): nothing below it to follow
+                seen.add(at)
+            at += os.sep
+        return True
 
     def _check_removable(self, uri: str) -> None:
         self.check_inside(uri)
@@ -372,31 +405,51 @@ class LocalArtifactStore(ArtifactStore):
             folder = os.path.dirname(folder)
 
     def rename(self, src: str, dst: str) -> None:
-        os.replace(self.check_inside(src), self.check_inside(dst))
+        self._check_all_inside(src, dst)
+        os.replace(src, dst)
 
     def files(self, uri: str) -> Iterator[tuple[str, str]]:
+        for rel, full, _entry in self._entries(uri):
+            yield rel, full
+
+    def _entries(self, uri: str) -> list[tuple[str, str, os.DirEntry[str]]]:
+        # What os.walk finds (links to folders are not followed), sorted, with each file's entry
+        # for its size: without os.walk's and relpath's work per call, which every step pays.
         out = []
-        for dirpath, _dirs, names in os.walk(uri):
-            for n in names:
-                full = os.path.join(dirpath, n)
-                out.append((os.path.relpath(full, uri), full))
-        yield from sorted(out)
+        pending = [(uri, "")]
+        while pending:
+            folder, rel = pending.pop()
+            try:
+                with os.scandir(folder) as found:
+                    entries = list(found)
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                if not is_dir:
+                    out.append((rel + entry.name, entry.path, entry))
+                elif not entry.is_symlink():
+                    pending.append((entry.path, rel + entry.name + os.sep))
+        out.sort(key=lambda item: (item[0], item[1]))
+        return out
 
     def local_path(self, uri: str) -> str | None:
         return uri
 
     def manifest(self, uri: str) -> dict[str, int]:
         out = {}
-        for rel, full in self.files(uri):
+        for rel, _full, entry in self._entries(uri):
             try:
-                out[rel.replace(os.sep, "/")] = os.path.getsize(full)
+                out[rel.replace(os.sep, "/")] = entry.stat().st_size
             except OSError:
                 continue
         return out
 
     def commit(self, tmp: str, uri: str) -> None:
-        self.check_inside(tmp)
-        self.check_inside(uri)
+        self._check_all_inside(tmp, uri)
         try:
             os.rename(tmp, uri)
         except OSError:
@@ -405,8 +458,16 @@ class LocalArtifactStore(ArtifactStore):
             os.rename(tmp, uri)
 
 
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def _without_protocol(uri: str) -> str:
     return uri.split("://", 1)[1] if "://" in uri else uri
+
+
+# Separators (either kind) and control characters.
+_UNSAFE_IN_SEGMENT = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 def check_segment(part: str) -> str:
@@ -418,14 +479,7 @@ def check_segment(part: str) -> str:
     Raises:
         StoreError: a separator, ``.``/``..``, an empty part, or a control character.
     """
-    bad = (
-        not isinstance(part, str)
-        or part in ("", ".", "..")
-        or "/" in part
-        or "\\" in part
-        or any(ord(c) < 32 or ord(c) == 127 for c in part)
-    )
-    if bad:
+    if not isinstance(part, str) or part in ("", ".", "..") or _UNSAFE_IN_SEGMENT.search(part):
         raise StoreError(f"{part!r} cannot be part of an artifact path", "names are checked before a run starts")
     return part
 

@@ -20,6 +20,13 @@ T = TypeVar("T")
 _AV = t.artifact_versions
 _Q_MAX_VERSION = sa.select(sa.func.max(_AV.c.version)).where(_AV.c.name == sa.bindparam("name"))
 _I_ARTIFACT = _AV.insert()
+# Numbered where it is inserted, in one statement. MySQL/MariaDB refuse a subquery on the table
+# being inserted into: there the newest number is read first.
+_I_NUMBERED_ARTIFACT = _AV.insert().values(
+    version=sa.select(sa.func.coalesce(sa.func.max(_AV.c.version), 0) + 1)
+    .where(_AV.c.name == sa.bindparam("numbered_name"))
+    .scalar_subquery()
+)
 _LOCK_NAME = sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))")
 _VERSION_ATTEMPTS = 20
 
@@ -31,13 +38,17 @@ def insert_artifact(conn: sa.Connection, values: dict[str, Any]) -> str:
     refuses the second, whose transaction :meth:`ArtifactTables.numbering`
     runs again.
     """
-    if conn.dialect.name == "postgresql":
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
         # Writers of one name take turns (until their transaction ends) instead of racing for a number:
         # a team server's steps all write at once.
         conn.execute(_LOCK_NAME, {"name": values["name"]})
-    latest = conn.execute(_Q_MAX_VERSION, {"name": values["name"]}).scalar()
     values = {"id": new_id(), "created": now(), "metadata": {}, "visualizations": {}, **values}
-    conn.execute(_I_ARTIFACT, {**values, "version": (latest or 0) + 1})
+    if dialect in ("mysql", "mariadb"):
+        latest = conn.execute(_Q_MAX_VERSION, {"name": values["name"]}).scalar()
+        conn.execute(_I_ARTIFACT, {**values, "version": (latest or 0) + 1})
+    else:
+        conn.execute(_I_NUMBERED_ARTIFACT, {**values, "numbered_name": values["name"]})
     return str(values["id"])
 
 

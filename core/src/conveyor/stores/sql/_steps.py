@@ -20,7 +20,6 @@ _SR = t.step_runs
 _AV = t.artifact_versions
 _OUT = t.step_run_outputs
 _IN = t.step_run_inputs
-_Q_STEP_RUN = sa.select(_SR).where(_SR.c.run_id == sa.bindparam("run"), _SR.c.step_id == sa.bindparam("step"))
 _Q_OUTPUTS = (
     sa.select(_OUT.c.name.label("link_name"), _AV)
     .join(_AV, _AV.c.id == _OUT.c.artifact_id)
@@ -54,13 +53,28 @@ _Q_RUN_STATUS = sa.select(_RUNS.c.status, _RUNS.c.name).where(_RUNS.c.id == sa.b
 _Q_RUN_OF_STEP = sa.select(_RUNS.c.status, _RUNS.c.name).where(
     _RUNS.c.id == sa.select(_SR.c.run_id).where(_SR.c.id == sa.bindparam("step_run")).scalar_subquery()
 )
+# A step's run and its step run (if any) in one query: the run must still be running for the step to start.
+_Q_RUN_AND_STEP_RUN = (
+    sa.select(_RUNS.c.status.label("run_status"), _RUNS.c.name.label("run_name"), *_SR.c)
+    .select_from(_RUNS.outerjoin(_SR, sa.and_(_SR.c.run_id == _RUNS.c.id, _SR.c.step_id == sa.bindparam("step"))))
+    .where(_RUNS.c.id == sa.bindparam("run"))
+)
+# Completes a step run only while its run is running: the check and the write are one statement.
+_U_STEP_RUN_IF_RUNNING = _U_STEP_RUN.where(
+    sa.select(_RUNS.c.status).where(_RUNS.c.id == _SR.c.run_id).scalar_subquery() == RunStatus.RUNNING
+)
 
 
 def _require_running(conn: sa.Connection, query: Any, params: dict[str, str]) -> None:
     row = conn.execute(query, params).first()
-    if row is not None and row.status != RunStatus.RUNNING:
+    if row is not None:
+        _refuse_settled(row.status, row.name)
+
+
+def _refuse_settled(status: str, run_name: str) -> None:
+    if status != RunStatus.RUNNING:
         raise RunSettledError(
-            f"run {row.name!r} is already {row.status}: nothing more is recorded into it",
+            f"run {run_name!r} is already {status}: nothing more is recorded into it",
             "its driver was stopped or killed; run the pipeline again",
         )
 
@@ -84,9 +98,10 @@ class StepRunTables(ArtifactTables):
     ) -> StepRunRecord:
         """Record that a step started (or started another attempt); returns its record."""
         with self.write() as conn:
-            if require_running:
-                _require_running(conn, _Q_RUN_STATUS, {"run": run_id})
-            row = conn.execute(_Q_STEP_RUN, {"run": run_id, "step": step_id}).first()
+            found = conn.execute(_Q_RUN_AND_STEP_RUN, {"run": run_id, "step": step_id}).first()
+            if found is not None and require_running:
+                _refuse_settled(found.run_status, found.run_name)
+            row = found if found is not None and found.id is not None else None
             if row is None:
                 data = {
                     "id": new_id(),
@@ -102,7 +117,7 @@ class StepRunTables(ArtifactTables):
                 conn.execute(_I_STEP_RUN, data)
             else:
                 data = {
-                    **row._asdict(),
+                    **{f: row._mapping[f] for f in _STEP_RUN_FIELDS},
                     "status": RunStatus.RUNNING,
                     "attempts": row.attempts + 1,
                     "started": now(),
@@ -112,7 +127,7 @@ class StepRunTables(ArtifactTables):
                     **values,
                 }
                 changes = {k: data[k] for k in ("status", "attempts", "started", "ended", "error", "metadata", *values)}
-                conn.execute(_U_STEP_RUN.values(**changes), {"step_run_id": row.id})
+                conn.execute(_U_STEP_RUN, {**changes, "step_run_id": row.id})
                 for link in (_IN, _OUT):  # links of the failed attempt
                     conn.execute(link.delete().where(link.c.step_run_id == row.id))
         return StepRunRecord(**{f: aware(data.get(f)) for f in _STEP_RUN_FIELDS})
@@ -166,17 +181,19 @@ class StepRunTables(ArtifactTables):
         """
 
         def transaction(conn: sa.Connection) -> dict[str, str]:
-            if require_running:
-                _require_running(conn, _Q_RUN_OF_STEP, {"step_run": step_run_id})
             stamp = now()
+            changes = {**values, "status": RunStatus.COMPLETED, "ended": stamp, "step_run_id": step_run_id}
+            if require_running:
+                done = conn.execute(_U_STEP_RUN_IF_RUNNING, changes)
+                if done.rowcount == 0:  # its run was settled (or there is no such step run)
+                    _require_running(conn, _Q_RUN_OF_STEP, {"step_run": step_run_id})
+            else:
+                conn.execute(_U_STEP_RUN, changes)
             # By artifact name: transactions that lock several names (PostgreSQL) take them in one order.
             outputs = {
                 output: insert_artifact(conn, {**art, "created": stamp, "producer_step_run_id": step_run_id})
                 for output, art in sorted(new_artifacts.items(), key=lambda item: item[1]["name"])
             }
-            conn.execute(
-                _U_STEP_RUN.values(status=RunStatus.COMPLETED, ended=stamp, **values), {"step_run_id": step_run_id}
-            )
             _link(conn, step_run_id, inputs, outputs)
             return outputs
 
