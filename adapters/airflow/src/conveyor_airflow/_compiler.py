@@ -40,6 +40,7 @@ FINISH_TASK = "conveyor-finish-run"
 FINISH_RETRIES = 2
 """Tries of the teardown task beyond the first: settling is idempotent, and a store can be briefly unreachable."""
 FINISH_RETRY_DELAY = 15.0
+"""Seconds between the teardown task's tries."""
 
 _OPERATORS = {
     "python": ("BashOperator", "from airflow.providers.standard.operators.bash import BashOperator"),
