@@ -2,8 +2,10 @@
 
 The file holds only the deployment id; each task runs
 ``python -m conveyor.runtime run-step`` for its step, which loads the
-deployment from the metadata store. Settings Airflow cannot honour fail
-here, at compile time.
+deployment from the metadata store, and a teardown task runs
+``python -m conveyor.runtime finish-run`` after them whatever their state,
+so a DAG run however started settles its conveyor run. Settings Airflow
+cannot honour fail here, at compile time.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import CapabilityError, ConfigError
-from conveyor.runtime import step_command
+from conveyor.ir import ResourceSettings
+from conveyor.runtime import finish_command, step_command
 from conveyor.stack import step_settings as merged_step_settings
 from conveyor_airflow._literal import Code, call, py_literal
 from conveyor_airflow._names import dag_id_for, task_id_for
@@ -32,6 +35,12 @@ if TYPE_CHECKING:
     from conveyor_airflow._flavor import AirflowOrchestratorConfig
 
 TEMPLATE = "dag.py.jinja"
+FINISH_TASK = "conveyor-finish-run"
+"""The task id of the DAG's teardown task, which settles the conveyor run (no step may map to it)."""
+FINISH_RETRIES = 2
+"""Tries of the teardown task beyond the first: settling is idempotent, and a store can be briefly unreachable."""
+FINISH_RETRY_DELAY = 15.0
+"""Seconds between the teardown task's tries."""
 
 _OPERATORS = {
     "python": ("BashOperator", "from airflow.providers.standard.operators.bash import BashOperator"),
@@ -92,11 +101,20 @@ class DagPlan:
     dag_id: str
     settings: PipelineAirflowSettings
     tasks: tuple[TaskPlan, ...] = field(default_factory=tuple)
+    default_mode: str = "python"
+    """The orchestrator's operator mode."""
 
     @property
     def modes(self) -> frozenset[str]:
         """The operator modes the tasks use."""
         return frozenset(t.mode for t in self.tasks)
+
+    @property
+    def finish_mode(self) -> str:
+        """The operator mode of the teardown task: the pipeline's (its ``operator`` setting, else the
+        orchestrator's) when a step runs that way, else the first step's, so it needs nothing the steps do not."""
+        wanted = self.settings.operator or self.default_mode
+        return wanted if wanted in self.modes or not self.tasks else self.tasks[0].mode
 
 
 # -- planning: every check that needs no image ------------------------------------------
@@ -116,6 +134,12 @@ def plan_dag(deployment: Deployment, config: AirflowOrchestratorConfig) -> DagPl
     tasks: list[TaskPlan] = []
     for step in pipeline.steps:
         task_id = task_id_for(step.id)
+        if task_id == FINISH_TASK:
+            raise ConfigError(
+                f"step {step.id!r} of pipeline {pipeline.name!r} is task {task_id!r} in Airflow, "
+                "the task that settles each DAG run's conveyor run",
+                "rename the step (@step(name=...))",
+            )
         if task_id in task_ids:
             raise ConfigError(
                 f"steps {task_ids[task_id]!r} and {step.id!r} of pipeline {pipeline.name!r} "
@@ -130,7 +154,7 @@ def plan_dag(deployment: Deployment, config: AirflowOrchestratorConfig) -> DagPl
         _check_step(step, mode, settings, config)
         upstream = tuple(task_id_for(u) for u in step.upstream())
         tasks.append(TaskPlan(step=step, task_id=task_id, mode=mode, upstream=upstream, settings=settings))
-    return DagPlan(dag_id=dag_id, settings=dag_settings, tasks=tuple(tasks))
+    return DagPlan(dag_id=dag_id, settings=dag_settings, tasks=tuple(tasks), default_mode=config.operator)
 
 
 def _check_schedule(schedule: Schedule) -> None:
@@ -261,6 +285,9 @@ the pipeline parameters it overrides, checked by the step command. Jinja's ``toj
 value also stays one word inside single quotes in a shell command."""
 
 
+_SHELL_RUN_KEY = "airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID"
+
+
 def run_step_shell(parameters: bool = False) -> str:
     """``RUN_STEP``: the step command for a python mode task's shell.
 
@@ -272,11 +299,28 @@ def run_step_shell(parameters: bool = False) -> str:
     argv = step_command(
         "$CONVEYOR_DEPLOYMENT",
         "$CONVEYOR_STEP",
-        run_key="airflow:$AIRFLOW_CTX_DAG_ID:$AIRFLOW_CTX_DAG_RUN_ID",
+        run_key=_SHELL_RUN_KEY,
         params_json=RUN_CONF if parameters else None,
         orchestrator_run_id="$AIRFLOW_CTX_DAG_RUN_ID",
         python="$CONVEYOR_PYTHON",
     )
+    return _shell(argv)
+
+
+def finish_run_shell(parameters: bool = False) -> str:
+    """``FINISH_RUN``: the command of a python mode teardown task's shell: ``finish-run`` of the DAG run's
+    conveyor run, quoted as :func:`run_step_shell` quotes the step command."""
+    argv = finish_command(
+        "$CONVEYOR_DEPLOYMENT",
+        run_key=_SHELL_RUN_KEY,
+        params_json=RUN_CONF if parameters else None,
+        orchestrator_run_id="$AIRFLOW_CTX_DAG_RUN_ID",
+        python="$CONVEYOR_PYTHON",
+    )
+    return _shell(argv)
+
+
+def _shell(argv: list[str]) -> str:
     return "exec " + " ".join(f'"{a}"' if "$" in a else f"'{a}'" if a == RUN_CONF else shlex.quote(a) for a in argv)
 
 
@@ -290,6 +334,17 @@ def container_argv(
         step_id,
         run_key=RUN_KEY,
         image=image,
+        params_json=RUN_CONF if parameters else None,
+        orchestrator_run_id=RUN_ID,
+        python=config.container_python,
+    )
+
+
+def finish_container_argv(config: AirflowOrchestratorConfig, deployment_id: str, parameters: bool = False) -> list[str]:
+    """The ``finish-run`` command a container teardown task runs (Airflow fills in its run id and config)."""
+    return finish_command(
+        deployment_id,
+        run_key=RUN_KEY,
         params_json=RUN_CONF if parameters else None,
         orchestrator_run_id=RUN_ID,
         python=config.container_python,
@@ -372,12 +427,16 @@ def compile_dag(
         deployment_id=deployment_id,
         python_env=_python_env(where) if "python" in plan.modes else None,
         run_step=run_step_shell(bool(deployment.pipeline.parameters)) if "python" in plan.modes else None,
+        finish_run=finish_run_shell(bool(deployment.pipeline.parameters)) if plan.finish_mode == "python" else None,
         container_env=_container_env(config, where) if container else None,
         worker_credential=on_server and "docker" in plan.modes,
         docker_mounts=_docker_mounts(where) if docker_mounts else None,
         dag_args=[(Code(k), v) for k, v in _dag_args(plan, deployment, deployment_id, config)],
         tasks=tasks,
         edges=_edges(plan),
+        finish=_finish_task(plan, deployment, deployment_id, config, bool(where.mounts), on_server)
+        if plan.tasks
+        else None,
     )
     return CompiledDag(
         dag_id=plan.dag_id, pipeline=deployment.pipeline.name, deployment_id=deployment_id, source=source
@@ -452,12 +511,12 @@ def _task(
         env_code = Code(f"literal({_dict_source(s.environment, 'CONTAINER_ENV', {})})")
         args.append(("image", call("literal", image)))
         if t.mode == "docker":
-            args += _docker_args(t, config, command, env_code, mounts)
+            args += _docker_args(s.resources, config, command, env_code, mounts)
             if on_server:
                 # The worker's own server credential (a runner key), read when the task runs: never in this file.
                 args.append(("private_environment", Code("WORKER_CREDENTIAL")))
         else:
-            args += _kubernetes_args(t, config, command, env_code)
+            args += _kubernetes_args(s.resources, t.settings, config, command, env_code)
     args.append(("do_xcom_push", False))
     args.append(("retries", s.retries))
     if s.retries:
@@ -487,6 +546,63 @@ def _task(
     return {"task_id": t.task_id, "operator": Code(_OPERATORS[t.mode][0]), "args": [(Code(k), v) for k, v in args]}
 
 
+def _finish_task(
+    plan: DagPlan,
+    deployment: Deployment,
+    deployment_id: str,
+    config: AirflowOrchestratorConfig,
+    mounts: bool,
+    on_server: bool,
+) -> dict[str, Any]:
+    """The teardown task: ``finish-run`` of the DAG run's conveyor run, after every step task however it ended.
+
+    It runs where the steps run (the DAG's interpreter, or the pipeline's image), and it is what settles a DAG
+    run started from Airflow itself (its UI, CLI or schedule): steps still ``running`` (their process was
+    killed) fail, steps never started are skipped, and the failure hooks due run, once.
+    """
+    mode, a = plan.finish_mode, plan.settings
+    parameters = bool(deployment.pipeline.parameters)
+    args: list[tuple[str, Any]] = [("task_id", FINISH_TASK)]
+    if mode == "python":
+        args += [("bash_command", Code("FINISH_RUN")), ("env", Code("literal({**PYTHON_ENV})")), ("append_env", True)]
+    else:
+        steps = deployment.pipeline.steps
+        image = deployment.images.get("") or (deployment.image_for(steps[0].id) if steps else None) or config.image
+        if image is None:
+            raise ConfigError(
+                f"pipeline {deployment.pipeline.name!r} runs in {mode} containers, but the deployment has no image",
+                "add an image builder to the stack, or set the orchestrator's image option",
+            )
+        _no_nul(image, f"the image of pipeline {deployment.pipeline.name!r}")
+        command = finish_container_argv(config, deployment_id, parameters)
+        env_code = Code("literal({**CONTAINER_ENV})")
+        args.append(("image", call("literal", image)))
+        if mode == "docker":
+            args += _docker_args(ResourceSettings(), config, command, env_code, mounts)
+            if on_server:  # settling the run needs the worker's server credential, as the step containers do
+                args.append(("private_environment", Code("WORKER_CREDENTIAL")))
+        else:
+            args += _kubernetes_args(ResourceSettings(), a, config, command, env_code)
+    args += [
+        ("do_xcom_push", False),
+        ("retries", FINISH_RETRIES),
+        ("retry_delay", _timedelta(FINISH_RETRY_DELAY)),
+    ]
+    # Where the pipeline's tasks run (a queue, an executor, a user), the teardown task runs too.
+    for key in ("queue", "owner", "executor", "run_as_user"):
+        value = getattr(a, key)
+        if value is not None:
+            args.append((key, value))
+    # Every step task, not only the last ones: a task whose upstream failed is done while its siblings still run.
+    upstream = Code("[" + ", ".join(f"tasks[{py_literal(t.task_id)}]" for t in plan.tasks) + "]")
+    return {
+        "task_id": FINISH_TASK,
+        "operator": Code(_OPERATORS[mode][0]),
+        "args": [(Code(k), v) for k, v in args],
+        "upstream": upstream,
+    }
+
+
 def _dict_source(first: dict[str, str], splat: str, last: dict[str, str]) -> str:
     """Source of ``{**first, **splat, **last}`` with literal keys and values (later keys win)."""
     items = [f"{py_literal(k)}: {py_literal(v)}" for k, v in first.items()]
@@ -496,9 +612,8 @@ def _dict_source(first: dict[str, str], splat: str, last: dict[str, str]) -> str
 
 
 def _docker_args(
-    t: TaskPlan, config: AirflowOrchestratorConfig, command: list[str], env: Code, mounts: bool
+    res: ResourceSettings, config: AirflowOrchestratorConfig, command: list[str], env: Code, mounts: bool
 ) -> list[tuple[str, Any]]:
-    res = t.step.settings.resources
     args: list[tuple[str, Any]] = [
         ("command", _argv_source(command)),
         ("environment", env),
@@ -524,9 +639,8 @@ def _docker_args(
 
 
 def _kubernetes_args(
-    t: TaskPlan, config: AirflowOrchestratorConfig, command: list[str], env: Code
+    res: ResourceSettings, a: StepAirflowSettings, config: AirflowOrchestratorConfig, command: list[str], env: Code
 ) -> list[tuple[str, Any]]:
-    res, a = t.step.settings.resources, t.settings
     args: list[tuple[str, Any]] = [
         ("cmds", _argv_source(command[:1])),
         ("arguments", _argv_source(command[1:])),

@@ -234,8 +234,9 @@ class AirflowOrchestrator(BaseOrchestrator):
         if state == "success":
             settle_run(ctx.store, deployment, run.id, RunStatus.COMPLETED, stack=ctx.stack)
         elif state == "failed":
-            # A task killed outright (SIGKILL, out of memory) left its step running and the run unsettled:
-            # that step failed, and its failure hooks and the pipeline's run here, once.
+            # A task killed outright (SIGKILL, out of memory) left its step running: the DAG's teardown task
+            # has settled the run and run the hooks due; if it could not run (the DAG run went over its
+            # dagrun_timeout), the run is settled here, and the hooks still due run, once.
             settle_after_engine(ctx.store, deployment, ctx.store.get_run(run.id))
             error = ctx.store.get_run(run.id).error
             raise StepFailedError(

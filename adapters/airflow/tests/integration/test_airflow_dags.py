@@ -83,7 +83,10 @@ def test_retries_run_again_and_the_run_waits_for_the_last_attempt(
     register(python=step_python)
     [dag_file] = export_pipeline(tp.flaky, airflow_home.dags, stack="on_airflow")
     state, tasks = run_dag(dag_file, "flaky")
-    assert (state, tasks) == ("success", {"wobble": "success", "after_wobble": "success"})
+    assert (state, tasks) == (
+        "success",
+        {"wobble": "success", "after_wobble": "success", "conveyor-finish-run": "success"},
+    )
     assert marker.read_text() == "xx"  # failed once, passed on the retry
     run = Client().get_pipeline("flaky").last_run
     assert run.status == "completed" and run.steps["wobble"].record.attempts == 2
@@ -160,7 +163,7 @@ def test_dagbag_imports_every_exported_dag_without_errors(
     for dag_id in dag_ids:
         dag = bag.get_dag(dag_id)
         pipeline = Client().store.get_deployment_json(dag.doc_md.split("`")[1])
-        assert len(dag.tasks) == pipeline.count('"code_hash"')
+        assert len(dag.tasks) == pipeline.count('"code_hash"') + 1  # and the teardown task
     nightly = bag.get_dag("golden_nightly")
     assert (nightly.catchup, nightly.max_active_runs, nightly.tags) == (True, 1, {"conveyor", "nightly"})
     assert nightly.timetable.expression == "0 6 * * 1-5"
@@ -193,7 +196,7 @@ def test_a_separate_airflow_process_imports_hostile_dags_and_runs_nothing(
 
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["errors"] == []
-    steps = sorted(tp.STEP_NAMES)
+    steps = sorted([*tp.STEP_NAMES, "conveyor-finish-run"])
     assert result["dags"] == {f"hostile_{m}": [tp.HOSTILE_PIPELINE, steps] for m in MODES}
     assert not canary.exists()
 

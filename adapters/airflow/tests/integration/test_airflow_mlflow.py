@@ -80,7 +80,7 @@ def test_steps_on_airflow_log_to_nested_mlflow_runs_and_a_killed_attempt_ends_fa
         parameters={"c": 0.5},
     )
     state, tasks = run_dag(dag_file, "churn_af")
-    assert (state, tasks) == ("success", {"train": "success", "evaluate": "success"})
+    assert (state, tasks) == ("success", {"train": "success", "evaluate": "success", "conveyor-finish-run": "success"})
 
     run = client.get_pipeline("churn_af").last_run
     assert run.status == "completed" and run.orchestrator == "airflow"

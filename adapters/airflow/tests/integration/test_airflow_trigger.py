@@ -175,8 +175,8 @@ def test_a_dag_run_triggered_with_a_config_overrides_the_pipeline_parameters(
 def test_a_killed_task_runs_its_failure_hooks_once_when_the_run_settles(
     repo: Path, airflow_servers: AirflowServers, step_python: str, http_sink: HttpSink
 ) -> None:
-    """The step's process died without a word (SIGKILL): the orchestrator that waited settles the run, and runs
-    the step's failure hook and the pipeline's, each once."""
+    """The step's process died without a word (SIGKILL): the DAG's teardown task settles the run and the
+    orchestrator that waited finds it settled; the step's failure hook and the pipeline's fire once each."""
     register(airflow_servers, step_python)
     client = Client()
     client.register_component("alerter", "sink", "webhook", {"url": f"{http_sink.url}/hook"})

@@ -187,7 +187,7 @@ def test_core_settings_become_operator_arguments() -> None:
     dag = calls["DAG"][0]
     assert dag["dag_id"] == "golden" and dag["schedule"] is None and dag["catchup"] is False
     tasks = {c["task_id"]: c for c in calls["BashOperator"]}
-    assert list(tasks) == ["load", "square", "total", "total_2"]
+    assert list(tasks) == ["load", "square", "total", "total_2", "conveyor-finish-run"]
     assert tasks["load"]["retries"] == 0 and "retry_delay" not in tasks["load"]
     assert tasks["square"]["retries"] == 2
     assert tasks["square"]["retry_delay"] == "datetime.timedelta(seconds=5.0)"
@@ -210,7 +210,41 @@ def test_steps_that_need_sanitizing_keep_their_name_for_display() -> None:
     assert dag["dag_display_name"] == tp.HOSTILE_PIPELINE
     assert set(dag["dag_id"]) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
     names = {c.get("task_display_name", c["task_id"]) for c in calls["BashOperator"]}
-    assert names == set(tp.STEP_NAMES)
+    assert names == {*tp.STEP_NAMES, "conveyor-finish-run"}
+
+
+def test_a_teardown_task_settles_the_run_after_every_step_task() -> None:
+    source = compile_source(deployment(tp.golden))
+    finish = _calls(source)["BashOperator"][-1]
+    assert (finish["task_id"], finish["bash_command"], finish["retries"]) == ("conveyor-finish-run", "FINISH_RUN", 2)
+    # Every step task is upstream, not only the last: a task whose upstream failed is done while others still run.
+    assert source.rstrip().endswith(
+        "[tasks['load'], tasks['square'], tasks['total'], tasks['total_2']] >> finish.as_teardown()"
+    )
+
+
+def test_the_teardown_task_runs_where_the_pipeline_runs() -> None:
+    # The orchestrator's mode when a step runs that way; else the first step's (the worker may lack conveyor).
+    mixed = deployment(tp.golden, images={"": IMAGE}, steps={"load": {"settings": {"airflow": {"operator": "docker"}}}})
+    assert _calls(compile_source(mixed))["BashOperator"][-1]["task_id"] == "conveyor-finish-run"
+    kube = _calls(compile_source(mixed, operator="kubernetes_pod"))
+    assert kube["KubernetesPodOperator"][-1]["task_id"] == "conveyor-finish-run"
+    only_docker = _calls(compile_source(_one_step(extra={"airflow": {"operator": "docker"}}), image=IMAGE))
+    assert [t["task_id"] for t in only_docker["DockerOperator"]] == ["s", "conveyor-finish-run"]
+    assert "BashOperator" not in only_docker
+    pipeline_wide = deployment(
+        tp.golden, images={"": IMAGE}, settings={"airflow": {"operator": "docker", "queue": "q"}}
+    )
+    finish = _calls(compile_source(pipeline_wide))["DockerOperator"][-1]
+    assert (finish["task_id"], finish["queue"], finish["image"]) == ("conveyor-finish-run", "q", f"literal({IMAGE!r})")
+    assert "'finish-run'" in finish["command"] and "'run-step'" not in finish["command"]
+
+
+def test_a_step_cannot_take_the_teardown_tasks_id() -> None:
+    step = StepIR(id="conveyor-finish-run", name="conveyor-finish-run", source="m:s", code_hash="0")
+    dep = Deployment(pipeline=PipelineIR(name="p", steps=(step,)), stack=STACK)
+    with pytest.raises(ConfigError, match="rename the step"):
+        compile_dag(dep, AirflowOrchestratorConfig(), **MACHINE)
 
 
 # -- what Airflow cannot do: compile-time errors ------------------------------------------------
@@ -292,6 +326,28 @@ def test_memory_sizes_in_docker_and_kubernetes_units() -> None:
     assert docker["mem_limit"] == 512_000_000 and docker["cpus"] == 1.25
     kube = compile_source(dep, operator="kubernetes_pod", image=IMAGE)
     assert "requests={'cpu': '1250m', 'memory': '512M'}" in kube
+
+
+def test_python_mode_teardown_runs_exactly_the_runtimes_finish_command() -> None:
+    from conveyor.runtime import finish_command
+    from conveyor_airflow._compiler import RUN_CONF, finish_run_shell
+
+    env = {
+        "CONVEYOR_PYTHON": "/opt/venv/bin/python",
+        "CONVEYOR_DEPLOYMENT": "d3adb33f",
+        "AIRFLOW_CTX_DAG_ID": "my_dag",
+        "AIRFLOW_CTX_DAG_RUN_ID": "manual__2026-01-01T00:00:00+00:00",
+        "PATH": "/usr/bin:/bin",
+    }
+    script = finish_run_shell(parameters=True).replace("exec ", "printf '%s\\0' ", 1)
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, check=True).stdout
+    assert out.decode().split("\0")[:-1] == finish_command(
+        "d3adb33f",
+        run_key="airflow:my_dag:manual__2026-01-01T00:00:00+00:00",
+        params_json=RUN_CONF,  # Airflow renders it before the shell runs
+        orchestrator_run_id="manual__2026-01-01T00:00:00+00:00",
+        python="/opt/venv/bin/python",
+    )
 
 
 def test_python_mode_tasks_run_exactly_the_runtimes_step_command() -> None:

@@ -33,9 +33,9 @@ from conveyor.ir import (
     StepIR,
     StepSettings,
 )
-from conveyor.runtime import step_command
+from conveyor.runtime import finish_command, step_command
 from conveyor_airflow import AirflowOrchestratorConfig, compile_dag, dag_id_for, task_id_for
-from conveyor_airflow._compiler import RUN_CONF, run_step_shell
+from conveyor_airflow._compiler import FINISH_TASK, RUN_CONF, finish_run_shell, run_step_shell
 from conveyor_testing.strategies import hostile_text, names
 
 ALLOWED_CALLS = {
@@ -49,6 +49,7 @@ ALLOWED_CALLS = {
     "datetime.timedelta",
     "datetime.datetime.fromisoformat",
     "k8s.V1ResourceRequirements",
+    "finish.as_teardown",
 }
 ALLOWED_NAMES = {
     "DAG",
@@ -62,9 +63,11 @@ ALLOWED_NAMES = {
     "k8s",
     "dag",
     "tasks",
+    "finish",
     "CONVEYOR_PIPELINE",
     "CONVEYOR_DEPLOYMENT",
     "RUN_STEP",
+    "FINISH_RUN",
     "PYTHON_ENV",
     "CONTAINER_ENV",
     "MOUNTS",
@@ -84,12 +87,15 @@ ALLOWED_IMPORTS = {
 # The one step command of conveyor.runtime, as the compiler must render it.
 RUN_STEP = run_step_shell()
 RUN_STEP_WITH_PARAMETERS = run_step_shell(parameters=True)
+FINISH_RUN = finish_run_shell()
+FINISH_RUN_WITH_PARAMETERS = finish_run_shell(parameters=True)
 
 CRONS = ("@daily", " 0 * * * * ", "*/5 1-3 * * mon#2", "0 0 1 1 ? 2030")
 COMMAND_TAIL = (
     "-m",
     "conveyor.runtime",
     "run-step",
+    "finish-run",
     "--deployment",
     "--step",
     "--run-key",
@@ -130,6 +136,7 @@ def check_tree(source: str) -> None:
                 "datetime.datetime",
                 "datetime.datetime.fromisoformat",
                 "k8s.V1ResourceRequirements",
+                "finish.as_teardown",
             }, ast.unparse(node)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
@@ -162,8 +169,9 @@ class _Recorder:
         self.kind = kind
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        _Recorder.made.append((self.kind, kwargs))
-        return _Node(kwargs)
+        node = _Node(kwargs)
+        _Recorder.made.append((self.kind, node))
+        return node
 
 
 class _Node(dict):  # tasks, DAGs, mounts
@@ -177,6 +185,10 @@ class _Node(dict):  # tasks, DAGs, mounts
         return other
 
     def __rrshift__(self, other: Any) -> Any:
+        return self
+
+    def as_teardown(self) -> _Node:
+        self["is_teardown"] = True
         return self
 
 
@@ -239,7 +251,10 @@ def _task_settings(kubernetes: bool) -> st.SearchStrategy[dict[str, Any]]:
 @st.composite
 def pipelines(draw: Any) -> tuple[Deployment, dict[str, Any]]:
     """A deployment and an orchestrator config with hostile text wherever the IR and the config take text."""
-    step_ids = draw(st.lists(any_name, min_size=1, max_size=4, unique=True))
+    # The teardown task's id is reserved (a step that takes it is refused; see test_airflow_compiler).
+    step_ids = draw(
+        st.lists(any_name.filter(lambda n: task_id_for(n) != FINISH_TASK), min_size=1, max_size=4, unique=True)
+    )
     if len({task_id_for(s) for s in step_ids}) != len(step_ids):
         step_ids = step_ids[:1]
     mode = draw(st.sampled_from(["python", "docker", "kubernetes_pod"]))
@@ -391,6 +406,53 @@ def expected_task(dep: Deployment, config: AirflowOrchestratorConfig, step: Step
     return out
 
 
+def expected_finish(dep: Deployment, config: AirflowOrchestratorConfig) -> dict[str, Any]:
+    """The keyword arguments of the teardown task, as the IR and the config give them (one operator mode)."""
+    merged = dep.pipeline.settings.extra["airflow"]
+    parameters = bool(dep.pipeline.parameters)
+    out: dict[str, Any] = {"task_id": FINISH_TASK}
+    image = dep.images.get("")
+    command = finish_command(
+        dep.id,
+        run_key="airflow:{{ dag.dag_id }}:{{ run_id }}",
+        params_json=RUN_CONF if parameters else None,
+        orchestrator_run_id="{{ run_id }}",
+        python=config.container_python,
+    )
+    container_env = {"CONVEYOR_STORE_URL": config.store_url, "CONVEYOR_SOURCE_ROOT": config.source_root}
+    if config.operator == "python":
+        out["bash_command"] = FINISH_RUN_WITH_PARAMETERS if parameters else FINISH_RUN
+        out["env"] = {
+            "CONVEYOR_PYTHON": config.python,
+            "CONVEYOR_DEPLOYMENT": dep.id,
+            "CONVEYOR_STORE_URL": config.store_url,
+            "CONVEYOR_SOURCE_ROOT": config.source_root,
+        }
+        out["append_env"] = True
+    elif config.operator == "docker":
+        out |= {"image": image, "command": command, "environment": container_env}
+        out |= {"docker_url": config.docker_url, "network_mode": config.network_mode, "hostname": "conveyor-step"}
+        out |= {"mount_tmp_dir": False, "auto_remove": "force"}
+        out["mounts"] = [
+            {"source": host, "target": target, "type": "bind", "read_only": rest == ["ro"]}
+            for host, target, *rest in (m.split(":") for m in config.docker_mounts)
+        ]
+    else:
+        out |= {"image": image, "command": command, "env_vars": container_env}
+        out |= {"namespace": config.namespace, "config_file": config.kube_config_file}
+        for key in ("node_selector", "labels", "annotations"):
+            if merged.get(key):
+                out[key] = merged[key]
+        if "service_account_name" in merged:
+            out["service_account_name"] = merged["service_account_name"]
+    out |= {"do_xcom_push": False, "retries": 2, "retry_delay": datetime.timedelta(seconds=15)}
+    for key in ("queue", "owner", "executor", "run_as_user"):
+        if key in merged:
+            out[key] = merged[key]
+    out["is_teardown"] = True
+    return out
+
+
 def _plain(value: Any) -> Any:
     """A recorded argument with the stand-ins for ``literal()`` and Airflow's classes taken off."""
     if isinstance(value, _Literal):
@@ -412,8 +474,12 @@ def test_user_values_never_become_code(case: tuple[Deployment, dict[str, Any]]) 
     made = execute(source)
     [dag] = [kw for kind, kw in made if kind == "DAG"]
     assert _plain(dag) == expected_dag(dep, config)
-    tasks = [kw for kind, kw in made if kind.endswith("Operator")]
+    *tasks, finish = [kw for kind, kw in made if kind.endswith("Operator")]
     assert len(tasks) == len(dep.pipeline.steps)
+    got = _plain(finish)
+    if "cmds" in got:
+        got["command"] = got.pop("cmds") + got.pop("arguments")
+    assert got == expected_finish(dep, config)
     for step, task in zip(dep.pipeline.steps, tasks, strict=True):
         got = _plain(task)
         if "cmds" in got:
@@ -432,7 +498,7 @@ def test_every_string_in_a_dag_file_is_a_value_of_the_ir_or_the_template(
     known = set(_strings(dep.model_dump(mode="json"))) | set(_strings(config.model_dump(mode="json")))
     step_ids = [s.id for s in dep.pipeline.steps]
     known |= {dep.id, f"conveyor pipeline, deployment `{dep.id}`"}
-    known |= {task_id_for(s) for s in step_ids} | {dag_id_for(dep.pipeline.name)}
+    known |= {task_id_for(s) for s in step_ids} | {dag_id_for(dep.pipeline.name), FINISH_TASK}
     known |= {part for mount in config.docker_mounts for part in mount.split(":")}
     known |= {dep.schedule.cron.strip()} if dep.schedule is not None and dep.schedule.cron else set()
     for node in ast.walk(ast.parse(source)):
@@ -443,6 +509,8 @@ def test_every_string_in_a_dag_file_is_a_value_of_the_ir_or_the_template(
 TEMPLATE_STRINGS = (
     RUN_STEP,
     RUN_STEP_WITH_PARAMETERS,
+    FINISH_RUN,
+    FINISH_RUN_WITH_PARAMETERS,
     RUN_CONF,
     "--params",
     *COMMAND_TAIL,

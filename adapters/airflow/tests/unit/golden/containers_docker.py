@@ -1,9 +1,11 @@
 # An Airflow DAG written by conveyor-airflow. Do not edit it: export the pipeline again.
 #
 # Each task runs one step of a deployment kept in conveyor's metadata store, with
-# `python -m conveyor.runtime run-step`. Names and settings reach that process as
-# environment variables or whole arguments wrapped in literal(), so neither the
-# shell nor Airflow's templating ever reads them as code.
+# `python -m conveyor.runtime run-step`; a teardown task then settles the conveyor
+# run with `python -m conveyor.runtime finish-run`, however the steps ended. Names
+# and settings reach those processes as environment variables or whole arguments
+# wrapped in literal(), so neither the shell nor Airflow's templating ever reads
+# them as code.
 from __future__ import annotations
 
 import datetime
@@ -95,3 +97,22 @@ with DAG(
     tasks['load'] >> tasks['train']
     tasks['load'] >> tasks['total']
     [tasks['load'], tasks['total']] >> tasks['tune']
+
+    # Runs after every step task, whatever its state, and leaves the DAG run's state to them: it settles the
+    # conveyor run (a step whose process was killed failed) and runs the failure hooks still due, once.
+    finish = DockerOperator(
+        task_id='conveyor-finish-run',
+        image=literal('127.0.0.1:5000/conveyor/pipelines@sha256:abababababababababababababababababababababababababababababababab'),
+        command=[literal('python'), literal('-m'), literal('conveyor.runtime'), literal('finish-run'), literal('--deployment'), literal('b13fecf371c456fe39fb88db7d82425e'), literal('--run-key'), 'airflow:{{ dag.dag_id }}:{{ run_id }}', literal('--params'), '{{ dag_run.conf | tojson }}', literal('--orchestrator-run-id'), '{{ run_id }}'],
+        environment=literal({**CONTAINER_ENV}),
+        docker_url='unix://var/run/docker.sock',
+        network_mode='host',
+        hostname='conveyor-step',
+        mount_tmp_dir=False,
+        auto_remove='force',
+        mounts=literal(MOUNTS),
+        do_xcom_push=False,
+        retries=2,
+        retry_delay=datetime.timedelta(seconds=15.0),
+    )
+    [tasks['load'], tasks['train'], tasks['total'], tasks['tune']] >> finish.as_teardown()
