@@ -379,8 +379,9 @@ def test_docker_tasks_on_a_server_take_the_workers_key_when_they_run(monkeypatch
     dep = _one_step()
     machine = {**MACHINE, "store_url": "http://127.0.0.1:8237"}
     source = compile_dag(dep, AirflowOrchestratorConfig(operator="docker", image=IMAGE), **machine).source
-    [docker] = _calls(source)["DockerOperator"]
-    assert docker["private_environment"] == "WORKER_CREDENTIAL"
+    # The step's task and the finish-run teardown both talk to the server.
+    dockers = _calls(source)["DockerOperator"]
+    assert len(dockers) == 2 and all(d["private_environment"] == "WORKER_CREDENTIAL" for d in dockers)
     assert "CONVEYOR_STORE_URL': 'http://127.0.0.1:8237'" in source
     # The key is read from the environment of the process that parses the file, and written nowhere.
     monkeypatch.setenv("CONVEYOR_API_KEY", "cvk_worker-runner-key")
