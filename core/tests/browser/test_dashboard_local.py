@@ -486,6 +486,31 @@ def test_a_killed_steps_output_stays_on_its_page(ui: str, local_repo: LocalRepo,
     assert len(after) < 60  # it was killed before it ended: this is what it printed until then
 
 
+def test_a_click_on_a_running_runs_dag_opens_the_step_though_the_dag_refreshes_while_it_is_pressed(
+    ui: str, local_repo: LocalRepo, page: Any
+) -> None:
+    script = local_repo.path / "slow.py"
+    script.write_text(SLOW)
+    proc = local_repo.python(script, background=True)
+    try:
+        page.goto(ui + "/runs?pipeline=slow")
+        wait_until(lambda: page.reload() is not None and page.locator("tr.run-row").count() == 1, 30.0, every=0.3)
+        page.locator("tr.run-row a").first.click()
+        box = page.locator('g.node[data-step="ticker"]').bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        # The DAG refreshes every second: a refresh arrives while the button is down (a slow click, a loaded machine).
+        page.wait_for_timeout(2500)
+        page.mouse.up()
+        page.wait_for_selector("#step-panel")
+        assert page.locator("#step-panel").get_attribute("data-step") == "ticker"
+        lines = page.locator("#logs pre.log .line")
+        wait_until(lambda: lines.count() >= 1, 25.0)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 GATED = textwrap.dedent(
     """
     import os
