@@ -486,6 +486,101 @@ def test_a_killed_steps_output_stays_on_its_page(ui: str, local_repo: LocalRepo,
     assert len(after) < 60  # it was killed before it ended: this is what it printed until then
 
 
+def test_a_click_on_a_running_runs_dag_opens_the_step_though_the_dag_refreshes_while_it_is_pressed(
+    ui: str, local_repo: LocalRepo, page: Any
+) -> None:
+    script = local_repo.path / "slow.py"
+    script.write_text(SLOW)
+    proc = local_repo.python(script, background=True)
+    try:
+        page.goto(ui + "/runs?pipeline=slow")
+        wait_until(lambda: page.reload() is not None and page.locator("tr.run-row").count() == 1, 30.0, every=0.3)
+        page.locator("tr.run-row a").first.click()
+        box = page.locator('g.node[data-step="ticker"]').bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        # The DAG refreshes every second: a refresh arrives while the button is down (a slow click, a loaded machine).
+        page.wait_for_timeout(2500)
+        page.mouse.up()
+        page.wait_for_selector("#step-panel")
+        assert page.locator("#step-panel").get_attribute("data-step") == "ticker"
+        lines = page.locator("#logs pre.log .line")
+        wait_until(lambda: lines.count() >= 1, 25.0)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+GATED = textwrap.dedent(
+    """
+    import os
+    import time
+    from conveyor import pipeline, step
+
+    GATE = "{gate}"
+
+    @step(enable_cache=False)
+    def gate() -> int:
+        while not os.path.exists(GATE):
+            time.sleep(0.1)
+        return 1
+
+    @step(enable_cache=False)
+    def ticker(go: int) -> int:
+        for i in range(60):
+            print(f"tick {i}", flush=True)
+            time.sleep(0.5)
+        return 60
+
+    @pipeline(name="gated", enable_cache=False)
+    def gated() -> None:
+        ticker(gate())
+
+    if __name__ == "__main__":
+        gated()
+    """
+)
+
+
+def test_a_log_opened_before_its_step_starts_follows_it_past_failed_and_unanswered_requests(
+    ui: str, local_repo: LocalRepo, page: Any
+) -> None:
+    script = local_repo.path / "gated.py"
+    gate = local_repo.path / "gate"  # the first step waits until this file exists
+    script.write_text(GATED.replace("{gate}", str(gate)))
+    proc = local_repo.python(script, background=True)
+    requests: list[Any] = []
+
+    def lines_route(route: Any) -> None:
+        # The first range request fails, the second is never answered (a dropped or stuck connection).
+        requests.append(route)
+        if len(requests) == 1:
+            route.abort()
+        elif len(requests) > 2:
+            route.continue_()
+
+    try:
+        page.goto(ui + "/runs?pipeline=gated")
+        wait_until(lambda: page.reload() is not None and page.locator("tr.run-row").count() == 1, 30.0, every=0.3)
+        run_url = ui + page.locator("tr.run-row a").first.get_attribute("href")
+        page.route("**/steps/ticker/logs/lines*", lines_route)
+        page.goto(run_url + "?step=ticker")
+        assert page.locator("#step-facts dd .status").inner_text() == "pending"  # it has not started
+        assert page.locator("#logs").get_attribute("data-running") == "true"
+        # Route handlers run while Playwright is called: waiting on the page lets them.
+        wait_until(lambda: page.wait_for_timeout(50) is None and len(requests) >= 2, 15.0)
+        gate.write_text("go")
+        lines = page.locator("#logs pre.log .line")
+        wait_until(lambda: lines.count() >= 3, 40.0)
+        assert lines.all_inner_texts()[:3] == ["tick 0", "tick 1", "tick 2"]
+        assert len(requests) > 2
+    finally:
+        gate.write_text("go")
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 WIDE = textwrap.dedent(
     """
     from conveyor import pipeline, step

@@ -22,6 +22,7 @@ SHIPPED = [
     "conveyor/server/dashboard/static/htmx.min.js",
     "conveyor/server/dashboard/static/htmx.LICENSE",
     "conveyor/server/dashboard/static/logs.js",
+    "conveyor/server/dashboard/static/dag.js",
     "conveyor/server/dashboard/static/dashboard.css",
     "conveyor/server/dashboard/templates/base.html",
     "conveyor/server/dashboard/templates/run.html",
@@ -75,6 +76,7 @@ def test_the_dashboard_runs_from_a_wheel_in_a_clean_venv_without_node(tmp_path: 
             f"{url}/static/dashboard.css": 200,
             f"{url}/static/htmx.min.js": 200,
             f"{url}/static/logs.js": 200,
+            f"{url}/static/dag.js": 200,
         }
         assert page.evaluate("typeof htmx") == "object"  # the vendored script ran
         assert page.locator("header.top").evaluate("el => getComputedStyle(el).display") == "flex"  # styled

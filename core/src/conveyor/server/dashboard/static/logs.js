@@ -6,6 +6,8 @@
   var OVERSCAN = 40; // lines drawn above and below the visible ones
   var KEEP = 20000; // lines kept in memory; those far from view are dropped
   var POLL_MS = 1000;
+  var RANGE = 2000; // lines one poll asks for (the server's most per request)
+  var REQUEST_MS = 10000; // a range request not answered by then is given up and asked again
 
   function LogView(root) {
     this.root = root;
@@ -96,32 +98,46 @@
   };
 
   LogView.prototype.fetch = function (start, count) {
+    // Resolves to whether the range came in; never rejects, so whoever waits on it goes on.
     var key = start + ":" + count;
-    if (this.pending.has(key)) return Promise.resolve();
+    if (this.pending.has(key)) return Promise.resolve(false);
     this.pending.add(key);
     var self = this;
+    // A request that never answers (a loaded server, a dropped connection) would hold this range, and the
+    // poll waiting on it, for good: it is given up after a while and asked again.
+    var abort = typeof AbortController === "function" ? new AbortController() : null;
+    var timer = window.setTimeout(function () {
+      if (abort) abort.abort();
+    }, REQUEST_MS);
     return window
       .fetch(this.url + "?start=" + start + "&count=" + count, {
         credentials: "same-origin",
         headers: { Accept: "application/json" },
+        signal: abort ? abort.signal : undefined,
       })
       .then(function (r) {
         if (!r.ok) throw new Error("the log answered " + r.status);
         return r.json();
       })
       .then(function (d) {
+        window.clearTimeout(timer);
         self.pending.delete(key);
         self.accept(d);
+        return true;
       })
       .catch(function () {
-        // A failed range stays a gap; scrolling asks for it again.
+        window.clearTimeout(timer);
+        // A failed range stays a gap; scrolling (or the next poll) asks for it again.
         window.setTimeout(function () {
           self.pending.delete(key);
         }, POLL_MS);
+        return false;
       });
   };
 
   LogView.prototype.accept = function (d) {
+    var problem = this.root.querySelector(".log-problem");
+    if (problem) problem.remove(); // the log reads now
     if (d.skipped !== this.skipped) {
       // The log outgrew what the page shows: line numbers moved, so what was kept is stale.
       this.lines.clear();
@@ -140,18 +156,27 @@
 
   LogView.prototype.poll = function () {
     var self = this;
-    window.setTimeout(function () {
+    if (this.polling) return; // one loop per view, however often it is asked to start
+    this.polling = true;
+    function tick() {
+      if (!self.root.isConnected) {
+        self.polling = false; // the page replaced this view: its successor polls
+        return;
+      }
       // The last line again too: a running step may have been mid-line.
       var start = Math.max(0, self.total - 1);
-      self.pending.delete(start + ":" + 2000);
-      self.fetch(start, 2000).then(function () {
-        if (self.running) {
-          self.poll();
-        } else {
+      self.pending.delete(start + ":" + RANGE);
+      self.fetch(start, RANGE).then(function (ok) {
+        // Only an answer ends the loop: a failed or timed-out request is asked again at the next tick.
+        if (ok && !self.running) {
+          self.polling = false;
           self.ended();
+        } else {
+          window.setTimeout(tick, POLL_MS);
         }
       });
-    }, POLL_MS);
+    }
+    window.setTimeout(tick, POLL_MS);
   };
 
   LogView.prototype.ended = function () {
@@ -160,16 +185,24 @@
     this.root.dataset.running = "false";
   };
 
-  function start() {
-    var found = document.querySelectorAll(".logs[data-lines]");
+  function start(within) {
+    var scope = within && within.querySelectorAll ? within : document;
+    var found = Array.prototype.slice.call(scope.querySelectorAll(".logs[data-lines]"));
+    if (scope.matches && scope.matches(".logs[data-lines]")) found.push(scope);
     for (var i = 0; i < found.length; i++) {
       if (!found[i].logView && found[i].querySelector(".log-scroll")) found[i].logView = new LogView(found[i]);
     }
   }
 
+  // Content htmx swaps in may hold a log view too; each is started once.
+  document.addEventListener("htmx:load", function (e) {
+    start(e.target);
+  });
   if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", start);
+    document.addEventListener("DOMContentLoaded", function () {
+      start(document);
+    });
   } else {
-    start();
+    start(document);
   }
 })();
