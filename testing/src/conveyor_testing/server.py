@@ -58,26 +58,8 @@ SHORT_LEEWAY = 2.0
 """Seconds a run token of ``conveyor_server_short_leeway`` outlives its run."""
 
 # Deleted in this order (children before parents); users and API keys stay.
-_DATA_TABLES = (
-    "model_version_links",
-    "model_alias_events",
-    "model_aliases",
-    "model_versions",
-    "models",
-    "step_run_inputs",
-    "step_run_outputs",
-    "artifact_versions",
-    "step_runs",
-    "hook_invocations",
-    "pipeline_runs",
-    "deployments",
-    "pipelines",
-    "stack_members",
-    "stacks",
-    "stack_components",
-    "secrets",
-    "server_login_failures",
-)
+# Kept by reset(): the accounts (cleared of all but the admins separately) and the schema's version.
+_KEPT_TABLES = frozenset({"server_users", "server_credentials", "alembic_version"})
 
 
 @dataclasses.dataclass
@@ -152,8 +134,12 @@ class ConveyorServer:
         engine = sa.create_engine(self.store_url)
         try:
             with engine.begin() as conn:
-                for table in _DATA_TABLES:
-                    conn.execute(sa.text(f"DELETE FROM {table}"))
+                # Every table the schema has now (a new one included), children before their parents.
+                schema = sa.MetaData()
+                schema.reflect(conn)
+                for table in reversed(schema.sorted_tables):
+                    if table.name not in _KEPT_TABLES:
+                        conn.execute(table.delete())
                 conn.execute(
                     sa.text(
                         "DELETE FROM server_credentials WHERE kind != 'api_key' OR user_id IN "

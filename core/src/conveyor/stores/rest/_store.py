@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.constants import ENV_API_KEY, ENV_SERVER
-from conveyor.stores._interface import MetadataStore, check_tags
+from conveyor.exceptions import NotFoundError
+from conveyor.stores._interface import ID_KINDS, MetadataStore, check_tags
 from conveyor.stores._records import (
     ArtifactRecord,
     ComponentRecord,
@@ -179,6 +180,7 @@ class RestStore(MetadataStore):
 
     def get_run(self, run_id: str) -> RunRecord:
         """A run by id or name."""
+        _findable("run", run_id)
         return load(RunRecord, self._get(f"/api/runs/{segment(run_id)}"))
 
     def list_runs(
@@ -191,6 +193,8 @@ class RestStore(MetadataStore):
     ) -> list[RunRecord]:
         """Runs, newest first, optionally of one pipeline, with one status, or with every tag of ``tags``."""
         tag = list(dict.fromkeys(tags))
+        if any("\x00" in t for t in tag):
+            return []  # no tag holds a NUL (and no URL can carry one): what a SQL store finds
         runs = self._get("/api/runs", pipeline_id=pipeline_id, limit=limit, status=status, tag=tag)
         return [load(RunRecord, r) for r in runs]
 
@@ -279,6 +283,7 @@ class RestStore(MetadataStore):
 
     def get_step_run(self, step_run_id: str) -> StepRunRecord:
         """A step run by id."""
+        _findable("step_run", step_run_id)
         return load(StepRunRecord, self._get(f"/api/step-runs/{segment(step_run_id)}"))
 
     def list_step_runs(self, run_id: str) -> list[StepRunRecord]:
@@ -341,6 +346,7 @@ class RestStore(MetadataStore):
 
     def get_artifact(self, artifact_id: str) -> ArtifactRecord:
         """An artifact version by id."""
+        _findable("artifact", artifact_id)
         return load(ArtifactRecord, self._get(f"/api/artifacts/{segment(artifact_id)}"))
 
     def list_artifacts(
@@ -353,6 +359,8 @@ class RestStore(MetadataStore):
         removed: bool = False,
     ) -> list[ArtifactRecord]:
         """Artifact versions, newest first."""
+        if any("\x00" in v for v in (name, pipeline, step) if isinstance(v, str)):
+            return []  # no name holds a NUL (and no URL can carry one): what a SQL store finds
         found = self._get("/api/artifacts", name=name, pipeline=pipeline, step=step, limit=limit, removed=removed)
         return [load(ArtifactRecord, a) for a in found]
 
@@ -370,6 +378,7 @@ class RestStore(MetadataStore):
 
     def resolve_id(self, kind: str, ref: str) -> str:
         """The full id of the record of ``kind`` whose id is ``ref`` or starts with it."""
+        _findable(kind, ref)
         return str(self._get(f"/api/ids/{segment(kind)}/{segment(ref)}")["id"])
 
     def artifact_consumers(self, artifact_id: str) -> list[StepRunRecord]:
@@ -522,3 +531,10 @@ def _remember(memory: dict[Any, Any], key: Any, value: Any) -> None:
     memory[key] = value
     while len(memory) > _REMEMBERED:
         del memory[next(iter(memory))]
+
+
+def _findable(kind: str, ref: str) -> None:
+    """A reference no URL can carry (a NUL) names no record: the SQL store's answer, without a request."""
+    if isinstance(ref, str) and "\x00" in ref and kind in ID_KINDS:
+        what, hint = ID_KINDS[kind]
+        raise NotFoundError(f"no {what} {ref!r}", hint)
