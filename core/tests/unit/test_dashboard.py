@@ -359,6 +359,9 @@ NUMBERISH = st.one_of(
 )
 
 
+@pytest.mark.sql_store(
+    "`conveyor ui` serves the local store; a server serves its own dashboard (the dashboard session)"
+)
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(NUMBERISH, NUMBERISH, st.one_of(st.just("printer"), st.text(min_size=1, max_size=40)))
 def test_the_log_range_route_answers_any_range_and_step_id_without_failing(

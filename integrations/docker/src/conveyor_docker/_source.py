@@ -58,7 +58,7 @@ _COMPILED_HEADS = (
     re.compile(rb"# PIPELINE DEFINITION\n(?:#[^\n]*\n){0,4}# conveyor deployment: [0-9a-f]{32}\n"),
     re.compile(
         rb'\{"deployment_id":"[0-9a-f]{32}","deployment_name":"(?:[^"\\\n]|\\.)*",'
-        rb'"entrypoint":"conveyor_prefect\._flow\.run_deployment"'
+        rb'"entrypoint":"conveyor_prefect\.(?:_named\.p_[0-9a-f]+|_flow\.run_deployment)"'
     ),
 )
 _HEAD_BYTES = 4096
