@@ -309,8 +309,52 @@ def _settings_dict(value: Any, key: str) -> dict[str, Any]:
     raise DefinitionError(f"settings {key!r} must be a mapping or a settings model, not {type(value).__name__}")
 
 
+def _step_settings(step_id: str, options: dict[str, Any], extra: dict[str, Any]) -> Any:
+    """A step's ``StepSettings`` from its merged options and its engines' settings."""
+    from conveyor.ir import ResourceSettings, StepSettings
+
+    resources = options.get("resources")
+    if resources is not None and not isinstance(resources, ResourceSettings):
+        resources = ResourceSettings.model_validate(_settings_dict(resources, "resources"))
+    model = model_ir_of(options.get("model"), f"step {step_id!r} option model")
+    try:
+        return StepSettings(
+            enable_cache=options.get("enable_cache"),
+            retries=options.get("retries", 0),
+            retry_delay=options.get("retry_delay", 0.0),
+            timeout=options.get("timeout"),
+            resources=resources or ResourceSettings(),
+            step_operator=options.get("step_operator"),
+            experiment_tracker=options.get("experiment_tracker"),
+            data_validator=options.get("data_validator"),
+            secrets=tuple(options.get("secrets", ())),
+            environment=dict(options.get("environment") or {}),
+            extra=extra,
+            model=model,
+            on_success=tuple(options.get("on_success", ())),
+            on_failure=tuple(options.get("on_failure", ())),
+        )
+    except Exception as exc:  # pydantic ValidationError, kept to one line
+        lines = str(exc).splitlines()
+        raise ConfigError(f"step {step_id!r} settings: {' '.join(lines[1:3]).strip()}") from None
+
+
+@functools.cache
+def _empty_step_settings() -> Any:
+    """The settings of a step that sets nothing: frozen, so every such step shares them."""
+    return _step_settings("", {}, {})
+
+
+@functools.lru_cache(maxsize=1024)
+def _output_spec(type_: str, materializer: str | None, artifact_name: str | None) -> Any:
+    """One frozen ``OutputSpec`` per distinct output description (a 1000-step trace has a handful)."""
+    from conveyor.ir import OutputSpec
+
+    return OutputSpec(type=type_, materializer=materializer, artifact_name=artifact_name)
+
+
 def _step_ir(inv: Any, config: Any) -> Any:
-    from conveyor.ir import ParameterInput, ResourceSettings, StepIR, StepSettings
+    from conveyor.ir import ParameterInput, StepIR
 
     step: Step = inv.step
     options = dict(step.options)
@@ -362,37 +406,12 @@ def _step_ir(inv: Any, config: Any) -> Any:
             inputs[pname] = ParameterInput(value=value)
         for key, value in config.settings.items():
             extra[key] = {**extra.get(key, {}), **value}
-    resources = options.get("resources")
-    if resources is not None and not isinstance(resources, ResourceSettings):
-        resources = ResourceSettings.model_validate(_settings_dict(resources, "resources"))
-    model = model_ir_of(options.get("model"), f"step {inv.id!r} option model")
-    try:
-        settings = StepSettings(
-            enable_cache=options.get("enable_cache"),
-            retries=options.get("retries", 0),
-            retry_delay=options.get("retry_delay", 0.0),
-            timeout=options.get("timeout"),
-            resources=resources or ResourceSettings(),
-            step_operator=options.get("step_operator"),
-            experiment_tracker=options.get("experiment_tracker"),
-            data_validator=options.get("data_validator"),
-            secrets=tuple(options.get("secrets", ())),
-            environment=dict(options.get("environment") or {}),
-            extra=extra,
-            model=model,
-            on_success=tuple(options.get("on_success", ())),
-            on_failure=tuple(options.get("on_failure", ())),
-        )
-    except Exception as exc:  # pydantic ValidationError, kept to one line
-        lines = str(exc).splitlines()
-        raise ConfigError(f"step {inv.id!r} settings: {' '.join(lines[1:3]).strip()}") from None
-    from conveyor.ir import OutputSpec
-
+    settings = _empty_step_settings() if not options and not extra else _step_settings(inv.id, options, extra)
     outputs = {
-        name: OutputSpec(
-            type=type_name(tp),
-            materializer=source_of(step.output_materializers[name]) if name in step.output_materializers else None,
-            artifact_name=step.output_artifact_names.get(name),
+        name: _output_spec(
+            type_name(tp),
+            source_of(step.output_materializers[name]) if name in step.output_materializers else None,
+            step.output_artifact_names.get(name),
         )
         for name, tp in step.output_types.items()
     }

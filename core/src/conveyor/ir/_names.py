@@ -8,6 +8,8 @@ anything runs and again whenever a stored deployment is read back.
 
 from __future__ import annotations
 
+import re
+
 MAX_NAME_BYTES = 255
 """The longest file name most filesystems allow, in UTF-8 bytes."""
 
@@ -19,6 +21,10 @@ NAME_RULE = (
 
 _PUNCTUATION = frozenset("_-. ")
 
+# The rule as one pattern, for the common case (`\w` is exactly `str.isalnum()` or "_").
+_FINE = re.compile(r"\w[\w\-. ]*(?<! )")
+_SURELY_SHORT = MAX_NAME_BYTES // 4  # no character is more than 4 bytes of UTF-8
+
 
 def shown(value: object, limit: int = 60) -> str:
     """``repr`` of a name (or any value), cut to ``limit`` characters for an error line."""
@@ -28,6 +34,8 @@ def shown(value: object, limit: int = 60) -> str:
 
 def name_problem(value: object) -> str | None:
     """What is wrong with a name under :data:`NAME_RULE`, or None when it is fine."""
+    if type(value) is str and len(value) <= _SURELY_SHORT and _FINE.fullmatch(value):
+        return None
     if not isinstance(value, str):
         return f"is a {type(value).__name__}, not a string"
     if not value:
