@@ -203,6 +203,25 @@ def test_conveyor_ui_on_a_server_profile_points_at_the_servers_own_pages(repo: P
     assert "open http://127.0.0.1:9/ in a browser" in lines[-1]
 
 
+def test_conveyor_ui_on_a_server_profile_leaves_a_folder_without_a_repository_as_it_was(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from conveyor.cli._main import cli
+
+    monkeypatch.delenv("CONVEYOR_REPOSITORY", raising=False)
+    monkeypatch.setenv("CONVEYOR_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("CONVEYOR_SERVER", "http://127.0.0.1:9")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result = CliRunner().invoke(cli, ["ui", "--port", "0", "--no-browser"])
+    assert result.exit_code == 1
+    assert "serves the dashboard itself" in result.output
+    assert list(work.iterdir()) == []
+
+
 TICKER = """
 import time
 from conveyor import pipeline, step

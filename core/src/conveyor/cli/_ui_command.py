@@ -49,16 +49,18 @@ def ui(port: int, no_browser: bool) -> None:
         ) from None
     from conveyor._repository import Repository, settle_dead_runs
     from conveyor.server.dashboard import DashboardSource, create_ui_app
-    from conveyor.stores import is_server_url
+    from conveyor.stores import is_server_url, store_target
     from conveyor.stores.sql import SqlStore
 
-    repo = Repository.current()
-    target = repo.store_target()
+    # Which store first: a server profile is refused before a repository is created here.
+    found = Repository.find()
+    target = store_target(found.dir if found is not None and found.dir.is_dir() else None)
     if is_server_url(target.url):
         raise ConfigError(
             f"the active profile is the server {target.url}, which serves the dashboard itself",
             f"open {target.url.rstrip('/')}/ in a browser, or switch to the local store: conveyor profile use local",
         )
+    repo = Repository.current()
     store = repo.store()
     if not isinstance(store, SqlStore):
         raise ConfigError(f"the dashboard cannot read the store {store.display_url}", "use a SQL store")

@@ -11,9 +11,13 @@ from __future__ import annotations
 import os
 import socket
 
-# Process start times come from the kernel's boot time plus a tick count;
-# both sides read them the same way, so they agree far better than this.
-_START_TOLERANCE = 0.5
+# A start time is the kernel's boot time plus a tick count, and the boot time
+# Linux reports is whole seconds derived from the clock, so it moves by a second
+# when the clock is adjusted: two readings of one process can differ by 1 s. A
+# PID reused within 2 s of the first owner's start would need the kernel's PIDs
+# to wrap around in that time, so this tells the two apart without ever failing
+# a live run.
+_START_TOLERANCE = 2.0
 
 
 def process_start_time(pid: int) -> float | None:
