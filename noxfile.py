@@ -21,7 +21,10 @@ nox.options.reuse_existing_virtualenvs = False
 
 ROOT = Path(__file__).parent
 PYTHON = "3.11"
-PYTEST = ["pytest>=8", "hypothesis>=6.100"]
+PYTEST = ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.6"]
+# The big suites run on every core: their tests wait on processes and servers as much as they compute.
+# One test file stays on one worker (its module fixtures, such as a server, start once).
+PARALLEL = ("-n", "auto", "--dist", "loadfile")
 # A real Jupyter kernel runs the notebook tests.
 NOTEBOOK = ["nbclient>=0.10", "ipykernel>=6.29", "nbformat>=5.10"]
 # The package index here lacks certifi >= 2026.10.19, which the newest kfp and
@@ -184,14 +187,20 @@ def core(session: nox.Session) -> None:
         "-e",
         "./testing[sql,s3,docker]",
     )
-    _pytest(session, "core/tests", "testing/tests", "--ignore=core/tests/browser")
+    _pytest(session, "core/tests", "testing/tests", "--ignore=core/tests/browser", args=PARALLEL)
 
 
 def _rest_suite(session: nox.Session, store: str) -> None:
     _install(session, *PYTEST, *NOTEBOOK, "-e", "./core[mysql,postgres,s3,server]", "-e", "./testing[sql,s3,docker]")
     # The server's own tests (marker `server`) run in the core session already.
     _pytest(
-        session, "core/tests", "-m", "not server", "--ignore=core/tests/browser", env={"CONVEYOR_TEST_STORE": store}
+        session,
+        "core/tests",
+        "-m",
+        "not server",
+        "--ignore=core/tests/browser",
+        args=PARALLEL,
+        env={"CONVEYOR_TEST_STORE": store},
     )
 
 

@@ -18,6 +18,10 @@
    wall-time difference / (long - short), so what a run costs once drops out.
    Target: conveyor within 2x of the hand-written component doing the same
    work (hand+s3); the ratio to "hand" is printed too.
+   "conveyor via server" runs the same chains with the pods on a conveyor
+   server (over the same PostgreSQL) instead of the database: each pod holds
+   the server's URL and a runner key, and its run's token (issue 13's target:
+   per step within 1.3x of hand+s3).
 
 Run with the kubeflow session's environment, Docker answering and the base image
 built (``pytest -m docker`` builds it once):
@@ -189,9 +193,12 @@ def _start_registry(work: Path) -> Any:
     return start_registry(work / "registry")
 
 
-def _timed_local_run(spec_or_component: Any, **arguments: Any) -> float:
+def _timed_local_run(spec_or_component: Any, environment: dict[str, str], root: Path, **arguments: Any) -> float:
     import docker
+    import kfp.local
     from kfp import components
+
+    kfp.local.init(runner=kfp.local.DockerRunner(network_mode="host", environment=environment), pipeline_root=str(root))
 
     component = (
         components.load_component_from_file(str(spec_or_component))
@@ -212,13 +219,26 @@ def _timed_local_run(spec_or_component: Any, **arguments: Any) -> float:
     raise AssertionError("unreachable")
 
 
+def _register_stack(c: Any, registry_host: str, ep: Any, bucket: str) -> None:
+    """The benchmark's kubeflow stack (image builder, registry, S3 artifact store) on the current store."""
+    c.register_component("image_builder", "builder", "docker", {"parent_image": BASE_IMAGE})
+    c.register_component("container_registry", "registry", "default", {"uri": f"{registry_host}/bench"})
+    c.register_component("orchestrator", "kf", "kubeflow", {})
+    c.register_component("artifact_store", "s3", "s3", {"path": f"s3://{bucket}/bench", **ep.component_options()})
+    c.register_stack(
+        "bench",
+        {"orchestrator": "kf", "artifact_store": "s3", "image_builder": "builder", "container_registry": "registry"},
+    )
+
+
 def local_overhead(args: argparse.Namespace) -> None:
     import warnings
 
     import docker
-    import kfp.local
 
+    from conveyor.client import close_stores
     from conveyor_testing.s3_server import create_bucket, start_s3
+    from conveyor_testing.server import start_conveyor_server
     from conveyor_testing.sql_servers import start_postgres
 
     warnings.filterwarnings("ignore", message="Task .* have no effect in the current local runner")
@@ -229,42 +249,32 @@ def local_overhead(args: argparse.Namespace) -> None:
     s3 = start_s3()
     registry = _start_registry(work)
     registry_host = registry.registry.host
+    server = None
     try:
         store_url = postgres.url(postgres.create_database())
         bucket = create_bucket(s3.endpoint)
         os.environ.update({"CONVEYOR_REPOSITORY": str(work), "CONVEYOR_STORE_URL": store_url})
         os.chdir(work)
-        from conveyor import Client
-        from conveyor._launch import export_pipeline
+        from conveyor import Client, export_pipeline
 
-        c = Client()
-        c.register_component("image_builder", "builder", "docker", {"parent_image": BASE_IMAGE})
-        c.register_component("container_registry", "registry", "default", {"uri": f"{registry_host}/bench"})
-        c.register_component("orchestrator", "kf", "kubeflow", {})
         ep = s3.endpoint
-        c.register_component(
-            "artifact_store",
-            "s3",
-            "s3",
-            {"path": f"s3://{bucket}/bench", "endpoint_url": ep.url, "key": ep.key, "secret": ep.secret},
-        )
-        c.register_stack(
-            "bench",
-            {
-                "orchestrator": "kf",
-                "artifact_store": "s3",
-                "image_builder": "builder",
-                "container_registry": "registry",
-            },
-        )
-        kfp.local.init(
-            runner=kfp.local.DockerRunner(network_mode="host", environment={"CONVEYOR_STORE_URL": store_url}),
-            pipeline_root=str(work / "kfp-root"),
-        )
+        _register_stack(Client(), registry_host, ep, bucket)
         specs = {
             n: export_pipeline(chains(n).with_options(enable_cache=False), work / "specs", stack="bench")[0]
             for n in (args.short, args.long)
         }
+        on_db = {"CONVEYOR_STORE_URL": store_url}
+        # The same stack on a conveyor server over the same PostgreSQL: the pods get its URL and a runner key.
+        server = start_conveyor_server(postgres.url(postgres.create_database()))
+        os.environ.pop("CONVEYOR_STORE_URL")
+        os.environ.update({"CONVEYOR_SERVER": server.url, "CONVEYOR_API_KEY": server.admin_key})
+        close_stores()
+        _register_stack(Client(), registry_host, ep, bucket)
+        server_specs = {
+            n: export_pipeline(chains(n).with_options(enable_cache=False), work / "server-specs", stack="bench")[0]
+            for n in (args.short, args.long)
+        }
+        on_server = {"CONVEYOR_API_KEY": server.create_service_account("bench-runner", "runner")}
         import yaml
 
         image = yaml.safe_load(specs[args.short].read_text().split("\n---")[0])["deploymentSpec"]["executors"][
@@ -273,16 +283,18 @@ def local_overhead(args: argparse.Namespace) -> None:
         dsl = _kfp_dsl()
         s3_args = (ep.key, ep.secret, ep.url, f"s3://{bucket}/hand")
         targets = {
-            "conveyor": specs,
-            "hand": {n: dsl["hand_written_chain"](n, image) for n in (args.short, args.long)},
-            "hand+s3": {n: dsl["hand_written_chain"](n, image, s3_args) for n in (args.short, args.long)},
+            "conveyor": (specs, on_db),
+            "conveyor via server": (server_specs, on_server),
+            "hand": ({n: dsl["hand_written_chain"](n, image) for n in (args.short, args.long)}, {}),
+            "hand+s3": ({n: dsl["hand_written_chain"](n, image, s3_args) for n in (args.short, args.long)}, {}),
         }
-        _timed_local_run(targets["hand"][args.short])  # warm-up: first container start, image checks
+        root = work / "kfp-root"
+        _timed_local_run(targets["hand"][0][args.short], {}, root)  # warm-up: first container start, image checks
         best: dict[tuple[str, int], float] = {}
         for _ in range(args.repeat):
             for n in (args.short, args.long):
-                for kind, by_length in targets.items():
-                    seconds = _timed_local_run(by_length[n])
+                for kind, (by_length, environment) in targets.items():
+                    seconds = _timed_local_run(by_length[n], environment, root)
                     best[kind, n] = min(best.get((kind, n), float("inf")), seconds)
         span = args.long - args.short
         per_step = {kind: (best[kind, args.long] - best[kind, args.short]) / span for kind in targets}
@@ -292,6 +304,7 @@ def local_overhead(args: argparse.Namespace) -> None:
         )
         for kind, label in (
             ("conveyor", "conveyor (exported YAML)"),
+            ("conveyor via server", "conveyor, pods on a conveyor server (URL, runner key, run token)"),
             ("hand", "hand-written container components, outputs as KFP outputs"),
             ("hand+s3", "hand-written, input read from and output written to S3 with s3fs"),
         ):
@@ -306,7 +319,16 @@ def local_overhead(args: argparse.Namespace) -> None:
             f"  per step conveyor / hand+s3 = {ratio:.2f}x, the same work "
             f"({'OK' if ratio <= 2 else 'OVER'} against the 2x target)"
         )
+        ratio = per_step["conveyor via server"] / per_step["hand+s3"]
+        print(
+            f"  per step conveyor via server / hand+s3 = {ratio:.2f}x "
+            f"({'OK' if ratio <= 1.3 else 'OVER'} against the 1.3x target)"
+        )
+        ratio = per_step["conveyor via server"] / per_step["conveyor"]
+        print(f"  per step conveyor via server / conveyor on PostgreSQL = {ratio:.2f}x")
     finally:
+        if server is not None:
+            server.stop()
         registry.stop()
         s3.stop()
         postgres.stop()

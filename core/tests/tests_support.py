@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,33 @@ def init_repository(folder: Path) -> None:
     from conveyor._repository import Repository
 
     Repository.init(folder)
+
+
+def fuzz_openapi(server: Any, which: Callable[[str, str], bool], examples: int = 30) -> int:
+    """schemathesis on the operations of ``server``'s OpenAPI document that ``which(method, path)`` picks.
+
+    Every request is sent with an admin's key; none may get a 5xx, and every
+    refusal is one line of JSON (``{"error": ...}``). Returns how many
+    operations were fuzzed.
+    """
+    import schemathesis  # installed by the core session, where the server tests run
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    headers = {"Authorization": f"Bearer {server.admin_key}"}
+    operations = [result.ok() for result in schema.get_all_operations()]
+    picked = [op for op in operations if which(op.method.upper(), op.path)]
+    for operation in picked:
+
+        @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def call(case: Any) -> None:
+            response = case.call(base_url=server.url, headers=headers)
+            where = f"{case.method} {case.formatted_path}"
+            assert response.status_code < 500, f"{where}: {response.status_code} {response.text}"
+            if response.status_code >= 400:
+                body = response.json()
+                assert isinstance(body.get("error"), str) and "\n" not in body["error"], (where, body)
+
+        call()
+    return len(picked)
