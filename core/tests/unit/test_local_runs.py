@@ -418,3 +418,53 @@ def test_finish_run_settles_a_run_its_engine_ended(repo: Path, examples_path: Pa
         "total_2": "skipped",
     }
     assert "before step 'split' finished" in run.error
+
+
+HUNGRY = """
+import subprocess, sys, time
+from conveyor import pipeline, step
+from conveyor.ir import ResourceSettings
+
+GROW = "import time; b = bytearray({size} * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)"
+
+
+@step(resources=ResourceSettings(memory="300Mi"))
+def modest() -> int:
+    return len(bytearray(20 * 2**20))
+
+
+@step(resources=ResourceSettings(memory="300Mi"))
+def hungry(in_child: bool) -> int:
+    if in_child:  # the limit holds for what the step starts, too
+        subprocess.run([sys.executable, "-c", GROW.format(size=600)], check=True)
+    block = bytearray(600 * 2**20)
+    block[::4096] = b"x" * len(block[::4096])  # touched, so it is resident
+    time.sleep(30)
+    return len(block)
+
+
+@pipeline(enable_cache=False)
+def within() -> None:
+    modest()
+
+
+@pipeline(enable_cache=False)
+def over(in_child: bool = False) -> None:
+    hungry(in_child)
+"""
+
+
+@pytest.mark.parametrize("in_child", [False, True], ids=["step", "its child"])
+def test_a_step_over_its_memory_limit_is_killed_with_one_line(repo: Path, in_child: bool) -> None:
+    """Thread mode (the default stack) still gives a step with a memory limit a process of its own, and holds it."""
+    write_module(repo, "hungry_pipe", HUNGRY)
+    import hungry_pipe
+
+    assert hungry_pipe.within().status == "completed"
+    started = time.monotonic()
+    with pytest.raises(StepFailedError, match=r"went over its memory limit \(300Mi: \d+ MiB resident\) and was killed"):
+        hungry_pipe.over(in_child=in_child)
+    assert time.monotonic() - started < 20, "killed at the limit, not after the step's sleep"
+    step = Client().get_pipeline("over").last_run.steps["hungry"]
+    assert step.status == "failed"
+    assert "went over its memory limit (300Mi" in step.error

@@ -2,9 +2,12 @@
 
 Steps run in threads of this process (fast) or, with ``mode: process``, each
 in a fresh ``python -m conveyor.runtime run-step`` process, the command every
-other engine runs. Steps with a timeout or environment variables always get
-their own process, since a thread can be neither stopped nor given its own
-environment.
+other engine runs. Steps with a timeout, environment variables or a memory
+limit always get their own process, since a thread can be neither stopped,
+limited nor given its own environment. A memory limit
+(``resources.memory``) holds the resident memory of the step's process and
+everything it started, read every 0.1 s: going over it kills them all, as a
+container's limit would.
 
 :class:`LocalScheduler` is the scheduling (parallel independent steps,
 retries, skipping after a failure, Ctrl-C and SIGTERM) that the whole local
@@ -114,7 +117,12 @@ class LocalScheduler:
     def _uses_process(self, step: StepIR) -> bool:
         s = step.settings
         # Schedulers of the local family whose config has no mode (local_docker) run no step in threads.
-        return getattr(self.config, "mode", "process") == "process" or s.timeout is not None or bool(s.environment)
+        return (
+            getattr(self.config, "mode", "process") == "process"
+            or s.timeout is not None
+            or bool(s.environment)
+            or s.resources.memory is not None
+        )
 
     def _run_process(self, step: StepIR) -> None:
         from conveyor.runtime import step_command
@@ -145,12 +153,24 @@ class LocalScheduler:
         with self.lock:
             self.processes[step.id] = proc
         try:
-            code = proc.wait(timeout=step.settings.timeout)
+            if step.settings.resources.memory is None:
+                code = proc.wait(timeout=step.settings.timeout)
+            else:
+                code = _wait_within_memory(proc, step.settings.resources.memory, step.settings.timeout)
         except subprocess.TimeoutExpired:
             _signal_group(proc, signal.SIGKILL)
             proc.wait()
             self._record_killed(step, f"timed out after {step.settings.timeout:g} s")
             raise StepFailedError(f"step {step.id!r} timed out after {step.settings.timeout:g} s") from None
+        except _OverMemory as over:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+            reason = (
+                f"its process went over its memory limit ({step.settings.resources.memory_quantity()}: "
+                f"{over.resident // 2**20} MiB resident) and was killed"
+            )
+            self._record_killed(step, reason)
+            raise StepFailedError(f"step {step.id!r} failed: {reason}") from None
         finally:
             with self.lock:
                 self.processes.pop(step.id, None)
@@ -359,6 +379,54 @@ class LocalScheduler:
         # Saves cut short in this process's threads leave their temporary folders behind.
         with contextlib.suppress(Exception):
             remove_temporary_folders(self.env.store, self.env.run, self.env.deployment)
+
+
+MEMORY_CHECK_INTERVAL = 0.1
+"""Seconds between two readings of a step process's memory, when its step sets ``resources.memory``."""
+
+
+class _OverMemory(Exception):
+    def __init__(self, resident: int) -> None:
+        super().__init__(resident)
+        self.resident = resident
+
+
+def _resident_bytes(pid: int) -> int:
+    """Resident memory of process ``pid`` and everything it started (0 once it is gone)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in family:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass  # ended between the listing and the reading
+    return total
+
+
+def _wait_within_memory(proc: subprocess.Popen[bytes], limit: int, timeout: float | None) -> int:
+    """``proc.wait(timeout)``, reading the memory of its process tree meanwhile.
+
+    Raises:
+        subprocess.TimeoutExpired: ``timeout`` passed.
+        _OverMemory: the tree's resident memory went over ``limit`` bytes.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait = MEMORY_CHECK_INTERVAL if deadline is None else min(MEMORY_CHECK_INTERVAL, deadline - time.monotonic())
+        try:
+            return proc.wait(timeout=max(wait, 0))
+        except subprocess.TimeoutExpired:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+        resident = _resident_bytes(proc.pid)
+        if resident > limit:
+            raise _OverMemory(resident)
 
 
 def _signal_name(number: int) -> str:
