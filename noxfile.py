@@ -25,6 +25,8 @@ PYTEST = ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.6"]
 # The big suites run on every core: their tests wait on processes and servers as much as they compute.
 # One test file stays on one worker (its module fixtures, such as a server, start once).
 PARALLEL = ("-n", "auto", "--dist", "loadfile")
+# The docker image builder's wheels, prepared once for every session (each input once, published atomically).
+WHEEL_CACHE = str(ROOT / ".nox" / "wheel-cache")
 # A real Jupyter kernel runs the notebook tests.
 NOTEBOOK = ["nbclient>=0.10", "ipykernel>=6.29", "nbformat>=5.10"]
 # The package index here lacks certifi >= 2026.10.19, which the newest kfp and
@@ -57,7 +59,7 @@ def _pytest(
         *paths,
         *args,
         *session.posargs,
-        env={"PYTHONDONTWRITEBYTECODE": "", **(env or {})},
+        env={"PYTHONDONTWRITEBYTECODE": "", "CONVEYOR_TEST_WHEEL_CACHE": WHEEL_CACHE, **(env or {})},
         success_codes=list(success_codes),
     )
 

@@ -89,12 +89,6 @@ def prefect_stack(repo: Path, prefect_server: PrefectServer) -> str:
 
 # -- containers ------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The image builder's wheel cache for the session (the first image prepares every wheel)."""
-    return tmp_path_factory.mktemp("wheel-cache")
-
-
-@pytest.fixture(scope="session")
 def session_images(docker_daemon: Any, registry: Any) -> Iterator[None]:
     """Remove the images this session built for its own registry (other sessions may share the daemon)."""
     import docker

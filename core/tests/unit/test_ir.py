@@ -75,9 +75,13 @@ def test_canonical_json_sorts_keys_and_id_follows_content() -> None:
     dep = _deployment()
     data = json.loads(dep.canonical_json())
     assert list(data) == sorted(data)
+    first = dep.id  # computed once per object, so a copy must not inherit it
     changed = dep.model_copy(update={"run_name": "other"})
-    assert changed.id != dep.id
-    assert _deployment().id == dep.id
+    assert changed.id != first
+    assert changed.id == Deployment.model_validate(changed.model_dump()).id
+    assert dep.model_copy(deep=True).id == first
+    assert _deployment().id == dep.id == first
+    assert "id" not in dep.model_dump() and dep == _deployment()
 
 
 def test_models_are_frozen_and_reject_unknown_fields() -> None:

@@ -13,12 +13,6 @@ from docker_test_support import register_docker_stack
 
 # -- Docker ------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A wheel cache for the session (the first image of a session prepares every wheel)."""
-    return tmp_path_factory.mktemp("wheel-cache")
-
-
-@pytest.fixture(scope="session")
 def session_images(docker_daemon: Any, registry: Any) -> Iterator[None]:
     """Remove the images the session's builds made (tagged with the conveyor labels).
 

@@ -2,7 +2,12 @@
 
 ``docker_daemon`` gives a ``docker.DockerClient`` (reusing a daemon that
 already answers, otherwise starting one), ``registry`` a throwaway v2 registry
-on 127.0.0.1, and ``base_image`` the locally built ``conveyor-python:bookworm``.
+on 127.0.0.1, ``base_image`` the locally built ``conveyor-python:bookworm``
+and ``wheel_cache`` the image builder's wheel folder.
+
+Under pytest-xdist the workers share one daemon: the first worker that needs
+it starts it under a lock and the controller stops it when the run ends (a
+worker that stopped it at its own end would pull it from under the others).
 
 Everything here talks only to 127.0.0.1 or the local Docker socket; containers
 must use ``network_mode="host"`` (or none) because the daemon has no bridge.
@@ -10,9 +15,11 @@ must use ``network_mode="host"`` (or none) because the daemon has no bridge.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import urllib.error
@@ -45,6 +52,8 @@ __all__ = [
     "registry",
     "repo_root",
     "start_registry",
+    "stop_shared_daemon",
+    "wheel_cache",
 ]
 
 BASE_IMAGE = "conveyor-python:bookworm"
@@ -54,6 +63,12 @@ DAEMON_START_TIMEOUT = 60.0
 REGISTRY_START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 BASE_IMAGE_BUILD_TIMEOUT = 1200.0
+
+ENV_SHARED_DIR = "CONVEYOR_TEST_SHARED_DIR"
+"""A folder the xdist workers of one run share (the controller makes it): locks, the daemon a worker started."""
+
+ENV_WHEEL_CACHE = "CONVEYOR_TEST_WHEEL_CACHE"
+"""A wheel folder kept across sessions (nox sets it); unset, each session prepares its wheels in a folder of its own."""
 
 # What a v2 client accepts; without it the registry down-converts to schema 1.
 MANIFEST_ACCEPT = (
@@ -115,6 +130,93 @@ def _answering_client(docker_mod, base_url: str | None = None):
     return _client(docker_mod, base_url)
 
 
+def _shared_dir() -> Path | None:
+    """The folder this xdist worker shares with the others of its run (None outside xdist)."""
+    value = os.environ.get(ENV_SHARED_DIR)
+    return Path(value) if value and os.environ.get("PYTEST_XDIST_WORKER") else None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (other processes wait)."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _dockerd() -> str:
+    """The dockerd this test process may start, or a test failure saying why it may not."""
+    if os.environ.get("DOCKER_HOST"):
+        pytest.fail(
+            f"DOCKER_HOST={os.environ['DOCKER_HOST']} does not answer; unset it or start that daemon",
+            pytrace=False,
+        )
+    dockerd = shutil.which("dockerd")
+    if dockerd is None:
+        pytest.fail(f"dockerd is not installed; {FIX_HINT}", pytrace=False)
+    if os.geteuid() != 0:
+        pytest.fail("no Docker daemon answers and starting one needs root", pytrace=False)
+    return dockerd
+
+
+def _wait_for_daemon(docker_mod: Any, proc: subprocess.Popen[bytes], log_path: Path) -> Any:
+    found: list[Any] = []
+
+    def answers() -> bool:
+        client = _answering_client(docker_mod, "unix:///var/run/docker.sock")
+        if client is not None:
+            found.append(client)
+        return client is not None
+
+    try:
+        wait_until(answers, proc=proc, what="dockerd", log_path=log_path, timeout=DAEMON_START_TIMEOUT)
+    except ServerStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return found[0]
+
+
+def _start_shared_daemon(docker_mod: Any, shared: Path) -> Any:
+    """Start dockerd for every worker of the run; the controller stops it (:func:`stop_shared_daemon`)."""
+    import psutil
+
+    log_path = shared / "dockerd.log"
+    with open(log_path, "ab") as log:
+        # Not tied to this worker's life: the other workers may still need it when this one ends.
+        proc = subprocess.Popen(
+            [_dockerd(), *DOCKERD_ARGS],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    (shared / "dockerd.pid").write_text(json.dumps([proc.pid, psutil.Process(proc.pid).create_time()]))
+    return _wait_for_daemon(docker_mod, proc, log_path)
+
+
+def stop_shared_daemon(shared: Path) -> None:
+    """Stop the daemon a worker of the run started in ``shared`` (by its recorded PID), if one did."""
+    import psutil
+
+    try:
+        pid, started = json.loads((shared / "dockerd.pid").read_text())
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - started) > 2:
+            return  # that PID is another process by now
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except psutil.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT)
+    except (FileNotFoundError, ValueError, psutil.Error):
+        return
+
+
 @pytest.fixture(scope="session")
 def docker_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A ``docker.DockerClient`` for a running daemon."""
@@ -128,34 +230,20 @@ def docker_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         client.close()
         return
 
-    if os.environ.get("DOCKER_HOST"):
-        pytest.fail(
-            f"DOCKER_HOST={os.environ['DOCKER_HOST']} does not answer; unset it or start that daemon",
-            pytrace=False,
-        )
-    dockerd = shutil.which("dockerd")
-    if dockerd is None:
-        pytest.fail(f"dockerd is not installed; {FIX_HINT}", pytrace=False)
-    if os.geteuid() != 0:
-        pytest.fail("no Docker daemon answers and starting one needs root", pytrace=False)
+    shared = _shared_dir()
+    if shared is not None:
+        with _locked(shared / "dockerd.lock"):
+            client = _answering_client(docker_mod) or _start_shared_daemon(docker_mod, shared)
+        yield client
+        client.close()
+        return
 
+    dockerd = _dockerd()
     log_path = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
     # Default data root on purpose: the base image then survives sessions.
     proc = spawn_server([dockerd, *DOCKERD_ARGS], log_path=log_path)
     try:
-        found: list[Any] = []
-
-        def answers() -> bool:
-            client = _answering_client(docker_mod, "unix:///var/run/docker.sock")
-            if client is not None:
-                found.append(client)
-            return client is not None
-
-        try:
-            wait_until(answers, proc=proc, what="dockerd", log_path=log_path, timeout=DAEMON_START_TIMEOUT)
-        except ServerStartError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        client = found[0]
+        client = _wait_for_daemon(docker_mod, proc, log_path)
         yield client
         client.close()
     finally:
@@ -308,7 +396,28 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def base_image(docker_daemon) -> str:
-    """Name of the local Python base image, built on first use (~40 s)."""
+    """Name of the local Python base image, built on first use (~40 s; once for all xdist workers)."""
+    shared = _shared_dir()
+    with _locked(shared / "base-image.lock") if shared is not None else contextlib.nullcontext():
+        return _base_image(docker_daemon)
+
+
+@pytest.fixture(scope="session")
+def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The docker image builder's wheel folder: ``CONVEYOR_TEST_WHEEL_CACHE``, or one for the session.
+
+    The builder prepares a wheel once per input and publishes it atomically,
+    so sessions and parallel workers may share one folder.
+    """
+    kept = os.environ.get(ENV_WHEEL_CACHE)
+    if kept:
+        path = Path(kept)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("wheel-cache")
+
+
+def _base_image(docker_daemon: Any) -> str:
     docker_mod = _import_docker()
     try:
         docker_daemon.images.get(BASE_IMAGE)

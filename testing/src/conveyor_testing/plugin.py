@@ -27,7 +27,10 @@ tests that do not. The markers themselves are registered in the root
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,6 +130,28 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if not config.pluginmanager.is_registered(docker_env):
         config.pluginmanager.register(docker_env, "conveyor_testing.docker_env")
+    if _is_xdist_controller(config):
+        # Made before the workers start, so they inherit it: what they share (see docker_env).
+        shared = Path(tempfile.mkdtemp(prefix="conveyor-tests-"))
+        os.environ[docker_env.ENV_SHARED_DIR] = str(shared)
+        config.stash[_SHARED] = shared
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop what the xdist workers of this run shared (a Docker daemon one of them started)."""
+    shared = config.stash.get(_SHARED, None)
+    if shared is not None:
+        docker_env.stop_shared_daemon(shared)
+        os.environ.pop(docker_env.ENV_SHARED_DIR, None)
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+_SHARED = pytest.StashKey[Path]()
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process hands tests to pytest-xdist workers (``-n N``, N > 0)."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -201,12 +201,6 @@ def airflow_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflo
 
 # -- Docker mode ---------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Wheels the docker image builder prepares once per session."""
-    return tmp_path_factory.mktemp("wheel-cache")
-
-
-@pytest.fixture(scope="session")
 def built_images(docker_daemon: Any) -> Iterator[None]:
     """Remove the images this session's builds made (the builder labels them)."""
     import docker

@@ -47,12 +47,6 @@ def instance(dagster_home: Path) -> Iterator[Any]:
 
 # -- docker mode ---------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Wheels the docker image builder prepares once per session."""
-    return tmp_path_factory.mktemp("wheel-cache")
-
-
-@pytest.fixture(scope="session")
 def built_images(docker_daemon: Any) -> Iterator[None]:
     """Remove the images this session's builds made (the builder labels them)."""
     import docker

@@ -8,6 +8,7 @@ pure function of it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -503,10 +504,16 @@ class Deployment(_Model):
                 raise ValueError(f"run_name {shown(value)} {problem}")
         return value
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
-        """Content hash of the deployment (stable across machines)."""
+        """Content hash of the deployment (stable across machines), computed once per object (it is frozen)."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:32]
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Deployment:
+        """A copy, with ``update`` applied; its ``id`` is the hash of its own content."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("id", None)
+        return copied
 
     def image_for(self, step_id: str) -> str | None:
         """The image a step runs in, if the deployment has images."""
