@@ -180,6 +180,9 @@ def _wait_for_daemon(docker_mod: Any, proc: subprocess.Popen[bytes], log_path: P
     return found[0]
 
 
+_SHARED_DAEMONS: list[subprocess.Popen[bytes]] = []
+
+
 def _start_shared_daemon(docker_mod: Any, shared: Path) -> Any:
     """Start dockerd for every worker of the run; the controller stops it (:func:`stop_shared_daemon`)."""
     import psutil
@@ -194,6 +197,7 @@ def _start_shared_daemon(docker_mod: Any, shared: Path) -> Any:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _SHARED_DAEMONS.append(proc)  # kept: the controller, not this worker, ends it
     (shared / "dockerd.pid").write_text(json.dumps([proc.pid, psutil.Process(proc.pid).create_time()]))
     return _wait_for_daemon(docker_mod, proc, log_path)
 

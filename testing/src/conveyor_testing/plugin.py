@@ -79,6 +79,7 @@ __all__ = [
     "postgres_url",
     "pytest_collection_modifyitems",
     "pytest_configure",
+    "pytest_unconfigure",
     "repo",
     "s3_bucket",
     "s3_endpoint",
