@@ -468,3 +468,50 @@ def test_a_step_over_its_memory_limit_is_killed_with_one_line(repo: Path, in_chi
     step = Client().get_pipeline("over").last_run.steps["hungry"]
     assert step.status == "failed"
     assert "went over its memory limit (300Mi" in step.error
+
+
+CHATTY = """
+import sys
+from conveyor import pipeline, step
+
+
+@step
+def chatter(name: str) -> int:
+    for i in range(300):
+        print(name, "says", i, "of", 300)  # five writes and a newline per line
+        sys.stdout.write(f"{name} half a line ")
+        sys.stdout.write("and the rest\\n")
+    print(name, "ends without a newline", end="")
+    return 0
+
+
+@pipeline(enable_cache=False)
+def chatty() -> None:
+    for name in ("ann", "bob", "cid"):
+        chatter(name)
+"""
+
+
+def test_steps_side_by_side_reach_the_terminal_a_whole_line_at_a_time(
+    repo: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    write_module(repo, "chatty_pipe", CHATTY)
+    import chatty_pipe
+
+    assert chatty_pipe.chatty().status == "completed"  # thread mode: three steps in one process at once
+    out, _ = capfd.readouterr()
+    speaker: dict[str, str] = {}  # step id -> the name its lines carry
+    counts: dict[str, int] = {}
+    for line in out.splitlines():
+        found = re.match(r"\[(chatter(?:_\d)?)\] (.*)", line)
+        if found is None:
+            continue
+        step, text = found.groups()
+        name = speaker.setdefault(step, text.split(" ", 1)[0])
+        pattern = rf"{name} says \d+ of 300|{name} half a line and the rest|{name} ends without a newline"
+        assert re.fullmatch(pattern, text), f"a line mixes steps: {line!r}"
+        counts[step] = counts.get(step, 0) + 1
+    assert sorted(speaker.values()) == ["ann", "bob", "cid"]
+    assert counts == {step: 601 for step in speaker}

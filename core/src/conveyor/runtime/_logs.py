@@ -200,20 +200,53 @@ def write_log(store: Any, uri: str, text: str) -> None:
 class _RoutingStream(io.TextIOBase):
     def __init__(self, target: TextIO) -> None:
         self._target = target
+        # Steps running side by side in this process reach the terminal a whole line at a time:
+        # per step, the part of a line written so far, and whether a flush already showed some of it.
+        self._lines: dict[int, tuple[str, bool]] = {}
+        self._lines_lock = threading.Lock()
 
     def write(self, text: str) -> int:
         buf = _current_buffer()
         if buf is not None and not _fd_mode:
             buf.write(text)
-        # The terminal is a log too: engines keep a task's stdout. Steps running side by side
-        # in this process are told apart by their id at the start of each line.
-        shown = redact(text)
-        if buf is not None and buf.prefix and not _fd_mode:
-            shown = _prefixed(shown, buf.prefix, self)
-        self._target.write(shown)
+            if buf.prefix:
+                # The terminal is a log too: engines keep a task's stdout. Steps running side by
+                # side are told apart by their id at the start of each line.
+                self._show_lines(buf, text)
+                return len(text)
+        self._target.write(redact(text))
         return len(text)
 
+    def _show_lines(self, buf: Any, text: str) -> None:
+        with self._lines_lock:
+            pending, shown = self._lines.get(id(buf), ("", False))
+            pending += text
+            if "\n" not in pending:
+                self._lines[id(buf)] = (pending, shown)
+                return
+            done, _, rest = pending.rpartition("\n")
+            self._lines[id(buf)] = (rest, False)
+            out = []
+            for i, line in enumerate(done.split("\n")):
+                out.append(("" if i == 0 and shown else buf.prefix) + redact(line) + "\n")
+            self._target.write("".join(out))
+
+    def _show_partial(self, buf: Any, end: str = "") -> None:
+        with self._lines_lock:
+            pending, shown = self._lines.pop(id(buf), ("", False))
+            if pending or (shown and end):
+                self._target.write(("" if shown else buf.prefix) + redact(pending) + end)
+            if not end and (pending or shown):
+                self._lines[id(buf)] = ("", True)
+
+    def end_step(self, buf: Any) -> None:
+        """Show what is left of the step's last line (it ends here)."""
+        self._show_partial(buf, "\n")
+
     def flush(self) -> None:
+        buf = _current_buffer()
+        if buf is not None and buf.prefix and not _fd_mode:
+            self._show_partial(buf)  # what the step flushed, it wants seen
         self._target.flush()
 
     def isatty(self) -> bool:
@@ -228,17 +261,6 @@ class _RoutingStream(io.TextIOBase):
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._target, name)
-
-
-def _prefixed(text: str, prefix: str, stream: Any) -> str:
-    # Prefix the start of each line; a line written in several pieces gets it once.
-    at_line_start = getattr(stream, "_at_line_start", True)
-    out = []
-    for piece in text.splitlines(keepends=True):
-        out.append(prefix + piece if at_line_start else piece)
-        at_line_start = piece.endswith("\n")
-    stream._at_line_start = at_line_start
-    return "".join(out)
 
 
 class _RoutingHandler(logging.Handler):
@@ -422,5 +444,9 @@ def capture_logs(store: Any = None, uri: str | None = None, *, prefix: str = "")
             yield buf
     finally:
         _local.buffer = previous
+        if prefix and not _fd_mode:
+            for stream in (sys.stdout, sys.stderr):
+                if isinstance(stream, _RoutingStream):
+                    stream.end_step(buf)
         if live is not None:
             live.close()
