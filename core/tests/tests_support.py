@@ -257,6 +257,13 @@ def init_repository(folder: Path) -> None:
     Repository.init(folder)
 
 
+def fuzz_target(start_server: Callable[..., Any], postgres_server: Any, prefix: str) -> Any:
+    """A conveyor server over a new PostgreSQL database, with something to find (a secret), for :func:`fuzz_openapi`."""
+    server = start_server(postgres_server.url(postgres_server.create_database(prefix)))
+    server.api("POST", "/api/secrets", {"name": "known", "values": {"k": "v"}})
+    return server
+
+
 def fuzz_openapi(server: Any, which: Callable[[str, str], bool], examples: int = 30) -> int:
     """schemathesis on the operations of ``server``'s OpenAPI document that ``which(method, path)`` picks.
 

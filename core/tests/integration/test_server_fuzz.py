@@ -15,17 +15,14 @@ from typing import Any
 import pytest
 
 from conveyor_testing.server import ConveyorServer
-from tests_support import fuzz_openapi
+from tests_support import fuzz_openapi, fuzz_target
 
 pytestmark = [pytest.mark.server, pytest.mark.integration, pytest.mark.postgres]
 
 
 @pytest.fixture(scope="module")
 def fuzzed(conveyor_server_factory: Callable[..., ConveyorServer], postgres_server: Any) -> ConveyorServer:
-    server = conveyor_server_factory(postgres_server.url(postgres_server.create_database("fuzz_reads")))
-    # Something to find: a secret, a component, a stack member, so reads have rows to return.
-    server.api("POST", "/api/secrets", {"name": "known", "values": {"k": "v"}})
-    return server
+    return fuzz_target(conveyor_server_factory, postgres_server, "fuzz_reads")
 
 
 def test_no_read_gets_a_server_error(fuzzed: ConveyorServer) -> None:

@@ -206,18 +206,23 @@ def stop_shared_daemon(shared: Path) -> None:
     """Stop the daemon a worker of the run started in ``shared`` (by its recorded PID), if one did."""
     import psutil
 
+    from conveyor.stores import process_is_gone
+
     try:
         pid, started = json.loads((shared / "dockerd.pid").read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    if process_is_gone(pid, started):  # ended, or its PID is another process's by now
+        return
+    try:
         proc = psutil.Process(pid)
-        if abs(proc.create_time() - started) > 2:
-            return  # that PID is another process by now
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=STOP_TIMEOUT)
         except psutil.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=STOP_TIMEOUT)
-    except (FileNotFoundError, ValueError, psutil.Error):
+    except psutil.Error:
         return
 
 

@@ -296,28 +296,23 @@ def run_step_shell(parameters: bool = False) -> str:
     code. A pipeline with parameters also gets the DAG run's config
     (:data:`RUN_CONF`), rendered by Airflow inside single quotes.
     """
-    argv = step_command(
-        "$CONVEYOR_DEPLOYMENT",
-        "$CONVEYOR_STEP",
-        run_key=_SHELL_RUN_KEY,
-        params_json=RUN_CONF if parameters else None,
-        orchestrator_run_id="$AIRFLOW_CTX_DAG_RUN_ID",
-        python="$CONVEYOR_PYTHON",
-    )
-    return _shell(argv)
+    return _shell(step_command("$CONVEYOR_DEPLOYMENT", "$CONVEYOR_STEP", **_shell_flags(parameters)))
 
 
 def finish_run_shell(parameters: bool = False) -> str:
     """``FINISH_RUN``: the command of a python mode teardown task's shell: ``finish-run`` of the DAG run's
     conveyor run, quoted as :func:`run_step_shell` quotes the step command."""
-    argv = finish_command(
-        "$CONVEYOR_DEPLOYMENT",
-        run_key=_SHELL_RUN_KEY,
-        params_json=RUN_CONF if parameters else None,
-        orchestrator_run_id="$AIRFLOW_CTX_DAG_RUN_ID",
-        python="$CONVEYOR_PYTHON",
-    )
-    return _shell(argv)
+    return _shell(finish_command("$CONVEYOR_DEPLOYMENT", **_shell_flags(parameters)))
+
+
+def _shell_flags(parameters: bool) -> dict[str, Any]:
+    """The flags both shell commands take from the task's environment (and the DAG run's config)."""
+    return {
+        "run_key": _SHELL_RUN_KEY,
+        "params_json": RUN_CONF if parameters else None,
+        "orchestrator_run_id": "$AIRFLOW_CTX_DAG_RUN_ID",
+        "python": "$CONVEYOR_PYTHON",
+    }
 
 
 def _shell(argv: list[str]) -> str:

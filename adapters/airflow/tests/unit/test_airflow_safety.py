@@ -374,13 +374,7 @@ def expected_task(dep: Deployment, config: AirflowOrchestratorConfig, step: Step
         }
         out["append_env"] = True
     elif config.operator == "docker":
-        out |= {"image": image, "command": command, "environment": container_env}
-        out |= {"docker_url": config.docker_url, "network_mode": config.network_mode, "hostname": "conveyor-step"}
-        out |= {"mount_tmp_dir": False, "auto_remove": "force"}
-        out["mounts"] = [
-            {"source": host, "target": target, "type": "bind", "read_only": rest == ["ro"]}
-            for host, target, *rest in (m.split(":") for m in config.docker_mounts)
-        ]
+        out |= _expected_docker(config, image, command, container_env)
     else:
         out |= {"image": image, "command": command, "env_vars": container_env}
         out |= {"namespace": config.namespace, "config_file": config.kube_config_file}
@@ -404,6 +398,26 @@ def expected_task(dep: Deployment, config: AirflowOrchestratorConfig, step: Step
         if key in merged:
             out[key] = merged[key]
     return out
+
+
+def _expected_docker(
+    config: AirflowOrchestratorConfig, image: Any, command: Any, environment: dict[str, Any]
+) -> dict[str, Any]:
+    """The DockerOperator arguments a step task and the teardown task share."""
+    return {
+        "image": image,
+        "command": command,
+        "environment": environment,
+        "docker_url": config.docker_url,
+        "network_mode": config.network_mode,
+        "hostname": "conveyor-step",
+        "mount_tmp_dir": False,
+        "auto_remove": "force",
+        "mounts": [
+            {"source": host, "target": target, "type": "bind", "read_only": rest == ["ro"]}
+            for host, target, *rest in (m.split(":") for m in config.docker_mounts)
+        ],
+    }
 
 
 def expected_finish(dep: Deployment, config: AirflowOrchestratorConfig) -> dict[str, Any]:
@@ -430,13 +444,7 @@ def expected_finish(dep: Deployment, config: AirflowOrchestratorConfig) -> dict[
         }
         out["append_env"] = True
     elif config.operator == "docker":
-        out |= {"image": image, "command": command, "environment": container_env}
-        out |= {"docker_url": config.docker_url, "network_mode": config.network_mode, "hostname": "conveyor-step"}
-        out |= {"mount_tmp_dir": False, "auto_remove": "force"}
-        out["mounts"] = [
-            {"source": host, "target": target, "type": "bind", "read_only": rest == ["ro"]}
-            for host, target, *rest in (m.split(":") for m in config.docker_mounts)
-        ]
+        out |= _expected_docker(config, image, command, container_env)
     else:
         out |= {"image": image, "command": command, "env_vars": container_env}
         out |= {"namespace": config.namespace, "config_file": config.kube_config_file}
